@@ -1,0 +1,205 @@
+//! Checks of meaning: a tick that parses and is in bounds, a known backend,
+//! names the store can hold, keys that are unique, a struct the macro can
+//! serve. Each error points at the offending token and says what is right.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use syn::LitStr;
+
+use crate::ast::Input;
+use crate::ctxt::Ctxt;
+
+/// The backends a registry may declare, for messages.
+const BACKENDS: &str = "\"redis\", \"memory\"";
+
+/// What the checks found out, for expansion.
+pub struct Checked {
+    /// The tick in seconds.
+    pub tick_secs: u32,
+    /// The declared backend.
+    pub backend: String,
+}
+
+/// Runs every check, collecting all errors in `cx`.
+pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
+    let item = input.item;
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        cx.error_spanned_by(
+            &item.generics,
+            "a #[lockstep] struct cannot be generic: its registry is one static whose fields \
+             have concrete types",
+        );
+    }
+    let tick_secs = match &input.attrs.tick {
+        Some(lit) => match tick(&lit.value()) {
+            Ok(secs) => Some(secs),
+            Err(message) => {
+                cx.error_spanned_by(lit, message);
+                None
+            }
+        },
+        None => {
+            cx.syn_error(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "#[lockstep] needs a tick: add `tick = \"10m\"` (from \"1s\" to \"1d\")",
+            ));
+            None
+        }
+    };
+    let backend = match &input.attrs.backend {
+        Some(lit) => match lit.value().as_str() {
+            b @ ("redis" | "memory") => Some(b.to_owned()),
+            b @ ("postgres" | "sqlite") => {
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "backend \"{b}\" is not available in this version of lockstep; expected \
+                         one of: {BACKENDS}"
+                    ),
+                );
+                None
+            }
+            other => {
+                cx.error_spanned_by(
+                    lit,
+                    format!("unknown backend \"{other}\"; expected one of: {BACKENDS}"),
+                );
+                None
+            }
+        },
+        None => {
+            cx.syn_error(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!(
+                    "#[lockstep] needs a backend: add `backend = \"redis\"` (one of: {BACKENDS})"
+                ),
+            ));
+            None
+        }
+    };
+    if let Some(namespace) = &input.attrs.namespace {
+        name(cx, namespace, "namespace");
+    }
+    if let Some(static_name) = &input.attrs.static_name
+        && syn::parse_str::<syn::Ident>(&static_name.value()).is_err()
+    {
+        cx.error_spanned_by(
+            static_name,
+            format!(
+                "static_name \"{}\" is not a Rust identifier; write e.g. static_name = \"FLAGS\"",
+                static_name.value()
+            ),
+        );
+    }
+    let mut keys: HashMap<String, ()> = HashMap::new();
+    for field in &input.fields {
+        let key = field.key();
+        if let Some(lit) = &field.attrs.key {
+            name(cx, lit, "key");
+        }
+        if keys.insert(key.clone(), ()).is_some() {
+            let message = format!(
+                "two fields are stored under the key \"{key}\"; give one of them another \
+                 `#[lockstep(key = \"…\")]`"
+            );
+            match &field.attrs.key {
+                Some(lit) => cx.error_spanned_by(lit, message),
+                None => cx.error_spanned_by(field.ident, message),
+            }
+        }
+    }
+    Some(Checked {
+        tick_secs: tick_secs?,
+        backend: backend?,
+    })
+}
+
+/// A namespace or key: what the store layout and the CLI's `NAMESPACE.FIELD`
+/// syntax can hold.
+fn name(cx: &Ctxt, lit: &LitStr, what: &str) {
+    let value = lit.value();
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        cx.error_spanned_by(
+            lit,
+            format!(
+                "{what} \"{value}\" is not allowed: use 1 to 100 ASCII letters, digits, `_` and \
+                 `-` (no dots, braces, spaces or glob characters, which the store layout and \
+                 the CLI's NAMESPACE.FIELD syntax reserve)"
+            ),
+        );
+    }
+}
+
+/// The tick in whole seconds, or a message saying what is wrong and what is
+/// accepted.
+pub fn tick(s: &str) -> Result<u32, String> {
+    const ACCEPTED: &str =
+        "write a number and a unit from \"1s\" to \"1d\", e.g. \"1s\", \"30s\", \"10m\", \"1h\"";
+    let trimmed = s.trim();
+    if trimmed.is_empty() {
+        return Err(format!("the tick is empty; {ACCEPTED}"));
+    }
+    if trimmed.starts_with('-') {
+        return Err(format!("tick \"{s}\" is negative; {ACCEPTED}"));
+    }
+    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "tick \"{s}\" has no unit; {ACCEPTED} (did you mean \"{trimmed}s\"?)"
+        ));
+    }
+    let duration = humantime::parse_duration(trimmed)
+        .map_err(|e| format!("tick \"{s}\" does not parse ({e}); {ACCEPTED}"))?;
+    if duration.is_zero() {
+        return Err(format!("tick \"{s}\" is zero; {ACCEPTED}"));
+    }
+    if duration < Duration::from_secs(1) {
+        return Err(format!(
+            "tick \"{s}\" is shorter than 1s: a fetch per process per tick would overload the \
+             store and its deadline would be shorter than a round trip; {ACCEPTED}"
+        ));
+    }
+    if duration > Duration::from_secs(86_400) {
+        return Err(format!(
+            "tick \"{s}\" is longer than 1d: every write would wait more than a day to take \
+             effect; {ACCEPTED}"
+        ));
+    }
+    if duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "tick \"{s}\" is not a whole number of seconds; {ACCEPTED}"
+        ));
+    }
+    Ok(duration.as_secs() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn ticks() {
+        assert_eq!(tick("1s"), Ok(1));
+        assert_eq!(tick("10m"), Ok(600));
+        assert_eq!(tick("1h 30m"), Ok(5400));
+        assert_eq!(tick("1d"), Ok(86_400));
+        for (bad, says) in [
+            ("", "empty"),
+            ("10", "no unit"),
+            ("-5s", "negative"),
+            ("0s", "zero"),
+            ("500ms", "shorter than 1s"),
+            ("2d", "longer than 1d"),
+            ("1500ms", "whole number"),
+            ("ten minutes", "does not parse"),
+        ] {
+            let err = tick(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+}

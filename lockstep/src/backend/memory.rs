@@ -1,0 +1,261 @@
+//! The memory backend: a real store that lives in this process.
+//!
+//! It keeps timelines the way a networked store does (the same horizon
+//! checks, history bound, write ids and epochs), so single-process apps, unit
+//! tests and the quick start use every code path but the network.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use super::{
+    BoxFuture, Committed, Fetched, HISTORY, StoredEntry, Write, check_cancel, resolve_instants,
+};
+use crate::clock::{ClockSource, ManualClock};
+use crate::error::Error;
+use crate::schema::Schema;
+use crate::tick::{Millis, Tick};
+use crate::timeline::Timeline;
+
+/// How many write ids a store remembers to make retries take effect once.
+const REMEMBERED_WRITES: usize = 4096;
+
+/// An in-process store. Clones share the same data.
+///
+/// The URL `memory://NAME` names a store shared by every registry of the
+/// process that uses the same name; `memory://` is the store named `default`.
+///
+/// ```
+/// use lockstep::MemoryStore;
+///
+/// let a = MemoryStore::named("demo");
+/// let b = MemoryStore::named("demo");
+/// assert!(a.same_store(&b));
+/// assert!(!a.same_store(&MemoryStore::new()));
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    name: Arc<str>,
+    state: Arc<Mutex<State>>,
+    clock: ClockSource,
+}
+
+#[derive(Default)]
+struct State {
+    namespaces: HashMap<String, Namespace>,
+    writes: HashMap<String, Vec<Millis>>,
+    write_order: VecDeque<String>,
+}
+
+struct Namespace {
+    epoch: String,
+    schema: Option<Schema>,
+    fields: BTreeMap<String, Timeline<String>>,
+}
+
+static NAMED: LazyLock<Mutex<HashMap<String, MemoryStore>>> = LazyLock::new(Default::default);
+
+impl MemoryStore {
+    /// A new, empty store of its own, on the system clock.
+    pub fn new() -> MemoryStore {
+        MemoryStore::build("anonymous", ClockSource::System)
+    }
+
+    /// A new, empty store whose horizon follows `clock`.
+    pub fn with_clock(clock: &ManualClock) -> MemoryStore {
+        MemoryStore::build("anonymous", ClockSource::Manual(clock.clone()))
+    }
+
+    /// The process-wide store called `name`, created empty on first use.
+    pub fn named(name: &str) -> MemoryStore {
+        NAMED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| MemoryStore::build(name, ClockSource::System))
+            .clone()
+    }
+
+    fn build(name: &str, clock: ClockSource) -> MemoryStore {
+        MemoryStore {
+            name: name.into(),
+            state: Arc::default(),
+            clock,
+        }
+    }
+
+    pub(crate) fn from_url(url: &str, clock: &ClockSource) -> Result<MemoryStore, Error> {
+        let name = url.strip_prefix("memory://").unwrap_or_default();
+        let name = if name.is_empty() { "default" } else { name };
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(Error::Url {
+                url: url.to_owned(),
+                reason: "a memory store name is letters, digits, `-`, `_` and `.`".into(),
+            });
+        }
+        let store = MemoryStore::named(name);
+        Ok(match clock {
+            ClockSource::System => store,
+            ClockSource::Manual(_) => MemoryStore {
+                clock: clock.clone(),
+                ..store
+            },
+        })
+    }
+
+    /// Whether `self` and `other` share their data.
+    pub fn same_store(&self, other: &MemoryStore) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
+    /// Forgets everything, as a store restarted without persistence would.
+    pub fn clear(&self) {
+        *self.lock() = State::default();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fetch_now(&self, namespace: &str) -> Fetched {
+        let state = self.lock();
+        let Some(ns) = state.namespaces.get(namespace) else {
+            return Fetched {
+                store_time: Some(self.clock.now_millis()),
+                ..Fetched::default()
+            };
+        };
+        Fetched {
+            store_time: Some(self.clock.now_millis()),
+            epoch: Some(ns.epoch.clone()),
+            fields: ns
+                .fields
+                .iter()
+                .map(|(key, timeline)| {
+                    let entries = timeline
+                        .entries()
+                        .iter()
+                        .map(|(at, value)| StoredEntry {
+                            at: *at,
+                            value: value.clone(),
+                        })
+                        .collect();
+                    (key.clone(), entries)
+                })
+                .collect(),
+        }
+    }
+
+    fn commit_now(&self, write: &Write) -> Result<Committed, Error> {
+        let mut state = self.lock();
+        if let Some(instants) = state.writes.get(&write.id) {
+            return Ok(Committed {
+                instants: instants.clone(),
+            });
+        }
+        let now = self.clock.now_millis();
+        let instants = resolve_instants(write, now)?;
+        let ns = namespace(&mut state, &write.namespace);
+        for (step, &at) in write.steps.iter().zip(&instants) {
+            for (key, value) in &step.values {
+                let timeline = ns.fields.entry(key.clone()).or_default();
+                timeline.insert(at, value.clone());
+                timeline.prune(now, HISTORY);
+            }
+        }
+        state.writes.insert(write.id.clone(), instants.clone());
+        state.write_order.push_back(write.id.clone());
+        if state.write_order.len() > REMEMBERED_WRITES
+            && let Some(old) = state.write_order.pop_front()
+        {
+            state.writes.remove(&old);
+        }
+        Ok(Committed { instants })
+    }
+
+    fn cancel_now(&self, namespace: &str, tick: Tick, key: &str, at: Millis) -> Result<(), Error> {
+        let mut state = self.lock();
+        check_cancel(namespace, tick, at, self.clock.now_millis())?;
+        let removed = state
+            .namespaces
+            .get_mut(namespace)
+            .and_then(|ns| ns.fields.get_mut(key))
+            .and_then(|timeline| timeline.remove(at));
+        match removed {
+            Some(_) => Ok(()),
+            None => Err(Error::NoSuchEntry {
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+                at: crate::tick::to_datetime(at),
+            }),
+        }
+    }
+}
+
+fn namespace<'a>(state: &'a mut State, name: &str) -> &'a mut Namespace {
+    state
+        .namespaces
+        .entry(name.to_owned())
+        .or_insert_with(|| Namespace {
+            epoch: super::new_write_id(),
+            schema: None,
+            fields: BTreeMap::new(),
+        })
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl super::Backend for MemoryStore {
+    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Fetched, Error>> {
+        Box::pin(async move { Ok(self.fetch_now(namespace)) })
+    }
+
+    fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
+        Box::pin(async move { self.commit_now(write) })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.cancel_now(namespace, tick, key, at) })
+    }
+
+    fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            namespace(&mut self.lock(), &schema.namespace).schema = Some(schema.clone());
+            Ok(())
+        })
+    }
+
+    fn schema<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()
+                .namespaces
+                .get(name)
+                .and_then(|ns| ns.schema.clone()))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("memory://{}", self.name)
+    }
+}

@@ -1,0 +1,258 @@
+//! Backends: the stores a registry's timelines live in.
+//!
+//! A backend fetches a whole registry in one call, commits a set of entries
+//! atomically with the horizon checked by the store's own clock, cancels a
+//! pending entry, and keeps the schema registries publish for tools.
+//! Backends speak raw JSON text; decoding into the fields' types is the
+//! registry's business, so a value one process cannot decode hurts no other.
+
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::schema::Schema;
+use crate::tick::{Millis, Tick};
+
+/// A boxed future, as backends return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How many superseded entries a field keeps as history. The active entry and
+/// every pending one are always kept on top of these.
+pub const HISTORY: usize = 16;
+
+/// A store of registries.
+pub trait Backend: Send + Sync + 'static {
+    /// Every field's timeline of `namespace`, in one round trip.
+    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Fetched, Error>>;
+
+    /// Commits every step of `write` atomically, or nothing. Instants are
+    /// resolved and checked against the horizon by the store's clock.
+    fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>>;
+
+    /// Removes the entry of `key` at `at`, which must be at or beyond the
+    /// horizon.
+    fn cancel<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Stores `schema` so that tools can read it.
+    fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The published schema of `namespace`, if any.
+    fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>>;
+
+    /// The store's name for logs and errors, never with a password.
+    fn describe(&self) -> String;
+}
+
+/// What one fetch returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fetched {
+    /// The store's clock when it answered, if it said.
+    pub store_time: Option<Millis>,
+    /// The registry's epoch: created when it was first written, it changes
+    /// only when the store lost its data.
+    pub epoch: Option<String>,
+    /// Each field's entries by key, ordered by instant.
+    pub fields: BTreeMap<String, Vec<StoredEntry>>,
+}
+
+/// One entry as stored: its instant and its value as JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// When it activates.
+    pub at: Millis,
+    /// The value, JSON text.
+    pub value: String,
+}
+
+/// A write: one or more steps, each a set of field values for one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    /// The registry's namespace.
+    pub namespace: String,
+    /// The registry's tick, which sets the horizon and the grid.
+    pub tick: Tick,
+    /// A unique id; a retried write with the same id takes effect once.
+    pub id: String,
+    /// The steps, each with its instant.
+    pub steps: Vec<Step>,
+}
+
+/// Values of several fields that activate together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// When.
+    pub at: StepAt,
+    /// `(key, JSON text)` pairs.
+    pub values: Vec<(String, String)>,
+}
+
+/// When a [`Step`] activates.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StepAt {
+    /// `after` milliseconds past the horizon, rounded up to a tick boundary.
+    Horizon {
+        /// The offset from the horizon.
+        after: Millis,
+    },
+    /// This instant rounded up to a tick boundary; refused if before the
+    /// horizon.
+    At(Millis),
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The instant each step takes effect, in the write's order.
+    pub instants: Vec<Millis>,
+}
+
+/// A fresh write id: 128 random bits in hex.
+pub fn new_write_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Resolves the instants of `write`'s steps against the horizon of `now`,
+/// refusing any before it. Shared by backends whose transaction runs in
+/// Rust; script-based backends do the same arithmetic in the store.
+pub fn resolve_instants(write: &Write, now: Millis) -> Result<Vec<Millis>, Error> {
+    let horizon = write.tick.horizon(now);
+    write
+        .steps
+        .iter()
+        .map(|step| match step.at {
+            StepAt::Horizon { after } => Ok(write.tick.ceil(horizon.saturating_add(after.max(0)))),
+            StepAt::At(at) => {
+                let at = write.tick.ceil(at);
+                if at < horizon {
+                    Err(Error::BeforeHorizon {
+                        namespace: write.namespace.clone(),
+                        requested: crate::tick::to_datetime(at),
+                        earliest: crate::tick::to_datetime(horizon),
+                        tick: write.tick,
+                    })
+                } else {
+                    Ok(at)
+                }
+            }
+        })
+        .collect()
+}
+
+/// Refuses a cancel of an entry before the horizon of `now`.
+pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Result<(), Error> {
+    let horizon = tick.horizon(now);
+    if at < horizon {
+        return Err(Error::BeforeHorizon {
+            namespace: namespace.to_owned(),
+            requested: crate::tick::to_datetime(at),
+            earliest: crate::tick::to_datetime(horizon),
+            tick,
+        });
+    }
+    Ok(())
+}
+
+/// The URL schemes this build understands, for error messages.
+pub fn supported_schemes() -> &'static str {
+    if cfg!(feature = "redis") {
+        "memory://, redis://, rediss://, redis+unix://"
+    } else {
+        "memory:// (enable the `redis` feature of lockstep for redis://)"
+    }
+}
+
+/// Opens the store at `url`.
+pub(crate) async fn connect(
+    url: &str,
+    clock: &crate::clock::ClockSource,
+) -> Result<Arc<dyn Backend>, Error> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
+        _ => Err(Error::Url {
+            url: redact(url),
+            reason: format!("unknown scheme; expected one of: {}", supported_schemes()),
+        }),
+    }
+}
+
+/// `url` with its password replaced by `***`, for anything a person reads.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map(|(u, _)| u).unwrap_or(userinfo);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                // A lone userinfo is a password in `redis://:secret@` style
+                // URLs with no colon only when it is a token: hide it too.
+                format!("{scheme}://***@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("redis://u:p4ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://:p4ss@h"), "redis://:***@h");
+        assert_eq!(redact("redis://token@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact("memory://"), "memory://");
+        assert_eq!(redact("redis://u:p@ss@h/x?y=@"), "redis://u:***@h/x?y=@");
+    }
+
+    #[test]
+    fn instants_round_up_and_respect_the_horizon() {
+        let tick = Tick::__from_secs(10);
+        let write = |at| Write {
+            namespace: "ns".into(),
+            tick,
+            id: "x".into(),
+            steps: vec![Step { at, values: vec![] }],
+        };
+        // now = 1000 ms: horizon = ceil(1000 + 10000 + 2500) = 20000
+        assert_eq!(
+            resolve_instants(&write(StepAt::Horizon { after: 0 }), 1_000).unwrap(),
+            vec![20_000]
+        );
+        assert_eq!(
+            resolve_instants(&write(StepAt::Horizon { after: 1 }), 1_000).unwrap(),
+            vec![30_000]
+        );
+        assert_eq!(
+            resolve_instants(&write(StepAt::At(20_001)), 1_000).unwrap(),
+            vec![30_000]
+        );
+        // 19.999 s rounds up to 20 s: allowed; 10 s is before the horizon.
+        assert_eq!(
+            resolve_instants(&write(StepAt::At(19_999)), 1_000).unwrap(),
+            vec![20_000]
+        );
+        let err = resolve_instants(&write(StepAt::At(10_000)), 1_000).unwrap_err();
+        assert!(matches!(err, Error::BeforeHorizon { .. }), "{err}");
+        assert!(err.to_string().contains("1970-01-01 00:00:20 UTC"), "{err}");
+    }
+}

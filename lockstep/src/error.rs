@@ -1,0 +1,97 @@
+//! The one error type of lockstep.
+
+use chrono::{DateTime, Utc};
+
+use crate::tick::Tick;
+
+/// Everything that can go wrong when starting a registry or writing to it.
+///
+/// Reading a field never fails; a value the process cannot decode is not an
+/// error here but a rejection counted in [`Status`](crate::Status).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A write asked for an instant before the horizon.
+    #[error(
+        "{requested} is too soon for `{namespace}`: the earliest instant a write made now may \
+         affect is {earliest} (one tick of {tick} plus the fetch timeout, rounded up to a tick \
+         boundary); schedule it at or after that instant"
+    )]
+    BeforeHorizon {
+        /// The registry's namespace.
+        namespace: String,
+        /// The instant asked for, rounded up to a tick boundary.
+        requested: DateTime<Utc>,
+        /// The horizon: the earliest instant allowed.
+        earliest: DateTime<Utc>,
+        /// The registry's tick.
+        tick: Tick,
+    },
+    /// A write named a field the registry does not have.
+    #[error("registry `{namespace}` has no field `{key}`; its fields are: {known}")]
+    UnknownField {
+        /// The registry's namespace.
+        namespace: String,
+        /// The key asked for.
+        key: String,
+        /// The keys the registry has, comma-separated.
+        known: String,
+    },
+    /// A cancel named an entry that is not there.
+    #[error("`{namespace}.{key}` has no entry at {at} to cancel")]
+    NoSuchEntry {
+        /// The registry's namespace.
+        namespace: String,
+        /// The field's key.
+        key: String,
+        /// The instant asked for.
+        at: DateTime<Utc>,
+    },
+    /// A value that would not read back as the field's type.
+    #[error("the value for `{namespace}.{key}` cannot be stored: {reason}")]
+    InvalidValue {
+        /// The registry's namespace.
+        namespace: String,
+        /// The field's key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A write with nothing in it.
+    #[error("a write to `{namespace}` must set at least one field")]
+    EmptyWrite {
+        /// The registry's namespace.
+        namespace: String,
+    },
+    /// `start` was called twice.
+    #[error("registry `{namespace}` is already started")]
+    AlreadyStarted {
+        /// The registry's namespace.
+        namespace: String,
+    },
+    /// A write through a registry that was not started.
+    #[error("registry `{namespace}` is not started: call `.start().await` on it first")]
+    NotStarted {
+        /// The registry's namespace.
+        namespace: String,
+    },
+    /// `start` was called outside a Tokio runtime.
+    #[error("lockstep needs a Tokio runtime: call `start()` from within one")]
+    NoRuntime,
+    /// A store URL lockstep cannot use. The URL is shown without its password.
+    #[error("store URL `{url}`: {reason}")]
+    Url {
+        /// The URL, its password replaced by `***`.
+        url: String,
+        /// What is wrong with it, and what is accepted.
+        reason: String,
+    },
+    /// The store failed or could not be reached.
+    #[error("store {store}: {message}")]
+    Store {
+        /// The store, its password replaced by `***`.
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
+}

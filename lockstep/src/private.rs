@@ -1,0 +1,107 @@
+//! What `#[lockstep]`'s generated code calls. Not public API: it may change
+//! in any release.
+
+use std::any::Any;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use crate::registry::{FieldDef, Fields, Registry, RegistryDef, Value};
+pub use crate::slot::{Scalar, ScalarValue, Shared, bits};
+pub use crate::{Field, Percent, Tick};
+pub use arc_swap::ArcSwap;
+
+/// Field types: what a value must be to travel through a store.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a lockstep field",
+    label = "field types must implement serde's Serialize and Deserialize, Clone, Send and Sync",
+    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait FieldType: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> FieldType for T {}
+
+/// Fields without `default = …` take `Default::default()`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `Default`, so this field needs a default",
+    label = "add `#[lockstep(default = …)]` to the field",
+    note = "or implement `Default` for `{Self}`"
+)]
+pub trait DefaultValue {
+    /// The default.
+    fn default_value() -> Self;
+}
+
+impl<T: Default> DefaultValue for T {
+    fn default_value() -> Self {
+        T::default()
+    }
+}
+
+/// Checks at compile time that `T` can be a field.
+pub const fn assert_field_type<T: FieldType>() {}
+
+/// Decodes JSON text into a `T`.
+pub fn decode<T: FieldType>(json: &str) -> Result<Value, String> {
+    match serde_json::from_str::<T>(json) {
+        Ok(value) => Ok(std::sync::Arc::new(value)),
+        Err(e) => Err(format!(
+            "{e} (expected {}, found {})",
+            std::any::type_name::<T>(),
+            excerpt(json)
+        )),
+    }
+}
+
+/// The start of `json`, for messages.
+fn excerpt(json: &str) -> String {
+    let mut end = json.len().min(40);
+    while !json.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < json.len() {
+        format!("{:?}…", &json[..end])
+    } else {
+        format!("{json:?}")
+    }
+}
+
+/// `value` as JSON, for the published schema.
+pub fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Sets `slot` to a clone of `value`, which holds a `T`.
+pub fn assign<T: Clone + 'static>(slot: &mut T, value: &(dyn Any + Send + Sync)) {
+    if let Some(value) = value.downcast_ref::<T>() {
+        slot.clone_from(value);
+    }
+}
+
+/// The backend `redis` needs the `redis` feature.
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_redis {
+    () => {};
+}
+
+/// The backend `redis` needs the `redis` feature.
+#[cfg(not(feature = "redis"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_redis {
+    () => {
+        ::core::compile_error! {
+            "backend \"redis\" needs the cargo feature `redis` of lockstep: \
+     lockstep = { version = \"0.1\", features = [\"redis\"] }"
+        }
+    };
+}
+
+/// The backend `memory` is always built.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_memory {
+    () => {};
+}

@@ -1,0 +1,468 @@
+//! Refreshing and flipping: how a registry learns its timelines and switches
+//! its values.
+//!
+//! Two workers keep a started registry current, both off the hot path:
+//!
+//! - the *refresher*, a Tokio task, fetches the whole registry once per tick
+//!   at this process's own phase, with a deadline of
+//!   [`Tick::fetch_timeout`](crate::Tick::fetch_timeout), retrying with
+//!   jittered backoff, never two fetches at once;
+//! - the *flipper*, an OS thread, sleeps until the next entry's instant by
+//!   the wall clock and then publishes the values of that instant, all fields
+//!   at once. It wakes a little early and spins the last few hundred
+//!   microseconds, so a flip lands within microseconds after its instant and
+//!   never before it.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::backend::{Backend, Fetched};
+use crate::clock::{ClockSource, Driven, system_now_nanos};
+use crate::error::Error;
+use crate::registry::{Fields, Registry, Value};
+use crate::status::{Pending, Status, StatusData};
+use crate::tick::{Millis, to_datetime};
+use crate::timeline::Timeline;
+
+/// The largest value, in bytes of JSON, a registry accepts for one entry.
+/// Larger values are rejected like undecodable ones.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// How long before an instant the flipper stops sleeping and starts spinning.
+const SPIN: Duration = Duration::from_micros(300);
+
+/// The longest the flipper sleeps without looking at the clock again.
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+
+/// A decoded entry value, with the JSON text it came from.
+#[derive(Clone)]
+struct Decoded {
+    raw: Arc<str>,
+    value: Value,
+}
+
+/// A started registry's moving parts.
+pub(crate) struct Engine<S> {
+    backend: Arc<dyn Backend>,
+    clock: ClockSource,
+    state: Mutex<State>,
+    wake: Condvar,
+    fetching: tokio::sync::Mutex<()>,
+    phase: Millis,
+    _fields: PhantomData<fn() -> S>,
+}
+
+struct State {
+    timelines: Vec<Timeline<Decoded>>,
+    /// Bumped whenever a fetch changes any timeline.
+    generation: u64,
+    /// What was last published: the generation and each field's active entry.
+    published: Option<(u64, Vec<Option<Millis>>)>,
+    status: StatusData,
+}
+
+impl<S: Fields> Engine<S> {
+    pub(crate) fn new(backend: Arc<dyn Backend>, clock: ClockSource) -> Self {
+        let tick = S::DEF.tick.as_millis();
+        Engine {
+            backend,
+            clock,
+            state: Mutex::new(State {
+                timelines: vec![Timeline::new(); S::DEF.fields.len()],
+                generation: 0,
+                published: None,
+                status: StatusData::default(),
+            }),
+            wake: Condvar::new(),
+            fetching: tokio::sync::Mutex::new(()),
+            phase: fastrand::i64(0..tick),
+            _fields: PhantomData,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now_millis()
+    }
+}
+
+/// Start-up: publish the schema, fetch once within `boot_timeout`, publish
+/// the values of now, and set the workers going.
+pub(crate) async fn boot<S: Fields>(
+    registry: &'static Registry<S>,
+    runtime: &tokio::runtime::Handle,
+    boot_timeout: Duration,
+) {
+    let Ok(engine) = registry.engine() else {
+        return;
+    };
+    let namespace = S::DEF.namespace;
+    let store = engine.backend.describe();
+    let schema = S::DEF.schema();
+    let deadline = S::DEF.tick.fetch_timeout().min(boot_timeout);
+    match tokio::time::timeout(deadline, engine.backend.publish_schema(&schema)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(namespace, %store, error = %e, "lockstep: could not publish the schema")
+        }
+        Err(_) => tracing::warn!(namespace, %store, "lockstep: publishing the schema timed out"),
+    }
+    match tokio::time::timeout(boot_timeout, fetch(registry)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            namespace, %store, error = %e,
+            "lockstep: first fetch failed; serving defaults and retrying in the background"
+        ),
+        Err(_) => tracing::warn!(
+            namespace, %store, timeout = ?boot_timeout,
+            "lockstep: no answer to the first fetch; serving defaults and retrying in the background"
+        ),
+    }
+    flip(registry, &mut engine.lock(), engine.now());
+    match &engine.clock {
+        ClockSource::System => {
+            let spawned = std::thread::Builder::new()
+                .name(format!("lockstep-flip-{namespace}"))
+                .spawn(move || flipper(registry));
+            if let Err(e) = spawned {
+                tracing::error!(namespace, error = %e, "lockstep: cannot start the flipper thread");
+            }
+            runtime.spawn(refresher(registry));
+        }
+        ClockSource::Manual(clock) => clock.drive(registry),
+    }
+}
+
+/// One fetch, applied. Never two at once for one registry.
+pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(), Error> {
+    let engine = registry.engine()?;
+    let _one_at_a_time = engine.fetching.lock().await;
+    let deadline = S::DEF.tick.fetch_timeout();
+    let result = match tokio::time::timeout(deadline, engine.backend.fetch(S::DEF.namespace)).await
+    {
+        Ok(result) => result,
+        Err(_) => Err(Error::Store {
+            store: engine.backend.describe(),
+            message: format!("no answer to a fetch within its deadline of {deadline:?}"),
+        }),
+    };
+    let now = engine.now();
+    let mut state = engine.lock();
+    match result {
+        Ok(fetched) => {
+            apply_fetched::<S>(&mut state, fetched, now);
+            drop(state);
+            engine.wake.notify_all();
+            Ok(())
+        }
+        Err(e) => {
+            state.status.consecutive_failures += 1;
+            state.status.failed_fetches += 1;
+            state.status.last_error = Some(e.to_string());
+            tracing::warn!(
+                namespace = S::DEF.namespace,
+                failures = state.status.consecutive_failures,
+                error = %e,
+                "lockstep: fetch failed; serving the last fetched timeline"
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Replaces the timelines by what the store holds, field by field: a field
+/// with an entry this process cannot decode keeps its previous timeline.
+fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
+    let first = state.status.last_fetch.is_none();
+    let status = &mut state.status;
+    status.fetches += 1;
+    status.consecutive_failures = 0;
+    status.last_fetch = Some(now);
+    status.last_store_time = fetched.store_time;
+    status.epoch = fetched.epoch;
+    let mut changed = false;
+    for (index, field) in S::DEF.fields.iter().enumerate() {
+        let old = &state.timelines[index];
+        let stored = fetched
+            .fields
+            .get(field.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let decoded: Result<Timeline<Decoded>, (Millis, String)> = stored
+            .iter()
+            .map(|entry| {
+                // Reuse what an earlier fetch decoded from the same text.
+                if let Some((_, known)) = old
+                    .active_at(entry.at)
+                    .filter(|(at, d)| *at == entry.at && *d.raw == *entry.value)
+                {
+                    return Ok((entry.at, known.clone()));
+                }
+                if entry.value.len() > MAX_VALUE_BYTES {
+                    return Err((
+                        entry.at,
+                        format!(
+                            "{} bytes, over the limit of {MAX_VALUE_BYTES}",
+                            entry.value.len()
+                        ),
+                    ));
+                }
+                let value = (field.decode)(&entry.value).map_err(|e| (entry.at, e))?;
+                Ok((
+                    entry.at,
+                    Decoded {
+                        raw: entry.value.as_str().into(),
+                        value,
+                    },
+                ))
+            })
+            .collect();
+        let new = match decoded {
+            Ok(timeline) => timeline,
+            Err((at, reason)) => {
+                state.status.rejected += 1;
+                let message = format!(
+                    "`{}.{}` at {}: {reason}; keeping its last good timeline",
+                    S::DEF.namespace,
+                    field.key,
+                    to_datetime(at).to_rfc3339()
+                );
+                tracing::error!(
+                    namespace = S::DEF.namespace,
+                    field = field.key,
+                    "lockstep: rejected a stored value: {message}"
+                );
+                state.status.last_rejection = Some(message);
+                continue;
+            }
+        };
+        let same = |a: Option<&(Millis, Decoded)>, b: Option<&(Millis, Decoded)>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.0 == b.0 && a.1.raw == b.1.raw,
+            _ => false,
+        };
+        if !first && !same(old.active_at(now), new.active_at(now)) {
+            state.status.late_flips += 1;
+            tracing::warn!(
+                namespace = S::DEF.namespace,
+                field = field.key,
+                "lockstep: late flip: a change already active was learned only now"
+            );
+        }
+        let unchanged = old.len() == new.len()
+            && old
+                .entries()
+                .iter()
+                .zip(new.entries())
+                .all(|(a, b)| same(Some(a), Some(b)));
+        if !unchanged {
+            changed = true;
+            state.timelines[index] = new;
+        }
+        state.timelines[index].prune(now, 0);
+    }
+    if changed {
+        state.generation += 1;
+    }
+}
+
+/// Publishes the values at `now` unless they are already published; returns
+/// the next instant anything changes.
+fn flip<S: Fields>(registry: &Registry<S>, state: &mut State, now: Millis) -> Option<Millis> {
+    let active: Vec<Option<Millis>> = state
+        .timelines
+        .iter()
+        .map(|t| t.active_at(now).map(|e| e.0))
+        .collect();
+    let fresh = match &state.published {
+        Some((generation, published)) => *generation != state.generation || *published != active,
+        None => true,
+    };
+    if fresh {
+        let mut values = S::defaults();
+        for (index, timeline) in state.timelines.iter().enumerate() {
+            if let Some(decoded) = timeline.value_at(now) {
+                values.assign(index, &*decoded.value);
+            }
+        }
+        registry.publish(values);
+        if let Some((_, published)) = &state.published
+            && *published != active
+        {
+            state.status.flips += 1;
+            state.status.last_flip = Some(now);
+        }
+        state.published = Some((state.generation, active));
+    }
+    state
+        .timelines
+        .iter()
+        .filter_map(|t| t.next_change_after(now))
+        .min()
+}
+
+/// The flipper thread: sleep until the next instant, publish, repeat.
+fn flipper<S: Fields>(registry: &'static Registry<S>) {
+    let Ok(engine) = registry.engine() else {
+        return;
+    };
+    let mut state = engine.lock();
+    loop {
+        let now = system_now_nanos();
+        let next = flip(registry, &mut state, now.div_euclid(1_000_000));
+        let until = next.map(|at| at.saturating_mul(1_000_000));
+        let wait = until.map_or(MAX_SLEEP, |until| {
+            Duration::from_nanos(until.saturating_sub(now).max(0) as u64).min(MAX_SLEEP)
+        });
+        if wait > SPIN {
+            state = engine
+                .wake
+                .wait_timeout(state, wait - SPIN)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        } else if let Some(until) = until {
+            drop(state);
+            while system_now_nanos() < until {
+                std::hint::spin_loop();
+                std::thread::yield_now();
+            }
+            state = engine.lock();
+        }
+    }
+}
+
+/// The refresher task: one fetch per tick at this process's phase; after a
+/// failure, jittered exponential backoff capped at one tick.
+async fn refresher<S: Fields>(registry: &'static Registry<S>) {
+    let Ok(engine) = registry.engine() else {
+        return;
+    };
+    let tick = S::DEF.tick.as_millis();
+    let mut failures = 0u32;
+    loop {
+        let now = engine.now();
+        let delay = if failures == 0 {
+            next_phase(now, tick, engine.phase) - now
+        } else {
+            backoff(failures, tick)
+        };
+        tokio::time::sleep(Duration::from_millis(delay.max(0) as u64)).await;
+        failures = match fetch(registry).await {
+            Ok(()) => 0,
+            Err(_) => failures.saturating_add(1),
+        };
+    }
+}
+
+/// The first instant after `now` at `phase` into a tick.
+fn next_phase(now: Millis, tick: Millis, phase: Millis) -> Millis {
+    (now - phase).div_euclid(tick) * tick + phase + tick
+}
+
+/// The wait before retry number `failures`: exponential from 1/16 of a tick
+/// (at most 250 ms), capped at one tick, with the upper half jittered.
+fn backoff(failures: u32, tick: Millis) -> Millis {
+    let base = (tick / 16).min(250).max(1);
+    let ceiling = base
+        .saturating_mul(1 << failures.min(20).saturating_sub(1))
+        .min(tick);
+    ceiling / 2 + fastrand::i64(0..=ceiling / 2)
+}
+
+impl<S: Fields> Driven for Registry<S> {
+    fn advanced(
+        &'static self,
+        now: Millis,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let Ok(engine) = self.engine() else {
+                return;
+            };
+            let tick = S::DEF.tick;
+            let due = {
+                let state = engine.lock();
+                state
+                    .status
+                    .last_fetch
+                    .is_none_or(|last| tick.floor(now) > tick.floor(last))
+            };
+            if due {
+                let _ = fetch(self).await;
+            }
+            flip(self, &mut engine.lock(), now);
+        })
+    }
+}
+
+impl<S: Fields> Registry<S> {
+    /// Fetches now, outside the schedule, and applies what it got. Waits for
+    /// a fetch already under way rather than starting a second one.
+    pub async fn refresh(&'static self) -> Result<(), Error> {
+        fetch(self).await?;
+        let engine = self.engine()?;
+        flip(self, &mut engine.lock(), engine.now());
+        Ok(())
+    }
+
+    /// How the registry is doing: its last fetch, failures, pending changes,
+    /// late flips and rejected values.
+    pub fn status(&self) -> Status {
+        let Ok(engine) = self.engine() else {
+            return Status::not_started(S::DEF.namespace);
+        };
+        let now = engine.now();
+        let state = engine.lock();
+        let mut pending: Vec<Pending> = state
+            .timelines
+            .iter()
+            .zip(S::DEF.fields)
+            .flat_map(|(timeline, field)| {
+                timeline.pending_after(now).iter().map(|(at, d)| Pending {
+                    key: field.key,
+                    at: to_datetime(*at),
+                    value: d.raw.to_string(),
+                })
+            })
+            .collect();
+        pending.sort_by_key(|p| p.at);
+        state
+            .status
+            .report(S::DEF.namespace, engine.backend.describe(), now, pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_one_tick_apart_and_in_the_future() {
+        assert_eq!(next_phase(10_000, 1_000, 300), 10_300);
+        assert_eq!(next_phase(10_300, 1_000, 300), 11_300);
+        assert_eq!(next_phase(10_299, 1_000, 300), 10_300);
+        for now in 0..3_000 {
+            let next = next_phase(now, 1_000, 123);
+            assert!(next > now && next <= now + 1_000 && next % 1_000 == 123);
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_under_a_tick() {
+        for failures in 1..40 {
+            for _ in 0..50 {
+                let b = backoff(failures, 1_000);
+                assert!((31..=1_000).contains(&b), "{failures}: {b}");
+            }
+        }
+        assert!(backoff(1, 600_000) <= 250);
+        assert!(backoff(30, 600_000) >= 300_000);
+    }
+}

@@ -1,0 +1,303 @@
+//! Registries: one annotated struct, fetched as one unit.
+
+use std::any::Any;
+use std::ops::Deref;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::backend::Backend;
+use crate::clock::{ClockSource, ManualClock};
+use crate::error::Error;
+use crate::refresh::Engine;
+use crate::schema::{FieldSchema, Schema};
+use crate::tick::Tick;
+
+/// A decoded field value, type-erased.
+pub type Value = Arc<dyn Any + Send + Sync>;
+
+/// What `#[lockstep]` generates for a struct: everything the runtime needs
+/// to know about its fields. Not meant to be implemented by hand.
+#[doc(hidden)]
+pub trait Fields: Sized + Send + Sync + 'static {
+    /// The per-field slots the accessors read.
+    type Slots: Send + Sync + 'static;
+    /// The registry's definition.
+    const DEF: &'static RegistryDef;
+    /// Every field at its default.
+    fn defaults() -> Self;
+    /// A copy.
+    fn clone_fields(&self) -> Self;
+    /// Sets field `index` to `value`, which has that field's type.
+    fn assign(&mut self, index: usize, value: &(dyn Any + Send + Sync));
+    /// Publishes every field to its slot.
+    fn publish(&self, slots: &Self::Slots);
+}
+
+/// A registry as declared: its store name, tick, backend and fields.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RegistryDef {
+    /// The registry's name in the store.
+    pub namespace: &'static str,
+    /// The tick.
+    pub tick: Tick,
+    /// The declared backend (`"memory"`, `"redis"`).
+    pub backend: &'static str,
+    /// The fields in declaration order.
+    pub fields: &'static [FieldDef],
+}
+
+/// One field as declared.
+#[doc(hidden)]
+pub struct FieldDef {
+    /// The Rust name.
+    pub name: &'static str,
+    /// The name in the store.
+    pub key: &'static str,
+    /// The type as written.
+    pub rust_type: &'static str,
+    /// The doc comment.
+    pub doc: &'static str,
+    /// Decodes JSON text into the field's type.
+    pub decode: fn(&str) -> Result<Value, String>,
+    /// The default as JSON.
+    pub default_json: fn() -> serde_json::Value,
+}
+
+impl std::fmt::Debug for FieldDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FieldDef")
+            .field("key", &self.key)
+            .field("rust_type", &self.rust_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryDef {
+    /// The schema this registry publishes.
+    pub fn schema(&self) -> Schema {
+        Schema {
+            namespace: self.namespace.to_owned(),
+            tick_secs: self.tick.as_secs(),
+            fields: self
+                .fields
+                .iter()
+                .map(|f| FieldSchema {
+                    key: f.key.to_owned(),
+                    rust_type: f.rust_type.to_owned(),
+                    default: (f.default_json)(),
+                    doc: f.doc.to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The index of the field stored as `key`.
+    pub fn index_of(&self, key: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.key == key)
+    }
+
+    /// The URL a registry connects to when none is given: `LOCKSTEP_URL`, or
+    /// the declared backend's local default.
+    pub fn default_url(&self) -> String {
+        match std::env::var("LOCKSTEP_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => match self.backend {
+                "redis" => "redis://127.0.0.1:6379".to_owned(),
+                _ => "memory://".to_owned(),
+            },
+        }
+    }
+}
+
+/// A registry: the values of one `#[lockstep]` struct, fetched together and
+/// switched together.
+///
+/// `#[lockstep]` puts one in a `static` (for `struct Flags`, `FLAGS`), whose
+/// type adds one accessor per field and derefs to this type for everything
+/// else: starting, snapshots, writes and status.
+///
+/// ```
+/// use lockstep::lockstep;
+///
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Flags {
+///     /// Share of traffic that sees foobar, in percent.
+///     #[lockstep(default = 0)]
+///     pub foobar_percent: u8,
+///     #[lockstep(default = "classic")]
+///     pub theme: String,
+///     pub maintenance: bool,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lockstep::Error> {
+/// // Before start, every field reads as its default.
+/// assert_eq!(FLAGS.foobar_percent(), 0);
+/// FLAGS.start().await?;
+/// let flags = FLAGS.snapshot();
+/// assert_eq!((flags.foobar_percent, flags.theme.as_str(), flags.maintenance), (0, "classic", false));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Registry<S: Fields> {
+    slots: S::Slots,
+    current: LazyLock<ArcSwap<S>, fn() -> ArcSwap<S>>,
+    engine: OnceLock<Engine<S>>,
+}
+
+fn defaults<S: Fields>() -> ArcSwap<S> {
+    ArcSwap::from_pointee(S::defaults())
+}
+
+impl<S: Fields> Registry<S> {
+    /// A registry over `slots`, not started.
+    #[doc(hidden)]
+    pub const fn __new(slots: S::Slots) -> Self {
+        Registry {
+            slots,
+            current: LazyLock::new(defaults::<S>),
+            engine: OnceLock::new(),
+        }
+    }
+
+    /// The slots the generated accessors read.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn __slots(&self) -> &S::Slots {
+        &self.slots
+    }
+
+    /// The registry's name in the store.
+    pub fn namespace(&self) -> &'static str {
+        S::DEF.namespace
+    }
+
+    /// The registry's tick.
+    pub fn tick(&self) -> Tick {
+        S::DEF.tick
+    }
+
+    /// The schema this registry publishes to its store at start.
+    pub fn schema(&self) -> Schema {
+        S::DEF.schema()
+    }
+
+    /// Every field at one instant: a multi-field change is never seen half
+    /// applied through a snapshot. Takes no lock and allocates nothing.
+    #[inline]
+    pub fn snapshot(&self) -> Snapshot<S> {
+        Snapshot(self.current.load())
+    }
+
+    /// Connects to the store (`LOCKSTEP_URL`, else the declared backend's
+    /// default), fetches once, and keeps the registry fresh in the
+    /// background: see [`Builder::start`].
+    pub async fn start(&'static self) -> Result<(), Error> {
+        self.builder().start().await
+    }
+
+    /// Starts the registry with an explicit store, clock or bound.
+    pub fn builder(&'static self) -> Builder<S> {
+        Builder {
+            registry: self,
+            url: None,
+            store: None,
+            clock: ClockSource::System,
+            boot_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> Result<&Engine<S>, Error> {
+        self.engine.get().ok_or_else(|| Error::NotStarted {
+            namespace: S::DEF.namespace.to_owned(),
+        })
+    }
+
+    pub(crate) fn publish(&self, values: S) {
+        values.publish(&self.slots);
+        self.current.store(Arc::new(values));
+    }
+}
+
+/// A consistent view of every field of a registry at one instant; derefs to
+/// the struct.
+pub struct Snapshot<S>(Guard<Arc<S>>);
+
+impl<S> Deref for Snapshot<S> {
+    type Target = S;
+
+    #[inline]
+    fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
+/// Options for starting a registry; from [`Registry::builder`].
+#[must_use = "a builder does nothing until `.start().await`"]
+pub struct Builder<S: Fields> {
+    registry: &'static Registry<S>,
+    url: Option<String>,
+    store: Option<Arc<dyn Backend>>,
+    clock: ClockSource,
+    boot_timeout: Duration,
+}
+
+impl<S: Fields> Builder<S> {
+    /// The store's URL (`memory://`, `redis://…`), instead of `LOCKSTEP_URL`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// An already opened store, e.g. a [`MemoryStore`](crate::MemoryStore).
+    pub fn store(mut self, store: impl Backend) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A manual clock for tests: the registry then fetches and flips only
+    /// when the clock is advanced.
+    pub fn clock(mut self, clock: &ManualClock) -> Self {
+        self.clock = ClockSource::Manual(clock.clone());
+        self
+    }
+
+    /// How long `start` waits for the first fetch (default 5 s). Past it,
+    /// `start` returns, the registry serves its defaults, and keeps trying.
+    pub fn boot_timeout(mut self, timeout: Duration) -> Self {
+        self.boot_timeout = timeout;
+        self
+    }
+
+    /// Connects, publishes the schema, fetches once (waiting at most the boot
+    /// timeout), and spawns the refresher on the current Tokio runtime: one
+    /// fetch per tick at a random phase of this process, jittered backoff
+    /// after failures, never two at once. Values switch at their instants on
+    /// a timer thread, never in the accessors.
+    ///
+    /// Fails on a URL it cannot use, outside a Tokio runtime, or when the
+    /// registry is already started; a store that does not answer is not an
+    /// error (see [`Registry::status`]).
+    pub async fn start(self) -> Result<(), Error> {
+        let registry = self.registry;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let backend = match self.store {
+            Some(store) => store,
+            None => {
+                let url = self.url.unwrap_or_else(|| S::DEF.default_url());
+                crate::backend::connect(&url, &self.clock).await?
+            }
+        };
+        let engine = Engine::new(backend, self.clock.clone());
+        if registry.engine.set(engine).is_err() {
+            return Err(Error::AlreadyStarted {
+                namespace: S::DEF.namespace.to_owned(),
+            });
+        }
+        crate::refresh::boot(registry, &runtime, self.boot_timeout).await;
+        Ok(())
+    }
+}

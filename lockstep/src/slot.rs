@@ -1,0 +1,272 @@
+//! The hot path: where a registry keeps the values its accessors return.
+//!
+//! A field of a scalar type (integers, floats, `bool`, `char`,
+//! [`Percent`](crate::Percent)) lives in one `AtomicU64`: reading it is a
+//! relaxed atomic load. Any other field lives in an [`ArcSwap`]: reading it
+//! is an arc-swap load, which takes no lock, allocates nothing and does not
+//! make threads contend, and returns a [`Ref`] that derefs to the value.
+//! Both are written only by the registry's flipper, off the hot path.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::percent::Percent;
+
+/// A cheap handle on a field's current value: it derefs to the value, and
+/// keeps that value alive while it is held, even across a flip.
+///
+/// Taking one does not clone the value and does not allocate.
+///
+/// ```
+/// use lockstep::lockstep;
+///
+/// #[lockstep(tick = "1m", backend = "memory")]
+/// struct Site {
+///     #[lockstep(default = "classic")]
+///     theme: String,
+/// }
+///
+/// let theme = SITE.theme();
+/// assert_eq!(*theme, "classic");
+/// assert_eq!(theme.len(), 7);
+/// ```
+pub struct Ref<T>(Guard<Arc<T>>);
+
+impl<T> Deref for Ref<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Ref<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        T::fmt(self, f)
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Ref<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        T::fmt(self, f)
+    }
+}
+
+impl<T: PartialEq> PartialEq<T> for Ref<T> {
+    fn eq(&self, other: &T) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for Ref<String> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A type stored in one `AtomicU64` and returned by value.
+pub trait ScalarValue: Copy + Send + Sync + 'static {
+    /// The value as bits.
+    fn to_bits(self) -> u64;
+    /// The value back from bits written by [`ScalarValue::to_bits`]; `seed`
+    /// is the field's hash seed (used by [`Percent`]).
+    fn from_bits(bits: u64, seed: u64) -> Self;
+}
+
+macro_rules! scalar_ints {
+    ($($t:ident)*) => {$(
+        impl ScalarValue for $t {
+            #[inline]
+            fn to_bits(self) -> u64 {
+                bits::$t(self)
+            }
+            #[inline]
+            fn from_bits(bits: u64, _seed: u64) -> Self {
+                bits as $t
+            }
+        }
+    )*};
+}
+
+scalar_ints!(u8 u16 u32 u64 usize i8 i16 i32 i64 isize);
+
+impl ScalarValue for bool {
+    #[inline]
+    fn to_bits(self) -> u64 {
+        bits::bool(self)
+    }
+    #[inline]
+    fn from_bits(bits: u64, _seed: u64) -> Self {
+        bits != 0
+    }
+}
+
+impl ScalarValue for char {
+    #[inline]
+    fn to_bits(self) -> u64 {
+        bits::char(self)
+    }
+    #[inline]
+    fn from_bits(bits: u64, _seed: u64) -> Self {
+        char::from_u32(bits as u32).unwrap_or('\0')
+    }
+}
+
+impl ScalarValue for f32 {
+    #[inline]
+    fn to_bits(self) -> u64 {
+        bits::f32(self)
+    }
+    #[inline]
+    fn from_bits(bits: u64, _seed: u64) -> Self {
+        f32::from_bits(bits as u32)
+    }
+}
+
+impl ScalarValue for f64 {
+    #[inline]
+    fn to_bits(self) -> u64 {
+        bits::f64(self)
+    }
+    #[inline]
+    fn from_bits(bits: u64, _seed: u64) -> Self {
+        f64::from_bits(bits)
+    }
+}
+
+impl ScalarValue for Percent {
+    #[inline]
+    fn to_bits(self) -> u64 {
+        bits::Percent(self)
+    }
+    #[inline]
+    fn from_bits(bits: u64, seed: u64) -> Self {
+        match Percent::from_thousandths(bits as u32) {
+            Some(p) => p.__scoped(seed),
+            None => Percent::ZERO,
+        }
+    }
+}
+
+/// `const` conversions of scalar defaults to bits, one per scalar type, so a
+/// registry's slots can be built in a `static`.
+#[allow(non_snake_case, missing_docs)]
+pub mod bits {
+    macro_rules! ints {
+        ($($t:ident)*) => {$(
+            #[inline]
+            pub const fn $t(v: $t) -> u64 {
+                v as u64
+            }
+        )*};
+    }
+    ints!(u8 u16 u32 u64 usize i8 i16 i32 i64 isize);
+
+    pub const fn bool(v: bool) -> u64 {
+        v as u64
+    }
+    pub const fn char(v: char) -> u64 {
+        v as u64
+    }
+    pub const fn f32(v: f32) -> u64 {
+        v.to_bits() as u64
+    }
+    pub const fn f64(v: f64) -> u64 {
+        v.to_bits()
+    }
+    pub const fn Percent(v: crate::Percent) -> u64 {
+        v.thousandths() as u64
+    }
+}
+
+/// The slot of a scalar field.
+pub struct Scalar<T> {
+    bits: AtomicU64,
+    seed: u64,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: ScalarValue> Scalar<T> {
+    /// A slot holding `default` (as bits).
+    pub const fn new(default: u64, seed: u64) -> Self {
+        Scalar {
+            bits: AtomicU64::new(default),
+            seed,
+            _type: PhantomData,
+        }
+    }
+
+    /// The current value: one relaxed atomic load.
+    #[inline(always)]
+    pub fn get(&self) -> T {
+        T::from_bits(self.bits.load(Ordering::Relaxed), self.seed)
+    }
+
+    /// Publishes `value`.
+    pub fn set(&self, value: T) {
+        self.bits.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// The slot of a field of any other type.
+pub struct Shared<T> {
+    cell: LazyLock<ArcSwap<T>, fn() -> ArcSwap<T>>,
+}
+
+impl<T> Shared<T> {
+    /// A slot that holds the value `init` makes until the first flip.
+    pub const fn new(init: fn() -> ArcSwap<T>) -> Self {
+        Shared {
+            cell: LazyLock::new(init),
+        }
+    }
+
+    /// A handle on the current value: one arc-swap load.
+    #[inline(always)]
+    pub fn get(&self) -> Ref<T> {
+        Ref(self.cell.load())
+    }
+
+    /// Publishes `value`.
+    pub fn set(&self, value: T) {
+        self.cell.store(Arc::new(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_round_trip_through_bits() {
+        fn rt<T: ScalarValue + PartialEq + std::fmt::Debug>(v: T) {
+            assert_eq!(T::from_bits(v.to_bits(), 0), v);
+        }
+        rt(-5i8);
+        rt(i64::MIN);
+        rt(u64::MAX);
+        rt(-1.5f32);
+        rt(f64::NEG_INFINITY);
+        rt(true);
+        rt('λ');
+        rt(Percent::new(33.333).unwrap());
+    }
+
+    #[test]
+    fn slots_publish() {
+        let s: Scalar<i16> = Scalar::new(bits::i16(-3), 0);
+        assert_eq!(s.get(), -3);
+        s.set(7);
+        assert_eq!(s.get(), 7);
+        let v: Shared<String> = Shared::new(|| ArcSwap::from_pointee("a".to_string()));
+        let held = v.get();
+        v.set("b".into());
+        assert_eq!(*held, "a");
+        assert_eq!(*v.get(), "b");
+    }
+}

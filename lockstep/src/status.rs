@@ -1,0 +1,116 @@
+//! Status: what a registry can tell about its health.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::tick::{Millis, to_datetime};
+
+/// A registry's health at one moment; from [`Registry::status`](crate::Registry::status).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The registry's namespace.
+    pub namespace: &'static str,
+    /// Whether `start` was called.
+    pub started: bool,
+    /// The store, without credentials.
+    pub store: String,
+    /// When the last successful fetch completed.
+    pub last_fetch: Option<DateTime<Utc>>,
+    /// How long ago that was.
+    pub last_fetch_age: Option<Duration>,
+    /// Fetches that succeeded since start.
+    pub fetches: u64,
+    /// Fetches that failed since start.
+    pub failed_fetches: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// The last fetch error.
+    pub last_error: Option<String>,
+    /// Changes waiting for their instant, soonest first.
+    pub pending: Vec<Pending>,
+    /// Flips done on time.
+    pub flips: u64,
+    /// When the last flip happened.
+    pub last_flip: Option<DateTime<Utc>>,
+    /// Changes that were already active when this process learned them (it
+    /// could not reach the store for a while).
+    pub late_flips: u64,
+    /// Stored values this process could not decode (each kept the field's
+    /// last good value).
+    pub rejected: u64,
+    /// What the last rejection was.
+    pub last_rejection: Option<String>,
+    /// The store's clock at the last fetch, when the store tells it.
+    pub store_time: Option<DateTime<Utc>>,
+    /// The registry's epoch in the store.
+    pub epoch: Option<String>,
+}
+
+/// A change waiting for its instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The field's key.
+    pub key: &'static str,
+    /// When it activates.
+    pub at: DateTime<Utc>,
+    /// The value, as stored (JSON).
+    pub value: String,
+}
+
+#[derive(Default)]
+pub(crate) struct StatusData {
+    pub(crate) last_fetch: Option<Millis>,
+    pub(crate) last_store_time: Option<Millis>,
+    pub(crate) fetches: u64,
+    pub(crate) failed_fetches: u64,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) last_error: Option<String>,
+    pub(crate) flips: u64,
+    pub(crate) last_flip: Option<Millis>,
+    pub(crate) late_flips: u64,
+    pub(crate) rejected: u64,
+    pub(crate) last_rejection: Option<String>,
+    pub(crate) epoch: Option<String>,
+}
+
+impl StatusData {
+    pub(crate) fn report(
+        &self,
+        namespace: &'static str,
+        store: String,
+        now: Millis,
+        pending: Vec<Pending>,
+    ) -> Status {
+        Status {
+            namespace,
+            started: true,
+            store,
+            last_fetch: self.last_fetch.map(to_datetime),
+            last_fetch_age: self
+                .last_fetch
+                .map(|t| Duration::from_millis(now.saturating_sub(t).max(0) as u64)),
+            fetches: self.fetches,
+            failed_fetches: self.failed_fetches,
+            consecutive_failures: self.consecutive_failures,
+            last_error: self.last_error.clone(),
+            pending,
+            flips: self.flips,
+            last_flip: self.last_flip.map(to_datetime),
+            late_flips: self.late_flips,
+            rejected: self.rejected,
+            last_rejection: self.last_rejection.clone(),
+            store_time: self.last_store_time.map(to_datetime),
+            epoch: self.epoch.clone(),
+        }
+    }
+}
+
+impl Status {
+    pub(crate) fn not_started(namespace: &'static str) -> Status {
+        let mut status = StatusData::default().report(namespace, String::new(), 0, Vec::new());
+        status.started = false;
+        status
+    }
+}

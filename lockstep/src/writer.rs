@@ -1,0 +1,278 @@
+//! Writing: typed changes, scheduled at or beyond the horizon.
+//!
+//! Every write goes to the store in one atomic commit whose instants the
+//! store checks with its own clock; a refused write writes nothing.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Step, StepAt, Write, new_write_id};
+use crate::error::Error;
+use crate::refresh::MAX_VALUE_BYTES;
+use crate::registry::{Fields, Registry};
+use crate::tick::{Millis, from_datetime, to_datetime};
+
+/// A typed name of one field of registry struct `S` holding a `T`;
+/// `#[lockstep]` makes one associated constant per field, named after the
+/// field in upper case (`Flags::FOOBAR_PERCENT`).
+pub struct Field<S, T> {
+    index: usize,
+    key: &'static str,
+    _type: PhantomData<fn() -> (S, T)>,
+}
+
+impl<S, T> Field<S, T> {
+    #[doc(hidden)]
+    pub const fn __new(index: usize, key: &'static str) -> Self {
+        Field {
+            index,
+            key,
+            _type: PhantomData,
+        }
+    }
+
+    /// The field's name in the store.
+    pub const fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The field's position in the struct.
+    pub const fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<S, T> Clone for Field<S, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, T> Copy for Field<S, T> {}
+
+impl<S, T> std::fmt::Debug for Field<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Field").field(&self.key).finish()
+    }
+}
+
+/// A change being built: one or more steps, each setting some fields at one
+/// instant; from [`Registry::change`]. Nothing is written until
+/// [`Change::apply`].
+///
+/// ```
+/// use std::time::Duration;
+/// use lockstep::lockstep;
+///
+/// #[lockstep(tick = "1s", backend = "memory")]
+/// pub struct Site {
+///     pub banner: bool,
+///     #[lockstep(default = "classic")]
+///     pub theme: String,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lockstep::Error> {
+/// SITE.start().await?;
+/// // Both fields switch together at the horizon, and back an hour later.
+/// let instants = SITE
+///     .change()
+///     .set(Site::BANNER, true)
+///     .set(Site::THEME, "dark".to_string())
+///     .then_after(Duration::from_secs(3600))
+///     .set(Site::BANNER, false)
+///     .set(Site::THEME, "classic".to_string())
+///     .apply()
+///     .await?;
+/// assert_eq!(instants.len(), 2);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a change does nothing until `.apply().await`"]
+pub struct Change<S: Fields> {
+    registry: &'static Registry<S>,
+    steps: Vec<Step>,
+    error: Option<Error>,
+}
+
+impl<S: Fields> Change<S> {
+    fn current(&mut self) -> &mut Step {
+        // `steps` always holds at least one step.
+        let last = self.steps.len() - 1;
+        &mut self.steps[last]
+    }
+
+    /// Sets `field` to `value` in the current step.
+    pub fn set<T: Serialize + DeserializeOwned>(mut self, field: Field<S, T>, value: T) -> Self {
+        match encode(S::DEF.namespace, field.key, &value) {
+            Ok(json) => {
+                let step = self.current();
+                step.values.retain(|(key, _)| key != field.key);
+                step.values.push((field.key.to_owned(), json));
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Schedules the current step at `when`, rounded up to a tick boundary
+    /// (instead of at the horizon). Refused at apply if before the horizon.
+    pub fn at(mut self, when: DateTime<Utc>) -> Self {
+        self.current().at = StepAt::At(from_datetime(when));
+        self
+    }
+
+    /// Starts a new step at `when`.
+    pub fn then_at(mut self, when: DateTime<Utc>) -> Self {
+        self.steps.push(Step {
+            at: StepAt::At(from_datetime(when)),
+            values: Vec::new(),
+        });
+        self
+    }
+
+    /// Starts a new step `after` the previous one (rounded up to a tick
+    /// boundary).
+    pub fn then_after(mut self, after: Duration) -> Self {
+        let after = Millis::try_from(after.as_millis()).unwrap_or(Millis::MAX);
+        let at = match self.current().at {
+            StepAt::Horizon { after: previous } => StepAt::Horizon {
+                after: previous.saturating_add(after),
+            },
+            StepAt::At(previous) => StepAt::At(previous.saturating_add(after)),
+        };
+        self.steps.push(Step {
+            at,
+            values: Vec::new(),
+        });
+        self
+    }
+
+    /// Writes every step in one atomic commit; returns the instant each step
+    /// takes effect. A refused change writes nothing.
+    pub async fn apply(self) -> Result<Vec<DateTime<Utc>>, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let namespace = S::DEF.namespace;
+        if self.steps.iter().any(|s| s.values.is_empty()) {
+            return Err(Error::EmptyWrite {
+                namespace: namespace.to_owned(),
+            });
+        }
+        let engine = self.registry.engine()?;
+        let write = Write {
+            namespace: namespace.to_owned(),
+            tick: S::DEF.tick,
+            id: new_write_id(),
+            steps: self.steps,
+        };
+        let committed = engine.backend().commit(&write).await?;
+        Ok(committed.instants.into_iter().map(to_datetime).collect())
+    }
+}
+
+/// `value` as JSON text, checked to read back as a `T` and to fit the size
+/// limit, so that nothing a process would reject is ever written.
+fn encode<T: Serialize + DeserializeOwned>(
+    namespace: &str,
+    key: &str,
+    value: &T,
+) -> Result<String, Error> {
+    let invalid = |reason: String| Error::InvalidValue {
+        namespace: namespace.to_owned(),
+        key: key.to_owned(),
+        reason,
+    };
+    let json = serde_json::to_string(value).map_err(|e| invalid(e.to_string()))?;
+    if json.len() > MAX_VALUE_BYTES {
+        return Err(invalid(format!(
+            "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
+            json.len()
+        )));
+    }
+    if let Err(e) = serde_json::from_str::<T>(&json) {
+        return Err(invalid(format!(
+            "it encodes as {json}, which does not read back as {}: {e}",
+            std::any::type_name::<T>()
+        )));
+    }
+    Ok(json)
+}
+
+impl<S: Fields> Registry<S> {
+    /// A change of several fields and steps, written atomically.
+    pub fn change(&'static self) -> Change<S> {
+        Change {
+            registry: self,
+            steps: vec![Step {
+                at: StepAt::Horizon { after: 0 },
+                values: Vec::new(),
+            }],
+            error: None,
+        }
+    }
+
+    /// Sets `field` to `value` at the horizon, the earliest instant every
+    /// process is sure to know of it in time; returns that instant.
+    pub async fn set<T: Serialize + DeserializeOwned>(
+        &'static self,
+        field: Field<S, T>,
+        value: T,
+    ) -> Result<DateTime<Utc>, Error> {
+        let instants = self.change().set(field, value).apply().await?;
+        Ok(instants[0])
+    }
+
+    /// Sets `field` to `value` at `when` rounded up to a tick boundary;
+    /// refused, naming the earliest allowed instant, if that is before the
+    /// horizon. Returns the instant it takes effect.
+    pub async fn schedule<T: Serialize + DeserializeOwned>(
+        &'static self,
+        field: Field<S, T>,
+        value: T,
+        when: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, Error> {
+        let instants = self.change().set(field, value).at(when).apply().await?;
+        Ok(instants[0])
+    }
+
+    /// Writes `values` as consecutive entries of `field`, the first at the
+    /// horizon and each next one a tick later, in one atomic commit (a
+    /// dark-launch ramp). Returns their instants.
+    pub async fn ramp<T: Serialize + DeserializeOwned>(
+        &'static self,
+        field: Field<S, T>,
+        values: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
+        let every = S::DEF.tick.as_duration();
+        let mut change = self.change();
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                change = change.then_after(every);
+            }
+            change = change.set(field, value);
+        }
+        change.apply().await
+    }
+
+    /// Removes the entry of `field` at `at`, which must be at or beyond the
+    /// horizon (an entry any process may already act on is never removed).
+    pub async fn cancel<T>(
+        &'static self,
+        field: Field<S, T>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let engine = self.engine()?;
+        engine
+            .backend()
+            .cancel(S::DEF.namespace, S::DEF.tick, field.key, from_datetime(at))
+            .await
+    }
+}

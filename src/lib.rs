@@ -1,0 +1,2 @@
+//! Support for lockstep's own integration tests and examples: not part of
+//! lockstep's API.
