@@ -17,6 +17,7 @@ pub const FIELD_OPTIONS: &str = "default, key";
 pub struct Attr<'c, T> {
     cx: &'c Ctxt,
     name: &'static str,
+    given: bool,
     value: Option<T>,
 }
 
@@ -25,24 +26,52 @@ impl<'c, T> Attr<'c, T> {
         Attr {
             cx,
             name,
+            given: false,
             value: None,
         }
     }
 
-    /// Records `value`; a second occurrence is an error at its key.
-    fn set(&mut self, key: impl ToTokens, value: T) {
-        if self.value.is_some() {
+    /// Records `value`, or that the option was written with a value already
+    /// reported as wrong (`None`); a second occurrence is an error at its key.
+    fn set(&mut self, key: impl ToTokens, value: Option<T>) {
+        if self.given {
             self.cx.error_spanned_by(
                 key,
                 format!("duplicate option `{}`: give it once", self.name),
             );
         } else {
-            self.value = Some(value);
+            self.given = true;
+            self.value = value;
         }
     }
 
     pub fn get(self) -> Option<T> {
         self.value
+    }
+}
+
+/// A struct option that must be written, with what the value looks like.
+pub struct Required<'c> {
+    pub attr: Attr<'c, LitStr>,
+    pub example: &'static str,
+    pub accepted: &'static str,
+}
+
+impl Required<'_> {
+    /// Reports the option at the attribute when it was not written at all
+    /// (a wrong value was reported at the value already).
+    fn check(&self) {
+        if !self.attr.given {
+            self.attr.cx.syn_error(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!(
+                    "#[lockstep] needs a {name}: add `{name} = {example}` ({accepted})",
+                    name = self.attr.name,
+                    example = self.example,
+                    accepted = self.accepted,
+                ),
+            ));
+        }
     }
 }
 

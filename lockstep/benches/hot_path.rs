@@ -6,9 +6,10 @@
 //!   `static AtomicU64`;
 //! - `string/…`: `FLAGS.theme().len()` against `.load().theme.len()` on a
 //!   `static LazyLock<ArcSwap<Config>>` and `.read().theme.len()` on a
-//!   `static LazyLock<RwLock<Config>>`;
+//!   `static LazyLock<RwLock<Config>>` (plus `proto_tl_cache`, a prototype
+//!   of a thread-local `arc_swap::Cache`, to size a possible runtime change);
 //! - `snapshot/…`: `FLAGS.snapshot().theme.len()` against the same arc-swap
-//!   and `RwLock` baselines (a snapshot is the whole struct, like `Config`).
+//!   baseline (a snapshot is the whole struct, like `Config`).
 //!
 //! Each lockstep accessor is measured on a registry that was never started
 //! (`cold`: it serves its defaults) and on one that was started on a memory
@@ -33,13 +34,14 @@
 //! cargo bench -p lockstep --bench hot_path
 //! ```
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Cache};
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, measurement::WallTime};
 use lockstep::{MemoryStore, lockstep};
 
@@ -92,6 +94,14 @@ static ATOMIC: AtomicU64 = AtomicU64::new(0);
 static SWAP: LazyLock<ArcSwap<Config>> = LazyLock::new(|| ArcSwap::from_pointee(Config::new()));
 static LOCK: LazyLock<RwLock<Config>> = LazyLock::new(|| RwLock::new(Config::new()));
 
+thread_local! {
+    /// A prototype, not a baseline: what a per-thread `arc_swap::Cache` in
+    /// front of `SWAP` costs (one plain load and compare while nothing
+    /// changes), to size a possible runtime change of `Shared`.
+    static CACHE: RefCell<Cache<&'static ArcSwap<Config>, Arc<Config>>> =
+        RefCell::new(Cache::new(&*SWAP));
+}
+
 /// The runtime the started registry's refresher lives on, for the whole run.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -116,7 +126,10 @@ fn start_with_pending_changes() {
             .await
             .expect("a ramp");
         FLAGS
-            .ramp(Flags::THEME, ["dark", "light", "neon", "classic"].map(String::from))
+            .ramp(
+                Flags::THEME,
+                ["dark", "light", "neon", "classic"].map(String::from),
+            )
             .await
             .expect("a ramp");
         FLAGS
@@ -140,7 +153,7 @@ struct Hammer {
 }
 
 impl Hammer {
-    fn start<R>(read: fn() -> R) -> Hammer {
+    fn start<R>(read: impl Fn() -> R + Send + 'static) -> Hammer {
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
@@ -178,7 +191,13 @@ impl Drop for Hammer {
 }
 
 /// Benchmarks `read` alone (`1t`) and with a second thread hammering it (`2t`).
-fn both<R>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, read: fn() -> R) {
+///
+/// Generic rather than over `fn() -> R`, so each read is inlined into
+/// criterion's loop instead of costing an indirect call.
+fn both<R, F>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, read: F)
+where
+    F: Fn() -> R + Copy + Send + 'static,
+{
     group.bench_function(BenchmarkId::new(name, "1t"), |b| b.iter(read));
     let _hammer = Hammer::start(read);
     group.bench_function(BenchmarkId::new(name, "2t"), |b| b.iter(read));
@@ -189,7 +208,9 @@ fn scalar(c: &mut Criterion) {
     both(&mut g, "atomic_load", || {
         black_box(&ATOMIC).load(Ordering::Relaxed)
     });
-    both(&mut g, "lockstep_cold", || black_box(&COLD).foobar_percent());
+    both(&mut g, "lockstep_cold", || {
+        black_box(&COLD).foobar_percent()
+    });
     both(&mut g, "lockstep_started", || {
         black_box(&FLAGS).foobar_percent()
     });
@@ -206,21 +227,21 @@ fn string(c: &mut Criterion) {
             .theme
             .len()
     });
+    both(&mut g, "proto_tl_cache", || {
+        CACHE.with(|cache| black_box(cache).borrow_mut().load().theme.len())
+    });
     both(&mut g, "lockstep_cold", || black_box(&COLD).theme().len());
-    both(&mut g, "lockstep_started", || black_box(&FLAGS).theme().len());
+    both(&mut g, "lockstep_started", || {
+        black_box(&FLAGS).theme().len()
+    });
     g.finish();
 }
 
 fn snapshot(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot");
+    // The arc-swap baseline again, so each group is a table of its own (and
+    // its two measurements of the same code show the run's noise).
     both(&mut g, "arc_swap", || black_box(&SWAP).load().theme.len());
-    both(&mut g, "rwlock", || {
-        black_box(&LOCK)
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .theme
-            .len()
-    });
     both(&mut g, "lockstep_cold", || {
         black_box(&COLD).snapshot().theme.len()
     });

@@ -138,16 +138,65 @@ pub(crate) enum ClockSource {
     /// The process's wall clock.
     #[default]
     System,
+    /// The wall clock shifted by a fixed skew (to test a badly synchronised
+    /// machine), and, when following the store, by the estimated offset of
+    /// the store's clock.
+    Adjusted(Arc<Adjustment>),
     /// A test's manual clock.
     Manual(ManualClock),
+}
+
+/// How a process's clock is shifted.
+#[derive(Debug, Default)]
+pub(crate) struct Adjustment {
+    /// A fixed skew of this process's clock, in nanoseconds.
+    pub(crate) skew: i64,
+    /// Whether flips follow the store's clock.
+    pub(crate) follow_store: bool,
+    /// The estimated offset of the store's clock from this process's, in
+    /// nanoseconds (used when following the store).
+    pub(crate) store_offset: AtomicI64,
 }
 
 impl ClockSource {
     /// Now, in milliseconds since the Unix epoch (rounded down).
     pub(crate) fn now_millis(&self) -> Millis {
         match self {
-            ClockSource::System => system_now_nanos().div_euclid(1_000_000),
             ClockSource::Manual(clock) => clock.now_millis(),
+            _ => self.now_nanos().div_euclid(1_000_000),
+        }
+    }
+
+    /// Now, in nanoseconds since the Unix epoch.
+    pub(crate) fn now_nanos(&self) -> i64 {
+        match self {
+            ClockSource::System => system_now_nanos(),
+            ClockSource::Adjusted(a) => {
+                let offset = if a.follow_store {
+                    a.store_offset.load(Ordering::Relaxed)
+                } else {
+                    0
+                };
+                system_now_nanos()
+                    .saturating_add(a.skew)
+                    .saturating_add(offset)
+            }
+            ClockSource::Manual(clock) => clock.inner.now_nanos.load(Ordering::SeqCst),
+        }
+    }
+
+    /// This process's own clock (skewed, but not following the store).
+    pub(crate) fn local_nanos(&self) -> i64 {
+        match self {
+            ClockSource::Adjusted(a) => system_now_nanos().saturating_add(a.skew),
+            _ => self.now_nanos(),
+        }
+    }
+
+    /// Records a new estimate of the store's clock offset.
+    pub(crate) fn set_store_offset(&self, offset_nanos: i64) {
+        if let ClockSource::Adjusted(a) = self {
+            a.store_offset.store(offset_nanos, Ordering::Relaxed);
         }
     }
 }

@@ -57,6 +57,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A namespace or key the store layout cannot hold.
+    #[error(
+        "{what} `{name}` is not allowed: use 1 to 100 ASCII letters, digits, `_` and `-`"
+    )]
+    InvalidName {
+        /// `namespace` or `key`.
+        what: String,
+        /// The name given.
+        name: String,
+    },
     /// A write with nothing in it.
     #[error("a write to `{namespace}` must set at least one field")]
     EmptyWrite {

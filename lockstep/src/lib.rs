@@ -71,9 +71,12 @@ pub use lockstep_macros::lockstep;
 pub mod store {
     pub use crate::backend::memory::MemoryStore;
     pub use crate::backend::{
-        Backend, BoxFuture, Committed, Fetched, HISTORY, Step, StepAt, StoredEntry, Write,
-        check_cancel, new_write_id, redact, resolve_instants, supported_schemes,
+        Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Step, StepAt, StoredEntry, Write,
+        check_cancel, check_name, new_write_id, redact, resolve_instants, supported_schemes,
+        writer_name,
     };
+    #[cfg(feature = "redis")]
+    pub use crate::backend::redis::RedisStore;
 }
 
 pub use backend::memory::MemoryStore;

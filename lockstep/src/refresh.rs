@@ -17,8 +17,8 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::backend::{Backend, Fetched};
-use crate::clock::{ClockSource, Driven, system_now_nanos};
+use crate::backend::{Backend, Epoch, Fetched};
+use crate::clock::{ClockSource, Driven};
 use crate::error::Error;
 use crate::registry::{Fields, Registry, Value};
 use crate::status::{Pending, Status, StatusData};
@@ -42,10 +42,15 @@ struct Decoded {
     value: Value,
 }
 
+/// How many clock samples the offset estimate keeps; the one with the
+/// shortest round trip wins, as in NTP's clock filter.
+const CLOCK_SAMPLES: usize = 8;
+
 /// A started registry's moving parts.
 pub(crate) struct Engine<S> {
     backend: Arc<dyn Backend>,
     clock: ClockSource,
+    keys: Vec<&'static str>,
     state: Mutex<State>,
     wake: Condvar,
     fetching: tokio::sync::Mutex<()>,
@@ -59,6 +64,13 @@ struct State {
     generation: u64,
     /// What was last published: the generation and each field's active entry.
     published: Option<(u64, Vec<Option<Millis>>)>,
+    /// The store epoch the timelines come from.
+    epoch: Option<Epoch>,
+    /// After the store lost its data: until this instant, the timelines
+    /// fetched before the loss still decide.
+    carry: Option<(Millis, Vec<Timeline<Decoded>>)>,
+    /// Recent `(offset, round trip)` samples of the store's clock, in ns.
+    clock_samples: Vec<(i64, i64)>,
     status: StatusData,
 }
 
@@ -68,10 +80,14 @@ impl<S: Fields> Engine<S> {
         Engine {
             backend,
             clock,
+            keys: S::DEF.fields.iter().map(|f| f.key).collect(),
             state: Mutex::new(State {
                 timelines: vec![Timeline::new(); S::DEF.fields.len()],
                 generation: 0,
                 published: None,
+                epoch: None,
+                carry: None,
+                clock_samples: Vec::new(),
                 status: StatusData::default(),
             }),
             wake: Condvar::new(),
@@ -128,7 +144,7 @@ pub(crate) async fn boot<S: Fields>(
     }
     flip(registry, &mut engine.lock(), engine.now());
     match &engine.clock {
-        ClockSource::System => {
+        ClockSource::System | ClockSource::Adjusted(_) => {
             let spawned = std::thread::Builder::new()
                 .name(format!("lockstep-flip-{namespace}"))
                 .spawn(move || flipper(registry));
@@ -146,8 +162,11 @@ pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(
     let engine = registry.engine()?;
     let _one_at_a_time = engine.fetching.lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
-    let result = match tokio::time::timeout(deadline, engine.backend.fetch(S::DEF.namespace)).await
-    {
+    let sent = engine.clock.local_nanos();
+    let fetched = engine.backend.fetch(S::DEF.namespace, &engine.keys);
+    let result = tokio::time::timeout(deadline, fetched).await;
+    let received = engine.clock.local_nanos();
+    let result = match result {
         Ok(result) => result,
         Err(_) => Err(Error::Store {
             store: engine.backend.describe(),
@@ -158,6 +177,19 @@ pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(
     let mut state = engine.lock();
     match result {
         Ok(fetched) => {
+            if let Some(store) = fetched.store_micros
+                && !matches!(engine.clock, ClockSource::Manual(_))
+            {
+                let offset = store.saturating_mul(1000) - (sent / 2 + received / 2);
+                state.clock_samples.push((offset, received - sent));
+                if state.clock_samples.len() > CLOCK_SAMPLES {
+                    state.clock_samples.remove(0);
+                }
+                if let Some(&(offset, rtt)) = state.clock_samples.iter().min_by_key(|s| s.1) {
+                    state.status.clock_offset = Some((offset, rtt / 2));
+                    engine.clock.set_store_offset(offset);
+                }
+            }
             apply_fetched::<S>(&mut state, fetched, now);
             drop(state);
             engine.wake.notify_all();
@@ -180,63 +212,85 @@ pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(
 
 /// Replaces the timelines by what the store holds, field by field: a field
 /// with an entry this process cannot decode keeps its previous timeline.
+///
+/// When the store's epoch changed (it lost its data), the timelines fetched
+/// before keep deciding until the horizon of the new epoch's creation, the
+/// same instant on every process; when the store is empty, they keep
+/// deciding until it is written again.
 fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
     let first = state.status.last_fetch.is_none();
     let status = &mut state.status;
     status.fetches += 1;
     status.consecutive_failures = 0;
     status.last_fetch = Some(now);
-    status.last_store_time = fetched.store_time;
-    status.epoch = fetched.epoch;
+    status.last_store_time = fetched.store_micros.map(|us| us.div_euclid(1000));
+    let namespace = S::DEF.namespace;
+    match (&state.epoch, fetched.epoch) {
+        (Some(old), None) => {
+            if !state.status.store_lost {
+                state.status.store_lost = true;
+                state.status.store_losses += 1;
+                tracing::error!(
+                    namespace,
+                    epoch = %old.id,
+                    "lockstep: store lost: the registry is gone from the store; serving the \
+                     last fetched timeline until it is written again"
+                );
+            }
+            return;
+        }
+        (Some(old), Some(new)) if *old != new => {
+            let switch = S::DEF.tick.horizon(new.created);
+            tracing::error!(
+                namespace,
+                old_epoch = %old.id,
+                new_epoch = %new.id,
+                switch_at = %to_datetime(switch).to_rfc3339(),
+                "lockstep: store lost and written again: switching to its new state at the \
+                 horizon of its new epoch, the last fetched timeline until then"
+            );
+            if !state.status.store_lost {
+                state.status.store_losses += 1;
+            }
+            state.carry = Some((switch, state.timelines.clone()));
+            state.epoch = Some(new);
+        }
+        (_, new) => state.epoch = new,
+    }
+    state.status.store_lost = false;
+    state.status.epoch = state.epoch.as_ref().map(|e| e.id.clone());
+    if state.carry.as_ref().is_some_and(|(switch, _)| now >= *switch) {
+        state.carry = None;
+    }
     let mut changed = false;
     for (index, field) in S::DEF.fields.iter().enumerate() {
         let old = &state.timelines[index];
-        let stored = fetched
-            .fields
-            .get(field.key)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let stored = fetched.fields.get(field.key).map(Vec::as_slice).unwrap_or_default();
         let decoded: Result<Timeline<Decoded>, (Millis, String)> = stored
             .iter()
             .map(|entry| {
+                let raw = entry.value.as_deref().map_err(|e| (entry.at, e.clone()))?;
                 // Reuse what an earlier fetch decoded from the same text.
                 if let Some((_, known)) = old
                     .active_at(entry.at)
-                    .filter(|(at, d)| *at == entry.at && *d.raw == *entry.value)
+                    .filter(|(at, d)| *at == entry.at && *d.raw == *raw)
                 {
                     return Ok((entry.at, known.clone()));
                 }
-                if entry.value.len() > MAX_VALUE_BYTES {
-                    return Err((
-                        entry.at,
-                        format!(
-                            "{} bytes, over the limit of {MAX_VALUE_BYTES}",
-                            entry.value.len()
-                        ),
-                    ));
-                }
-                let value = (field.decode)(&entry.value).map_err(|e| (entry.at, e))?;
-                Ok((
-                    entry.at,
-                    Decoded {
-                        raw: entry.value.as_str().into(),
-                        value,
-                    },
-                ))
+                decode(field, raw).map(|d| (entry.at, d)).map_err(|e| (entry.at, e))
             })
             .collect();
-        let new = match decoded {
+        let mut new = match decoded {
             Ok(timeline) => timeline,
             Err((at, reason)) => {
                 state.status.rejected += 1;
                 let message = format!(
-                    "`{}.{}` at {}: {reason}; keeping its last good timeline",
-                    S::DEF.namespace,
+                    "`{namespace}.{}` at {}: {reason}; keeping its last good timeline",
                     field.key,
                     to_datetime(at).to_rfc3339()
                 );
                 tracing::error!(
-                    namespace = S::DEF.namespace,
+                    namespace,
                     field = field.key,
                     "lockstep: rejected a stored value: {message}"
                 );
@@ -244,15 +298,13 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
                 continue;
             }
         };
-        let same = |a: Option<&(Millis, Decoded)>, b: Option<&(Millis, Decoded)>| match (a, b) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.0 == b.0 && a.1.raw == b.1.raw,
-            _ => false,
-        };
+        if let Some((switch, before)) = &state.carry {
+            new = carry_over(field, &before[index], new, *switch);
+        }
         if !first && !same(old.active_at(now), new.active_at(now)) {
             state.status.late_flips += 1;
             tracing::warn!(
-                namespace = S::DEF.namespace,
+                namespace,
                 field = field.key,
                 "lockstep: late flip: a change already active was learned only now"
             );
@@ -272,6 +324,56 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
     if changed {
         state.generation += 1;
     }
+}
+
+/// Whether two entries are the same instant and text.
+fn same(a: Option<&(Millis, Decoded)>, b: Option<&(Millis, Decoded)>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.0 == b.0 && a.1.raw == b.1.raw,
+        _ => false,
+    }
+}
+
+/// Decodes one stored value of `field`, within the size limit.
+fn decode(field: &crate::registry::FieldDef, raw: &str) -> Result<Decoded, String> {
+    if raw.len() > MAX_VALUE_BYTES {
+        return Err(format!(
+            "{} bytes, over the limit of {MAX_VALUE_BYTES}",
+            raw.len()
+        ));
+    }
+    Ok(Decoded {
+        raw: raw.into(),
+        value: (field.decode)(raw)?,
+    })
+}
+
+/// The timeline before the switch instant, the new one from it on.
+fn carry_over(
+    field: &crate::registry::FieldDef,
+    before: &Timeline<Decoded>,
+    after: Timeline<Decoded>,
+    switch: Millis,
+) -> Timeline<Decoded> {
+    let at_switch = after.value_at(switch).cloned().or_else(|| {
+        let default = (field.default_json)().to_string();
+        decode(field, &default).ok()
+    });
+    let earlier = before
+        .entries()
+        .iter()
+        .filter(|(at, _)| *at < switch)
+        .cloned();
+    let later = after
+        .entries()
+        .iter()
+        .filter(|(at, _)| *at > switch)
+        .cloned();
+    earlier
+        .chain(at_switch.map(|d| (switch, d)))
+        .chain(later)
+        .collect()
 }
 
 /// Publishes the values at `now` unless they are already published; returns
@@ -316,7 +418,7 @@ fn flipper<S: Fields>(registry: &'static Registry<S>) {
     };
     let mut state = engine.lock();
     loop {
-        let now = system_now_nanos();
+        let now = engine.clock.now_nanos();
         let next = flip(registry, &mut state, now.div_euclid(1_000_000));
         let until = next.map(|at| at.saturating_mul(1_000_000));
         let wait = until.map_or(MAX_SLEEP, |until| {
@@ -330,7 +432,7 @@ fn flipper<S: Fields>(registry: &'static Registry<S>) {
                 .0;
         } else if let Some(until) = until {
             drop(state);
-            while system_now_nanos() < until {
+            while engine.clock.now_nanos() < until {
                 std::hint::spin_loop();
                 std::thread::yield_now();
             }
@@ -340,7 +442,7 @@ fn flipper<S: Fields>(registry: &'static Registry<S>) {
 }
 
 /// The refresher task: one fetch per tick at this process's phase; after a
-/// failure, jittered exponential backoff capped at one tick.
+/// failure, jittered exponential backoff capped at half a tick.
 async fn refresher<S: Fields>(registry: &'static Registry<S>) {
     let Ok(engine) = registry.engine() else {
         return;
@@ -459,10 +561,10 @@ mod tests {
         for failures in 1..40 {
             for _ in 0..50 {
                 let b = backoff(failures, 1_000);
-                assert!((31..=1_000).contains(&b), "{failures}: {b}");
+                assert!((31..=500).contains(&b), "{failures}: {b}");
             }
         }
         assert!(backoff(1, 600_000) <= 250);
-        assert!(backoff(30, 600_000) >= 300_000);
+        assert!(backoff(30, 600_000) >= 150_000);
     }
 }

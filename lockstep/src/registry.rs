@@ -207,6 +207,8 @@ impl<S: Fields> Registry<S> {
             store: None,
             clock: ClockSource::System,
             boot_timeout: Duration::from_secs(5),
+            follow_store: false,
+            skew: chrono::TimeDelta::zero(),
         }
     }
 
@@ -243,6 +245,8 @@ pub struct Builder<S: Fields> {
     store: Option<Arc<dyn Backend>>,
     clock: ClockSource,
     boot_timeout: Duration,
+    follow_store: bool,
+    skew: chrono::TimeDelta,
 }
 
 impl<S: Fields> Builder<S> {
@@ -265,6 +269,23 @@ impl<S: Fields> Builder<S> {
         self
     }
 
+    /// Makes flips follow the store's clock instead of this process's: each
+    /// fetch reads the store's clock, and the offset estimated from the
+    /// fetch with the shortest round trip (error at most half of it) shifts
+    /// this process's clock. For fleets whose clocks are not synchronised;
+    /// `#[lockstep(clock = "store")]` turns it on for a registry.
+    pub fn follow_store_clock(mut self, follow: bool) -> Self {
+        self.follow_store = follow;
+        self
+    }
+
+    /// Pretends this process's clock is off by `skew`, to test what a badly
+    /// synchronised machine does. Not for production.
+    pub fn clock_skew(mut self, skew: chrono::TimeDelta) -> Self {
+        self.skew = skew;
+        self
+    }
+
     /// How long `start` waits for the first fetch (default 5 s). Past it,
     /// `start` returns, the registry serves its defaults, and keeps trying.
     pub fn boot_timeout(mut self, timeout: Duration) -> Self {
@@ -283,15 +304,25 @@ impl<S: Fields> Builder<S> {
     /// error (see [`Registry::status`]).
     pub async fn start(self) -> Result<(), Error> {
         let registry = self.registry;
+        let clock = match self.clock {
+            ClockSource::System if self.follow_store || !self.skew.is_zero() => {
+                ClockSource::Adjusted(Arc::new(crate::clock::Adjustment {
+                    skew: self.skew.num_nanoseconds().unwrap_or(0),
+                    follow_store: self.follow_store,
+                    store_offset: Default::default(),
+                }))
+            }
+            clock => clock,
+        };
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let backend = match self.store {
             Some(store) => store,
             None => {
                 let url = self.url.unwrap_or_else(|| S::DEF.default_url());
-                crate::backend::connect(&url, &self.clock).await?
+                crate::backend::connect(&url, &clock).await?
             }
         };
-        let engine = Engine::new(backend, self.clock.clone());
+        let engine = Engine::new(backend, clock);
         if registry.engine.set(engine).is_err() {
             return Err(Error::AlreadyStarted {
                 namespace: S::DEF.namespace.to_owned(),

@@ -46,6 +46,16 @@ pub struct Status {
     pub store_time: Option<DateTime<Utc>>,
     /// The registry's epoch in the store.
     pub epoch: Option<String>,
+    /// Whether the store has lost the registry (it came back empty) and this
+    /// process is serving the timeline it fetched before.
+    pub store_lost: bool,
+    /// How many times the store was seen losing the registry.
+    pub store_losses: u64,
+    /// The store's clock minus this process's, estimated NTP-style from the
+    /// fetch with the shortest round trip among the last few.
+    pub clock_offset: Option<chrono::TimeDelta>,
+    /// The bound on that estimate's error: half that round trip.
+    pub clock_offset_error: Option<chrono::TimeDelta>,
 }
 
 /// A change waiting for its instant.
@@ -73,6 +83,10 @@ pub(crate) struct StatusData {
     pub(crate) rejected: u64,
     pub(crate) last_rejection: Option<String>,
     pub(crate) epoch: Option<String>,
+    pub(crate) store_lost: bool,
+    pub(crate) store_losses: u64,
+    /// `(offset, error)` in nanoseconds.
+    pub(crate) clock_offset: Option<(i64, i64)>,
 }
 
 impl StatusData {
@@ -103,6 +117,14 @@ impl StatusData {
             last_rejection: self.last_rejection.clone(),
             store_time: self.last_store_time.map(to_datetime),
             epoch: self.epoch.clone(),
+            store_lost: self.store_lost,
+            store_losses: self.store_losses,
+            clock_offset: self
+                .clock_offset
+                .map(|(offset, _)| chrono::TimeDelta::nanoseconds(offset)),
+            clock_offset_error: self
+                .clock_offset
+                .map(|(_, error)| chrono::TimeDelta::nanoseconds(error)),
         }
     }
 }

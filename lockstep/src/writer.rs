@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Step, StepAt, Write, new_write_id};
+use crate::backend::{Step, StepAt, Write, new_write_id, writer_name};
 use crate::error::Error;
 use crate::refresh::MAX_VALUE_BYTES;
 use crate::registry::{Fields, Registry};
@@ -171,6 +171,7 @@ impl<S: Fields> Change<S> {
             namespace: namespace.to_owned(),
             tick: S::DEF.tick,
             id: new_write_id(),
+            by: writer_name(),
             steps: self.steps,
         };
         let committed = engine.backend().commit(&write).await?;

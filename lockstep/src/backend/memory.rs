@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{
-    BoxFuture, Committed, Fetched, HISTORY, StoredEntry, Write, check_cancel, resolve_instants,
+    BoxFuture, Committed, Epoch, Fetched, HISTORY, StoredEntry, Write, check_cancel, check_name,
+    resolve_instants,
 };
 use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
@@ -47,7 +48,7 @@ struct State {
 }
 
 struct Namespace {
-    epoch: String,
+    epoch: Option<Epoch>,
     schema: Option<Schema>,
     fields: BTreeMap<String, Timeline<String>>,
 }
@@ -97,7 +98,7 @@ impl MemoryStore {
         }
         let store = MemoryStore::named(name);
         Ok(match clock {
-            ClockSource::System => store,
+            ClockSource::System | ClockSource::Adjusted(_) => store,
             ClockSource::Manual(_) => MemoryStore {
                 clock: clock.clone(),
                 ..store
@@ -119,27 +120,28 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fetch_now(&self, namespace: &str) -> Fetched {
+    fn fetch_now(&self, namespace: &str, keys: &[&str]) -> Fetched {
         let state = self.lock();
         let Some(ns) = state.namespaces.get(namespace) else {
             return Fetched {
-                store_time: Some(self.clock.now_millis()),
+                store_micros: Some(self.clock.now_millis() * 1000),
                 ..Fetched::default()
             };
         };
         Fetched {
-            store_time: Some(self.clock.now_millis()),
-            epoch: Some(ns.epoch.clone()),
+            store_micros: Some(self.clock.now_millis() * 1000),
+            epoch: ns.epoch.clone(),
             fields: ns
                 .fields
                 .iter()
+                .filter(|(key, _)| keys.is_empty() || keys.contains(&key.as_str()))
                 .map(|(key, timeline)| {
                     let entries = timeline
                         .entries()
                         .iter()
                         .map(|(at, value)| StoredEntry {
                             at: *at,
-                            value: value.clone(),
+                            value: Ok(value.clone()),
                         })
                         .collect();
                     (key.clone(), entries)
@@ -155,9 +157,14 @@ impl MemoryStore {
                 instants: instants.clone(),
             });
         }
+        check_name("namespace", &write.namespace)?;
         let now = self.clock.now_millis();
         let instants = resolve_instants(write, now)?;
         let ns = namespace(&mut state, &write.namespace);
+        ns.epoch.get_or_insert_with(|| Epoch {
+            id: super::new_write_id(),
+            created: now,
+        });
         for (step, &at) in write.steps.iter().zip(&instants) {
             for (key, value) in &step.values {
                 let timeline = ns.fields.entry(key.clone()).or_default();
@@ -199,7 +206,7 @@ fn namespace<'a>(state: &'a mut State, name: &str) -> &'a mut Namespace {
         .namespaces
         .entry(name.to_owned())
         .or_insert_with(|| Namespace {
-            epoch: super::new_write_id(),
+            epoch: None,
             schema: None,
             fields: BTreeMap::new(),
         })
@@ -220,8 +227,12 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl super::Backend for MemoryStore {
-    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Fetched, Error>> {
-        Box::pin(async move { Ok(self.fetch_now(namespace)) })
+    fn fetch<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        Box::pin(async move { Ok(self.fetch_now(namespace, keys)) })
     }
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {

@@ -7,6 +7,8 @@
 //! registry's business, so a value one process cannot decode hurts no other.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,8 +28,12 @@ pub const HISTORY: usize = 16;
 
 /// A store of registries.
 pub trait Backend: Send + Sync + 'static {
-    /// Every field's timeline of `namespace`, in one round trip.
-    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Fetched, Error>>;
+    /// The timelines of the fields `keys` of `namespace`, in one round trip.
+    fn fetch<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Fetched, Error>>;
 
     /// Commits every step of `write` atomically, or nothing. Instants are
     /// resolved and checked against the horizon by the store's clock.
@@ -56,13 +62,25 @@ pub trait Backend: Send + Sync + 'static {
 /// What one fetch returns.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Fetched {
-    /// The store's clock when it answered, if it said.
-    pub store_time: Option<Millis>,
+    /// The store's clock when it answered, in microseconds since the Unix
+    /// epoch, if it said.
+    pub store_micros: Option<i64>,
     /// The registry's epoch: created when it was first written, it changes
     /// only when the store lost its data.
-    pub epoch: Option<String>,
+    pub epoch: Option<Epoch>,
     /// Each field's entries by key, ordered by instant.
     pub fields: BTreeMap<String, Vec<StoredEntry>>,
+}
+
+/// A registry's incarnation in a store: a new epoch means the store lost
+/// what it held (a restart without persistence, a flush, a failover to an
+/// empty replica) and was written again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Epoch {
+    /// A random id.
+    pub id: String,
+    /// When it was created, by the store's clock.
+    pub created: Millis,
 }
 
 /// One entry as stored: its instant and its value as JSON text.
@@ -70,8 +88,8 @@ pub struct Fetched {
 pub struct StoredEntry {
     /// When it activates.
     pub at: Millis,
-    /// The value, JSON text.
-    pub value: String,
+    /// The value as JSON text, or why the stored entry cannot be read.
+    pub value: Result<String, String>,
 }
 
 /// A write: one or more steps, each a set of field values for one instant.
@@ -83,6 +101,8 @@ pub struct Write {
     pub tick: Tick,
     /// A unique id; a retried write with the same id takes effect once.
     pub id: String,
+    /// Who writes, for history (e.g. `app pid 42 on web-1`, `cli root@ops`).
+    pub by: String,
     /// The steps, each with its instant.
     pub steps: Vec<Step>,
 }
@@ -148,6 +168,39 @@ pub fn resolve_instants(write: &Write, now: Millis) -> Result<Vec<Millis>, Error
         .collect()
 }
 
+/// Who this process is, for the history of its writes.
+pub fn writer_name() -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "lockstep".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{exe} pid {} on {host}", std::process::id())
+}
+
+/// Refuses names the store layout cannot hold: a namespace or key is 1 to
+/// 100 ASCII letters, digits, `_` and `-`.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            what: what.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// Refuses a cancel of an entry before the horizon of `now`.
 pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Result<(), Error> {
     let horizon = tick.horizon(now);
@@ -165,7 +218,7 @@ pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Res
 /// The URL schemes this build understands, for error messages.
 pub fn supported_schemes() -> &'static str {
     if cfg!(feature = "redis") {
-        "memory://, redis://, rediss://, redis+unix://"
+        "memory://, redis://, rediss:// (TLS), redis+unix://, unix://"
     } else {
         "memory:// (enable the `redis` feature of lockstep for redis://)"
     }
@@ -179,6 +232,8 @@ pub(crate) async fn connect(
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" | "redis+unix" | "unix" => Ok(Arc::new(redis::RedisStore::open(url)?)),
         _ => Err(Error::Url {
             url: redact(url),
             reason: format!("unknown scheme; expected one of: {}", supported_schemes()),
@@ -215,6 +270,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_are_checked() {
+        assert!(check_name("namespace", "flags_2-b").is_ok());
+        for bad in ["", "a.b", "{x}", "a*", "a b", &"x".repeat(101)] {
+            assert!(check_name("namespace", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn redact_hides_passwords() {
         assert_eq!(redact("redis://u:p4ss@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://:p4ss@h"), "redis://:***@h");
@@ -231,6 +294,7 @@ mod tests {
             namespace: "ns".into(),
             tick,
             id: "x".into(),
+            by: "test".into(),
             steps: vec![Step { at, values: vec![] }],
         };
         // now = 1000 ms: horizon = ceil(1000 + 10000 + 2500) = 20000

@@ -1,0 +1,520 @@
+//! The Redis backend.
+//!
+//! # Layout
+//!
+//! Every key of a registry shares the Redis Cluster hash tag `{namespace}`,
+//! so a registry lives in one slot:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `lockstep:{ns}:meta` | hash | `epoch` (random id), `created` (ms, store clock), `schema` (JSON) |
+//! | `lockstep:{ns}:field:<key>` | hash | one entry per instant: field = instant in ms since the Unix epoch, value = an envelope `{"f":1,"v":<value JSON>,"w":"<write id>","t":<written at, ms>,"by":"<writer>"}` |
+//! | `lockstep:{ns}:write:<id>` | string | the instants a write took effect at, for a day, so a retried write takes effect once |
+//!
+//! A fetch is one `EVALSHA` of a read-only script returning `TIME`, the epoch
+//! and every field's hash; a field whose key has the wrong type is reported
+//! for that field alone. A commit is one script that reads `TIME`, checks
+//! the horizon, creates the epoch if needed, writes every entry and prunes
+//! superseded history, atomically.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::aio::ConnectionManagerConfig;
+use redis::{Client, ErrorKind, RedisError, Script, Value};
+use serde::Deserialize;
+
+use super::{
+    BoxFuture, Committed, Epoch, Fetched, HISTORY, StepAt, StoredEntry, Write, check_name, redact,
+};
+use crate::error::Error;
+use crate::schema::Schema;
+use crate::tick::{Millis, Tick};
+
+/// The format version of stored envelopes this build reads and writes.
+pub const FORMAT: u32 = 1;
+
+const FETCH: &str = r#"
+local t = redis.call('TIME')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'created')
+local out = {t[1], t[2], meta[1], meta[2]}
+for i = 2, #KEYS do
+  local r = redis.pcall('HGETALL', KEYS[i])
+  if type(r) == 'table' and r.err then
+    out[#out + 1] = r.err
+  else
+    out[#out + 1] = r
+  end
+end
+return out
+"#;
+
+const COMMIT: &str = r#"
+local done = redis.call('GET', KEYS[2])
+if done then return done end
+local tick = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
+local history = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function ceil(x)
+  local f = math.floor(x / tick) * tick
+  if f == x then return x end
+  return f + tick
+end
+local function ms(x) return string.format('%d', x) end
+local horizon = ceil(now + tick + margin)
+local steps = cjson.decode(ARGV[5])
+local instants = {}
+for i, step in ipairs(steps) do
+  local at
+  if step.h then
+    at = ceil(horizon + step.h)
+  else
+    at = ceil(step.a)
+    if at < horizon then
+      return redis.error_reply('BEFORE_HORIZON ' .. ms(at) .. ' ' .. ms(horizon))
+    end
+  end
+  instants[i] = at
+end
+if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[4], 'created', ms(now))
+end
+for i, step in ipairs(steps) do
+  for _, kv in ipairs(step.v) do
+    local envelope = '{"f":1,"w":"' .. ARGV[6] .. '","t":' .. ms(now) .. ',"by":' .. ARGV[7] .. ',"v":' .. kv[2] .. '}'
+    redis.call('HSET', KEYS[kv[1]], ms(instants[i]), envelope)
+  end
+end
+for k = 3, #KEYS do
+  local ats = {}
+  for _, f in ipairs(redis.call('HKEYS', KEYS[k])) do
+    local n = tonumber(f)
+    if n then ats[#ats + 1] = n end
+  end
+  table.sort(ats)
+  local active = 0
+  for i, a in ipairs(ats) do
+    if a <= now then active = i end
+  end
+  for i = 1, active - 1 - history do
+    redis.call('HDEL', KEYS[k], ms(ats[i]))
+  end
+end
+local parts = {}
+for i, at in ipairs(instants) do parts[i] = ms(at) end
+local result = table.concat(parts, ',')
+redis.call('SET', KEYS[2], result, 'EX', 86400)
+return result
+"#;
+
+const CANCEL: &str = r#"
+local tick = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
+local at = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = now + tick + margin
+local f = math.floor(h / tick) * tick
+if f ~= h then h = f + tick end
+if at < h then
+  return redis.error_reply('BEFORE_HORIZON ' .. string.format('%d %d', at, h))
+end
+return redis.call('HDEL', KEYS[1], string.format('%d', at))
+"#;
+
+/// A Redis store (`redis://`, `rediss://`, `redis+unix://`, `unix://`).
+///
+/// The connection is made lazily and re-made in the background after a
+/// failure; every call has its own deadline in the registry, so a call that
+/// waits for a reconnect never holds anything up for long.
+#[derive(Clone)]
+pub struct RedisStore {
+    shown: Arc<str>,
+    connection: ConnectionManager,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    fetch: Script,
+    commit: Script,
+    cancel: Script,
+}
+
+impl RedisStore {
+    /// A store at `url`. Does not connect yet: the first call does.
+    pub fn open(url: &str) -> Result<RedisStore, Error> {
+        let shown: Arc<str> = redact(url).into();
+        let client = Client::open(url).map_err(|e| Error::Url {
+            url: shown.to_string(),
+            reason: format!(
+                "{}; expected redis://[user[:password]@]host[:port][/db], rediss://… for TLS, \
+                 or redis+unix:///path/to/socket",
+                message(&e)
+            ),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(2);
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| Error::Store {
+                store: shown.to_string(),
+                message: message(&e),
+            })?;
+        Ok(RedisStore {
+            shown,
+            connection,
+            scripts: Arc::new(Scripts {
+                fetch: Script::new(FETCH),
+                commit: Script::new(COMMIT),
+                cancel: Script::new(CANCEL),
+            }),
+        })
+    }
+
+    fn error(&self, e: &RedisError) -> Error {
+        Error::Store {
+            store: self.shown.to_string(),
+            message: message(e),
+        }
+    }
+
+    fn garbled(&self, what: &str) -> Error {
+        Error::Store {
+            store: self.shown.to_string(),
+            message: format!("unexpected reply to {what}"),
+        }
+    }
+}
+
+/// A Redis error as text, never with the URL (and so never a password).
+fn message(e: &RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => {
+            let kind = match e.kind() {
+                ErrorKind::Io => "I/O error",
+                ErrorKind::AuthenticationFailed => "authentication failed",
+                ErrorKind::InvalidClientConfig => "invalid client configuration",
+                _ => "error",
+            };
+            // The first line of the crate's own text, which names no URL.
+            let text = e.to_string();
+            format!("{kind}: {}", text.lines().next().unwrap_or_default())
+        }
+    }
+}
+
+/// `lockstep:{ns}:<suffix>`.
+pub fn key(namespace: &str, suffix: &str) -> String {
+    format!("lockstep:{{{namespace}}}:{suffix}")
+}
+
+/// The hash of a field.
+pub fn field_key(namespace: &str, field: &str) -> String {
+    key(namespace, &format!("field:{field}"))
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    f: u32,
+    #[serde(borrow)]
+    v: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The JSON text of a stored envelope's value, or why it cannot be read.
+fn open_envelope(bytes: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+    let envelope: Envelope =
+        serde_json::from_str(text).map_err(|e| format!("not a lockstep entry ({e})"))?;
+    if envelope.f != FORMAT {
+        return Err(format!(
+            "format version {} is not the version {FORMAT} this process reads (written by a \
+             newer lockstep?)",
+            envelope.f
+        ));
+    }
+    match envelope.v {
+        Some(v) => Ok(v.get().to_owned()),
+        None => Err("the entry has no value".to_owned()),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_fetch(reply: Value, keys: &[&str]) -> Option<Fetched> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    let mut items = items.into_iter();
+    let secs: i64 = text(&items.next()?)?.parse().ok()?;
+    let micros: i64 = text(&items.next()?)?.parse().ok()?;
+    let epoch_id = text(&items.next()?);
+    let created = text(&items.next()?).and_then(|c| c.parse::<Millis>().ok());
+    let epoch = match (epoch_id, created) {
+        (Some(id), Some(created)) => Some(Epoch { id, created }),
+        _ => None,
+    };
+    let mut fields = std::collections::BTreeMap::new();
+    for (key, item) in keys.iter().zip(items) {
+        let entries = match item {
+            Value::Array(flat) => flat
+                .chunks(2)
+                .filter_map(|pair| {
+                    let at = text(&pair[0])?;
+                    let value = match pair.get(1) {
+                        Some(Value::BulkString(b)) => open_envelope(b),
+                        _ => Err("not a string".to_owned()),
+                    };
+                    Some(match at.parse::<Millis>() {
+                        Ok(at) => StoredEntry { at, value },
+                        Err(_) => StoredEntry {
+                            at: 0,
+                            value: Err(format!("instant {at:?} is not milliseconds")),
+                        },
+                    })
+                })
+                .collect(),
+            Value::Map(pairs) => pairs
+                .into_iter()
+                .filter_map(|(at, value)| {
+                    let at = text(&at)?.parse::<Millis>().ok()?;
+                    let value = match value {
+                        Value::BulkString(b) => open_envelope(&b),
+                        _ => Err("not a string".to_owned()),
+                    };
+                    Some(StoredEntry { at, value })
+                })
+                .collect(),
+            other => {
+                let why = text(&other).unwrap_or_else(|| "unreadable".to_owned());
+                vec![StoredEntry {
+                    at: 0,
+                    value: Err(format!("the field's key cannot be read: {why}")),
+                }]
+            }
+        };
+        let mut entries: Vec<StoredEntry> = entries;
+        entries.sort_by_key(|e| e.at);
+        fields.insert((*key).to_owned(), entries);
+    }
+    Some(Fetched {
+        store_micros: Some(secs * 1_000_000 + micros),
+        epoch,
+        fields,
+    })
+}
+
+/// The `BEFORE_HORIZON <requested> <horizon>` error of the scripts.
+fn before_horizon(e: &RedisError, namespace: &str, tick: Tick) -> Option<Error> {
+    let detail = format!("{} {}", e.code()?, e.detail().unwrap_or_default());
+    let rest = detail.strip_prefix("BEFORE_HORIZON ")?;
+    let mut parts = rest.split_whitespace().map(|p| p.parse::<Millis>());
+    let requested = parts.next()?.ok()?;
+    let horizon = parts.next()?.ok()?;
+    Some(Error::BeforeHorizon {
+        namespace: namespace.to_owned(),
+        requested: crate::tick::to_datetime(requested),
+        earliest: crate::tick::to_datetime(horizon),
+        tick,
+    })
+}
+
+fn margin(tick: Tick) -> Millis {
+    tick.fetch_timeout().as_millis() as Millis
+}
+
+impl super::Backend for RedisStore {
+    fn fetch<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            let mut invocation = self.scripts.fetch.key(key(namespace, "meta"));
+            for k in keys {
+                invocation.key(field_key(namespace, k));
+            }
+            let mut connection = self.connection.clone();
+            let reply: Value = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| self.error(&e))?;
+            parse_fetch(reply, keys).ok_or_else(|| self.garbled("a fetch"))
+        })
+    }
+
+    fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
+        Box::pin(async move {
+            let namespace = write.namespace.as_str();
+            check_name("namespace", namespace)?;
+            let mut field_keys: Vec<&str> = Vec::new();
+            let mut steps = Vec::new();
+            for step in &write.steps {
+                let mut values = Vec::new();
+                for (k, json) in &step.values {
+                    check_name("key", k)?;
+                    let index = match field_keys.iter().position(|f| f == k) {
+                        Some(i) => i,
+                        None => {
+                            field_keys.push(k);
+                            field_keys.len() - 1
+                        }
+                    };
+                    // KEYS[1] is meta, KEYS[2] the write id; fields from 3 (Lua is 1-based).
+                    values.push(serde_json::json!([index + 3, json]));
+                }
+                steps.push(match step.at {
+                    StepAt::Horizon { after } => serde_json::json!({"h": after, "v": values}),
+                    StepAt::At(at) => serde_json::json!({"a": at, "v": values}),
+                });
+            }
+            let mut invocation = self.scripts.commit.key(key(namespace, "meta"));
+            invocation.key(key(namespace, &format!("write:{}", write.id)));
+            for k in &field_keys {
+                invocation.key(field_key(namespace, k));
+            }
+            invocation
+                .arg(write.tick.as_millis())
+                .arg(margin(write.tick))
+                .arg(HISTORY)
+                .arg(super::new_write_id())
+                .arg(serde_json::Value::Array(steps).to_string())
+                .arg(&write.id)
+                .arg(serde_json::Value::String(write.by.clone()).to_string());
+            let mut connection = self.connection.clone();
+            let reply: String = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| {
+                    before_horizon(&e, namespace, write.tick).unwrap_or_else(|| self.error(&e))
+                })?;
+            let instants = reply
+                .split(',')
+                .map(|p| p.parse::<Millis>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| self.garbled("a commit"))?;
+            Ok(Committed { instants })
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        field: &'a str,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            check_name("key", field)?;
+            let mut connection = self.connection.clone();
+            let removed: i64 = self
+                .scripts
+                .cancel
+                .key(field_key(namespace, field))
+                .arg(tick.as_millis())
+                .arg(margin(tick))
+                .arg(at)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| before_horizon(&e, namespace, tick).unwrap_or_else(|| self.error(&e)))?;
+            if removed == 0 {
+                return Err(Error::NoSuchEntry {
+                    namespace: namespace.to_owned(),
+                    key: field.to_owned(),
+                    at: crate::tick::to_datetime(at),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            check_name("namespace", &schema.namespace)?;
+            let json = serde_json::to_string(schema).map_err(|e| self.garbled(&e.to_string()))?;
+            let mut connection = self.connection.clone();
+            redis::cmd("HSET")
+                .arg(key(&schema.namespace, "meta"))
+                .arg("schema")
+                .arg(json)
+                .exec_async(&mut connection)
+                .await
+                .map_err(|e| self.error(&e))
+        })
+    }
+
+    fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            let mut connection = self.connection.clone();
+            let json: Option<String> = redis::cmd("HGET")
+                .arg(key(namespace, "meta"))
+                .arg("schema")
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error(&e))?;
+            json.map(|j| serde_json::from_str(&j))
+                .transpose()
+                .map_err(|e| self.garbled(&format!("the schema ({e})")))
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.shown.to_string()
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_refused_without_its_password() {
+        for url in ["redis://u:s3cret@host:notaport", "redis://:s3cret@", "redis+unix://u:s3cret@"] {
+            match RedisStore::open(url) {
+                Err(e) => {
+                    let shown = format!("{e} {e:?}");
+                    assert!(!shown.contains("s3cret"), "{shown}");
+                }
+                Ok(store) => assert!(!format!("{store:?}").contains("s3cret")),
+            }
+        }
+    }
+
+    #[test]
+    fn envelopes() {
+        assert_eq!(open_envelope(br#"{"f":1,"v":[1, 2]}"#), Ok("[1, 2]".to_owned()));
+        assert!(open_envelope(br#"{"f":2,"v":1}"#).unwrap_err().contains("version 2"));
+        assert!(open_envelope(b"\xff\xfe").unwrap_err().contains("UTF-8"));
+        assert!(open_envelope(b"12").is_err());
+    }
+
+    #[test]
+    fn keys_share_a_hash_tag() {
+        assert_eq!(key("flags", "meta"), "lockstep:{flags}:meta");
+        assert_eq!(field_key("flags", "theme"), "lockstep:{flags}:field:theme");
+    }
+}

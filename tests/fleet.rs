@@ -1,0 +1,140 @@
+//! The proof: separate OS processes holding one registry on one real
+//! redis-server switch at the same instant, never before it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep_suite::RedisServer;
+
+const PROBES: usize = 8;
+
+/// The tests here measure timing across processes: one at a time, so they
+/// do not compete for the two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Probe {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Probe {
+    fn spawn(url: &str, args: &[&str]) -> Probe {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
+            .args(args)
+            .env("LOCKSTEP_URL", url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn probe");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Probe { child, lines }
+    }
+
+    fn line(&mut self) -> String {
+        self.lines
+            .next()
+            .expect("probe ended early")
+            .expect("probe output")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Schedules `generation = value` at the horizon; returns its instant in ns.
+async fn schedule(url: &str, value: u64) -> i64 {
+    let store = RedisStore::open(url).unwrap();
+    let write = Write {
+        namespace: "fleet".into(),
+        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+        id: lockstep::store::new_write_id(),
+        by: "fleet test".into(),
+        steps: vec![Step {
+            at: StepAt::Horizon { after: 0 },
+            values: vec![("generation".into(), value.to_string())],
+        }],
+    };
+    store.commit(&write).await.unwrap().instants[0] * 1_000_000
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    (v[0], q(0.5), q(0.99), v[v.len() - 1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_tick() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut probes: Vec<Probe> = (0..PROBES).map(|_| Probe::spawn(&url, &["42"])).collect();
+    for probe in &mut probes {
+        assert_eq!(probe.line(), "ready");
+    }
+    server.reset_stats();
+    let window = Instant::now();
+    let at = schedule(&url, 42).await;
+    let mut lateness_ms = Vec::new();
+    for probe in &mut probes {
+        let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
+        let seen = report["seen_ns"].as_i64().unwrap();
+        assert!(seen >= at, "a process saw the change {} µs early", (at - seen) / 1000);
+        assert_eq!(report["late_flips"], 0);
+        assert_eq!(report["failed"], 0);
+        lateness_ms.push((seen - at) as f64 / 1e6);
+    }
+    let seconds = window.elapsed().as_secs_f64();
+    let fetches = server.calls("evalsha");
+    let (min, median, p99, max) = stats(lateness_ms.clone());
+    println!(
+        "{PROBES} processes, lateness of the first hot-path read that saw the change: \
+         min {min:.3} ms, median {median:.3} ms, p99 {p99:.3} ms, max {max:.3} ms, \
+         spread {:.3} ms; {fetches} fetches in {seconds:.2} s",
+        max - min
+    );
+    assert!(max <= 5.0, "a process saw the change {max:.3} ms late: {lateness_ms:?}");
+    // One fetch per process per tick: each process fetched on every tick
+    // boundary of its own phase inside the window (and no more).
+    let per_process = seconds.floor() as u64;
+    let expected = PROBES as u64 * per_process..=PROBES as u64 * (per_process + 1);
+    assert!(expected.contains(&fetches), "{fetches} fetches, expected {expected:?}");
+    assert!(Utc::now().timestamp_nanos_opt().unwrap() > at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_flips_early_unless_flips_follow_the_store_clock() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    let url = server.url();
+    // This process's clock is 300 ms ahead.
+    let mut local = Probe::spawn(&url, &["7", "300"]);
+    let mut store = Probe::spawn(&url, &["7", "300", "store"]);
+    assert_eq!(local.line(), "ready");
+    assert_eq!(store.line(), "ready");
+    // Let the store-clock process take a few clock samples.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let at = schedule(&url, 7).await;
+    let local: serde_json::Value = serde_json::from_str(&local.line()).unwrap();
+    let store: serde_json::Value = serde_json::from_str(&store.line()).unwrap();
+    let early_ms = |r: &serde_json::Value| (r["seen_ns"].as_i64().unwrap() - at) as f64 / 1e6;
+    let (local_ms, store_ms) = (early_ms(&local), early_ms(&store));
+    let offset_us = store["clock_offset_us"].as_i64().unwrap();
+    println!(
+        "skew +300 ms: local clock flips at {local_ms:+.3} ms, store clock at {store_ms:+.3} ms \
+         (estimated offset {offset_us} µs)"
+    );
+    // By its own (skewed) clock the local process is on time: 300 ms early
+    // by the true clock (within the 5 ms a 2-core machine may add).
+    assert!((-300.0..-295.0).contains(&local_ms), "{local_ms}");
+    // Following the store's clock, it is on time by the store's clock, within
+    // the estimate's error (half a loopback round trip) and the same 5 ms.
+    assert!((-0.5..5.0).contains(&store_ms), "{store_ms}");
+    assert!((-301_000..=-299_000).contains(&offset_us), "{offset_us}");
+}

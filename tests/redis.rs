@@ -1,0 +1,244 @@
+//! The Redis backend against a real `redis-server` of the test's own.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::{Error, lockstep};
+use lockstep_suite::RedisServer;
+
+fn write(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
+    Write {
+        namespace: namespace.into(),
+        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+        id: lockstep::store::new_write_id(),
+        by: "test".into(),
+        steps: vec![Step {
+            at,
+            values: vec![(key.into(), value.into())],
+        }],
+    }
+}
+
+/// Twelve fields, fetched in one call.
+#[lockstep(tick = "1s", backend = "redis")]
+struct Wide {
+    f01: u8,
+    f02: u16,
+    f03: u32,
+    f04: u64,
+    f05: i8,
+    f06: i16,
+    f07: i32,
+    f08: i64,
+    f09: bool,
+    f10: String,
+    f11: Vec<u32>,
+    f12: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fetch_per_tick_plus_one_at_start_whatever_the_number_of_fields() {
+    let server = RedisServer::start();
+    // Load the scripts first, so the count below is of fetches alone.
+    let store = RedisStore::open(&server.url()).unwrap();
+    store.fetch("wide", &[]).await.unwrap();
+    server.reset_stats();
+    let started = Instant::now();
+    WIDE.builder().url(server.url()).start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let fetches = server.calls("evalsha");
+    let status = WIDE.status();
+    println!("{fetches} fetches in {elapsed:.2} s (status: {})", status.fetches);
+    // One at start, then one per tick at this process's phase.
+    let ticks = elapsed.floor() as u64;
+    assert!(
+        (1 + ticks - 1..=1 + ticks + 1).contains(&fetches),
+        "{fetches} fetches in {elapsed:.2} s of a 1 s tick"
+    );
+    assert_eq!(fetches, status.fetches, "every fetch is one EVALSHA");
+    assert_eq!(server.calls("eval"), 0);
+    assert_eq!(status.failed_fetches, 0);
+}
+
+#[lockstep(tick = "1s", backend = "redis")]
+struct Writes {
+    #[lockstep(default = 1)]
+    limit: u32,
+    #[lockstep(default = "blue")]
+    color: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_on_time() {
+    let server = RedisServer::start();
+    WRITES.builder().url(server.url()).start().await.unwrap();
+    assert_eq!(WRITES.limit(), 1);
+    assert_eq!(WRITES.status().epoch, None);
+
+    // Refused before the horizon, by the store's clock; nothing written.
+    let err = WRITES
+        .schedule(Writes::LIMIT, 5, Utc::now())
+        .await
+        .unwrap_err();
+    let Error::BeforeHorizon { earliest, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(*earliest > Utc::now() + chrono::Duration::seconds(1), "{err}");
+    let keys: Vec<String> = server.cmd(&["KEYS", "lockstep:{writes}:field:*"]);
+    assert!(keys.is_empty(), "{keys:?}");
+
+    // Several fields in one step switch together; the layout is readable.
+    let at = WRITES
+        .change()
+        .set(Writes::LIMIT, 7)
+        .set(Writes::COLOR, "green".to_string())
+        .apply()
+        .await
+        .unwrap()[0];
+    let stored: Vec<(String, String)> =
+        server.cmd(&["HGETALL", "lockstep:{writes}:field:limit"]);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, at.timestamp_millis().to_string());
+    let envelope: serde_json::Value = serde_json::from_str(&stored[0].1).unwrap();
+    assert_eq!(envelope["f"], 1);
+    assert_eq!(envelope["v"], 7);
+    assert!(envelope["by"].as_str().unwrap().contains("pid"));
+    let meta: std::collections::HashMap<String, String> =
+        server.cmd(&["HGETALL", "lockstep:{writes}:meta"]);
+    assert!(meta.contains_key("epoch") && meta.contains_key("created") && meta.contains_key("schema"));
+
+    let wait = (at - Utc::now()).to_std().unwrap();
+    tokio::time::sleep(wait - Duration::from_millis(30)).await;
+    assert_eq!((WRITES.limit(), WRITES.color().as_str()), (1, "blue"), "switched early");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let snapshot = WRITES.snapshot();
+    assert_eq!((snapshot.limit, snapshot.color.as_str()), (7, "green"));
+    let status = WRITES.status();
+    assert_eq!((status.flips, status.late_flips, status.rejected), (1, 0, 0));
+    assert!(status.epoch.is_some());
+    let offset = status.clock_offset.unwrap();
+    let error = status.clock_offset_error.unwrap();
+    // Same machine: the offset is within the measurement's error (plus the
+    // microsecond rounding of TIME).
+    assert!(
+        offset.abs() <= error + chrono::TimeDelta::microseconds(50),
+        "offset {offset:?} error {error:?}"
+    );
+
+    // Cancel a pending entry; a ramp is one atomic write.
+    let steps = WRITES.ramp(Writes::LIMIT, [10, 20, 30]).await.unwrap();
+    WRITES.cancel(Writes::LIMIT, steps[2]).await.unwrap();
+    let stored: Vec<(String, String)> =
+        server.cmd(&["HGETALL", "lockstep:{writes}:field:limit"]);
+    assert_eq!(stored.len(), 3, "{stored:?}");
+}
+
+#[tokio::test]
+async fn a_retried_write_takes_effect_once_and_history_stays_bounded() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).unwrap();
+    // Old entries, as if written long ago.
+    for i in 0..40 {
+        let _: () = server.cmd(&[
+            "HSET",
+            "lockstep:{hist}:field:x",
+            &(1_000_000 + i * 1000).to_string(),
+            &format!(r#"{{"f":1,"v":{i}}}"#),
+        ]);
+    }
+    let w = write("hist", "x", "99", StepAt::Horizon { after: 0 });
+    let first = store.commit(&w).await.unwrap();
+    let again = store.commit(&w).await.unwrap();
+    assert_eq!(first, again);
+    let fetched = store.fetch("hist", &["x"]).await.unwrap();
+    let entries = &fetched.fields["x"];
+    // The active entry, HISTORY superseded ones, and the new pending one.
+    assert_eq!(entries.len(), lockstep::store::HISTORY + 2);
+    assert_eq!(entries.last().unwrap().value.as_deref(), Ok("99"));
+    assert_eq!(
+        entries.iter().filter(|e| e.value.as_deref() == Ok("99")).count(),
+        1
+    );
+}
+
+#[lockstep(tick = "1s", backend = "redis")]
+struct Lossy {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_comes_back_empty_is_detected_and_the_last_timeline_kept() {
+    let mut server = RedisServer::start();
+    LOSSY.builder().url(server.url()).start().await.unwrap();
+    let at = LOSSY.set(Lossy::LEVEL, 6).await.unwrap();
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(50)).await;
+    assert_eq!(LOSSY.level(), 6);
+
+    // The store restarts without persistence: empty.
+    server.restart(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let status = LOSSY.status();
+    assert!(status.store_lost, "{status:?}");
+    assert_eq!(status.store_losses, 1);
+    assert_eq!(LOSSY.level(), 6, "kept the last timeline");
+
+    // Written again: a new epoch, adopted at the horizon of its creation.
+    let at = LOSSY.set(Lossy::LEVEL, 8).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(!LOSSY.status().store_lost);
+    assert_eq!(LOSSY.level(), 6);
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50)).await;
+    assert_eq!(LOSSY.level(), 8);
+}
+
+#[lockstep(tick = "1s", backend = "redis")]
+struct Late {
+    #[lockstep(default = 3)]
+    level: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_starts_while_the_store_is_down_serves_defaults_and_catches_up() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    // Put a value in, then take the store down.
+    let store = RedisStore::open(&url).unwrap();
+    let w = write("late", "level", "9", StepAt::Horizon { after: 0 });
+    let at = store.commit(&w).await.unwrap().instants[0];
+    let _: () = server.cmd(&["SAVE"]);
+    server.kill();
+
+    let started = Instant::now();
+    LATE.builder()
+        .url(&url)
+        .boot_timeout(Duration::from_millis(500))
+        .start()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert_eq!(LATE.level(), 3);
+    assert!(LATE.status().consecutive_failures >= 1);
+
+    server.revive();
+    let revived = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: () = server.cmd(&["HSET", "lockstep:{late}:meta", "epoch", "e", "created", "0"]);
+    let _: () = server.cmd(&[
+        "HSET",
+        "lockstep:{late}:field:level",
+        &at.to_string(),
+        r#"{"f":1,"v":9}"#,
+    ]);
+    while LATE.status().last_fetch.is_none() {
+        // Within one tick (plus the fetch deadline) of the store answering.
+        assert!(revived.elapsed() < Duration::from_millis(1_250), "{:?}", LATE.status());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("caught up {:?} after the store came back", revived.elapsed());
+    let at = Utc.timestamp_millis_opt(at).unwrap();
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(20)).await;
+    assert_eq!(LATE.level(), 9);
+}

@@ -1,0 +1,10 @@
+use lockstep::lockstep;
+
+#[lockstep(tick = "10m", backend = "memory")]
+pub struct Flags {
+    pub theme: String,
+    #[lockstep(key = "theme")]
+    pub legacy_theme: String,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use lockstep::lockstep;
+
+#[lockstep(tick = "10m", backend = "memory")]
+pub fn flags() -> u8 {
+    0
+}
+
+fn main() {}

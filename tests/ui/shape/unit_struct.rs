@@ -1,0 +1,6 @@
+use lockstep::lockstep;
+
+#[lockstep(tick = "10m", backend = "memory")]
+pub struct Flags;
+
+fn main() {}
