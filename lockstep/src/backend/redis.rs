@@ -147,6 +147,9 @@ impl RedisStore {
     /// A store at `url`. Does not connect yet: the first call does.
     pub fn open(url: &str) -> Result<RedisStore, Error> {
         let shown: Arc<str> = redact(url).into();
+        if url.starts_with("rediss://") {
+            tls(url, &shown)?;
+        }
         let client = Client::open(url).map_err(|e| Error::Url {
             url: shown.to_string(),
             reason: format!(
@@ -190,6 +193,22 @@ impl RedisStore {
             message: format!("unexpected reply to {what}"),
         }
     }
+}
+
+/// Makes TLS work out of the box: installs the ring provider as the
+/// process's rustls default, unless one is installed already.
+#[cfg(feature = "tls")]
+fn tls(_url: &str, _shown: &str) -> Result<(), Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls(_url: &str, shown: &str) -> Result<(), Error> {
+    Err(Error::Url {
+        url: shown.to_owned(),
+        reason: "rediss:// needs the cargo feature `tls` of lockstep".to_owned(),
+    })
 }
 
 /// A Redis error as text, never with the URL (and so never a password).
