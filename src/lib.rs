@@ -67,6 +67,9 @@ impl RedisServer {
             .arg(&self.dir)
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
             .args(["--appendfsync", "always", "--enable-debug-command", "local"])
+            .arg("--unixsocket")
+            .arg(self.dir.join("redis.sock"))
+            .args(["--unixsocketperm", "700"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = cmd.spawn().unwrap_or_else(|e| {
@@ -97,6 +100,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis+unix://<dir>/redis.sock`.
+    pub fn socket_url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
     }
 
     /// The server's process id.

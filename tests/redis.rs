@@ -242,3 +242,43 @@ async fn a_process_that_starts_while_the_store_is_down_serves_defaults_and_catch
     tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(20)).await;
     assert_eq!(LATE.level(), 9);
 }
+
+#[lockstep(tick = "1s", backend = "redis")]
+struct Acl {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+/// An ACL user that may touch only lockstep's keys, over a Unix socket:
+/// everything works, with no NOPERM error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_restricted_to_the_key_prefix_works_over_a_unix_socket() {
+    let server = RedisServer::start();
+    let _: () = server.cmd(&[
+        "ACL", "SETUSER", "app", "on", ">s3cret", "~lockstep:*", "+@read", "+@write",
+        "+@scripting", "+time", "+ping",
+    ]);
+    let url = format!("{}?user=app&pass=s3cret", server.socket_url());
+    let store = RedisStore::open(&url).unwrap();
+    assert!(!format!("{store:?}").contains("s3cret"));
+    ACL.builder().url(&url).start().await.unwrap();
+    let at = ACL.set(Acl::LEVEL, 4).await.unwrap();
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
+    assert_eq!(ACL.level(), 4);
+    let status = ACL.status();
+    assert_eq!(status.failed_fetches, 0, "{status:?}");
+    assert!(!status.store.contains("s3cret"), "{}", status.store);
+    let denied: String = server.cmd(&["INFO", "errorstats"]);
+    assert!(!denied.contains("NOPERM"), "{denied}");
+
+    // The wrong password: refused, and the error does not echo it.
+    let wrong = format!("{}?user=app&pass=wr0ng", server.socket_url());
+    let err = RedisStore::open(&wrong)
+        .unwrap()
+        .fetch("acl", &["level"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("wr0ng"), "{err}");
+    assert!(err.contains("WRONGPASS") || err.contains("auth"), "{err}");
+}

@@ -401,6 +401,19 @@ fn flip<S: Fields>(registry: &Registry<S>, state: &mut State, now: Millis) -> Op
         {
             state.status.flips += 1;
             state.status.last_flip = Some(now);
+            let changed: Vec<&str> = S::DEF
+                .fields
+                .iter()
+                .zip(published.iter().zip(&active))
+                .filter(|(_, (old, new))| old != new)
+                .map(|(field, _)| field.key)
+                .collect();
+            tracing::info!(
+                namespace = S::DEF.namespace,
+                fields = ?changed,
+                at = %to_datetime(now).to_rfc3339(),
+                "lockstep: flipped"
+            );
         }
         state.published = Some((state.generation, active));
     }
@@ -470,12 +483,13 @@ fn next_phase(now: Millis, tick: Millis, phase: Millis) -> Millis {
 }
 
 /// The wait before retry number `failures`: exponential from 1/16 of a tick
-/// (at most 250 ms), capped at one tick, with the upper half jittered.
+/// (at most 250 ms), capped at half a tick so that a store that answers
+/// again is caught up with within a tick, with the upper half jittered.
 fn backoff(failures: u32, tick: Millis) -> Millis {
     let base = (tick / 16).min(250).max(1);
     let ceiling = base
         .saturating_mul(1 << failures.min(20).saturating_sub(1))
-        .min(tick);
+        .min(tick / 2);
     ceiling / 2 + fastrand::i64(0..=ceiling / 2)
 }
 

@@ -241,26 +241,45 @@ pub(crate) async fn connect(
     }
 }
 
-/// `url` with its password replaced by `***`, for anything a person reads.
+/// `url` with its password replaced by `***`, for anything a person reads:
+/// the password of the user-info part, and `pass=` / `password=` query
+/// parameters (how `redis+unix://` URLs carry one).
 pub fn redact(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = redact_userinfo(url);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") => {
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
+    let (authority, tail) = match rest.find(['/', '#']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map(|(u, _)| u).unwrap_or(userinfo);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                // A lone userinfo is a password in `redis://:secret@` style
-                // URLs with no colon only when it is a token: hide it too.
-                format!("{scheme}://***@{host}{tail}")
-            }
-        }
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            // `redis://token@host`: a lone user-info may be a secret token.
+            None => format!("{scheme}://***@{host}{tail}"),
+        },
         None => url.to_owned(),
     }
 }
@@ -285,6 +304,10 @@ mod tests {
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
         assert_eq!(redact("memory://"), "memory://");
         assert_eq!(redact("redis://u:p@ss@h/x?y=@"), "redis://u:***@h/x?y=@");
+        assert_eq!(
+            redact("redis+unix:///tmp/r.sock?user=app&pass=s3cret&db=1"),
+            "redis+unix:///tmp/r.sock?user=app&pass=***&db=1"
+        );
     }
 
     #[test]

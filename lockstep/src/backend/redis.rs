@@ -154,7 +154,7 @@ impl RedisStore {
             url: shown.to_string(),
             reason: format!(
                 "{}; expected redis://[user[:password]@]host[:port][/db], rediss://… for TLS, \
-                 or redis+unix:///path/to/socket",
+                 or redis+unix:///path/to/socket[?user=…&pass=…&db=…]",
                 message(&e)
             ),
         })?;
@@ -512,7 +512,12 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_refused_without_its_password() {
-        for url in ["redis://u:s3cret@host:notaport", "redis://:s3cret@", "redis+unix://u:s3cret@"] {
+        for url in [
+            "redis://u:s3cret@host:notaport",
+            "redis://:s3cret@",
+            "redis+unix://u:s3cret@",
+            "redis+unix:///x.sock?pass=s3cret&db=x",
+        ] {
             match RedisStore::open(url) {
                 Err(e) => {
                     let shown = format!("{e} {e:?}");
