@@ -9,9 +9,9 @@ use syn::{Expr, Lit, LitStr};
 use crate::ctxt::Ctxt;
 
 /// The options the struct attribute accepts.
-pub const STRUCT_OPTIONS: &str = "tick, backend, namespace, static_name";
+const STRUCT_OPTIONS: &[&str] = &["tick", "backend", "namespace", "static_name"];
 /// The options a field attribute accepts.
-pub const FIELD_OPTIONS: &str = "default, key";
+const FIELD_OPTIONS: &[&str] = &["default", "key"];
 
 /// One option: its value, once, and where it was written.
 pub struct Attr<'c, T> {
@@ -50,35 +50,34 @@ impl<'c, T> Attr<'c, T> {
     }
 }
 
-/// A struct option that must be written, with what the value looks like.
-pub struct Required<'c> {
-    pub attr: Attr<'c, LitStr>,
-    pub example: &'static str,
-    pub accepted: &'static str,
+/// A required option as written.
+pub enum Required<T> {
+    /// Written, with a good value.
+    Given(T),
+    /// Written with a value already reported as wrong, or perhaps written
+    /// after a syntax error that stopped the parse: nothing more to say.
+    Invalid,
+    /// Not written at all.
+    Missing,
 }
 
-impl Required<'_> {
-    /// Reports the option at the attribute when it was not written at all
-    /// (a wrong value was reported at the value already).
-    fn check(&self) {
-        if !self.attr.given {
-            self.attr.cx.syn_error(syn::Error::new(
-                proc_macro2::Span::call_site(),
-                format!(
-                    "#[lockstep] needs a {name}: add `{name} = {example}` ({accepted})",
-                    name = self.attr.name,
-                    example = self.example,
-                    accepted = self.accepted,
-                ),
-            ));
+impl<T> Attr<'_, T> {
+    /// The value of a required option; `complete` says whether the whole
+    /// attribute was read (after a syntax error, an option not seen may
+    /// still have been written).
+    fn required(self, complete: bool) -> Required<T> {
+        match self.value {
+            Some(value) => Required::Given(value),
+            None if self.given || !complete => Required::Invalid,
+            None => Required::Missing,
         }
     }
 }
 
 /// The struct's options.
 pub struct StructAttrs {
-    pub tick: Option<LitStr>,
-    pub backend: Option<LitStr>,
+    pub tick: Required<LitStr>,
+    pub backend: Required<LitStr>,
     pub namespace: Option<LitStr>,
     pub static_name: Option<LitStr>,
 }
@@ -99,32 +98,28 @@ impl StructAttrs {
         let parser = syn::meta::parser(|meta| {
             let path = meta.path.clone();
             if path.is_ident("tick") {
-                if let Some(s) = string_value(cx, &meta, "tick", "\"10m\"")? {
-                    tick.set(&path, s);
-                }
+                tick.set(&path, string_value(cx, &meta, "tick", "\"10m\"")?);
             } else if path.is_ident("backend") {
-                if let Some(s) = string_value(cx, &meta, "backend", "\"redis\"")? {
-                    backend.set(&path, s);
-                }
+                backend.set(&path, string_value(cx, &meta, "backend", "\"redis\"")?);
             } else if path.is_ident("namespace") {
-                if let Some(s) = string_value(cx, &meta, "namespace", "\"flags\"")? {
-                    namespace.set(&path, s);
-                }
+                namespace.set(&path, string_value(cx, &meta, "namespace", "\"flags\"")?);
             } else if path.is_ident("static_name") {
-                if let Some(s) = string_value(cx, &meta, "static_name", "\"FLAGS\"")? {
-                    static_name.set(&path, s);
-                }
+                static_name.set(&path, string_value(cx, &meta, "static_name", "\"FLAGS\"")?);
             } else {
                 unknown(cx, &meta, STRUCT_OPTIONS)?;
             }
             Ok(())
         });
-        if let Err(e) = syn::parse::Parser::parse2(parser, args) {
-            cx.syn_error(e);
-        }
+        let complete = match syn::parse::Parser::parse2(parser, args) {
+            Ok(()) => true,
+            Err(e) => {
+                cx.syn_error(e);
+                false
+            }
+        };
         StructAttrs {
-            tick: tick.get(),
-            backend: backend.get(),
+            tick: tick.required(complete),
+            backend: backend.required(complete),
             namespace: namespace.get(),
             static_name: static_name.get(),
         }
@@ -140,11 +135,9 @@ impl FieldAttrs {
             let result = attr.parse_nested_meta(|meta| {
                 let path = meta.path.clone();
                 if path.is_ident("default") {
-                    default.set(&path, meta.value()?.parse::<Expr>()?);
+                    default.set(&path, expr_value(cx, &meta, "default", "0")?);
                 } else if path.is_ident("key") {
-                    if let Some(s) = string_value(cx, &meta, "key", "\"foobar_percent\"")? {
-                        key.set(&path, s);
-                    }
+                    key.set(&path, string_value(cx, &meta, "key", "\"foobar_percent\"")?);
                 } else {
                     unknown(cx, &meta, FIELD_OPTIONS)?;
                 }
@@ -161,41 +154,155 @@ impl FieldAttrs {
     }
 }
 
-/// `name = "string"`; anything else is an error at the value.
+/// `name = <expr>`; `name` alone is an error at the name.
+fn expr_value(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    name: &str,
+    example: &str,
+) -> syn::Result<Option<Expr>> {
+    if !meta.input.peek(syn::Token![=]) {
+        cx.error_spanned_by(
+            &meta.path,
+            format!("`{name}` takes a value: write `{name} = {example}`"),
+        );
+        skip_group(meta)?;
+        return Ok(None);
+    }
+    Ok(Some(meta.value()?.parse()?))
+}
+
+/// `name = "string"`; anything else is an error at the value (or at the
+/// name, when there is no value), saying how to write it.
 fn string_value(
     cx: &Ctxt,
     meta: &ParseNestedMeta,
     name: &str,
     example: &str,
 ) -> syn::Result<Option<LitStr>> {
-    let expr: Expr = meta.value()?.parse()?;
-    if let Expr::Lit(lit) = &expr
-        && let Lit::Str(s) = &lit.lit
-    {
-        return Ok(Some(s.clone()));
-    }
-    cx.error_spanned_by(
-        &expr,
-        format!("`{name}` takes a string literal, e.g. `{name} = {example}`"),
-    );
+    let Some(expr) = expr_value(cx, meta, name, example)? else {
+        return Ok(None);
+    };
+    let quoted = match &expr {
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Str(s) => return Ok(Some(s.clone())),
+            // `tick = 10`: seconds are the likely meaning.
+            Lit::Int(int) if name == "tick" => Some(format!("{}s", int.base10_digits())),
+            Lit::Int(_) | Lit::Float(_) | Lit::Bool(_) => Some(expr.to_token_stream().to_string()),
+            _ => None,
+        },
+        Expr::Path(path) if path.qself.is_none() => path.path.get_ident().map(ToString::to_string),
+        _ => None,
+    };
+    let message = match quoted {
+        Some(quoted) => {
+            format!("`{name}` takes a string literal: write `{name} = \"{quoted}\"`")
+        }
+        None => format!("`{name}` takes a string literal, e.g. `{name} = {example}`"),
+    };
+    cx.error_spanned_by(&expr, message);
     Ok(None)
 }
 
-/// An unknown option: an error at its key, its value skipped.
-fn unknown(cx: &Ctxt, meta: &ParseNestedMeta, expected: &str) -> syn::Result<()> {
+/// An unknown option: an error at its key, naming a close known option if
+/// there is one, its value skipped.
+fn unknown(cx: &Ctxt, meta: &ParseNestedMeta, expected: &[&str]) -> syn::Result<()> {
     let name = meta
         .path
         .get_ident()
         .map(ToString::to_string)
         .unwrap_or_else(|| meta.path.to_token_stream().to_string().replace(' ', ""));
-    cx.error_spanned_by(
-        &meta.path,
-        format!("unknown option `{name}`; expected one of: {expected}"),
+    let mut message = format!(
+        "unknown option `{name}`; expected one of: {}",
+        expected.join(", ")
     );
+    if let Some(close) = closest(&name, expected) {
+        message.push_str(&format!(" (did you mean `{close}`?)"));
+    }
+    cx.error_spanned_by(&meta.path, message);
     if meta.input.peek(syn::Token![=]) {
         let _: Expr = meta.value()?.parse()?;
-    } else if meta.input.peek(syn::token::Paren) {
+    } else {
+        skip_group(meta)?;
+    }
+    Ok(())
+}
+
+/// Skips `(…)` after an option's name, if there is one.
+fn skip_group(meta: &ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(syn::token::Paren) {
         let _: proc_macro2::TokenTree = meta.input.parse()?;
     }
     Ok(())
+}
+
+/// The known option `name` is most likely a misspelling of, if any: one at
+/// most two edits away (one for short names; ignoring case, `-` for `_`) or a usual other name.
+fn closest<'a>(name: &str, expected: &[&'a str]) -> Option<&'a str> {
+    const OTHER_NAMES: &[(&str, &str)] = &[
+        ("interval", "tick"),
+        ("period", "tick"),
+        ("refresh", "tick"),
+        ("store", "backend"),
+        ("prefix", "namespace"),
+        ("static", "static_name"),
+        ("name", "key"),
+        ("rename", "key"),
+        ("value", "default"),
+    ];
+    let name = name.to_ascii_lowercase().replace('-', "_");
+    if let Some((_, known)) = OTHER_NAMES.iter().find(|(other, _)| *other == name)
+        && let Some(known) = expected.iter().find(|e| *e == known)
+    {
+        return Some(known);
+    }
+    expected
+        .iter()
+        .map(|known| (edit_distance(&name, known), *known))
+        .filter(|(distance, known)| *distance <= if known.len() <= 4 { 1 } else { 2 })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn close_names() {
+        let fields = &["default", "key"];
+        assert_eq!(closest("defualt", fields), Some("default"));
+        assert_eq!(closest("Default", fields), Some("default"));
+        assert_eq!(closest("rename", fields), Some("key"));
+        assert_eq!(closest("skip", fields), None);
+        assert_eq!(closest("def", fields), None);
+        let structs = &["tick", "backend", "namespace", "static_name"];
+        assert_eq!(closest("ticks", structs), Some("tick"));
+        assert_eq!(closest("static-name", structs), Some("static_name"));
+        assert_eq!(closest("store", structs), Some("backend"));
+        assert_eq!(closest("key", structs), None);
+    }
 }

@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, Expr, Ident, Lit};
 
 use crate::ast::{Field, Input, Kind, unraw};
+use crate::attr::Required;
 use crate::ctxt::Ctxt;
 use crate::fallback;
 use crate::valid::{self, Checked};
@@ -37,7 +38,11 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
     let name_str = unraw(name);
     let registry = format_ident!("{}Registry", name_str);
     let static_name = match &input.attrs.static_name {
-        Some(lit) => Ident::new(&lit.value(), lit.span()),
+        // Checked by `valid`: an identifier, perhaps raw.
+        Some(lit) => match lit.parse::<Ident>() {
+            Ok(ident) => ident,
+            Err(_) => Ident::new(&name_str.to_shouty_snake_case(), lit.span()),
+        },
         None => Ident::new(&name_str.to_shouty_snake_case(), name.span()),
     };
     let namespace = match &input.attrs.namespace {
@@ -47,11 +52,10 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
     let tick_secs = checked.tick_secs;
     let backend = &checked.backend;
     let backend_check = {
-        let span = input
-            .attrs
-            .backend
-            .as_ref()
-            .map_or(Span::call_site(), |l| l.span());
+        let span = match &input.attrs.backend {
+            Required::Given(lit) => lit.span(),
+            _ => Span::call_site(),
+        };
         let check = format_ident!("__backend_{}", backend, span = span);
         quote_spanned!(span=> ::lockstep::#check!{})
     };
@@ -93,7 +97,6 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
 
         const _: () = {
             #backend_check
-            #(#checks)*
             #(#consts)*
 
             pub struct __LockstepSlots {
@@ -103,13 +106,15 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
             impl ::lockstep::__private::Fields for #name {
                 type Slots = __LockstepSlots;
 
-                const DEF: &'static ::lockstep::__private::RegistryDef =
+                const DEF: &'static ::lockstep::__private::RegistryDef = {
+                    #(#checks)*
                     &::lockstep::__private::RegistryDef {
                         namespace: #namespace,
                         tick: ::lockstep::__private::Tick::__from_secs(#tick_secs),
                         backend: #backend,
                         fields: &[#(#defs),*],
-                    };
+                    }
+                };
 
                 fn defaults() -> Self {
                     Self { #(#defaults)* }
@@ -121,7 +126,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
 
                 fn assign(
                     &mut self,
-                    __lockstep_index: usize,
+                    __lockstep_index: ::core::primitive::usize,
                     __lockstep_value: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
                 ) {
                     match __lockstep_index {
@@ -193,11 +198,19 @@ impl Generated {
         let handle = format_ident!("{}", unraw(ident).to_uppercase());
         let p = quote!(::lockstep::__private);
 
+        // Every use that needs the field's traits is spanned at its type and
+        // sits in one body (`DEF`), so rustc reports a missing trait once.
         let check = quote_spanned! {ty.span()=>
-            const _: () = #p::assert_field_type::<#ty>();
+            #p::assert_field_type::<#ty>();
         };
+        let decode = quote_spanned!(ty.span()=> #p::decode::<#ty>);
+        let to_json = quote_spanned!(ty.span()=> #p::to_json::<#ty>);
+        // The other uses are in other bodies; spanned at the type, their
+        // errors at least point at it rather than at the attribute.
+        let clone_fn = quote_spanned!(ty.span()=> <#ty as ::core::clone::Clone>::clone);
+        let assign_fn = quote_spanned!(ty.span()=> #p::assign::<#ty>);
         let seed_const = quote! {
-            const #seed: u64 = #p::Percent::__seed(#namespace, #key);
+            const #seed: ::core::primitive::u64 = #p::Percent::__seed(#namespace, #key);
         };
 
         let (slot_ty, slot_init, consts, default, accessor, publish, assign) = match &field.kind {
@@ -208,13 +221,14 @@ impl Generated {
                 };
                 let bits_value = match &field.attrs.default {
                     Some(expr) => {
-                        quote_spanned!(expr.span()=> #p::bits::#bits_fn(#expr))
+                        let value = typed(expr, ty);
+                        quote!(#p::bits::#bits_fn(#value))
                     }
                     None => quote!(0),
                 };
                 let consts = quote! {
                     #seed_const
-                    const #bits: u64 = #bits_value;
+                    const #bits: ::core::primitive::u64 = #bits_value;
                 };
                 (
                     quote!(#p::Scalar<#ty>),
@@ -231,10 +245,10 @@ impl Generated {
                     quote!(__lockstep_slots.#ident.set(self.#ident);),
                     match field.kind {
                         Kind::Percent => quote! {
-                            #p::assign(&mut self.#ident, __lockstep_value);
+                            #assign_fn(&mut self.#ident, __lockstep_value);
                             self.#ident = self.#ident.__scoped(#seed);
                         },
-                        _ => quote!(#p::assign(&mut self.#ident, __lockstep_value);),
+                        _ => quote!(#assign_fn(&mut self.#ident, __lockstep_value);),
                     },
                 )
             }
@@ -260,8 +274,8 @@ impl Generated {
                             self.__lockstep.__slots().#ident.get()
                         }
                     },
-                    quote!(__lockstep_slots.#ident.set(::core::clone::Clone::clone(&self.#ident));),
-                    quote!(#p::assign(&mut self.#ident, __lockstep_value);),
+                    quote!(__lockstep_slots.#ident.set(#clone_fn(&self.#ident));),
+                    quote!(#assign_fn(&mut self.#ident, __lockstep_value);),
                 )
             }
         };
@@ -276,12 +290,12 @@ impl Generated {
                     key: #key,
                     rust_type: #rust_type,
                     doc: #doc,
-                    decode: #p::decode::<#ty>,
-                    default_json: || #p::to_json(&<Self as #p::Fields>::defaults().#ident),
+                    decode: #decode,
+                    default_json: || #to_json(&<Self as #p::Fields>::defaults().#ident),
                 }
             },
             default: quote!(#ident: #default,),
-            clone: quote!(#ident: ::core::clone::Clone::clone(&self.#ident),),
+            clone: quote!(#ident: #clone_fn(&self.#ident),),
             assign: quote!(#index => { #assign }),
             publish,
             accessor,
@@ -296,7 +310,18 @@ impl Generated {
 }
 
 /// `expr` as a `ty`, type-checked by rustc with errors under the user's
-/// expression; a string literal converts with `From` (for `String` fields).
+/// expression (and "expected due to this" under the field's type).
+fn typed(expr: &Expr, ty: &syn::Type) -> TokenStream {
+    quote_spanned! {expr.span()=>
+        {
+            let __lockstep_value: #ty = #expr;
+            __lockstep_value
+        }
+    }
+}
+
+/// [`typed`], except that a string literal converts with `From` (for
+/// `String` fields).
 fn typed_default(expr: &Expr, ty: &syn::Type) -> TokenStream {
     let is_str = matches!(
         expr,
@@ -313,11 +338,6 @@ fn typed_default(expr: &Expr, ty: &syn::Type) -> TokenStream {
             }
         }
     } else {
-        quote_spanned! {expr.span()=>
-            {
-                let __lockstep_value: #ty = #expr;
-                __lockstep_value
-            }
-        }
+        typed(expr, ty)
     }
 }

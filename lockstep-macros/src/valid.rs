@@ -8,6 +8,7 @@ use std::time::Duration;
 use syn::LitStr;
 
 use crate::ast::Input;
+use crate::attr::Required;
 use crate::ctxt::Ctxt;
 
 /// The backends a registry may declare, for messages.
@@ -32,14 +33,15 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
         );
     }
     let tick_secs = match &input.attrs.tick {
-        Some(lit) => match tick(&lit.value()) {
+        Required::Given(lit) => match tick(&lit.value()) {
             Ok(secs) => Some(secs),
             Err(message) => {
                 cx.error_spanned_by(lit, message);
                 None
             }
         },
-        None => {
+        Required::Invalid => None,
+        Required::Missing => {
             cx.syn_error(syn::Error::new(
                 proc_macro2::Span::call_site(),
                 "#[lockstep] needs a tick: add `tick = \"10m\"` (from \"1s\" to \"1d\")",
@@ -48,7 +50,7 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
         }
     };
     let backend = match &input.attrs.backend {
-        Some(lit) => match lit.value().as_str() {
+        Required::Given(lit) => match lit.value().as_str() {
             b @ ("redis" | "memory") => Some(b.to_owned()),
             b @ ("postgres" | "sqlite") => {
                 cx.error_spanned_by(
@@ -68,7 +70,8 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
                 None
             }
         },
-        None => {
+        Required::Invalid => None,
+        Required::Missing => {
             cx.syn_error(syn::Error::new(
                 proc_macro2::Span::call_site(),
                 format!(

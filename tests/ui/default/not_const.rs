@@ -1,0 +1,9 @@
+use lockstep::lockstep;
+
+#[lockstep(tick = "10m", backend = "memory")]
+pub struct Flags {
+    #[lockstep(default = std::process::id())]
+    pub pid: u32,
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use lockstep::lockstep;
+use serde::{Deserialize, Serialize};
+
+#[derive(Default, Serialize, Deserialize)]
+pub struct Limits {
+    pub per_second: u32,
+}
+
+#[lockstep(tick = "10m", backend = "memory")]
+pub struct Flags {
+    pub limits: Limits,
+}
+
+fn main() {}
