@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
 use lockstep::{Error, lockstep};
-use lockstep_suite::RedisServer;
+use lockstep_suite::{RedisCluster, RedisServer};
 
 fn write(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
     Write {
@@ -281,4 +281,42 @@ async fn an_acl_user_restricted_to_the_key_prefix_works_over_a_unix_socket() {
         .to_string();
     assert!(!err.contains("wr0ng"), "{err}");
     assert!(err.contains("WRONGPASS") || err.contains("auth"), "{err}");
+}
+
+#[lockstep(tick = "1s", backend = "redis")]
+struct Clustered {
+    #[lockstep(default = 1)]
+    level: u32,
+    #[lockstep(default = "a")]
+    name: String,
+}
+
+/// A registry on a three-primary Redis Cluster: every key of the registry is
+/// in one slot, so its fetch and its writes are single-slot scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_works_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    CLUSTERED.builder().url(cluster.url()).start().await.unwrap();
+    let at = CLUSTERED
+        .change()
+        .set(Clustered::LEVEL, 2)
+        .set(Clustered::NAME, "b".to_string())
+        .apply()
+        .await
+        .unwrap()[0];
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
+    assert_eq!((CLUSTERED.level(), CLUSTERED.name().as_str()), (2, "b"));
+    let status = CLUSTERED.status();
+    assert_eq!(status.failed_fetches, 0, "{status:?}");
+    assert!(status.fetches >= 2);
+    // All of the registry's keys live on the node that owns its slot.
+    let holders: Vec<usize> = cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let keys: Vec<String> = n.cmd(&["KEYS", "lockstep:{clustered}:*"]);
+            keys.len()
+        })
+        .collect();
+    assert_eq!(holders.iter().filter(|&&k| k > 0).count(), 1, "{holders:?}");
 }

@@ -218,7 +218,7 @@ pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Res
 /// The URL schemes this build understands, for error messages.
 pub fn supported_schemes() -> &'static str {
     if cfg!(feature = "redis") {
-        "memory://, redis://, rediss:// (TLS), redis+unix://, unix://"
+        "memory://, redis://, rediss:// (TLS), redis+unix://, unix://, redis+cluster://"
     } else {
         "memory:// (enable the `redis` feature of lockstep for redis://)"
     }
@@ -233,7 +233,9 @@ pub(crate) async fn connect(
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+unix" | "unix" => Ok(Arc::new(redis::RedisStore::open(url)?)),
+        "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
+            Ok(Arc::new(redis::RedisStore::open(url)?))
+        }
         _ => Err(Error::Url {
             url: redact(url),
             reason: format!("unknown scheme; expected one of: {}", supported_schemes()),

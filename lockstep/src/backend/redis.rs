@@ -1,4 +1,5 @@
-//! The Redis backend.
+//! The Redis backend: one server (`redis://`, `rediss://`,
+//! `redis+unix://`) or a Redis Cluster (`redis+cluster://host:port,…`).
 //!
 //! # Layout
 //!
@@ -20,9 +21,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::aio::ConnectionManagerConfig;
-use redis::{Client, ErrorKind, RedisError, Script, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, Value};
 use serde::Deserialize;
 
 use super::{
@@ -133,8 +133,78 @@ return redis.call('HDEL', KEYS[1], string.format('%d', at))
 #[derive(Clone)]
 pub struct RedisStore {
     shown: Arc<str>,
-    connection: ConnectionManager,
+    connection: Connector,
     scripts: Arc<Scripts>,
+}
+
+/// How the store reaches Redis: one server, or a cluster.
+#[derive(Clone)]
+enum Connector {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        connection: Arc<tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>>,
+    },
+}
+
+/// A connection to one server or to a cluster.
+enum Connection {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The node URLs of `redis+cluster://[user:pass@]host:port,host:port[/…]`
+/// (or `rediss+cluster://`), each with the shared credentials.
+pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.strip_suffix("+cluster")?;
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|host| format!("{scheme}://{userinfo}{host}{tail}"))
+        .collect();
+    (!nodes.is_empty()).then_some(nodes)
 }
 
 struct Scripts {
@@ -147,8 +217,11 @@ impl RedisStore {
     /// A store at `url`. Does not connect yet: the first call does.
     pub fn open(url: &str) -> Result<RedisStore, Error> {
         let shown: Arc<str> = redact(url).into();
-        if url.starts_with("rediss://") {
+        if url.starts_with("rediss://") || url.starts_with("rediss+cluster://") {
             tls(url, &shown)?;
+        }
+        if url.contains("+cluster://") {
+            return RedisStore::open_cluster(url, shown);
         }
         let client = Client::open(url).map_err(|e| Error::Url {
             url: shown.to_string(),
@@ -169,7 +242,11 @@ impl RedisStore {
                 store: shown.to_string(),
                 message: message(&e),
             })?;
-        Ok(RedisStore {
+        Ok(RedisStore::with(shown, Connector::Single(connection)))
+    }
+
+    fn with(shown: Arc<str>, connection: Connector) -> RedisStore {
+        RedisStore {
             shown,
             connection,
             scripts: Arc::new(Scripts {
@@ -177,7 +254,53 @@ impl RedisStore {
                 commit: Script::new(COMMIT),
                 cancel: Script::new(CANCEL),
             }),
+        }
+    }
+
+    #[cfg(feature = "cluster")]
+    fn open_cluster(url: &str, shown: Arc<str>) -> Result<RedisStore, Error> {
+        let refused = |reason: String| Error::Url {
+            url: shown.to_string(),
+            reason,
+        };
+        let nodes = cluster_nodes(url).ok_or_else(|| {
+            refused(
+                "expected redis+cluster://[user:password@]host:port[,host:port…]".to_owned(),
+            )
+        })?;
+        let client = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| refused(message(&e)))?;
+        Ok(RedisStore::with(
+            shown,
+            Connector::Cluster {
+                client,
+                connection: Arc::default(),
+            },
+        ))
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    fn open_cluster(_url: &str, shown: Arc<str>) -> Result<RedisStore, Error> {
+        Err(Error::Url {
+            url: shown.to_string(),
+            reason: "redis+cluster:// needs the cargo feature `cluster` of lockstep".to_owned(),
         })
+    }
+
+    /// A connection: the managed one, or the cluster's, made on first use.
+    async fn connection(&self) -> Result<Connection, Error> {
+        match &self.connection {
+            Connector::Single(c) => Ok(Connection::Single(c.clone())),
+            #[cfg(feature = "cluster")]
+            Connector::Cluster { client, connection } => connection
+                .get_or_try_init(|| client.get_async_connection())
+                .await
+                .map(|c| Connection::Cluster(c.clone()))
+                .map_err(|e| self.error(&e)),
+        }
     }
 
     fn error(&self, e: &RedisError) -> Error {
@@ -367,7 +490,7 @@ impl super::Backend for RedisStore {
             for k in keys {
                 invocation.key(field_key(namespace, k));
             }
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection().await?;
             let reply: Value = invocation
                 .invoke_async(&mut connection)
                 .await
@@ -414,7 +537,7 @@ impl super::Backend for RedisStore {
                 .arg(serde_json::Value::Array(steps).to_string())
                 .arg(&write.id)
                 .arg(serde_json::Value::String(write.by.clone()).to_string());
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection().await?;
             let reply: String = invocation
                 .invoke_async(&mut connection)
                 .await
@@ -440,7 +563,7 @@ impl super::Backend for RedisStore {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             check_name("key", field)?;
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection().await?;
             let removed: i64 = self
                 .scripts
                 .cancel
@@ -466,7 +589,7 @@ impl super::Backend for RedisStore {
         Box::pin(async move {
             check_name("namespace", &schema.namespace)?;
             let json = serde_json::to_string(schema).map_err(|e| self.garbled(&e.to_string()))?;
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection().await?;
             redis::cmd("HSET")
                 .arg(key(&schema.namespace, "meta"))
                 .arg("schema")
@@ -480,7 +603,7 @@ impl super::Backend for RedisStore {
     fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection().await?;
             let json: Option<String> = redis::cmd("HGET")
                 .arg(key(namespace, "meta"))
                 .arg("schema")
@@ -534,6 +657,20 @@ mod tests {
         assert!(open_envelope(br#"{"f":2,"v":1}"#).unwrap_err().contains("version 2"));
         assert!(open_envelope(b"\xff\xfe").unwrap_err().contains("UTF-8"));
         assert!(open_envelope(b"12").is_err());
+    }
+
+    #[test]
+    fn cluster_urls_name_every_node() {
+        assert_eq!(
+            cluster_nodes("redis+cluster://u:p@h1:7000,h2:7001/0").unwrap(),
+            vec!["redis://u:p@h1:7000/0", "redis://u:p@h2:7001/0"]
+        );
+        assert_eq!(
+            cluster_nodes("rediss+cluster://h1:7000").unwrap(),
+            vec!["rediss://h1:7000"]
+        );
+        assert!(cluster_nodes("redis://h1").is_none());
+        assert!(cluster_nodes("redis+cluster://").is_none());
     }
 
     #[test]
