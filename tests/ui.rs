@@ -2,18 +2,65 @@
 //! under `tests/ui/<kind>/`. Each `.stderr` is what rustc prints; regenerate
 //! them with `TRYBUILD=overwrite cargo test --test ui` and read the diff.
 //!
-//! Not here: a `backend = "redis"` registry in a crate that depends on
-//! lockstep without its `redis` feature. This package builds lockstep with
-//! its default features, so the case cannot compile-fail here, and a separate
-//! crate built with `default-features = false` would rebuild lockstep and its
-//! dependencies once more for one message. The macro expands the backend to
-//! `::lockstep::__backend_redis!{}`, spanned at the backend literal, and
-//! `lockstep/src/private.rs` defines that macro as a `compile_error!` naming
-//! the feature under `#[cfg(not(feature = "redis"))]`; `backend_redis_is_
-//! available_with_default_features` below checks the other half.
+//! One case cannot be a file here: a `backend = "redis"` registry in a crate
+//! that turns lockstep's `redis` feature off, since this package builds
+//! lockstep with its default features. `redis_backend_needs_the_redis_feature`
+//! checks it with a tiny crate of its own (`cargo check`, a few seconds the
+//! first time); `tests/hygiene.rs` checks that the same registry compiles
+//! with the feature on.
 
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*/*.rs");
+}
+
+/// A `backend = "redis"` registry in a crate that turns lockstep's default
+/// features off fails to compile, with the message naming the feature, at
+/// the backend literal. A tiny crate, checked (not built) in trybuild's
+/// target directory, so only lockstep itself is checked anew.
+#[test]
+fn redis_backend_needs_the_redis_feature() {
+    use std::path::Path;
+    use std::process::Command;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/tests/trybuild");
+    let dir = target.join("no-redis-feature");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let lockstep = root.join("lockstep");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"no-redis-feature\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\
+             publish = false\n\n[workspace]\n\n[dependencies]\n\
+             lockstep = {{ path = {lockstep:?}, default-features = false }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        "#[lockstep::lockstep(tick = \"10m\", backend = \"redis\")]\n\
+         pub struct Flags {\n    pub enabled: bool,\n}\n",
+    )
+    .unwrap();
+    // The workspace's versions, so nothing is resolved (or fetched) anew.
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+
+    let output = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["check", "--quiet", "--offline", "--color=never"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "compiled without the feature");
+    assert!(
+        stderr.contains("backend \"redis\" needs the cargo feature `redis` of lockstep"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("src/lib.rs:1:46"),
+        "not at the literal: {stderr}"
+    );
 }

@@ -7,12 +7,32 @@ use std::time::Duration;
 
 use syn::LitStr;
 
-use crate::ast::Input;
+use crate::ast::{Input, unraw};
 use crate::attr::Required;
 use crate::ctxt::Ctxt;
 
 /// The backends a registry may declare, for messages.
 const BACKENDS: &str = "\"redis\", \"memory\"";
+
+/// Names the registry type already has, which a field's accessor would
+/// clash with or hide: its constructor, and the methods of
+/// `lockstep::Registry` it derefs to (keep in step with the runtime crate).
+const REGISTRY_NAMES: &[(&str, &str)] = &[
+    ("new", "the registry's constructor"),
+    ("namespace", "the registry's method `namespace()`"),
+    ("tick", "the registry's method `tick()`"),
+    ("schema", "the registry's method `schema()`"),
+    ("snapshot", "the registry's method `snapshot()`"),
+    ("start", "the registry's method `start()`"),
+    ("builder", "the registry's method `builder()`"),
+    ("refresh", "the registry's method `refresh()`"),
+    ("status", "the registry's method `status()`"),
+    ("change", "the registry's method `change()`"),
+    ("set", "the registry's method `set()`"),
+    ("schedule", "the registry's method `schedule()`"),
+    ("ramp", "the registry's method `ramp()`"),
+    ("cancel", "the registry's method `cancel()`"),
+];
 
 /// What the checks found out, for expansion.
 pub struct Checked {
@@ -98,6 +118,20 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
     let mut keys: HashMap<String, ()> = HashMap::new();
     for field in &input.fields {
         let key = field.key();
+        let rust_name = unraw(field.ident);
+        if let Some(what) = REGISTRY_NAMES
+            .iter()
+            .find(|(taken, _)| *taken == rust_name)
+            .map(|(_, what)| what)
+        {
+            cx.error_spanned_by(
+                field.ident,
+                format!(
+                    "a field named `{rust_name}` would clash with {what}; rename the field \
+                     (its store key can stay: `#[lockstep(key = \"{key}\")]`)"
+                ),
+            );
+        }
         if let Some(lit) = &field.attrs.key {
             name(cx, lit, "key");
         }

@@ -1,0 +1,8 @@
+use lockstep::lockstep;
+
+#[lockstep(tick = "10m", backend = "memory")]
+pub struct Flags {
+    pub new: bool,
+}
+
+fn main() {}
