@@ -40,7 +40,13 @@ async fn the_readme_registry_reads_defaults_then_switches_at_the_horizon() {
 
     let clock = clock();
     let store = MemoryStore::with_clock(&clock);
-    FLAGS.builder().store(store).clock(&clock).start().await.unwrap();
+    FLAGS
+        .builder()
+        .store(store)
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
     assert!(matches!(
         FLAGS.start().await,
         Err(Error::AlreadyStarted { .. })
@@ -49,14 +55,19 @@ async fn the_readme_registry_reads_defaults_then_switches_at_the_horizon() {
     let at = FLAGS.set(Flags::FOOBAR_PERCENT, 10).await.unwrap();
     // 00:00 + 10m + 5s margin -> the 00:20 boundary.
     assert_eq!(at, Utc.with_ymd_and_hms(2030, 1, 1, 0, 20, 0).unwrap());
-    clock.advance_to(at - chrono::Duration::milliseconds(1)).await;
+    clock
+        .advance_to(at - chrono::Duration::milliseconds(1))
+        .await;
     assert_eq!(FLAGS.foobar_percent(), 0, "switched before its instant");
     assert_eq!(FLAGS.status().pending.len(), 1);
     clock.advance_to(at).await;
     assert_eq!(FLAGS.foobar_percent(), 10);
     assert_eq!(FLAGS.snapshot().foobar_percent, 10);
     let status = FLAGS.status();
-    assert_eq!((status.flips, status.late_flips, status.rejected), (1, 0, 0));
+    assert_eq!(
+        (status.flips, status.late_flips, status.rejected),
+        (1, 0, 0)
+    );
     assert!(status.pending.is_empty());
 }
 
@@ -71,7 +82,12 @@ struct Ramp {
 async fn a_ramp_steps_one_tick_at_a_time_and_multi_field_steps_switch_together() {
     let clock = clock();
     let store = MemoryStore::with_clock(&clock);
-    RAMP.builder().store(store).clock(&clock).start().await.unwrap();
+    RAMP.builder()
+        .store(store)
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
 
     let shares = [10, 25, 50, 100].map(Percent::whole);
     let steps = RAMP.ramp(Ramp::SHARE, shares).await.unwrap();
@@ -94,7 +110,10 @@ async fn a_ramp_steps_one_tick_at_a_time_and_multi_field_steps_switch_together()
     }
     clock.advance_to(both[0]).await;
     let snapshot = RAMP.snapshot();
-    assert_eq!((snapshot.share, snapshot.stage.as_str()), (Percent::whole(5), "beta"));
+    assert_eq!(
+        (snapshot.share, snapshot.stage.as_str()),
+        (Percent::whole(5), "beta")
+    );
     // The accessor's and the snapshot's Percent hash alike.
     let user = "user-7";
     assert_eq!(RAMP.share().includes(user), snapshot.share.includes(user));
@@ -109,7 +128,13 @@ struct Sched {
 async fn a_write_before_the_horizon_is_refused_naming_the_earliest_instant_and_writes_nothing() {
     let clock = clock();
     let store = MemoryStore::with_clock(&clock);
-    SCHED.builder().store(store.clone()).clock(&clock).start().await.unwrap();
+    SCHED
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
 
     let too_soon = clock.now() + chrono::Duration::seconds(30);
     let err = SCHED.schedule(Sched::LIMIT, 5, too_soon).await.unwrap_err();
@@ -117,7 +142,10 @@ async fn a_write_before_the_horizon_is_refused_naming_the_earliest_instant_and_w
         panic!("{err}");
     };
     // tick 1m + margin 5s -> 00:02:00
-    assert_eq!(*earliest, Utc.with_ymd_and_hms(2030, 1, 1, 0, 2, 0).unwrap());
+    assert_eq!(
+        *earliest,
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 2, 0).unwrap()
+    );
     assert!(err.to_string().contains("2030-01-01 00:02:00 UTC"), "{err}");
     // An atomic change with one bad step writes none of its steps.
     let err = SCHED
@@ -129,7 +157,7 @@ async fn a_write_before_the_horizon_is_refused_naming_the_earliest_instant_and_w
         .await
         .unwrap_err();
     assert!(matches!(err, Error::BeforeHorizon { .. }));
-    assert!(store.fetch("sched").await.unwrap().fields.is_empty());
+    assert!(store.fetch("sched", &[]).await.unwrap().fields.is_empty());
 
     // Scheduling rounds up to a boundary; the same field and instant twice
     // keeps the last write.
@@ -137,9 +165,9 @@ async fn a_write_before_the_horizon_is_refused_naming_the_earliest_instant_and_w
     let at = SCHED.schedule(Sched::LIMIT, 7, asked).await.unwrap();
     assert_eq!(at, Utc.with_ymd_and_hms(2030, 1, 1, 0, 6, 0).unwrap());
     SCHED.schedule(Sched::LIMIT, 8, at).await.unwrap();
-    let stored = store.fetch("sched").await.unwrap();
+    let stored = store.fetch("sched", &[]).await.unwrap();
     assert_eq!(stored.fields["limit"].len(), 1);
-    assert_eq!(stored.fields["limit"][0].value, "8");
+    assert_eq!(stored.fields["limit"][0].value.as_deref(), Ok("8"));
 
     // Cancel removes a pending entry; an entry inside the horizon stays.
     let later = SCHED
@@ -177,14 +205,20 @@ async fn writes_that_would_not_read_back_are_refused_and_writes_before_start_too
     ));
     let clock = clock();
     let store = MemoryStore::with_clock(&clock);
-    GUARDED.builder().store(store.clone()).clock(&clock).start().await.unwrap();
+    GUARDED
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
     // NaN encodes as JSON null, which is not an f64: refused before writing.
     let err = GUARDED.set(Guarded::RATIO, f64::NAN).await.unwrap_err();
     assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
     let huge = vec!["x".repeat(1024); 100];
     let err = GUARDED.set(Guarded::HOSTS, huge).await.unwrap_err();
     assert!(err.to_string().contains("at most 65536 bytes"), "{err}");
-    assert!(store.fetch("guarded").await.unwrap().fields.is_empty());
+    assert!(store.fetch("guarded", &[]).await.unwrap().fields.is_empty());
 }
 
 #[tokio::test]
@@ -196,6 +230,7 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
         namespace: "guarded_two".into(),
         tick: lockstep::Tick::new(Duration::from_secs(60)).unwrap(),
         id: lockstep::store::new_write_id(),
+        by: "test".into(),
         steps: vec![Step {
             at: StepAt::Horizon { after: 0 },
             values: steps
@@ -209,7 +244,13 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
         retries: u8,
         hosts: Vec<String>,
     }
-    GUARDED_TWO.builder().store(store.clone()).clock(&clock).start().await.unwrap();
+    GUARDED_TWO
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
     let good = store
         .commit(&write(vec![("retries", "5"), ("hosts", r#"["a"]"#)]))
         .await
@@ -224,13 +265,20 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
         .unwrap();
     clock.advance_to(lockstep_time(bad.instants[0])).await;
     assert_eq!(GUARDED_TWO.retries(), 5, "kept the last good value");
-    assert_eq!(*GUARDED_TWO.hosts(), vec!["b".to_string()], "other field unaffected");
+    assert_eq!(
+        *GUARDED_TWO.hosts(),
+        vec!["b".to_string()],
+        "other field unaffected"
+    );
     let status = GUARDED_TWO.status();
     assert_eq!(status.rejected, 1);
     let why = status.last_rejection.unwrap();
     assert!(why.contains("guarded_two.retries"), "{why}");
     for garbage in ["\u{0}\u{1}", "{\"x\":", "\"five\"", "-1", "[[[[]]]]"] {
-        let w = store.commit(&write(vec![("retries", garbage)])).await.unwrap();
+        let w = store
+            .commit(&write(vec![("retries", garbage)]))
+            .await
+            .unwrap();
         clock.advance_to(lockstep_time(w.instants[0])).await;
         assert_eq!(GUARDED_TWO.retries(), 5, "{garbage:?}");
     }
@@ -254,7 +302,11 @@ struct Live {
 /// (Lateness is printed, not asserted: speed belongs to the benchmarks.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_real_time_a_flip_is_observed_at_its_instant_never_before() {
-    LIVE.builder().store(MemoryStore::new()).start().await.unwrap();
+    LIVE.builder()
+        .store(MemoryStore::new())
+        .start()
+        .await
+        .unwrap();
     let torn = Arc::new(AtomicBool::new(false));
     let mut lateness = Vec::new();
     for generation in 1..=3u64 {
@@ -296,7 +348,10 @@ async fn in_real_time_a_flip_is_observed_at_its_instant_never_before() {
         assert!(after_at < 1_000_000_000, "switched more than a tick late");
         lateness.push(after_at);
     }
-    assert!(!torn.load(Ordering::Relaxed), "a snapshot showed half a change");
+    assert!(
+        !torn.load(Ordering::Relaxed),
+        "a snapshot showed half a change"
+    );
     println!("lateness of the first read that saw each change (ns): {lateness:?}");
     assert_eq!(LIVE.status().late_flips, 0);
 }

@@ -58,9 +58,7 @@ pub enum Error {
         reason: String,
     },
     /// A namespace or key the store layout cannot hold.
-    #[error(
-        "{what} `{name}` is not allowed: use 1 to 100 ASCII letters, digits, `_` and `-`"
-    )]
+    #[error("{what} `{name}` is not allowed: use 1 to 100 ASCII letters, digits, `_` and `-`")]
     InvalidName {
         /// `namespace` or `key`.
         what: String,

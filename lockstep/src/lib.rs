@@ -70,13 +70,13 @@ pub use lockstep_macros::lockstep;
 /// Stores: the backend trait, the memory store, and the wire types.
 pub mod store {
     pub use crate::backend::memory::MemoryStore;
-    pub use crate::backend::{
-        Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Step, StepAt, StoredEntry, Write,
-        check_cancel, check_name, new_write_id, redact, resolve_instants, supported_schemes,
-        writer_name,
-    };
     #[cfg(feature = "redis")]
     pub use crate::backend::redis::RedisStore;
+    pub use crate::backend::{
+        Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Step, StepAt, StoredEntry,
+        Write, check_cancel, check_name, new_write_id, redact, resolve_instants, supported_schemes,
+        writer_name,
+    };
 }
 
 pub use backend::memory::MemoryStore;

@@ -94,7 +94,7 @@ macro_rules! __backend_redis {
     () => {
         ::core::compile_error! {
             "backend \"redis\" needs the cargo feature `redis` of lockstep: \
-     lockstep = { version = \"0.1\", features = [\"redis\"] }"
+lockstep = { version = \"0.1\", features = [\"redis\"] }"
         }
     };
 }

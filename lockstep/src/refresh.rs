@@ -259,13 +259,21 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
     }
     state.status.store_lost = false;
     state.status.epoch = state.epoch.as_ref().map(|e| e.id.clone());
-    if state.carry.as_ref().is_some_and(|(switch, _)| now >= *switch) {
+    if state
+        .carry
+        .as_ref()
+        .is_some_and(|(switch, _)| now >= *switch)
+    {
         state.carry = None;
     }
     let mut changed = false;
     for (index, field) in S::DEF.fields.iter().enumerate() {
         let old = &state.timelines[index];
-        let stored = fetched.fields.get(field.key).map(Vec::as_slice).unwrap_or_default();
+        let stored = fetched
+            .fields
+            .get(field.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let decoded: Result<Timeline<Decoded>, (Millis, String)> = stored
             .iter()
             .map(|entry| {
@@ -277,7 +285,9 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
                 {
                     return Ok((entry.at, known.clone()));
                 }
-                decode(field, raw).map(|d| (entry.at, d)).map_err(|e| (entry.at, e))
+                decode(field, raw)
+                    .map(|d| (entry.at, d))
+                    .map_err(|e| (entry.at, e))
             })
             .collect();
         let mut new = match decoded {

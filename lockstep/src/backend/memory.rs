@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{
-    BoxFuture, Committed, Epoch, Fetched, HISTORY, StoredEntry, Write, check_cancel, check_name,
-    resolve_instants,
+    BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, StoredEntry, Write, check_cancel,
+    check_name, resolve_instants,
 };
 use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
@@ -50,7 +50,7 @@ struct State {
 struct Namespace {
     epoch: Option<Epoch>,
     schema: Option<Schema>,
-    fields: BTreeMap<String, Timeline<String>>,
+    fields: BTreeMap<String, Timeline<(String, Origin)>>,
 }
 
 static NAMED: LazyLock<Mutex<HashMap<String, MemoryStore>>> = LazyLock::new(Default::default);
@@ -139,9 +139,10 @@ impl MemoryStore {
                     let entries = timeline
                         .entries()
                         .iter()
-                        .map(|(at, value)| StoredEntry {
+                        .map(|(at, (value, origin))| StoredEntry {
                             at: *at,
                             value: Ok(value.clone()),
+                            origin: Some(origin.clone()),
                         })
                         .collect();
                     (key.clone(), entries)
@@ -168,7 +169,12 @@ impl MemoryStore {
         for (step, &at) in write.steps.iter().zip(&instants) {
             for (key, value) in &step.values {
                 let timeline = ns.fields.entry(key.clone()).or_default();
-                timeline.insert(at, value.clone());
+                let origin = Origin {
+                    write: write.id.clone(),
+                    written_at: now,
+                    by: write.by.clone(),
+                };
+                timeline.insert(at, (value.clone(), origin));
                 timeline.prune(now, HISTORY);
             }
         }
@@ -253,6 +259,14 @@ impl super::Backend for MemoryStore {
         Box::pin(async move {
             namespace(&mut self.lock(), &schema.namespace).schema = Some(schema.clone());
             Ok(())
+        })
+    }
+
+    fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            let mut names: Vec<String> = self.lock().namespaces.keys().cloned().collect();
+            names.sort();
+            Ok(names)
         })
     }
 

@@ -49,6 +49,9 @@ pub trait Backend: Send + Sync + 'static {
         at: Millis,
     ) -> BoxFuture<'a, Result<(), Error>>;
 
+    /// The namespaces the store holds, sorted.
+    fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>>;
+
     /// Stores `schema` so that tools can read it.
     fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>>;
 
@@ -90,6 +93,19 @@ pub struct StoredEntry {
     pub at: Millis,
     /// The value as JSON text, or why the stored entry cannot be read.
     pub value: Result<String, String>,
+    /// Who wrote it and when, where the store keeps that.
+    pub origin: Option<Origin>,
+}
+
+/// Who wrote an entry, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The write's id.
+    pub write: String,
+    /// When it was committed, by the store's clock.
+    pub written_at: Millis,
+    /// The writer (see [`Write::by`]).
+    pub by: String,
 }
 
 /// A write: one or more steps, each a set of field values for one instant.
@@ -256,7 +272,9 @@ pub fn redact(url: &str) -> String {
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") => {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+                {
                     format!("{k}=***")
                 }
                 _ => pair.to_owned(),

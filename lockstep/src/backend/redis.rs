@@ -26,7 +26,8 @@ use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, V
 use serde::Deserialize;
 
 use super::{
-    BoxFuture, Committed, Epoch, Fetched, HISTORY, StepAt, StoredEntry, Write, check_name, redact,
+    BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, StepAt, StoredEntry, Write, check_name,
+    redact,
 };
 use crate::error::Error;
 use crate::schema::Schema;
@@ -264,9 +265,7 @@ impl RedisStore {
             reason,
         };
         let nodes = cluster_nodes(url).ok_or_else(|| {
-            refused(
-                "expected redis+cluster://[user:password@]host:port[,host:port…]".to_owned(),
-            )
+            refused("expected redis+cluster://[user:password@]host:port[,host:port…]".to_owned())
         })?;
         let client = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(Duration::from_secs(2))
@@ -367,23 +366,56 @@ struct Envelope<'a> {
     f: u32,
     #[serde(borrow)]
     v: Option<&'a serde_json::value::RawValue>,
+    w: Option<String>,
+    t: Option<Millis>,
+    by: Option<String>,
 }
 
-/// The JSON text of a stored envelope's value, or why it cannot be read.
-fn open_envelope(bytes: &[u8]) -> Result<String, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
-    let envelope: Envelope =
-        serde_json::from_str(text).map_err(|e| format!("not a lockstep entry ({e})"))?;
+/// The JSON text of a stored envelope's value (or why it cannot be read),
+/// and who wrote it when the envelope says.
+fn open_envelope(bytes: &[u8]) -> (Result<String, String>, Option<Origin>) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return (Err("not UTF-8 text".to_owned()), None);
+    };
+    let envelope: Envelope = match serde_json::from_str(text) {
+        Ok(envelope) => envelope,
+        Err(e) => return (Err(format!("not a lockstep entry ({e})")), None),
+    };
+    let origin = match (envelope.w, envelope.t) {
+        (Some(write), Some(written_at)) => Some(Origin {
+            write,
+            written_at,
+            by: envelope.by.unwrap_or_default(),
+        }),
+        _ => None,
+    };
     if envelope.f != FORMAT {
-        return Err(format!(
+        let why = format!(
             "format version {} is not the version {FORMAT} this process reads (written by a \
              newer lockstep?)",
             envelope.f
-        ));
+        );
+        return (Err(why), origin);
     }
     match envelope.v {
-        Some(v) => Ok(v.get().to_owned()),
-        None => Err("the entry has no value".to_owned()),
+        Some(v) => (Ok(v.get().to_owned()), origin),
+        None => (Err("the entry has no value".to_owned()), origin),
+    }
+}
+
+/// One hash field and value of a field's key, as an entry.
+fn entry(at: &Value, value: &Value) -> StoredEntry {
+    let (value, origin) = match value {
+        Value::BulkString(b) => open_envelope(b),
+        _ => (Err("not a string".to_owned()), None),
+    };
+    match text(at).and_then(|t| t.parse::<Millis>().ok()) {
+        Some(at) => StoredEntry { at, value, origin },
+        None => StoredEntry {
+            at: 0,
+            value: Err(format!("instant {:?} is not milliseconds", text(at))),
+            origin,
+        },
     }
 }
 
@@ -411,40 +443,18 @@ fn parse_fetch(reply: Value, keys: &[&str]) -> Option<Fetched> {
     };
     let mut fields = std::collections::BTreeMap::new();
     for (key, item) in keys.iter().zip(items) {
-        let entries = match item {
+        let entries: Vec<StoredEntry> = match item {
             Value::Array(flat) => flat
                 .chunks(2)
-                .filter_map(|pair| {
-                    let at = text(&pair[0])?;
-                    let value = match pair.get(1) {
-                        Some(Value::BulkString(b)) => open_envelope(b),
-                        _ => Err("not a string".to_owned()),
-                    };
-                    Some(match at.parse::<Millis>() {
-                        Ok(at) => StoredEntry { at, value },
-                        Err(_) => StoredEntry {
-                            at: 0,
-                            value: Err(format!("instant {at:?} is not milliseconds")),
-                        },
-                    })
-                })
+                .map(|pair| entry(&pair[0], pair.get(1).unwrap_or(&Value::Nil)))
                 .collect(),
-            Value::Map(pairs) => pairs
-                .into_iter()
-                .filter_map(|(at, value)| {
-                    let at = text(&at)?.parse::<Millis>().ok()?;
-                    let value = match value {
-                        Value::BulkString(b) => open_envelope(&b),
-                        _ => Err("not a string".to_owned()),
-                    };
-                    Some(StoredEntry { at, value })
-                })
-                .collect(),
+            Value::Map(pairs) => pairs.iter().map(|(at, value)| entry(at, value)).collect(),
             other => {
                 let why = text(&other).unwrap_or_else(|| "unreadable".to_owned());
                 vec![StoredEntry {
                     at: 0,
                     value: Err(format!("the field's key cannot be read: {why}")),
+                    origin: None,
                 }]
             }
         };
@@ -573,7 +583,9 @@ impl super::Backend for RedisStore {
                 .arg(at)
                 .invoke_async(&mut connection)
                 .await
-                .map_err(|e| before_horizon(&e, namespace, tick).unwrap_or_else(|| self.error(&e)))?;
+                .map_err(|e| {
+                    before_horizon(&e, namespace, tick).unwrap_or_else(|| self.error(&e))
+                })?;
             if removed == 0 {
                 return Err(Error::NoSuchEntry {
                     namespace: namespace.to_owned(),
@@ -597,6 +609,51 @@ impl super::Backend for RedisStore {
                 .exec_async(&mut connection)
                 .await
                 .map_err(|e| self.error(&e))
+        })
+    }
+
+    fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            let pattern = "lockstep:{*}:meta";
+            let mut connection = self.connection().await?;
+            let keys: Vec<String> = match &connection {
+                // SCAN does not block the server; a cluster's KEYS runs on
+                // every primary.
+                Connection::Single(_) => {
+                    let mut keys = Vec::new();
+                    let mut cursor = 0u64;
+                    loop {
+                        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut connection)
+                            .await
+                            .map_err(|e| self.error(&e))?;
+                        keys.extend(batch);
+                        if next == 0 {
+                            break keys;
+                        }
+                        cursor = next;
+                    }
+                }
+                #[cfg(feature = "cluster")]
+                Connection::Cluster(_) => redis::cmd("KEYS")
+                    .arg(pattern)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| self.error(&e))?,
+            };
+            let mut names: Vec<String> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix("lockstep:{")?.strip_suffix("}:meta"))
+                .map(str::to_owned)
+                .collect();
+            names.sort();
+            names.dedup();
+            Ok(names)
         })
     }
 
@@ -653,10 +710,25 @@ mod tests {
 
     #[test]
     fn envelopes() {
-        assert_eq!(open_envelope(br#"{"f":1,"v":[1, 2]}"#), Ok("[1, 2]".to_owned()));
-        assert!(open_envelope(br#"{"f":2,"v":1}"#).unwrap_err().contains("version 2"));
-        assert!(open_envelope(b"\xff\xfe").unwrap_err().contains("UTF-8"));
-        assert!(open_envelope(b"12").is_err());
+        assert_eq!(
+            open_envelope(br#"{"f":1,"v":[1, 2]}"#).0,
+            Ok("[1, 2]".to_owned())
+        );
+        let (value, origin) = open_envelope(br#"{"f":1,"w":"ab","t":5,"by":"me","v":1}"#);
+        assert_eq!(value, Ok("1".to_owned()));
+        let origin = origin.unwrap();
+        assert_eq!(
+            (origin.write.as_str(), origin.written_at, origin.by.as_str()),
+            ("ab", 5, "me")
+        );
+        assert!(
+            open_envelope(br#"{"f":2,"v":1}"#)
+                .0
+                .unwrap_err()
+                .contains("version 2")
+        );
+        assert!(open_envelope(b"\xff\xfe").0.unwrap_err().contains("UTF-8"));
+        assert!(open_envelope(b"12").0.is_err());
     }
 
     #[test]
