@@ -56,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "store: {}  tick: {}  workers: {WORKERS} ({})",
         FLAGS.status().store,
         FLAGS.tick(),
-        if processes { "OS processes" } else { "tasks in this process" }
+        if processes {
+            "OS processes"
+        } else {
+            "tasks in this process"
+        }
     );
     for (at, pct) in steps.iter().zip(RAMP) {
         println!("  scheduled {pct:>3} % at {}", at.format("%H:%M:%S%.3f"));
@@ -67,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let children: Vec<_> = (0..WORKERS)
             .map(|w| {
                 tokio::process::Command::new(&exe)
-                    .args(["--worker", &w.to_string(), &until.timestamp_millis().to_string()])
+                    .args([
+                        "--worker",
+                        &w.to_string(),
+                        &until.timestamp_millis().to_string(),
+                    ])
                     .output()
             })
             .collect();

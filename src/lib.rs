@@ -93,7 +93,10 @@ impl RedisServer {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server did not answer PING");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -225,13 +228,23 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = ports
             .iter()
             .map(|&port| {
-                let extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
+                let extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ];
                 RedisServer::launch_with(false, port, extra.map(str::to_owned).to_vec())
             })
             .collect();
         let ranges = [(0, 5460), (5461, 10922), (10923, 16383)];
         for (node, (from, to)) in nodes.iter().zip(ranges) {
-            let _: () = node.cmd(&["CLUSTER", "ADDSLOTSRANGE", &from.to_string(), &to.to_string()]);
+            let _: () = node.cmd(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &from.to_string(),
+                &to.to_string(),
+            ]);
         }
         for node in &nodes[1..] {
             let _: () = nodes[0].cmd(&["CLUSTER", "MEET", "127.0.0.1", &node.port().to_string()]);
@@ -241,7 +254,10 @@ impl RedisCluster {
             let info: String = n.cmd(&["CLUSTER", "INFO"]);
             info.contains("cluster_state:ok")
         }) {
-            assert!(Instant::now() < deadline, "the test cluster did not become ok");
+            assert!(
+                Instant::now() < deadline,
+                "the test cluster did not become ok"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         RedisCluster { nodes }

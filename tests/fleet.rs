@@ -87,7 +87,11 @@ async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_
     for probe in &mut probes {
         let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
         let seen = report["seen_ns"].as_i64().unwrap();
-        assert!(seen >= at, "a process saw the change {} µs early", (at - seen) / 1000);
+        assert!(
+            seen >= at,
+            "a process saw the change {} µs early",
+            (at - seen) / 1000
+        );
         assert_eq!(report["late_flips"], 0);
         assert_eq!(report["failed"], 0);
         lateness_ms.push((seen - at) as f64 / 1e6);
@@ -101,12 +105,18 @@ async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_
          spread {:.3} ms; {fetches} fetches in {seconds:.2} s",
         max - min
     );
-    assert!(max <= 5.0, "a process saw the change {max:.3} ms late: {lateness_ms:?}");
+    assert!(
+        max <= 5.0,
+        "a process saw the change {max:.3} ms late: {lateness_ms:?}"
+    );
     // One fetch per process per tick: each process fetched on every tick
     // boundary of its own phase inside the window (and no more).
     let per_process = seconds.floor() as u64;
     let expected = PROBES as u64 * per_process..=PROBES as u64 * (per_process + 1);
-    assert!(expected.contains(&fetches), "{fetches} fetches, expected {expected:?}");
+    assert!(
+        expected.contains(&fetches),
+        "{fetches} fetches, expected {expected:?}"
+    );
     assert!(Utc::now().timestamp_nanos_opt().unwrap() > at);
 }
 

@@ -50,7 +50,10 @@ async fn one_fetch_per_tick_plus_one_at_start_whatever_the_number_of_fields() {
     let elapsed = started.elapsed().as_secs_f64();
     let fetches = server.calls("evalsha");
     let status = WIDE.status();
-    println!("{fetches} fetches in {elapsed:.2} s (status: {})", status.fetches);
+    println!(
+        "{fetches} fetches in {elapsed:.2} s (status: {})",
+        status.fetches
+    );
     // One at start, then one per tick at this process's phase.
     let ticks = elapsed.floor() as u64;
     assert!(
@@ -85,7 +88,10 @@ async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_o
     let Error::BeforeHorizon { earliest, .. } = &err else {
         panic!("{err}");
     };
-    assert!(*earliest > Utc::now() + chrono::Duration::seconds(1), "{err}");
+    assert!(
+        *earliest > Utc::now() + chrono::Duration::seconds(1),
+        "{err}"
+    );
     let keys: Vec<String> = server.cmd(&["KEYS", "lockstep:{writes}:field:*"]);
     assert!(keys.is_empty(), "{keys:?}");
 
@@ -97,8 +103,7 @@ async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_o
         .apply()
         .await
         .unwrap()[0];
-    let stored: Vec<(String, String)> =
-        server.cmd(&["HGETALL", "lockstep:{writes}:field:limit"]);
+    let stored: Vec<(String, String)> = server.cmd(&["HGETALL", "lockstep:{writes}:field:limit"]);
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].0, at.timestamp_millis().to_string());
     let envelope: serde_json::Value = serde_json::from_str(&stored[0].1).unwrap();
@@ -107,16 +112,25 @@ async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_o
     assert!(envelope["by"].as_str().unwrap().contains("pid"));
     let meta: std::collections::HashMap<String, String> =
         server.cmd(&["HGETALL", "lockstep:{writes}:meta"]);
-    assert!(meta.contains_key("epoch") && meta.contains_key("created") && meta.contains_key("schema"));
+    assert!(
+        meta.contains_key("epoch") && meta.contains_key("created") && meta.contains_key("schema")
+    );
 
     let wait = (at - Utc::now()).to_std().unwrap();
     tokio::time::sleep(wait - Duration::from_millis(30)).await;
-    assert_eq!((WRITES.limit(), WRITES.color().as_str()), (1, "blue"), "switched early");
+    assert_eq!(
+        (WRITES.limit(), WRITES.color().as_str()),
+        (1, "blue"),
+        "switched early"
+    );
     tokio::time::sleep(Duration::from_millis(60)).await;
     let snapshot = WRITES.snapshot();
     assert_eq!((snapshot.limit, snapshot.color.as_str()), (7, "green"));
     let status = WRITES.status();
-    assert_eq!((status.flips, status.late_flips, status.rejected), (1, 0, 0));
+    assert_eq!(
+        (status.flips, status.late_flips, status.rejected),
+        (1, 0, 0)
+    );
     assert!(status.epoch.is_some());
     let offset = status.clock_offset.unwrap();
     let error = status.clock_offset_error.unwrap();
@@ -130,8 +144,7 @@ async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_o
     // Cancel a pending entry; a ramp is one atomic write.
     let steps = WRITES.ramp(Writes::LIMIT, [10, 20, 30]).await.unwrap();
     WRITES.cancel(Writes::LIMIT, steps[2]).await.unwrap();
-    let stored: Vec<(String, String)> =
-        server.cmd(&["HGETALL", "lockstep:{writes}:field:limit"]);
+    let stored: Vec<(String, String)> = server.cmd(&["HGETALL", "lockstep:{writes}:field:limit"]);
     assert_eq!(stored.len(), 3, "{stored:?}");
 }
 
@@ -158,7 +171,10 @@ async fn a_retried_write_takes_effect_once_and_history_stays_bounded() {
     assert_eq!(entries.len(), lockstep::store::HISTORY + 2);
     assert_eq!(entries.last().unwrap().value.as_deref(), Ok("99"));
     assert_eq!(
-        entries.iter().filter(|e| e.value.as_deref() == Ok("99")).count(),
+        entries
+            .iter()
+            .filter(|e| e.value.as_deref() == Ok("99"))
+            .count(),
         1
     );
 }
@@ -190,7 +206,8 @@ async fn a_store_that_comes_back_empty_is_detected_and_the_last_timeline_kept() 
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(!LOSSY.status().store_lost);
     assert_eq!(LOSSY.level(), 6);
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50)).await;
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50))
+        .await;
     assert_eq!(LOSSY.level(), 8);
 }
 
@@ -218,7 +235,11 @@ async fn a_process_that_starts_while_the_store_is_down_serves_defaults_and_catch
         .start()
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(LATE.level(), 3);
     assert!(LATE.status().consecutive_failures >= 1);
 
@@ -234,12 +255,20 @@ async fn a_process_that_starts_while_the_store_is_down_serves_defaults_and_catch
     ]);
     while LATE.status().last_fetch.is_none() {
         // Within one tick (plus the fetch deadline) of the store answering.
-        assert!(revived.elapsed() < Duration::from_millis(1_250), "{:?}", LATE.status());
+        assert!(
+            revived.elapsed() < Duration::from_millis(1_250),
+            "{:?}",
+            LATE.status()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    println!("caught up {:?} after the store came back", revived.elapsed());
+    println!(
+        "caught up {:?} after the store came back",
+        revived.elapsed()
+    );
     let at = Utc.timestamp_millis_opt(at).unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(20)).await;
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(20))
+        .await;
     assert_eq!(LATE.level(), 9);
 }
 
@@ -255,8 +284,17 @@ struct Acl {
 async fn an_acl_user_restricted_to_the_key_prefix_works_over_a_unix_socket() {
     let server = RedisServer::start();
     let _: () = server.cmd(&[
-        "ACL", "SETUSER", "app", "on", ">s3cret", "~lockstep:*", "+@read", "+@write",
-        "+@scripting", "+time", "+ping",
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">s3cret",
+        "~lockstep:*",
+        "+@read",
+        "+@write",
+        "+@scripting",
+        "+time",
+        "+ping",
     ]);
     let url = format!("{}?user=app&pass=s3cret", server.socket_url());
     let store = RedisStore::open(&url).unwrap();
@@ -296,7 +334,12 @@ struct Clustered {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_works_on_a_redis_cluster() {
     let cluster = RedisCluster::start();
-    CLUSTERED.builder().url(cluster.url()).start().await.unwrap();
+    CLUSTERED
+        .builder()
+        .url(cluster.url())
+        .start()
+        .await
+        .unwrap();
     let at = CLUSTERED
         .change()
         .set(Clustered::LEVEL, 2)

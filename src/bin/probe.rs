@@ -50,7 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stay a little longer so fetch counting sees whole ticks.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = FLEET.status();
-    let offset = status.clock_offset.map(|d| d.num_microseconds().unwrap_or(0));
+    let offset = status
+        .clock_offset
+        .map(|d| d.num_microseconds().unwrap_or(0));
     println!(
         "{}",
         serde_json::json!({
