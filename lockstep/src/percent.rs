@@ -154,7 +154,7 @@ impl std::fmt::Display for Percent {
 
 impl Serialize for Percent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.millis % 1000 == 0 {
+        if self.millis.is_multiple_of(1000) {
             serializer.serialize_u32(self.millis / 1000)
         } else {
             serializer.serialize_f64(self.as_f64())

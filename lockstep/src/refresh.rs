@@ -496,7 +496,7 @@ fn next_phase(now: Millis, tick: Millis, phase: Millis) -> Millis {
 /// (at most 250 ms), capped at half a tick so that a store that answers
 /// again is caught up with within a tick, with the upper half jittered.
 fn backoff(failures: u32, tick: Millis) -> Millis {
-    let base = (tick / 16).min(250).max(1);
+    let base = (tick / 16).clamp(1, 250);
     let ceiling = base
         .saturating_mul(1 << failures.min(20).saturating_sub(1))
         .min(tick / 2);

@@ -132,7 +132,7 @@ pub fn to_datetime(t: Millis) -> DateTime<Utc> {
 /// `t` rounded up to whole milliseconds since the Unix epoch.
 pub fn from_datetime(t: DateTime<Utc>) -> Millis {
     let ms = t.timestamp_millis();
-    if t.timestamp_subsec_nanos() % 1_000_000 != 0 {
+    if !t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         ms + 1
     } else {
         ms

@@ -143,10 +143,14 @@ pub struct RedisStore {
 enum Connector {
     Single(ConnectionManager),
     #[cfg(feature = "cluster")]
-    Cluster {
-        client: redis::cluster::ClusterClient,
-        connection: Arc<tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>>,
-    },
+    Cluster(Arc<ClusterConnector>),
+}
+
+/// A cluster client and the connection it makes on first use.
+#[cfg(feature = "cluster")]
+struct ClusterConnector {
+    client: redis::cluster::ClusterClient,
+    connection: tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
 }
 
 /// A connection to one server or to a cluster.
@@ -274,10 +278,10 @@ impl RedisStore {
             .map_err(|e| refused(message(&e)))?;
         Ok(RedisStore::with(
             shown,
-            Connector::Cluster {
+            Connector::Cluster(Arc::new(ClusterConnector {
                 client,
-                connection: Arc::default(),
-            },
+                connection: tokio::sync::OnceCell::new(),
+            })),
         ))
     }
 
@@ -294,8 +298,9 @@ impl RedisStore {
         match &self.connection {
             Connector::Single(c) => Ok(Connection::Single(c.clone())),
             #[cfg(feature = "cluster")]
-            Connector::Cluster { client, connection } => connection
-                .get_or_try_init(|| client.get_async_connection())
+            Connector::Cluster(cluster) => cluster
+                .connection
+                .get_or_try_init(|| cluster.client.get_async_connection())
                 .await
                 .map(|c| Connection::Cluster(c.clone()))
                 .map_err(|e| self.error(&e)),
