@@ -9,7 +9,7 @@ use syn::{Expr, Lit, LitStr};
 use crate::ctxt::Ctxt;
 
 /// The options the struct attribute accepts.
-const STRUCT_OPTIONS: &[&str] = &["tick", "backend", "namespace", "static_name"];
+const STRUCT_OPTIONS: &[&str] = &["tick", "backend", "namespace", "static_name", "clock"];
 /// The options a field attribute accepts.
 const FIELD_OPTIONS: &[&str] = &["default", "key"];
 
@@ -80,6 +80,7 @@ pub struct StructAttrs {
     pub backend: Required<LitStr>,
     pub namespace: Option<LitStr>,
     pub static_name: Option<LitStr>,
+    pub clock: Option<LitStr>,
 }
 
 /// The options of one field.
@@ -95,6 +96,7 @@ impl StructAttrs {
         let mut backend = Attr::none(cx, "backend");
         let mut namespace = Attr::none(cx, "namespace");
         let mut static_name = Attr::none(cx, "static_name");
+        let mut clock = Attr::none(cx, "clock");
         let parser = syn::meta::parser(|meta| {
             let path = meta.path.clone();
             if path.is_ident("tick") {
@@ -105,6 +107,8 @@ impl StructAttrs {
                 namespace.set(&path, string_value(cx, &meta, "namespace", "\"flags\"")?);
             } else if path.is_ident("static_name") {
                 static_name.set(&path, string_value(cx, &meta, "static_name", "\"FLAGS\"")?);
+            } else if path.is_ident("clock") {
+                clock.set(&path, string_value(cx, &meta, "clock", "\"store\"")?);
             } else {
                 unknown(cx, &meta, STRUCT_OPTIONS)?;
             }
@@ -122,6 +126,7 @@ impl StructAttrs {
             backend: backend.required(complete),
             namespace: namespace.get(),
             static_name: static_name.get(),
+            clock: clock.get(),
         }
     }
 }

@@ -50,6 +50,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
         None => name_str.to_snake_case(),
     };
     let tick_secs = checked.tick_secs;
+    let store_clock = checked.store_clock;
     let backend = &checked.backend;
     let backend_check = {
         let span = match &input.attrs.backend {
@@ -112,6 +113,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
                         namespace: #namespace,
                         tick: ::lockstep::__private::Tick::__from_secs(#tick_secs),
                         backend: #backend,
+                        store_clock: #store_clock,
                         fields: &[#(#defs),*],
                     }
                 };
@@ -189,7 +191,12 @@ impl Generated {
         let ty = field.ty;
         let vis = &field.original.vis;
         let key = field.key();
-        let docs: Vec<_> = field.doc_attrs().collect();
+        let mut docs: Vec<TokenStream> = field.doc_attrs().map(|a| quote!(#a)).collect();
+        if docs.is_empty() {
+            // Accessors are public API of the user's crate: never undocumented.
+            let doc = format!("The current value of `{}`.", unraw(ident));
+            docs.push(quote!(#[doc = #doc]));
+        }
         let doc = field.doc();
         let rust_type = quote!(#ty).to_string().replace(' ', "");
         let default_fn = format_ident!("__lockstep_default_{}", unraw(ident));

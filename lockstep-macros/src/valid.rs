@@ -40,6 +40,8 @@ pub struct Checked {
     pub tick_secs: u32,
     /// The declared backend.
     pub backend: String,
+    /// Whether flips follow the store's clock (`clock = "store"`).
+    pub store_clock: bool,
 }
 
 /// Runs every check, collecting all errors in `cx`.
@@ -104,6 +106,23 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
     if let Some(namespace) = &input.attrs.namespace {
         name(cx, namespace, "namespace");
     }
+    let store_clock = match &input.attrs.clock {
+        None => false,
+        Some(lit) => match lit.value().as_str() {
+            "local" => false,
+            "store" => true,
+            other => {
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "unknown clock \"{other}\"; expected \"local\" (flips follow this \
+                         process's clock, the default) or \"store\" (they follow the store's)"
+                    ),
+                );
+                false
+            }
+        },
+    };
     if let Some(static_name) = &input.attrs.static_name
         && syn::parse_str::<syn::Ident>(&static_name.value()).is_err()
     {
@@ -149,6 +168,7 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
     Some(Checked {
         tick_secs: tick_secs?,
         backend: backend?,
+        store_clock,
     })
 }
 

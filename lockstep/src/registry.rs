@@ -45,6 +45,8 @@ pub struct RegistryDef {
     pub tick: Tick,
     /// The declared backend (`"memory"`, `"redis"`).
     pub backend: &'static str,
+    /// Whether flips follow the store's clock (`clock = "store"`).
+    pub store_clock: bool,
     /// The fields in declaration order.
     pub fields: &'static [FieldDef],
 }
@@ -207,7 +209,7 @@ impl<S: Fields> Registry<S> {
             store: None,
             clock: ClockSource::System,
             boot_timeout: Duration::from_secs(5),
-            follow_store: false,
+            follow_store: S::DEF.store_clock,
             skew: chrono::TimeDelta::zero(),
         }
     }

@@ -22,22 +22,35 @@ pub struct Fleet {
     pub c: Vec<u8>,
 }
 
+/// The same registry, flipping by the store's clock.
+#[lockstep(tick = "1s", backend = "redis", namespace = "fleet", clock = "store")]
+pub struct FleetOnStoreClock {
+    /// The value the test flips.
+    pub generation: u64,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let expected: u64 = args.get(1).ok_or("usage: probe <value>")?.parse()?;
     let skew_ms: i64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let follow_store = args.get(3).is_some_and(|s| s == "store");
-    FLEET
-        .builder()
-        .clock_skew(chrono::TimeDelta::milliseconds(skew_ms))
-        .follow_store_clock(follow_store)
-        .start()
-        .await?;
+    let skew = chrono::TimeDelta::milliseconds(skew_ms);
+    let generation: fn() -> u64 = if follow_store {
+        FLEET_ON_STORE_CLOCK
+            .builder()
+            .clock_skew(skew)
+            .start()
+            .await?;
+        || FLEET_ON_STORE_CLOCK.generation()
+    } else {
+        FLEET.builder().clock_skew(skew).start().await?;
+        || FLEET.generation()
+    };
     println!("ready");
     let watcher = tokio::task::spawn_blocking(move || {
         loop {
-            let value = FLEET.generation();
+            let value = generation();
             // The wall clock after the load bounds the flip from above.
             let seen = Utc::now();
             if value == expected {
@@ -49,7 +62,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seen = watcher.await?;
     // Stay a little longer so fetch counting sees whole ticks.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = FLEET.status();
+    let status = if follow_store {
+        FLEET_ON_STORE_CLOCK.status()
+    } else {
+        FLEET.status()
+    };
     let offset = status
         .clock_offset
         .map(|d| d.num_microseconds().unwrap_or(0));
