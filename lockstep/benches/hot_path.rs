@@ -25,6 +25,14 @@
 //! thread is a fair sample of either; reporting it rather than an average of
 //! two timers keeps criterion's statistics intact.
 //!
+//! Criterion's clock is the wall clock. On a machine other jobs share, set
+//! `HOT_PATH_CLOCK=cpu` to time the measuring thread's CPU time instead
+//! (Linux): time the thread spends descheduled then does not count, so a
+//! busy neighbour does not turn a `2t` figure into "two threads sharing one
+//! core". Either way the hammer reports which share of the benchmark it was
+//! on a CPU; well under 100 % means it did not always run alongside, and a
+//! `2t` figure then understates contention.
+//!
 //! Every read goes through `black_box(&STATIC)`, so the compiler cannot prove
 //! the address, hoist the load out of criterion's loop or fold reads together;
 //! the value read is returned, which criterion black-boxes. Baselines get the
@@ -32,6 +40,7 @@
 //!
 //! ```text
 //! cargo bench -p lockstep --bench hot_path
+//! HOT_PATH_CLOCK=cpu cargo bench -p lockstep --bench hot_path
 //! ```
 
 use std::cell::RefCell;
@@ -42,7 +51,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Cache};
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, measurement::WallTime};
+use std::time::Instant;
+
+use criterion::measurement::{Measurement, WallTime};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use lockstep::{MemoryStore, lockstep};
 
 /// The registry that is started, with pending entries.
@@ -149,7 +161,7 @@ fn start_with_pending_changes() {
 /// A thread running `read` in a loop until dropped.
 struct Hammer {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<u64>>,
+    thread: Option<JoinHandle<(u64, Option<f64>)>>,
 }
 
 impl Hammer {
@@ -159,6 +171,7 @@ impl Hammer {
         let thread = std::thread::spawn({
             let (stop, running) = (stop.clone(), running.clone());
             move || {
+                let (wall, cpu) = (Instant::now(), thread_cpu_time());
                 running.store(true, Ordering::Release);
                 let mut reads = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -167,7 +180,10 @@ impl Hammer {
                     }
                     reads += 64;
                 }
-                reads
+                let on_cpu = thread_cpu_time()
+                    .zip(cpu)
+                    .map(|(end, start)| (end - start).as_secs_f64() / wall.elapsed().as_secs_f64());
+                (reads, on_cpu)
             }
         });
         while !running.load(Ordering::Acquire) {
@@ -184,9 +200,65 @@ impl Drop for Hammer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let reads = thread.join().expect("the hammer thread");
+            let (reads, on_cpu) = thread.join().expect("the hammer thread");
             assert!(reads > 0, "the second thread never read");
+            if let Some(share) = on_cpu {
+                eprintln!("second thread on a CPU {:.0}% of the time", share * 100.0);
+            }
         }
+    }
+}
+
+/// The calling thread's CPU time, where the platform tells it.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn thread_cpu_time() -> Option<Duration> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, now: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable `struct timespec` (64-bit Linux).
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    (rc == 0).then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn thread_cpu_time() -> Option<Duration> {
+    None
+}
+
+/// Criterion measurement: CPU time of the measuring thread.
+struct ThreadCpuTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time().expect("HOT_PATH_CLOCK=cpu needs 64-bit Linux")
+    }
+    fn end(&self, start: Duration) -> Duration {
+        self.start() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn criterion::measurement::ValueFormatter {
+        WallTime.formatter()
     }
 }
 
@@ -194,7 +266,7 @@ impl Drop for Hammer {
 ///
 /// Generic rather than over `fn() -> R`, so each read is inlined into
 /// criterion's loop instead of costing an indirect call.
-fn both<R, F>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, read: F)
+fn both<M: Measurement, R, F>(group: &mut BenchmarkGroup<'_, M>, name: &str, read: F)
 where
     F: Fn() -> R + Copy + Send + 'static,
 {
@@ -203,7 +275,7 @@ where
     group.bench_function(BenchmarkId::new(name, "2t"), |b| b.iter(read));
 }
 
-fn scalar(c: &mut Criterion) {
+fn scalar<M: Measurement>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group("scalar");
     both(&mut g, "atomic_load", || {
         black_box(&ATOMIC).load(Ordering::Relaxed)
@@ -217,7 +289,7 @@ fn scalar(c: &mut Criterion) {
     g.finish();
 }
 
-fn string(c: &mut Criterion) {
+fn string<M: Measurement>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group("string");
     both(&mut g, "arc_swap", || black_box(&SWAP).load().theme.len());
     both(&mut g, "rwlock", || {
@@ -237,7 +309,7 @@ fn string(c: &mut Criterion) {
     g.finish();
 }
 
-fn snapshot(c: &mut Criterion) {
+fn snapshot<M: Measurement>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group("snapshot");
     // The arc-swap baseline again, so each group is a table of its own (and
     // its two measurements of the same code show the run's noise).
@@ -251,9 +323,8 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-fn main() {
-    start_with_pending_changes();
-    let mut c = Criterion::default()
+fn run<M: Measurement>(c: Criterion<M>) {
+    let mut c = c
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_millis(2500))
         .sample_size(20)
@@ -263,4 +334,13 @@ fn main() {
     string(&mut c);
     snapshot(&mut c);
     c.final_summary();
+}
+
+fn main() {
+    start_with_pending_changes();
+    match std::env::var("HOT_PATH_CLOCK").as_deref() {
+        Ok("cpu") => run(Criterion::default().with_measurement(ThreadCpuTime)),
+        Ok("wall") | Err(_) => run(Criterion::default()),
+        Ok(other) => panic!("HOT_PATH_CLOCK={other}: expected `wall` or `cpu`"),
+    }
 }
