@@ -191,6 +191,7 @@ impl ConnectionLike for Connection {
     }
 }
 
+#[cfg(any(feature = "cluster", test))]
 /// The node URLs of `redis+cluster://[user:pass@]host:port,host:port[/…]`
 /// (or `rediss+cluster://`), each with the shared credentials.
 pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
