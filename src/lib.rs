@@ -185,6 +185,39 @@ impl RedisServer {
     pub fn thaw(&self) {
         signal("-CONT", self.pid());
     }
+
+    /// `CLIENT PAUSE` for `how_long`: the server holds every client's commands.
+    pub fn pause_clients(&self, how_long: Duration) {
+        let _: () = self.cmd(&["CLIENT", "PAUSE", &how_long.as_millis().to_string(), "ALL"]);
+    }
+
+    /// `DEBUG SLEEP`: the server blocks for `how_long`. Returns at once; the
+    /// command runs on a thread of its own.
+    pub fn sleep_server(&self, how_long: Duration) -> std::thread::JoinHandle<()> {
+        let url = self.url();
+        let seconds = format!("{:.3}", how_long.as_secs_f64());
+        let handle = std::thread::spawn(move || {
+            let client = redis::Client::open(url).expect("url");
+            if let Ok(mut c) = client.get_connection() {
+                let _: redis::RedisResult<()> =
+                    redis::cmd("DEBUG").arg("SLEEP").arg(seconds).query(&mut c);
+            }
+        });
+        // Let the command reach the server before returning.
+        std::thread::sleep(Duration::from_millis(20));
+        handle
+    }
+
+    /// `CLIENT KILL TYPE normal`: closes every client connection.
+    pub fn kill_clients(&self) {
+        let _: redis::RedisResult<i64> = self.connection().and_then(|mut c| {
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .query(&mut c)
+        });
+    }
 }
 
 fn signal(which: &str, pid: u32) {
