@@ -35,6 +35,9 @@ const SPIN: Duration = Duration::from_micros(300);
 /// The longest the flipper sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
+/// A fetch sent to the store, running on its own task.
+type InFlight = tokio::task::JoinHandle<Result<Fetched, Error>>;
+
 /// A decoded entry value, with the JSON text it came from.
 #[derive(Clone)]
 struct Decoded {
@@ -53,7 +56,9 @@ pub(crate) struct Engine<S> {
     keys: Vec<&'static str>,
     state: Mutex<State>,
     wake: Condvar,
-    fetching: tokio::sync::Mutex<()>,
+    /// Held while fetching, so one fetch runs at a time; holds a fetch that
+    /// overran its deadline and is still unanswered, with when it was sent.
+    fetching: tokio::sync::Mutex<Option<(InFlight, i64)>>,
     phase: Millis,
     _fields: PhantomData<fn() -> S>,
 }
@@ -91,7 +96,7 @@ impl<S: Fields> Engine<S> {
                 status: StatusData::default(),
             }),
             wake: Condvar::new(),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: tokio::sync::Mutex::new(None),
             phase: fastrand::i64(0..tick),
             _fields: PhantomData,
         }
@@ -160,19 +165,37 @@ pub(crate) async fn boot<S: Fields>(
 /// One fetch, applied. Never two at once for one registry.
 pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(), Error> {
     let engine = registry.engine()?;
-    let _one_at_a_time = engine.fetching.lock().await;
+    let mut in_flight = engine.fetching.lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
-    let sent = engine.clock.local_nanos();
-    let fetched = engine.backend.fetch(S::DEF.namespace, &engine.keys);
-    let result = tokio::time::timeout(deadline, fetched).await;
-    let received = engine.clock.local_nanos();
-    let result = match result {
-        Ok(result) => result,
-        Err(_) => Err(Error::Store {
+    // A fetch that overran its deadline is still on the wire: wait for its
+    // answer instead of sending another, so a slow or frozen store never has
+    // more than one fetch of this registry to answer, and no burst when it
+    // wakes up.
+    let (mut task, sent) = in_flight.take().unwrap_or_else(|| {
+        let backend = engine.backend.clone();
+        let keys = engine.keys.clone();
+        let sent = engine.clock.local_nanos();
+        let task = tokio::spawn(async move { backend.fetch(S::DEF.namespace, &keys).await });
+        (task, sent)
+    });
+    let result = match tokio::time::timeout(deadline, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(Error::Store {
             store: engine.backend.describe(),
-            message: format!("no answer to a fetch within its deadline of {deadline:?}"),
+            message: format!("the fetch task failed: {join}"),
         }),
+        Err(_) => {
+            *in_flight = Some((task, sent));
+            Err(Error::Store {
+                store: engine.backend.describe(),
+                message: format!(
+                    "no answer to a fetch within its deadline of {deadline:?}; still waiting \
+                     for that one rather than sending another"
+                ),
+            })
+        }
     };
+    let received = engine.clock.local_nanos();
     let now = engine.now();
     let mut state = engine.lock();
     match result {
