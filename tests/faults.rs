@@ -97,11 +97,8 @@ fn check(seen: &Seen, instants: &[(u64, i64)]) {
     );
 }
 
-/// Schedules generation 1, 2, 3 one tick apart from the horizon; returns
-/// their instants in ns.
-async fn ramp(registry: &'static FaultyRegistry) -> Vec<(u64, i64)> {
-    let steps = registry.ramp(Faulty::GENERATION, [1, 2, 3]).await.unwrap();
-    registry.refresh().await.unwrap();
+/// The generations 1, 2, 3 of a ramp, with their instants in ns.
+fn generations(steps: &[chrono::DateTime<Utc>]) -> Vec<(u64, i64)> {
     (1..)
         .zip(steps.iter().map(|s| s.timestamp_nanos_opt().unwrap()))
         .collect()
@@ -148,7 +145,9 @@ async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after(
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     FAULTY.builder().url(server.url()).start().await.unwrap();
-    let instants = ramp(&FAULTY).await;
+    let steps = FAULTY.ramp(Faulty::GENERATION, [1, 2, 3]).await.unwrap();
+    FAULTY.refresh().await.unwrap();
+    let instants = generations(&steps);
     let hammer = Hammer::start(|| (FAULTY.generation(), FAULTY.name().len()));
 
     let before = server.calls("evalsha");
@@ -200,9 +199,7 @@ async fn a_store_asleep_longer_than_a_tick_costs_fetches_their_deadline_only() {
     ASLEEP.builder().url(server.url()).start().await.unwrap();
     let steps = ASLEEP.ramp(Asleep::GENERATION, [1, 2, 3]).await.unwrap();
     ASLEEP.refresh().await.unwrap();
-    let instants: Vec<(u64, i64)> = (1..)
-        .zip(steps.iter().map(|s| s.timestamp_nanos_opt().unwrap()))
-        .collect();
+    let instants = generations(&steps);
     let hammer = Hammer::start(|| (ASLEEP.generation(), ASLEEP.name().len()));
 
     let asleep = server.sleep_server(Duration::from_millis(2_500)); // DEBUG SLEEP
@@ -233,9 +230,7 @@ async fn killed_connections_and_a_restart_with_persistence_are_caught_up_within_
     CUT.builder().url(server.url()).start().await.unwrap();
     let steps = CUT.ramp(Cut::GENERATION, [1, 2, 3]).await.unwrap();
     CUT.refresh().await.unwrap();
-    let instants: Vec<(u64, i64)> = (1..)
-        .zip(steps.iter().map(|s| s.timestamp_nanos_opt().unwrap()))
-        .collect();
+    let instants = generations(&steps);
     let hammer = Hammer::start(|| (CUT.generation(), CUT.name().len()));
 
     server.kill_clients(); // CLIENT KILL
