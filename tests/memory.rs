@@ -355,3 +355,34 @@ async fn in_real_time_a_flip_is_observed_at_its_instant_never_before() {
     println!("lateness of the first read that saw each change (ns): {lateness:?}");
     assert_eq!(LIVE.status().late_flips, 0);
 }
+
+#[lockstep(tick = "1m", backend = "memory")]
+struct Backwards {
+    level: u32,
+}
+
+#[tokio::test]
+async fn a_clock_stepping_back_never_flips_a_value_back() {
+    let clock = clock();
+    let store = MemoryStore::with_clock(&clock);
+    BACKWARDS
+        .builder()
+        .store(store)
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    let steps = BACKWARDS.ramp(Backwards::LEVEL, [1, 2]).await.unwrap();
+    clock.advance_to(steps[1]).await;
+    assert_eq!(BACKWARDS.level(), 2);
+    // An NTP step back of two ticks: the value stays.
+    clock
+        .advance_to(steps[0] - chrono::Duration::minutes(1))
+        .await;
+    assert_eq!(BACKWARDS.level(), 2);
+    assert_eq!(BACKWARDS.snapshot().level, 2);
+    clock
+        .advance_to(steps[1] + chrono::Duration::minutes(1))
+        .await;
+    assert_eq!(BACKWARDS.level(), 2);
+}

@@ -69,6 +69,9 @@ struct State {
     generation: u64,
     /// What was last published: the generation and each field's active entry.
     published: Option<(u64, Vec<Option<Millis>>)>,
+    /// The latest instant published: the clock may step back (an NTP step, a
+    /// VM resumed), values never do.
+    high_water: Millis,
     /// The store epoch the timelines come from.
     epoch: Option<Epoch>,
     /// After the store lost its data: until this instant, the timelines
@@ -90,6 +93,7 @@ impl<S: Fields> Engine<S> {
                 timelines: vec![Timeline::new(); S::DEF.fields.len()],
                 generation: 0,
                 published: None,
+                high_water: Millis::MIN,
                 epoch: None,
                 carry: None,
                 clock_samples: Vec::new(),
@@ -241,6 +245,7 @@ pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(
 /// same instant on every process; when the store is empty, they keep
 /// deciding until it is written again.
 fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
+    let now = now.max(state.high_water);
     let first = state.status.last_fetch.is_none();
     let status = &mut state.status;
     status.fetches += 1;
@@ -412,6 +417,8 @@ fn carry_over(
 /// Publishes the values at `now` unless they are already published; returns
 /// the next instant anything changes.
 fn flip<S: Fields>(registry: &Registry<S>, state: &mut State, now: Millis) -> Option<Millis> {
+    let now = now.max(state.high_water);
+    state.high_water = now;
     let active: Vec<Option<Millis>> = state
         .timelines
         .iter()
