@@ -101,6 +101,37 @@ impl RedisServer {
         }
     }
 
+    /// A server that also speaks TLS on a second port, with the given PEM
+    /// certificate, key and CA files; returns it and its TLS port.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> (RedisServer, u16) {
+        let tls_port = free_port();
+        let extra = vec![
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            cert.display().to_string(),
+            "--tls-key-file".to_owned(),
+            key.display().to_string(),
+            "--tls-ca-cert-file".to_owned(),
+            ca.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        (
+            RedisServer::launch_with(false, free_port(), extra),
+            tls_port,
+        )
+    }
+
+    /// The server's temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The server's port.
     pub fn port(&self) -> u16 {
         self.port

@@ -221,7 +221,26 @@ struct Scripts {
 
 impl RedisStore {
     /// A store at `url`. Does not connect yet: the first call does.
+    ///
+    /// For `rediss://`, the server's certificate is checked against the
+    /// system's root certificates, or against the PEM file named by the
+    /// environment variable `LOCKSTEP_CA_FILE` (a private CA).
     pub fn open(url: &str) -> Result<RedisStore, Error> {
+        let ca = match std::env::var_os("LOCKSTEP_CA_FILE") {
+            Some(path) if url.starts_with("rediss") => {
+                Some(std::fs::read(&path).map_err(|e| Error::Url {
+                    url: redact(url),
+                    reason: format!("cannot read LOCKSTEP_CA_FILE {}: {e}", path.display()),
+                })?)
+            }
+            _ => None,
+        };
+        RedisStore::open_with_ca(url, ca)
+    }
+
+    /// A store at `url` whose TLS certificate must chain to one of the root
+    /// certificates in `ca_pem` (PEM); `None` trusts the system's roots.
+    pub fn open_with_ca(url: &str, ca_pem: Option<Vec<u8>>) -> Result<RedisStore, Error> {
         let shown: Arc<str> = redact(url).into();
         if url.starts_with("rediss://") || url.starts_with("rediss+cluster://") {
             tls(url, &shown)?;
@@ -229,14 +248,26 @@ impl RedisStore {
         if url.contains("+cluster://") {
             return RedisStore::open_cluster(url, shown);
         }
-        let client = Client::open(url).map_err(|e| Error::Url {
+        let refused = |e: RedisError| Error::Url {
             url: shown.to_string(),
             reason: format!(
                 "{}; expected redis://[user[:password]@]host[:port][/db], rediss://… for TLS, \
                  or redis+unix:///path/to/socket[?user=…&pass=…&db=…]",
                 message(&e)
             ),
-        })?;
+        };
+        let client = match ca_pem {
+            #[cfg(feature = "tls")]
+            Some(pem) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+            _ => Client::open(url),
+        }
+        .map_err(refused)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
