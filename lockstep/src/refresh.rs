@@ -69,6 +69,8 @@ struct State {
     generation: u64,
     /// What was last published: the generation and each field's active entry.
     published: Option<(u64, Vec<Option<Millis>>)>,
+    /// Per field, the rejection it is serving its last good timeline for.
+    rejecting: Vec<Option<String>>,
     /// The latest instant published: the clock may step back (an NTP step, a
     /// VM resumed), values never do.
     high_water: Millis,
@@ -94,6 +96,7 @@ impl<S: Fields> Engine<S> {
                 generation: 0,
                 published: None,
                 high_water: Millis::MIN,
+                rejecting: vec![None; S::DEF.fields.len()],
                 epoch: None,
                 carry: None,
                 clock_samples: Vec::new(),
@@ -321,21 +324,26 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
         let mut new = match decoded {
             Ok(timeline) => timeline,
             Err((at, reason)) => {
-                state.status.rejected += 1;
+                // Counted and logged once per bad entry, not once per fetch.
                 let message = format!(
                     "`{namespace}.{}` at {}: {reason}; keeping its last good timeline",
                     field.key,
                     to_datetime(at).to_rfc3339()
                 );
-                tracing::error!(
-                    namespace,
-                    field = field.key,
-                    "lockstep: rejected a stored value: {message}"
-                );
-                state.status.last_rejection = Some(message);
+                if state.rejecting[index].as_deref() != Some(message.as_str()) {
+                    state.status.rejected += 1;
+                    tracing::error!(
+                        namespace,
+                        field = field.key,
+                        "lockstep: rejected a stored value: {message}"
+                    );
+                    state.status.last_rejection = Some(message.clone());
+                    state.rejecting[index] = Some(message);
+                }
                 continue;
             }
         };
+        state.rejecting[index] = None;
         if let Some((switch, before)) = &state.carry {
             new = carry_over(field, &before[index], new, *switch);
         }

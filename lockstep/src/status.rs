@@ -37,8 +37,8 @@ pub struct Status {
     /// Changes that were already active when this process learned them (it
     /// could not reach the store for a while).
     pub late_flips: u64,
-    /// Stored values this process could not decode (each kept the field's
-    /// last good value).
+    /// Stored values this process could not decode, each counted once
+    /// however many fetches saw it (each kept the field's last good value).
     pub rejected: u64,
     /// What the last rejection was.
     pub last_rejection: Option<String>,
