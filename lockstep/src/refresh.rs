@@ -69,8 +69,8 @@ struct State {
     generation: u64,
     /// What was last published: the generation and each field's active entry.
     published: Option<(u64, Vec<Option<Millis>>)>,
-    /// Per field, the rejection it is serving its last good timeline for.
-    rejecting: Vec<Option<String>>,
+    /// Per field, the rejections it is serving its last good timeline for.
+    rejecting: Vec<Vec<String>>,
     /// The latest instant published: the clock may step back (an NTP step, a
     /// VM resumed), values never do.
     high_water: Millis,
@@ -96,7 +96,7 @@ impl<S: Fields> Engine<S> {
                 generation: 0,
                 published: None,
                 high_water: Millis::MIN,
-                rejecting: vec![None; S::DEF.fields.len()],
+                rejecting: vec![Vec::new(); S::DEF.fields.len()],
                 epoch: None,
                 carry: None,
                 clock_samples: Vec::new(),
@@ -305,32 +305,36 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
             .get(field.key)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let decoded: Result<Timeline<Decoded>, (Millis, String)> = stored
-            .iter()
-            .map(|entry| {
-                let raw = entry.value.as_deref().map_err(|e| (entry.at, e.clone()))?;
-                // Reuse what an earlier fetch decoded from the same text.
-                if let Some((_, known)) = old
-                    .active_at(entry.at)
-                    .filter(|(at, d)| *at == entry.at && *d.raw == *raw)
-                {
-                    return Ok((entry.at, known.clone()));
-                }
-                decode(field, raw)
-                    .map(|d| (entry.at, d))
-                    .map_err(|e| (entry.at, e))
-            })
-            .collect();
-        let mut new = match decoded {
-            Ok(timeline) => timeline,
-            Err((at, reason)) => {
-                // Counted and logged once per bad entry, not once per fetch.
-                let message = format!(
+        let mut good = Vec::with_capacity(stored.len());
+        let mut bad = Vec::new();
+        for entry in stored {
+            let decoded = entry
+                .value
+                .as_deref()
+                .map_err(Clone::clone)
+                .and_then(|raw| {
+                    // Reuse what an earlier fetch decoded from the same text.
+                    match old
+                        .active_at(entry.at)
+                        .filter(|(at, d)| *at == entry.at && *d.raw == *raw)
+                    {
+                        Some((_, known)) => Ok(known.clone()),
+                        None => decode(field, raw),
+                    }
+                });
+            match decoded {
+                Ok(d) => good.push((entry.at, d)),
+                Err(reason) => bad.push(format!(
                     "`{namespace}.{}` at {}: {reason}; keeping its last good timeline",
                     field.key,
-                    to_datetime(at).to_rfc3339()
-                );
-                if state.rejecting[index].as_deref() != Some(message.as_str()) {
+                    to_datetime(entry.at).to_rfc3339()
+                )),
+            }
+        }
+        if !bad.is_empty() {
+            // Each bad entry is counted and logged once, not at every fetch.
+            for message in &bad {
+                if !state.rejecting[index].contains(message) {
                     state.status.rejected += 1;
                     tracing::error!(
                         namespace,
@@ -338,12 +342,13 @@ fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
                         "lockstep: rejected a stored value: {message}"
                     );
                     state.status.last_rejection = Some(message.clone());
-                    state.rejecting[index] = Some(message);
                 }
-                continue;
             }
-        };
-        state.rejecting[index] = None;
+            state.rejecting[index] = bad;
+            continue;
+        }
+        state.rejecting[index].clear();
+        let mut new: Timeline<Decoded> = good.into_iter().collect();
         if let Some((switch, before)) = &state.carry {
             new = carry_over(field, &before[index], new, *switch);
         }
