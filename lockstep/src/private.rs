@@ -38,6 +38,11 @@ impl<T: Default> DefaultValue for T {
     }
 }
 
+/// What JSON values a field of type `T` accepts, for the published schema.
+pub fn describe<T: FieldType>() -> crate::ValueType {
+    crate::schema::describe::<T>()
+}
+
 /// Checks at compile time that `T` can be a field.
 pub const fn assert_field_type<T: FieldType>() {}
 
@@ -104,4 +109,53 @@ lockstep = { version = \"0.1\", features = [\"redis\"] }"
 #[macro_export]
 macro_rules! __backend_memory {
     () => {};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn round_trip<T: FieldType + PartialEq + std::fmt::Debug>(
+        value: T,
+    ) -> Result<(), TestCaseError> {
+        let json = serde_json::to_string(&value).unwrap();
+        let decoded = decode::<T>(&json).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(decoded.downcast_ref::<T>(), Some(&value));
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn decode_of_encode_is_the_identity(
+            a in any::<u8>(),
+            b in any::<i64>(),
+            c in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+            d in ".*",
+            e in proptest::collection::vec(proptest::option::of(any::<i32>()), 0..8),
+            f in proptest::collection::btree_map(".*", any::<bool>(), 0..4),
+            p in 0u32..=100_000,
+        ) {
+            round_trip(a)?;
+            round_trip(b)?;
+            round_trip(c)?;
+            round_trip(d)?;
+            round_trip(e)?;
+            round_trip::<BTreeMap<String, bool>>(f)?;
+            round_trip(Percent::from_thousandths(p).unwrap())?;
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_a_decoder(text in ".*", bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let lossy = String::from_utf8_lossy(&bytes);
+            for input in [text.as_str(), &lossy] {
+                let _ = decode::<u8>(input);
+                let _ = decode::<String>(input);
+                let _ = decode::<Vec<Option<f64>>>(input);
+                let _ = decode::<Percent>(input);
+                let _ = decode::<BTreeMap<String, Vec<u16>>>(input);
+            }
+        }
+    }
 }

@@ -745,6 +745,14 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_envelope_reader(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)) {
+            let _ = open_envelope(&bytes);
+            let _ = entry(&Value::BulkString(bytes.clone()), &Value::BulkString(bytes));
+        }
+    }
+
     #[test]
     fn envelopes() {
         assert_eq!(
