@@ -8,6 +8,9 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A `redis-server` of the test's own.
@@ -341,4 +344,93 @@ impl RedisCluster {
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+}
+
+/// What a reader hammering the accessors saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// How many reads.
+    pub reads: u64,
+    /// The slowest read.
+    pub slowest: Duration,
+    /// For each generation, the wall clock (ns) after the first read that saw it.
+    pub first_seen: Vec<(u64, i64)>,
+    /// Whether a value ever went back to an older one.
+    pub reverted: bool,
+}
+
+/// A thread reading `read` in a loop until stopped.
+pub struct Hammer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Seen>,
+}
+
+impl Hammer {
+    /// Starts reading: `read` returns a generation that only ever grows, and
+    /// anything else read alongside (to exercise more accessors).
+    pub fn start(read: fn() -> (u64, usize)) -> Hammer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Seen::default();
+            let mut last = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let (generation, _len) = read();
+                let took = started.elapsed();
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+                seen.reads += 1;
+                seen.slowest = seen.slowest.max(took);
+                if generation < last {
+                    seen.reverted = true;
+                }
+                if generation > last {
+                    seen.first_seen.push((generation, now));
+                    last = generation;
+                }
+            }
+            seen
+        });
+        Hammer { stop, thread }
+    }
+
+    /// Stops reading; what the reader saw.
+    pub fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the reader panicked")
+    }
+}
+
+/// Checks what the reader saw: every change of `instants` (generation, ns)
+/// at its instant (never before, within 5 ms), nothing reverted, and no read
+/// that waited on anything.
+pub fn check(seen: &Seen, instants: &[(u64, i64)]) {
+    println!(
+        "{} reads, slowest {:?}, first seen: {:?}",
+        seen.reads,
+        seen.slowest,
+        seen.first_seen
+            .iter()
+            .zip(instants)
+            .map(|((g, t), (_, at))| (*g, (t - at) as f64 / 1e6))
+            .collect::<Vec<_>>()
+    );
+    assert!(!seen.reverted, "a value reverted");
+    assert_eq!(seen.first_seen.len(), instants.len(), "{seen:?}");
+    for ((generation, seen_at), (expected, at)) in seen.first_seen.iter().zip(instants) {
+        assert_eq!(generation, expected);
+        assert!(seen_at >= at, "generation {generation} seen early");
+        assert!(
+            seen_at - at < 5_000_000,
+            "generation {generation} seen {} µs late",
+            (seen_at - at) / 1000
+        );
+    }
+    // A read that waited on the store would take at least a fetch deadline
+    // (250 ms); preemption on a busy 2-core machine takes a few ms.
+    assert!(
+        seen.slowest < Duration::from_millis(10),
+        "slowest read {:?}",
+        seen.slowest
+    );
 }

@@ -3,99 +3,14 @@
 //! a registry never has two fetches in flight, and it catches up within a
 //! tick of the store answering again.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lockstep::lockstep;
-use lockstep_suite::RedisServer;
+use lockstep_suite::{Hammer, RedisServer, check};
 
 /// The fault tests measure timing: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// What a reader hammering the accessors saw.
-#[derive(Debug, Default)]
-struct Seen {
-    reads: u64,
-    slowest: Duration,
-    /// For each generation, the wall clock (ns) after the first read that saw it.
-    first_seen: Vec<(u64, i64)>,
-    reverted: bool,
-}
-
-/// A thread reading `read` in a loop until stopped.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Seen>,
-}
-
-impl Hammer {
-    fn start(read: fn() -> (u64, usize)) -> Hammer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut seen = Seen::default();
-            let mut last = 0;
-            while !flag.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let (generation, _len) = read();
-                let took = started.elapsed();
-                let now = Utc::now().timestamp_nanos_opt().unwrap();
-                seen.reads += 1;
-                seen.slowest = seen.slowest.max(took);
-                if generation < last {
-                    seen.reverted = true;
-                }
-                if generation > last {
-                    seen.first_seen.push((generation, now));
-                    last = generation;
-                }
-            }
-            seen
-        });
-        Hammer { stop, thread }
-    }
-
-    fn finish(self) -> Seen {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("the reader panicked")
-    }
-}
-
-/// Checks what the reader saw: every change at its instant (never before,
-/// within 5 ms), nothing reverted, and no read that waited on anything.
-fn check(seen: &Seen, instants: &[(u64, i64)]) {
-    println!(
-        "{} reads, slowest {:?}, first seen: {:?}",
-        seen.reads,
-        seen.slowest,
-        seen.first_seen
-            .iter()
-            .zip(instants)
-            .map(|((g, t), (_, at))| (*g, (t - at) as f64 / 1e6))
-            .collect::<Vec<_>>()
-    );
-    assert!(!seen.reverted, "a value reverted");
-    assert_eq!(seen.first_seen.len(), instants.len(), "{seen:?}");
-    for ((generation, seen_at), (expected, at)) in seen.first_seen.iter().zip(instants) {
-        assert_eq!(generation, expected);
-        assert!(seen_at >= at, "generation {generation} seen early");
-        assert!(
-            seen_at - at < 5_000_000,
-            "generation {generation} seen {} µs late",
-            (seen_at - at) / 1000
-        );
-    }
-    // A read that waited on the store would take at least a fetch deadline
-    // (250 ms); preemption on a busy 2-core machine takes a few ms.
-    assert!(
-        seen.slowest < Duration::from_millis(10),
-        "slowest read {:?}",
-        seen.slowest
-    );
-}
 
 /// The generations 1, 2, 3 of a ramp, with their instants in ns.
 fn generations(steps: &[chrono::DateTime<Utc>]) -> Vec<(u64, i64)> {
