@@ -363,3 +363,51 @@ async fn a_registry_works_on_a_redis_cluster() {
         .collect();
     assert_eq!(holders.iter().filter(|&&k| k > 0).count(), 1, "{holders:?}");
 }
+
+#[lockstep(tick = "1s", backend = "redis", namespace = "tenant-a")]
+struct TenantA {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+#[lockstep(tick = "1s", backend = "redis", namespace = "tenant-b")]
+struct TenantB {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+/// Two registries with the same field names in different namespaces never
+/// see each other; names that would break the key layout are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_are_isolated_and_unsafe_names_refused() {
+    let server = RedisServer::start();
+    TENANT_A.builder().url(server.url()).start().await.unwrap();
+    TENANT_B.builder().url(server.url()).start().await.unwrap();
+    let at = TENANT_A.set(TenantA::LEVEL, 5).await.unwrap();
+    TENANT_B.set(TenantB::LEVEL, 9).await.unwrap();
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(1_050)).await;
+    assert_eq!((TENANT_A.level(), TENANT_B.level()), (5, 9));
+
+    let store = RedisStore::open(&server.url()).unwrap();
+    for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", "a.b", "a:b"] {
+        let err = store
+            .commit(&write(bad, "level", "1", StepAt::Horizon { after: 0 }))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        assert!(store.fetch(bad, &["level"]).await.is_err(), "{bad:?}");
+        let err = store
+            .commit(&write("tenant-a", bad, "1", StepAt::Horizon { after: 0 }))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidName { .. }),
+            "key {bad:?}: {err}"
+        );
+    }
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert!(
+        keys.iter().all(|k| k.starts_with("lockstep:{tenant-a}:") || k.starts_with("lockstep:{tenant-b}:")),
+        "{keys:?}"
+    );
+}
