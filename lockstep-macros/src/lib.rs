@@ -4,7 +4,8 @@
 //! The macro reads the struct in phases, one module each: [`ast`] (a typed
 //! view of the input), [`attr`] (the options, each keeping its span),
 //! [`valid`] (checks of meaning), [`expand`] (the generated code) and
-//! [`fallback`] (what is emitted when there are errors). Every error of one
+//! [`fallback`] (what is emitted when there are errors); [`tick`] reads tick
+//! strings. Every error of one
 //! attribute is collected by [`ctxt`] and reported in one compile.
 
 mod ast;
@@ -12,6 +13,7 @@ mod attr;
 mod ctxt;
 mod expand;
 mod fallback;
+mod tick;
 mod valid;
 
 use proc_macro::TokenStream;

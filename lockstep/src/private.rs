@@ -11,6 +11,10 @@ pub use crate::slot::{Scalar, ScalarValue, Shared, bits};
 pub use crate::{Field, Percent, Tick};
 pub use arc_swap::ArcSwap;
 
+/// Reads a stored Redis entry (for the fuzz targets).
+#[cfg(feature = "redis")]
+pub use crate::backend::redis::open_envelope;
+
 /// Field types: what a value must be to travel through a store.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a lockstep field",

@@ -410,7 +410,7 @@ struct Envelope<'a> {
 
 /// The JSON text of a stored envelope's value (or why it cannot be read),
 /// and who wrote it when the envelope says.
-fn open_envelope(bytes: &[u8]) -> (Result<String, String>, Option<Origin>) {
+pub fn open_envelope(bytes: &[u8]) -> (Result<String, String>, Option<Origin>) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return (Err("not UTF-8 text".to_owned()), None);
     };
