@@ -172,6 +172,7 @@ pub(crate) async fn boot<S: Fields>(
 /// One fetch, applied. Never two at once for one registry.
 pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(), Error> {
     let engine = registry.engine()?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
     let mut in_flight = engine.fetching.lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
     // A fetch that overran its deadline is still on the wire: wait for its
@@ -182,7 +183,7 @@ pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(
         let backend = engine.backend.clone();
         let keys = engine.keys.clone();
         let sent = engine.clock.local_nanos();
-        let task = tokio::spawn(async move { backend.fetch(S::DEF.namespace, &keys).await });
+        let task = runtime.spawn(async move { backend.fetch(S::DEF.namespace, &keys).await });
         (task, sent)
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {

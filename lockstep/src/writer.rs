@@ -207,6 +207,14 @@ fn encode<T: Serialize + DeserializeOwned>(
     Ok(json)
 }
 
+/// The instant of a one-step change.
+fn first(instants: Vec<DateTime<Utc>>) -> Result<DateTime<Utc>, Error> {
+    instants.into_iter().next().ok_or_else(|| Error::Store {
+        store: String::new(),
+        message: "the store acknowledged a write without its instant".to_owned(),
+    })
+}
+
 impl<S: Fields> Registry<S> {
     /// A change of several fields and steps, written atomically.
     pub fn change(&'static self) -> Change<S> {
@@ -228,7 +236,7 @@ impl<S: Fields> Registry<S> {
         value: T,
     ) -> Result<DateTime<Utc>, Error> {
         let instants = self.change().set(field, value).apply().await?;
-        Ok(instants[0])
+        first(instants)
     }
 
     /// Sets `field` to `value` at `when` rounded up to a tick boundary;
@@ -241,7 +249,7 @@ impl<S: Fields> Registry<S> {
         when: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, Error> {
         let instants = self.change().set(field, value).at(when).apply().await?;
-        Ok(instants[0])
+        first(instants)
     }
 
     /// Writes `values` as consecutive entries of `field`, the first at the
