@@ -1,12 +1,12 @@
 //! The `#[lockstep]` attribute macro. Use it through the `lockstep` crate,
 //! which re-exports it and documents it.
 //!
-//! The macro reads the struct in phases, one module each: [`ast`] (a typed
-//! view of the input), [`attr`] (the options, each keeping its span),
-//! [`valid`] (checks of meaning), [`expand`] (the generated code) and
-//! [`fallback`] (what is emitted when there are errors); [`tick`] reads tick
+//! The macro reads the struct in phases, one module each: `ast` (a typed
+//! view of the input), `attr` (the options, each keeping its span),
+//! `valid` (checks of meaning), `expand` (the generated code) and
+//! `fallback` (what is emitted when there are errors); `tick` reads tick
 //! strings. Every error of one
-//! attribute is collected by [`ctxt`] and reported in one compile.
+//! attribute is collected by `ctxt` and reported in one compile.
 
 mod ast;
 mod attr;
