@@ -1,0 +1,108 @@
+//! Concurrent writers: every acknowledged write is in the store, or was
+//! replaced by another write at the same field and instant — zero lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep_suite::RedisServer;
+
+const WRITERS: usize = 8;
+const WRITES: usize = 500;
+const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// One acknowledged write: its field, instant and unique value.
+type Acked = (String, i64, String);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_writers_lose_nothing() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let tick = lockstep::Tick::new(Duration::from_secs(1)).unwrap();
+    // Instants far enough ahead to stay pending (never pruned) for the test,
+    // few enough that writers collide on the same field and instant.
+    let base = chrono::Utc::now().timestamp_millis() / 1000 * 1000 + 600_000;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let store = RedisStore::open(&url).unwrap();
+                let mut acked: Vec<Acked> = Vec::new();
+                for i in 0..WRITES {
+                    let field = FIELDS[fastrand::usize(..FIELDS.len())];
+                    let at = base + 1000 * fastrand::i64(0..40);
+                    let value = format!("\"w{w}-{i}\"");
+                    // Some writes carry two fields, some two steps.
+                    let mut steps = vec![Step {
+                        at: StepAt::At(at),
+                        values: vec![(field.to_owned(), value.clone())],
+                    }];
+                    if i % 7 == 0 {
+                        steps.push(Step {
+                            at: StepAt::At(at + 1000),
+                            values: vec![(field.to_owned(), value.clone())],
+                        });
+                    }
+                    let write = Write {
+                        namespace: "writers".into(),
+                        tick,
+                        id: lockstep::store::new_write_id(),
+                        by: format!("writer {w}"),
+                        steps,
+                    };
+                    let committed = store.commit(&write).await.expect("a write was refused");
+                    for (step, at) in write.steps.iter().zip(committed.instants) {
+                        for (key, value) in &step.values {
+                            acked.push((key.clone(), at, value.clone()));
+                        }
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked: Vec<Acked> = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+
+    let keys: Vec<&str> = FIELDS.to_vec();
+    let stored = RedisStore::open(&url)
+        .unwrap()
+        .fetch("writers", &keys)
+        .await
+        .unwrap();
+    let stored: BTreeMap<(String, i64), String> = stored
+        .fields
+        .iter()
+        .flat_map(|(key, entries)| {
+            entries
+                .iter()
+                .map(move |e| ((key.clone(), e.at), e.value.clone().unwrap()))
+        })
+        .collect();
+    let mut by_slot: BTreeMap<(String, i64), BTreeSet<String>> = BTreeMap::new();
+    for (key, at, value) in &acked {
+        by_slot
+            .entry((key.clone(), *at))
+            .or_default()
+            .insert(value.clone());
+    }
+    let mut lost = 0;
+    for (slot, values) in &by_slot {
+        match stored.get(slot) {
+            // Present, as one of the writes to that very field and instant.
+            Some(value) if values.contains(value) => {}
+            _ => lost += 1,
+        }
+    }
+    println!(
+        "{} acknowledged writes of {} entries to {} (field, instant) slots; {} stored; {lost} lost",
+        WRITERS * WRITES,
+        acked.len(),
+        by_slot.len(),
+        stored.len()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(stored.len(), by_slot.len(), "an entry nobody acknowledged");
+}
