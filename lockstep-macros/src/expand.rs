@@ -211,6 +211,7 @@ impl Generated {
             #p::assert_field_type::<#ty>();
         };
         let decode = quote_spanned!(ty.span()=> #p::decode::<#ty>);
+        let describe = quote_spanned!(ty.span()=> #p::describe::<#ty>);
         let to_json = quote_spanned!(ty.span()=> #p::to_json::<#ty>);
         // The other uses are in other bodies; spanned at the type, their
         // errors at least point at it rather than at the attribute.
@@ -298,6 +299,7 @@ impl Generated {
                     rust_type: #rust_type,
                     doc: #doc,
                     decode: #decode,
+                    value_type: #describe,
                     default_json: || #to_json(&<Self as #p::Fields>::defaults().#ident),
                 }
             },

@@ -74,8 +74,8 @@ pub mod store {
     pub use crate::backend::redis::RedisStore;
     pub use crate::backend::{
         Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Step, StepAt, StoredEntry,
-        Write, check_cancel, check_name, new_write_id, redact, resolve_instants, supported_schemes,
-        writer_name,
+        Write, check_cancel, check_name, new_write_id, open, redact, resolve_instants,
+        supported_schemes, writer_name,
     };
 }
 
@@ -85,7 +85,7 @@ pub use error::Error;
 pub use percent::Percent;
 pub use refresh::MAX_VALUE_BYTES;
 pub use registry::{Builder, Registry, Snapshot};
-pub use schema::{FieldSchema, Schema};
+pub use schema::{FieldSchema, NamedType, Schema, ValueType, Variant};
 pub use slot::Ref;
 pub use status::{Pending, Status};
 pub use tick::{Millis, Tick, TickError};

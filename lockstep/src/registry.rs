@@ -66,6 +66,8 @@ pub struct FieldDef {
     pub decode: fn(&str) -> Result<Value, String>,
     /// The default as JSON.
     pub default_json: fn() -> serde_json::Value,
+    /// What JSON values the field accepts.
+    pub value_type: fn() -> crate::schema::ValueType,
 }
 
 impl std::fmt::Debug for FieldDef {
@@ -89,6 +91,7 @@ impl RegistryDef {
                 .map(|f| FieldSchema {
                     key: f.key.to_owned(),
                     rust_type: f.rust_type.to_owned(),
+                    value_type: Some((f.value_type)()),
                     default: (f.default_json)(),
                     doc: f.doc.to_owned(),
                 })

@@ -240,11 +240,30 @@ pub fn supported_schemes() -> &'static str {
     }
 }
 
+/// Opens the store at `url` (`memory://…`, `redis://…`, `rediss://…`,
+/// `redis+unix://…`, `redis+cluster://…`), as registries do: for tools that
+/// read and write stores without a registry, like the `lockstep` command.
+/// Does not connect yet: the first call does. Call it within a Tokio
+/// runtime (the Redis client keeps its connection on it).
+///
+/// ```
+/// let store = lockstep::store::open("memory://docs").unwrap();
+/// assert_eq!(store.describe(), "memory://docs");
+/// assert!(lockstep::store::open("postgres://db").is_err());
+/// ```
+pub fn open(url: &str) -> Result<Arc<dyn Backend>, Error> {
+    open_with(url, &crate::clock::ClockSource::System)
+}
+
 /// Opens the store at `url`.
 pub(crate) async fn connect(
     url: &str,
     clock: &crate::clock::ClockSource,
 ) -> Result<Arc<dyn Backend>, Error> {
+    open_with(url, clock)
+}
+
+fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Backend>, Error> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
