@@ -1,0 +1,81 @@
+//! A registry process for the `lockstep` command's tests (`tests/cli.rs`):
+//! starts the `shop` registry on `LOCKSTEP_URL`, which publishes its schema,
+//! prints `ready`, then one JSON line each time the hot path sees a field
+//! change: `{"field": …, "value": …, "seen_ms": …}` (wall clock, fractional
+//! milliseconds). Ends by itself after a minute.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lockstep::{Percent, lockstep};
+use serde::{Deserialize, Serialize};
+
+/// How the shop looks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum Mode {
+    /// The default look.
+    #[default]
+    Light,
+    /// Dark.
+    Dark,
+    /// A hue of one's own.
+    Custom {
+        /// Degrees, 0 to 359.
+        hue: u16,
+    },
+}
+
+/// The registry the CLI tests drive.
+#[lockstep(tick = "1s", backend = "redis", namespace = "shop")]
+pub struct Shop {
+    /// Orders per minute.
+    #[lockstep(default = 10)]
+    pub limit: u8,
+    /// The theme's name.
+    #[lockstep(default = "classic")]
+    pub theme: String,
+    /// Share of users on the new checkout.
+    pub share: Percent,
+    /// The look.
+    pub mode: Mode,
+    /// A banner, if any.
+    pub banner: Option<String>,
+}
+
+fn values() -> [(&'static str, serde_json::Value); 5] {
+    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+    [
+        ("limit", json(serde_json::to_value(SHOP.limit()))),
+        ("theme", json(serde_json::to_value(&*SHOP.theme()))),
+        ("share", json(serde_json::to_value(SHOP.share()))),
+        ("mode", json(serde_json::to_value(&*SHOP.mode()))),
+        ("banner", json(serde_json::to_value(&*SHOP.banner()))),
+    ]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lockstep::Error> {
+    SHOP.start().await?;
+    println!("ready");
+    let watcher = tokio::task::spawn_blocking(|| {
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut last = values();
+        while Instant::now() < end {
+            let now = values();
+            // The wall clock after the read bounds the flip from above.
+            let seen_ms = Utc::now().timestamp_micros() as f64 / 1000.0;
+            for ((field, old), (_, new)) in last.iter().zip(&now) {
+                if old != new {
+                    println!(
+                        "{}",
+                        serde_json::json!({"field": field, "value": new, "seen_ms": seen_ms})
+                    );
+                }
+            }
+            last = now;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    let _ = watcher.await;
+    Ok(())
+}

@@ -1,0 +1,618 @@
+//! The `lockstep` command, the real binary, against a real redis-server of
+//! the test's own, with its effects checked through a registry running in
+//! another process (`src/bin/shop.rs`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::{FieldSchema, Schema};
+use lockstep_suite::RedisServer;
+use serde_json::{Value, json};
+
+/// How late after its instant a change may reach the registry's hot path
+/// on a loaded two-core machine (it is well under a millisecond when idle).
+const LATE_MS: f64 = 100.0;
+
+/// The `lockstep` binary of this workspace, built once for all the tests.
+///
+/// It is built as `cargo build --workspace --all-features` (what CI runs
+/// before the tests) builds it, so that after that command this is a no-op
+/// rather than a build of the CLI's dependencies with other features.
+fn binary() -> PathBuf {
+    static BUILD: Once = Once::new();
+    // target/<profile>/shop: the CLI lands beside it.
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_shop"))
+        .parent()
+        .expect("the bin dir")
+        .to_path_buf();
+    BUILD.call_once(|| {
+        let profile = dir.file_name().and_then(|p| p.to_str()).unwrap_or("debug");
+        let target_dir = dir.parent().expect("the target dir");
+        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        cargo
+            .args([
+                "build",
+                "-q",
+                "--workspace",
+                "--all-features",
+                "--bin",
+                "lockstep",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                cargo.arg("--release");
+            }
+            other => {
+                cargo.args(["--profile", other]);
+            }
+        }
+        let status = cargo.status().expect("run cargo build --bin lockstep");
+        assert!(status.success(), "cargo build --bin lockstep failed");
+    });
+    dir.join(format!("lockstep{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// What one run of the binary did.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Runs `lockstep args…` with `LOCKSTEP_URL=url` (when given).
+fn lockstep(url: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env_remove("LOCKSTEP_URL");
+    if let Some(url) = url {
+        cmd.env("LOCKSTEP_URL", url);
+    }
+    let out = cmd.output().expect("run lockstep");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `lockstep args…` and expects it to succeed.
+fn ok(url: &str, args: &[&str]) -> Run {
+    let run = lockstep(Some(url), args);
+    assert_eq!(
+        run.code, 0,
+        "lockstep {args:?}: {}{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The `shop` registry in a process of its own.
+struct Shop {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Shop {
+    fn start(url: &str) -> Shop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+            .env("LOCKSTEP_URL", url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the shop registry");
+        let stdout = child.stdout.take().expect("its stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let shop = Shop { child, lines };
+        let ready = shop.lines.recv_timeout(Duration::from_secs(10));
+        assert_eq!(ready.as_deref(), Ok("ready"));
+        shop
+    }
+
+    /// The next change the registry saw, within `timeout`.
+    fn change(&self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Some(serde_json::from_str(&line).expect("a JSON line")),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => panic!("the shop registry ended"),
+        }
+    }
+
+    /// Waits for the change of `field` (other fields' changes are kept for
+    /// later calls); returns its value and when the hot path saw it.
+    fn seen(&self, field: &str, pending: &mut Vec<Value>) -> (Value, f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(i) = pending.iter().position(|c| c["field"] == field) {
+                let change = pending.remove(i);
+                return (change["value"].clone(), change["seen_ms"].as_f64().unwrap());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let change = self
+                .change(left)
+                .unwrap_or_else(|| panic!("the registry never saw `{field}` change"));
+            pending.push(change);
+        }
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every key of namespace `ns` with its content: what a refused command
+/// must leave as it was.
+fn dump(server: &RedisServer, ns: &str) -> BTreeMap<String, Vec<(String, String)>> {
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("lockstep:{{{ns}}}:*")]);
+    keys.into_iter()
+        .map(|key| {
+            let kind: String = server.cmd(&["TYPE", &key]);
+            let mut content: Vec<(String, String)> = match kind.as_str() {
+                "hash" => server.cmd(&["HGETALL", &key]),
+                _ => vec![(kind, server.cmd(&["GET", &key]))],
+            };
+            content.sort();
+            (key, content)
+        })
+        .collect()
+}
+
+fn millis(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap_or_else(|e| panic!("{rfc3339:?}: {e}"))
+        .timestamp_millis()
+}
+
+/// The instant in `shop.limit = 42 at 2026-…Z (in 1.6s)`.
+fn printed_instant(line: &str) -> i64 {
+    let rest = line
+        .split(" at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"));
+    millis(rest.split_whitespace().next().unwrap())
+}
+
+fn assert_on_time(field: &str, at: i64, seen: f64) {
+    let late = seen - at as f64;
+    assert!(
+        (0.0..LATE_MS).contains(&late),
+        "`{field}` flipped {late:.3} ms after its instant"
+    );
+}
+
+#[test]
+fn a_good_set_reaches_a_registry_in_another_process_at_the_printed_instant() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let shop = Shop::start(&url);
+    let mut pending = Vec::new();
+
+    // JSON, at the horizon; the text output names the instant.
+    let run = ok(&url, &["set", "shop.limit", "42"]);
+    assert!(
+        run.stdout.starts_with("shop.limit = 42 at "),
+        "{}",
+        run.stdout
+    );
+    let limit_at = printed_instant(run.stdout.trim());
+    // A bare word for a string field, with --json output.
+    let theme = ok(&url, &["set", "shop.theme", "dark", "--json"]).json();
+    assert_eq!(theme["value"], "dark");
+    let theme_at = theme["at_ms"].as_i64().unwrap();
+    assert_eq!(millis(theme["at"].as_str().unwrap()), theme_at);
+    // A user enum, a few ticks ahead.
+    let run = ok(
+        &url,
+        &[
+            "set",
+            "shop.mode",
+            r#"{"Custom": {"hue": 120}}"#,
+            "--at",
+            "+3s",
+        ],
+    );
+    let mode_at = printed_instant(run.stdout.trim());
+    assert!(
+        mode_at >= Utc::now().timestamp_millis() + 1_500,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(mode_at % 1000, 0, "instants are tick boundaries");
+
+    for (field, at, value) in [
+        ("limit", limit_at, json!(42)),
+        ("theme", theme_at, json!("dark")),
+        ("mode", mode_at, json!({"Custom": {"hue": 120}})),
+    ] {
+        let (seen_value, seen) = shop.seen(field, &mut pending);
+        assert_eq!(seen_value, value, "{field}");
+        assert_on_time(field, at, seen);
+    }
+    let history = ok(&url, &["history", "shop.limit", "--json"]).json();
+    let by = history["entries"][0]["by"].as_str().unwrap();
+    assert!(by.starts_with("cli ") && by.contains('@'), "{by}");
+}
+
+#[test]
+fn every_refusal_exits_1_and_leaves_the_store_unchanged() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    // `legacy`: in the store, but no registry published its schema;
+    // `old`: published by a lockstep that did not describe types.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = RedisStore::open(&url).unwrap();
+        let write = Write {
+            namespace: "legacy".into(),
+            tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+            id: lockstep::store::new_write_id(),
+            by: "test".into(),
+            steps: vec![Step {
+                at: StepAt::Horizon { after: 0 },
+                values: vec![("x".into(), "1".into())],
+            }],
+        };
+        store.commit(&write).await.unwrap();
+        let old = Schema {
+            namespace: "old".into(),
+            tick_secs: 1,
+            fields: vec![FieldSchema {
+                key: "limit".into(),
+                rust_type: "u8".into(),
+                value_type: None,
+                default: json!(0),
+                doc: String::new(),
+            }],
+        };
+        store.publish_schema(&old).await.unwrap();
+    });
+    // A pending entry to cancel wrongly.
+    let pending = ok(
+        &url,
+        &["set", "shop.banner", "sale", "--at", "+30s", "--json"],
+    )
+    .json();
+    let pending_at = pending["at"].as_str().unwrap().to_owned();
+    let off_grid = "2999-01-01T00:00:00Z";
+
+    let refusals: &[(&[&str], &str)] = &[
+        (
+            &["set", "shop.limit", "300"],
+            "shop.limit (u8): 300 is out of range for u8: expected an integer from 0 to 255; \
+             nothing was written",
+        ),
+        (&["set", "shop.limit", "-1"], "-1 is out of range for u8"),
+        (
+            &["set", "shop.limit", "ten"],
+            "shop.limit (u8): `ten` is not JSON: expected an integer from 0 to 255; nothing was \
+             written",
+        ),
+        (&["set", "shop.limit", "4.5"], "4.5 is not an integer (u8)"),
+        (
+            &["set", "shop.share", "101"],
+            "101 is not a percentage: expected a number from 0 to 100",
+        ),
+        (
+            &["set", "shop.mode", "Sepia"],
+            r#""Sepia" is not a variant: expected one of "Light", "Dark", {"Custom": {"hue": u16}}"#,
+        ),
+        (
+            &["set", "shop.mode", r#"{"Custom": {"hue": "red"}}"#],
+            r#"at .Custom.hue: "red" is not an integer (u16)"#,
+        ),
+        (
+            &["set", "shop.banner", "[1]"],
+            "[1] is not a string: expected a string, or null",
+        ),
+        (
+            &["set", "shop.limt", "1"],
+            "registry `shop` has no field `limt`; its fields are: limit, theme, share, mode, \
+             banner",
+        ),
+        (
+            &["set", "shopp.limit", "1"],
+            "no registry `shopp` in redis://127.0.0.1:",
+        ),
+        (&["set", "shopp.limit", "1"], "; it has: legacy, old, shop"),
+        (
+            &["set", "shop.limit", "5", "--at", "+0s"],
+            "is too soon for `shop`: the earliest instant a write made now may affect is",
+        ),
+        (
+            &["set", "legacy.x", "1"],
+            "registry `legacy` has published no schema, so the value cannot be checked",
+        ),
+        (&["set", "legacy.x", "1", "--force"], "pass it with --tick"),
+        (
+            &["set", "old.limit", "1"],
+            "the schema of `old` has no value types",
+        ),
+        (
+            &["ramp", "shop.limit", "0,10,300"],
+            "value 3 (300): 300 is out of range for u8",
+        ),
+        (
+            &["ramp", "shop.limit", "1,2", "--every", "500ms"],
+            "--every 500ms is shorter than the tick of `shop` (1s)",
+        ),
+        (
+            &["ramp", "shop.limit", "1,2", "--from", "+0s"],
+            "is too soon",
+        ),
+        (&["cancel", "shop.banner", "--at", "+0s"], "is too soon"),
+        (
+            &["cancel", "shop.banner", "--at", off_grid],
+            "`shop.banner` has no entry at 2999-01-01 00:00:00 UTC to cancel; its pending \
+             entries are at: ",
+        ),
+        (&["get", "shop.nope"], "has no field `nope`"),
+        (&["ls", "nope"], "no registry `nope`"),
+    ];
+    let before = dump(&server, "shop");
+    let others = (dump(&server, "legacy"), dump(&server, "old"));
+    for (args, message) in refusals {
+        let run = lockstep(Some(&url), args);
+        assert_eq!(
+            run.code, 1,
+            "lockstep {args:?}: {}{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stderr.contains(message),
+            "lockstep {args:?}\n  said: {}  not: {message}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "lockstep {args:?}: {}", run.stdout);
+        assert_eq!(dump(&server, "shop"), before, "lockstep {args:?} wrote");
+        assert_eq!(
+            (dump(&server, "legacy"), dump(&server, "old")),
+            others,
+            "lockstep {args:?} wrote"
+        );
+    }
+    let cancel_hint = lockstep(Some(&url), &["cancel", "shop.banner", "--at", off_grid]);
+    assert!(
+        cancel_hint.stderr.contains(&pending_at),
+        "{}",
+        cancel_hint.stderr
+    );
+
+    // Usage mistakes: status 2, nothing written.
+    for args in [
+        &["set", "shop.limit"][..],
+        &["set", "shop", "1"],
+        &["set", "shop.limit", "1", "--at", "tomorrow"],
+        &["ramp", "shop.limit", "1,2", "--every", "often"],
+        &["watch", "--for", "ever"],
+        &["frobnicate"],
+        &["set", "shop.limit", "1", "--tick", "1s"],
+    ] {
+        let run = lockstep(Some(&url), args);
+        assert_eq!(
+            run.code, 2,
+            "lockstep {args:?}: {}{}",
+            run.stdout, run.stderr
+        );
+        assert!(run.stderr.contains("error"), "{}", run.stderr);
+    }
+    let run = lockstep(None, &["ls"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("set LOCKSTEP_URL"), "{}", run.stderr);
+    assert_eq!(dump(&server, "shop"), before);
+
+    // --force writes what the checks cannot vouch for.
+    ok(&url, &["set", "legacy.x", "2", "--force", "--tick", "1s"]);
+    ok(&url, &["set", "old.limit", "7", "--force"]);
+    assert_ne!(dump(&server, "legacy"), others.0);
+}
+
+#[test]
+fn a_ramp_activates_one_entry_per_tick() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let shop = Shop::start(&url);
+    let ramp = ok(&url, &["ramp", "shop.limit", "0,10,25,50,100", "--json"]).json();
+    let entries = ramp["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    let instants: Vec<i64> = entries
+        .iter()
+        .map(|e| e["at_ms"].as_i64().unwrap())
+        .collect();
+    for pair in instants.windows(2) {
+        assert_eq!(pair[1] - pair[0], 1000, "one tick apart: {instants:?}");
+    }
+    // The default is 10: every step is a change the registry sees.
+    let mut pending = Vec::new();
+    for (entry, at) in entries.iter().zip(&instants) {
+        let (value, seen) = shop.seen("limit", &mut pending);
+        assert_eq!(value, entry["value"]);
+        assert_on_time("limit", *at, seen);
+    }
+    let history = ok(&url, &["history", "shop.limit", "--json"]).json();
+    let states: Vec<&str> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["past", "past", "past", "past", "active"]);
+}
+
+#[test]
+fn cancel_removes_a_pending_entry_and_only_beyond_the_horizon() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let shop = Shop::start(&url);
+    let set = ok(
+        &url,
+        &["set", "shop.banner", "sale", "--at", "+3s", "--json"],
+    )
+    .json();
+    let at = set["at"].as_str().unwrap().to_owned();
+    let get = ok(&url, &["get", "shop.banner", "--json"]).json();
+    assert_eq!(get["pending"][0]["at"], at.as_str());
+    assert_eq!(get["pending"][0]["value"], "sale");
+    assert_eq!(get["value"], Value::Null);
+    assert_eq!(get["default"], true);
+
+    let run = ok(&url, &["cancel", "shop.banner", "--at", &at]);
+    assert_eq!(
+        run.stdout.trim(),
+        format!("cancelled shop.banner = \"sale\" at {at}")
+    );
+    let history = ok(&url, &["history", "shop.banner", "--json"]).json();
+    assert_eq!(history["entries"], json!([]));
+    let again = lockstep(Some(&url), &["cancel", "shop.banner", "--at", &at]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("has no entry at"), "{}", again.stderr);
+
+    // An entry at the horizon or nearer is not cancelled any more: every
+    // process may already hold it.
+    let set = ok(&url, &["set", "shop.theme", "neon", "--json"]).json();
+    let theme_at = set["at_ms"].as_i64().unwrap();
+    let wait = theme_at - 900 - Utc::now().timestamp_millis();
+    std::thread::sleep(Duration::from_millis(wait.max(0) as u64));
+    let late = lockstep(
+        Some(&url),
+        &["cancel", "shop.theme", "--at", set["at"].as_str().unwrap()],
+    );
+    assert_eq!(late.code, 1, "{}", late.stdout);
+    assert!(late.stderr.contains("is too soon"), "{}", late.stderr);
+    let mut pending = Vec::new();
+    let (value, seen) = shop.seen("theme", &mut pending);
+    assert_eq!(value, "neon");
+    assert_on_time("theme", theme_at, seen);
+    // The cancelled banner never shows.
+    let banner_at = millis(&at);
+    let wait = banner_at + 300 - Utc::now().timestamp_millis();
+    std::thread::sleep(Duration::from_millis(wait.max(0) as u64));
+    pending.extend(std::iter::from_fn(|| shop.change(Duration::ZERO)));
+    assert!(
+        pending.iter().all(|c| c["field"] != "banner"),
+        "{pending:?}"
+    );
+}
+
+#[test]
+fn read_commands_print_text_and_json_that_parses() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    ok(&url, &["set", "shop.share", "12.5", "--at", "+30s"]);
+
+    let ls = ok(&url, &["ls"]).stdout;
+    assert!(ls.starts_with("shop  (tick 1s)\n"), "{ls}");
+    assert!(ls.contains("limit   u8"), "{ls}");
+    assert!(ls.contains("10 (default)"), "{ls}");
+    assert!(ls.contains("next: 12.5 at "), "{ls}");
+    let ls = ok(&url, &["ls", "shop", "--json"]).json();
+    let fields = ls["namespaces"][0]["fields"].as_array().unwrap();
+    let keys: Vec<&str> = fields.iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["limit", "theme", "share", "mode", "banner"]);
+    assert_eq!(fields[0]["value"], 10);
+    assert_eq!(fields[0]["type"], "u8");
+    assert_eq!(fields[2]["next"]["value"], 12.5);
+    assert_eq!(ls["namespaces"][0]["tick_secs"], 1);
+
+    let get = ok(&url, &["get", "shop.mode", "--json"]).json();
+    assert_eq!(get["value"], "Light");
+    assert_eq!(get["value_type"]["type"], "enum");
+    let text = ok(&url, &["get", "shop.share"]).stdout;
+    assert!(text.contains("pending  12.5  at "), "{text}");
+    ok(&url, &["history", "shop.share", "--json"]).json();
+    assert!(
+        ok(&url, &["history", "shop.share"])
+            .stdout
+            .contains("pending")
+    );
+
+    let started = Instant::now();
+    let watch = ok(&url, &["watch", "shop", "--json", "--count", "2"]);
+    let frames: Vec<Value> = watch
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
+        .collect();
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1]["next"]["field"], "shop.share");
+    assert!(frames[1]["next"]["in_ms"].as_i64().unwrap() > 0);
+    let text = ok(&url, &["watch", "--for", "1500ms"]).stdout;
+    assert!(
+        text.contains("next change: shop.share = 12.5 at "),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn passwords_are_never_printed() {
+    let server = RedisServer::start();
+    let _shop = Shop::start(&server.url());
+    let _: () = server.cmd(&["CONFIG", "SET", "requirepass", "s3cret-pw"]);
+    let url = format!("redis://:s3cret-pw@127.0.0.1:{}", server.port());
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}", server.port());
+    let file = std::env::temp_dir().join(format!("lockstep-cli-url-{}", std::process::id()));
+    std::fs::write(&file, format!("{url}\n")).unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    let runs = [
+        lockstep(Some(&url), &["ls", "--json"]),
+        lockstep(None, &["--url", &url, "ls"]),
+        lockstep(None, &["--url-file", file_arg, "get", "shop.limit"]),
+        lockstep(Some(&wrong), &["ls"]),
+        lockstep(None, &["--url", &url, "get", &url]),
+        lockstep(None, &[&format!("--url={url}"), "frobnicate"]),
+        lockstep(
+            None,
+            &["--url", "redis://:s3cret-pw@127.0.0.1:notaport", "ls"],
+        ),
+    ];
+    let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [0, 0, 0, 1, 2, 2, 1]);
+    for run in &runs {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !all.contains("s3cret-pw") && !all.contains("wrong-pw"),
+            "{all}"
+        );
+    }
+    assert_eq!(
+        runs[0].json()["store"],
+        format!("redis://:***@127.0.0.1:{}", server.port())
+    );
+    assert!(runs[1].stderr.contains("use LOCKSTEP_URL or --url-file"));
+    assert!(
+        runs[3].stderr.contains("redis://:***@127.0.0.1"),
+        "{}",
+        runs[3].stderr
+    );
+    let _ = std::fs::remove_file(&file);
+}
