@@ -121,6 +121,7 @@ fn writer() -> String {
     let user = ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(user_of_this_process)
         .unwrap_or_else(|| "unknown".to_owned());
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -129,6 +130,26 @@ fn writer() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".to_owned());
     format!("cli {user}@{host}")
+}
+
+/// The name of this process's user, from `/etc/passwd`, when the
+/// environment does not say (cron jobs, containers).
+fn user_of_this_process() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let mut parts = line.split(':');
+            let name = parts.next()?;
+            (parts.nth(1)? == uid).then(|| name.to_owned())
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// A field a write goes to: the registry's tick, and the field's type when
