@@ -357,3 +357,21 @@ fn schemas_without_value_types_still_read() {
     assert_eq!(schema.field("limit").unwrap().rust_type, "u8");
     assert!(schema.field("nope").is_none());
 }
+
+#[test]
+fn common_std_types() {
+    use std::collections::{BTreeSet, HashSet};
+    use std::net::IpAddr;
+    use std::num::NonZeroU8;
+    use std::time::Duration;
+    ok::<Duration>(json!({"secs": 5, "nanos": 0}));
+    ok::<HashSet<String>>(json!(["a", "b"]));
+    ok::<BTreeSet<u8>>(json!([1, 2]));
+    ok::<Box<u8>>(json!(3));
+    assert_eq!(describe::<Box<u8>>(), describe::<u8>());
+    ok::<Option<Option<u8>>>(json!(4));
+    ok::<Vec<(String, Percent)>>(json!([["a", 50]]));
+    // Types whose Deserialize validates what it reads cannot be traced.
+    assert_eq!(describe::<NonZeroU8>(), ValueType::Any);
+    assert_eq!(describe::<IpAddr>(), ValueType::Any);
+}
