@@ -1,5 +1,6 @@
-//! Concurrent writers: every acknowledged write is in the store, or was
-//! replaced by another write at the same field and instant — zero lost.
+//! Concurrent writers, through the Rust API and the CLI at once: every
+//! acknowledged write is in the store, or was replaced by another write at
+//! the same field and instant — zero lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -8,8 +9,19 @@ use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
 use lockstep_suite::RedisServer;
 
 const WRITERS: usize = 8;
+/// How many of the writers use the `lockstep` CLI (one process per write).
+const CLI_WRITERS: usize = 2;
 const WRITES: usize = 500;
 const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// The registry written to; its schema lets the CLI check every value.
+#[lockstep::lockstep(tick = "1s", backend = "redis", static_name = "SHARED")]
+struct Writers {
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+}
 
 /// One acknowledged write: its field, instant and unique value.
 type Acked = (String, i64, String);
@@ -22,45 +34,84 @@ async fn eight_concurrent_writers_lose_nothing() {
     // Instants far enough ahead to stay pending (never pruned) for the test,
     // few enough that writers collide on the same field and instant.
     let base = chrono::Utc::now().timestamp_millis() / 1000 * 1000 + 600_000;
-    let writers: Vec<_> = (0..WRITERS)
+    RedisStore::open(&url)
+        .unwrap()
+        .publish_schema(&SHARED.schema())
+        .await
+        .unwrap();
+    let cli = lockstep_suite::cli_binary();
+    let mut writers: Vec<tokio::task::JoinHandle<Vec<Acked>>> = (0..CLI_WRITERS)
         .map(|w| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                let store = RedisStore::open(&url).unwrap();
-                let mut acked: Vec<Acked> = Vec::new();
+            let (url, cli) = (url.clone(), cli.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut acked = Vec::new();
                 for i in 0..WRITES {
                     let field = FIELDS[fastrand::usize(..FIELDS.len())];
                     let at = base + 1000 * fastrand::i64(0..40);
-                    let value = format!("\"w{w}-{i}\"");
-                    // Some writes carry two fields, some two steps.
-                    let mut steps = vec![Step {
-                        at: StepAt::At(at),
-                        values: vec![(field.to_owned(), value.clone())],
-                    }];
-                    if i % 7 == 0 {
-                        steps.push(Step {
-                            at: StepAt::At(at + 1000),
-                            values: vec![(field.to_owned(), value.clone())],
-                        });
-                    }
-                    let write = Write {
-                        namespace: "writers".into(),
-                        tick,
-                        id: lockstep::store::new_write_id(),
-                        by: format!("writer {w}"),
-                        steps,
-                    };
-                    let committed = store.commit(&write).await.expect("a write was refused");
-                    for (step, at) in write.steps.iter().zip(committed.instants) {
-                        for (key, value) in &step.values {
-                            acked.push((key.clone(), at, value.clone()));
-                        }
-                    }
+                    let when = chrono::DateTime::from_timestamp_millis(at)
+                        .unwrap()
+                        .to_rfc3339();
+                    let value = format!("\"cli{w}-{i}\"");
+                    let out = std::process::Command::new(&cli)
+                        .args([
+                            "--url",
+                            &url,
+                            "--json",
+                            "set",
+                            &format!("writers.{field}"),
+                            &value,
+                        ])
+                        .args(["--at", &when])
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    acked.push((field.to_owned(), at, value));
                 }
                 acked
             })
         })
         .collect();
+    writers.extend((CLI_WRITERS..WRITERS).map(|w| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let store = RedisStore::open(&url).unwrap();
+            let mut acked: Vec<Acked> = Vec::new();
+            for i in 0..WRITES {
+                let field = FIELDS[fastrand::usize(..FIELDS.len())];
+                let at = base + 1000 * fastrand::i64(0..40);
+                let value = format!("\"w{w}-{i}\"");
+                // Some writes carry two fields, some two steps.
+                let mut steps = vec![Step {
+                    at: StepAt::At(at),
+                    values: vec![(field.to_owned(), value.clone())],
+                }];
+                if i % 7 == 0 {
+                    steps.push(Step {
+                        at: StepAt::At(at + 1000),
+                        values: vec![(field.to_owned(), value.clone())],
+                    });
+                }
+                let write = Write {
+                    namespace: "writers".into(),
+                    tick,
+                    id: lockstep::store::new_write_id(),
+                    by: format!("writer {w}"),
+                    steps,
+                };
+                let committed = store.commit(&write).await.expect("a write was refused");
+                for (step, at) in write.steps.iter().zip(committed.instants) {
+                    for (key, value) in &step.values {
+                        acked.push((key.clone(), at, value.clone()));
+                    }
+                }
+            }
+            acked
+        })
+    }));
     let mut acked: Vec<Acked> = Vec::new();
     for writer in writers {
         acked.extend(writer.await.unwrap());
