@@ -720,6 +720,25 @@ pub fn cli_binary() -> PathBuf {
             ])
             .arg("--target-dir")
             .arg(target_dir);
+        // What cargo set for this test process is not the shell's: ring's
+        // build script, for one, reruns when CARGO_MANIFEST_DIR changes, and
+        // everything above it would be rebuilt (and again by the next build
+        // from a shell).
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_by_cargo = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
+            if set_by_cargo {
+                cargo.env_remove(&*name);
+            }
+        }
         match profile.as_str() {
             "debug" => {}
             "release" => {
