@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -21,64 +20,8 @@ use serde_json::{Value, json};
 const LATE_MS: f64 = 100.0;
 
 /// The `lockstep` binary of this workspace, built once for all the tests.
-///
-/// It is built as `cargo build --workspace --all-features` (what CI runs
-/// before the tests) builds it, so that after that command this is a no-op
-/// rather than a build of the CLI's dependencies with other features.
 fn binary() -> PathBuf {
-    static BUILD: Once = Once::new();
-    // target/<profile>/shop: the CLI lands beside it.
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_shop"))
-        .parent()
-        .expect("the bin dir")
-        .to_path_buf();
-    BUILD.call_once(|| {
-        let profile = dir.file_name().and_then(|p| p.to_str()).unwrap_or("debug");
-        let target_dir = dir.parent().expect("the target dir");
-        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cargo
-            .args([
-                "build",
-                "-q",
-                "--workspace",
-                "--all-features",
-                "--bin",
-                "lockstep",
-            ])
-            .arg("--target-dir")
-            .arg(target_dir);
-        // What cargo set for this test process is not the shell's: ring's
-        // build script, for one, reruns when CARGO_MANIFEST_DIR changes, and
-        // everything above it would be rebuilt (and again by the next build
-        // from a shell).
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let set_by_cargo = [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-            ]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
-            if set_by_cargo {
-                cargo.env_remove(&*name);
-            }
-        }
-        match profile {
-            "debug" => {}
-            "release" => {
-                cargo.arg("--release");
-            }
-            other => {
-                cargo.args(["--profile", other]);
-            }
-        }
-        let status = cargo.status().expect("run cargo build --bin lockstep");
-        assert!(status.success(), "cargo build --bin lockstep failed");
-    });
-    dir.join(format!("lockstep{}", std::env::consts::EXE_SUFFIX))
+    lockstep_suite::cli_binary()
 }
 
 /// What one run of the binary did.
