@@ -5,15 +5,17 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use lockstep::Percent;
 use lockstep::__private::{decode, open_envelope};
+use lockstep::Percent;
 
 fn check<T>(text: &str)
 where
     T: lockstep::__private::FieldType + PartialEq + std::fmt::Debug,
 {
     if let Ok(value) = decode::<T>(text) {
-        let value = value.downcast_ref::<T>().expect("decode gives its own type");
+        let value = value
+            .downcast_ref::<T>()
+            .expect("decode gives its own type");
         let again = serde_json::to_string(value).expect("a decoded value encodes");
         let back = decode::<T>(&again).expect("an encoded value decodes");
         assert_eq!(back.downcast_ref::<T>(), Some(value));

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+
+pub use crate::time::When;
+use crate::time::parse_time;
 
 /// Read and change the values of lockstep registries, checked against the
 /// schemas the registries publish, without ever breaking the fleet's
@@ -179,46 +181,6 @@ fn parse_namespace(text: &str) -> Result<String, String> {
     }
 }
 
-/// A `TIME`: an instant, or a duration from now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum When {
-    /// `2026-12-01T09:00:00Z`.
-    At(DateTime<Utc>),
-    /// `+30m`.
-    In(Duration),
-}
-
-impl When {
-    /// The instant, in milliseconds since the Unix epoch, relative ones
-    /// counted from `now`.
-    pub fn resolve(self, now: DateTime<Utc>) -> i64 {
-        let t = match self {
-            When::At(t) => t,
-            When::In(d) => now + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX),
-        };
-        // Round up to the millisecond, as lockstep does.
-        let ms = t.timestamp_millis();
-        if t.timestamp_subsec_nanos() % 1_000_000 != 0 {
-            ms + 1
-        } else {
-            ms
-        }
-    }
-}
-
-fn parse_time(text: &str) -> Result<When, String> {
-    const ACCEPTED: &str = "expected RFC 3339 (2026-12-01T09:00:00Z, 2026-12-01T10:00:00+01:00) or a duration from \
-         now (+30m, +4s, +1h 30m)";
-    if let Some(relative) = text.strip_prefix('+') {
-        return humantime::parse_duration(relative.trim())
-            .map(When::In)
-            .map_err(|e| format!("{e}; {ACCEPTED}"));
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| When::At(t.with_timezone(&Utc)))
-        .map_err(|e| format!("{e}; {ACCEPTED}"))
-}
-
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e}; expected a duration such as 4s, 10m, 1h 30m"))
@@ -227,6 +189,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use clap::CommandFactory;
 
     #[test]

@@ -18,6 +18,7 @@
 
 mod args;
 mod commands;
+mod time;
 mod value;
 mod view;
 
