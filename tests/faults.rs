@@ -172,3 +172,171 @@ async fn killed_connections_and_a_restart_with_persistence_are_caught_up_within_
     sleep_until(instants[2].1 + 100_000_000).await;
     check(&hammer.finish(), &instants);
 }
+
+#[lockstep(
+    tick = "1s",
+    backend = "redis",
+    namespace = "faulty",
+    static_name = "PAUSED"
+)]
+struct Paused {
+    generation: u64,
+    #[lockstep(default = "abc")]
+    name: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_pause_longer_than_a_tick_costs_deadlines_only_and_no_burst_after() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    PAUSED.builder().url(server.url()).start().await.unwrap();
+    let steps = PAUSED.ramp(Paused::GENERATION, [1, 2, 3]).await.unwrap();
+    PAUSED.refresh().await.unwrap();
+    let instants = generations(&steps);
+    let hammer = Hammer::start(|| (PAUSED.generation(), PAUSED.name().len()));
+
+    let before = server.calls("evalsha");
+    let pause = Duration::from_millis(2_500);
+    server.pause_clients(pause); // CLIENT PAUSE 2500 ALL: commands wait, connections stay
+    let paused = Instant::now();
+    let started = Instant::now();
+    let refreshed = PAUSED.refresh().await;
+    let took = started.elapsed();
+    assert!(refreshed.is_err(), "the store answered while paused");
+    // Its deadline, a quarter tick, after at most the deadline of a
+    // scheduled fetch already under way (it waits for that one rather than
+    // sending a second).
+    assert!(took < Duration::from_millis(600), "a fetch took {took:?}");
+    tokio::time::sleep(pause.saturating_sub(paused.elapsed())).await;
+    let during = PAUSED.status();
+    assert!(during.failed_fetches >= 2, "{during:?}");
+
+    let resumed = Instant::now();
+    while PAUSED.status().consecutive_failures > 0 {
+        assert!(
+            resumed.elapsed() < Duration::from_millis(1_250),
+            "{:?}",
+            PAUSED.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let recovered = resumed.elapsed();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let executed = server.calls("evalsha") - before;
+    let after = resumed.elapsed().as_secs_f64();
+    println!(
+        "paused {pause:?}: a fetch gave up after {took:?}, {} failed fetches, recovered \
+         {recovered:?} after the pause, {executed} fetches executed by the server from the \
+         pause to {after:.2} s after it",
+        during.failed_fetches,
+    );
+    // The one fetch left waiting runs when the pause ends, then one per tick.
+    let allowed = 1 + after.ceil() as u64;
+    assert!(
+        executed <= allowed,
+        "{executed} fetches in {after:.2} s after the pause"
+    );
+    sleep_until(instants[2].1 + 100_000_000).await;
+    check(&hammer.finish(), &instants);
+    assert_eq!(PAUSED.status().late_flips, 0);
+}
+
+#[lockstep(
+    tick = "3s",
+    backend = "redis",
+    namespace = "faulty",
+    static_name = "IDLE"
+)]
+struct Idle {
+    generation: u64,
+    #[lockstep(default = "abc")]
+    name: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_idle_timeout_closing_the_connection_costs_no_failed_fetch() {
+    use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    // The server closes a connection idle for a second; the registry fetches
+    // once every 3 s, so every scheduled fetch finds its connection closed.
+    let _: () = server.cmd(&["CONFIG", "SET", "timeout", "1"]);
+    IDLE.builder().url(server.url()).start().await.unwrap();
+    let at = IDLE.set(Idle::GENERATION, 1).await.unwrap();
+    IDLE.refresh().await.unwrap();
+    let instants = generations(&[at]);
+    let hammer = Hammer::start(|| (IDLE.generation(), IDLE.name().len()));
+    let info = |field: &str| -> u64 {
+        let stats: String = server.cmd(&["INFO", "stats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let connections = info("total_connections_received");
+    let fetches = IDLE.status().fetches;
+    // A writer of its own, idle longer than the timeout between two writes.
+    let writer = tokio::spawn({
+        let store = RedisStore::open(&server.url()).unwrap();
+        async move {
+            let name = |name: &str| Write {
+                namespace: "faulty".into(),
+                tick: IDLE.tick(),
+                id: lockstep::store::new_write_id(),
+                by: "faults test".into(),
+                steps: vec![Step {
+                    at: StepAt::Horizon { after: 0 },
+                    values: vec![("name".into(), format!("\"{name}\""))],
+                }],
+            };
+            store.commit(&name("first")).await?;
+            // Redis counts idleness in whole seconds: `timeout 1` closes a
+            // connection within 1 to 2 s (plus its 100 ms cron).
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            store.commit(&name("second")).await
+        }
+    });
+
+    // Two scheduled fetches: the second one 3 s after the first, after
+    // the server closed the connection.
+    let mut oldest = Duration::ZERO;
+    let watched = Instant::now();
+    while IDLE.status().fetches < fetches + 2 || Utc::now() < at {
+        let status = IDLE.status();
+        oldest = oldest.max(status.last_fetch_age.unwrap_or_default());
+        assert!(
+            watched.elapsed() < Duration::from_secs(8),
+            "no two fetches in 8 s: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = IDLE.status();
+    let written = writer.await.unwrap();
+    // Our own connections count too: one for INFO, one for the writer.
+    let reconnects = info("total_connections_received") - connections - 2;
+    println!(
+        "idle timeout 1 s, tick 3 s: {} fetches in {:?}, {} failed (last error {:?}), \
+         {reconnects} reconnections, oldest fetch seen {oldest:?} old; a write after 2.5 s \
+         idle: {:?}",
+        status.fetches - fetches,
+        watched.elapsed(),
+        status.failed_fetches,
+        status.last_error,
+        written.as_ref().map(|_| "ok"),
+    );
+    written.expect("a write on a connection closed for idleness");
+    // At least the writer's, and the registry's before its second fetch.
+    assert!(
+        reconnects >= 2,
+        "the server did not close the idle connections: {reconnects} reconnections"
+    );
+    assert_eq!(
+        status.failed_fetches, 0,
+        "a closed idle connection failed a fetch: {status:?}"
+    );
+    // Fresh within a tick all along (3 s), give or take a late timer.
+    assert!(oldest < Duration::from_millis(3_250), "{oldest:?}");
+    sleep_until(instants[0].1 + 100_000_000).await;
+    check(&hammer.finish(), &instants);
+}

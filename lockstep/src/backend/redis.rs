@@ -141,9 +141,43 @@ pub struct RedisStore {
 /// How the store reaches Redis: one server, or a cluster.
 #[derive(Clone)]
 enum Connector {
-    Single(ConnectionManager),
+    Single(Arc<SingleConnector>),
     #[cfg(feature = "cluster")]
     Cluster(Arc<ClusterConnector>),
+}
+
+/// One server's connection manager, and what it takes to make a new one.
+///
+/// The manager reconnects after a connection drops, but not after a
+/// connection attempt that failed with anything but an I/O error: the error
+/// of a handshake whose reply was cut off (a parse error) or whose
+/// credentials were refused would be handed back to every later call, for
+/// good, without trying again. Such a manager is replaced.
+struct SingleConnector {
+    client: Client,
+    config: ConnectionManagerConfig,
+    manager: std::sync::Mutex<ConnectionManager>,
+}
+
+impl SingleConnector {
+    fn manager(&self) -> ConnectionManager {
+        self.manager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// After `e`: a fresh manager if the connection is broken in a way the
+    /// manager itself may not repair. The next call connects anew.
+    fn repair(&self, e: &RedisError) {
+        if !e.is_unrecoverable_error() || e.is_io_error() {
+            return;
+        }
+        let config = self.config.clone();
+        if let Ok(fresh) = ConnectionManager::new_lazy_with_config(self.client.clone(), config) {
+            *self.manager.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+    }
 }
 
 /// A cluster client and the connection it makes on first use.
@@ -274,12 +308,20 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(2);
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| Error::Store {
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+            .map_err(|e| Error::Store {
                 store: shown.to_string(),
                 message: message(&e),
             })?;
-        Ok(RedisStore::with(shown, Connector::Single(connection)))
+        let connector = SingleConnector {
+            client,
+            config,
+            manager: std::sync::Mutex::new(manager),
+        };
+        Ok(RedisStore::with(
+            shown,
+            Connector::Single(Arc::new(connector)),
+        ))
     }
 
     fn with(shown: Arc<str>, connection: Connector) -> RedisStore {
@@ -328,7 +370,7 @@ impl RedisStore {
     /// A connection: the managed one, or the cluster's, made on first use.
     async fn connection(&self) -> Result<Connection, Error> {
         match &self.connection {
-            Connector::Single(c) => Ok(Connection::Single(c.clone())),
+            Connector::Single(c) => Ok(Connection::Single(c.manager())),
             #[cfg(feature = "cluster")]
             Connector::Cluster(cluster) => cluster
                 .connection
@@ -340,6 +382,9 @@ impl RedisStore {
     }
 
     fn error(&self, e: &RedisError) -> Error {
+        if let Connector::Single(single) = &self.connection {
+            single.repair(e);
+        }
         Error::Store {
             store: self.shown.to_string(),
             message: message(e),
@@ -386,6 +431,16 @@ fn message(e: &RedisError) -> String {
             format!("{kind}: {}", text.lines().next().unwrap_or_default())
         }
     }
+}
+
+/// Whether a call failed because its connection had been closed under it (the
+/// server's idle `timeout`, `CLIENT KILL`, a proxy or a restart), rather than
+/// because the server cannot be reached. The connection manager reconnects
+/// on such an error, so an idempotent call sent again waits for the new
+/// connection instead of failing: a registry fetching less often than the
+/// server's idle timeout would otherwise fail every first fetch of a tick.
+fn closed_under_us(e: &RedisError) -> bool {
+    e.is_connection_dropped() && !e.is_connection_refusal()
 }
 
 /// `lockstep:{ns}:<suffix>`.
@@ -538,10 +593,12 @@ impl super::Backend for RedisStore {
                 invocation.key(field_key(namespace, k));
             }
             let mut connection = self.connection().await?;
-            let reply: Value = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| self.error(&e))?;
+            let mut reply = invocation.invoke_async(&mut connection).await;
+            if reply.as_ref().is_err_and(closed_under_us) {
+                // A fetch only reads: send it again, on the new connection.
+                reply = invocation.invoke_async(&mut connection).await;
+            }
+            let reply: Value = reply.map_err(|e| self.error(&e))?;
             parse_fetch(reply, keys).ok_or_else(|| self.garbled("a fetch"))
         })
     }
@@ -585,12 +642,14 @@ impl super::Backend for RedisStore {
                 .arg(&write.id)
                 .arg(serde_json::Value::String(write.by.clone()).to_string());
             let mut connection = self.connection().await?;
-            let reply: String = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| {
-                    before_horizon(&e, namespace, write.tick).unwrap_or_else(|| self.error(&e))
-                })?;
+            let mut reply = invocation.invoke_async(&mut connection).await;
+            if reply.as_ref().is_err_and(closed_under_us) {
+                // The write's id makes a retried write take effect once.
+                reply = invocation.invoke_async(&mut connection).await;
+            }
+            let reply: String = reply.map_err(|e| {
+                before_horizon(&e, namespace, write.tick).unwrap_or_else(|| self.error(&e))
+            })?;
             let instants = reply
                 .split(',')
                 .map(|p| p.parse::<Millis>())

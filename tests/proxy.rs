@@ -1,0 +1,273 @@
+//! A bad link between a registry and its store, through the test-support
+//! library's TCP proxy: a reply cut in the middle, and a slow link. A fetch
+//! is applied whole or not at all (a snapshot never shows half of a change
+//! written in one step), the status shows the failure, changes scheduled
+//! before the fault still activate at their instant, and once the link is
+//! restored the registry catches up within a tick.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lockstep::lockstep;
+use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep_suite::{Hammer, Proxy, RedisServer, check};
+
+/// The tests measure timing: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Set by a reader that saw a snapshot mixing two writes.
+static MIXED: AtomicBool = AtomicBool::new(false);
+
+const NAMESPACE: &str = "link";
+const KEYS: [&str; 5] = ["generation", "a", "b", "c", "d"];
+/// Each padding field's size: a fetch's reply is tens of kilobytes, so a
+/// cut or a slow link lands in the middle of the fields.
+const PAD: usize = 2_000;
+
+#[lockstep(tick = "1s", backend = "redis", namespace = "link")]
+struct Cut {
+    generation: u64,
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+}
+
+#[lockstep(tick = "1s", backend = "redis", namespace = "link")]
+struct Slow {
+    generation: u64,
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+}
+
+/// The value of padding field `key` at generation `generation`.
+fn pad(generation: u64, key: &str) -> String {
+    format!("{generation}:{key}:{}", "x".repeat(PAD))
+}
+
+/// Whether every padding field belongs to `generation` (all empty at 0).
+fn whole(generation: u64, pads: [&str; 4]) -> bool {
+    pads.iter().zip(&KEYS[1..]).all(|(p, key)| {
+        if generation == 0 {
+            p.is_empty()
+        } else {
+            *p == pad(generation, key)
+        }
+    })
+}
+
+/// A reader's look: the generation, and whether the snapshot is whole.
+fn look(generation: u64, pads: [&str; 4]) -> (u64, usize) {
+    if !whole(generation, pads) {
+        MIXED.store(true, Ordering::SeqCst);
+    }
+    (generation, pads.iter().map(|p| p.len()).sum())
+}
+
+fn read_cut() -> (u64, usize) {
+    let s = CUT.snapshot();
+    // The accessors too, not only the snapshot.
+    let _ = (CUT.generation(), CUT.a().len());
+    look(s.generation, [&s.a, &s.b, &s.c, &s.d])
+}
+
+fn read_slow() -> (u64, usize) {
+    let s = SLOW.snapshot();
+    let _ = (SLOW.generation(), SLOW.d().len());
+    look(s.generation, [&s.a, &s.b, &s.c, &s.d])
+}
+
+/// Writes generations `from..` as consecutive steps, every field of a
+/// generation in one step: the first at `first` (or the horizon), each next
+/// one a tick later. Returns `(generation, instant ns)`.
+async fn write(store: &RedisStore, from: u64, count: u64, first: Option<i64>) -> Vec<(u64, i64)> {
+    let steps = (0..count)
+        .map(|i| {
+            let generation = from + i;
+            let mut values = vec![("generation".to_owned(), generation.to_string())];
+            for key in &KEYS[1..] {
+                values.push((key.to_string(), format!("\"{}\"", pad(generation, key))));
+            }
+            let after = i as i64 * 1_000;
+            let at = match first {
+                Some(ms) => StepAt::At(ms + after),
+                None => StepAt::Horizon { after },
+            };
+            Step { at, values }
+        })
+        .collect();
+    let write = Write {
+        namespace: NAMESPACE.into(),
+        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+        id: lockstep::store::new_write_id(),
+        by: "proxy test".into(),
+        steps,
+    };
+    let committed = store.commit(&write).await.unwrap();
+    (from..)
+        .zip(committed.instants.iter().map(|ms| ms * 1_000_000))
+        .collect()
+}
+
+/// The size of a fetch's reply through `proxy`, measured with a client of
+/// the test's own (its second fetch: the first also loads the script).
+async fn reply_size(proxy: &Proxy) -> u64 {
+    let store = RedisStore::open(&proxy.url()).unwrap();
+    store.fetch(NAMESPACE, &KEYS).await.unwrap();
+    let before = proxy.bytes_from_server();
+    store.fetch(NAMESPACE, &KEYS).await.unwrap();
+    proxy.bytes_from_server() - before
+}
+
+async fn sleep_until(at_ns: i64) {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    tokio::time::sleep(Duration::from_nanos(at_ns.saturating_sub(now).max(0) as u64)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    let proxy = Proxy::to(server.port());
+    let writer = RedisStore::open(&server.url()).unwrap();
+    CUT.builder().url(proxy.url()).start().await.unwrap();
+    let mut instants = write(&writer, 1, 3, None).await;
+    CUT.refresh().await.unwrap();
+    let hammer = Hammer::start(read_cut);
+
+    // Generation 4, two ticks after 3, written while every reply is cut;
+    // the size of a reply measured through a second proxy.
+    proxy.cut_after(3);
+    let fetches = CUT.status().fetches;
+    let fourth = instants[2].1 / 1_000_000 + 2_000;
+    instants.extend(write(&writer, 4, 1, Some(fourth)).await);
+    let size = reply_size(&Proxy::to(server.port())).await;
+    // First in the handshake of a new connection: the server closes the
+    // registry's, every reply is cut after 3 bytes, and a fetch reconnects.
+    server.kill_clients();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(CUT.refresh().await.is_err(), "a cut handshake connected");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Then in the header, in the middle of the fields, and just before the
+    // end of a fetch's reply.
+    for bytes in [100, size / 3, size / 2, size - 8] {
+        proxy.cut_after(bytes);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let cut_errors = CUT.status().failed_fetches;
+    // Then no link at all: connections closed as they open.
+    proxy.break_link();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = CUT.status();
+    println!(
+        "reply {size} bytes, cut at 3 (a new connection's handshake), 100, {}, {}, {} bytes \
+         for 2 s: {cut_errors} failed fetches; then broken for 0.5 s: {} failed fetches in \
+         all, {} connections; last error: {:?}",
+        size / 3,
+        size / 2,
+        size - 8,
+        during.failed_fetches,
+        proxy.connections(),
+        during.last_error
+    );
+    assert_eq!(during.fetches, fetches, "a cut reply was applied");
+    assert!(during.failed_fetches >= 2, "{during:?}");
+    assert!(during.consecutive_failures > 0, "{during:?}");
+    assert!(during.last_error.is_some(), "{during:?}");
+    assert!(
+        during.pending.iter().all(|p| p.value != "4"),
+        "generation 4 learned through a cut link: {during:?}"
+    );
+
+    proxy.restore();
+    let restored = Instant::now();
+    while CUT.status().consecutive_failures > 0
+        || !CUT.status().pending.iter().any(|p| p.value == "4")
+    {
+        assert!(
+            restored.elapsed() < Duration::from_millis(1_250),
+            "not caught up a tick after the link came back: {:?}",
+            CUT.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "caught up {:?} after the link came back",
+        restored.elapsed()
+    );
+    sleep_until(instants[3].1 + 100_000_000).await;
+    check(&hammer.finish(), &instants);
+    assert!(!MIXED.load(Ordering::SeqCst), "a snapshot mixed two writes");
+    assert_eq!(CUT.status().late_flips, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_delivers_whole_fetches_late_never_half() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    let proxy = Proxy::to(server.port());
+    let writer = RedisStore::open(&server.url()).unwrap();
+    SLOW.builder().url(proxy.url()).start().await.unwrap();
+    let mut instants = write(&writer, 1, 3, None).await;
+    SLOW.refresh().await.unwrap();
+    let hammer = Hammer::start(read_slow);
+    let size = reply_size(&proxy).await;
+
+    // Slow, within the deadline (a quarter tick): 8 chunks, 15 ms apart.
+    proxy.delay_chunks(size.div_ceil(8) as usize, Duration::from_millis(15));
+    let started = Instant::now();
+    SLOW.refresh().await.unwrap();
+    let within = started.elapsed();
+
+    // Slower than the deadline: 30 chunks, 40 ms apart, 1.2 s a reply; and
+    // generation 4, a tick after 3, written meanwhile.
+    let fourth = instants[2].1 / 1_000_000 + 1_000;
+    instants.extend(write(&writer, 4, 1, Some(fourth)).await);
+    proxy.delay_chunks(size.div_ceil(30) as usize, Duration::from_millis(40));
+    let evalsha = server.calls("evalsha");
+    let started = Instant::now();
+    let refused = SLOW.refresh().await;
+    let failed_in = started.elapsed();
+    assert!(refused.is_err(), "a 1.2 s reply beat a 250 ms deadline");
+    // Its deadline, a quarter tick, after at most the deadline of a
+    // scheduled fetch already under way (it waits for that one rather than
+    // sending a second).
+    assert!(failed_in < Duration::from_millis(600), "{failed_in:?}");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let during = SLOW.status();
+    let executed = server.calls("evalsha") - evalsha;
+    println!(
+        "reply {size} bytes; 8 chunks 15 ms apart: fetched in {within:?}; 30 chunks 40 ms \
+         apart: a fetch gave up after {failed_in:?}, {} failed, {executed} fetches sent in \
+         {:?}, generation 4 learned meanwhile: {}",
+        during.failed_fetches,
+        started.elapsed(),
+        during.pending.iter().any(|p| p.value == "4")
+    );
+    assert!(during.failed_fetches >= 2, "{during:?}");
+    // Never more than one fetch on the wire: one reply takes 1.2 s.
+    assert!(executed <= 3, "{executed} fetches in 2 s on a slow link");
+
+    proxy.restore();
+    let restored = Instant::now();
+    while SLOW.status().consecutive_failures > 0
+        || !SLOW.status().pending.iter().any(|p| p.value == "4")
+    {
+        assert!(
+            restored.elapsed() < Duration::from_millis(1_250),
+            "not caught up a tick after the link came back: {:?}",
+            SLOW.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "caught up {:?} after the link came back",
+        restored.elapsed()
+    );
+    sleep_until(instants[3].1 + 100_000_000).await;
+    check(&hammer.finish(), &instants);
+    assert!(!MIXED.load(Ordering::SeqCst), "a snapshot mixed two writes");
+    assert_eq!(SLOW.status().late_flips, 0);
+}
