@@ -3,6 +3,16 @@
 //! named on the command line appears and prints, as JSON, when it did.
 //!
 //! `probe <expected value> [<clock skew ms> [store]]`
+//!
+//! Two more modes:
+//!
+//! - `probe --serve`: starts the registry, says `ready`, and keeps it fresh
+//!   until killed (a quiet fleet member, for the reconnect storm);
+//! - `probe --record <every ms>`: starts the `agreement` registry, says
+//!   `ready`, then samples its field until its standard input closes: every
+//!   `<every ms>` by the wall clock, and at every change it sees (polling the
+//!   hot path every 200 µs); then prints the samples `[[instant ns, value],
+//!   …]` and its status as one JSON line.
 
 use std::time::Duration;
 
@@ -29,9 +39,27 @@ pub struct FleetOnStoreClock {
     pub generation: u64,
 }
 
+/// The registry of the agreement test: one field the test writes at random.
+#[lockstep(tick = "1s", backend = "redis", namespace = "agreement")]
+pub struct Agreement {
+    /// The value every process samples.
+    pub value: u64,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => return serve().await,
+        Some("--record") => {
+            let every: u64 = args
+                .get(2)
+                .ok_or("usage: probe --record <every ms>")?
+                .parse()?;
+            return record(Duration::from_millis(every)).await;
+        }
+        _ => {}
+    }
     let expected: u64 = args.get(1).ok_or("usage: probe <value>")?.parse()?;
     let skew_ms: i64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let follow_store = args.get(3).is_some_and(|s| s == "store");
@@ -78,6 +106,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "failed": status.failed_fetches,
             "late_flips": status.late_flips,
             "clock_offset_us": offset,
+        })
+    );
+    Ok(())
+}
+
+/// `--serve`: a fleet member that only keeps its registry fresh.
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    FLEET.start().await?;
+    println!("ready");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// `--record`: samples `AGREEMENT.value()` until standard input closes.
+async fn record(every: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    AGREEMENT.start().await?;
+    println!("ready");
+    let done = Arc::new(AtomicBool::new(false));
+    let closed = done.clone();
+    std::thread::spawn(move || {
+        // Until end of file.
+        let _ = std::io::stdin().lines().count();
+        closed.store(true, Ordering::SeqCst);
+    });
+    let samples = tokio::task::spawn_blocking(move || {
+        let every = every.as_nanos() as i64;
+        let mut samples: Vec<(i64, u64)> = Vec::new();
+        let mut next = 0;
+        while !done.load(Ordering::SeqCst) {
+            let value = AGREEMENT.value();
+            // The wall clock after the load: the value was there at or before it.
+            let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            if now >= next || samples.last().is_none_or(|(_, last)| *last != value) {
+                samples.push((now, value));
+                if now >= next {
+                    next = (now / every + 1) * every;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        samples
+    })
+    .await?;
+    let status = AGREEMENT.status();
+    println!(
+        "{}",
+        serde_json::json!({
+            "samples": samples,
+            "fetches": status.fetches,
+            "failed": status.failed_fetches,
+            "late_flips": status.late_flips,
         })
     );
     Ok(())
