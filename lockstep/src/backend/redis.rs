@@ -382,8 +382,10 @@ impl RedisStore {
     }
 
     fn error(&self, e: &RedisError) -> Error {
-        if let Connector::Single(single) = &self.connection {
-            single.repair(e);
+        match &self.connection {
+            Connector::Single(single) => single.repair(e),
+            #[cfg(feature = "cluster")]
+            Connector::Cluster(_) => {}
         }
         Error::Store {
             store: self.shown.to_string(),
