@@ -130,6 +130,19 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn values_are_data_decoded_only_into_the_fields_own_type() {
+        // A type tag names nothing: JSON is decoded into the field's type or
+        // refused, and a map keeps it as the text it is.
+        let tagged = r#"{"$type":"System.Diagnostics.Process","@class":"exec","cmd":"rm -rf /"}"#;
+        assert!(decode::<u8>(tagged).is_err());
+        assert!(decode::<Vec<String>>(tagged).is_err());
+        let map = decode::<BTreeMap<String, String>>(tagged).unwrap();
+        let map = map.downcast_ref::<BTreeMap<String, String>>().unwrap();
+        assert_eq!(map["cmd"], "rm -rf /");
+        assert_eq!(map.len(), 3);
+    }
+
     proptest! {
         #[test]
         fn decode_of_encode_is_the_identity(
