@@ -60,7 +60,10 @@ async fn rediss_connects_with_the_right_ca_and_refuses_a_wrong_one_or_host() {
     let wrong_ca = RedisStore::open_with_ca(&url, Some(std::fs::read(&other_ca).unwrap())).unwrap();
     let err = wrong_ca.fetch("secure", &["level"]).await.unwrap_err();
     println!("wrong CA: {err}");
-    assert!(err.to_string().contains("invalid peer certificate"), "{err}");
+    assert!(
+        err.to_string().contains("invalid peer certificate"),
+        "{err}"
+    );
     // The system's roots do not know the test CA either.
     let system = RedisStore::open(&url).unwrap();
     assert!(system.fetch("secure", &["level"]).await.is_err());
