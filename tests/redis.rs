@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
 use lockstep::{Error, lockstep};
-use lockstep_suite::{RedisCluster, RedisServer};
+use lockstep_suite::{Hammer, RedisCluster, RedisServer, check};
 
 fn write(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
     Write {
@@ -181,7 +181,6 @@ async fn a_retried_write_takes_effect_once_and_history_stays_bounded() {
 
 #[lockstep(tick = "1s", backend = "redis")]
 struct Lossy {
-    #[lockstep(default = 1)]
     level: u32,
 }
 
@@ -189,26 +188,44 @@ struct Lossy {
 async fn a_store_that_comes_back_empty_is_detected_and_the_last_timeline_kept() {
     let mut server = RedisServer::start();
     LOSSY.builder().url(server.url()).start().await.unwrap();
-    let at = LOSSY.set(Lossy::LEVEL, 6).await.unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(50)).await;
-    assert_eq!(LOSSY.level(), 6);
+    let steps = LOSSY
+        .change()
+        .set(Lossy::LEVEL, 6)
+        .then_after(Duration::from_secs(2))
+        .set(Lossy::LEVEL, 7)
+        .apply()
+        .await
+        .unwrap();
+    LOSSY.refresh().await.unwrap();
+    let hammer = Hammer::start(|| (u64::from(LOSSY.level()), 0));
+    sleep_until(steps[0]).await;
 
-    // The store restarts without persistence: empty.
+    // The store restarts without persistence: empty. The change scheduled
+    // before still activates, on the last fetched timeline.
     server.restart(Duration::from_millis(100));
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    sleep_until(steps[1] + chrono::Duration::milliseconds(300)).await;
     let status = LOSSY.status();
     assert!(status.store_lost, "{status:?}");
     assert_eq!(status.store_losses, 1);
-    assert_eq!(LOSSY.level(), 6, "kept the last timeline");
+    assert_eq!(LOSSY.level(), 7, "kept the last timeline");
 
-    // Written again: a new epoch, adopted at the horizon of its creation.
+    // Written again: a new epoch, adopted at the horizon of its creation,
+    // the same instant for every process.
     let at = LOSSY.set(Lossy::LEVEL, 8).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(!LOSSY.status().store_lost);
-    assert_eq!(LOSSY.level(), 6);
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50))
-        .await;
-    assert_eq!(LOSSY.level(), 8);
+    assert_eq!(LOSSY.level(), 7);
+    sleep_until(at).await;
+    let nanos = |t: chrono::DateTime<Utc>| t.timestamp_nanos_opt().unwrap();
+    check(
+        &hammer.finish(),
+        &[(6, nanos(steps[0])), (7, nanos(steps[1])), (8, nanos(at))],
+    );
+}
+
+async fn sleep_until(at: chrono::DateTime<Utc>) {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
 }
 
 #[lockstep(tick = "1s", backend = "redis")]
