@@ -12,6 +12,20 @@ use lockstep_suite::{Hammer, RedisServer, check};
 /// The fault tests measure timing: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Starts `registry` on `server`, ramps `generation` 1, 2, 3 one tick apart
+/// from the horizon and fetches them; returns the generations with their
+/// instants in ns.
+async fn start_and_ramp<S: lockstep::__private::Fields>(
+    registry: &'static lockstep::Registry<S>,
+    generation: lockstep::Field<S, u64>,
+    server: &RedisServer,
+) -> Vec<(u64, i64)> {
+    registry.builder().url(server.url()).start().await.unwrap();
+    let steps = registry.ramp(generation, [1, 2, 3]).await.unwrap();
+    registry.refresh().await.unwrap();
+    generations(&steps)
+}
+
 /// The generations 1, 2, 3 of a ramp, with their instants in ns.
 fn generations(steps: &[chrono::DateTime<Utc>]) -> Vec<(u64, i64)> {
     (1..)
@@ -59,10 +73,7 @@ struct Cut {
 async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
-    FAULTY.builder().url(server.url()).start().await.unwrap();
-    let steps = FAULTY.ramp(Faulty::GENERATION, [1, 2, 3]).await.unwrap();
-    FAULTY.refresh().await.unwrap();
-    let instants = generations(&steps);
+    let instants = start_and_ramp(&FAULTY, Faulty::GENERATION, &server).await;
     let hammer = Hammer::start(|| (FAULTY.generation(), FAULTY.name().len()));
 
     let before = server.calls("evalsha");
@@ -111,10 +122,7 @@ async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after(
 async fn a_store_asleep_longer_than_a_tick_costs_fetches_their_deadline_only() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
-    ASLEEP.builder().url(server.url()).start().await.unwrap();
-    let steps = ASLEEP.ramp(Asleep::GENERATION, [1, 2, 3]).await.unwrap();
-    ASLEEP.refresh().await.unwrap();
-    let instants = generations(&steps);
+    let instants = start_and_ramp(&ASLEEP, Asleep::GENERATION, &server).await;
     let hammer = Hammer::start(|| (ASLEEP.generation(), ASLEEP.name().len()));
 
     let asleep = server.sleep_server(Duration::from_millis(2_500)); // DEBUG SLEEP
@@ -143,10 +151,7 @@ async fn a_store_asleep_longer_than_a_tick_costs_fetches_their_deadline_only() {
 async fn killed_connections_and_a_restart_with_persistence_are_caught_up_within_a_tick() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut server = RedisServer::start_persistent();
-    CUT.builder().url(server.url()).start().await.unwrap();
-    let steps = CUT.ramp(Cut::GENERATION, [1, 2, 3]).await.unwrap();
-    CUT.refresh().await.unwrap();
-    let instants = generations(&steps);
+    let instants = start_and_ramp(&CUT, Cut::GENERATION, &server).await;
     let hammer = Hammer::start(|| (CUT.generation(), CUT.name().len()));
 
     server.kill_clients(); // CLIENT KILL
@@ -190,10 +195,7 @@ struct Paused {
 async fn client_pause_longer_than_a_tick_costs_deadlines_only_and_no_burst_after() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
-    PAUSED.builder().url(server.url()).start().await.unwrap();
-    let steps = PAUSED.ramp(Paused::GENERATION, [1, 2, 3]).await.unwrap();
-    PAUSED.refresh().await.unwrap();
-    let instants = generations(&steps);
+    let instants = start_and_ramp(&PAUSED, Paused::GENERATION, &server).await;
     let hammer = Hammer::start(|| (PAUSED.generation(), PAUSED.name().len()));
 
     let before = server.calls("evalsha");
