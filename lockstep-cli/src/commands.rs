@@ -123,13 +123,7 @@ fn writer() -> String {
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         .or_else(user_of_this_process)
         .unwrap_or_else(|| "unknown".to_owned());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_owned());
-    format!("cli {user}@{host}")
+    format!("cli {user}@{}", lockstep::store::host_name())
 }
 
 /// The name of this process's user, from `/etc/passwd`, when the

@@ -74,7 +74,7 @@ pub mod store {
     pub use crate::backend::redis::RedisStore;
     pub use crate::backend::{
         Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Step, StepAt, StoredEntry,
-        Write, check_cancel, check_name, new_write_id, open, redact, resolve_instants,
+        Write, check_cancel, check_name, host_name, new_write_id, open, redact, resolve_instants,
         supported_schemes, writer_name,
     };
 }

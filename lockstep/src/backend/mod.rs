@@ -190,13 +190,17 @@ pub fn writer_name() -> String {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "lockstep".to_owned());
-    let host = std::fs::read_to_string("/etc/hostname")
+    format!("{exe} pid {} on {}", std::process::id(), host_name())
+}
+
+/// This machine's name: `/etc/hostname`, else `HOSTNAME`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_owned());
-    format!("{exe} pid {} on {host}", std::process::id())
+        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// Refuses names the store layout cannot hold: a namespace or key is 1 to
