@@ -32,6 +32,9 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// How long before an instant the flipper stops sleeping and starts spinning.
 const SPIN: Duration = Duration::from_micros(300);
 
+/// The pause between two tries of the first fetch, within the boot timeout.
+const BOOT_RETRY: Duration = Duration::from_millis(100);
+
 /// The longest the flipper sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
@@ -143,16 +146,31 @@ pub(crate) async fn boot<S: Fields>(
         }
         Err(_) => tracing::warn!(namespace, %store, "lockstep: publishing the schema timed out"),
     }
-    match tokio::time::timeout(boot_timeout, fetch(registry)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(
-            namespace, %store, error = %e,
-            "lockstep: first fetch failed; serving defaults and retrying in the background"
-        ),
-        Err(_) => tracing::warn!(
-            namespace, %store, timeout = ?boot_timeout,
-            "lockstep: no answer to the first fetch; serving defaults and retrying in the background"
-        ),
+    // The first fetch may take the whole boot timeout (a first connection,
+    // a TLS handshake, a store restarting), not just one fetch deadline:
+    // retry within it.
+    let started = tokio::time::Instant::now();
+    let deadline = started + boot_timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, fetch(registry)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if tokio::time::Instant::now() + BOOT_RETRY >= deadline => {
+                tracing::warn!(
+                    namespace, %store, error = %e,
+                    "lockstep: first fetch failed; serving defaults and retrying in the background"
+                );
+                break;
+            }
+            Ok(Err(_)) => tokio::time::sleep(BOOT_RETRY).await,
+            Err(_) => {
+                tracing::warn!(
+                    namespace, %store, timeout = ?boot_timeout,
+                    "lockstep: no answer to the first fetch; serving defaults and retrying in the \
+                     background"
+                );
+                break;
+            }
+        }
     }
     flip(registry, &mut engine.lock(), engine.now());
     match &engine.clock {

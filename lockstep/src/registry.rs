@@ -291,15 +291,17 @@ impl<S: Fields> Builder<S> {
         self
     }
 
-    /// How long `start` waits for the first fetch (default 5 s). Past it,
-    /// `start` returns, the registry serves its defaults, and keeps trying.
+    /// How long `start` keeps trying the first fetch (default 5 s): a store
+    /// that does not answer holds `start` this long at most. Past it,
+    /// `start` returns, the registry serves its defaults, and keeps trying in
+    /// the background.
     pub fn boot_timeout(mut self, timeout: Duration) -> Self {
         self.boot_timeout = timeout;
         self
     }
 
-    /// Connects, publishes the schema, fetches once (waiting at most the boot
-    /// timeout), and spawns the refresher on the current Tokio runtime: one
+    /// Connects, publishes the schema, fetches once (trying for at most the
+    /// boot timeout), and spawns the refresher on the current Tokio runtime: one
     /// fetch per tick at a random phase of this process, jittered backoff
     /// after failures, never two at once. Values switch at their instants on
     /// a timer thread, never in the accessors.
