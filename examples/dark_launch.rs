@@ -4,9 +4,11 @@
 //! worker switches at the same instants.
 //!
 //! ```text
-//! cargo run --example dark_launch                 # embedded memory store, workers as tasks
+//! cargo run --example dark_launch                 # SQLite file ./lockstep.db, workers as OS processes
 //! LOCKSTEP_URL=redis://127.0.0.1:6379 \
-//!   cargo run --example dark_launch               # workers as separate OS processes
+//!   cargo run --example dark_launch               # the same on Redis (or postgres://…)
+//! LOCKSTEP_URL=memory:// \
+//!   cargo run --example dark_launch               # in-process memory store, workers as tasks
 //! ```
 
 use std::collections::BTreeMap;
@@ -16,8 +18,9 @@ use chrono::{DateTime, Utc};
 use lockstep::{Percent, lockstep};
 use serde::{Deserialize, Serialize};
 
-/// The dark launch's one flag.
-#[lockstep(tick = "1s", backend = "memory", namespace = "dark_launch")]
+/// The dark launch's one flag. Without `LOCKSTEP_URL`, in the SQLite file
+/// `lockstep.db` of the working directory, which every worker opens.
+#[lockstep(tick = "1s", backend = "sqlite", namespace = "dark_launch")]
 pub struct Flags {
     /// Share of requests that take the new foobar path.
     pub foobar_percent: Percent,
@@ -39,18 +42,18 @@ struct Seen {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, worker, until] = args.as_slice()
+    if let [_, flag, worker, from, until] = args.as_slice()
         && flag == "--worker"
     {
-        return worker_process(worker.parse()?, until.parse()?).await;
+        return worker_process(worker.parse()?, from.parse()?, until.parse()?).await;
     }
-    let url = std::env::var("LOCKSTEP_URL").unwrap_or_default();
-    let processes = !url.is_empty() && !url.starts_with("memory:");
     FLAGS.start().await?;
+    let processes = !FLAGS.status().store.starts_with("memory:");
     // Start from a known state: 0 % at the horizon, then the ramp a tick apart.
     let steps = FLAGS
         .ramp(Flags::FOOBAR_PERCENT, RAMP.map(Percent::whole))
         .await?;
+    let from = *steps.first().unwrap_or(&Utc::now());
     let until = *steps.last().unwrap_or(&Utc::now()) + chrono::Duration::seconds(1);
     println!(
         "store: {}  tick: {}  workers: {WORKERS} ({})",
@@ -74,6 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .args([
                         "--worker",
                         &w.to_string(),
+                        &from.timestamp_millis().to_string(),
                         &until.timestamp_millis().to_string(),
                     ])
                     .output()
@@ -89,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         seen
     } else {
         let tasks: Vec<_> = (0..WORKERS)
-            .map(|w| tokio::task::spawn_blocking(move || serve(w, until)))
+            .map(|w| tokio::task::spawn_blocking(move || serve(w, from, until)))
             .collect();
         let mut seen = Vec::new();
         for task in tasks {
@@ -102,10 +106,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A worker in its own process: start the registry, serve, print what it saw.
-async fn worker_process(worker: usize, until: i64) -> Result<(), Box<dyn std::error::Error>> {
+async fn worker_process(
+    worker: usize,
+    from: i64,
+    until: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
     FLAGS.start().await?;
+    let from = DateTime::from_timestamp_millis(from).ok_or("bad instant")?;
     let until = DateTime::from_timestamp_millis(until).ok_or("bad instant")?;
-    let seen = tokio::task::spawn_blocking(move || serve(worker, until)).await?;
+    let seen = tokio::task::spawn_blocking(move || serve(worker, from, until)).await?;
     for s in seen {
         println!("{}", serde_json::to_string(&s)?);
     }
@@ -113,8 +122,10 @@ async fn worker_process(worker: usize, until: i64) -> Result<(), Box<dyn std::er
 }
 
 /// Serves a simulated request every 100 µs until `until`: the hot path reads
-/// the flag and picks a path for the request's user.
-fn serve(worker: usize, until: DateTime<Utc>) -> Vec<Seen> {
+/// the flag and picks a path for the request's user. Requests before `from`
+/// (the ramp's first step) are not counted: a store kept from an earlier run
+/// still serves that run's last value until then.
+fn serve(worker: usize, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Seen> {
     let mut seen: BTreeMap<u32, Seen> = BTreeMap::new();
     let mut request = 0u64;
     loop {
@@ -122,6 +133,10 @@ fn serve(worker: usize, until: DateTime<Utc>) -> Vec<Seen> {
         let now = Utc::now();
         if now >= until {
             break;
+        }
+        if now < from {
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
         }
         let entry = seen.entry(share.thousandths()).or_insert_with(|| Seen {
             worker,

@@ -3,7 +3,10 @@
 //!
 //! [`RedisServer`] starts a private `redis-server` (from `REDIS_SERVER`, or
 //! `PATH`) on a free loopback port in a temporary directory, and kills it on
-//! drop; it can also hurt it in the ways the fault tests need.
+//! drop; it can also hurt it in the ways the fault tests need. [`sql`] gives
+//! a test a PostgreSQL schema or a SQLite file of its own.
+
+pub mod sql;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -2,12 +2,12 @@
 //! under `tests/ui/<kind>/`. Each `.stderr` is what rustc prints; regenerate
 //! them with `TRYBUILD=overwrite cargo test --test ui` and read the diff.
 //!
-//! One case cannot be a file here: a `backend = "redis"` registry in a crate
-//! that turns lockstep's `redis` feature off, since this package builds
-//! lockstep with its default features. `redis_backend_needs_the_redis_feature`
-//! checks it with a tiny crate of its own (`cargo check`, a few seconds the
-//! first time); `tests/hygiene.rs` checks that the same registry compiles
-//! with the feature on.
+//! One kind of case cannot be a file here: a `backend = "redis"` (or
+//! `"postgres"`, `"sqlite"`) registry in a crate that turns the backend's
+//! feature off, since this package builds lockstep with them on.
+//! `a_backend_needs_its_feature` checks it with a tiny crate of its own
+//! (`cargo check`, a few seconds the first time); `tests/hygiene.rs` checks
+//! that the same registry compiles with the feature on.
 
 #[test]
 fn ui() {
@@ -15,12 +15,13 @@ fn ui() {
     t.compile_fail("tests/ui/*/*.rs");
 }
 
-/// A `backend = "redis"` registry in a crate that turns lockstep's default
-/// features off fails to compile, with the message naming the feature, at
-/// the backend literal. A tiny crate, checked (not built) in trybuild's
-/// target directory, so only lockstep itself is checked anew.
+/// A `backend = "redis"`, `"postgres"` or `"sqlite"` registry in a crate
+/// that turns lockstep's default features off fails to compile, with the
+/// message naming the feature, at the backend literal. A tiny crate,
+/// checked (not built) in trybuild's target directory, so only lockstep
+/// itself is checked anew.
 #[test]
-fn redis_backend_needs_the_redis_feature() {
+fn a_backend_needs_its_feature() {
     use std::path::Path;
     use std::process::Command;
 
@@ -38,12 +39,17 @@ fn redis_backend_needs_the_redis_feature() {
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("src/lib.rs"),
-        "#[lockstep::lockstep(tick = \"10m\", backend = \"redis\")]\n\
-         pub struct Flags {\n    pub enabled: bool,\n}\n",
-    )
-    .unwrap();
+    let source: String = ["redis", "postgres", "sqlite"]
+        .iter()
+        .enumerate()
+        .map(|(i, backend)| {
+            format!(
+                "#[lockstep::lockstep(tick = \"10m\", backend = \"{backend}\")]\n\
+                 pub struct Flags{i} {{\n    pub enabled: bool,\n}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("src/lib.rs"), source).unwrap();
     // The workspace's versions, so nothing is resolved (or fetched) anew.
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
 
@@ -55,12 +61,16 @@ fn redis_backend_needs_the_redis_feature() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "compiled without the feature");
-    assert!(
-        stderr.contains("backend \"redis\" needs the cargo feature `redis` of lockstep"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("src/lib.rs:1:46"),
-        "not at the literal: {stderr}"
-    );
+    for (backend, line) in [("redis", 1), ("postgres", 5), ("sqlite", 9)] {
+        assert!(
+            stderr.contains(&format!(
+                "backend \"{backend}\" needs the cargo feature `{backend}` of lockstep"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("src/lib.rs:{line}:46")),
+            "{backend} not at the literal: {stderr}"
+        );
+    }
 }

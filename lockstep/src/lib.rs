@@ -72,6 +72,10 @@ pub mod store {
     pub use crate::backend::memory::MemoryStore;
     #[cfg(feature = "redis")]
     pub use crate::backend::redis::RedisStore;
+    #[cfg(feature = "postgres")]
+    pub use crate::backend::sql::postgres::PostgresStore;
+    #[cfg(feature = "sqlite")]
+    pub use crate::backend::sql::sqlite::SqliteStore;
     pub use crate::backend::{
         Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Step, StepAt, StoredEntry,
         Write, check_cancel, check_name, host_name, new_write_id, open, redact, resolve_instants,

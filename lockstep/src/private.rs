@@ -108,6 +108,48 @@ lockstep = { version = \"0.1\", features = [\"redis\"] }"
     };
 }
 
+/// The backend `postgres` needs the `postgres` feature.
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_postgres {
+    () => {};
+}
+
+/// The backend `postgres` needs the `postgres` feature.
+#[cfg(not(feature = "postgres"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_postgres {
+    () => {
+        ::core::compile_error! {
+            "backend \"postgres\" needs the cargo feature `postgres` of lockstep: \
+lockstep = { version = \"0.1\", features = [\"postgres\"] }"
+        }
+    };
+}
+
+/// The backend `sqlite` needs the `sqlite` feature.
+#[cfg(feature = "sqlite")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_sqlite {
+    () => {};
+}
+
+/// The backend `sqlite` needs the `sqlite` feature.
+#[cfg(not(feature = "sqlite"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_sqlite {
+    () => {
+        ::core::compile_error! {
+            "backend \"sqlite\" needs the cargo feature `sqlite` of lockstep: \
+lockstep = { version = \"0.1\", features = [\"sqlite\"] }"
+        }
+    };
+}
+
 /// The backend `memory` is always built.
 #[doc(hidden)]
 #[macro_export]

@@ -105,12 +105,17 @@ impl RegistryDef {
     }
 
     /// The URL a registry connects to when none is given: `LOCKSTEP_URL`, or
-    /// the declared backend's local default.
+    /// the declared backend's local default: `redis://127.0.0.1:6379`,
+    /// `postgres://127.0.0.1:5432/postgres` (user and password from
+    /// `PGUSER` and `PGPASSWORD`, else the login name), `sqlite://lockstep.db`
+    /// (a file in the working directory, created if missing) or `memory://`.
     pub fn default_url(&self) -> String {
         match std::env::var("LOCKSTEP_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => match self.backend {
                 "redis" => "redis://127.0.0.1:6379".to_owned(),
+                "postgres" => "postgres://127.0.0.1:5432/postgres".to_owned(),
+                "sqlite" => "sqlite://lockstep.db".to_owned(),
                 _ => "memory://".to_owned(),
             },
         }

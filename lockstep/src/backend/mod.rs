@@ -9,6 +9,8 @@
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -237,23 +239,52 @@ pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Res
 
 /// The URL schemes this build understands, for error messages.
 pub fn supported_schemes() -> &'static str {
-    if cfg!(feature = "redis") {
-        "memory://, redis://, rediss:// (TLS), redis+unix://, unix://, redis+cluster://"
-    } else {
-        "memory:// (enable the `redis` feature of lockstep for redis://)"
-    }
+    static SCHEMES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut known = vec!["memory://"];
+        let mut off = Vec::new();
+        if cfg!(feature = "redis") {
+            known.extend([
+                "redis://",
+                "rediss:// (TLS)",
+                "redis+unix://",
+                "unix://",
+                "redis+cluster://",
+            ]);
+        } else {
+            off.push("`redis` for redis://");
+        }
+        if cfg!(feature = "postgres") {
+            known.extend(["postgres://", "postgresql://"]);
+        } else {
+            off.push("`postgres` for postgres://");
+        }
+        if cfg!(feature = "sqlite") {
+            known.extend(["sqlite://path", "sqlite:path"]);
+        } else {
+            off.push("`sqlite` for sqlite://");
+        }
+        let mut text = known.join(", ");
+        if !off.is_empty() {
+            text += &format!(" (enable the features {} of lockstep)", off.join(", "));
+        }
+        text
+    });
+    &SCHEMES
 }
 
 /// Opens the store at `url` (`memory://…`, `redis://…`, `rediss://…`,
-/// `redis+unix://…`, `redis+cluster://…`), as registries do: for tools that
-/// read and write stores without a registry, like the `lockstep` command.
-/// Does not connect yet: the first call does. Call it within a Tokio
-/// runtime (the Redis client keeps its connection on it).
+/// `redis+unix://…`, `redis+cluster://…`, `postgres://…`, `sqlite://…`), as
+/// registries do: for tools that read and write stores without a registry,
+/// like the `lockstep` command. The URL's scheme picks the backend, whatever
+/// backend a registry declares; a scheme whose cargo feature is off is
+/// refused, naming the feature. Does not connect yet: the first call does.
+/// Call it within a Tokio runtime (the Redis client keeps its connection on
+/// it).
 ///
 /// ```
 /// let store = lockstep::store::open("memory://docs").unwrap();
 /// assert_eq!(store.describe(), "memory://docs");
-/// assert!(lockstep::store::open("postgres://db").is_err());
+/// assert!(lockstep::store::open("mysql://db").is_err());
 /// ```
 pub fn open(url: &str) -> Result<Arc<dyn Backend>, Error> {
     open_with(url, &crate::clock::ClockSource::System)
@@ -268,13 +299,34 @@ pub(crate) async fn connect(
 }
 
 fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Backend>, Error> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    // `sqlite:path` has no `//`.
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    #[cfg_attr(
+        all(feature = "redis", feature = "postgres", feature = "sqlite"),
+        allow(unused_variables)
+    )]
+    let needs = |feature: &str| Error::Url {
+        url: redact(url),
+        reason: format!("{scheme}: URLs need the cargo feature `{feature}` of lockstep"),
+    };
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
         #[cfg(feature = "redis")]
         "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
             Ok(Arc::new(redis::RedisStore::open(url)?))
         }
+        #[cfg(not(feature = "redis"))]
+        "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
+            Err(needs("redis"))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(sql::postgres::PostgresStore::open(url)?)),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(needs("postgres")),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(sql::sqlite::SqliteStore::open(url)?)),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(needs("sqlite")),
         _ => Err(Error::Url {
             url: redact(url),
             reason: format!("unknown scheme; expected one of: {}", supported_schemes()),

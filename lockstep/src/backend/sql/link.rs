@@ -1,0 +1,225 @@
+//! The connections of one SQL store.
+//!
+//! A store keeps up to [`IDLE`] connections open between calls and opens one
+//! more for a call that finds none idle, so a fetch never waits behind a
+//! write. A call costs exactly its statements: no ping when a connection is
+//! taken or given back (a pool's health checks would double a fetch's round
+//! trips). A connection is owned by the call that uses it and given back only
+//! when the call ends well, so a call that fails, times out or is dropped
+//! midway takes its connection with it; a call that found its idle
+//! connection closed under it (a server restart, an idle timeout) is sent
+//! again once on a new one when that is safe: fetches only read, commits
+//! carry their write id.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Dialect, Failure};
+use crate::backend::{BoxFuture, redact};
+use crate::error::Error;
+
+/// How many connections a store keeps open between calls.
+const IDLE: usize = 2;
+
+/// How long opening a connection (and creating the layout) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one call may take once connected; past it the call fails and
+/// its connection is closed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store's connections, and how it names itself.
+pub(crate) struct Link<D: Dialect> {
+    dialect: D,
+    idle: Mutex<Vec<D::Conn>>,
+    shown: Arc<str>,
+    secrets: Vec<String>,
+}
+
+impl<D: Dialect> Link<D> {
+    /// A link that connects with `dialect`, to the store at `url`.
+    pub(crate) fn new(dialect: D, url: &str) -> Link<D> {
+        Link {
+            dialect,
+            idle: Mutex::new(Vec::new()),
+            shown: redact(url).into(),
+            secrets: secrets(url),
+        }
+    }
+
+    /// The store's URL, without its password.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `op` on a connection: an idle one, else a new one. `op` hands
+    /// the connection back with its result. With `retry`, a call that failed
+    /// on an idle connection because the connection was broken is sent again
+    /// once, on a new connection.
+    pub(crate) async fn call<'f, T: Send + 'f>(
+        &self,
+        retry: bool,
+        op: impl Fn(D::Conn) -> BoxFuture<'f, (D::Conn, Result<T, Failure>)> + Send,
+    ) -> Result<T, Error> {
+        let mut retry = retry;
+        loop {
+            let idle = self.lock().pop();
+            let reused = idle.is_some();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => self.connect().await?,
+            };
+            let Ok((conn, result)) = tokio::time::timeout(CALL_TIMEOUT, op(conn)).await else {
+                return Err(self.store_error(format!(
+                    "no answer within {CALL_TIMEOUT:?}; the connection was closed (a write \
+                     may or may not have been committed: sending it again with the same \
+                     write id is safe)"
+                )));
+            };
+            match result {
+                Ok(value) => {
+                    self.give_back(conn);
+                    return Ok(value);
+                }
+                Err(Failure::Refused(e)) => {
+                    self.give_back(conn);
+                    return Err(e);
+                }
+                Err(Failure::Store(message)) => {
+                    self.give_back(conn);
+                    return Err(self.store_error(message));
+                }
+                Err(Failure::Sql(e)) => {
+                    // The connection goes: it may be broken, or inside a
+                    // transaction that failed.
+                    drop(conn);
+                    let broken = !matches!(e, sqlx::Error::Database(_));
+                    let again = (reused && broken) || D::missing_layout(&e);
+                    if retry && again {
+                        retry = false;
+                        continue;
+                    }
+                    return Err(self.sql_error(&e));
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<D::Conn, Error> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.dialect.connect()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(self.sql_error(&e)),
+            Err(_) => {
+                Err(self.store_error(format!("could not connect within {CONNECT_TIMEOUT:?}")))
+            }
+        }
+    }
+
+    fn give_back(&self, conn: D::Conn) {
+        let mut idle = self.lock();
+        if idle.len() < IDLE {
+            idle.push(conn);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<D::Conn>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sql_error(&self, e: &sqlx::Error) -> Error {
+        let message = match e {
+            sqlx::Error::Database(db) => match db.code() {
+                Some(code) => format!("{} (SQLSTATE or code {code})", db.message()),
+                None => db.message().to_owned(),
+            },
+            other => other.to_string(),
+        };
+        self.store_error(message)
+    }
+
+    fn store_error(&self, message: String) -> Error {
+        Error::Store {
+            store: self.shown.to_string(),
+            message: scrub(message, &self.secrets),
+        }
+    }
+}
+
+/// The passwords of `url`, as given and percent-decoded, to keep them out of
+/// error messages whatever the driver puts there.
+pub(crate) fn secrets(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some((_, rest)) = head.split_once("://") {
+        let authority = rest.split(['/', '#']).next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+            found.push(password.to_owned());
+        }
+    }
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && (k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass"))
+        {
+            found.push(v.to_owned());
+        }
+    }
+    let decoded: Vec<String> = found.iter().map(|s| percent_decode(s)).collect();
+    found.extend(decoded);
+    found.retain(|s| s.len() >= 2);
+    found.sort();
+    found.dedup();
+    // Longest first, so a secret that contains another is replaced whole.
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found
+}
+
+/// `message` with every secret replaced by `***`.
+pub(crate) fn scrub(mut message: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if message.contains(secret.as_str()) {
+            message = message.replace(secret.as_str(), "***");
+        }
+    }
+    message
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_found_and_scrubbed() {
+        let url = "postgres://app:s%40cret@db:5432/x?sslmode=require&password=other";
+        let found = secrets(url);
+        assert!(found.contains(&"s%40cret".to_owned()), "{found:?}");
+        assert!(found.contains(&"s@cret".to_owned()), "{found:?}");
+        assert!(found.contains(&"other".to_owned()), "{found:?}");
+        let shown = scrub("auth failed for s@cret and other".to_owned(), &found);
+        assert_eq!(shown, "auth failed for *** and ***");
+        assert!(secrets("sqlite://lockstep.db?mode=rwc").is_empty());
+        assert!(secrets("postgres://127.0.0.1/db").is_empty());
+        assert_eq!(secrets("postgres://token@h/db"), vec!["token".to_owned()]);
+        assert_eq!(percent_decode("a%2"), "a%2");
+    }
+}

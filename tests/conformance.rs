@@ -1,0 +1,668 @@
+//! One backend contract, every backend: the same checks run on the memory
+//! store, Redis, PostgreSQL and SQLite, through `Arc<dyn Backend>` only.
+//!
+//! Each check takes a [`Subject`]: a store, fresh namespaces in it, and a
+//! way to plant entries "written long ago" (the only thing the contract
+//! cannot do itself: no write may touch the past). Horizons are computed
+//! from the store's own clock, read through fetches, never from this
+//! process's. PostgreSQL comes from `LOCKSTEP_TEST_POSTGRES` or a throwaway
+//! cluster (see `lockstep_suite::sql`): without one, its test fails.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lockstep::store::{
+    Backend, BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, Step, StepAt,
+    StoredEntry, Write,
+};
+use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
+use lockstep_suite::RedisServer;
+use lockstep_suite::sql::{PostgresSchema, SqliteFile};
+
+const TICK: Tick = Tick::__from_secs(1);
+
+/// Plants `n` entries of a field, values `0` to `n - 1`, one tick apart,
+/// all before the store's clock: `(namespace, key, n)`.
+type Plant = Box<dyn Fn(String, String, usize) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A backend under test.
+struct Subject {
+    store: Arc<dyn Backend>,
+    plant: Plant,
+    namespaces: AtomicU64,
+}
+
+impl Subject {
+    fn new(store: Arc<dyn Backend>, plant: Plant) -> Subject {
+        Subject {
+            store,
+            plant,
+            namespaces: AtomicU64::new(0),
+        }
+    }
+
+    /// A namespace nothing has touched yet.
+    fn namespace(&self, what: &str) -> String {
+        format!("{what}-{}", self.namespaces.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// The store's clock, in ms, by a fetch.
+    async fn now(&self) -> Millis {
+        let fetched = self.store.fetch("clock", &[]).await.unwrap();
+        fetched.store_micros.expect("the store says its time") / 1000
+    }
+
+    async fn commit(&self, write: &Write) -> Result<Vec<Millis>, Error> {
+        self.store.commit(write).await.map(|c| c.instants)
+    }
+
+    async fn entries(&self, namespace: &str, key: &str) -> Vec<StoredEntry> {
+        let fetched = self.store.fetch(namespace, &[key]).await.unwrap();
+        fetched.fields.get(key).cloned().unwrap_or_default()
+    }
+
+    async fn values(&self, namespace: &str, key: &str) -> Vec<(Millis, String)> {
+        self.entries(namespace, key)
+            .await
+            .into_iter()
+            .map(|e| (e.at, e.value.unwrap()))
+            .collect()
+    }
+}
+
+fn write(namespace: &str, steps: Vec<(StepAt, Vec<(&str, &str)>)>) -> Write {
+    Write {
+        namespace: namespace.to_owned(),
+        tick: TICK,
+        id: lockstep::store::new_write_id(),
+        by: "conformance \"suite\" ünï".to_owned(),
+        steps: steps
+            .into_iter()
+            .map(|(at, values)| Step {
+                at,
+                values: values
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn set(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
+    write(namespace, vec![(at, vec![(key, value)])])
+}
+
+const NOW: StepAt = StepAt::Horizon { after: 0 };
+
+/// Every check, in turn, on one backend.
+async fn conformance(subject: &Subject) {
+    a_fresh_namespace_is_empty_and_the_store_tells_its_time(subject).await;
+    a_write_lands_at_the_horizon_of_the_store_clock(subject).await;
+    a_write_before_the_horizon_is_refused_and_writes_nothing(subject).await;
+    values_and_origins_come_back_as_written(subject).await;
+    the_epoch_is_created_by_the_first_write_and_kept(subject).await;
+    a_ramp_is_one_write_one_tick_apart_fields_of_a_step_together(subject).await;
+    the_same_field_and_instant_keeps_the_last_write(subject).await;
+    a_retried_write_takes_effect_once(subject).await;
+    a_pending_entry_can_be_cancelled_a_past_one_cannot(subject).await;
+    history_keeps_the_active_entry_and_the_superseded_ones_allowed(subject).await;
+    a_fetch_returns_the_fields_asked_for(subject).await;
+    schemas_are_kept_and_namespaces_listed(subject).await;
+    names_the_layout_cannot_hold_are_refused(subject).await;
+    concurrent_writers_lose_nothing(subject).await;
+}
+
+async fn a_fresh_namespace_is_empty_and_the_store_tells_its_time(s: &Subject) {
+    let ns = s.namespace("fresh");
+    let fetched = s.store.fetch(&ns, &["a", "b"]).await.unwrap();
+    assert_eq!(fetched.epoch, None);
+    assert!(fetched.fields.values().all(Vec::is_empty), "{fetched:?}");
+    assert!(fetched.store_micros.is_some());
+}
+
+async fn a_write_lands_at_the_horizon_of_the_store_clock(s: &Subject) {
+    let ns = s.namespace("horizon");
+    let before = s.now().await;
+    let at = s.commit(&set(&ns, "a", "1", NOW)).await.unwrap()[0];
+    let later = s
+        .commit(&set(&ns, "b", "2", StepAt::Horizon { after: 2_500 }))
+        .await
+        .unwrap()[0];
+    let after = s.now().await;
+    assert!(
+        (TICK.horizon(before)..=TICK.horizon(after)).contains(&at),
+        "{at} not between the horizons of {before} and {after}"
+    );
+    assert_eq!(at % 1000, 0, "on a tick boundary");
+    assert!(
+        (TICK.ceil(TICK.horizon(before) + 2_500)..=TICK.ceil(TICK.horizon(after) + 2_500))
+            .contains(&later),
+        "{later}"
+    );
+    assert_eq!(s.values(&ns, "a").await, vec![(at, "1".to_owned())]);
+}
+
+async fn a_write_before_the_horizon_is_refused_and_writes_nothing(s: &Subject) {
+    let ns = s.namespace("refused");
+    let now = s.now().await;
+    // An instant between boundaries rounds up to the next one.
+    let far = now + 10_001;
+    let at = s
+        .commit(&set(&ns, "a", "1", StepAt::At(far)))
+        .await
+        .unwrap()[0];
+    assert_eq!(at, TICK.ceil(far));
+    let refused = s
+        .commit(&write(
+            &ns,
+            vec![
+                (StepAt::At(far + 5_000), vec![("a", "2")]),
+                (StepAt::At(now), vec![("a", "3")]),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    let Error::BeforeHorizon {
+        requested,
+        earliest,
+        ..
+    } = &refused
+    else {
+        panic!("{refused}");
+    };
+    assert_eq!(requested.timestamp_millis(), TICK.ceil(now));
+    assert!(
+        earliest.timestamp_millis() >= TICK.horizon(now),
+        "{refused}"
+    );
+    // Neither step was written.
+    assert_eq!(s.values(&ns, "a").await, vec![(at, "1".to_owned())]);
+    // A refused first write creates no epoch.
+    let untouched = s.namespace("refused");
+    s.commit(&set(&untouched, "a", "1", StepAt::At(now)))
+        .await
+        .unwrap_err();
+    let fetched = s.store.fetch(&untouched, &["a"]).await.unwrap();
+    assert_eq!(fetched.epoch, None);
+    assert!(fetched.fields.values().all(Vec::is_empty));
+}
+
+async fn values_and_origins_come_back_as_written(s: &Subject) {
+    let ns = s.namespace("values");
+    let values = [
+        ("object", r#"{"b": 1,  "a": [1.5, "x\"y", null]}"#),
+        ("text", "\"ünïcödé ☃ \\n\""),
+        ("big", "18446744073709551615"),
+        ("float", "-0.0"),
+        ("huge", "1e300"),
+        ("empty", "[]"),
+    ];
+    let before = s.now().await;
+    let w = write(&ns, vec![(NOW, values.to_vec())]);
+    let at = s.commit(&w).await.unwrap()[0];
+    let after = s.now().await;
+    let keys: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
+    let fetched = s.store.fetch(&ns, &keys).await.unwrap();
+    for (key, value) in values {
+        let entries = &fetched.fields[key];
+        assert_eq!(entries.len(), 1, "{key}");
+        assert_eq!(entries[0].at, at);
+        assert_eq!(
+            entries[0].value.as_deref(),
+            Ok(value),
+            "{key}: byte for byte"
+        );
+        let origin = entries[0].origin.as_ref().expect("who wrote it");
+        assert_eq!(origin.write, w.id);
+        assert_eq!(origin.by, w.by);
+        assert!(
+            (before..=after).contains(&origin.written_at),
+            "written at {} by the store's clock, not in {before}..={after}",
+            origin.written_at
+        );
+    }
+}
+
+async fn the_epoch_is_created_by_the_first_write_and_kept(s: &Subject) {
+    let ns = s.namespace("epoch");
+    s.store.publish_schema(&schema(&ns, "a")).await.unwrap();
+    assert_eq!(s.store.fetch(&ns, &["a"]).await.unwrap().epoch, None);
+    let before = s.now().await;
+    s.commit(&set(&ns, "a", "1", NOW)).await.unwrap();
+    let after = s.now().await;
+    let epoch = s.store.fetch(&ns, &["a"]).await.unwrap().epoch.unwrap();
+    assert!((before..=after).contains(&epoch.created), "{epoch:?}");
+    assert!(!epoch.id.is_empty());
+    s.commit(&set(&ns, "b", "2", NOW)).await.unwrap();
+    let again = s.store.fetch(&ns, &["b"]).await.unwrap().epoch.unwrap();
+    assert_eq!(again, epoch);
+    // Another namespace has an epoch of its own.
+    let other = s.namespace("epoch");
+    s.commit(&set(&other, "a", "1", NOW)).await.unwrap();
+    let theirs = s.store.fetch(&other, &["a"]).await.unwrap().epoch.unwrap();
+    assert_ne!(theirs.id, epoch.id);
+}
+
+async fn a_ramp_is_one_write_one_tick_apart_fields_of_a_step_together(s: &Subject) {
+    let ns = s.namespace("ramp");
+    let steps = (0..5)
+        .map(|i| {
+            (
+                StepAt::Horizon { after: i * 1000 },
+                vec![
+                    ("pct", ["0", "10", "25", "50", "100"][i as usize]),
+                    ("on", "true"),
+                ],
+            )
+        })
+        .collect();
+    let instants = s.commit(&write(&ns, steps)).await.unwrap();
+    assert_eq!(instants.len(), 5);
+    assert!(
+        instants.windows(2).all(|w| w[1] - w[0] == 1000),
+        "{instants:?}"
+    );
+    let pct = s.values(&ns, "pct").await;
+    let on = s.values(&ns, "on").await;
+    assert_eq!(
+        pct.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+        ["0", "10", "25", "50", "100"]
+    );
+    assert_eq!(pct.iter().map(|e| e.0).collect::<Vec<_>>(), instants);
+    assert_eq!(on.iter().map(|e| e.0).collect::<Vec<_>>(), instants);
+}
+
+async fn the_same_field_and_instant_keeps_the_last_write(s: &Subject) {
+    let ns = s.namespace("last");
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    let second = set(&ns, "a", "2", StepAt::At(at - 500));
+    assert_eq!(s.commit(&second).await.unwrap(), vec![at]);
+    let entries = s.entries(&ns, "a").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].value.as_deref(), Ok("2"));
+    assert_eq!(entries[0].origin.as_ref().unwrap().write, second.id);
+    // Within one write too: a later value, or a later step rounded up to
+    // the same boundary, wins.
+    let within = write(
+        &ns,
+        vec![
+            (StepAt::At(at + 1000), vec![("b", "3"), ("b", "4")]),
+            (StepAt::At(at + 999), vec![("b", "5")]),
+        ],
+    );
+    assert_eq!(s.commit(&within).await.unwrap(), vec![at + 1000, at + 1000]);
+    assert_eq!(s.values(&ns, "b").await, vec![(at + 1000, "5".to_owned())]);
+}
+
+async fn a_retried_write_takes_effect_once(s: &Subject) {
+    let ns = s.namespace("retry");
+    let at = TICK.ceil(s.now().await + 30_000);
+    let first = set(&ns, "a", "1", StepAt::At(at));
+    let instants = s.commit(&first).await.unwrap();
+    s.commit(&set(&ns, "a", "2", StepAt::At(at))).await.unwrap();
+    // The first write sent again (its answer lost, say): nothing changes.
+    assert_eq!(s.commit(&first).await.unwrap(), instants);
+    assert_eq!(s.values(&ns, "a").await, vec![(at, "2".to_owned())]);
+    // Even with a horizon that moved on: the instants of the first time.
+    let horizon = set(&ns, "c", "1", NOW);
+    let once = s.commit(&horizon).await.unwrap();
+    assert_eq!(s.commit(&horizon).await.unwrap(), once);
+    assert_eq!(s.values(&ns, "c").await.len(), 1);
+}
+
+async fn a_pending_entry_can_be_cancelled_a_past_one_cannot(s: &Subject) {
+    let ns = s.namespace("cancel");
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    s.commit(&set(&ns, "a", "2", StepAt::At(at + 1000)))
+        .await
+        .unwrap();
+    s.store.cancel(&ns, TICK, "a", at).await.unwrap();
+    assert_eq!(s.values(&ns, "a").await, vec![(at + 1000, "2".to_owned())]);
+    let again = s.store.cancel(&ns, TICK, "a", at).await.unwrap_err();
+    assert!(matches!(again, Error::NoSuchEntry { .. }), "{again}");
+    // A planted entry in the past stays.
+    (s.plant)(ns.clone(), "p".to_owned(), 2).await;
+    let past = s.entries(&ns, "p").await;
+    assert_eq!(past.len(), 2);
+    let refused = s
+        .store
+        .cancel(&ns, TICK, "p", past[1].at)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::BeforeHorizon { .. }), "{refused}");
+    assert_eq!(s.entries(&ns, "p").await, past);
+}
+
+async fn history_keeps_the_active_entry_and_the_superseded_ones_allowed(s: &Subject) {
+    let ns = s.namespace("history");
+    s.store.fetch(&ns, &["x"]).await.unwrap();
+    (s.plant)(ns.clone(), "x".to_owned(), 40).await;
+    (s.plant)(ns.clone(), "y".to_owned(), 30).await;
+    assert_eq!(s.entries(&ns, "x").await.len(), 40);
+    let w = set(&ns, "x", "99", NOW);
+    s.commit(&w).await.unwrap();
+    let x = s.values(&ns, "x").await;
+    // The active entry, HISTORY superseded ones, and the new pending one.
+    assert_eq!(x.len(), HISTORY + 2, "{x:?}");
+    let kept: Vec<String> = (40 - HISTORY - 1..40).map(|i| i.to_string()).collect();
+    assert_eq!(
+        x[..HISTORY + 1]
+            .iter()
+            .map(|e| e.1.clone())
+            .collect::<Vec<_>>(),
+        kept
+    );
+    assert_eq!(x.last().unwrap().1, "99");
+    // A field the write did not touch is pruned by its own next write.
+    assert_eq!(s.entries(&ns, "y").await.len(), 30);
+}
+
+async fn a_fetch_returns_the_fields_asked_for(s: &Subject) {
+    let ns = s.namespace("fields");
+    s.commit(&write(
+        &ns,
+        vec![(NOW, vec![("a", "1"), ("b", "2"), ("c", "3")])],
+    ))
+    .await
+    .unwrap();
+    let fetched = s.store.fetch(&ns, &["a", "c", "missing"]).await.unwrap();
+    let with_entries: Vec<&str> = fetched
+        .fields
+        .iter()
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(with_entries, ["a", "c"]);
+}
+
+fn schema(namespace: &str, key: &str) -> Schema {
+    Schema {
+        namespace: namespace.to_owned(),
+        tick_secs: 1,
+        fields: vec![FieldSchema {
+            key: key.to_owned(),
+            rust_type: "u8".to_owned(),
+            value_type: Some(lockstep::ValueType::of::<u8>()),
+            default: serde_json::json!(7),
+            doc: "A field.".to_owned(),
+        }],
+    }
+}
+
+async fn schemas_are_kept_and_namespaces_listed(s: &Subject) {
+    let one = s.namespace("schema-b");
+    let two = s.namespace("schema-a");
+    s.store.publish_schema(&schema(&one, "x")).await.unwrap();
+    s.store.publish_schema(&schema(&two, "y")).await.unwrap();
+    s.commit(&set(&two, "y", "1", NOW)).await.unwrap();
+    assert_eq!(s.store.schema(&one).await.unwrap(), Some(schema(&one, "x")));
+    // Publishing again replaces it, and keeps the registry's entries.
+    s.store.publish_schema(&schema(&two, "z")).await.unwrap();
+    assert_eq!(s.store.schema(&two).await.unwrap(), Some(schema(&two, "z")));
+    assert_eq!(s.values(&two, "y").await.len(), 1);
+    assert_eq!(s.store.schema("never-published").await.unwrap(), None);
+    let names = s.store.namespaces().await.unwrap();
+    assert!(names.contains(&one) && names.contains(&two), "{names:?}");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted: {names:?}");
+}
+
+async fn names_the_layout_cannot_hold_are_refused(s: &Subject) {
+    for bad in [
+        "",
+        "a b",
+        "a.b",
+        "a{b",
+        "a*",
+        "a'b",
+        "a;b",
+        "ä",
+        &"x".repeat(101),
+    ] {
+        let err = s.commit(&set(bad, "a", "1", NOW)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+    }
+    assert!(
+        !s.store
+            .namespaces()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.contains(' '))
+    );
+}
+
+async fn concurrent_writers_lose_nothing(s: &Subject) {
+    let ns = s.namespace("concurrent");
+    let base = TICK.ceil(s.now().await + 30_000);
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = s.store.clone();
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..8 {
+                let own = format!("w{writer}");
+                let value = format!("{writer}");
+                // Each writer its own field, and all of them one shared slot.
+                for (key, at) in [(own.as_str(), base + i * 1000), ("shared", base)] {
+                    store
+                        .commit(&set(&ns, key, &value, StepAt::At(at)))
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let keys: Vec<String> = (0..8).map(|w| format!("w{w}")).collect();
+    let mut asked: Vec<&str> = keys.iter().map(String::as_str).collect();
+    asked.push("shared");
+    let fetched = s.store.fetch(&ns, &asked).await.unwrap();
+    for key in &keys {
+        assert_eq!(
+            fetched.fields[key.as_str()].len(),
+            8,
+            "{key}: an entry was lost"
+        );
+    }
+    let shared = &fetched.fields["shared"];
+    assert_eq!(shared.len(), 1);
+    assert!(matches!(
+        shared[0].value.as_deref(),
+        Ok("0" | "1" | "2" | "3" | "4" | "5" | "6" | "7")
+    ));
+}
+
+/// How far in the past planted entries end: a few ticks, so that the
+/// horizon is well after them.
+fn past(now: Millis, n: usize, i: usize) -> Millis {
+    TICK.floor(now) - ((n - i) as Millis + 2) * 1000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory() {
+    // A manual clock: planting is writing, then letting time pass.
+    let clock = ManualClock::new(chrono::Utc::now());
+    let store = Arc::new(MemoryStore::with_clock(&clock));
+    let planter = store.clone();
+    let plant: Plant = Box::new(move |ns, key, n| {
+        let store = planter.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let steps = (0..n)
+                .map(|i| Step {
+                    at: StepAt::Horizon {
+                        after: i as Millis * 1000,
+                    },
+                    values: vec![(key.clone(), i.to_string())],
+                })
+                .collect();
+            let w = Write {
+                namespace: ns,
+                tick: TICK,
+                id: lockstep::store::new_write_id(),
+                by: "plant".into(),
+                steps,
+            };
+            let instants = store.commit(&w).await.unwrap().instants;
+            let last = *instants.last().unwrap();
+            clock.advance_to(lockstep_time(last + 3_000)).await;
+        })
+    });
+    conformance(&Subject::new(store, plant)).await;
+}
+
+fn lockstep_time(at: Millis) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(at).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis() {
+    let server = Arc::new(RedisServer::start());
+    let store: Arc<dyn Backend> = Arc::new(RedisStore::open(&server.url()).unwrap());
+    let clock = store.clone();
+    let planter = server.clone();
+    let plant: Plant = Box::new(move |ns, key, n| {
+        let server = planter.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let now = clock
+                .fetch("clock", &[])
+                .await
+                .unwrap()
+                .store_micros
+                .unwrap()
+                / 1000;
+            let hash = format!("lockstep:{{{ns}}}:field:{key}");
+            for i in 0..n {
+                let at = past(now, n, i);
+                let envelope = format!(
+                    r#"{{"f":1,"v":{i},"w":"planted","t":{},"by":"plant"}}"#,
+                    at - 5_000
+                );
+                let _: () = server.cmd(&["HSET", &hash, &at.to_string(), &envelope]);
+            }
+        })
+    });
+    conformance(&Subject::new(store, plant)).await;
+    drop(server);
+}
+
+/// Rows "written long ago" in a SQL store, as `INSERT` statements.
+fn planted_rows(ns: &str, key: &str, now: Millis, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let at = past(now, n, i);
+            format!(
+                "INSERT INTO lockstep_entries (namespace, field, at_ms, value, write_id, \
+                 written_at, writer) VALUES ('{ns}', '{key}', {at}, '{i}', 'planted', {}, 'plant')",
+                at - 5_000
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    let schema = Arc::new(PostgresSchema::create());
+    let store: Arc<dyn Backend> = Arc::new(PostgresStore::open(schema.url()).unwrap());
+    let clock = store.clone();
+    let planter = schema.clone();
+    let plant: Plant = Box::new(move |ns, key, n| {
+        let schema = planter.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let now = clock
+                .fetch("clock", &[])
+                .await
+                .unwrap()
+                .store_micros
+                .unwrap()
+                / 1000;
+            let rows = planted_rows(&ns, &key, now, n);
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            schema.execute(&rows);
+        })
+    });
+    conformance(&Subject::new(store, plant)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite() {
+    use sqlx::Connection;
+
+    let file = SqliteFile::create();
+    let store: Arc<dyn Backend> = Arc::new(SqliteStore::open(&file.url()).unwrap());
+    let clock = store.clone();
+    let url = file.url();
+    let plant: Plant = Box::new(move |ns, key, n| {
+        let clock = clock.clone();
+        let url = url.clone();
+        Box::pin(async move {
+            let now = clock
+                .fetch("clock", &[])
+                .await
+                .unwrap()
+                .store_micros
+                .unwrap()
+                / 1000;
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            for row in planted_rows(&ns, &key, now, n) {
+                sqlx::Executor::execute(&mut c, row.as_str()).await.unwrap();
+            }
+            c.close().await.unwrap();
+        })
+    });
+    conformance(&Subject::new(store, plant)).await;
+    // Every process on the machine reads the same clock: SQLite's is this
+    // machine's.
+    let fetched = SqliteStore::open(&file.url())
+        .unwrap()
+        .fetch("clock", &[])
+        .await
+        .unwrap();
+    let local = chrono::Utc::now().timestamp_micros();
+    assert!((fetched.store_micros.unwrap() - local).abs() < 50_000);
+}
+
+/// The URL alone picks the store, whatever backend a registry declares:
+/// `lockstep::store::open` (what registries and the CLI use) on each scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_picks_the_backend() {
+    let file = SqliteFile::create();
+    let schema = PostgresSchema::create();
+    let urls = [
+        (file.url(), file.url()),
+        (
+            format!("sqlite:{}?mode=rwc", file.path().display()),
+            String::new(),
+        ),
+        (schema.url().to_owned(), schema.url().to_owned()),
+    ];
+    for (i, (url, shown)) in urls.iter().enumerate() {
+        let store = lockstep::store::open(url).unwrap();
+        if !shown.is_empty() {
+            assert_eq!(store.describe(), lockstep::store::redact(shown));
+        }
+        let key = format!("k{i}");
+        store.commit(&set("picked", &key, "1", NOW)).await.unwrap();
+        let fetched = store.fetch("picked", &[&key]).await.unwrap();
+        assert_eq!(fetched.fields[key.as_str()].len(), 1, "{url}");
+    }
+    // Both SQLite URLs name one file.
+    let store = lockstep::store::open(&file.url()).unwrap();
+    let fetched = store.fetch("picked", &["k0", "k1"]).await.unwrap();
+    assert!(fetched.fields.values().all(|e| e.len() == 1), "{fetched:?}");
+    for bad in [
+        "sqlite::memory:",
+        "sqlite://x.db?mode=memory",
+        "postgres://h:notaport/db",
+    ] {
+        let err = lockstep::store::open(bad).err().expect(bad);
+        assert!(matches!(err, Error::Url { .. }), "{bad}: {err}");
+    }
+}

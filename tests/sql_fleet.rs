@@ -1,0 +1,178 @@
+//! The multi-process proof on the SQL backends: eight OS processes holding
+//! one registry in one PostgreSQL schema, or in one SQLite file, switch at
+//! the same instant, never before it, each fetching once per tick.
+//!
+//! The processes are `src/bin/probe.rs`, whose registry is declared with
+//! `backend = "redis"`: `LOCKSTEP_URL` picks the store. The registries
+//! declared here with `backend = "postgres"` and `"sqlite"` show the same
+//! within one process, started on a URL of their own.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lockstep::lockstep;
+use lockstep::store::{Step, StepAt, Write};
+use lockstep_suite::sql::{PostgresSchema, SqliteFile};
+
+const PROBES: usize = 8;
+
+/// The tests here measure timing across processes: one at a time, so they
+/// do not compete for the two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Probe {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Probe {
+    fn spawn(url: &str, expected: &str) -> Probe {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
+            .arg(expected)
+            .env("LOCKSTEP_URL", url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn probe");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Probe { child, lines }
+    }
+
+    fn line(&mut self) -> String {
+        self.lines
+            .next()
+            .expect("probe ended early")
+            .expect("probe output")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Starts the probes on `url`, schedules `generation = 42` at the horizon
+/// through the same URL, and checks what each process saw.
+async fn eight_processes_switch_together(url: &str, what: &str) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    // All at once on an empty database: they create the tables together.
+    let mut probes: Vec<Probe> = (0..PROBES).map(|_| Probe::spawn(url, "42")).collect();
+    for probe in &mut probes {
+        assert_eq!(probe.line(), "ready");
+    }
+    let ready = started.elapsed();
+    let writer = lockstep::store::open(url).unwrap();
+    let write = Write {
+        namespace: "fleet".into(),
+        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+        id: lockstep::store::new_write_id(),
+        by: "sql fleet test".into(),
+        steps: vec![Step {
+            at: StepAt::Horizon { after: 0 },
+            values: vec![("generation".into(), "42".into())],
+        }],
+    };
+    let at = writer.commit(&write).await.unwrap().instants[0] * 1_000_000;
+    let mut lateness_ms = Vec::new();
+    for probe in &mut probes {
+        let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
+        let lived = started.elapsed().as_secs_f64();
+        let seen = report["seen_ns"].as_i64().unwrap();
+        assert!(
+            seen >= at,
+            "{what}: a process saw the change {} µs early",
+            (at - seen) / 1000
+        );
+        assert_eq!(report["late_flips"], 0, "{what}: {report}");
+        assert_eq!(report["failed"], 0, "{what}: {report}");
+        // One fetch at start and one per tick since: at most one per second
+        // of the process's life, plus the one at start.
+        let fetches = report["fetches"].as_u64().unwrap();
+        assert!(
+            fetches >= 2 && fetches as f64 <= lived.ceil() + 1.0,
+            "{what}: {fetches} fetches in {lived:.2} s: {report}"
+        );
+        lateness_ms.push((seen - at) as f64 / 1e6);
+    }
+    let (min, median, max) = stats(lateness_ms.clone());
+    println!(
+        "{what}: {PROBES} processes ready in {:.2} s; lateness of the first hot-path read that \
+         saw the change: min {min:.3} ms, median {median:.3} ms, max {max:.3} ms, spread {:.3} ms",
+        ready.as_secs_f64(),
+        max - min
+    );
+    assert!(
+        max <= 5.0,
+        "{what}: a process saw the change {max:.3} ms late: {lateness_ms:?}"
+    );
+    assert!(Utc::now().timestamp_nanos_opt().unwrap() > at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_on_one_postgres_schema_switch_together_never_before() {
+    let schema = PostgresSchema::create();
+    eight_processes_switch_together(schema.url(), "PostgreSQL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_on_one_sqlite_file_switch_together_never_before() {
+    let file = SqliteFile::create();
+    eight_processes_switch_together(&file.url(), "SQLite").await;
+}
+
+/// A registry declared for PostgreSQL.
+#[lockstep(tick = "1s", backend = "postgres")]
+struct PgFlags {
+    #[lockstep(default = 3)]
+    level: u32,
+    theme: String,
+}
+
+/// A registry declared for SQLite.
+#[lockstep(tick = "1s", backend = "sqlite")]
+struct LiteFlags {
+    #[lockstep(default = 3)]
+    level: u32,
+    theme: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_declared_for_sql_backends_start_write_and_flip() {
+    let schema = PostgresSchema::create();
+    let file = SqliteFile::create();
+    PG_FLAGS.builder().url(schema.url()).start().await.unwrap();
+    LITE_FLAGS.builder().url(file.url()).start().await.unwrap();
+    assert_eq!((PG_FLAGS.level(), LITE_FLAGS.level()), (3, 3));
+    let a = PG_FLAGS
+        .change()
+        .set(PgFlags::LEVEL, 7)
+        .set(PgFlags::THEME, "dark".to_owned())
+        .apply()
+        .await
+        .unwrap();
+    let b = LITE_FLAGS.set(LiteFlags::LEVEL, 9).await.unwrap();
+    let until = a[0].max(b);
+    tokio::time::sleep((until - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
+    assert_eq!(PG_FLAGS.level(), 7);
+    assert_eq!(&*PG_FLAGS.theme(), "dark");
+    assert_eq!(LITE_FLAGS.level(), 9);
+    for status in [PG_FLAGS.status(), LITE_FLAGS.status()] {
+        assert_eq!(status.failed_fetches, 0, "{status:?}");
+        assert!(status.epoch.is_some(), "{status:?}");
+        let offset = status.clock_offset.expect("the store's clock");
+        assert!(offset.num_milliseconds().abs() < 50, "{status:?}");
+    }
+    // The schema each published is in its store, for tools.
+    let store = lockstep::store::open(schema.url()).unwrap();
+    let published = store.schema("pg_flags").await.unwrap().unwrap();
+    assert_eq!(published.fields.len(), 2);
+}
