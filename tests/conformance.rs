@@ -666,3 +666,97 @@ async fn the_url_picks_the_backend() {
         assert!(matches!(err, Error::Url { .. }), "{bad}: {err}");
     }
 }
+
+/// The SQL layout dropped under a store that is using it (an administrator,
+/// a restore of an older dump) comes back empty at the next call, and the
+/// next write creates a new epoch: registries see a lost store, as with a
+/// Redis that restarted empty.
+async fn dropped_tables_come_back_empty_with_a_new_epoch(store: &dyn Backend, drop: impl Fn()) {
+    store.commit(&set("dropped", "a", "1", NOW)).await.unwrap();
+    let before = store.fetch("dropped", &["a"]).await.unwrap().epoch.unwrap();
+    drop();
+    let fetched = store.fetch("dropped", &["a"]).await.unwrap();
+    assert_eq!(fetched.epoch, None, "{fetched:?}");
+    assert!(fetched.fields["a"].is_empty());
+    store.commit(&set("dropped", "a", "2", NOW)).await.unwrap();
+    let after = store.fetch("dropped", &["a"]).await.unwrap().epoch.unwrap();
+    assert_ne!(after.id, before.id);
+}
+
+const DROP_TABLES: &str = "DROP TABLE lockstep_entries, lockstep_meta, lockstep_writes";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tables_dropped_under_the_store_come_back() {
+    let schema = PostgresSchema::create();
+    let store = PostgresStore::open(schema.url()).unwrap();
+    dropped_tables_come_back_empty_with_a_new_epoch(&store, || schema.execute(&[DROP_TABLES]))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tables_dropped_under_the_store_come_back() {
+    let file = SqliteFile::create();
+    let store = SqliteStore::open(&file.url()).unwrap();
+    let url = file.url();
+    dropped_tables_come_back_empty_with_a_new_epoch(&store, || {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx::Connection;
+                    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                    for table in ["lockstep_entries", "lockstep_meta", "lockstep_writes"] {
+                        let drop = format!("DROP TABLE {table}");
+                        sqlx::Executor::execute(&mut c, drop.as_str())
+                            .await
+                            .unwrap();
+                    }
+                })
+        })
+        .join()
+        .unwrap()
+    })
+    .await;
+}
+
+/// A connection the server closes under an idle store (a restart, an idle
+/// timeout, an administrator) is replaced within the next call: fetches and
+/// commits go on without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_connection_closed_by_the_server_is_replaced_within_the_call() {
+    let schema = PostgresSchema::create();
+    let app = format!("lockstep_closed_{}", std::process::id());
+    let store = PostgresStore::open(&format!("{}&application_name={app}", schema.url())).unwrap();
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+    );
+    store.commit(&set("closed", "a", "1", NOW)).await.unwrap();
+    schema.execute(&[&terminate]);
+    assert_eq!(
+        store.fetch("closed", &["a"]).await.unwrap().fields["a"].len(),
+        1
+    );
+    schema.execute(&[&terminate]);
+    let far = TICK.ceil(
+        store
+            .fetch("clock", &[])
+            .await
+            .unwrap()
+            .store_micros
+            .unwrap()
+            / 1000
+            + 60_000,
+    );
+    schema.execute(&[&terminate]);
+    store
+        .commit(&set("closed", "a", "2", StepAt::At(far)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fetch("closed", &["a"]).await.unwrap().fields["a"].len(),
+        2
+    );
+}

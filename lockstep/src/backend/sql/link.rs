@@ -93,8 +93,7 @@ impl<D: Dialect> Link<D> {
                     // The connection goes: it may be broken, or inside a
                     // transaction that failed.
                     drop(conn);
-                    let broken = !matches!(e, sqlx::Error::Database(_));
-                    let again = (reused && broken) || D::missing_layout(&e);
+                    let again = (reused && D::broken(&e)) || D::missing_layout(&e);
                     if retry && again {
                         retry = false;
                         continue;

@@ -110,6 +110,13 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// connection was open): the next connection creates them again.
     fn missing_layout(e: &sqlx::Error) -> bool;
 
+    /// Whether `e` says the connection is gone rather than that the
+    /// database refused a statement: any error but the database's own, and
+    /// those of the database's that end the session.
+    fn broken(e: &sqlx::Error) -> bool {
+        !matches!(e, sqlx::Error::Database(_))
+    }
+
     /// The fetch: the clock-and-epoch row, and the entries of `keys`.
     fn fetch(
         c: &mut Self::Conn,

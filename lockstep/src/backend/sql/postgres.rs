@@ -228,6 +228,18 @@ impl Dialect for Pg {
         matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))
     }
 
+    fn broken(e: &sqlx::Error) -> bool {
+        match e {
+            // connection_exception, and the server shutting the session
+            // down (admin_shutdown, crash_shutdown, cannot_connect_now):
+            // sent just before it closes the connection.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => true,
+        }
+    }
+
     async fn fetch(
         c: &mut PgConnection,
         namespace: &str,
