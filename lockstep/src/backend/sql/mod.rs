@@ -161,8 +161,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         keep: usize,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
-    /// Records the write's id and instants, forgets ids older than
-    /// `expired`, and returns the database's clock (ms) after both.
+    /// Records the write's id and instants, forgets the registry's ids
+    /// older than `expired` (only the registry's: its lock covers them, so
+    /// writers of two registries never wait for each other here), and
+    /// returns the database's clock (ms) after both.
     fn record(
         c: &mut Self::Conn,
         namespace: &str,

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS lockstep_writes (
     written_at bigint NOT NULL,
     PRIMARY KEY (namespace, write_id)
 );
-CREATE INDEX IF NOT EXISTS lockstep_writes_written_at ON lockstep_writes (written_at);
+CREATE INDEX IF NOT EXISTS lockstep_writes_written_at ON lockstep_writes (namespace, written_at);
 ";
 
 /// Whether the layout is there already (then nothing is created, and the
@@ -108,7 +108,7 @@ const PRUNE: &str = concat!(
 );
 
 const RECORD: &str = concat!(
-    "WITH expired AS (DELETE FROM lockstep_writes WHERE written_at < $5) ",
+    "WITH expired AS (DELETE FROM lockstep_writes WHERE namespace = $1 AND written_at < $5) ",
     "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) ",
     "VALUES ($1, $2, $3, $4) RETURNING ",
     now_ms!()

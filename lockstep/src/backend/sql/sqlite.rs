@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS lockstep_writes (
     written_at INTEGER NOT NULL,
     PRIMARY KEY (namespace, write_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS lockstep_writes_written_at ON lockstep_writes (written_at);
+CREATE INDEX IF NOT EXISTS lockstep_writes_written_at ON lockstep_writes (namespace, written_at);
 ";
 
 /// How long a writer waits for another to finish.
@@ -110,7 +110,7 @@ const PRUNE: &str = concat!(
     ") WHERE rank > ?4)"
 );
 
-const EXPIRE: &str = "DELETE FROM lockstep_writes WHERE written_at < ?1";
+const EXPIRE: &str = "DELETE FROM lockstep_writes WHERE namespace = ?1 AND written_at < ?2";
 
 const RECORD: &str = concat!(
     "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) ",
@@ -362,7 +362,11 @@ impl Dialect for Lite {
         now: Millis,
         expired: Millis,
     ) -> Result<Millis, sqlx::Error> {
-        sqlx::query(EXPIRE).bind(expired).execute(&mut *c).await?;
+        sqlx::query(EXPIRE)
+            .bind(namespace)
+            .bind(expired)
+            .execute(&mut *c)
+            .await?;
         sqlx::query_scalar(RECORD)
             .bind(namespace)
             .bind(id)
