@@ -354,36 +354,77 @@ impl RedisCluster {
 pub struct Seen {
     /// How many reads.
     pub reads: u64,
-    /// The slowest read.
+    /// The slowest read by the wall clock, preemption included.
     pub slowest: Duration,
+    /// Reads that took 1 ms or more by the wall clock.
+    pub over_1ms: u64,
+    /// Of those, the ones during which the OS took the CPU away from the
+    /// reader (an involuntary context switch). The others were slowed by
+    /// something the guest cannot see: here, the host pausing the VM's CPU.
+    pub over_1ms_preempted: u64,
+    /// Reads during which the reader blocked (a voluntary context switch):
+    /// waited on a lock, I/O or a timer.
+    pub blocked: u64,
     /// For each generation, the wall clock (ns) after the first read that saw it.
     pub first_seen: Vec<(u64, i64)>,
     /// Whether a value ever went back to an older one.
     pub reverted: bool,
 }
 
-/// A thread reading `read` in a loop until stopped.
+/// A thread reading `read` in a loop until stopped, every 20 µs (plus the
+/// OS's timer slack, ~70 µs in all here).
 pub struct Hammer {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Seen>,
 }
 
+/// The calling thread's context switches so far: (voluntary, involuntary).
+fn context_switches() -> (i64, i64) {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    (usage.ru_nvcsw, usage.ru_nivcsw)
+}
+
 impl Hammer {
     /// Starts reading: `read` returns a generation that only ever grows, and
     /// anything else read alongside (to exercise more accessors).
+    ///
+    /// Every read is timed, and the reader thread's context switches during
+    /// it are counted (`getrusage`), so a read that waited on something is
+    /// told apart from one the OS preempted on a busy machine. One read comes first, unmeasured: the
+    /// first read of a non-scalar field initialises its slot, once.
     pub fn start(read: fn() -> (u64, usize)) -> Hammer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut seen = Seen::default();
-            let mut last = 0;
+            let mut last = read().0;
+            if last > 0 {
+                seen.first_seen
+                    .push((last, chrono::Utc::now().timestamp_nanos_opt().unwrap()));
+            }
             while !flag.load(Ordering::Relaxed) {
+                let (voluntary, involuntary) = context_switches();
                 let started = Instant::now();
                 let (generation, _len) = read();
                 let took = started.elapsed();
+                let after = context_switches();
                 let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
                 seen.reads += 1;
                 seen.slowest = seen.slowest.max(took);
+                if after.0 != voluntary {
+                    seen.blocked += 1;
+                }
+                if took >= Duration::from_millis(1) {
+                    seen.over_1ms += 1;
+                    if after.1 != involuntary {
+                        seen.over_1ms_preempted += 1;
+                    }
+                }
                 if generation < last {
                     seen.reverted = true;
                 }
@@ -391,6 +432,10 @@ impl Hammer {
                     seen.first_seen.push((generation, now));
                     last = generation;
                 }
+                // Not a busy loop: several hammers run at once on two cores,
+                // and a reader that never sleeps would delay the flips it
+                // watches for (and everything else) by whole time slices.
+                std::thread::sleep(Duration::from_micros(20));
             }
             seen
         });
@@ -405,13 +450,26 @@ impl Hammer {
 }
 
 /// Checks what the reader saw: every change of `instants` (generation, ns)
-/// at its instant (never before, within 5 ms), nothing reverted, and no read
-/// that waited on anything.
+/// at its instant (never before, within 5 ms), nothing reverted, no read
+/// that blocked, and none anywhere near as slow as waiting on the store.
+///
+/// "No read slower than 1 ms" is printed, not asserted: on this 2-core VM
+/// the guest's scheduler and the host take the CPU away from the reader in
+/// the middle of a read for up to tens of milliseconds (18 ms seen in CI),
+/// which says nothing of lockstep. What would say something, a read waiting
+/// on a lock, the store, I/O or a timer, is a voluntary context switch: none
+/// is allowed. A read spinning until the store answered would take at least
+/// a fetch deadline (250 ms at the shortest tick): every read must take less
+/// than half of that.
 pub fn check(seen: &Seen, instants: &[(u64, i64)]) {
     println!(
-        "{} reads, slowest {:?}, first seen: {:?}",
+        "{} reads, {} blocked, slowest {:?}, {} of 1 ms or more ({} preempted by the guest), \
+         first seen: {:?}",
         seen.reads,
+        seen.blocked,
         seen.slowest,
+        seen.over_1ms,
+        seen.over_1ms_preempted,
         seen.first_seen
             .iter()
             .zip(instants)
@@ -429,11 +487,10 @@ pub fn check(seen: &Seen, instants: &[(u64, i64)]) {
             (seen_at - at) / 1000
         );
     }
-    // A read that waited on the store would take at least a fetch deadline
-    // (250 ms); preemption on a busy 2-core machine takes a few ms.
+    assert_eq!(seen.blocked, 0, "{} reads blocked", seen.blocked);
     assert!(
-        seen.slowest < Duration::from_millis(10),
-        "slowest read {:?}",
+        seen.slowest < Duration::from_millis(125),
+        "a read took {:?}",
         seen.slowest
     );
 }
