@@ -354,6 +354,8 @@ impl RedisCluster {
 pub struct Seen {
     /// How many reads.
     pub reads: u64,
+    /// For how long.
+    pub elapsed: Duration,
     /// The slowest read by the wall clock, preemption included.
     pub slowest: Duration,
     /// Reads that took 1 ms or more by the wall clock.
@@ -365,14 +367,15 @@ pub struct Seen {
     /// Reads during which the reader blocked (a voluntary context switch):
     /// waited on a lock, I/O or a timer.
     pub blocked: u64,
-    /// For each generation, the wall clock (ns) after the first read that saw it.
-    pub first_seen: Vec<(u64, i64)>,
+    /// For each generation: the wall clock (ns) after the first read that
+    /// saw it, and at the start of the last read that still saw an older one.
+    pub first_seen: Vec<(u64, i64, i64)>,
     /// Whether a value ever went back to an older one.
     pub reverted: bool,
 }
 
-/// A thread reading `read` in a loop until stopped, every 20 µs (plus the
-/// OS's timer slack, ~70 µs in all here).
+/// A thread reading `read` in a loop until stopped, sleeping 20 µs (plus
+/// what the OS adds) between reads.
 pub struct Hammer {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Seen>,
@@ -402,18 +405,21 @@ impl Hammer {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut seen = Seen::default();
+            let wall = || chrono::Utc::now().timestamp_nanos_opt().unwrap();
+            let began = Instant::now();
+            let mut last_old = wall();
             let mut last = read().0;
             if last > 0 {
-                seen.first_seen
-                    .push((last, chrono::Utc::now().timestamp_nanos_opt().unwrap()));
+                seen.first_seen.push((last, wall(), last_old));
             }
             while !flag.load(Ordering::Relaxed) {
                 let (voluntary, involuntary) = context_switches();
+                let started_wall = wall();
                 let started = Instant::now();
                 let (generation, _len) = read();
                 let took = started.elapsed();
                 let after = context_switches();
-                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+                let now = wall();
                 seen.reads += 1;
                 seen.slowest = seen.slowest.max(took);
                 if after.0 != voluntary {
@@ -429,9 +435,11 @@ impl Hammer {
                     seen.reverted = true;
                 }
                 if generation > last {
-                    seen.first_seen.push((generation, now));
+                    seen.first_seen.push((generation, now, last_old));
                     last = generation;
                 }
+                last_old = started_wall;
+                seen.elapsed = began.elapsed();
                 // Not a busy loop: several hammers run at once on two cores,
                 // and a reader that never sleeps would delay the flips it
                 // watches for (and everything else) by whole time slices.
@@ -450,8 +458,10 @@ impl Hammer {
 }
 
 /// Checks what the reader saw: every change of `instants` (generation, ns)
-/// at its instant (never before, within 5 ms), nothing reverted, no read
-/// that blocked, and none anywhere near as slow as waiting on the store.
+/// at its instant (never seen before it, and no read of the old value that
+/// started 5 ms or more after it: [`assert_switched_within_5_ms`]), nothing
+/// reverted, no read that blocked, and none anywhere near as slow as waiting
+/// on the store.
 ///
 /// "No read slower than 1 ms" is printed, not asserted: on this 2-core VM
 /// the guest's scheduler and the host take the CPU away from the reader in
@@ -463,9 +473,11 @@ impl Hammer {
 /// than half of that.
 pub fn check(seen: &Seen, instants: &[(u64, i64)]) {
     println!(
-        "{} reads, {} blocked, slowest {:?}, {} of 1 ms or more ({} preempted by the guest), \
-         first seen: {:?}",
+        "{} reads in {:.1} s, {} blocked, slowest {:?}, {} of 1 ms or more ({} preempted by the guest), \
+         (generation, first read of it, last read of the old value) in ms after its instant: \
+         {:?}",
         seen.reads,
+        seen.elapsed.as_secs_f64(),
         seen.blocked,
         seen.slowest,
         seen.over_1ms,
@@ -473,19 +485,19 @@ pub fn check(seen: &Seen, instants: &[(u64, i64)]) {
         seen.first_seen
             .iter()
             .zip(instants)
-            .map(|((g, t), (_, at))| (*g, (t - at) as f64 / 1e6))
+            .map(|((g, seen_at, last_old), (_, at))| (
+                *g,
+                ms_after(*seen_at, *at),
+                ms_after(*last_old, *at)
+            ))
             .collect::<Vec<_>>()
     );
     assert!(!seen.reverted, "a value reverted");
     assert_eq!(seen.first_seen.len(), instants.len(), "{seen:?}");
-    for ((generation, seen_at), (expected, at)) in seen.first_seen.iter().zip(instants) {
+    for ((generation, seen_at, last_old), (expected, at)) in seen.first_seen.iter().zip(instants) {
         assert_eq!(generation, expected);
         assert!(seen_at >= at, "generation {generation} seen early");
-        assert!(
-            seen_at - at < 5_000_000,
-            "generation {generation} seen {} µs late",
-            (seen_at - at) / 1000
-        );
+        assert_switched_within_5_ms(&[ms_after(*last_old, *at)], 0.0);
     }
     assert_eq!(seen.blocked, 0, "{} reads blocked", seen.blocked);
     assert!(
@@ -493,6 +505,34 @@ pub fn check(seen: &Seen, instants: &[(u64, i64)]) {
         "a read took {:?}",
         seen.slowest
     );
+}
+
+/// Milliseconds from `at` to `instant` (both ns).
+pub fn ms_after(instant: i64, at: i64) -> f64 {
+    (instant - at) as f64 / 1e6
+}
+
+/// "Every process sees the change within 5 ms": no read that started 5 ms
+/// or more after the instant (`due`, ms from `at`) still returned the old
+/// value; `stale_ms` holds, for each process, when its last read of the old
+/// value started.
+///
+/// This is the promise as a request sees it. When a process's *first* read
+/// of the new value happened is also printed, but it measures the reader's
+/// own wake-ups as much as lockstep: a thread sleeping 100 µs on this 2-core
+/// VM wakes 4 ms or more late once in about a thousand sleeps (20 ms seen),
+/// and the whole VM sometimes stops for a few ms (CI once saw all eight
+/// first reads 4.3–6.3 ms late together). A reader that was not running
+/// read nothing stale; a reader that ran and still saw the old value is what
+/// this fails on.
+pub fn assert_switched_within_5_ms(stale_ms: &[f64], due: f64) {
+    for (process, stale) in stale_ms.iter().enumerate() {
+        assert!(
+            stale - due < 5.0,
+            "process {process} still read the old value {:.3} ms after the instant: {stale_ms:?}",
+            stale - due
+        );
+    }
 }
 
 /// A TCP proxy on a free loopback port in front of a server, that can hurt

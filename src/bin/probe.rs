@@ -1,6 +1,9 @@
 //! A fleet member for the multi-process tests: starts a registry on
-//! `LOCKSTEP_URL`, says `ready`, then watches the hot path until the value
-//! named on the command line appears and prints, as JSON, when it did.
+//! `LOCKSTEP_URL`, says `ready`, then watches the hot path (every 100 µs)
+//! until the value named on the command line appears and prints, as JSON,
+//! when it did (`seen_ns`, the wall clock after the first read that saw it)
+//! and when the last read that still saw the old value started
+//! (`last_old_ns`).
 //!
 //! `probe <expected value> [<clock skew ms> [store]]`
 //!
@@ -77,17 +80,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("ready");
     let watcher = tokio::task::spawn_blocking(move || {
+        let mut last_old = Utc::now();
         loop {
+            let started = Utc::now();
             let value = generation();
-            // The wall clock after the load bounds the flip from above.
+            // The wall clock after the load bounds the flip from above...
             let seen = Utc::now();
             if value == expected {
-                return seen;
+                return (seen, last_old);
             }
+            // ...and the start of a load that still saw the old value, from
+            // below.
+            last_old = started;
             std::thread::sleep(Duration::from_micros(100));
         }
     });
-    let seen = watcher.await?;
+    let (seen, last_old) = watcher.await?;
     // Stay a little longer so fetch counting sees whole ticks.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = if follow_store {
@@ -102,6 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{}",
         serde_json::json!({
             "seen_ns": seen.timestamp_nanos_opt(),
+            "last_old_ns": last_old.timestamp_nanos_opt(),
             "fetches": status.fetches,
             "failed": status.failed_fetches,
             "late_flips": status.late_flips,
