@@ -12,6 +12,7 @@ use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
 use crate::refresh::Engine;
 use crate::schema::{FieldSchema, Schema};
+use crate::slot::Retired;
 use crate::tick::Tick;
 
 /// A decoded field value, type-erased.
@@ -155,6 +156,7 @@ impl RegistryDef {
 pub struct Registry<S: Fields> {
     slots: S::Slots,
     current: LazyLock<ArcSwap<S>, fn() -> ArcSwap<S>>,
+    retired: Retired<S>,
     engine: OnceLock<Engine<S>>,
 }
 
@@ -169,6 +171,7 @@ impl<S: Fields> Registry<S> {
         Registry {
             slots,
             current: LazyLock::new(defaults::<S>),
+            retired: Retired::new(),
             engine: OnceLock::new(),
         }
     }
@@ -230,7 +233,7 @@ impl<S: Fields> Registry<S> {
 
     pub(crate) fn publish(&self, values: S) {
         values.publish(&self.slots);
-        self.current.store(Arc::new(values));
+        self.retired.keep(self.current.swap(Arc::new(values)));
     }
 }
 

@@ -6,11 +6,17 @@
 //! is an arc-swap load, which takes no lock, allocates nothing and does not
 //! make threads contend, and returns a [`Ref`] that derefs to the value.
 //! Both are written only by the registry's flipper, off the hot path.
+//!
+//! A reader never frees a value either: a reader holding a value across a
+//! flip would otherwise drop its last reference, and free it, in the middle
+//! of a request (and free takes the allocator's locks). The flipper keeps the
+//! value a flip replaced until the next flip ([`Retired`]), so the last
+//! reference is its own, unless a reader holds a value for longer than that.
 
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -216,6 +222,7 @@ impl<T: ScalarValue> Scalar<T> {
 /// The slot of a field of any other type.
 pub struct Shared<T> {
     cell: LazyLock<ArcSwap<T>, fn() -> ArcSwap<T>>,
+    retired: Retired<T>,
 }
 
 impl<T> Shared<T> {
@@ -223,6 +230,7 @@ impl<T> Shared<T> {
     pub const fn new(init: fn() -> ArcSwap<T>) -> Self {
         Shared {
             cell: LazyLock::new(init),
+            retired: Retired::new(),
         }
     }
 
@@ -234,7 +242,28 @@ impl<T> Shared<T> {
 
     /// Publishes `value`.
     pub fn set(&self, value: T) {
-        self.cell.store(Arc::new(value));
+        self.retired.keep(self.cell.swap(Arc::new(value)));
+    }
+}
+
+/// The value the last flip replaced, kept by the flipper until the next flip
+/// so that readers holding it across the flip are not the ones to free it.
+pub(crate) struct Retired<T>(Mutex<Option<Arc<T>>>);
+
+impl<T> Retired<T> {
+    pub(crate) const fn new() -> Self {
+        Retired(Mutex::new(None))
+    }
+
+    /// Keeps `replaced`, and drops (here, on the flipper) the value kept
+    /// before it.
+    pub(crate) fn keep(&self, replaced: Arc<T>) {
+        let older = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(replaced);
+        drop(older);
     }
 }
 
@@ -268,5 +297,21 @@ mod tests {
         v.set("b".into());
         assert_eq!(*held, "a");
         assert_eq!(*v.get(), "b");
+    }
+
+    #[test]
+    fn a_reader_holding_a_value_across_a_flip_is_not_the_one_to_free_it() {
+        let v: Shared<String> = Shared::new(|| ArcSwap::from_pointee("a".to_string()));
+        let held = v.get();
+        v.set("b".into());
+        // The flipper keeps "a" until the next flip: dropping `held` now
+        // would not free it.
+        assert_eq!(Arc::strong_count(&held.0), 2);
+        v.set("c".into());
+        // Held for longer than a flip, the reader's is the last reference.
+        assert_eq!(Arc::strong_count(&held.0), 1);
+        let held = v.get();
+        v.set("d".into());
+        assert_eq!(Arc::strong_count(&held.0), 2);
     }
 }
