@@ -1,6 +1,7 @@
 //! The `lockstep` command, the real binary, against a real redis-server of
-//! the test's own, with its effects checked through a registry running in
-//! another process (`src/bin/shop.rs`).
+//! the test's own (and a PostgreSQL schema and a SQLite file of its own),
+//! with its effects checked through a registry running in another process
+//! (`src/bin/shop.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
 use lockstep::{FieldSchema, Schema};
 use lockstep_suite::RedisServer;
+use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use serde_json::{Value, json};
 
 /// How late after its instant a change may reach the registry's hot path
@@ -577,4 +579,95 @@ fn passwords_are_never_printed() {
         runs[3].stderr
     );
     let _ = std::fs::remove_file(&file);
+}
+
+/// The commands against the SQL stores: the URL picks the store, and the
+/// same set, get, ls, history, ramp, cancel and refusals work.
+fn the_commands_work_on(url: &str, what: &str) {
+    let shop = Shop::start(url);
+    let mut pending = Vec::new();
+
+    let run = ok(url, &["set", "shop.limit", "42"]);
+    let limit_at = printed_instant(run.stdout.trim());
+    let ramp = ok(url, &["ramp", "shop.share", "10,50", "--json"]).json();
+    let share_at: Vec<i64> = ramp["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(share_at.len(), 2, "{what}: {ramp}");
+    assert_eq!(share_at[1] - share_at[0], 1000, "{what}: one tick apart");
+    let banner = ok(
+        url,
+        &["set", "shop.banner", "sale", "--at", "+3s", "--json"],
+    )
+    .json();
+
+    // A refusal writes nothing: everything the CLI can see of the store is
+    // as it was.
+    let seen_by_cli = || {
+        ["limit", "share", "banner"].map(|field| {
+            let field = format!("shop.{field}");
+            (
+                ok(url, &["history", &field, "--json"]).json()["entries"].clone(),
+                ok(url, &["get", &field, "--json"]).json()["pending"].clone(),
+            )
+        })
+    };
+    let before = seen_by_cli();
+    for args in [
+        &["set", "shop.limit", "300"][..],
+        &["set", "shop.limit", "7", "--at", "+0s"][..],
+        &["ramp", "shop.share", "10,abc"][..],
+        &["set", "shop.nope", "1"][..],
+    ] {
+        let refused = lockstep(Some(url), args);
+        assert_eq!(refused.code, 1, "{what}: {args:?}: {}", refused.stdout);
+        assert!(!refused.stderr.is_empty(), "{what}: {args:?} said nothing");
+    }
+    assert_eq!(seen_by_cli(), before, "{what}: a refused command wrote");
+
+    let cancelled = ok(
+        url,
+        &[
+            "cancel",
+            "shop.banner",
+            "--at",
+            banner["at"].as_str().unwrap(),
+        ],
+    );
+    assert!(
+        cancelled.stdout.starts_with("cancelled shop.banner"),
+        "{what}: {}",
+        cancelled.stdout
+    );
+    let ls = ok(url, &["ls", "--json"]).json();
+    assert_eq!(ls["namespaces"][0]["namespace"], "shop", "{what}: {ls}");
+
+    for (field, at, value) in [
+        ("limit", limit_at, json!(42)),
+        ("share", share_at[0], json!(10)),
+        ("share", share_at[1], json!(50)),
+    ] {
+        let (seen_value, seen) = shop.seen(field, &mut pending);
+        assert_eq!(seen_value, value, "{what}: {field}");
+        assert_on_time(field, at, seen);
+    }
+    let history = ok(url, &["history", "shop.banner", "--json"]).json();
+    assert_eq!(history["entries"], json!([]), "{what}");
+    let limit = ok(url, &["get", "shop.limit", "--json"]).json();
+    assert_eq!(limit["value"], 42, "{what}: {limit}");
+}
+
+#[test]
+fn the_commands_work_on_a_sqlite_file() {
+    let file = SqliteFile::create();
+    the_commands_work_on(&file.url(), "SQLite");
+}
+
+#[test]
+fn the_commands_work_on_a_postgres_schema() {
+    let schema = PostgresSchema::create();
+    the_commands_work_on(schema.url(), "PostgreSQL");
 }
