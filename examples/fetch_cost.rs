@@ -15,6 +15,11 @@
 //! it runs inside the process), and the server's CPU time per fetch where
 //! there is a server on this machine to ask (Redis: `INFO cpu`; PostgreSQL:
 //! the backend process of the connection, from `/proc`).
+//!
+//! The TLS rows need a PostgreSQL that speaks TLS, as this machine's does
+//! at 127.0.0.1 (`LOCKSTEP_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test`);
+//! on one that does not (the throwaway cluster, a Unix socket) they are
+//! left out, with the reason printed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +103,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, (name, store, server)) in subjects.iter().enumerate() {
         for entries in [2, 17] {
             let namespace = format!("cost_{i}_{entries}");
-            rows.push(runtime.block_on(measure(name, &**store, server, &namespace, entries, n))?);
+            match runtime.block_on(measure(name, &**store, server, &namespace, entries, n)) {
+                Ok(row) => rows.push(row),
+                // A throwaway cluster, or a server reached over its Unix
+                // socket, has no TLS: say so and measure the rest.
+                Err(e) if name.contains("TLS") => {
+                    eprintln!("{name}: not measured: {e}");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     println!(
