@@ -1,13 +1,11 @@
 //! The proof: separate OS processes holding one registry on one real
 //! redis-server switch at the same instant, never before it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
-use lockstep_suite::{RedisServer, assert_switched_within_5_ms, ms_after};
+use lockstep_suite::{Probe, RedisServer, assert_switched_within_5_ms, ms_after};
 
 const PROBES: usize = 8;
 
@@ -15,36 +13,8 @@ const PROBES: usize = 8;
 /// do not compete for the two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Probe {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Probe {
-    fn spawn(url: &str, args: &[&str]) -> Probe {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
-            .args(args)
-            .env("LOCKSTEP_URL", url)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn probe");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Probe { child, lines }
-    }
-
-    fn line(&mut self) -> String {
-        self.lines
-            .next()
-            .expect("probe ended early")
-            .expect("probe output")
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn probe(url: &str, args: &[&str]) -> Probe {
+    Probe::spawn(env!("CARGO_BIN_EXE_probe"), url, args)
 }
 
 /// Schedules `generation = value` at the horizon; returns its instant in ns.
@@ -73,7 +43,7 @@ async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     let url = server.url();
-    let mut probes: Vec<Probe> = (0..PROBES).map(|_| Probe::spawn(&url, &["42"])).collect();
+    let mut probes: Vec<Probe> = (0..PROBES).map(|_| probe(&url, &["42"])).collect();
     for probe in &mut probes {
         assert_eq!(probe.line(), "ready");
     }
@@ -126,8 +96,8 @@ async fn a_skewed_clock_flips_early_unless_flips_follow_the_store_clock() {
     let server = RedisServer::start();
     let url = server.url();
     // This process's clock is 300 ms ahead.
-    let mut local = Probe::spawn(&url, &["7", "300"]);
-    let mut store = Probe::spawn(&url, &["7", "300", "store"]);
+    let mut local = probe(&url, &["7", "300"]);
+    let mut store = probe(&url, &["7", "300", "store"]);
     assert_eq!(local.line(), "ready");
     assert_eq!(store.line(), "ready");
     // Let the store-clock process take a few clock samples.

@@ -7,53 +7,19 @@
 //! declared here with `backend = "postgres"` and `"sqlite"` show the same
 //! within one process, started on a URL of their own.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lockstep::lockstep;
 use lockstep::store::{Step, StepAt, Write};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
-use lockstep_suite::{assert_switched_within_5_ms, ms_after};
+use lockstep_suite::{Probe, assert_switched_within_5_ms, ms_after};
 
 const PROBES: usize = 8;
 
 /// The tests here measure timing across processes: one at a time, so they
 /// do not compete for the two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Probe {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Probe {
-    fn spawn(url: &str, expected: &str) -> Probe {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
-            .arg(expected)
-            .env("LOCKSTEP_URL", url)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn probe");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Probe { child, lines }
-    }
-
-    fn line(&mut self) -> String {
-        self.lines
-            .next()
-            .expect("probe ended early")
-            .expect("probe output")
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -66,7 +32,9 @@ async fn eight_processes_switch_together(url: &str, what: &str) {
     let _alone = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     // All at once on an empty database: they create the tables together.
-    let mut probes: Vec<Probe> = (0..PROBES).map(|_| Probe::spawn(url, "42")).collect();
+    let mut probes: Vec<Probe> = (0..PROBES)
+        .map(|_| Probe::spawn(env!("CARGO_BIN_EXE_probe"), url, &["42"]))
+        .collect();
     for probe in &mut probes {
         assert_eq!(probe.line(), "ready");
     }
