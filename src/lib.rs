@@ -362,7 +362,8 @@ pub struct Seen {
     pub over_1ms: u64,
     /// Of those, the ones during which the OS took the CPU away from the
     /// reader (an involuntary context switch). The others were slowed by
-    /// something the guest cannot see: here, the host pausing the VM's CPU.
+    /// something the guest does not count (on this VM, most likely the host
+    /// pausing its virtual CPU).
     pub over_1ms_preempted: u64,
     /// Reads during which the reader blocked (a voluntary context switch):
     /// waited on a lock, I/O or a timer.
@@ -398,8 +399,9 @@ impl Hammer {
     ///
     /// Every read is timed, and the reader thread's context switches during
     /// it are counted (`getrusage`), so a read that waited on something is
-    /// told apart from one the OS preempted on a busy machine. One read comes first, unmeasured: the
-    /// first read of a non-scalar field initialises its slot, once.
+    /// told apart from one the OS preempted on a busy machine. One read
+    /// comes first, unmeasured: the first read of a non-scalar field
+    /// initialises its slot, once.
     pub fn start(read: fn() -> (u64, usize)) -> Hammer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -520,7 +522,8 @@ pub fn ms_after(instant: i64, at: i64) -> f64 {
 /// This is the promise as a request sees it. When a process's *first* read
 /// of the new value happened is also printed, but it measures the reader's
 /// own wake-ups as much as lockstep: a thread sleeping 100 µs on this 2-core
-/// VM wakes 4 ms or more late once in about a thousand sleeps (20 ms seen),
+/// VM wakes 4 ms or more late once in one to two thousand sleeps (up to
+/// 20 ms),
 /// and the whole VM sometimes stops for a few ms (CI once saw all eight
 /// first reads 4.3–6.3 ms late together). A reader that was not running
 /// read nothing stale; a reader that ran and still saw the old value is what

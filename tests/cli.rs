@@ -600,7 +600,7 @@ fn the_commands_work_on(url: &str, what: &str) {
     assert_eq!(share_at[1] - share_at[0], 1000, "{what}: one tick apart");
     let banner = ok(
         url,
-        &["set", "shop.banner", "sale", "--at", "+3s", "--json"],
+        &["set", "shop.banner", "sale", "--at", "+5s", "--json"],
     )
     .json();
 
