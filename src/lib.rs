@@ -524,8 +524,8 @@ pub fn ms_after(instant: i64, at: i64) -> f64 {
 /// own wake-ups as much as lockstep: a thread sleeping 100 µs on this 2-core
 /// VM wakes 4 ms or more late once in one to two thousand sleeps (up to
 /// 20 ms),
-/// and the whole VM sometimes stops for a few ms (CI once saw all eight
-/// first reads 4.3–6.3 ms late together). A reader that was not running
+/// and CI once saw all eight first reads 4.3–6.3 ms late together, as if
+/// the whole VM had stopped. A reader that was not running
 /// read nothing stale; a reader that ran and still saw the old value is what
 /// this fails on.
 pub fn assert_switched_within_5_ms(stale_ms: &[f64], due: f64) {
