@@ -442,9 +442,10 @@ impl Hammer {
                 }
                 last_old = started_wall;
                 seen.elapsed = began.elapsed();
-                // Not a busy loop: several hammers run at once on two cores,
-                // and a reader that never sleeps would delay the flips it
-                // watches for (and everything else) by whole time slices.
+                // Not a busy loop: on two cores a reader that never sleeps
+                // takes a whole core from the flipper it watches, the
+                // refresher and the store (a busy reader saw a flip 5.3 ms
+                // late).
                 std::thread::sleep(Duration::from_micros(20));
             }
             seen
