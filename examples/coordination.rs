@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep::lockstep;
 use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
-use lockstep_suite::RedisServer;
+use lockstep_suite::{RedisServer, entries_write};
 use serde::{Deserialize, Serialize};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
@@ -1053,23 +1053,7 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
             let keys: Vec<String> = (0..fields).map(|i| format!("field_{i:03}")).collect();
             // Each field gets `entries` entries, written as lockstep writes
             // them: a change now and then, one per tick.
-            let write = Write {
-                namespace: "cost".into(),
-                tick,
-                id: lockstep::store::new_write_id(),
-                by: "coordination example".into(),
-                steps: (0..entries)
-                    .map(|k| Step {
-                        at: StepAt::Horizon {
-                            after: k as i64 * 1000,
-                        },
-                        values: keys
-                            .iter()
-                            .map(|key| (key.clone(), (1000 + k).to_string()))
-                            .collect(),
-                    })
-                    .collect(),
-            };
+            let write = entries_write("cost", tick, "coordination example", &keys, entries);
             runtime.block_on(store.commit(&write))?;
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let fetch = || runtime.block_on(store.fetch("cost", &key_refs));

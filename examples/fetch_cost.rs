@@ -24,11 +24,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep::store::{
-    Backend, MemoryStore, PostgresStore, RedisStore, SqliteStore, Step, StepAt, Write,
-};
-use lockstep_suite::RedisServer;
+use lockstep::store::{Backend, MemoryStore, PostgresStore, RedisStore, SqliteStore};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
+use lockstep_suite::{RedisServer, entries_write};
 use sqlx::Connection;
 
 const FIELDS: usize = 10;
@@ -148,23 +146,8 @@ async fn measure(
     n: usize,
 ) -> Result<Row, Box<dyn std::error::Error>> {
     let keys: Vec<String> = (0..FIELDS).map(|i| format!("field_{i:03}")).collect();
-    let write = Write {
-        namespace: namespace.to_owned(),
-        tick: lockstep::Tick::new(Duration::from_secs(1))?,
-        id: lockstep::store::new_write_id(),
-        by: "fetch_cost example".into(),
-        steps: (0..entries)
-            .map(|k| Step {
-                at: StepAt::Horizon {
-                    after: k as i64 * 1000,
-                },
-                values: keys
-                    .iter()
-                    .map(|key| (key.clone(), (1000 + k).to_string()))
-                    .collect(),
-            })
-            .collect(),
-    };
+    let tick = lockstep::Tick::new(Duration::from_secs(1))?;
+    let write = entries_write(namespace, tick, "fetch_cost example", &keys, entries);
     store.commit(&write).await?;
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     for _ in 0..100 {

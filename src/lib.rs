@@ -576,6 +576,36 @@ impl Drop for Probe {
     }
 }
 
+/// A write that gives every one of `keys` `entries` entries, one tick
+/// apart from the horizon on (values 1000, 1001, …): what the fetch-cost
+/// measurements read back.
+pub fn entries_write(
+    namespace: &str,
+    tick: lockstep::Tick,
+    by: &str,
+    keys: &[String],
+    entries: usize,
+) -> lockstep::store::Write {
+    use lockstep::store::{Step, StepAt, Write};
+    Write {
+        namespace: namespace.to_owned(),
+        tick,
+        id: lockstep::store::new_write_id(),
+        by: by.to_owned(),
+        steps: (0..entries)
+            .map(|k| Step {
+                at: StepAt::Horizon {
+                    after: k as i64 * 1000,
+                },
+                values: keys
+                    .iter()
+                    .map(|key| (key.clone(), (1000 + k).to_string()))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 /// A TCP proxy on a free loopback port in front of a server, that can hurt
 /// the link the way networks do: break it, cut a reply in the middle, or
 /// slow it down. Every connection is two threads copying bytes; at most

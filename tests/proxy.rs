@@ -8,8 +8,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lockstep::lockstep;
 use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::{Status, lockstep};
 use lockstep_suite::{Hammer, Proxy, RedisServer, check};
 
 /// The tests measure timing: one at a time.
@@ -131,6 +131,36 @@ async fn write(store: &RedisStore, from: u64, count: u64, first: Option<i64>) ->
         .collect()
 }
 
+/// Restores the link; checks that the registry (whose status `status`
+/// reads) fetches again and learns generation 4 within a tick and a quarter,
+/// and then what the reader saw: every generation of `instants` at its
+/// instant, no snapshot mixing two writes, no late flip.
+async fn restore_and_check(
+    proxy: &Proxy,
+    status: fn() -> Status,
+    hammer: Hammer,
+    instants: &[(u64, i64)],
+) {
+    proxy.restore();
+    let restored = Instant::now();
+    while status().consecutive_failures > 0 || !status().pending.iter().any(|p| p.value == "4") {
+        assert!(
+            restored.elapsed() < Duration::from_millis(1_250),
+            "not caught up a tick after the link came back: {:?}",
+            status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "caught up {:?} after the link came back",
+        restored.elapsed()
+    );
+    sleep_until(instants[3].1 + 100_000_000).await;
+    check(&hammer.finish(), instants);
+    assert!(!MIXED.load(Ordering::SeqCst), "a snapshot mixed two writes");
+    assert_eq!(status().late_flips, 0);
+}
+
 /// The size of a fetch's reply through `proxy`, measured with a client of
 /// the test's own (its second fetch: the first also loads the script).
 async fn reply_size(proxy: &Proxy) -> u64 {
@@ -201,26 +231,7 @@ async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
         "generation 4 learned through a cut link: {during:?}"
     );
 
-    proxy.restore();
-    let restored = Instant::now();
-    while CUT.status().consecutive_failures > 0
-        || !CUT.status().pending.iter().any(|p| p.value == "4")
-    {
-        assert!(
-            restored.elapsed() < Duration::from_millis(1_250),
-            "not caught up a tick after the link came back: {:?}",
-            CUT.status()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    println!(
-        "caught up {:?} after the link came back",
-        restored.elapsed()
-    );
-    sleep_until(instants[3].1 + 100_000_000).await;
-    check(&hammer.finish(), &instants);
-    assert!(!MIXED.load(Ordering::SeqCst), "a snapshot mixed two writes");
-    assert_eq!(CUT.status().late_flips, 0);
+    restore_and_check(&proxy, || CUT.status(), hammer, &instants).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,24 +281,5 @@ async fn a_slow_link_delivers_whole_fetches_late_never_half() {
     // Never more than one fetch on the wire: one reply takes 1.2 s.
     assert!(executed <= 3, "{executed} fetches in 2 s on a slow link");
 
-    proxy.restore();
-    let restored = Instant::now();
-    while SLOW.status().consecutive_failures > 0
-        || !SLOW.status().pending.iter().any(|p| p.value == "4")
-    {
-        assert!(
-            restored.elapsed() < Duration::from_millis(1_250),
-            "not caught up a tick after the link came back: {:?}",
-            SLOW.status()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    println!(
-        "caught up {:?} after the link came back",
-        restored.elapsed()
-    );
-    sleep_until(instants[3].1 + 100_000_000).await;
-    check(&hammer.finish(), &instants);
-    assert!(!MIXED.load(Ordering::SeqCst), "a snapshot mixed two writes");
-    assert_eq!(SLOW.status().late_flips, 0);
+    restore_and_check(&proxy, || SLOW.status(), hammer, &instants).await;
 }
