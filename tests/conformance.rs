@@ -48,8 +48,7 @@ impl Subject {
 
     /// The store's clock, in ms, by a fetch.
     async fn now(&self) -> Millis {
-        let fetched = self.store.fetch("clock", &[]).await.unwrap();
-        fetched.store_micros.expect("the store says its time") / 1000
+        store_now(&*self.store).await
     }
 
     async fn commit(&self, write: &Write) -> Result<Vec<Millis>, Error> {
@@ -520,6 +519,12 @@ fn lockstep_time(at: Millis) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(at).unwrap()
 }
 
+/// The store's clock, in ms, by a fetch.
+async fn store_now(store: &dyn Backend) -> Millis {
+    let fetched = store.fetch("clock", &[]).await.unwrap();
+    fetched.store_micros.expect("the store says its time") / 1000
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis() {
     let server = Arc::new(RedisServer::start());
@@ -530,13 +535,7 @@ async fn redis() {
         let server = planter.clone();
         let clock = clock.clone();
         Box::pin(async move {
-            let now = clock
-                .fetch("clock", &[])
-                .await
-                .unwrap()
-                .store_micros
-                .unwrap()
-                / 1000;
+            let now = store_now(&*clock).await;
             let hash = format!("lockstep:{{{ns}}}:field:{key}");
             for i in 0..n {
                 let at = past(now, n, i);
@@ -576,13 +575,7 @@ async fn postgres() {
         let schema = planter.clone();
         let clock = clock.clone();
         Box::pin(async move {
-            let now = clock
-                .fetch("clock", &[])
-                .await
-                .unwrap()
-                .store_micros
-                .unwrap()
-                / 1000;
+            let now = store_now(&*clock).await;
             let rows = planted_rows(&ns, &key, now, n);
             let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
             schema.execute(&rows);
@@ -603,13 +596,7 @@ async fn sqlite() {
         let clock = clock.clone();
         let url = url.clone();
         Box::pin(async move {
-            let now = clock
-                .fetch("clock", &[])
-                .await
-                .unwrap()
-                .store_micros
-                .unwrap()
-                / 1000;
+            let now = store_now(&*clock).await;
             let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
             for row in planted_rows(&ns, &key, now, n) {
                 sqlx::Executor::execute(&mut c, row.as_str()).await.unwrap();
