@@ -62,6 +62,8 @@ async fn eight_processes_switch_together(url: &str, what: &str) {
             (at - seen) / 1000
         );
         assert_eq!(report["late_flips"], 0, "{what}: {report}");
+        // None failed while serving; `start()` may have retried its first
+        // fetch (CI once saw a SQLite probe retry twice at boot).
         assert_eq!(report["failed"], 0, "{what}: {report}");
         // One fetch at start and one per tick since: at most one per second
         // of the process's life, plus the one at start.

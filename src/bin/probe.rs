@@ -3,7 +3,8 @@
 //! until the value named on the command line appears and prints, as JSON,
 //! when it did (`seen_ns`, the wall clock after the first read that saw it)
 //! and when the last read that still saw the old value started
-//! (`last_old_ns`).
+//! (`last_old_ns`), with its fetch counts: `failed` after `start()`
+//! returned, `failed_at_boot` the first fetches `start()` retried.
 //!
 //! `probe <expected value> [<clock skew ms> [store]]`
 //!
@@ -78,6 +79,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         FLEET.builder().clock_skew(skew).start().await?;
         || FLEET.generation()
     };
+    let status = || {
+        if follow_store {
+            FLEET_ON_STORE_CLOCK.status()
+        } else {
+            FLEET.status()
+        }
+    };
+    // `start()` retries its first fetch within the boot timeout: what failed
+    // before it returned (several processes creating one SQLite file's
+    // tables at once, say) is reported apart from what failed while serving.
+    let failed_at_boot = status().failed_fetches;
     println!("ready");
     let watcher = tokio::task::spawn_blocking(move || {
         let mut last_old = Utc::now();
@@ -98,11 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (seen, last_old) = watcher.await?;
     // Stay a little longer so fetch counting sees whole ticks.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = if follow_store {
-        FLEET_ON_STORE_CLOCK.status()
-    } else {
-        FLEET.status()
-    };
+    let status = status();
     let offset = status
         .clock_offset
         .map(|d| d.num_microseconds().unwrap_or(0));
@@ -112,7 +120,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "seen_ns": seen.timestamp_nanos_opt(),
             "last_old_ns": last_old.timestamp_nanos_opt(),
             "fetches": status.fetches,
-            "failed": status.failed_fetches,
+            "failed": status.failed_fetches - failed_at_boot,
+            "failed_at_boot": failed_at_boot,
+            "last_error": status.last_error,
             "late_flips": status.late_flips,
             "clock_offset_us": offset,
         })
