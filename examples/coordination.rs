@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep::lockstep;
-use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
 use lockstep_suite::{RedisServer, entries_write};
 use serde::{Deserialize, Serialize};
 

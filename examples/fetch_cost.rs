@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep::store::{Backend, MemoryStore, PostgresStore, RedisStore, SqliteStore};
+use lockstep::store::{MemoryStore, PostgresStore, RedisStore, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use lockstep_suite::{RedisServer, entries_write};
 use sqlx::Connection;
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             app(sslmode)
         )
     };
-    let subjects: Vec<(String, Arc<dyn Backend>, Server)> = vec![
+    let subjects: Vec<(String, Arc<dyn Store>, Server)> = vec![
         ("memory".into(), Arc::new(MemoryStore::new()), Server::None),
         (
             "Redis".into(),
@@ -139,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn measure(
     name: &str,
-    store: &dyn Backend,
+    store: &dyn Store,
     server: &Server<'_>,
     namespace: &str,
     entries: usize,

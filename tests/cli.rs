@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
 use lockstep::{FieldSchema, Schema};
 use lockstep_suite::RedisServer;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};

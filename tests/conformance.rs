@@ -1,5 +1,5 @@
 //! One backend contract, every backend: the same checks run on the memory
-//! store, Redis, PostgreSQL and SQLite, through `Arc<dyn Backend>` only.
+//! store, Redis, PostgreSQL and SQLite, through `Arc<dyn Store>` only.
 //!
 //! Each check takes a [`Subject`]: a store, fresh namespaces in it, and a
 //! way to plant entries "written long ago" (the only thing the contract
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lockstep::store::{
-    Backend, BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, Step, StepAt,
+    BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, Step, StepAt, Store,
     StoredEntry, Write,
 };
 use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
@@ -27,13 +27,13 @@ type Plant = Box<dyn Fn(String, String, usize) -> BoxFuture<'static, ()> + Send 
 
 /// A backend under test.
 struct Subject {
-    store: Arc<dyn Backend>,
+    store: Arc<dyn Store>,
     plant: Plant,
     namespaces: AtomicU64,
 }
 
 impl Subject {
-    fn new(store: Arc<dyn Backend>, plant: Plant) -> Subject {
+    fn new(store: Arc<dyn Store>, plant: Plant) -> Subject {
         Subject {
             store,
             plant,
@@ -520,7 +520,7 @@ fn lockstep_time(at: Millis) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// The store's clock, in ms, by a fetch.
-async fn store_now(store: &dyn Backend) -> Millis {
+async fn store_now(store: &dyn Store) -> Millis {
     let fetched = store.fetch("clock", &[]).await.unwrap();
     fetched.store_micros.expect("the store says its time") / 1000
 }
@@ -528,7 +528,7 @@ async fn store_now(store: &dyn Backend) -> Millis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis() {
     let server = Arc::new(RedisServer::start());
-    let store: Arc<dyn Backend> = Arc::new(RedisStore::open(&server.url()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(RedisStore::open(&server.url()).unwrap());
     let clock = store.clone();
     let planter = server.clone();
     let plant: Plant = Box::new(move |ns, key, n| {
@@ -568,7 +568,7 @@ fn planted_rows(ns: &str, key: &str, now: Millis, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
     let schema = Arc::new(PostgresSchema::create());
-    let store: Arc<dyn Backend> = Arc::new(PostgresStore::open(schema.url()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(schema.url()).unwrap());
     let clock = store.clone();
     let planter = schema.clone();
     let plant: Plant = Box::new(move |ns, key, n| {
@@ -589,7 +589,7 @@ async fn sqlite() {
     use sqlx::Connection;
 
     let file = SqliteFile::create();
-    let store: Arc<dyn Backend> = Arc::new(SqliteStore::open(&file.url()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&file.url()).unwrap());
     let clock = store.clone();
     let url = file.url();
     let plant: Plant = Box::new(move |ns, key, n| {
@@ -658,7 +658,7 @@ async fn the_url_picks_the_backend() {
 /// a restore of an older dump) comes back empty at the next call, and the
 /// next write creates a new epoch: registries see a lost store, as with a
 /// Redis that restarted empty.
-async fn dropped_tables_come_back_empty_with_a_new_epoch(store: &dyn Backend, drop: impl Fn()) {
+async fn dropped_tables_come_back_empty_with_a_new_epoch(store: &dyn Store, drop: impl Fn()) {
     store.commit(&set("dropped", "a", "1", NOW)).await.unwrap();
     let before = store.fetch("dropped", &["a"]).await.unwrap().epoch.unwrap();
     drop();

@@ -258,7 +258,7 @@ struct Idle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_idle_timeout_closing_the_connection_costs_no_failed_fetch() {
-    use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+    use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     // The server closes a connection idle for a second; the registry fetches

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
 use lockstep_suite::{Probe, RedisServer, assert_switched_within_5_ms, ms_after};
 
 const PROBES: usize = 8;

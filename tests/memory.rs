@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use lockstep::store::{Backend, Step, StepAt, Write};
+use lockstep::store::{Step, StepAt, Store, Write};
 use lockstep::{Error, ManualClock, MemoryStore, Percent, lockstep};
 
 fn now_nanos() -> i64 {

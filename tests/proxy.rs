@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
 use lockstep::{Status, lockstep};
 use lockstep_suite::{Hammer, Proxy, RedisServer, check};
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
 use lockstep::{Error, lockstep};
 use lockstep_suite::{Hammer, RedisCluster, RedisServer, check};
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockstep::lockstep;
-use lockstep::store::{Backend, RedisStore};
+use lockstep::store::{RedisStore, Store};
 use lockstep_suite::RedisServer;
 
 const SECRET: &str = "s3cret-Pa55";

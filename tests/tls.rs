@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lockstep::lockstep;
-use lockstep::store::{Backend, RedisStore};
+use lockstep::store::{RedisStore, Store};
 use lockstep_suite::RedisServer;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 

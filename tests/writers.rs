@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use lockstep::store::{Backend, RedisStore, Step, StepAt, Write};
+use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
 use lockstep_suite::RedisServer;
 
 const WRITERS: usize = 8;

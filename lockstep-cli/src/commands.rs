@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::store::{Backend, Fetched, Step, StepAt, StoredEntry, Write};
+use lockstep::store::{Fetched, Step, StepAt, Store, StoredEntry, Write};
 use lockstep::{FieldSchema, Schema, Tick, ValueType};
 use serde_json::{Value, json};
 
@@ -225,7 +225,7 @@ fn print_json(value: &Value) {
 }
 
 struct Ctx {
-    store: Arc<dyn Backend>,
+    store: Arc<dyn Store>,
     json: bool,
 }
 
@@ -454,13 +454,12 @@ impl Ctx {
         let keys = [path.key.as_str()];
         let fetched = self.store.fetch(&path.namespace, &keys).await?;
         let entries = fetched.fields.get(&path.key).cloned().unwrap_or_default();
-        let removed = entries.iter().find(|e| e.at == at).cloned();
-        match self
+        let removed = match self
             .store
             .cancel(&path.namespace, target.tick, &path.key, at)
             .await
         {
-            Ok(()) => {}
+            Ok(removed) => removed,
             Err(e @ lockstep::Error::NoSuchEntry { .. }) => {
                 let now = store_now(&fetched);
                 let pending: Vec<String> = entries
@@ -476,8 +475,8 @@ impl Ctx {
                 return Err(Failure::refused(format!("{e}; {hint}")));
             }
             Err(e) => return Err(Failure::refused(format!("{e}; nothing was removed"))),
-        }
-        let value = removed.map(|e| e.value);
+        };
+        let value = Some(removed.value);
         if self.json {
             print_json(&json!({
                 "namespace": path.namespace,

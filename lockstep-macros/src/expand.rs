@@ -112,7 +112,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
                     &::lockstep::__private::RegistryDef {
                         namespace: #namespace,
                         tick: ::lockstep::__private::Tick::__from_secs(#tick_secs),
-                        backend: #backend,
+                        store: #backend,
                         store_clock: #store_clock,
                         fields: &[#(#defs),*],
                     }

@@ -94,6 +94,16 @@ pub enum Error {
         /// What is wrong with it, and what is accepted.
         reason: String,
     },
+    /// The store refused this process for a reason retrying cannot fix:
+    /// credentials refused, permission denied, no such database or schema, a
+    /// certificate refused. `start` fails with it at once.
+    #[error("store {store} refused: {message}")]
+    Misconfigured {
+        /// The store, its password replaced by `***`.
+        store: String,
+        /// The store's reason, and what to check.
+        message: String,
+    },
     /// The store failed or could not be reached.
     #[error("store {store}: {message}")]
     Store {
@@ -102,4 +112,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+}
+
+impl Error {
+    /// Whether retrying may help: a store that is down, slow or loading. A
+    /// misconfiguration, a bad URL or a refused write is not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Store { .. })
+    }
 }

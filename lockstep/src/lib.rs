@@ -48,8 +48,8 @@
 //!
 //! See the README for the promises in full, the store layout and figures.
 
-mod backend;
 mod clock;
+mod contract;
 mod error;
 mod percent;
 mod refresh;
@@ -57,8 +57,10 @@ mod registry;
 mod schema;
 mod slot;
 mod status;
+pub mod store;
 mod tick;
 mod timeline;
+mod value;
 mod writer;
 
 #[doc(hidden)]
@@ -67,31 +69,15 @@ pub mod __private;
 
 pub use lockstep_macros::lockstep;
 
-/// Stores: the backend trait, the memory store, and the wire types.
-pub mod store {
-    pub use crate::backend::memory::MemoryStore;
-    #[cfg(feature = "redis")]
-    pub use crate::backend::redis::RedisStore;
-    #[cfg(feature = "postgres")]
-    pub use crate::backend::sql::postgres::PostgresStore;
-    #[cfg(feature = "sqlite")]
-    pub use crate::backend::sql::sqlite::SqliteStore;
-    pub use crate::backend::{
-        Backend, BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Step, StepAt, StoredEntry,
-        Write, check_cancel, check_name, host_name, new_write_id, open, redact, resolve_instants,
-        supported_schemes, writer_name,
-    };
-}
-
-pub use backend::memory::MemoryStore;
 pub use clock::ManualClock;
 pub use error::Error;
 pub use percent::Percent;
-pub use refresh::MAX_VALUE_BYTES;
 pub use registry::{Builder, Registry, Snapshot};
 pub use schema::{FieldSchema, NamedType, Schema, ValueType, Variant};
 pub use slot::Ref;
 pub use status::{Pending, Status};
+pub use store::MemoryStore;
 pub use tick::{Millis, Tick, TickError};
 pub use timeline::Timeline;
+pub use value::MAX_VALUE_BYTES;
 pub use writer::{Change, Field};

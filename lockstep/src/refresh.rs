@@ -17,17 +17,14 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::backend::{Backend, Epoch, Fetched};
 use crate::clock::{ClockSource, Driven};
+use crate::contract::{FieldDef, Fields, Value};
 use crate::error::Error;
-use crate::registry::{Fields, Registry, Value};
+use crate::registry::Registry;
 use crate::status::{Pending, Status, StatusData};
+use crate::store::{Epoch, Fetched, Store};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
-
-/// The largest value, in bytes of JSON, a registry accepts for one entry.
-/// Larger values are rejected like undecodable ones.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// How long before an instant the flipper stops sleeping and starts spinning.
 const SPIN: Duration = Duration::from_micros(300);
@@ -54,7 +51,7 @@ const CLOCK_SAMPLES: usize = 8;
 
 /// A started registry's moving parts.
 pub(crate) struct Engine<S> {
-    backend: Arc<dyn Backend>,
+    store: Arc<dyn Store>,
     clock: ClockSource,
     keys: Vec<&'static str>,
     state: Mutex<State>,
@@ -88,10 +85,10 @@ struct State {
 }
 
 impl<S: Fields> Engine<S> {
-    pub(crate) fn new(backend: Arc<dyn Backend>, clock: ClockSource) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, clock: ClockSource) -> Self {
         let tick = S::DEF.tick.as_millis();
         Engine {
-            backend,
+            store,
             clock,
             keys: S::DEF.fields.iter().map(|f| f.key).collect(),
             state: Mutex::new(State {
@@ -116,8 +113,8 @@ impl<S: Fields> Engine<S> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn backend(&self) -> &dyn Backend {
-        &*self.backend
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     pub(crate) fn now(&self) -> Millis {
@@ -136,10 +133,10 @@ pub(crate) async fn boot<S: Fields>(
         return;
     };
     let namespace = S::DEF.namespace;
-    let store = engine.backend.describe();
+    let store = engine.store.describe();
     let schema = S::DEF.schema();
     let deadline = S::DEF.tick.fetch_timeout().min(boot_timeout);
-    match tokio::time::timeout(deadline, engine.backend.publish_schema(&schema)).await {
+    match tokio::time::timeout(deadline, engine.store.publish_schema(&schema)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(namespace, %store, error = %e, "lockstep: could not publish the schema")
@@ -198,22 +195,22 @@ pub(crate) async fn fetch<S: Fields>(registry: &'static Registry<S>) -> Result<(
     // more than one fetch of this registry to answer, and no burst when it
     // wakes up.
     let (mut task, sent) = in_flight.take().unwrap_or_else(|| {
-        let backend = engine.backend.clone();
+        let store = engine.store.clone();
         let keys = engine.keys.clone();
         let sent = engine.clock.local_nanos();
-        let task = runtime.spawn(async move { backend.fetch(S::DEF.namespace, &keys).await });
+        let task = runtime.spawn(async move { store.fetch(S::DEF.namespace, &keys).await });
         (task, sent)
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(Error::Store {
-            store: engine.backend.describe(),
+            store: engine.store.describe(),
             message: format!("the fetch task failed: {join}"),
         }),
         Err(_) => {
             *in_flight = Some((task, sent));
             Err(Error::Store {
-                store: engine.backend.describe(),
+                store: engine.store.describe(),
                 message: format!(
                     "no answer to a fetch within its deadline of {deadline:?}; still waiting \
                      for that one rather than sending another"
@@ -406,22 +403,16 @@ fn same(a: Option<&(Millis, Decoded)>, b: Option<&(Millis, Decoded)>) -> bool {
 }
 
 /// Decodes one stored value of `field`, within the size limit.
-fn decode(field: &crate::registry::FieldDef, raw: &str) -> Result<Decoded, String> {
-    if raw.len() > MAX_VALUE_BYTES {
-        return Err(format!(
-            "{} bytes, over the limit of {MAX_VALUE_BYTES}",
-            raw.len()
-        ));
-    }
+fn decode(field: &FieldDef, raw: &str) -> Result<Decoded, String> {
     Ok(Decoded {
         raw: raw.into(),
-        value: (field.decode)(raw)?,
+        value: crate::value::decode_field(field, raw)?,
     })
 }
 
 /// The timeline before the switch instant, the new one from it on.
 fn carry_over(
-    field: &crate::registry::FieldDef,
+    field: &FieldDef,
     before: &Timeline<Decoded>,
     after: Timeline<Decoded>,
     switch: Millis,
@@ -626,7 +617,7 @@ impl<S: Fields> Registry<S> {
         pending.sort_by_key(|p| p.at);
         state
             .status
-            .report(S::DEF.namespace, engine.backend.describe(), now, pending)
+            .report(S::DEF.namespace, engine.store.describe(), now, pending)
     }
 }
 

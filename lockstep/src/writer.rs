@@ -10,11 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Step, StepAt, Write, new_write_id, writer_name};
+use crate::contract::Fields;
 use crate::error::Error;
-use crate::refresh::MAX_VALUE_BYTES;
-use crate::registry::{Fields, Registry};
+use crate::registry::Registry;
+use crate::store::{Step, StepAt, Write, new_write_id, writer_name};
 use crate::tick::{Millis, from_datetime, to_datetime};
+use crate::value::encode;
 
 /// A typed name of one field of registry struct `S` holding a `T`;
 /// `#[lockstep]` makes one associated constant per field, named after the
@@ -174,37 +175,9 @@ impl<S: Fields> Change<S> {
             by: writer_name(),
             steps: self.steps,
         };
-        let committed = engine.backend().commit(&write).await?;
+        let committed = engine.store().commit(&write).await?;
         Ok(committed.instants.into_iter().map(to_datetime).collect())
     }
-}
-
-/// `value` as JSON text, checked to read back as a `T` and to fit the size
-/// limit, so that nothing a process would reject is ever written.
-fn encode<T: Serialize + DeserializeOwned>(
-    namespace: &str,
-    key: &str,
-    value: &T,
-) -> Result<String, Error> {
-    let invalid = |reason: String| Error::InvalidValue {
-        namespace: namespace.to_owned(),
-        key: key.to_owned(),
-        reason,
-    };
-    let json = serde_json::to_string(value).map_err(|e| invalid(e.to_string()))?;
-    if json.len() > MAX_VALUE_BYTES {
-        return Err(invalid(format!(
-            "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
-            json.len()
-        )));
-    }
-    if let Err(e) = serde_json::from_str::<T>(&json) {
-        return Err(invalid(format!(
-            "it encodes as {json}, which does not read back as {}: {e}",
-            std::any::type_name::<T>()
-        )));
-    }
-    Ok(json)
 }
 
 /// The instant of a one-step change.
@@ -280,8 +253,9 @@ impl<S: Fields> Registry<S> {
     ) -> Result<(), Error> {
         let engine = self.engine()?;
         engine
-            .backend()
+            .store()
             .cancel(S::DEF.namespace, S::DEF.tick, field.key, from_datetime(at))
             .await
+            .map(|_| ())
     }
 }

@@ -131,6 +131,8 @@ impl MemoryStore {
         Fetched {
             store_micros: Some(self.clock.now_millis() * 1000),
             epoch: ns.epoch.clone(),
+            unplaced: BTreeMap::new(),
+            schema_held: ns.schema.is_some(),
             fields: ns
                 .fields
                 .iter()
@@ -188,7 +190,13 @@ impl MemoryStore {
         Ok(Committed { instants })
     }
 
-    fn cancel_now(&self, namespace: &str, tick: Tick, key: &str, at: Millis) -> Result<(), Error> {
+    fn cancel_now(
+        &self,
+        namespace: &str,
+        tick: Tick,
+        key: &str,
+        at: Millis,
+    ) -> Result<StoredEntry, Error> {
         let mut state = self.lock();
         check_cancel(namespace, tick, at, self.clock.now_millis())?;
         let removed = state
@@ -197,13 +205,52 @@ impl MemoryStore {
             .and_then(|ns| ns.fields.get_mut(key))
             .and_then(|timeline| timeline.remove(at));
         match removed {
-            Some(_) => Ok(()),
-            None => Err(Error::NoSuchEntry {
+            Some((value, origin)) => Ok(StoredEntry {
+                at,
+                value: Ok(value),
+                origin: Some(origin),
+            }),
+            None => Err(no_such_entry(namespace, key, at)),
+        }
+    }
+
+    fn purge_now(
+        &self,
+        namespace: &str,
+        tick: Tick,
+        key: &str,
+        at: &str,
+        undecodable: bool,
+    ) -> Result<(), Error> {
+        // Every instant this store holds is a number.
+        let Ok(at) = at.parse::<Millis>() else {
+            return Err(Error::NoSuchEntry {
                 namespace: namespace.to_owned(),
                 key: key.to_owned(),
-                at: crate::tick::to_datetime(at),
-            }),
+                at: crate::tick::to_datetime(Millis::MIN),
+            });
+        };
+        let mut state = self.lock();
+        if !undecodable {
+            check_cancel(namespace, tick, at, self.clock.now_millis())?;
         }
+        let removed = state
+            .namespaces
+            .get_mut(namespace)
+            .and_then(|ns| ns.fields.get_mut(key))
+            .and_then(|timeline| timeline.remove(at));
+        match removed {
+            Some(_) => Ok(()),
+            None => Err(no_such_entry(namespace, key, at)),
+        }
+    }
+}
+
+fn no_such_entry(namespace: &str, key: &str, at: Millis) -> Error {
+    Error::NoSuchEntry {
+        namespace: namespace.to_owned(),
+        key: key.to_owned(),
+        at: crate::tick::to_datetime(at),
     }
 }
 
@@ -232,7 +279,7 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-impl super::Backend for MemoryStore {
+impl super::Store for MemoryStore {
     fn fetch<'a>(
         &'a self,
         namespace: &'a str,
@@ -251,8 +298,19 @@ impl super::Backend for MemoryStore {
         tick: Tick,
         key: &'a str,
         at: Millis,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
         Box::pin(async move { self.cancel_now(namespace, tick, key, at) })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: &'a str,
+        undecodable: bool,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.purge_now(namespace, tick, key, at, undecodable) })
     }
 
     fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {

@@ -17,8 +17,8 @@ use sqlx::{Connection, Row as _};
 
 use super::link::{Link, scrub, secrets};
 use super::{Dialect, NewEntry, Row};
-use crate::backend::{Write, redact};
 use crate::error::Error;
+use crate::store::{Write, redact};
 use crate::tick::Millis;
 
 /// The tables lockstep creates in PostgreSQL when they are missing: the
@@ -132,7 +132,7 @@ const NAMESPACES: &str = "SELECT namespace FROM lockstep_meta";
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use lockstep::store::{Backend, PostgresStore};
+/// use lockstep::store::{Store, PostgresStore};
 ///
 /// let store = PostgresStore::open("postgres://app:s3cret@db.internal/flags").unwrap();
 /// assert_eq!(store.describe(), "postgres://app:***@db.internal/flags");

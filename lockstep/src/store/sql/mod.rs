@@ -201,23 +201,23 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<String>, sqlx::Error>> + Send;
 }
 
-/// Implements [`Backend`](super::Backend) for a store whose field `link`
+/// Implements [`Store`](super::Store) for a store whose field `link`
 /// is a [`Link`].
 macro_rules! backend_via_link {
     ($store:ty) => {
-        impl $crate::backend::Backend for $store {
+        impl $crate::store::Store for $store {
             fn fetch<'a>(
                 &'a self,
                 namespace: &'a str,
                 keys: &'a [&'a str],
-            ) -> $crate::backend::BoxFuture<'a, Result<$crate::backend::Fetched, Error>> {
+            ) -> $crate::store::BoxFuture<'a, Result<$crate::store::Fetched, Error>> {
                 Box::pin(self.link.fetch(namespace, keys))
             }
 
             fn commit<'a>(
                 &'a self,
-                write: &'a $crate::backend::Write,
-            ) -> $crate::backend::BoxFuture<'a, Result<$crate::backend::Committed, Error>> {
+                write: &'a $crate::store::Write,
+            ) -> $crate::store::BoxFuture<'a, Result<$crate::store::Committed, Error>> {
                 Box::pin(self.link.commit(write))
             }
 
@@ -227,25 +227,50 @@ macro_rules! backend_via_link {
                 tick: $crate::tick::Tick,
                 key: &'a str,
                 at: Millis,
-            ) -> $crate::backend::BoxFuture<'a, Result<(), Error>> {
-                Box::pin(self.link.cancel(namespace, tick, key, at))
+            ) -> $crate::store::BoxFuture<'a, Result<$crate::store::StoredEntry, Error>> {
+                // FOUNDATION PLACEHOLDER: the SQL helper returns the removed entry.
+                Box::pin(async move {
+                    self.link.cancel(namespace, tick, key, at).await?;
+                    Ok($crate::store::StoredEntry {
+                        at,
+                        value: Err("the store did not say what it removed".to_owned()),
+                        origin: None,
+                    })
+                })
             }
 
-            fn namespaces(&self) -> $crate::backend::BoxFuture<'_, Result<Vec<String>, Error>> {
+            fn purge<'a>(
+                &'a self,
+                _namespace: &'a str,
+                _tick: $crate::tick::Tick,
+                _key: &'a str,
+                _at: &'a str,
+                _undecodable: bool,
+            ) -> $crate::store::BoxFuture<'a, Result<(), Error>> {
+                // FOUNDATION PLACEHOLDER: the SQL helper implements purge.
+                Box::pin(async move {
+                    Err(Error::Store {
+                        store: self.link.shown().to_owned(),
+                        message: "purge is not implemented for this store yet".to_owned(),
+                    })
+                })
+            }
+
+            fn namespaces(&self) -> $crate::store::BoxFuture<'_, Result<Vec<String>, Error>> {
                 Box::pin(self.link.namespaces())
             }
 
             fn publish_schema<'a>(
                 &'a self,
                 schema: &'a $crate::schema::Schema,
-            ) -> $crate::backend::BoxFuture<'a, Result<(), Error>> {
+            ) -> $crate::store::BoxFuture<'a, Result<(), Error>> {
                 Box::pin(self.link.publish_schema(schema))
             }
 
             fn schema<'a>(
                 &'a self,
                 namespace: &'a str,
-            ) -> $crate::backend::BoxFuture<'a, Result<Option<$crate::schema::Schema>, Error>> {
+            ) -> $crate::store::BoxFuture<'a, Result<Option<$crate::schema::Schema>, Error>> {
                 Box::pin(self.link.schema(namespace))
             }
 
@@ -257,7 +282,7 @@ macro_rules! backend_via_link {
 }
 pub(crate) use backend_via_link;
 
-/// The calls of the [`Backend`](super::Backend) trait, each on a connection
+/// The calls of the [`Store`](super::Store) trait, each on a connection
 /// of the link.
 impl<D: Dialect> Link<D> {
     pub(crate) async fn fetch(&self, namespace: &str, keys: &[&str]) -> Result<Fetched, Error> {
@@ -370,6 +395,8 @@ async fn fetch_in<D: Dialect>(
 fn assemble(rows: Vec<Row>, keys: &[&str]) -> Fetched {
     let mut fetched = Fetched {
         fields: keys.iter().map(|k| ((*k).to_owned(), Vec::new())).collect(),
+        // FOUNDATION PLACEHOLDER: the SQL helper reports whether the schema is held.
+        schema_held: true,
         ..Fetched::default()
     };
     for row in rows {
@@ -530,7 +557,7 @@ fn parse_instants(text: &str) -> Result<Vec<Millis>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Step, StepAt};
+    use crate::store::{Step, StepAt};
 
     #[test]
     fn the_same_field_and_instant_keeps_the_last_value() {

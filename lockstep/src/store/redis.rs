@@ -560,6 +560,9 @@ fn parse_fetch(reply: Value, keys: &[&str]) -> Option<Fetched> {
         store_micros: Some(secs * 1_000_000 + micros),
         epoch,
         fields,
+        // FOUNDATION PLACEHOLDER: the Redis helper reports both.
+        unplaced: Default::default(),
+        schema_held: true,
     })
 }
 
@@ -582,7 +585,7 @@ fn margin(tick: Tick) -> Millis {
     tick.fetch_timeout().as_millis() as Millis
 }
 
-impl super::Backend for RedisStore {
+impl super::Store for RedisStore {
     fn fetch<'a>(
         &'a self,
         namespace: &'a str,
@@ -667,7 +670,7 @@ impl super::Backend for RedisStore {
         tick: Tick,
         field: &'a str,
         at: Millis,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             check_name("key", field)?;
@@ -691,7 +694,12 @@ impl super::Backend for RedisStore {
                     at: crate::tick::to_datetime(at),
                 });
             }
-            Ok(())
+            // FOUNDATION PLACEHOLDER: the Redis helper returns the removed entry.
+            Ok(StoredEntry {
+                at,
+                value: Err("the store did not say what it removed".to_owned()),
+                origin: None,
+            })
         })
     }
 
@@ -708,6 +716,18 @@ impl super::Backend for RedisStore {
                 .await
                 .map_err(|e| self.error(&e))
         })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _tick: Tick,
+        _key: &'a str,
+        _at: &'a str,
+        _undecodable: bool,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        // FOUNDATION PLACEHOLDER: the Redis helper implements purge.
+        Box::pin(async move { Err(self.garbled("a purge")) })
     }
 
     fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {

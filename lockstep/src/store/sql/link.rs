@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Dialect, Failure};
-use crate::backend::{BoxFuture, redact};
 use crate::error::Error;
+use crate::store::{BoxFuture, redact};
 
 /// How many connections a store keeps open between calls.
 const IDLE: usize = 2;

@@ -20,8 +20,8 @@ use sqlx::{Connection, Row as _};
 
 use super::link::{Link, scrub, secrets};
 use super::{Dialect, NewEntry, Row};
-use crate::backend::{Write, redact};
 use crate::error::Error;
+use crate::store::{Write, redact};
 use crate::tick::Millis;
 
 /// The tables lockstep creates in SQLite when they are missing.
@@ -136,7 +136,7 @@ const NAMESPACES: &str = "SELECT namespace FROM lockstep_meta";
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), lockstep::Error> {
-/// use lockstep::store::{Backend, SqliteStore};
+/// use lockstep::store::{Store, SqliteStore};
 ///
 /// let dir = std::env::temp_dir().join(format!("lockstep-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();

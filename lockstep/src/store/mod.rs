@@ -1,16 +1,25 @@
-//! Backends: the stores a registry's timelines live in.
+//! Stores: where a registry's timelines live, for tools and for those who
+//! implement a store of their own.
 //!
-//! A backend fetches a whole registry in one call, commits a set of entries
+//! A store fetches a whole registry in one call, commits a set of entries
 //! atomically with the horizon checked by the store's own clock, cancels a
 //! pending entry, and keeps the schema registries publish for tools.
-//! Backends speak raw JSON text; decoding into the fields' types is the
+//! Stores speak raw JSON text; decoding into the fields' types is the
 //! registry's business, so a value one process cannot decode hurts no other.
 
-pub mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "redis")]
-pub mod redis;
+pub(crate) mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub mod sql;
+pub(crate) mod sql;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+#[cfg(feature = "postgres")]
+pub use sql::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sql::sqlite::SqliteStore;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,7 +30,7 @@ use crate::error::Error;
 use crate::schema::Schema;
 use crate::tick::{Millis, Tick};
 
-/// A boxed future, as backends return them.
+/// A boxed future, as stores return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How many superseded entries a field keeps as history. The active entry and
@@ -29,7 +38,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub const HISTORY: usize = 16;
 
 /// A store of registries.
-pub trait Backend: Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static {
     /// The timelines of the fields `keys` of `namespace`, in one round trip.
     fn fetch<'a>(
         &'a self,
@@ -42,13 +51,29 @@ pub trait Backend: Send + Sync + 'static {
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>>;
 
     /// Removes the entry of `key` at `at`, which must be at or beyond the
-    /// horizon.
+    /// horizon; returns the entry removed, as it was stored.
     fn cancel<'a>(
         &'a self,
         namespace: &'a str,
         tick: Tick,
         key: &'a str,
         at: Millis,
+    ) -> BoxFuture<'a, Result<StoredEntry, Error>>;
+
+    /// Removes an entry no process can use: the one of `key` stored under
+    /// the instant `at`, as the store keeps it (the text of
+    /// [`Unplaced::at`], or a [`StoredEntry::at`] in decimal). An entry whose
+    /// instant or envelope the store cannot read goes whatever its instant;
+    /// one the store can read goes only at or beyond the horizon, unless the
+    /// caller found that its value does not decode as the field's type
+    /// (`undecodable`): an entry any process may be serving is never removed.
+    fn purge<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: &'a str,
+        undecodable: bool,
     ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// The namespaces the store holds, sorted.
@@ -75,6 +100,22 @@ pub struct Fetched {
     pub epoch: Option<Epoch>,
     /// Each field's entries by key, ordered by instant.
     pub fields: BTreeMap<String, Vec<StoredEntry>>,
+    /// Per key, the entries whose instant is not a number: they have no
+    /// place on a timeline, and tools show them so they can be purged.
+    pub unplaced: BTreeMap<String, Vec<Unplaced>>,
+    /// Whether the store holds a schema of the namespace; a registry
+    /// publishes its own again when it does not (a store that was down at
+    /// start-up, or lost its data).
+    pub schema_held: bool,
+}
+
+/// A stored entry whose instant is not a number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unplaced {
+    /// The instant as stored.
+    pub at: String,
+    /// Why it cannot be placed.
+    pub reason: String,
 }
 
 /// A registry's incarnation in a store: a new epoch means the store lost
@@ -160,8 +201,8 @@ pub fn new_write_id() -> String {
 }
 
 /// Resolves the instants of `write`'s steps against the horizon of `now`,
-/// refusing any before it. Shared by backends whose transaction runs in
-/// Rust; script-based backends do the same arithmetic in the store.
+/// refusing any before it. Shared by stores whose transaction runs in
+/// Rust; script-based stores do the same arithmetic in the store.
 pub fn resolve_instants(write: &Write, now: Millis) -> Result<Vec<Millis>, Error> {
     let horizon = write.tick.horizon(now);
     write
@@ -275,8 +316,8 @@ pub fn supported_schemes() -> &'static str {
 /// Opens the store at `url` (`memory://…`, `redis://…`, `rediss://…`,
 /// `redis+unix://…`, `redis+cluster://…`, `postgres://…`, `sqlite://…`), as
 /// registries do: for tools that read and write stores without a registry,
-/// like the `lockstep` command. The URL's scheme picks the backend, whatever
-/// backend a registry declares; a scheme whose cargo feature is off is
+/// like the `lockstep` command. The URL's scheme picks the store, whatever
+/// store a registry declares; a scheme whose cargo feature is off is
 /// refused, naming the feature. Does not connect yet: the first call does.
 /// Call it within a Tokio runtime (the Redis client keeps its connection on
 /// it).
@@ -286,7 +327,7 @@ pub fn supported_schemes() -> &'static str {
 /// assert_eq!(store.describe(), "memory://docs");
 /// assert!(lockstep::store::open("mysql://db").is_err());
 /// ```
-pub fn open(url: &str) -> Result<Arc<dyn Backend>, Error> {
+pub fn open(url: &str) -> Result<Arc<dyn Store>, Error> {
     open_with(url, &crate::clock::ClockSource::System)
 }
 
@@ -294,11 +335,11 @@ pub fn open(url: &str) -> Result<Arc<dyn Backend>, Error> {
 pub(crate) async fn connect(
     url: &str,
     clock: &crate::clock::ClockSource,
-) -> Result<Arc<dyn Backend>, Error> {
+) -> Result<Arc<dyn Store>, Error> {
     open_with(url, clock)
 }
 
-fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Backend>, Error> {
+fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Store>, Error> {
     // `sqlite:path` has no `//`.
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     #[cfg_attr(
