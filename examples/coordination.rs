@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep::lockstep;
-use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+use lockstep::store::{RedisStore, Store, Write};
 use lockstep_suite::{RedisServer, entries_write};
 use serde::{Deserialize, Serialize};
 
@@ -618,20 +618,14 @@ fn schedule_lockstep(
 ) -> Result<Vec<i64>> {
     let _context = runtime.enter();
     let store = RedisStore::open(url)?;
-    let write = Write {
-        namespace: "coordination".into(),
-        tick: COORDINATION.tick(),
-        id: lockstep::store::new_write_id(),
-        by: "coordination example".into(),
-        steps: (0..changes)
-            .map(|k| Step {
-                at: StepAt::Horizon {
-                    after: k as i64 * every * 1000,
-                },
-                values: vec![("value".into(), (k + 1).to_string())],
-            })
-            .collect(),
-    };
+    let mut write = Write::builder("coordination", COORDINATION.tick()).by("coordination example");
+    for k in 0..changes {
+        if k > 0 {
+            write = write.then_after(Duration::from_secs(every as u64));
+        }
+        write = write.set("value", serde_json::json!(k + 1));
+    }
+    let write = write.build()?;
     let committed = runtime.block_on(store.commit(&write))?;
     Ok(committed.instants.iter().map(|ms| ms * 1_000_000).collect())
 }

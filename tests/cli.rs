@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+use lockstep::store::{RedisStore, Store, Write};
 use lockstep::{FieldSchema, Schema};
 use lockstep_suite::RedisServer;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
@@ -234,16 +234,14 @@ fn every_refusal_exits_1_and_leaves_the_store_unchanged() {
         .unwrap();
     rt.block_on(async {
         let store = RedisStore::open(&url).unwrap();
-        let write = Write {
-            namespace: "legacy".into(),
-            tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
-            id: lockstep::store::new_write_id(),
-            by: "test".into(),
-            steps: vec![Step {
-                at: StepAt::Horizon { after: 0 },
-                values: vec![("x".into(), "1".into())],
-            }],
-        };
+        let write = Write::builder(
+            "legacy",
+            lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+        )
+        .by("test")
+        .set("x", json!(1))
+        .build()
+        .unwrap();
         store.commit(&write).await.unwrap();
         let old = Schema {
             namespace: "old".into(),

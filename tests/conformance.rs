@@ -10,9 +10,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use lockstep::store::{
-    BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, Step, StepAt, Store,
+    BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, StepAt, Store,
     StoredEntry, Write,
 };
 use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
@@ -70,22 +71,7 @@ impl Subject {
 }
 
 fn write(namespace: &str, steps: Vec<(StepAt, Vec<(&str, &str)>)>) -> Write {
-    Write {
-        namespace: namespace.to_owned(),
-        tick: TICK,
-        id: lockstep::store::new_write_id(),
-        by: "conformance \"suite\" ünï".to_owned(),
-        steps: steps
-            .into_iter()
-            .map(|(at, values)| Step {
-                at,
-                values: values
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-            })
-            .collect(),
-    }
+    lockstep_suite::raw_write(namespace, TICK, "conformance \"suite\" ünï", steps)
 }
 
 fn set(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
@@ -492,21 +478,14 @@ async fn memory() {
         let store = planter.clone();
         let clock = clock.clone();
         Box::pin(async move {
-            let steps = (0..n)
-                .map(|i| Step {
-                    at: StepAt::Horizon {
-                        after: i as Millis * 1000,
-                    },
-                    values: vec![(key.clone(), i.to_string())],
-                })
-                .collect();
-            let w = Write {
-                namespace: ns,
-                tick: TICK,
-                id: lockstep::store::new_write_id(),
-                by: "plant".into(),
-                steps,
-            };
+            let mut w = Write::builder(ns, TICK).by("plant");
+            for i in 0..n {
+                if i > 0 {
+                    w = w.then_after(Duration::from_secs(1));
+                }
+                w = w.set(key.as_str(), serde_json::json!(i));
+            }
+            let w = w.build().unwrap();
             let instants = store.commit(&w).await.unwrap().instants;
             let last = *instants.last().unwrap();
             clock.advance_to(lockstep_time(last + 3_000)).await;

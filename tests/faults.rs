@@ -258,7 +258,7 @@ struct Idle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_idle_timeout_closing_the_connection_costs_no_failed_fetch() {
-    use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+    use lockstep::store::{RedisStore, Store, Write};
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     // The server closes a connection idle for a second; the registry fetches
@@ -283,15 +283,12 @@ async fn the_servers_idle_timeout_closing_the_connection_costs_no_failed_fetch()
     let writer = tokio::spawn({
         let store = RedisStore::open(&server.url()).unwrap();
         async move {
-            let name = |name: &str| Write {
-                namespace: "faulty".into(),
-                tick: IDLE.tick(),
-                id: lockstep::store::new_write_id(),
-                by: "faults test".into(),
-                steps: vec![Step {
-                    at: StepAt::Horizon { after: 0 },
-                    values: vec![("name".into(), format!("\"{name}\""))],
-                }],
+            let name = |name: &str| {
+                Write::builder("faulty", IDLE.tick())
+                    .by("faults test")
+                    .set("name", serde_json::json!(name))
+                    .build()
+                    .unwrap()
             };
             store.commit(&name("first")).await?;
             // Redis counts idleness in whole seconds: `timeout 1` closes a

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+use lockstep::store::{RedisStore, Store, Write};
 use lockstep_suite::{Probe, RedisServer, assert_switched_within_5_ms, ms_after};
 
 const PROBES: usize = 8;
@@ -19,16 +19,14 @@ fn probe(url: &str, args: &[&str]) -> Probe {
 
 /// Schedules `generation = value` at the horizon; returns its instant in ns.
 async fn schedule(store: &RedisStore, value: u64) -> i64 {
-    let write = Write {
-        namespace: "fleet".into(),
-        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
-        id: lockstep::store::new_write_id(),
-        by: "fleet test".into(),
-        steps: vec![Step {
-            at: StepAt::Horizon { after: 0 },
-            values: vec![("generation".into(), value.to_string())],
-        }],
-    };
+    let write = Write::builder(
+        "fleet",
+        lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+    )
+    .by("fleet test")
+    .set("generation", serde_json::json!(value))
+    .build()
+    .unwrap();
     store.commit(&write).await.unwrap().instants[0] * 1_000_000
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use lockstep::store::{Step, StepAt, Store, Write};
+use lockstep::store::{StepAt, Store};
 use lockstep::{Error, ManualClock, MemoryStore, Percent, lockstep};
 
 fn now_nanos() -> i64 {
@@ -226,18 +226,13 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
     let clock = clock();
     let store = MemoryStore::with_clock(&clock);
     // Start with good values for every field.
-    let write = |steps: Vec<(&str, &str)>| Write {
-        namespace: "guarded_two".into(),
-        tick: lockstep::Tick::new(Duration::from_secs(60)).unwrap(),
-        id: lockstep::store::new_write_id(),
-        by: "test".into(),
-        steps: vec![Step {
-            at: StepAt::Horizon { after: 0 },
-            values: steps
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        }],
+    let write = |steps: Vec<(&str, &str)>| {
+        lockstep_suite::raw_write(
+            "guarded_two",
+            lockstep::Tick::new(Duration::from_secs(60)).unwrap(),
+            "test",
+            vec![(StepAt::Horizon { after: 0 }, steps)],
+        )
     };
     #[lockstep(tick = "1m", backend = "memory", namespace = "guarded_two")]
     struct GuardedTwo {

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+use lockstep::store::{RedisStore, StepAt, Store, Write};
 use lockstep::{Status, lockstep};
 use lockstep_suite::{Hammer, Proxy, RedisServer, check};
 
@@ -103,28 +103,29 @@ fn read_slow() -> (u64, usize) {
 /// generation in one step: the first at `first` (or the horizon), each next
 /// one a tick later. Returns `(generation, instant ns)`.
 async fn write(store: &RedisStore, from: u64, count: u64, first: Option<i64>) -> Vec<(u64, i64)> {
-    let steps = (0..count)
-        .map(|i| {
-            let generation = from + i;
-            let mut values = vec![("generation".to_owned(), generation.to_string())];
-            for key in &KEYS[1..] {
-                values.push((key.to_string(), format!("\"{}\"", pad(generation, key))));
-            }
-            let after = i as i64 * 1_000;
-            let at = match first {
-                Some(ms) => StepAt::At(ms + after),
-                None => StepAt::Horizon { after },
-            };
-            Step { at, values }
-        })
-        .collect();
-    let write = Write {
-        namespace: NAMESPACE.into(),
-        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
-        id: lockstep::store::new_write_id(),
-        by: "proxy test".into(),
-        steps,
-    };
+    let mut write = Write::builder(
+        NAMESPACE,
+        lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+    )
+    .by("proxy test");
+    for i in 0..count {
+        let generation = from + i;
+        let after = i as i64 * 1_000;
+        let at = match first {
+            Some(ms) => StepAt::At(ms + after),
+            None => StepAt::Horizon { after },
+        };
+        write = if i == 0 {
+            write.when(at)
+        } else {
+            write.then(at)
+        };
+        write = write.set("generation", serde_json::json!(generation));
+        for key in &KEYS[1..] {
+            write = write.set(*key, serde_json::json!(pad(generation, key)));
+        }
+    }
+    let write = write.build().unwrap();
     let committed = store.commit(&write).await.unwrap();
     (from..)
         .zip(committed.instants.iter().map(|ms| ms * 1_000_000))

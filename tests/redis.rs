@@ -3,21 +3,17 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+use lockstep::store::{RedisStore, StepAt, Store, Write};
 use lockstep::{Error, lockstep};
 use lockstep_suite::{Hammer, RedisCluster, RedisServer, check};
 
 fn write(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
-    Write {
-        namespace: namespace.into(),
-        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
-        id: lockstep::store::new_write_id(),
-        by: "test".into(),
-        steps: vec![Step {
-            at,
-            values: vec![(key.into(), value.into())],
-        }],
-    }
+    lockstep_suite::raw_write(
+        namespace,
+        lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+        "test",
+        vec![(at, vec![(key, value)])],
+    )
 }
 
 /// Twelve fields, fetched in one call.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lockstep::lockstep;
-use lockstep::store::{Step, StepAt, Write};
+use lockstep::store::Write;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use lockstep_suite::{Probe, assert_switched_within_5_ms, ms_after};
 
@@ -40,16 +40,14 @@ async fn eight_processes_switch_together(url: &str, what: &str) {
     }
     let ready = started.elapsed();
     let writer = lockstep::store::open(url).unwrap();
-    let write = Write {
-        namespace: "fleet".into(),
-        tick: lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
-        id: lockstep::store::new_write_id(),
-        by: "sql fleet test".into(),
-        steps: vec![Step {
-            at: StepAt::Horizon { after: 0 },
-            values: vec![("generation".into(), "42".into())],
-        }],
-    };
+    let write = Write::builder(
+        "fleet",
+        lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+    )
+    .by("sql fleet test")
+    .set("generation", serde_json::json!(42))
+    .build()
+    .unwrap();
     let at = writer.commit(&write).await.unwrap().instants[0] * 1_000_000;
     let (mut lateness_ms, mut stale_ms) = (Vec::new(), Vec::new());
     for probe in &mut probes {

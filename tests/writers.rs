@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use lockstep::store::{RedisStore, Step, StepAt, Store, Write};
+use lockstep::store::{RedisStore, Store, Write};
 use lockstep_suite::RedisServer;
 
 const WRITERS: usize = 8;
@@ -83,25 +83,18 @@ async fn eight_concurrent_writers_lose_nothing() {
             for i in 0..WRITES {
                 let field = FIELDS[fastrand::usize(..FIELDS.len())];
                 let at = base + 1000 * fastrand::i64(0..40);
-                let value = format!("\"w{w}-{i}\"");
-                // Some writes carry two fields, some two steps.
-                let mut steps = vec![Step {
-                    at: StepAt::At(at),
-                    values: vec![(field.to_owned(), value.clone())],
-                }];
+                let value = format!("w{w}-{i}");
+                // Some writes carry two steps.
+                let mut write = Write::builder("writers", tick)
+                    .by(format!("writer {w}"))
+                    .at(at)
+                    .set(field, serde_json::json!(value));
                 if i % 7 == 0 {
-                    steps.push(Step {
-                        at: StepAt::At(at + 1000),
-                        values: vec![(field.to_owned(), value.clone())],
-                    });
+                    write = write
+                        .then_at(at + 1000)
+                        .set(field, serde_json::json!(value));
                 }
-                let write = Write {
-                    namespace: "writers".into(),
-                    tick,
-                    id: lockstep::store::new_write_id(),
-                    by: format!("writer {w}"),
-                    steps,
-                };
+                let write = write.build().unwrap();
                 let committed = store.commit(&write).await.expect("a write was refused");
                 for (step, at) in write.steps.iter().zip(committed.instants) {
                     for (key, value) in &step.values {

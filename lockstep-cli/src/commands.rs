@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::store::{Fetched, Step, StepAt, Store, StoredEntry, Write};
+use lockstep::store::{Fetched, Store, StoredEntry, Write};
 use lockstep::{FieldSchema, Schema, Tick, ValueType};
 use serde_json::{Value, json};
 
@@ -116,14 +116,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Who writes, for the entries' history: `cli <user>@<host>`.
-fn writer() -> String {
-    let user = ["USER", "LOGNAME"]
+/// Who runs the command, for the entries' history (`cli <user>@<host>`).
+fn user() -> String {
+    ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         .or_else(user_of_this_process)
-        .unwrap_or_else(|| "unknown".to_owned());
-    format!("cli {user}@{}", lockstep::store::host_name())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The name of this process's user, from `/etc/passwd`, when the
@@ -194,20 +193,6 @@ fn field_of<'a>(schema: &'a Schema, path: &FieldPath) -> Result<&'a FieldSchema,
             known.join(", ")
         ))
     })
-}
-
-/// JSON text of a value, within the size registries accept.
-fn encode(value: &Value, what: &str) -> Result<String, Failure> {
-    let json = value.to_string();
-    if json.len() > lockstep::MAX_VALUE_BYTES {
-        return Err(Failure::refused(format!(
-            "{what}: the value is {} bytes of JSON; values are at most {} bytes; nothing was \
-             written",
-            json.len(),
-            lockstep::MAX_VALUE_BYTES
-        )));
-    }
-    Ok(json)
 }
 
 /// A refused or failed write: the store's reason, and that nothing changed.
@@ -332,21 +317,13 @@ impl Ctx {
         let name = target.name(path);
         let value = value::parse(text, target.value_type())
             .map_err(|e| Failure::refused(format!("{name}: {e}; nothing was written")))?;
-        let json = encode(&value, &name)?;
-        let step_at = match at {
-            None => StepAt::Horizon { after: 0 },
-            Some(when) => StepAt::At(when.resolve(Utc::now())),
-        };
-        let write = Write {
-            namespace: path.namespace.clone(),
-            tick: target.tick,
-            id: lockstep::store::new_write_id(),
-            by: writer(),
-            steps: vec![Step {
-                at: step_at,
-                values: vec![(path.key.clone(), json)],
-            }],
-        };
+        let mut write = Write::builder(&path.namespace, target.tick)
+            .by_user("cli", &user())
+            .set(&path.key, value.clone());
+        if let Some(when) = at {
+            write = write.at(when.resolve(Utc::now()));
+        }
+        let write = write.build().map_err(write_failure)?;
         let committed = self.store.commit(&write).await.map_err(write_failure)?;
         let at = committed.instants[0];
         if self.json {
@@ -391,27 +368,17 @@ impl Ctx {
                 target.tick
             )));
         }
-        let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-        let start = from.map(|w| w.resolve(Utc::now()));
-        let mut steps = Vec::new();
-        for (i, value) in values.iter().enumerate() {
-            let offset = every_ms.saturating_mul(i as i64);
-            let at = match start {
-                Some(start) => StepAt::At(start.saturating_add(offset)),
-                None => StepAt::Horizon { after: offset },
-            };
-            steps.push(Step {
-                at,
-                values: vec![(path.key.clone(), encode(value, &name)?)],
-            });
+        let mut write = Write::builder(&path.namespace, target.tick).by_user("cli", &user());
+        if let Some(from) = from {
+            write = write.at(from.resolve(Utc::now()));
         }
-        let write = Write {
-            namespace: path.namespace.clone(),
-            tick: target.tick,
-            id: lockstep::store::new_write_id(),
-            by: writer(),
-            steps,
-        };
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                write = write.then_after(every);
+            }
+            write = write.set(&path.key, value.clone());
+        }
+        let write = write.build().map_err(write_failure)?;
         let committed = self.store.commit(&write).await.map_err(write_failure)?;
         if self.json {
             let entries: Vec<Value> = values

@@ -71,6 +71,27 @@ pub enum Error {
         /// The registry's namespace.
         namespace: String,
     },
+    /// A write with more steps than [`MAX_STEPS`](crate::store::MAX_STEPS).
+    #[error(
+        "a write to `{namespace}` has {steps} steps; a write holds at most {max} (every fetch \
+         ships every pending entry), so split it or space the steps wider"
+    )]
+    TooManySteps {
+        /// The registry's namespace.
+        namespace: String,
+        /// How many steps the write has.
+        steps: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A write naming an instant past [`MAX_INSTANT`](crate::store::MAX_INSTANT).
+    #[error("a write to `{namespace}` names an instant after {latest}, the latest allowed")]
+    TooLate {
+        /// The registry's namespace.
+        namespace: String,
+        /// The latest instant allowed.
+        latest: DateTime<Utc>,
+    },
     /// `start` was called twice.
     #[error("registry `{namespace}` is already started")]
     AlreadyStarted {

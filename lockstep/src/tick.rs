@@ -59,6 +59,27 @@ impl Tick {
         })
     }
 
+    /// A tick of `secs` seconds, within [`Tick::MIN`]..=[`Tick::MAX`]; usable
+    /// in a `const`.
+    ///
+    /// ```
+    /// use lockstep::Tick;
+    ///
+    /// const TEN: Tick = match Tick::from_secs(10) {
+    ///     Ok(tick) => tick,
+    ///     Err(_) => panic!("not a tick"),
+    /// };
+    /// assert_eq!(TEN.as_millis(), 10_000);
+    /// assert!(Tick::from_secs(0).is_err());
+    /// ```
+    pub const fn from_secs(secs: u32) -> Result<Tick, TickError> {
+        if secs >= 1 && secs <= 86_400 {
+            Ok(Tick { secs })
+        } else {
+            Err(TickError(Duration::from_secs(secs as u64)))
+        }
+    }
+
     /// A tick of `secs` seconds, checked at compile time by `#[lockstep]`.
     #[doc(hidden)]
     pub const fn __from_secs(secs: u32) -> Tick {
@@ -120,6 +141,11 @@ impl std::fmt::Display for Tick {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", humantime::format_duration(self.as_duration()))
     }
+}
+
+/// Now by this machine's clock.
+pub(crate) fn now_millis() -> Millis {
+    Utc::now().timestamp_millis()
 }
 
 /// `t` as a UTC date-time.

@@ -47,8 +47,9 @@ fn excerpt(json: &str) -> String {
     }
 }
 
-/// `value` as JSON text, checked to read back as a `T` and to fit the size
-/// limit, so that nothing a process would reject is ever written.
+/// `value` as JSON text, checked to read back as a `T`, so that nothing a
+/// process would reject is ever written (the size limit is the write
+/// builder's).
 pub(crate) fn encode<T: Serialize + DeserializeOwned>(
     namespace: &str,
     key: &str,
@@ -60,12 +61,6 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned>(
         reason,
     };
     let json = serde_json::to_string(value).map_err(|e| invalid(e.to_string()))?;
-    if json.len() > MAX_VALUE_BYTES {
-        return Err(invalid(format!(
-            "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
-            json.len()
-        )));
-    }
     if let Err(e) = serde_json::from_str::<T>(&json) {
         return Err(invalid(format!(
             "it encodes as {json}, which does not read back as {}: {e}",

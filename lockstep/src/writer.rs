@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use crate::contract::Fields;
 use crate::error::Error;
 use crate::registry::Registry;
-use crate::store::{Step, StepAt, Write, new_write_id, writer_name};
-use crate::tick::{Millis, from_datetime, to_datetime};
+use crate::store::{Write, WriteBuilder};
+use crate::tick::{from_datetime, to_datetime};
 use crate::value::encode;
 
 /// A typed name of one field of registry struct `S` holding a `T`;
@@ -96,85 +96,44 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 #[must_use = "a change does nothing until `.apply().await`"]
 pub struct Change<S: Fields> {
     registry: &'static Registry<S>,
-    steps: Vec<Step>,
-    error: Option<Error>,
+    write: WriteBuilder,
 }
 
 impl<S: Fields> Change<S> {
-    fn current(&mut self) -> &mut Step {
-        // `steps` always holds at least one step.
-        let last = self.steps.len() - 1;
-        &mut self.steps[last]
-    }
-
     /// Sets `field` to `value` in the current step.
     pub fn set<T: Serialize + DeserializeOwned>(mut self, field: Field<S, T>, value: T) -> Self {
-        match encode(S::DEF.namespace, field.key, &value) {
-            Ok(json) => {
-                let step = self.current();
-                step.values.retain(|(key, _)| key != field.key);
-                step.values.push((field.key.to_owned(), json));
-            }
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
-        }
+        self.write = match encode(S::DEF.namespace, field.key, &value) {
+            Ok(json) => self.write.set_json(field.key.to_owned(), json),
+            Err(e) => self.write.fail_with(e),
+        };
         self
     }
 
     /// Schedules the current step at `when`, rounded up to a tick boundary
     /// (instead of at the horizon). Refused at apply if before the horizon.
     pub fn at(mut self, when: DateTime<Utc>) -> Self {
-        self.current().at = StepAt::At(from_datetime(when));
+        self.write = self.write.at(from_datetime(when));
         self
     }
 
     /// Starts a new step at `when`.
     pub fn then_at(mut self, when: DateTime<Utc>) -> Self {
-        self.steps.push(Step {
-            at: StepAt::At(from_datetime(when)),
-            values: Vec::new(),
-        });
+        self.write = self.write.then_at(from_datetime(when));
         self
     }
 
     /// Starts a new step `after` the previous one (rounded up to a tick
     /// boundary).
     pub fn then_after(mut self, after: Duration) -> Self {
-        let after = Millis::try_from(after.as_millis()).unwrap_or(Millis::MAX);
-        let at = match self.current().at {
-            StepAt::Horizon { after: previous } => StepAt::Horizon {
-                after: previous.saturating_add(after),
-            },
-            StepAt::At(previous) => StepAt::At(previous.saturating_add(after)),
-        };
-        self.steps.push(Step {
-            at,
-            values: Vec::new(),
-        });
+        self.write = self.write.then_after(after);
         self
     }
 
     /// Writes every step in one atomic commit; returns the instant each step
     /// takes effect. A refused change writes nothing.
     pub async fn apply(self) -> Result<Vec<DateTime<Utc>>, Error> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        let namespace = S::DEF.namespace;
-        if self.steps.iter().any(|s| s.values.is_empty()) {
-            return Err(Error::EmptyWrite {
-                namespace: namespace.to_owned(),
-            });
-        }
+        let write = self.write.build()?;
         let engine = self.registry.engine()?;
-        let write = Write {
-            namespace: namespace.to_owned(),
-            tick: S::DEF.tick,
-            id: new_write_id(),
-            by: writer_name(),
-            steps: self.steps,
-        };
         let committed = engine.store().commit(&write).await?;
         Ok(committed.instants.into_iter().map(to_datetime).collect())
     }
@@ -193,11 +152,7 @@ impl<S: Fields> Registry<S> {
     pub fn change(&'static self) -> Change<S> {
         Change {
             registry: self,
-            steps: vec![Step {
-                at: StepAt::Horizon { after: 0 },
-                values: Vec::new(),
-            }],
-            error: None,
+            write: Write::builder(S::DEF.namespace, S::DEF.tick),
         }
     }
 

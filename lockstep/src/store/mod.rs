@@ -12,6 +12,7 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod sql;
+mod write;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
@@ -20,6 +21,10 @@ pub use redis::RedisStore;
 pub use sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::SqliteStore;
+pub(crate) use write::new_write_id;
+pub use write::{
+    Committed, MAX_INSTANT, MAX_STEPS, Step, StepAt, Write, WriteBuilder, resolve_instants,
+};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -149,101 +154,6 @@ pub struct Origin {
     pub written_at: Millis,
     /// The writer (see [`Write::by`]).
     pub by: String,
-}
-
-/// A write: one or more steps, each a set of field values for one instant.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Write {
-    /// The registry's namespace.
-    pub namespace: String,
-    /// The registry's tick, which sets the horizon and the grid.
-    pub tick: Tick,
-    /// A unique id; a retried write with the same id takes effect once.
-    pub id: String,
-    /// Who writes, for history (e.g. `app pid 42 on web-1`, `cli root@ops`).
-    pub by: String,
-    /// The steps, each with its instant.
-    pub steps: Vec<Step>,
-}
-
-/// Values of several fields that activate together.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Step {
-    /// When.
-    pub at: StepAt,
-    /// `(key, JSON text)` pairs.
-    pub values: Vec<(String, String)>,
-}
-
-/// When a [`Step`] activates.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum StepAt {
-    /// `after` milliseconds past the horizon, rounded up to a tick boundary.
-    Horizon {
-        /// The offset from the horizon.
-        after: Millis,
-    },
-    /// This instant rounded up to a tick boundary; refused if before the
-    /// horizon.
-    At(Millis),
-}
-
-/// What a commit did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
-    /// The instant each step takes effect, in the write's order.
-    pub instants: Vec<Millis>,
-}
-
-/// A fresh write id: 128 random bits in hex.
-pub fn new_write_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
-
-/// Resolves the instants of `write`'s steps against the horizon of `now`,
-/// refusing any before it. Shared by stores whose transaction runs in
-/// Rust; script-based stores do the same arithmetic in the store.
-pub fn resolve_instants(write: &Write, now: Millis) -> Result<Vec<Millis>, Error> {
-    let horizon = write.tick.horizon(now);
-    write
-        .steps
-        .iter()
-        .map(|step| match step.at {
-            StepAt::Horizon { after } => Ok(write.tick.ceil(horizon.saturating_add(after.max(0)))),
-            StepAt::At(at) => {
-                let at = write.tick.ceil(at);
-                if at < horizon {
-                    Err(Error::BeforeHorizon {
-                        namespace: write.namespace.clone(),
-                        requested: crate::tick::to_datetime(at),
-                        earliest: crate::tick::to_datetime(horizon),
-                        tick: write.tick,
-                    })
-                } else {
-                    Ok(at)
-                }
-            }
-        })
-        .collect()
-}
-
-/// Who this process is, for the history of its writes.
-pub fn writer_name() -> String {
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "lockstep".to_owned());
-    format!("{exe} pid {} on {}", std::process::id(), host_name())
-}
-
-/// This machine's name: `/etc/hostname`, else `HOSTNAME`.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// Refuses names the store layout cannot hold: a namespace or key is 1 to
@@ -444,38 +354,5 @@ mod tests {
             redact("redis+unix:///tmp/r.sock?user=app&pass=s3cret&db=1"),
             "redis+unix:///tmp/r.sock?user=app&pass=***&db=1"
         );
-    }
-
-    #[test]
-    fn instants_round_up_and_respect_the_horizon() {
-        let tick = Tick::__from_secs(10);
-        let write = |at| Write {
-            namespace: "ns".into(),
-            tick,
-            id: "x".into(),
-            by: "test".into(),
-            steps: vec![Step { at, values: vec![] }],
-        };
-        // now = 1000 ms: horizon = ceil(1000 + 10000 + 2500) = 20000
-        assert_eq!(
-            resolve_instants(&write(StepAt::Horizon { after: 0 }), 1_000).unwrap(),
-            vec![20_000]
-        );
-        assert_eq!(
-            resolve_instants(&write(StepAt::Horizon { after: 1 }), 1_000).unwrap(),
-            vec![30_000]
-        );
-        assert_eq!(
-            resolve_instants(&write(StepAt::At(20_001)), 1_000).unwrap(),
-            vec![30_000]
-        );
-        // 19.999 s rounds up to 20 s: allowed; 10 s is before the horizon.
-        assert_eq!(
-            resolve_instants(&write(StepAt::At(19_999)), 1_000).unwrap(),
-            vec![20_000]
-        );
-        let err = resolve_instants(&write(StepAt::At(10_000)), 1_000).unwrap_err();
-        assert!(matches!(err, Error::BeforeHorizon { .. }), "{err}");
-        assert!(err.to_string().contains("1970-01-01 00:00:20 UTC"), "{err}");
     }
 }

@@ -1,0 +1,437 @@
+//! Writes as stores receive them, and the one builder every path makes them
+//! with: the typed [`Change`](crate::Change) of a registry, the `lockstep`
+//! command, tools and tests.
+//!
+//! The builder checks everything a store would otherwise find out too late
+//! (names, empty steps, the size of each value, instants past what every
+//! path can read back, the number of steps), so a refused write is refused
+//! before it reaches the store, and writes nothing.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::tick::{Millis, Tick, to_datetime};
+use crate::value::MAX_VALUE_BYTES;
+
+use super::check_name;
+
+/// The latest instant a write may name: the last millisecond of the year
+/// 9999, the last instant every path (RFC 3339 in the CLI, `TIMESTAMPTZ`,
+/// chrono) reads back as it was written.
+pub const MAX_INSTANT: Millis = 253_402_300_799_999;
+
+/// The most steps one write may hold. A fetch ships every pending entry to
+/// every process at every tick, so a ramp of thousands of steps would cost
+/// every fetch of the registry; 1000 steps is a ramp of one step a tick for
+/// over 16 hours at a tick of one minute.
+pub const MAX_STEPS: usize = 1000;
+
+/// A write: one or more steps, each a set of field values for one instant.
+/// Made with [`Write::builder`]; stores read it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Write {
+    /// The registry's namespace.
+    pub namespace: String,
+    /// The registry's tick, which sets the horizon and the grid.
+    pub tick: Tick,
+    /// A unique id; a retried write with the same id takes effect once.
+    pub id: String,
+    /// Who writes, for history (e.g. `app pid 42 on web-1`, `cli root@ops`).
+    pub by: String,
+    /// The steps, each with its instant.
+    pub steps: Vec<Step>,
+}
+
+/// Values of several fields that activate together.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Step {
+    /// When.
+    pub at: StepAt,
+    /// `(key, JSON text)` pairs.
+    pub values: Vec<(String, String)>,
+}
+
+/// When a [`Step`] activates.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StepAt {
+    /// `after` milliseconds past the horizon, rounded up to a tick boundary.
+    Horizon {
+        /// The offset from the horizon.
+        after: Millis,
+    },
+    /// This instant rounded up to a tick boundary; refused if before the
+    /// horizon.
+    At(Millis),
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The instant each step takes effect, in the write's order.
+    pub instants: Vec<Millis>,
+}
+
+impl Write {
+    /// Starts a write to the registry `namespace` whose tick is `tick`: one
+    /// step at the horizon, by this process (see [`WriteBuilder::by`]).
+    ///
+    /// ```
+    /// use lockstep::store::{StepAt, Write};
+    /// use serde_json::json;
+    ///
+    /// let tick = lockstep::Tick::from_secs(10).unwrap();
+    /// // A ramp: 10 % at the horizon, 50 % one tick later.
+    /// let write = Write::builder("flags", tick)
+    ///     .set("rollout", json!(10))
+    ///     .then_after(tick.as_duration())
+    ///     .set("rollout", json!(50))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(write.steps.len(), 2);
+    /// assert_eq!(write.steps[1].at, StepAt::Horizon { after: 10_000 });
+    /// assert_eq!(write.steps[1].values, [("rollout".to_owned(), "50".to_owned())]);
+    ///
+    /// // What a store would refuse is refused here, before any store sees it.
+    /// let huge = json!("x".repeat(lockstep::MAX_VALUE_BYTES));
+    /// assert!(Write::builder("flags", tick).set("banner", huge).build().is_err());
+    /// assert!(Write::builder("flags", tick).build().is_err()); // nothing set
+    /// ```
+    pub fn builder(namespace: impl Into<String>, tick: Tick) -> WriteBuilder {
+        WriteBuilder {
+            write: Write {
+                namespace: namespace.into(),
+                tick,
+                id: new_write_id(),
+                by: String::new(),
+                steps: vec![Step {
+                    at: StepAt::Horizon { after: 0 },
+                    values: Vec::new(),
+                }],
+            },
+            error: None,
+        }
+    }
+}
+
+/// A [`Write`] being built; from [`Write::builder`]. Each setter works on
+/// the current step; `then_*` starts the next one. The first mistake is
+/// kept and returned by [`build`](WriteBuilder::build).
+#[derive(Debug)]
+#[must_use = "a write builder does nothing until `.build()`"]
+pub struct WriteBuilder {
+    write: Write,
+    error: Option<Error>,
+}
+
+impl WriteBuilder {
+    fn current(&mut self) -> &mut Step {
+        // `steps` always holds at least one step.
+        let last = self.write.steps.len() - 1;
+        &mut self.write.steps[last]
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.error.get_or_insert(error);
+    }
+
+    /// Keeps `error` for [`build`](WriteBuilder::build), unless an earlier
+    /// one is kept already.
+    pub(crate) fn fail_with(mut self, error: Error) -> Self {
+        self.fail(error);
+        self
+    }
+
+    /// Sets `key` to `value` in the current step, replacing an earlier value
+    /// of `key` in that step. The value must be at most
+    /// [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES) of JSON; what it must be
+    /// for the field's type is the caller's business (the typed
+    /// [`Change`](crate::Change) checks it, the `lockstep` command checks it
+    /// against the published schema).
+    pub fn set(self, key: impl Into<String>, value: serde_json::Value) -> Self {
+        let text = value.to_string();
+        self.set_json(key.into(), text)
+    }
+
+    /// Sets `key` to `json`, JSON text already checked to be valid.
+    pub(crate) fn set_json(mut self, key: String, json: String) -> Self {
+        if json.len() > MAX_VALUE_BYTES {
+            let error = Error::InvalidValue {
+                namespace: self.write.namespace.clone(),
+                key,
+                reason: format!(
+                    "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
+                    json.len()
+                ),
+            };
+            self.fail(error);
+            return self;
+        }
+        let step = self.current();
+        step.values.retain(|(k, _)| *k != key);
+        step.values.push((key, json));
+        self
+    }
+
+    /// Schedules the current step as `when` says.
+    pub fn when(mut self, when: StepAt) -> Self {
+        self.current().at = when;
+        self
+    }
+
+    /// Starts a new step, scheduled as `when` says.
+    pub fn then(mut self, when: StepAt) -> Self {
+        self.write.steps.push(Step {
+            at: when,
+            values: Vec::new(),
+        });
+        self
+    }
+
+    /// Schedules the current step at `at` (milliseconds since the Unix
+    /// epoch) rounded up to a tick boundary, instead of at the horizon; the
+    /// store refuses it if that is before the horizon.
+    pub fn at(self, at: Millis) -> Self {
+        self.when(StepAt::At(at))
+    }
+
+    /// Schedules the current step `after` past the horizon, rounded up to a
+    /// tick boundary.
+    pub fn after_horizon(self, after: Duration) -> Self {
+        self.when(StepAt::Horizon {
+            after: millis(after),
+        })
+    }
+
+    /// Starts a new step at `at`.
+    pub fn then_at(self, at: Millis) -> Self {
+        self.then(StepAt::At(at))
+    }
+
+    /// Starts a new step `after` the previous one (rounded up to a tick
+    /// boundary).
+    pub fn then_after(mut self, after: Duration) -> Self {
+        let after = millis(after);
+        let at = match self.current().at {
+            StepAt::Horizon { after: previous } => StepAt::Horizon {
+                after: previous.saturating_add(after),
+            },
+            StepAt::At(previous) => StepAt::At(previous.saturating_add(after)),
+        };
+        self.then(at)
+    }
+
+    /// Who writes, as history shows it (default: the program, its pid and
+    /// this machine's name, e.g. `shop pid 42 on web-1`).
+    pub fn by(mut self, by: impl Into<String>) -> Self {
+        self.write.by = by.into();
+        self
+    }
+
+    /// Who writes, as a person using a tool: `{tool} {user}@{host}` with
+    /// this machine's name (the `lockstep` command writes as `cli
+    /// root@ops-1`).
+    pub fn by_user(self, tool: &str, user: &str) -> Self {
+        let by = format!("{tool} {user}@{}", host_name());
+        self.by(by)
+    }
+
+    /// The write's id, for a write retried after an unanswered commit: a
+    /// store applies a write id once (default: a fresh random id).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.write.id = id.into();
+        self
+    }
+
+    /// The write, or the first thing wrong with it: a namespace or key the
+    /// store layout cannot hold, a step that sets nothing, a value over the
+    /// size limit, an instant past [`MAX_INSTANT`], more than [`MAX_STEPS`]
+    /// steps.
+    pub fn build(mut self) -> Result<Write, Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let write = &mut self.write;
+        check_name("namespace", &write.namespace)?;
+        if write.steps.iter().any(|s| s.values.is_empty()) {
+            return Err(Error::EmptyWrite {
+                namespace: write.namespace.clone(),
+            });
+        }
+        if write.steps.len() > MAX_STEPS {
+            return Err(Error::TooManySteps {
+                namespace: write.namespace.clone(),
+                steps: write.steps.len(),
+                max: MAX_STEPS,
+            });
+        }
+        for step in &write.steps {
+            for (key, _) in &step.values {
+                check_name("key", key)?;
+            }
+            let latest = match step.at {
+                StepAt::At(at) => at,
+                // The horizon is at most two ticks from now.
+                StepAt::Horizon { after } => crate::tick::now_millis()
+                    .saturating_add(2 * write.tick.as_millis())
+                    .saturating_add(after),
+            };
+            if latest > MAX_INSTANT {
+                return Err(Error::TooLate {
+                    namespace: write.namespace.clone(),
+                    latest: to_datetime(MAX_INSTANT),
+                });
+            }
+        }
+        if write.by.is_empty() {
+            write.by = writer_name();
+        }
+        Ok(self.write)
+    }
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// A fresh id (of a write, an epoch): 128 random bits in hex.
+pub(crate) fn new_write_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Who this process is, for the history of its writes.
+fn writer_name() -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "lockstep".to_owned());
+    format!("{exe} pid {} on {}", std::process::id(), host_name())
+}
+
+/// This machine's name: `/etc/hostname`, else `HOSTNAME`.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// Resolves the instants of `write`'s steps against the horizon of `now`,
+/// refusing any before it. Stores whose transaction runs in Rust call it in
+/// the transaction; script-based stores do the same arithmetic in the store.
+pub fn resolve_instants(write: &Write, now: Millis) -> Result<Vec<Millis>, Error> {
+    let horizon = write.tick.horizon(now);
+    write
+        .steps
+        .iter()
+        .map(|step| match step.at {
+            StepAt::Horizon { after } => Ok(write.tick.ceil(horizon.saturating_add(after.max(0)))),
+            StepAt::At(at) => {
+                let at = write.tick.ceil(at);
+                if at < horizon {
+                    Err(Error::BeforeHorizon {
+                        namespace: write.namespace.clone(),
+                        requested: to_datetime(at),
+                        earliest: to_datetime(horizon),
+                        tick: write.tick,
+                    })
+                } else {
+                    Ok(at)
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tick() -> Tick {
+        Tick::__from_secs(10)
+    }
+
+    #[test]
+    fn instants_round_up_and_respect_the_horizon() {
+        let write = |at| {
+            Write::builder("ns", tick())
+                .set("k", json!(1))
+                .when(at)
+                .build()
+                .unwrap()
+        };
+        // now = 1000 ms: horizon = ceil(1000 + 10000 + 2500) = 20000
+        assert_eq!(
+            resolve_instants(&write(StepAt::Horizon { after: 0 }), 1_000).unwrap(),
+            vec![20_000]
+        );
+        assert_eq!(
+            resolve_instants(&write(StepAt::Horizon { after: 1 }), 1_000).unwrap(),
+            vec![30_000]
+        );
+        assert_eq!(
+            resolve_instants(&write(StepAt::At(20_001)), 1_000).unwrap(),
+            vec![30_000]
+        );
+        // 19.999 s rounds up to 20 s: allowed; 10 s is before the horizon.
+        assert_eq!(
+            resolve_instants(&write(StepAt::At(19_999)), 1_000).unwrap(),
+            vec![20_000]
+        );
+        let err = resolve_instants(&write(StepAt::At(10_000)), 1_000).unwrap_err();
+        assert!(matches!(err, Error::BeforeHorizon { .. }), "{err}");
+        assert!(err.to_string().contains("1970-01-01 00:00:20 UTC"), "{err}");
+    }
+
+    #[test]
+    fn a_step_replaces_an_earlier_value_of_the_same_key() {
+        let write = Write::builder("ns", tick())
+            .set("a", json!(1))
+            .set("b", json!("x"))
+            .set("a", json!(2))
+            .build()
+            .unwrap();
+        assert_eq!(
+            write.steps[0].values,
+            [("b".into(), "\"x\"".into()), ("a".into(), "2".into())]
+        );
+        assert!(write.by.contains(" pid "), "{}", write.by);
+        assert_eq!(write.id.len(), 32);
+    }
+
+    #[test]
+    fn what_a_store_would_refuse_is_refused_at_build() {
+        let refused = |b: WriteBuilder| b.build().unwrap_err().to_string();
+        let b = || Write::builder("ns", tick());
+        assert!(refused(b()).contains("at least one field"));
+        assert!(refused(b().set("a", json!(1)).then_at(50_000)).contains("at least one field"));
+        assert!(refused(Write::builder("a.b", tick()).set("a", json!(1))).contains("namespace"));
+        assert!(refused(b().set("a b", json!(1))).contains("key `a b`"));
+        let big = json!("x".repeat(MAX_VALUE_BYTES));
+        let e = refused(b().set("a", big).set("b", json!(1)));
+        assert!(e.contains("65538 bytes") && e.contains("`ns.a`"), "{e}");
+        let e = refused(b().set("a", json!(1)).at(MAX_INSTANT + 1));
+        assert!(e.contains("9999-12-31"), "{e}");
+        assert!(
+            b().set("a", json!(1))
+                .at(MAX_INSTANT - 10_000)
+                .build()
+                .is_ok()
+        );
+        let e = refused(
+            b().set("a", json!(1))
+                .after_horizon(Duration::from_secs(400_000 * 365 * 86_400)),
+        );
+        assert!(e.contains("9999-12-31"), "{e}");
+        let mut ramp = b().set("a", json!(0));
+        for i in 1..=MAX_STEPS {
+            ramp = ramp.then_after(Duration::from_secs(10)).set("a", json!(i));
+        }
+        let e = refused(ramp);
+        assert!(e.contains("1001 steps") && e.contains("1000"), "{e}");
+    }
+}
