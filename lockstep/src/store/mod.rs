@@ -15,6 +15,7 @@ pub(crate) mod sql;
 pub mod url;
 mod write;
 
+pub use crate::tick::{from_datetime, to_datetime};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
