@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::store::{MAX_STEPS, Write};
+use lockstep::Tick;
+use lockstep::store::{MAX_INSTANT, MAX_STEPS, Write};
 use serde_json::{Value, json};
 
 use crate::args::{FieldPath, Unchecked, When};
@@ -14,10 +15,30 @@ use crate::outcome::Outcome;
 use crate::value;
 use crate::view::{self, instant, relative, table};
 
-/// `TIME` as an instant, or a refusal that says what is accepted.
-fn resolve(when: When, option: &str) -> Result<i64, Failure> {
-    when.resolve(Utc::now())
-        .map_err(|e| Failure::refused(format!("{option}: {e}; nothing was written")))
+/// `TIME` as an instant, or a refusal that says what is accepted; `last`
+/// is how far after it the write's last step lands (a ramp's length). The
+/// store rounds instants up to a tick boundary: that too must be no later
+/// than 9999-12-31T23:59:59.999Z.
+fn resolve(when: When, option: &str, tick: Tick, last: Duration) -> Result<i64, Failure> {
+    let at = when
+        .resolve(Utc::now())
+        .map_err(|e| Failure::refused(format!("{option}: {e}; nothing was written")))?;
+    let last_ms = i64::try_from(last.as_millis()).unwrap_or(i64::MAX);
+    let end = tick.ceil(at).saturating_add(last_ms);
+    if end > MAX_INSTANT {
+        return Err(Failure::refused(format!(
+            "{option}: {}, rounded up to a tick boundary ({tick}){}, is after \
+             9999-12-31T23:59:59.999Z, the latest lockstep accepts; expected an instant \
+             that lands at or before it; nothing was written",
+            instant(at),
+            if last.is_zero() {
+                ""
+            } else {
+                " with the ramp's steps after it"
+            }
+        )));
+    }
+    Ok(at)
 }
 
 /// `set`: one value, at the horizon or at `--at`.
@@ -36,7 +57,7 @@ pub async fn set(
         .by_user("cli", &user())
         .set(&path.key, value.clone());
     if let Some(when) = at {
-        write = write.at(resolve(when, "--at")?);
+        write = write.at(resolve(when, "--at", target.tick, Duration::ZERO)?);
     }
     let write = write.build().map_err(write_failure)?;
     let committed = ctx.store.commit(&write).await.map_err(write_failure)?;
@@ -92,7 +113,8 @@ pub async fn ramp(
     }
     let mut write = Write::builder(&path.namespace, target.tick).by_user("cli", &user());
     if let Some(from) = from {
-        write = write.at(resolve(from, "--from")?);
+        let steps = u32::try_from(values.len() - 1).unwrap_or(u32::MAX);
+        write = write.at(resolve(from, "--from", target.tick, every * steps)?);
     }
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
