@@ -22,7 +22,9 @@ use crate::time::parse_time;
 )]
 pub struct Cli {
     /// The store: redis://[user[:password]@]host[:port][/db], rediss://…,
-    /// redis+unix:///path/to/socket, redis+cluster://host:port,host:port
+    /// redis+unix:///path/to/socket, redis+cluster://host:port,host:port,
+    /// postgres://…, sqlite:path (percent-encode `/`, `?`, `#` and `@` in a
+    /// password: %2F, %3F, %23, %40)
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
