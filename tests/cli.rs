@@ -669,3 +669,249 @@ fn the_commands_work_on_a_postgres_schema() {
     let schema = PostgresSchema::create();
     the_commands_work_on(schema.url(), "PostgreSQL");
 }
+
+/// Plants three entries no process serves in `shop.limit`, the way a buggy
+/// or hostile writer could: an envelope that is not JSON and a value of the
+/// wrong type, both active after the good entry at `after` (so the newest
+/// entry at or before now is bad), and an instant that is not a number.
+/// Returns the instants of the first two.
+fn plant_bad_entries(server: &RedisServer, after: i64) -> (i64, i64) {
+    let (garbage, wrong) = (after + 10, after + 20);
+    let key = "lockstep:{shop}:field:limit";
+    let _: () = server.cmd(&["HSET", key, &garbage.to_string(), "not json"]);
+    let _: () = server.cmd(&["HSET", key, &wrong.to_string(), r#"{"f":1,"v":300}"#]);
+    let _: () = server.cmd(&["HSET", key, "soon", r#"{"f":1,"v":7}"#]);
+    (garbage, wrong)
+}
+
+#[test]
+fn get_and_history_show_bad_entries_as_bad_and_set_still_works() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    let set = ok(&url, &["set", "shop.limit", "42", "--json"]).json();
+    let good_at = set["at_ms"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(
+        (good_at + 100 - Utc::now().timestamp_millis()).max(0) as u64,
+    ));
+    let (garbage, wrong) = plant_bad_entries(&server, good_at);
+
+    let get = ok(&url, &["get", "shop.limit", "--json"]).json();
+    // The value is the last entry that decodes, not the planted ones.
+    assert_eq!(get["value"], 42, "{get}");
+    assert_eq!(get["since"], set["at"], "{get}");
+    let bad = get["bad"].as_array().unwrap();
+    let bad_at: Vec<Option<i64>> = bad.iter().map(|b| b["at_ms"].as_i64()).collect();
+    assert!(bad_at.contains(&Some(garbage)), "{get}");
+    assert!(bad_at.contains(&Some(wrong)), "{get}");
+    let reasons: Vec<&str> = bad.iter().map(|b| b["reason"].as_str().unwrap()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("does not decode as u8")),
+        "{reasons:?}"
+    );
+    assert_eq!(bad.len(), 3, "the non-numeric instant too: {get}");
+
+    let text = ok(&url, &["get", "shop.limit"]).stdout;
+    let row = |first: &str| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(first))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    assert!(row("now ")[0].starts_with("now 42 since"), "{text}");
+    let garbage_at =
+        lockstep::store::to_datetime(garbage).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let bad_rows = row("bad ");
+    assert!(
+        bad_rows
+            .iter()
+            .any(|l| l.contains(&format!(" at {garbage_at} "))),
+        "{text}"
+    );
+    assert!(
+        bad_rows
+            .iter()
+            .any(|l| l.starts_with("bad 300 at ") && l.contains("out of range for u8")),
+        "{text}"
+    );
+    assert!(
+        text.contains("no process serves it (remove: lockstep purge shop.limit --at "),
+        "{text}"
+    );
+    let history = ok(&url, &["history", "shop.limit", "--json"]).json();
+    let states: Vec<&str> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "bad").count(),
+        3,
+        "{history}"
+    );
+    assert!(states.contains(&"active"), "{history}");
+    let text = ok(&url, &["history", "shop.limit"]).stdout;
+    assert!(text.contains("bad: does not decode as u8"), "{text}");
+    let ls = ok(&url, &["ls", "shop", "--json"]).json();
+    assert_eq!(ls["namespaces"][0]["fields"][0]["value"], 42, "{ls}");
+    assert_eq!(ls["namespaces"][0]["fields"][0]["bad"], 3, "{ls}");
+
+    // Writes still work beside them.
+    ok(&url, &["set", "shop.limit", "43"]);
+}
+
+#[test]
+fn purge_removes_a_bad_entry_and_a_good_one_only_beyond_the_horizon() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    let set = ok(&url, &["set", "shop.limit", "42", "--json"]).json();
+    let good_at = set["at"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(
+        (set["at_ms"].as_i64().unwrap() + 100 - Utc::now().timestamp_millis()).max(0) as u64,
+    ));
+    let (garbage, _) = plant_bad_entries(&server, set["at_ms"].as_i64().unwrap());
+    let garbage_at =
+        lockstep::store::to_datetime(garbage).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+
+    let before = dump(&server, "shop");
+    // A good entry any process may be serving is never purged.
+    let refused = lockstep(Some(&url), &["purge", "shop.limit", "--at", &good_at]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert_eq!(dump(&server, "shop"), before, "a refused purge wrote");
+    let missing = lockstep(
+        Some(&url),
+        &["purge", "shop.limit", "--at", "2999-01-01T00:00:00Z"],
+    );
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("has no entry at") && missing.stderr.contains(&garbage_at),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        refused.stderr.contains("is too soon") && refused.stderr.contains("nothing was removed"),
+        "{}",
+        refused.stderr
+    );
+
+    let purged = ok(
+        &url,
+        &["purge", "shop.limit", "--at", &garbage_at, "--json"],
+    )
+    .json();
+    assert_eq!(purged["at_ms"], garbage, "{purged}");
+    assert_eq!(purged["undecodable"], true, "{purged}");
+    let get = ok(&url, &["get", "shop.limit", "--json"]).json();
+    let left: Vec<Option<i64>> = get["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["at_ms"].as_i64())
+        .collect();
+    assert!(!left.contains(&Some(garbage)), "{get}");
+    // The entry whose instant is not a number goes by its stored text.
+    let text = ok(&url, &["purge", "shop.limit", "--at", "soon"]).stdout;
+    assert!(text.starts_with("purged shop.limit at soon"), "{text}");
+}
+
+#[test]
+fn bad_entries_show_as_bad_on_a_sqlite_file() {
+    let file = SqliteFile::create();
+    let url = file.url();
+    let _shop = Shop::start(&url);
+    let tick = lockstep::Tick::new(Duration::from_secs(1)).unwrap();
+    let now = Utc::now().timestamp_millis();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (garbage, wrong) = (tick.ceil(now + 3_000), tick.ceil(now + 4_000));
+    rt.block_on(async {
+        let store = lockstep::store::open(&url).unwrap();
+        let write = lockstep_suite::raw_write(
+            "shop",
+            tick,
+            "test",
+            vec![
+                (
+                    lockstep::store::StepAt::At(garbage),
+                    vec![("limit", "not json")],
+                ),
+                (lockstep::store::StepAt::At(wrong), vec![("limit", "300")]),
+            ],
+        );
+        store.commit(&write).await.unwrap();
+    });
+    let get = ok(&url, &["get", "shop.limit", "--json"]).json();
+    assert_eq!(
+        get["pending"],
+        json!([]),
+        "bad entries are no pending change: {get}"
+    );
+    let bad: Vec<i64> = get["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["at_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(bad, [garbage, wrong], "{get}");
+    let text = ok(&url, &["history", "shop.limit"]).stdout;
+    assert!(text.contains("bad: not JSON"), "{text}");
+    assert!(text.contains("bad: does not decode as u8"), "{text}");
+    ok(&url, &["set", "shop.limit", "5"]);
+
+    let at = lockstep::store::to_datetime(wrong).to_rfc3339();
+    let purged = ok(&url, &["purge", "shop.limit", "--at", &at]);
+    assert!(
+        purged.stdout.starts_with("purged shop.limit = 300 at "),
+        "{}",
+        purged.stdout
+    );
+    let get = ok(&url, &["get", "shop.limit", "--json"]).json();
+    assert_eq!(get["bad"].as_array().unwrap().len(), 1, "{get}");
+}
+
+#[test]
+fn instants_after_year_9999_and_ramps_over_1000_steps_are_refused_clearly() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    let before = dump(&server, "shop");
+    let far = lockstep(Some(&url), &["set", "shop.limit", "1", "--at", "+1000000y"]);
+    assert_eq!(far.code, 2, "{}", far.stdout);
+    assert!(
+        far.stderr
+            .contains("the instant is after 9999-12-31T23:59:59.999Z, the latest lockstep accepts"),
+        "{}",
+        far.stderr
+    );
+    assert!(far.stderr.contains("expected RFC 3339"), "{}", far.stderr);
+    let edge = lockstep(
+        Some(&url),
+        &["set", "shop.limit", "1", "--at", "9999-12-31T23:59:59.500Z"],
+    );
+    assert_eq!(edge.code, 1, "{}", edge.stdout);
+    assert!(
+        edge.stderr.contains(
+            "rounded up to a tick boundary (1s), is after 9999-12-31T23:59:59.999Z, the latest \
+             lockstep accepts"
+        ),
+        "{}",
+        edge.stderr
+    );
+    let values = vec!["1"; 20_000].join(",");
+    let long = lockstep(Some(&url), &["ramp", "shop.limit", &values]);
+    assert_eq!(long.code, 1, "{}", long.stdout);
+    assert!(
+        long.stderr
+            .contains("a ramp of 20000 values is too long: one write holds at most 1000 steps"),
+        "{}",
+        long.stderr
+    );
+    assert_eq!(dump(&server, "shop"), before, "a refused write wrote");
+    // 1000 steps are a ramp like any other.
+    let values = vec!["1"; 1000].join(",");
+    ok(&url, &["ramp", "shop.limit", &values]);
+}

@@ -87,3 +87,105 @@ async fn a_password_in_the_url_never_shows_in_logs_errors_or_status() {
         shown.len()
     );
 }
+
+/// What one run of the `lockstep` binary printed, stdout and stderr, and
+/// its exit status.
+fn cli(env_url: Option<&str>, args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(lockstep_suite::cli_binary());
+    cmd.args(args).env_remove("LOCKSTEP_URL");
+    if let Some(url) = env_url {
+        cmd.env("LOCKSTEP_URL", url);
+    }
+    let out = cmd.output().expect("run lockstep");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), printed)
+}
+
+#[test]
+fn the_cli_never_prints_a_password_and_always_names_the_store() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let _: () = server.cmd(&["CONFIG", "SET", "requirepass", "Sl/ashSekr3t"]);
+    let slash = format!("redis://u:Sl/ashSekr3t@127.0.0.1:{port}");
+    let file = std::env::temp_dir().join(format!("lockstep-secrets-{}", std::process::id()));
+    std::fs::write(&file, format!("{slash}\n")).unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let encoded = format!("redis://:Sl%2FashSekr3t@127.0.0.1:{port}");
+    let wrong = format!("redis://default:Sl%2Fash-wrong@127.0.0.1:{port}");
+    let shown_slash = format!("redis://u:***@127.0.0.1:{port}");
+
+    let runs: Vec<(i32, String, Vec<String>)> = vec![
+        (
+            cli(Some(&slash), &["ls"]),
+            vec![shown_slash.clone(), "percent-encode it (`/` as %2F".into()],
+        ),
+        (
+            cli(None, &["--url", &slash, "ls"]),
+            vec![shown_slash.clone()],
+        ),
+        (
+            cli(None, &["--url-file", &file, "ls"]),
+            vec![shown_slash.clone()],
+        ),
+        (
+            cli(Some("postgres://u:Sl/ash@dbhost/orders"), &["ls"]),
+            vec!["postgres://u:***@dbhost/orders".into()],
+        ),
+        (
+            cli(Some("redis:/u:pw@host"), &["get", "shop.limit"]),
+            vec![
+                "redis:/u:***@host".into(),
+                "`redis:` must be followed by `//`".into(),
+            ],
+        ),
+        (
+            cli(Some(&slash), &["get", &slash]),
+            vec!["expected NAMESPACE.FIELD".into()],
+        ),
+        (cli(Some(&encoded), &["ls", "--json"]), vec![]),
+        (
+            cli(Some(&wrong), &["ls"]),
+            vec![format!("redis://default:***@127.0.0.1:{port}")],
+        ),
+        (
+            cli(Some("postgres://postgres@127.0.0.1:1/x"), &["ls"]),
+            vec!["postgres://postgres@127.0.0.1:1/x".into()],
+        ),
+    ]
+    .into_iter()
+    .map(|((code, printed), names)| (code, printed, names))
+    .collect();
+    let codes: Vec<i32> = runs.iter().map(|r| r.0).collect();
+    assert_eq!(codes, [1, 1, 1, 1, 1, 2, 0, 1, 1], "{runs:#?}");
+    for (_, printed, names) in &runs {
+        for secret in ["Sl/ash", "ashSekr3t", "Sl%2Fash", ":pw@", "pw@host"] {
+            assert!(!printed.contains(secret), "`{secret}` shows in: {printed}");
+        }
+        for name in names {
+            assert!(
+                printed.contains(name.as_str()),
+                "`{name}` not in: {printed}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A PostgreSQL URL's lone user-info is the role, not a secret: the store's
+/// errors name it (`role "***" does not exist` helped no one).
+#[test]
+fn a_postgres_role_stays_readable_in_the_stores_errors() {
+    let url = "postgres://nosuchrole@localhost/postgres?host=/var/run/postgresql";
+    let (code, printed) = cli(Some(url), &["ls"]);
+    assert_eq!(code, 1, "{printed}");
+    for name in [
+        "postgres://nosuchrole@localhost/postgres",
+        r#"role "nosuchrole" does not exist"#,
+    ] {
+        assert!(printed.contains(name), "`{name}` not in: {printed}");
+    }
+}

@@ -22,7 +22,9 @@ use crate::time::parse_time;
 )]
 pub struct Cli {
     /// The store: redis://[user[:password]@]host[:port][/db], rediss://…,
-    /// redis+unix:///path/to/socket, redis+cluster://host:port,host:port
+    /// redis+unix:///path/to/socket, redis+cluster://host:port,host:port,
+    /// postgres://…, sqlite:path (percent-encode `/`, `?`, `#` and `@` in a
+    /// password: %2F, %3F, %23, %40)
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
@@ -99,6 +101,20 @@ pub enum Command {
         /// boundary)
         #[arg(long, value_parser = parse_time, value_name = "TIME")]
         at: When,
+        #[command(flatten)]
+        unchecked: Unchecked,
+    },
+    /// Remove an entry no process can use (one that does not decode, or
+    /// whose instant is not a number); a good entry only at or beyond the
+    /// horizon, as cancel does
+    Purge {
+        /// The field, as NAMESPACE.FIELD
+        #[arg(value_parser = parse_field)]
+        field: FieldPath,
+        /// The entry's instant exactly as `get` or `history` shows it (RFC
+        /// 3339, or the stored text of an instant that is not a number)
+        #[arg(long, value_name = "TIME")]
+        at: String,
         #[command(flatten)]
         unchecked: Unchecked,
     },
@@ -216,7 +232,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let at = |s: &str| parse_time(s).unwrap().resolve(now);
+        let at = |s: &str| parse_time(s).unwrap().resolve(now).unwrap();
         assert_eq!(at("+30m"), now.timestamp_millis() + 1_800_000);
         assert_eq!(at("+4s"), now.timestamp_millis() + 4_000);
         assert_eq!(at("+1h 30m"), now.timestamp_millis() + 5_400_000);

@@ -9,6 +9,7 @@
 //! lockstep set NAMESPACE.FIELD VALUE [--at TIME]
 //! lockstep ramp NAMESPACE.FIELD 0,10,25,50,100 [--every DURATION] [--from TIME]
 //! lockstep cancel NAMESPACE.FIELD --at TIME
+//! lockstep purge NAMESPACE.FIELD --at TIME
 //! lockstep history NAMESPACE.FIELD
 //! lockstep watch [NAMESPACE] [--count N] [--for DURATION]
 //! ```
@@ -17,21 +18,31 @@
 //! JSON. Exit status: 0 done, 1 refused or failed, 2 usage.
 
 mod args;
-mod commands;
+mod context;
+mod failure;
+mod outcome;
+mod overview;
+mod read;
 mod time;
 mod value;
 mod view;
+mod watch;
+mod write;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::context::Ctx;
+use crate::failure::Failure;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let secrets = Secrets::of(&argv);
-    let cli = match args::Cli::try_parse_from(&argv) {
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             // Clap quotes offending arguments: never a password.
@@ -54,7 +65,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    // The store's URL may come from a file: its secrets are hidden too.
+    let secrets = match context::store_url(&cli) {
+        Ok(url) => secrets.with(&url),
+        Err(_) => secrets,
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", secrets.hide(&failure.message));
@@ -63,52 +79,83 @@ fn main() -> ExitCode {
     }
 }
 
-/// The passwords of the URLs among the arguments (and `--opt=URL`) and in
-/// `LOCKSTEP_URL`, to hide from anything printed about them.
+/// Runs the command line; each command's outcome is printed here.
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let url = context::store_url(&cli)?;
+    let ctx = Ctx {
+        store: lockstep::store::open(&url)?,
+    };
+    let json = cli.json;
+    let outcome = match cli.command {
+        Command::Ls { namespace } => overview::ls(&ctx, namespace.as_deref()).await?,
+        Command::Get { field } => read::get(&ctx, &field).await?,
+        Command::History { field } => read::history(&ctx, &field).await?,
+        Command::Set {
+            field,
+            value,
+            at,
+            unchecked,
+        } => write::set(&ctx, &field, &value, at, &unchecked).await?,
+        Command::Ramp {
+            field,
+            values,
+            every,
+            from,
+            unchecked,
+        } => write::ramp(&ctx, &field, &values, every, from, &unchecked).await?,
+        Command::Cancel {
+            field,
+            at,
+            unchecked,
+        } => write::cancel(&ctx, &field, at, &unchecked).await?,
+        Command::Purge {
+            field,
+            at,
+            unchecked,
+        } => write::purge(&ctx, &field, &at, &unchecked).await?,
+        Command::Watch {
+            namespace,
+            count,
+            duration,
+        } => {
+            let mut show = |frame: outcome::Outcome| frame.print(json);
+            return watch::watch(&ctx, namespace.as_deref(), count, duration, json, &mut show)
+                .await;
+        }
+    };
+    outcome.print(json);
+    Ok(())
+}
+
+/// The secrets of the URLs among the arguments (and `--opt=URL`), in
+/// `LOCKSTEP_URL` and in `--url-file`, to hide from anything printed.
 struct Secrets(Vec<String>);
 
 impl Secrets {
     fn of(argv: &[String]) -> Secrets {
         let env = std::env::var("LOCKSTEP_URL").ok();
-        let mut secrets = Vec::new();
+        let mut secrets = Secrets(Vec::new());
         for text in argv.iter().chain(env.as_ref()) {
             let value = match text.split_once('=') {
                 Some((flag, value)) if flag.starts_with("--") => value,
                 _ => text.as_str(),
             };
-            // What `redact` replaced: the text between the parts it kept.
-            let shown = lockstep::store::redact(value);
-            if shown == value {
-                continue;
-            }
-            let prefix = value
-                .bytes()
-                .zip(shown.bytes())
-                .take_while(|(a, b)| a == b)
-                .count();
-            let suffix = value
-                .bytes()
-                .rev()
-                .zip(shown.bytes().rev())
-                .take_while(|(a, b)| a == b)
-                .count();
-            let end = value.len().saturating_sub(suffix).max(prefix);
-            if let Some(secret) = value.get(prefix..end)
-                && !secret.is_empty()
-            {
-                secrets.push(secret.to_owned());
-            }
+            secrets = secrets.with(value);
         }
-        Secrets(secrets)
+        secrets
+    }
+
+    /// These and the secrets of `url`, longest first.
+    fn with(mut self, url: &str) -> Secrets {
+        self.0.extend(lockstep::store::url::secrets(url));
+        self.0.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        self.0.dedup();
+        self
     }
 
     /// `text` with every secret replaced by `***`.
     fn hide(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.0 {
-            text = text.replace(secret.as_str(), "***");
-        }
-        text
+        lockstep::store::url::scrub(text, &self.0)
     }
 }
 
@@ -127,7 +174,7 @@ mod tests {
         .map(str::to_owned)
         .to_vec();
         let secrets = Secrets::of(&argv);
-        let e = args::Cli::try_parse_from(&argv).unwrap_err();
+        let e = Cli::try_parse_from(&argv).unwrap_err();
         let text = secrets.hide(&e.render().to_string());
         assert!(text.contains("redis://:***@h.x"), "{text}");
         assert!(!text.contains("pw9") && !text.contains("s3cret"), "{text}");
@@ -135,5 +182,10 @@ mod tests {
             secrets.hide("`redis://:pw9@h` failed"),
             "`redis://:***@h` failed"
         );
+    }
+
+    #[test]
+    fn the_latest_instant_is_the_librarys() {
+        assert_eq!(time::LATEST, lockstep::store::MAX_INSTANT);
     }
 }

@@ -1,6 +1,7 @@
 //! What the commands print: instants, countdowns, values and tables.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use lockstep::FieldSchema;
 use lockstep::store::StoredEntry;
 use serde_json::{Value, json};
 
@@ -11,7 +12,7 @@ pub fn instant(ms: i64) -> String {
 }
 
 fn datetime(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    lockstep::store::to_datetime(ms)
 }
 
 /// How far `at` is from `now`: `in 1.6s`, `4m 10s ago`.
@@ -89,12 +90,52 @@ pub fn origin_text(entry: &StoredEntry) -> String {
     }
 }
 
-/// The entry active at `now` and the pending ones, of entries ordered by
-/// instant.
-pub fn split(entries: &[StoredEntry], now: i64) -> (Option<&StoredEntry>, Vec<&StoredEntry>) {
-    let active = entries.iter().rev().find(|e| e.at <= now);
-    let pending = entries.iter().filter(|e| e.at > now).collect();
+/// Why no process serves `entry`, if none does: its envelope cannot be
+/// read, its value is not JSON, too large, or not of the field's type (when
+/// the schema says it).
+pub fn bad(entry: &StoredEntry, field: Option<&FieldSchema>) -> Option<String> {
+    let text = match &entry.value {
+        Ok(text) => text,
+        Err(why) => return Some(why.clone()),
+    };
+    if text.len() > lockstep::MAX_VALUE_BYTES {
+        return Some(format!(
+            "{} bytes, over the limit of {} bytes",
+            text.len(),
+            lockstep::MAX_VALUE_BYTES
+        ));
+    }
+    let value = match serde_json::from_str::<Value>(text) {
+        Ok(value) => value,
+        Err(e) => return Some(format!("not JSON ({e})")),
+    };
+    let field = field?;
+    let ty = field.value_type.as_ref()?;
+    ty.check(&value)
+        .err()
+        .map(|e| format!("does not decode as {}: {e}", field.rust_type))
+}
+
+/// The entry active at `now` (the last one at or before it that decodes)
+/// and the pending ones that decode, of entries ordered by instant; what
+/// does not decode is no process's value.
+pub fn split<'a>(
+    entries: &'a [StoredEntry],
+    now: i64,
+    field: Option<&FieldSchema>,
+) -> (Option<&'a StoredEntry>, Vec<&'a StoredEntry>) {
+    let good = |e: &&StoredEntry| bad(e, field).is_none();
+    let active = entries.iter().rev().filter(|e| e.at <= now).find(good);
+    let pending = entries.iter().filter(|e| e.at > now).filter(good).collect();
     (active, pending)
+}
+
+/// What a bad entry shows as: its stored text, cut short.
+pub fn stored_text(entry: &StoredEntry) -> String {
+    match &entry.value {
+        Ok(text) => short(text),
+        Err(_) => "(unreadable)".to_owned(),
+    }
 }
 
 /// Rows of cells as aligned columns, two spaces apart, each line indented

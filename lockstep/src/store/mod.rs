@@ -12,8 +12,10 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod sql;
+pub mod url;
 mod write;
 
+pub use crate::tick::{from_datetime, to_datetime};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
@@ -21,6 +23,8 @@ pub use redis::RedisStore;
 pub use sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::SqliteStore;
+use url::StoreUrl;
+pub use url::redact;
 pub(crate) use write::new_write_id;
 pub use write::{
     Committed, MAX_INSTANT, MAX_STEPS, Step, StepAt, Write, WriteBuilder, resolve_instants,
@@ -188,41 +192,6 @@ pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Res
     Ok(())
 }
 
-/// The URL schemes this build understands, for error messages.
-pub fn supported_schemes() -> &'static str {
-    static SCHEMES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let mut known = vec!["memory://"];
-        let mut off = Vec::new();
-        if cfg!(feature = "redis") {
-            known.extend([
-                "redis://",
-                "rediss:// (TLS)",
-                "redis+unix://",
-                "unix://",
-                "redis+cluster://",
-            ]);
-        } else {
-            off.push("`redis` for redis://");
-        }
-        if cfg!(feature = "postgres") {
-            known.extend(["postgres://", "postgresql://"]);
-        } else {
-            off.push("`postgres` for postgres://");
-        }
-        if cfg!(feature = "sqlite") {
-            known.extend(["sqlite://path", "sqlite:path"]);
-        } else {
-            off.push("`sqlite` for sqlite://");
-        }
-        let mut text = known.join(", ");
-        if !off.is_empty() {
-            text += &format!(" (enable the features {} of lockstep)", off.join(", "));
-        }
-        text
-    });
-    &SCHEMES
-}
-
 /// Opens the store at `url` (`memory://…`, `redis://…`, `rediss://…`,
 /// `redis+unix://…`, `redis+cluster://…`, `postgres://…`, `sqlite://…`), as
 /// registries do: for tools that read and write stores without a registry,
@@ -250,84 +219,40 @@ pub(crate) async fn connect(
 }
 
 fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Store>, Error> {
-    // `sqlite:path` has no `//`.
-    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    let parsed = StoreUrl::parse(url);
+    let scheme = url::check(&parsed)?;
     #[cfg_attr(
         all(feature = "redis", feature = "postgres", feature = "sqlite"),
         allow(unused_variables)
     )]
     let needs = |feature: &str| Error::Url {
-        url: redact(url),
+        url: parsed.redacted(),
         reason: format!("{scheme}: URLs need the cargo feature `{feature}` of lockstep"),
     };
-    match scheme {
+    let opened: Result<Arc<dyn Store>, Error> = match scheme {
         "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
         #[cfg(feature = "redis")]
         "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
-            Ok(Arc::new(redis::RedisStore::open(url)?))
+            redis::RedisStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>)
         }
         #[cfg(not(feature = "redis"))]
         "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
             Err(needs("redis"))
         }
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Arc::new(sql::postgres::PostgresStore::open(url)?)),
+        "postgres" | "postgresql" => {
+            sql::postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
         #[cfg(not(feature = "postgres"))]
         "postgres" | "postgresql" => Err(needs("postgres")),
         #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(sql::sqlite::SqliteStore::open(url)?)),
+        "sqlite" => sql::sqlite::SqliteStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>),
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => Err(needs("sqlite")),
-        _ => Err(Error::Url {
-            url: redact(url),
-            reason: format!("unknown scheme; expected one of: {}", supported_schemes()),
-        }),
-    }
-}
-
-/// `url` with its password replaced by `***`, for anything a person reads:
-/// the password of the user-info part, and `pass=` / `password=` query
-/// parameters (how `redis+unix://` URLs carry one).
-pub fn redact(url: &str) -> String {
-    let (url, query) = match url.split_once('?') {
-        Some((url, query)) => (url, Some(query)),
-        None => (url, None),
+        _ => unreachable!("url::check accepts only the schemes above"),
     };
-    let mut shown = redact_userinfo(url);
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _))
-                    if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
-                {
-                    format!("{k}=***")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&pairs.join("&"));
-    }
-    shown
-}
-
-fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            // `redis://token@host`: a lone user-info may be a secret token.
-            None => format!("{scheme}://***@{host}{tail}"),
-        },
-        None => url.to_owned(),
-    }
+    // Whatever a driver said about the URL, its secrets go.
+    opened.map_err(|e| url::scrub_error(e, &parsed))
 }
 
 #[cfg(test)]
@@ -340,19 +265,5 @@ mod tests {
         for bad in ["", "a.b", "{x}", "a*", "a b", &"x".repeat(101)] {
             assert!(check_name("namespace", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn redact_hides_passwords() {
-        assert_eq!(redact("redis://u:p4ss@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact("redis://:p4ss@h"), "redis://:***@h");
-        assert_eq!(redact("redis://token@h"), "redis://***@h");
-        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
-        assert_eq!(redact("memory://"), "memory://");
-        assert_eq!(redact("redis://u:p@ss@h/x?y=@"), "redis://u:***@h/x?y=@");
-        assert_eq!(
-            redact("redis+unix:///tmp/r.sock?user=app&pass=s3cret&db=1"),
-            "redis+unix:///tmp/r.sock?user=app&pass=***&db=1"
-        );
     }
 }

@@ -1,0 +1,260 @@
+//! What every command starts from: the store (from `--url`, `--url-file` or
+//! `LOCKSTEP_URL`), who runs the command, and the published schemas that
+//! writes are checked against.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use lockstep::store::{Fetched, Store, StoredEntry, Unplaced};
+use lockstep::{FieldSchema, Schema, Tick, ValueType};
+
+use crate::args::{Cli, FieldPath, Unchecked};
+use crate::failure::Failure;
+
+/// The store URL: `--url`, else `--url-file`, else `LOCKSTEP_URL`.
+pub fn store_url(cli: &Cli) -> Result<String, Failure> {
+    if let Some(url) = &cli.url {
+        if !lockstep::store::url::secrets(url).is_empty() {
+            eprintln!(
+                "warning: a password given with --url is visible to other users of this machine; \
+                 use LOCKSTEP_URL or --url-file"
+            );
+        }
+        return Ok(url.clone());
+    }
+    if let Some(path) = &cli.url_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::refused(format!("cannot read --url-file {}: {e}", path.display()))
+        })?;
+        return text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::refused(format!("--url-file {} is empty", path.display())));
+    }
+    match std::env::var("LOCKSTEP_URL") {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => Err(Failure::usage(
+            "no store given: pass --url URL or --url-file PATH, or set LOCKSTEP_URL \
+             (e.g. redis://127.0.0.1:6379)",
+        )),
+    }
+}
+
+/// Who runs the command, for the entries' history (`cli <user>@<host>`).
+pub fn user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(user_of_this_process)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The name of this process's user, from `/etc/passwd`, when the
+/// environment does not say (cron jobs, containers).
+fn user_of_this_process() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let mut parts = line.split(':');
+            let name = parts.next()?;
+            (parts.nth(1)? == uid).then(|| name.to_owned())
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The store's clock, from a fetch, else this machine's.
+pub fn store_now(fetched: &Fetched) -> i64 {
+    fetched
+        .store_micros
+        .map(|us| us.div_euclid(1000))
+        .unwrap_or_else(|| Utc::now().timestamp_millis())
+}
+
+/// A registry's tick, from its schema.
+pub fn tick_of(schema: &Schema) -> Result<Tick, Failure> {
+    Tick::new(Duration::from_secs(u64::from(schema.tick_secs))).map_err(|e| {
+        Failure::refused(format!(
+            "the schema of `{}` has an invalid tick: {e}",
+            schema.namespace
+        ))
+    })
+}
+
+/// The field `path` names in `schema`, or the library's own refusal.
+pub fn field_of<'a>(schema: &'a Schema, path: &FieldPath) -> Result<&'a FieldSchema, Failure> {
+    schema.field(&path.key).ok_or_else(|| {
+        let known: Vec<&str> = schema.fields.iter().map(|f| f.key.as_str()).collect();
+        Failure::from(lockstep::Error::UnknownField {
+            namespace: path.namespace.clone(),
+            key: path.key.clone(),
+            known: known.join(", "),
+        })
+    })
+}
+
+/// A field a write goes to: the registry's tick, and the field's type when
+/// the schema says it.
+pub struct Target {
+    /// The registry's tick.
+    pub tick: Tick,
+    /// The field, when a schema describes it.
+    pub field: Option<FieldSchema>,
+}
+
+impl Target {
+    /// The field's type, when known.
+    pub fn value_type(&self) -> Option<&ValueType> {
+        self.field.as_ref().and_then(|f| f.value_type.as_ref())
+    }
+
+    /// `shop.limit (u8)`, for messages.
+    pub fn name(&self, path: &FieldPath) -> String {
+        match &self.field {
+            Some(f) => format!("{path} ({})", f.rust_type),
+            None => path.to_string(),
+        }
+    }
+}
+
+/// One field as fetched: the schema (if any), its entries, those whose
+/// instant is not a number, and the store's clock.
+pub struct FieldEntries {
+    /// The registry's published schema.
+    pub schema: Option<Schema>,
+    /// The entries, ordered by instant.
+    pub entries: Vec<StoredEntry>,
+    /// The entries whose instant is not a number.
+    pub unplaced: Vec<Unplaced>,
+    /// The store's clock when it answered.
+    pub now: i64,
+}
+
+impl FieldEntries {
+    /// The field's schema, if the registry published one.
+    pub fn field(&self, key: &str) -> Option<&FieldSchema> {
+        self.schema.as_ref().and_then(|s| s.field(key))
+    }
+}
+
+/// The opened store, and how to print.
+pub struct Ctx {
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+impl Ctx {
+    /// The published schema of `namespace`; `None` if the registry exists
+    /// in the store without one. An unknown namespace is refused, listing
+    /// the known ones.
+    pub async fn registry(&self, namespace: &str) -> Result<Option<Schema>, Failure> {
+        if let Some(schema) = self.store.schema(namespace).await? {
+            return Ok(Some(schema));
+        }
+        let known = self.store.namespaces().await?;
+        if known.iter().any(|n| n == namespace) {
+            Ok(None)
+        } else {
+            Err(Failure::refused(self.unknown_namespace(namespace, &known)))
+        }
+    }
+
+    fn unknown_namespace(&self, namespace: &str, known: &[String]) -> String {
+        let store = self.store.describe();
+        if known.is_empty() {
+            format!(
+                "no registry `{namespace}` in {store}: it holds none yet (a registry publishes \
+                 its schema there when it starts)"
+            )
+        } else {
+            format!(
+                "no registry `{namespace}` in {store}; it has: {}",
+                known.join(", ")
+            )
+        }
+    }
+
+    /// Where a write to `path` goes, refused unless the schema knows the
+    /// field and its type (or `--force`).
+    pub async fn target(&self, path: &FieldPath, unchecked: &Unchecked) -> Result<Target, Failure> {
+        let Some(schema) = self.store.schema(&path.namespace).await? else {
+            let known = self.store.namespaces().await?;
+            let exists = known.contains(&path.namespace);
+            if !unchecked.force {
+                let why = if exists {
+                    format!(
+                        "registry `{}` has published no schema, so the value cannot be checked \
+                         (a registry publishes its schema when it starts, with lockstep 0.1 or \
+                         newer)",
+                        path.namespace
+                    )
+                } else {
+                    self.unknown_namespace(&path.namespace, &known)
+                };
+                return Err(Failure::refused(format!(
+                    "{why}; nothing was written (to write unchecked, pass --force --tick \
+                     <the registry's tick>)"
+                )));
+            }
+            let tick = unchecked.tick.ok_or_else(|| {
+                Failure::refused(format!(
+                    "registry `{}` has published no schema, so its tick is unknown: pass it \
+                     with --tick (e.g. --tick 10m)",
+                    path.namespace
+                ))
+            })?;
+            let tick = Tick::new(tick).map_err(|e| Failure::usage(format!("--tick: {e}")))?;
+            return Ok(Target { tick, field: None });
+        };
+        let tick = tick_of(&schema)?;
+        if let Some(given) = unchecked.tick
+            && given != tick.as_duration()
+        {
+            return Err(Failure::refused(format!(
+                "--tick {} disagrees with the tick {tick} registry `{}` published; nothing \
+                 was written",
+                humantime::format_duration(given),
+                path.namespace
+            )));
+        }
+        let field = field_of(&schema, path)?.clone();
+        if field.value_type.is_none() && !unchecked.force {
+            return Err(Failure::refused(format!(
+                "the schema of `{}` has no value types (it was published by an older lockstep), \
+                 so the value cannot be checked; nothing was written (to write unchecked, pass \
+                 --force)",
+                path.namespace
+            )));
+        }
+        Ok(Target {
+            tick,
+            field: Some(field),
+        })
+    }
+
+    /// The schema (if any, checked to hold the field) and the entries of
+    /// one field, with the store's clock.
+    pub async fn field_entries(&self, path: &FieldPath) -> Result<FieldEntries, Failure> {
+        let schema = self.registry(&path.namespace).await?;
+        if let Some(schema) = &schema {
+            field_of(schema, path)?;
+        }
+        let keys = [path.key.as_str()];
+        let mut fetched = self.store.fetch(&path.namespace, &keys).await?;
+        Ok(FieldEntries {
+            schema,
+            entries: fetched.fields.remove(&path.key).unwrap_or_default(),
+            unplaced: fetched.unplaced.remove(&path.key).unwrap_or_default(),
+            now: store_now(&fetched),
+        })
+    }
+}

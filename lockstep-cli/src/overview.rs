@@ -1,0 +1,205 @@
+//! `ls`, and the view of whole registries that `ls` and `watch` share.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use lockstep::store::{Fetched, StoredEntry};
+use lockstep::{Schema, ValueType};
+use serde_json::{Value, json};
+
+use crate::context::{Ctx, store_now};
+use crate::failure::Failure;
+use crate::outcome::Outcome;
+use crate::view::{self, instant, relative, split, table};
+
+/// One registry as fetched: its schema and entries.
+pub struct Overview {
+    /// The registry's namespace.
+    pub namespace: String,
+    schema: Option<Schema>,
+    /// The fetch, when a schema said which fields to fetch.
+    pub fetched: Option<Fetched>,
+}
+
+impl Overview {
+    /// Fetches `namespace`'s schema and every field it names.
+    pub async fn fetch(ctx: &Ctx, namespace: &str) -> Result<Overview, Failure> {
+        let schema = ctx.store.schema(namespace).await?;
+        let fetched = match &schema {
+            Some(schema) => {
+                let keys: Vec<&str> = schema.fields.iter().map(|f| f.key.as_str()).collect();
+                Some(ctx.store.fetch(namespace, &keys).await?)
+            }
+            None => None,
+        };
+        Ok(Overview {
+            namespace: namespace.to_owned(),
+            schema,
+            fetched,
+        })
+    }
+
+    /// The registry's tick (a second when unknown).
+    pub fn tick(&self) -> Duration {
+        let secs = self.schema.as_ref().map_or(1, |s| s.tick_secs.max(1));
+        Duration::from_secs(u64::from(secs))
+    }
+
+    fn entries(&self, key: &str) -> &[StoredEntry] {
+        self.fetched
+            .as_ref()
+            .and_then(|f| f.fields.get(key))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// How many entries of `key` no process serves.
+    fn bad(&self, key: &str) -> usize {
+        let field = self.schema.as_ref().and_then(|s| s.field(key));
+        let unplaced = self
+            .fetched
+            .as_ref()
+            .and_then(|f| f.unplaced.get(key))
+            .map_or(0, Vec::len);
+        let bad = self.entries(key).iter();
+        bad.filter(|e| view::bad(e, field).is_some()).count() + unplaced
+    }
+
+    /// The first pending entry of any field: instant, `namespace.key`, value.
+    pub fn next_change(&self, now: i64) -> Option<(i64, String, Result<String, String>)> {
+        let schema = self.schema.as_ref()?;
+        schema
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let (_, pending) = split(self.entries(&f.key), now, Some(f));
+                pending.first().map(|e| {
+                    (
+                        e.at,
+                        format!("{}.{}", self.namespace, f.key),
+                        e.value.clone(),
+                    )
+                })
+            })
+            .min_by_key(|(at, _, _)| *at)
+    }
+
+    /// For a person: each field with its value now and its next change.
+    pub fn text(&self, now: i64) -> String {
+        let Some(schema) = &self.schema else {
+            return format!(
+                "{}  (no published schema: start a registry of it to see its fields)\n",
+                self.namespace
+            );
+        };
+        let mut out = format!(
+            "{}  (tick {})\n",
+            self.namespace,
+            humantime::format_duration(self.tick())
+        );
+        let mut rows = Vec::new();
+        for field in &schema.fields {
+            let (active, pending) = split(self.entries(&field.key), now, Some(field));
+            let value = match active {
+                Some(e) => view::value_text(&e.value),
+                None => format!("{} (default)", view::short(&field.default.to_string())),
+            };
+            let mut next = match pending.first() {
+                Some(e) => {
+                    let more = match pending.len() {
+                        1 => String::new(),
+                        n => format!(", {} more", n - 1),
+                    };
+                    format!(
+                        "next: {} at {} ({}{more})",
+                        view::value_text(&e.value),
+                        instant(e.at),
+                        relative(e.at, now)
+                    )
+                }
+                None => String::new(),
+            };
+            match self.bad(&field.key) {
+                0 => {}
+                n => next.push_str(&format!("  [{n} bad: see `lockstep get`]")),
+            }
+            rows.push(vec![
+                field.key.clone(),
+                field.rust_type.clone(),
+                value,
+                next.trim_start().to_owned(),
+            ]);
+        }
+        out.push_str(&table(&rows, "  "));
+        out
+    }
+
+    /// As JSON.
+    pub fn json(&self, now: i64) -> Value {
+        let Some(schema) = &self.schema else {
+            return json!({"namespace": self.namespace, "schema": false});
+        };
+        let fields: Vec<Value> = schema
+            .fields
+            .iter()
+            .map(|field| {
+                let (active, pending) = split(self.entries(&field.key), now, Some(field));
+                json!({
+                    "key": field.key,
+                    "rust_type": field.rust_type,
+                    "type": field.value_type.as_ref().map(ValueType::to_string),
+                    "value": active.map_or(field.default.clone(), |e| view::value_json(&e.value)),
+                    "default": active.is_none(),
+                    "since": active.map(|e| instant(e.at)),
+                    "next": pending.first().map(|e| view::entry_json(e)),
+                    "pending": pending.len(),
+                    "bad": self.bad(&field.key),
+                })
+            })
+            .collect();
+        json!({
+            "namespace": self.namespace,
+            "schema": true,
+            "tick_secs": schema.tick_secs,
+            "fields": fields,
+        })
+    }
+}
+
+/// The namespaces to show: `only`, checked to exist, or all.
+pub async fn namespaces(ctx: &Ctx, only: Option<&str>) -> Result<Vec<String>, Failure> {
+    match only {
+        Some(namespace) => {
+            ctx.registry(namespace).await?;
+            Ok(vec![namespace.to_owned()])
+        }
+        None => Ok(ctx.store.namespaces().await?),
+    }
+}
+
+/// `ls`: every registry (or one), each field with its value and next change.
+pub async fn ls(ctx: &Ctx, only: Option<&str>) -> Result<Outcome, Failure> {
+    let mut registries = Vec::new();
+    for name in namespaces(ctx, only).await? {
+        registries.push(Overview::fetch(ctx, &name).await?);
+    }
+    let now = registries
+        .iter()
+        .find_map(|r| r.fetched.as_ref())
+        .map(store_now)
+        .unwrap_or_else(|| Utc::now().timestamp_millis());
+    let json = json!({
+        "store": ctx.store.describe(),
+        "now": instant(now),
+        "namespaces": registries.iter().map(|r| r.json(now)).collect::<Vec<_>>(),
+    });
+    let text = if registries.is_empty() {
+        format!(
+            "{} holds no registries yet (a registry publishes its schema when it starts)\n",
+            ctx.store.describe()
+        )
+    } else {
+        let texts: Vec<String> = registries.iter().map(|r| r.text(now)).collect();
+        texts.join("\n")
+    };
+    Ok(Outcome::new(text, json))
+}

@@ -1,0 +1,290 @@
+//! `set`, `ramp`, `cancel` and `purge`: the commands that change a store,
+//! each checked against the published schema and the horizon first.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use lockstep::Tick;
+use lockstep::store::{MAX_INSTANT, MAX_STEPS, Write};
+use serde_json::{Value, json};
+
+use crate::args::{FieldPath, Unchecked, When};
+use crate::context::{Ctx, store_now, user};
+use crate::failure::{Failure, write_failure};
+use crate::outcome::Outcome;
+use crate::value;
+use crate::view::{self, instant, relative, table};
+
+/// `TIME` as an instant, or a refusal that says what is accepted; `last`
+/// is how far after it the write's last step lands (a ramp's length). The
+/// store rounds instants up to a tick boundary: that too must be no later
+/// than 9999-12-31T23:59:59.999Z.
+fn resolve(when: When, option: &str, tick: Tick, last: Duration) -> Result<i64, Failure> {
+    let at = when
+        .resolve(Utc::now())
+        .map_err(|e| Failure::refused(format!("{option}: {e}; nothing was written")))?;
+    let last_ms = i64::try_from(last.as_millis()).unwrap_or(i64::MAX);
+    let end = tick.ceil(at).saturating_add(last_ms);
+    if end > MAX_INSTANT {
+        return Err(Failure::refused(format!(
+            "{option}: {}, rounded up to a tick boundary ({tick}){}, is after \
+             9999-12-31T23:59:59.999Z, the latest lockstep accepts; expected an instant \
+             that lands at or before it; nothing was written",
+            instant(at),
+            if last.is_zero() {
+                ""
+            } else {
+                " with the ramp's steps after it"
+            }
+        )));
+    }
+    Ok(at)
+}
+
+/// `set`: one value, at the horizon or at `--at`.
+pub async fn set(
+    ctx: &Ctx,
+    path: &FieldPath,
+    text: &str,
+    at: Option<When>,
+    unchecked: &Unchecked,
+) -> Result<Outcome, Failure> {
+    let target = ctx.target(path, unchecked).await?;
+    let name = target.name(path);
+    let value = value::parse(text, target.value_type())
+        .map_err(|e| Failure::refused(format!("{name}: {e}; nothing was written")))?;
+    let mut write = Write::builder(&path.namespace, target.tick)
+        .by_user("cli", &user())
+        .set(&path.key, value.clone());
+    if let Some(when) = at {
+        write = write.at(resolve(when, "--at", target.tick, Duration::ZERO)?);
+    }
+    let write = write.build().map_err(write_failure)?;
+    let committed = ctx.store.commit(&write).await.map_err(write_failure)?;
+    let at = committed.instants[0];
+    let now = Utc::now().timestamp_millis();
+    Ok(Outcome::new(
+        format!(
+            "{path} = {} at {} ({})\n",
+            view::short(&value.to_string()),
+            instant(at),
+            relative(at, now)
+        ),
+        json!({
+            "namespace": path.namespace,
+            "field": path.key,
+            "value": value,
+            "at": instant(at),
+            "at_ms": at,
+        }),
+    ))
+}
+
+/// `ramp`: several entries in one atomic write, `--every` apart.
+pub async fn ramp(
+    ctx: &Ctx,
+    path: &FieldPath,
+    text: &str,
+    every: Option<Duration>,
+    from: Option<When>,
+    unchecked: &Unchecked,
+) -> Result<Outcome, Failure> {
+    let target = ctx.target(path, unchecked).await?;
+    let name = target.name(path);
+    let values = value::parse_list(text, target.value_type())
+        .map_err(|e| Failure::refused(format!("{name}: {e}; nothing was written")))?;
+    if values.len() > MAX_STEPS {
+        return Err(Failure::refused(format!(
+            "a ramp of {} values is too long: one write holds at most {MAX_STEPS} steps (every \
+             fetch ships every pending entry to every process); split it into ramps of at most \
+             {MAX_STEPS} values, each with its own --from; nothing was written",
+            values.len()
+        )));
+    }
+    let every = every.unwrap_or(target.tick.as_duration());
+    if every < target.tick.as_duration() {
+        return Err(Failure::refused(format!(
+            "--every {} is shorter than the tick of `{}` ({}): entries would fall on the \
+             same tick boundary; nothing was written",
+            humantime::format_duration(every),
+            path.namespace,
+            target.tick
+        )));
+    }
+    let mut write = Write::builder(&path.namespace, target.tick).by_user("cli", &user());
+    if let Some(from) = from {
+        let steps = u32::try_from(values.len() - 1).unwrap_or(u32::MAX);
+        write = write.at(resolve(from, "--from", target.tick, every * steps)?);
+    }
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            write = write.then_after(every);
+        }
+        write = write.set(&path.key, value.clone());
+    }
+    let write = write.build().map_err(write_failure)?;
+    let committed = ctx.store.commit(&write).await.map_err(write_failure)?;
+    let now = Utc::now().timestamp_millis();
+    let entries: Vec<Value> = values
+        .iter()
+        .zip(&committed.instants)
+        .map(|(v, at)| json!({"value": v, "at": instant(*at), "at_ms": at}))
+        .collect();
+    let rows: Vec<Vec<String>> = values
+        .iter()
+        .zip(&committed.instants)
+        .map(|(v, at)| {
+            vec![
+                view::short(&v.to_string()),
+                format!("at {}", instant(*at)),
+                format!("({})", relative(*at, now)),
+            ]
+        })
+        .collect();
+    Ok(Outcome::new(
+        format!(
+            "{path}: {} entries in one write\n{}",
+            values.len(),
+            table(&rows, "  ")
+        ),
+        json!({"namespace": path.namespace, "field": path.key, "entries": entries}),
+    ))
+}
+
+/// `cancel`: removes a pending entry at or beyond the horizon, and shows
+/// the value the store removed.
+pub async fn cancel(
+    ctx: &Ctx,
+    path: &FieldPath,
+    when: When,
+    unchecked: &Unchecked,
+) -> Result<Outcome, Failure> {
+    let target = ctx.target(path, unchecked).await?;
+    let at = target.tick.ceil(
+        when.resolve(Utc::now())
+            .map_err(|e| Failure::refused(format!("--at: {e}; nothing was removed")))?,
+    );
+    let removed = match ctx
+        .store
+        .cancel(&path.namespace, target.tick, &path.key, at)
+        .await
+    {
+        Ok(removed) => removed,
+        Err(e @ lockstep::Error::NoSuchEntry { .. }) => {
+            let keys = [path.key.as_str()];
+            let fetched = ctx.store.fetch(&path.namespace, &keys).await?;
+            let now = store_now(&fetched);
+            let pending: Vec<String> = fetched
+                .fields
+                .get(&path.key)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.at > now)
+                .map(|e| instant(e.at))
+                .collect();
+            let hint = if pending.is_empty() {
+                "it has no pending entries".to_owned()
+            } else {
+                format!("its pending entries are at: {}", pending.join(", "))
+            };
+            return Err(Failure::refused(format!("{e}; {hint}")));
+        }
+        Err(e) => return Err(Failure::refused(format!("{e}; nothing was removed"))),
+    };
+    Ok(Outcome::new(
+        format!(
+            "cancelled {path} = {} at {}\n",
+            view::value_text(&removed.value),
+            instant(at)
+        ),
+        json!({
+            "namespace": path.namespace,
+            "field": path.key,
+            "cancelled": instant(at),
+            "at_ms": at,
+            "value": view::value_json(&removed.value),
+        }),
+    ))
+}
+
+/// `purge`: removes one entry named by its stored instant. One that does
+/// not decode against the published schema (or whose instant is not a
+/// number) goes whatever its instant; a good one only at or beyond the
+/// horizon, as `cancel` checks.
+pub async fn purge(
+    ctx: &Ctx,
+    path: &FieldPath,
+    at: &str,
+    unchecked: &Unchecked,
+) -> Result<Outcome, Failure> {
+    let target = ctx.target(path, unchecked).await?;
+    let keys = [path.key.as_str()];
+    let fetched = ctx.store.fetch(&path.namespace, &keys).await?;
+    let entries = fetched.fields.get(&path.key).map_or(&[][..], Vec::as_slice);
+    let unplaced = fetched
+        .unplaced
+        .get(&path.key)
+        .map_or(&[][..], Vec::as_slice);
+    // The entry: an unplaced one by its text, else one by its instant.
+    let (stored_at, ms, stored, reason) = if let Some(u) = unplaced.iter().find(|u| u.at == at) {
+        (u.at.clone(), None, String::new(), Some(u.reason.clone()))
+    } else {
+        let ms = crate::time::parse_time(at)
+            .and_then(|when| when.resolve(Utc::now()))
+            .map_err(|e| Failure::usage(format!("--at `{at}`: {e}")))?;
+        let Some(entry) = entries.iter().find(|e| e.at == ms) else {
+            let mut known: Vec<String> = entries.iter().map(|e| instant(e.at)).collect();
+            known.extend(unplaced.iter().map(|u| format!("'{}'", u.at)));
+            let hint = if known.is_empty() {
+                "it has no entries".to_owned()
+            } else {
+                format!("its entries are at: {}", known.join(", "))
+            };
+            return Err(Failure::refused(format!(
+                "`{path}` has no entry at {} to purge; {hint}; nothing was removed",
+                instant(ms)
+            )));
+        };
+        let reason = view::bad(entry, target.field.as_ref());
+        (ms.to_string(), Some(ms), view::stored_text(entry), reason)
+    };
+    let undecodable = reason.is_some();
+    ctx.store
+        .purge(
+            &path.namespace,
+            target.tick,
+            &path.key,
+            &stored_at,
+            undecodable,
+        )
+        .await
+        .map_err(|e| match e {
+            lockstep::Error::BeforeHorizon { .. } => Failure::refused(format!(
+                "{e}; the entry decodes, so a process may be serving it: only an entry that \
+                 does not decode is purged before the horizon; nothing was removed"
+            )),
+            e => Failure::refused(format!("{e}; nothing was removed")),
+        })?;
+    let shown_at = ms.map_or_else(|| stored_at.clone(), instant);
+    let why = reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let value = if stored.is_empty() {
+        String::new()
+    } else {
+        format!(" = {stored}")
+    };
+    Ok(Outcome::new(
+        format!("purged {path}{value} at {shown_at}{why}\n"),
+        json!({
+            "namespace": path.namespace,
+            "field": path.key,
+            "purged": shown_at,
+            "at_ms": ms,
+            "stored": stored,
+            "undecodable": undecodable,
+            "reason": reason,
+        }),
+    ))
+}
