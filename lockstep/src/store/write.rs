@@ -270,13 +270,14 @@ impl WriteBuilder {
             for (key, _) in &step.values {
                 check_name("key", key)?;
             }
-            let latest = match step.at {
+            // Where the step lands: its instant rounded up to a tick
+            // boundary (the horizon is at most two ticks from now).
+            let latest = write.tick.ceil(match step.at {
                 StepAt::At(at) => at,
-                // The horizon is at most two ticks from now.
                 StepAt::Horizon { after } => crate::tick::now_millis()
                     .saturating_add(2 * write.tick.as_millis())
                     .saturating_add(after),
-            };
+            });
             if latest > MAX_INSTANT {
                 return Err(Error::TooLate {
                     namespace: write.namespace.clone(),
