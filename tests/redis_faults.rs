@@ -58,6 +58,10 @@ async fn a_write_refused_midway_writes_nothing() {
         .apply()
         .await
         .unwrap_err();
+    assert!(
+        hash(&server, "lockstep:{pair}:field:a").is_empty(),
+        "A was committed"
+    );
     println!("{err}");
     let text = err.to_string();
     assert!(
@@ -65,10 +69,6 @@ async fn a_write_refused_midway_writes_nothing() {
         "{text}"
     );
     assert!(text.contains("nothing was written"), "{text}");
-    assert!(
-        hash(&server, "lockstep:{pair}:field:a").is_empty(),
-        "A was committed"
-    );
     let ids: Vec<String> = server.cmd(&["KEYS", "lockstep:{pair}:write:*"]);
     assert!(ids.is_empty(), "the write id was kept: {ids:?}");
 

@@ -287,9 +287,10 @@ impl super::Store for RedisStore {
                 if undecodable { "1" } else { "0" }.to_owned(),
                 MAX_ENVELOPE_BYTES.to_string(),
             ];
+            // Not sent again, as a cancel.
             let refusal = self.refusal(namespace, tick);
             let removed = self
-                .run(&self.scripts.purge, &keys, &args, true, refusal)
+                .run(&self.scripts.purge, &keys, &args, false, refusal)
                 .await?;
             match removed {
                 Value::Int(1) => Ok(()),
