@@ -14,7 +14,9 @@
 //!
 //! A fetch is one `EVALSHA_RO` of a `no-writes` script returning `TIME`,
 //! the epoch, whether a schema is held and every field's hash, an envelope
-//! over the size limit replaced by its length; a field whose key has the
+//! over the size limit replaced by its length and never copied (a hash whose
+//! `MEMORY USAGE` is within the limit is read whole; a larger one field by
+//! field, by `HSTRLEN` first); a field whose key has the
 //! wrong type is reported for that field alone. A commit is one script that
 //! checks every key and value, reads `TIME`, checks the horizon, creates
 //! the epoch if needed, writes every entry and prunes superseded history,
