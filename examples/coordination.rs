@@ -971,7 +971,7 @@ fn load(server: &RedisServer, opts: &Options) -> Result<()> {
             let used = quiet.end(server, reports.iter().map(|r| r.cpu_s).sum());
             let stats = commandstats(server);
             let (main, expected) = match mode {
-                Mode::Lockstep => ("evalsha", format!("{p} × {t} + {p} = {}", p * t + p)),
+                Mode::Lockstep => ("evalsha_ro", format!("{p} × {t} + {p} = {}", p * t + p)),
                 Mode::Polling => ("get", format!("{p} × {t} + {p} = {}", p * t + p)),
                 Mode::PerRequest(rate) => (
                     "get",
@@ -1066,7 +1066,7 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
             }
             let (cpu1, out1) = server_cpu_and_output(server);
             let (calls, usec, _) = commandstats(server)
-                .get("evalsha")
+                .get("evalsha_ro")
                 .copied()
                 .unwrap_or_default();
             rows.push(Cost {

@@ -96,6 +96,9 @@ async fn conformance(subject: &Subject) {
     schemas_are_kept_and_namespaces_listed(subject).await;
     names_the_layout_cannot_hold_are_refused(subject).await;
     concurrent_writers_lose_nothing(subject).await;
+    a_cancel_returns_the_entry_it_removed_as_stored(subject).await;
+    a_purge_removes_a_pending_entry_and_a_served_one_only_if_undecodable(subject).await;
+    the_store_says_whether_it_holds_the_schema(subject).await;
 }
 
 async fn a_fresh_namespace_is_empty_and_the_store_tells_its_time(s: &Subject) {
@@ -725,4 +728,55 @@ async fn postgres_a_connection_closed_by_the_server_is_replaced_within_the_call(
         store.fetch("closed", &["a"]).await.unwrap().fields["a"].len(),
         2
     );
+}
+
+async fn a_cancel_returns_the_entry_it_removed_as_stored(s: &Subject) {
+    let ns = s.namespace("cancelled");
+    let at = TICK.ceil(s.now().await + 30_000);
+    let w = set(&ns, "a", r#"{"x": [1, "ü"]}"#, StepAt::At(at));
+    s.commit(&w).await.unwrap();
+    let removed = s.store.cancel(&ns, TICK, "a", at).await.unwrap();
+    assert_eq!(removed.at, at);
+    assert_eq!(removed.value.as_deref(), Ok(r#"{"x": [1, "ü"]}"#));
+    let origin = removed.origin.expect("who wrote it");
+    assert_eq!((origin.write, origin.by), (w.id.clone(), w.by.clone()));
+    assert!(s.entries(&ns, "a").await.is_empty());
+}
+
+async fn a_purge_removes_a_pending_entry_and_a_served_one_only_if_undecodable(s: &Subject) {
+    let ns = s.namespace("purge");
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    s.store
+        .purge(&ns, TICK, "a", &at.to_string(), false)
+        .await
+        .unwrap();
+    assert!(s.entries(&ns, "a").await.is_empty());
+    let absent = s.store.purge(&ns, TICK, "a", &at.to_string(), false).await;
+    assert!(
+        matches!(absent, Err(Error::NoSuchEntry { .. })),
+        "{absent:?}"
+    );
+    // An entry any process may be serving stays, unless the caller found
+    // that it does not decode.
+    (s.plant)(ns.clone(), "p".to_owned(), 2).await;
+    let past = s.entries(&ns, "p").await;
+    let served = past[1].at.to_string();
+    let refused = s.store.purge(&ns, TICK, "p", &served, false).await;
+    assert!(
+        matches!(refused, Err(Error::BeforeHorizon { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(s.entries(&ns, "p").await, past);
+    s.store.purge(&ns, TICK, "p", &served, true).await.unwrap();
+    assert_eq!(s.entries(&ns, "p").await, past[..1]);
+}
+
+async fn the_store_says_whether_it_holds_the_schema(s: &Subject) {
+    let ns = s.namespace("held");
+    assert!(!s.store.fetch(&ns, &["a"]).await.unwrap().schema_held);
+    s.commit(&set(&ns, "a", "1", NOW)).await.unwrap();
+    assert!(!s.store.fetch(&ns, &["a"]).await.unwrap().schema_held);
+    s.store.publish_schema(&schema(&ns, "a")).await.unwrap();
+    assert!(s.store.fetch(&ns, &["a"]).await.unwrap().schema_held);
 }

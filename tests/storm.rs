@@ -74,7 +74,7 @@ fn fetched_clients(c: &mut redis::Connection) -> Option<usize> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(c).ok()?;
     Some(
         list.lines()
-            .filter(|l| l.contains(" cmd=evalsha ") || l.contains(" cmd=eval "))
+            .filter(|l| l.contains(" cmd=evalsha_ro ") || l.contains(" cmd=eval_ro "))
             .count(),
     )
 }

@@ -64,6 +64,11 @@ async fn rediss_connects_with_the_right_ca_and_refuses_a_wrong_one_or_host() {
         err.to_string().contains("invalid peer certificate"),
         "{err}"
     );
+    // Retrying cannot fix it: a misconfiguration, not an outage.
+    assert!(
+        matches!(err, lockstep::Error::Misconfigured { .. }),
+        "{err}"
+    );
     // The system's roots do not know the test CA either.
     let system = RedisStore::open(&url).unwrap();
     assert!(system.fetch("secure", &["level"]).await.is_err());
@@ -74,6 +79,10 @@ async fn rediss_connects_with_the_right_ca_and_refuses_a_wrong_one_or_host() {
     let err = wrong_host.fetch("secure", &["level"]).await.unwrap_err();
     println!("wrong host: {err}");
     assert!(err.to_string().contains("not valid for name"), "{err}");
+    assert!(
+        matches!(err, lockstep::Error::Misconfigured { .. }),
+        "{err}"
+    );
 
     // Plain text to the TLS port is not understood, and a TLS client never
     // talks plain text: the server saw only the successful client's commands.

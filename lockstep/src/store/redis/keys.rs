@@ -1,0 +1,61 @@
+//! The key layout: every key of a registry shares the Redis Cluster hash tag
+//! `{namespace}`, so a registry lives in one slot.
+
+/// `lockstep:{ns}:<suffix>`.
+pub fn key(namespace: &str, suffix: &str) -> String {
+    format!("lockstep:{{{namespace}}}:{suffix}")
+}
+
+/// The hash of a registry's epoch and schema.
+pub fn meta_key(namespace: &str) -> String {
+    key(namespace, "meta")
+}
+
+/// The hash of a field: one entry per instant.
+pub fn field_key(namespace: &str, field: &str) -> String {
+    key(namespace, &format!("field:{field}"))
+}
+
+/// The string that remembers a write's instants, so a retried write takes
+/// effect once.
+pub fn write_key(namespace: &str, id: &str) -> String {
+    key(namespace, &format!("write:{id}"))
+}
+
+/// The pattern of every registry's meta key, for `SCAN`.
+pub const META_PATTERN: &str = "lockstep:{*}:meta";
+
+/// The namespace of a meta key.
+pub fn namespace_of_meta(key: &str) -> Option<&str> {
+    key.strip_prefix("lockstep:{")?.strip_suffix("}:meta")
+}
+
+/// The instant a hash field of a field's key names, if it names one: the
+/// canonical decimal lockstep writes, below 10^15 (the scripts read the
+/// same, so an instant the store prunes or cancels is one fetched).
+pub fn instant(field: &str) -> Option<crate::tick::Millis> {
+    let n: crate::tick::Millis = field.parse().ok()?;
+    (n.to_string() == field && n.abs() < 1_000_000_000_000_000).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_hash_tag() {
+        assert_eq!(meta_key("flags"), "lockstep:{flags}:meta");
+        assert_eq!(field_key("flags", "theme"), "lockstep:{flags}:field:theme");
+        assert_eq!(write_key("flags", "ab"), "lockstep:{flags}:write:ab");
+        assert_eq!(namespace_of_meta("lockstep:{flags}:meta"), Some("flags"));
+    }
+
+    #[test]
+    fn only_canonical_decimals_are_instants() {
+        assert_eq!(instant("1733000000000"), Some(1_733_000_000_000));
+        assert_eq!(instant("-5"), Some(-5));
+        for bad in ["", "007", "+5", "1e3", " 12", "foobar", "1000000000000000"] {
+            assert_eq!(instant(bad), None, "{bad:?}");
+        }
+    }
+}

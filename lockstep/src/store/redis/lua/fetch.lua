@@ -1,0 +1,42 @@
+-- KEYS[1]: meta; KEYS[2..]: the fields' hashes. ARGV[1]: the largest
+-- envelope shipped. Returns the store's TIME, the epoch, whether a schema is
+-- held, and every field's hash flat (an error text for a key that is not a
+-- hash); an envelope over the limit is replaced by {its length}, and never
+-- read: the script copies no more than it ships. A hash whose whole size is
+-- within the limit (the usual case) is read in one HGETALL.
+local limit = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'created')
+local held = redis.call('HEXISTS', KEYS[1], 'schema')
+local out = {t[1], t[2], meta[1], meta[2], held}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local size = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', '0')
+  local fields = nil
+  if type(size) == 'table' and size.err then
+    out[#out + 1] = size.err
+  elseif not size or size <= limit then
+    out[#out + 1] = redis.pcall('HGETALL', key)
+    if out[#out].err then out[#out] = out[#out].err end
+  else
+    fields = redis.pcall('HKEYS', key)
+    if fields.err then out[#out + 1] = fields.err end
+  end
+  if fields and not fields.err then
+    local flat, small = {}, {}
+    for j, f in ipairs(fields) do
+      flat[2 * j - 1] = f
+      local n = redis.call('HSTRLEN', key, f)
+      if n > limit then flat[2 * j] = {n} else small[#small + 1] = j end
+    end
+    -- HMGET in batches: unpack takes a few thousand values at most.
+    for from = 1, #small, 500 do
+      local names = {}
+      for s = from, math.min(from + 499, #small) do names[#names + 1] = fields[small[s]] end
+      local values = redis.call('HMGET', key, unpack(names))
+      for s = 1, #names do flat[2 * small[from + s - 1]] = values[s] end
+    end
+    out[#out + 1] = flat
+  end
+end
+return out

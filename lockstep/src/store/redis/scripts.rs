@@ -1,0 +1,98 @@
+//! The Lua scripts (in `lua/`), and how they are run: by their SHA1, loaded
+//! once per server when it does not know them. The fetch is flagged
+//! `no-writes` and run with `EVALSHA_RO`, so a user that may only read
+//! lockstep's keys can fetch; the scripts that write share `horizon.lua`.
+
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
+
+/// A script and its SHA1.
+pub(super) struct Lua {
+    code: &'static str,
+    hash: String,
+    read_only: bool,
+}
+
+impl Lua {
+    fn new(code: &'static str, read_only: bool) -> Lua {
+        let hash = redis::Script::new(code).get_hash().to_owned();
+        Lua {
+            code,
+            hash,
+            read_only,
+        }
+    }
+
+    /// Runs the script with `keys` and `args`, loading it first if the
+    /// server does not know it.
+    pub(super) async fn run(
+        &self,
+        connection: &mut impl ConnectionLike,
+        keys: &[String],
+        args: &[String],
+    ) -> RedisResult<Value> {
+        let mut call = redis::cmd(if self.read_only {
+            "EVALSHA_RO"
+        } else {
+            "EVALSHA"
+        });
+        call.arg(&self.hash).arg(keys.len()).arg(keys).arg(args);
+        match call.query_async(connection).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(self.code)
+                    .exec_async(connection)
+                    .await?;
+                call.query_async(connection).await
+            }
+            reply => reply,
+        }
+    }
+}
+
+/// Every script of the store.
+pub(super) struct Scripts {
+    pub(super) fetch: Lua,
+    pub(super) commit: Lua,
+    pub(super) cancel: Lua,
+    pub(super) purge: Lua,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        // `#!lua`: a script that may write is refused whole on a server out
+        // of memory or a read-only replica, rather than failing at its first
+        // write.
+        Scripts {
+            fetch: Lua::new(
+                concat!("#!lua flags=no-writes\n", include_str!("lua/fetch.lua")),
+                true,
+            ),
+            commit: Lua::new(
+                concat!(
+                    "#!lua\n",
+                    include_str!("lua/horizon.lua"),
+                    include_str!("lua/commit.lua")
+                ),
+                false,
+            ),
+            cancel: Lua::new(
+                concat!(
+                    "#!lua\n",
+                    include_str!("lua/horizon.lua"),
+                    include_str!("lua/cancel.lua")
+                ),
+                false,
+            ),
+            purge: Lua::new(
+                concat!(
+                    "#!lua\n",
+                    include_str!("lua/horizon.lua"),
+                    include_str!("lua/purge.lua")
+                ),
+                false,
+            ),
+        }
+    }
+}
