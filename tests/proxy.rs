@@ -24,8 +24,13 @@ const KEYS: [&str; 5] = ["generation", "a", "b", "c", "d"];
 /// cut or a slow link lands in the middle of the fields.
 const PAD: usize = 2_000;
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "link")]
-struct Cut {
+#[lockstep(
+    tick = "1s",
+    backend = "redis",
+    namespace = "link",
+    static_name = "CUT"
+)]
+struct Link {
     generation: u64,
     a: String,
     b: String,
@@ -33,14 +38,8 @@ struct Cut {
     d: String,
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "link")]
-struct Slow {
-    generation: u64,
-    a: String,
-    b: String,
-    c: String,
-    d: String,
-}
+/// The slow-link test's registry: a second one of the same kind.
+static SLOW: LinkRegistry = LinkRegistry::new();
 
 /// The value of padding field `key` at generation `generation`.
 fn pad(generation: u64, key: &str) -> String {
