@@ -20,7 +20,10 @@ use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 
-const TICK: Tick = Tick::__from_secs(1);
+const TICK: Tick = match Tick::from_secs(1) {
+    Ok(tick) => tick,
+    Err(_) => panic!("1 s is a tick"),
+};
 
 /// Plants `n` entries of a field, values `0` to `n - 1`, one tick apart,
 /// all before the store's clock: `(namespace, key, n)`.
