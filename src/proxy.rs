@@ -31,9 +31,10 @@ struct Link {
 /// How the server's bytes are hurt on their way to the client.
 #[derive(Clone, Copy, Default)]
 struct Fault {
-    /// `(generation, n)`: each connection forwards at most `n` more bytes of
-    /// the server's reply from when this was set (or from its opening), then
-    /// is closed. The generation tells the threads that it was set again.
+    /// `(generation, n)`: each connection forwards at most `n` bytes of the
+    /// server's replies from its opening, then is closed (those open when
+    /// this is set are closed at once). The generation tells a connection's
+    /// threads that it was set again.
     cut: Option<(u64, u64)>,
     /// `(chunk, delay)`: the reply goes in chunks of at most `chunk` bytes,
     /// each after `delay`.
@@ -114,13 +115,27 @@ impl Proxy {
         }
     }
 
-    /// Cuts every connection after `bytes` more bytes of the server's reply
-    /// (counted from now, or from a later connection's opening), until
+    /// Closes every open connection, and cuts every later one after `bytes`
+    /// bytes of the server's replies from its opening, until
     /// [`Proxy::restore`]: the client sees a reply end in the middle.
+    ///
+    /// Open connections are closed rather than given `bytes` more: counted
+    /// from now, a reply under way when the cut is set (or set again) would
+    /// get `bytes` more than what it had already, and with `bytes` just
+    /// under a reply's size it came through whole, and was applied, in a
+    /// test counting the fetches applied through a cut link.
     pub fn cut_after(&self, bytes: u64) {
-        let mut fault = self.link.fault();
-        let generation = fault.cut.map_or(0, |(g, _)| g) + 1;
-        fault.cut = Some((generation, bytes));
+        {
+            let mut fault = self.link.fault();
+            let generation = fault.cut.map_or(0, |(g, _)| g) + 1;
+            fault.cut = Some((generation, bytes));
+        }
+        // After the fault is set: a connection whose thread read the fault
+        // before is in `pipes` by now (it is pushed under the lock it was
+        // made under).
+        for pipe in self.link.pipes().iter() {
+            pipe.close();
+        }
     }
 
     /// Sends the server's replies in chunks of at most `chunk` bytes, each
