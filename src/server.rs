@@ -217,11 +217,17 @@ impl RedisServer {
         let _: () = self.cmd(&["CLIENT", "PAUSE", &how_long.as_millis().to_string(), "ALL"]);
     }
 
-    /// `DEBUG SLEEP`: the server blocks for `how_long`. Returns at once; the
-    /// command runs on a thread of its own.
+    /// `DEBUG SLEEP`: the server blocks for `how_long`. Returns once the
+    /// server is asleep (a `PING` goes unanswered for 100 ms); the command
+    /// runs on a thread of its own, which the handle joins.
+    ///
+    /// Waiting a fixed 20 ms for the command to reach the server was not
+    /// enough on a loaded machine: a test's fetch was answered before the
+    /// server fell asleep ("the store answered while asleep").
     pub fn sleep_server(&self, how_long: Duration) -> std::thread::JoinHandle<()> {
         let url = self.url();
         let seconds = format!("{:.3}", how_long.as_secs_f64());
+        let sent = Instant::now();
         let handle = std::thread::spawn(move || {
             let client = redis::Client::open(url).expect("url");
             if let Ok(mut c) = client.get_connection() {
@@ -229,9 +235,35 @@ impl RedisServer {
                     redis::cmd("DEBUG").arg("SLEEP").arg(seconds).query(&mut c);
             }
         });
-        // Let the command reach the server before returning.
-        std::thread::sleep(Duration::from_millis(20));
+        while !self.unanswered_ping(Duration::from_millis(100)) {
+            assert!(
+                sent.elapsed() < how_long && !handle.is_finished(),
+                "the server did not fall asleep within {how_long:?} of DEBUG SLEEP"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         handle
+    }
+
+    /// Whether a `PING` on a connection of its own goes unanswered for
+    /// `wait` (a raw socket: a client library would wait for its handshake).
+    fn unanswered_ping(&self, wait: Duration) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = socket.set_read_timeout(Some(wait));
+        if socket.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+            return false;
+        }
+        let mut reply = [0u8; 7];
+        match socket.read(&mut reply) {
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 
     /// `CLIENT KILL TYPE normal`: closes every client connection.
