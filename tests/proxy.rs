@@ -317,3 +317,41 @@ async fn a_slow_link_delivers_whole_fetches_late_never_half() {
 
     restore_and_check(&proxy, || SLOW.status(), hammer, &instants).await;
 }
+
+/// The proxy itself: a reply under way when a cut is set again is cut too,
+/// never let through whole. Counted from the new cut, the rest of a reply
+/// half sent under the old one came through whole, and the cut test counted
+/// it as a cut reply applied.
+#[test]
+fn a_reply_under_way_when_the_cut_is_set_again_is_cut() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
+    let server = RedisServer::start();
+    let value = "x".repeat(40_000);
+    let _: () = server.cmd(&["SET", "big", &value]);
+    let proxy = Proxy::to(server.port());
+    let mut through = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let whole: String = redis::cmd("GET").arg("big").query(&mut through).unwrap();
+    assert_eq!(whole.len(), value.len());
+    let before = proxy.bytes_from_server();
+    // The reply in four chunks, 200 ms apart; cut just short of its end.
+    proxy.delay_chunks(10_000, Duration::from_millis(200));
+    proxy.cut_after(40_000);
+    let reader = std::thread::spawn(move || {
+        redis::cmd("GET")
+            .arg("big")
+            .query::<String>(&mut through)
+            .map(|v| v.len())
+    });
+    // Half of it sent: the same cut again.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = proxy.bytes_from_server() - before;
+    proxy.cut_after(40_000);
+    let got = reader.join().unwrap();
+    assert!(
+        got.is_err(),
+        "a reply half sent ({sent} bytes) when the cut was set again came through whole"
+    );
+}
