@@ -236,9 +236,14 @@ async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     // Then in the header, in the middle of the fields, and just before the
     // end of a fetch's reply.
+    // (cut at, fetches applied, failed) at the end of each cut: which cut
+    // let a fetch through, if one does.
+    let mut steps = vec![(3, CUT.status().fetches, CUT.status().failed_fetches)];
     for bytes in [100, size / 3, size / 2, size - 8] {
         proxy.cut_after(bytes);
         tokio::time::sleep(Duration::from_millis(400)).await;
+        let status = CUT.status();
+        steps.push((bytes, status.fetches, status.failed_fetches));
     }
     let cut_errors = CUT.status().failed_fetches;
     // Then no link at all: connections closed as they open.
@@ -256,7 +261,10 @@ async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
         proxy.connections(),
         during.last_error
     );
-    assert_eq!(during.fetches, fetches, "a cut reply was applied");
+    assert_eq!(
+        during.fetches, fetches,
+        "a cut reply was applied: (cut at, applied, failed) by cut: {steps:?}; {during:?}"
+    );
     assert!(during.failed_fetches >= 2, "{during:?}");
     assert!(during.consecutive_failures > 0, "{during:?}");
     assert!(during.last_error.is_some(), "{during:?}");
