@@ -20,25 +20,35 @@ use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 
-const TICK: Tick = Tick::__from_secs(1);
+const TICK: Tick = match Tick::from_secs(1) {
+    Ok(tick) => tick,
+    Err(_) => panic!("1 s is a tick"),
+};
 
 /// Plants `n` entries of a field, values `0` to `n - 1`, one tick apart,
 /// all before the store's clock: `(namespace, key, n)`.
 type Plant = Box<dyn Fn(String, String, usize) -> BoxFuture<'static, ()> + Send + Sync>;
 
-/// A backend under test.
+/// A backend under test, and what it runs on (a server, a schema, a file:
+/// removed when the subject is dropped, at the end of its test).
 struct Subject {
     store: Arc<dyn Store>,
     plant: Plant,
     namespaces: AtomicU64,
+    _runs_on: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Subject {
-    fn new(store: Arc<dyn Store>, plant: Plant) -> Subject {
+    fn new(
+        store: Arc<dyn Store>,
+        plant: Plant,
+        runs_on: impl std::any::Any + Send + Sync,
+    ) -> Subject {
         Subject {
             store,
             plant,
             namespaces: AtomicU64::new(0),
+            _runs_on: Box::new(runs_on),
         }
     }
 
@@ -80,25 +90,55 @@ fn set(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
 
 const NOW: StepAt = StepAt::Horizon { after: 0 };
 
-/// Every check, in turn, on one backend.
-async fn conformance(subject: &Subject) {
-    a_fresh_namespace_is_empty_and_the_store_tells_its_time(subject).await;
-    a_write_lands_at_the_horizon_of_the_store_clock(subject).await;
-    a_write_before_the_horizon_is_refused_and_writes_nothing(subject).await;
-    values_and_origins_come_back_as_written(subject).await;
-    the_epoch_is_created_by_the_first_write_and_kept(subject).await;
-    a_ramp_is_one_write_one_tick_apart_fields_of_a_step_together(subject).await;
-    the_same_field_and_instant_keeps_the_last_write(subject).await;
-    a_retried_write_takes_effect_once(subject).await;
-    a_pending_entry_can_be_cancelled_a_past_one_cannot(subject).await;
-    history_keeps_the_active_entry_and_the_superseded_ones_allowed(subject).await;
-    a_fetch_returns_the_fields_asked_for(subject).await;
-    schemas_are_kept_and_namespaces_listed(subject).await;
-    names_the_layout_cannot_hold_are_refused(subject).await;
-    concurrent_writers_lose_nothing(subject).await;
-    a_cancel_returns_the_entry_it_removed_as_stored(subject).await;
-    a_purge_removes_a_pending_entry_and_a_served_one_only_if_undecodable(subject).await;
-    the_store_says_whether_it_holds_the_schema(subject).await;
+/// Every check, as a test of its own on every backend:
+/// `cargo test --test conformance -- --list` lists the promises kept, as
+/// `<backend>::<check>`. A check is an `async fn name(s: &Subject)` in this
+/// file; to add one, write it and add its name to the list below. A
+/// backend is a `mod` generated here, named before the `=`, whose tests
+/// each make their own subject with the function named after it.
+macro_rules! conformance {
+    (backends: [$($backend:ident = $subject:ident),* $(,)?], checks: $checks:tt) => {
+        $(conformance!(@backend $backend $subject $checks);)*
+    };
+    (@backend $backend:ident $subject:ident [$($check:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let subject = super::$subject().await;
+                    super::$check(&subject).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    backends: [
+        memory = memory_subject,
+        redis = redis_subject,
+        postgres = postgres_subject,
+        sqlite = sqlite_subject,
+    ],
+    checks: [
+        a_fresh_namespace_is_empty_and_the_store_tells_its_time,
+        a_write_lands_at_the_horizon_of_the_store_clock,
+        a_write_before_the_horizon_is_refused_and_writes_nothing,
+        values_and_origins_come_back_as_written,
+        the_epoch_is_created_by_the_first_write_and_kept,
+        a_ramp_is_one_write_one_tick_apart_fields_of_a_step_together,
+        the_same_field_and_instant_keeps_the_last_write,
+        a_retried_write_takes_effect_once,
+        a_pending_entry_can_be_cancelled_a_past_one_cannot,
+        history_keeps_the_active_entry_and_the_superseded_ones_allowed,
+        a_fetch_returns_the_fields_asked_for,
+        schemas_are_kept_and_namespaces_listed,
+        names_the_layout_cannot_hold_are_refused,
+        concurrent_writers_lose_nothing,
+        a_cancel_returns_the_entry_it_removed_as_stored,
+        a_purge_removes_a_pending_entry_and_a_served_one_only_if_undecodable,
+        the_store_says_whether_it_holds_the_schema,
+    ]
 }
 
 async fn a_fresh_namespace_is_empty_and_the_store_tells_its_time(s: &Subject) {
@@ -471,8 +511,7 @@ fn past(now: Millis, n: usize, i: usize) -> Millis {
     TICK.floor(now) - ((n - i) as Millis + 2) * 1000
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory() {
+async fn memory_subject() -> Subject {
     // A manual clock: planting is writing, then letting time pass.
     let clock = ManualClock::new(chrono::Utc::now());
     let store = Arc::new(MemoryStore::with_clock(&clock));
@@ -494,7 +533,7 @@ async fn memory() {
             clock.advance_to(lockstep_time(last + 3_000)).await;
         })
     });
-    conformance(&Subject::new(store, plant)).await;
+    Subject::new(store, plant, ())
 }
 
 fn lockstep_time(at: Millis) -> chrono::DateTime<chrono::Utc> {
@@ -507,8 +546,7 @@ async fn store_now(store: &dyn Store) -> Millis {
     fetched.store_micros.expect("the store says its time") / 1000
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis() {
+async fn redis_subject() -> Subject {
     let server = Arc::new(RedisServer::start());
     let store: Arc<dyn Store> = Arc::new(RedisStore::open(&server.url()).unwrap());
     let clock = store.clone();
@@ -529,8 +567,7 @@ async fn redis() {
             }
         })
     });
-    conformance(&Subject::new(store, plant)).await;
-    drop(server);
+    Subject::new(store, plant, server)
 }
 
 /// Rows "written long ago" in a SQL store, as `INSERT` statements.
@@ -547,8 +584,7 @@ fn planted_rows(ns: &str, key: &str, now: Millis, n: usize) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres() {
+async fn postgres_subject() -> Subject {
     let schema = Arc::new(PostgresSchema::create());
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(schema.url()).unwrap());
     let clock = store.clone();
@@ -563,11 +599,10 @@ async fn postgres() {
             schema.execute(&rows);
         })
     });
-    conformance(&Subject::new(store, plant)).await;
+    Subject::new(store, plant, schema)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite() {
+async fn sqlite_subject() -> Subject {
     use sqlx::Connection;
 
     let file = SqliteFile::create();
@@ -586,9 +621,14 @@ async fn sqlite() {
             c.close().await.unwrap();
         })
     });
-    conformance(&Subject::new(store, plant)).await;
-    // Every process on the machine reads the same clock: SQLite's is this
-    // machine's.
+    Subject::new(store, plant, file)
+}
+
+/// Every process on the machine reads the same clock: SQLite's is this
+/// machine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_store_clock_is_this_machines() {
+    let file = SqliteFile::create();
     let fetched = SqliteStore::open(&file.url())
         .unwrap()
         .fetch("clock", &[])

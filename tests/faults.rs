@@ -45,29 +45,10 @@ struct Faulty {
     name: String,
 }
 
-#[lockstep(
-    tick = "1s",
-    backend = "redis",
-    namespace = "faulty",
-    static_name = "ASLEEP"
-)]
-struct Asleep {
-    generation: u64,
-    #[lockstep(default = "abc")]
-    name: String,
-}
-
-#[lockstep(
-    tick = "1s",
-    backend = "redis",
-    namespace = "faulty",
-    static_name = "CUT"
-)]
-struct Cut {
-    generation: u64,
-    #[lockstep(default = "abc")]
-    name: String,
-}
+// A registry of its own for each test that needs one, all of one kind.
+static ASLEEP: FaultyRegistry = FaultyRegistry::new();
+static CUT: FaultyRegistry = FaultyRegistry::new();
+static PAUSED: FaultyRegistry = FaultyRegistry::new();
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after() {
@@ -122,7 +103,7 @@ async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after(
 async fn a_store_asleep_longer_than_a_tick_costs_fetches_their_deadline_only() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
-    let instants = start_and_ramp(&ASLEEP, Asleep::GENERATION, &server).await;
+    let instants = start_and_ramp(&ASLEEP, Faulty::GENERATION, &server).await;
     let hammer = Hammer::start(|| (ASLEEP.generation(), ASLEEP.name().len()));
 
     let asleep = server.sleep_server(Duration::from_millis(2_500)); // DEBUG SLEEP
@@ -151,7 +132,7 @@ async fn a_store_asleep_longer_than_a_tick_costs_fetches_their_deadline_only() {
 async fn killed_connections_and_a_restart_with_persistence_are_caught_up_within_a_tick() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut server = RedisServer::start_persistent();
-    let instants = start_and_ramp(&CUT, Cut::GENERATION, &server).await;
+    let instants = start_and_ramp(&CUT, Faulty::GENERATION, &server).await;
     let hammer = Hammer::start(|| (CUT.generation(), CUT.name().len()));
 
     server.kill_clients(); // CLIENT KILL
@@ -179,23 +160,11 @@ async fn killed_connections_and_a_restart_with_persistence_are_caught_up_within_
     check(&hammer.finish(), &instants);
 }
 
-#[lockstep(
-    tick = "1s",
-    backend = "redis",
-    namespace = "faulty",
-    static_name = "PAUSED"
-)]
-struct Paused {
-    generation: u64,
-    #[lockstep(default = "abc")]
-    name: String,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_pause_longer_than_a_tick_costs_deadlines_only_and_no_burst_after() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
-    let instants = start_and_ramp(&PAUSED, Paused::GENERATION, &server).await;
+    let instants = start_and_ramp(&PAUSED, Faulty::GENERATION, &server).await;
     let hammer = Hammer::start(|| (PAUSED.generation(), PAUSED.name().len()));
 
     let before = server.calls("evalsha_ro");

@@ -24,8 +24,13 @@ const KEYS: [&str; 5] = ["generation", "a", "b", "c", "d"];
 /// cut or a slow link lands in the middle of the fields.
 const PAD: usize = 2_000;
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "link")]
-struct Cut {
+#[lockstep(
+    tick = "1s",
+    backend = "redis",
+    namespace = "link",
+    static_name = "CUT"
+)]
+struct Link {
     generation: u64,
     a: String,
     b: String,
@@ -33,14 +38,8 @@ struct Cut {
     d: String,
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "link")]
-struct Slow {
-    generation: u64,
-    a: String,
-    b: String,
-    c: String,
-    d: String,
-}
+/// The slow-link test's registry: a second one of the same kind.
+static SLOW: LinkRegistry = LinkRegistry::new();
 
 /// The value of padding field `key` at generation `generation`.
 fn pad(generation: u64, key: &str) -> String {
@@ -177,6 +176,40 @@ async fn sleep_until(at_ns: i64) {
     tokio::time::sleep(Duration::from_nanos(at_ns.saturating_sub(now).max(0) as u64)).await;
 }
 
+/// Fetches of the cut registry until one sent through the cut link fails;
+/// the registry's count of fetches applied then. `at_cut` is that count
+/// when the cut was set.
+///
+/// The one fetch a registry may have on the wire when the cut is set can
+/// have had its whole reply before it, and be applied after: its answer is
+/// applied when the runtime gets to it (tens of ms later on a loaded
+/// machine), and one that overran its deadline by the next fetch, which
+/// waits for it rather than sending another. Counted from the cut, such a
+/// fetch looked like a cut reply applied. It was sent before generation 4
+/// was written, so it cannot hold it; every fetch sent after it must fail.
+async fn settle_the_fetch_on_the_wire_at_the_cut(at_cut: u64) -> u64 {
+    loop {
+        match CUT.refresh().await {
+            // Still waiting on a fetch sent earlier: it may yet be applied.
+            Err(e) if e.to_string().contains("within its deadline") => continue,
+            Err(_) => break,
+            Ok(()) => {
+                let status = CUT.status();
+                assert!(
+                    status.fetches == at_cut + 1 && status.pending.iter().all(|p| p.value != "4"),
+                    "a cut handshake connected: {status:?}"
+                );
+            }
+        }
+    }
+    let settled = CUT.status().fetches;
+    assert!(
+        settled <= at_cut + 1,
+        "more than the fetch on the wire at the cut applied: {settled} after {at_cut}"
+    );
+    settled
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -191,7 +224,7 @@ async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
     // Generation 4, two ticks after 3, written while every reply is cut;
     // the size of a reply measured through a second proxy.
     proxy.cut_after(3);
-    let fetches = CUT.status().fetches;
+    let at_cut = CUT.status().fetches;
     let fourth = instants[2].1 / 1_000_000 + 2_000;
     instants.extend(write(&writer, 4, 1, Some(fourth)).await);
     let size = reply_size(&Proxy::to(server.port())).await;
@@ -199,13 +232,18 @@ async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
     // registry's, every reply is cut after 3 bytes, and a fetch reconnects.
     server.kill_clients();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(CUT.refresh().await.is_err(), "a cut handshake connected");
+    let fetches = settle_the_fetch_on_the_wire_at_the_cut(at_cut).await;
     tokio::time::sleep(Duration::from_millis(350)).await;
     // Then in the header, in the middle of the fields, and just before the
     // end of a fetch's reply.
+    // (cut at, fetches applied, failed) at the end of each cut: which cut
+    // let a fetch through, if one does.
+    let mut steps = vec![(3, CUT.status().fetches, CUT.status().failed_fetches)];
     for bytes in [100, size / 3, size / 2, size - 8] {
         proxy.cut_after(bytes);
         tokio::time::sleep(Duration::from_millis(400)).await;
+        let status = CUT.status();
+        steps.push((bytes, status.fetches, status.failed_fetches));
     }
     let cut_errors = CUT.status().failed_fetches;
     // Then no link at all: connections closed as they open.
@@ -223,7 +261,10 @@ async fn a_reply_cut_in_the_middle_is_applied_whole_or_not_at_all() {
         proxy.connections(),
         during.last_error
     );
-    assert_eq!(during.fetches, fetches, "a cut reply was applied");
+    assert_eq!(
+        during.fetches, fetches,
+        "a cut reply was applied: (cut at, applied, failed) by cut: {steps:?}; {during:?}"
+    );
     assert!(during.failed_fetches >= 2, "{during:?}");
     assert!(during.consecutive_failures > 0, "{during:?}");
     assert!(during.last_error.is_some(), "{during:?}");
@@ -283,4 +324,42 @@ async fn a_slow_link_delivers_whole_fetches_late_never_half() {
     assert!(executed <= 3, "{executed} fetches in 2 s on a slow link");
 
     restore_and_check(&proxy, || SLOW.status(), hammer, &instants).await;
+}
+
+/// The proxy itself: a reply under way when a cut is set again is cut too,
+/// never let through whole. Counted from the new cut, the rest of a reply
+/// half sent under the old one came through whole, and the cut test counted
+/// it as a cut reply applied.
+#[test]
+fn a_reply_under_way_when_the_cut_is_set_again_is_cut() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
+    let server = RedisServer::start();
+    let value = "x".repeat(40_000);
+    let _: () = server.cmd(&["SET", "big", &value]);
+    let proxy = Proxy::to(server.port());
+    let mut through = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let whole: String = redis::cmd("GET").arg("big").query(&mut through).unwrap();
+    assert_eq!(whole.len(), value.len());
+    let before = proxy.bytes_from_server();
+    // The reply in four chunks, 200 ms apart; cut just short of its end.
+    proxy.delay_chunks(10_000, Duration::from_millis(200));
+    proxy.cut_after(40_000);
+    let reader = std::thread::spawn(move || {
+        redis::cmd("GET")
+            .arg("big")
+            .query::<String>(&mut through)
+            .map(|v| v.len())
+    });
+    // Half of it sent: the same cut again.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = proxy.bytes_from_server() - before;
+    proxy.cut_after(40_000);
+    let got = reader.join().unwrap();
+    assert!(
+        got.is_err(),
+        "a reply half sent ({sent} bytes) when the cut was set again came through whole"
+    );
 }

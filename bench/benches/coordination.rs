@@ -1,14 +1,18 @@
 //! Lockstep's claims, measured against what a poller does, on one real
-//! `redis-server` that this example starts on a free loopback port.
+//! `redis-server` that this benchmark starts on a free loopback port.
 //!
 //! ```text
-//! cargo run --release --example coordination                  # all of it (about 3 minutes)
-//! cargo run --release --example coordination -- flips --plot docs/coordination.svg
-//! cargo run --release --example coordination -- load
-//! cargo run --release --example coordination -- cost          # and the scale on paper
+//! cargo bench -p lockstep-bench --bench coordination                  # all of it (about 3 minutes)
+//! cargo bench -p lockstep-bench --bench coordination -- flips --plot docs/coordination.svg
+//! cargo bench -p lockstep-bench --bench coordination -- load
+//! cargo bench -p lockstep-bench --bench coordination -- cost          # and the scale on paper
 //! ```
 //!
-//! - `flips`: N = 8, 16, 32 OS processes (this example, re-run as workers),
+//! A relative `--plot` path is from the workspace root (cargo runs a
+//! benchmark in its package's directory, `bench/`); the `--bench` cargo
+//! passes is ignored.
+//!
+//! - `flips`: N = 8, 16, 32 OS processes (this benchmark, re-run as workers),
 //!   tick 1 s, several scheduled changes. Each worker's reader polls the
 //!   hot path every 100 µs from 1 ms before the next event it knows of (a
 //!   pending instant from `status()`, or its own next poll) and records, by
@@ -618,7 +622,8 @@ fn schedule_lockstep(
 ) -> Result<Vec<i64>> {
     let _context = runtime.enter();
     let store = RedisStore::open(url)?;
-    let mut write = Write::builder("coordination", COORDINATION.tick()).by("coordination example");
+    let mut write =
+        Write::builder("coordination", COORDINATION.tick()).by("coordination benchmark");
     for k in 0..changes {
         if k > 0 {
             write = write.then_after(Duration::from_secs(every as u64));
@@ -1047,7 +1052,7 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
             let keys: Vec<String> = (0..fields).map(|i| format!("field_{i:03}")).collect();
             // Each field gets `entries` entries, written as lockstep writes
             // them: a change now and then, one per tick.
-            let write = entries_write("cost", tick, "coordination example", &keys, entries);
+            let write = entries_write("cost", tick, "coordination benchmark", &keys, entries);
             runtime.block_on(store.commit(&write))?;
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let fetch = || runtime.block_on(store.fetch("cost", &key_refs));
@@ -1236,6 +1241,8 @@ impl Options {
             let mut value = || args.next().ok_or(format!("{arg} needs a value"));
             match arg.as_str() {
                 "flips" | "load" | "cost" => o.sections.push(arg.clone()),
+                // What `cargo bench` passes every benchmark.
+                "--bench" => {}
                 "--processes" => {
                     o.processes = value()?
                         .split(',')
@@ -1244,7 +1251,7 @@ impl Options {
                 }
                 "--changes" => o.changes = value()?.parse()?,
                 "--every" => o.every = value()?.parse()?,
-                "--plot" => o.plot = Some(value()?.clone()),
+                "--plot" => o.plot = Some(from_the_workspace_root(value()?)),
                 "--plot-processes" => o.plot_processes = value()?.parse()?,
                 "--seconds" => o.seconds = value()?.parse()?,
                 "--rate" => o.rate = value()?.parse()?,
@@ -1268,6 +1275,16 @@ impl Options {
         }
         Ok(o)
     }
+}
+
+/// `path`, relative to the workspace root if it is relative: the benchmark
+/// runs in `bench/`, and the commands that regenerate `docs/` name paths
+/// from the root.
+fn from_the_workspace_root(path: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench package is in the workspace root");
+    root.join(path).display().to_string()
 }
 
 fn flips(server: &RedisServer, opts: &Options) -> Result<()> {

@@ -1,0 +1,68 @@
+//! The workspace's `lockstep` CLI binary, for the tests that run it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace's `lockstep` CLI binary, built once per test process the way
+/// `cargo build --workspace --all-features` builds it (so after that command,
+/// as in CI, this is a no-op).
+pub fn cli_binary() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    // The test runs as target/<profile>/deps/<test>: the CLI lands in
+    // target/<profile>.
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .expect("the target directory");
+    BUILD.call_once(|| {
+        let profile = dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let target_dir = dir.parent().expect("the target dir");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .args([
+                "build",
+                "-q",
+                "--workspace",
+                "--all-features",
+                "--bin",
+                "lockstep",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir);
+        // What cargo set for this test process is not the shell's: ring's
+        // build script, for one, reruns when CARGO_MANIFEST_DIR changes, and
+        // everything above it would be rebuilt (and again by the next build
+        // from a shell).
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_by_cargo = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
+            if set_by_cargo {
+                cargo.env_remove(&*name);
+            }
+        }
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cargo.arg("--release");
+            }
+            other => {
+                cargo.args(["--profile", other]);
+            }
+        }
+        let status = cargo.status().expect("run cargo build --bin lockstep");
+        assert!(status.success(), "cargo build --bin lockstep failed");
+    });
+    dir.join(format!("lockstep{}", std::env::consts::EXE_SUFFIX))
+}

@@ -1,0 +1,55 @@
+//! Writes the tests plant: many entries at once, or exact texts.
+
+use std::time::Duration;
+
+/// A write that gives every one of `keys` `entries` entries, one tick
+/// apart from the horizon on (values 1000, 1001, …): what the fetch-cost
+/// measurements read back.
+pub fn entries_write(
+    namespace: &str,
+    tick: lockstep::Tick,
+    by: &str,
+    keys: &[String],
+    entries: usize,
+) -> lockstep::store::Write {
+    let mut write = lockstep::store::Write::builder(namespace, tick).by(by);
+    for k in 0..entries {
+        if k > 0 {
+            write = write.then_after(Duration::from_secs(1));
+        }
+        for key in keys {
+            write = write.set(key.as_str(), serde_json::json!(1000 + k));
+        }
+    }
+    write.build().expect("a valid write")
+}
+
+/// A write of `steps` exactly as given (names, texts, duplicates and
+/// empty steps all), for tests of what a store does with what it is handed:
+/// built with the write builder, then its parts put in place, as a hostile
+/// or buggy writer could.
+pub fn raw_write(
+    namespace: &str,
+    tick: lockstep::Tick,
+    by: &str,
+    steps: Vec<(lockstep::store::StepAt, Vec<(&str, &str)>)>,
+) -> lockstep::store::Write {
+    let mut builder = lockstep::store::Write::builder("raw", tick).by(by);
+    for (i, (at, _)) in steps.iter().enumerate() {
+        builder = if i == 0 {
+            builder.when(*at)
+        } else {
+            builder.then(*at)
+        };
+        builder = builder.set("raw", serde_json::Value::Null);
+    }
+    let mut write = builder.build().expect("a valid write");
+    write.namespace = namespace.to_owned();
+    for (step, (_, values)) in write.steps.iter_mut().zip(steps) {
+        step.values = values
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    }
+    write
+}
