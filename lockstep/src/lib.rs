@@ -70,6 +70,7 @@ pub mod __private;
 pub use lockstep_macros::lockstep;
 
 pub use clock::ManualClock;
+pub use contract::{FieldType, Fields};
 pub use error::Error;
 pub use percent::Percent;
 pub use registry::{Builder, Registry, Snapshot};
