@@ -101,15 +101,15 @@ pub mod __private;
 ///   [`start`](crate::Registry::start), then read it anywhere;
 /// - `struct FlagsRegistry`, with one accessor per field, named after the
 ///   field and as visible as it is, and through `Deref` everything a
-///   [`Registry`](crate::Registry) does (`set`, `schedule`, `ramp`,
+///   [`Registry`] does (`set`, `schedule`, `ramp`,
 ///   `snapshot`, `status`, …);
 /// - one associated constant per field, `Flags::FIELD_NAME`, a
-///   [`Field`](crate::Field) that names the field in writes;
-/// - an implementation of [`Fields`](crate::Fields).
+///   [`Field`] that names the field in writes;
+/// - an implementation of [`Fields`].
 ///
 /// An accessor of a scalar field (the integers, `f32`, `f64`, `bool`,
-/// `char` and [`Percent`](crate::Percent)) returns the value, read with one
-/// relaxed atomic load; any other field returns a [`Ref`](crate::Ref) that
+/// `char` and [`Percent`]) returns the value, read with one
+/// relaxed atomic load; any other field returns a [`Ref`] that
 /// derefs to the value. A field's doc comment documents its accessor and
 /// travels with the [schema](crate::Registry::schema) the registry
 /// publishes, for tools such as the CLI.
@@ -261,7 +261,7 @@ pub mod __private;
 /// # Field types
 ///
 /// Any type that is serde's `Serialize` and `Deserialize`, `Clone`, `Send`
-/// and `Sync` ([`FieldType`](crate::FieldType)): scalars, `String`,
+/// and `Sync` ([`FieldType`]): scalars, `String`,
 /// `Option`, `Vec`, maps, and your own structs and enums. Values are stored
 /// as JSON and checked against the type when fetched; a value that does not
 /// decode is rejected for that field alone. Write lockstep's percentage as
@@ -289,9 +289,9 @@ pub mod __private;
 /// Every mistake is a compile error at the offending token, saying what
 /// is accepted: a bad or missing tick, an unknown backend or option (with
 /// the closest valid name), a duplicate option or key, a default of the
-/// wrong type, a field type that is not a [`FieldType`](crate::FieldType),
+/// wrong type, a field type that is not a [`FieldType`],
 /// a generic, tuple or unit struct, an enum, and a field named like a
-/// method of [`Registry`](crate::Registry), whose accessor would hide it:
+/// method of [`Registry`], whose accessor would hide it:
 ///
 /// ```compile_fail
 /// # use lockstep::lockstep;
