@@ -215,46 +215,58 @@ impl Generated {
         };
 
         let (slot_ty, slot_init, consts, default, returns, access) = match &field.kind {
-            Kind::Scalar(_) | Kind::Percent => {
-                let percent = matches!(field.kind, Kind::Percent);
-                let bits_fn = match &field.kind {
-                    Kind::Scalar(name) => name.clone(),
-                    _ => Ident::new("Percent", Span::call_site()),
-                };
+            Kind::Scalar(name) => {
                 let bits_value = match &field.attrs.default {
                     Some(expr) => {
                         let value = typed(expr, ty);
-                        quote!(#p::bits::#bits_fn(#value))
+                        quote!(#p::bits::#name(#value))
                     }
                     None => quote!(0),
                 };
-                // Only a `Percent` hashes with its field's seed.
-                let (seed_const, seed_value, assign) = if percent {
-                    (
-                        quote!(const #seed: ::core::primitive::u64 = #p::Percent::__seed(#namespace, #key);),
-                        quote!(#seed),
-                        quote_spanned!(ty.span()=> |__lockstep_fields, __lockstep_value| #p::assign_percent(&mut __lockstep_fields.#ident, __lockstep_value, #seed)),
-                    )
-                } else {
-                    (
-                        quote!(),
-                        quote!(0),
-                        quote_spanned!(ty.span()=> |__lockstep_fields, __lockstep_value| #p::assign::<#ty>(&mut __lockstep_fields.#ident, __lockstep_value)),
-                    )
+                let assign = quote_spanned! {ty.span()=>
+                    |__lockstep_fields, __lockstep_value| #p::assign::<#ty>(&mut __lockstep_fields.#ident, __lockstep_value)
                 };
                 (
                     quote!(#p::Scalar<#ty>),
-                    quote!(#p::Scalar::new(#bits, #seed_value)),
-                    quote! {
-                        #seed_const
-                        const #bits: ::core::primitive::u64 = #bits_value;
-                    },
-                    quote!(<#ty as #p::ScalarValue>::from_bits(#bits, #seed_value)),
+                    quote!(#p::Scalar::new(#bits, 0)),
+                    quote!(const #bits: ::core::primitive::u64 = #bits_value;),
+                    quote!(<#ty as #p::ScalarValue>::from_bits(#bits, 0)),
                     quote!(#ty),
                     quote! {
                         #p::Access {
                             assign: #assign,
                             publish: |__lockstep_fields, __lockstep_slots| __lockstep_slots.#ident.set(__lockstep_fields.#ident),
+                        }
+                    },
+                )
+            }
+            // Stored as lockstep's `Percent`, which hashes with its field's
+            // seed; the field's own type meets it only through
+            // `percent::<#ty>()`, so a type that is not lockstep's is one
+            // error.
+            Kind::Percent => {
+                let percent = quote!(#p::Percent);
+                let bits_value = match &field.attrs.default {
+                    Some(expr) => {
+                        let value = typed(expr, &syn::parse_quote!(::lockstep::Percent));
+                        quote!(#p::bits::Percent(#value))
+                    }
+                    None => quote!(0),
+                };
+                let of = quote!(#p::percent::<#ty>());
+                (
+                    quote!(#p::Scalar<#percent>),
+                    quote!(#p::Scalar::new(#bits, #seed)),
+                    quote! {
+                        const #seed: ::core::primitive::u64 = #p::Percent::__seed(#namespace, #key);
+                        const #bits: ::core::primitive::u64 = #bits_value;
+                    },
+                    quote!((#of.from)(<#percent as #p::ScalarValue>::from_bits(#bits, #seed))),
+                    quote!(::lockstep::Percent),
+                    quote! {
+                        #p::Access {
+                            assign: |__lockstep_fields, __lockstep_value| #p::assign_percent(&mut __lockstep_fields.#ident, __lockstep_value, #seed, #of),
+                            publish: |__lockstep_fields, __lockstep_slots| __lockstep_slots.#ident.set((#of.to)(__lockstep_fields.#ident)),
                         }
                     },
                 )

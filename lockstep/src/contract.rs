@@ -240,9 +240,14 @@ pub fn assign<T: FieldType>(field: &mut T, value: &(dyn Any + Send + Sync)) {
 }
 
 /// Sets a `Percent` field to `value`, scoped to the field's `seed`.
-pub fn assign_percent(field: &mut Percent, value: &(dyn Any + Send + Sync), seed: u64) {
+pub fn assign_percent<T>(
+    field: &mut T,
+    value: &(dyn Any + Send + Sync),
+    seed: u64,
+    of: PercentOf<T>,
+) {
     if let Some(value) = value.downcast_ref::<Percent>() {
-        *field = value.__scoped(seed);
+        *field = (of.from)(value.__scoped(seed));
     }
 }
 
@@ -270,3 +275,46 @@ impl NotARegistryMethod for FreeName {}
 /// Checks at compile time that a field's name is free: `name` is what the
 /// field's name resolves to on `Registry<S>`.
 pub const fn free_name<T: NotARegistryMethod>(_name: &T) {}
+
+/// Implemented by [`Percent`] only: a field type written `Percent` is
+/// stored in an atomic as lockstep's.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not lockstep's `Percent`",
+    label = "a field type written `Percent` is read as `lockstep::Percent`",
+    note = "for another type of that name, write a longer path to it, e.g. `crate::shares::Percent`"
+)]
+pub trait IsPercent: Sized {
+    /// The value as lockstep's `Percent` (itself).
+    fn to_percent(self) -> Percent;
+    /// The value from lockstep's `Percent` (itself).
+    fn from_percent(percent: Percent) -> Self;
+}
+
+impl IsPercent for Percent {
+    #[inline(always)]
+    fn to_percent(self) -> Percent {
+        self
+    }
+    #[inline(always)]
+    fn from_percent(percent: Percent) -> Self {
+        percent
+    }
+}
+
+/// The conversions between a `Percent` field's type and lockstep's
+/// `Percent` (the identity): one bound, [`IsPercent`], checked at one
+/// call, so a type that is not lockstep's is one error.
+pub struct PercentOf<T> {
+    /// Into lockstep's `Percent`.
+    pub to: fn(T) -> Percent,
+    /// From lockstep's `Percent`.
+    pub from: fn(Percent) -> T,
+}
+
+/// The conversions of a `Percent` field of type `T`.
+pub const fn percent<T: IsPercent>() -> PercentOf<T> {
+    PercentOf {
+        to: T::to_percent,
+        from: T::from_percent,
+    }
+}

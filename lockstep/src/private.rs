@@ -3,8 +3,8 @@
 //! public API: it may change in any release.
 
 pub use crate::contract::{
-    Access, DefaultValue, FieldDef, FieldType, Fields, FreeName, RegistryDef, Sealed, Value,
-    assign, assign_percent, free_name, publish, to_json,
+    Access, DefaultValue, FieldDef, FieldType, Fields, FreeName, IsPercent, PercentOf, RegistryDef,
+    Sealed, Value, assign, assign_percent, free_name, percent, publish, to_json,
 };
 pub use crate::registry::Registry;
 pub use crate::slot::{Scalar, ScalarValue, Shared, bits};
