@@ -101,6 +101,13 @@ pub struct EveryKind {
 struct Private {
     #[lockstep(default = 1)]
     value: u8,
+    /// Named like methods `Registry` has but users cannot call: free.
+    publish: bool,
+    engine: u8,
+    /// Named like items every type has through the std prelude: free.
+    from: u8,
+    into: u8,
+    try_into: u8,
 }
 
 /// A crate-visible registry.
@@ -228,6 +235,11 @@ fn accessors_return_the_defaults_before_start() {
     assert_eq!(snapshot.limits.burst, 20);
 
     assert_eq!(PRIVATE.value(), 1);
+    assert_eq!((PRIVATE.publish(), PRIVATE.engine()), (false, 0));
+    // `PRIVATE.into()` is `Into::into`, which takes `self`: spelled out.
+    assert_eq!(PrivateRegistry::from(&PRIVATE), 0);
+    assert_eq!(PrivateRegistry::into(&PRIVATE), 0);
+    assert_eq!(PrivateRegistry::try_into(&PRIVATE), 0);
     assert_eq!(*CRATE_VISIBLE.value(), "crate");
     assert!(!ON_REDIS.enabled());
     assert_eq!(shadowed::SHADOWED.count(), 5);

@@ -10,7 +10,7 @@ use lockstep::Percent;
 
 fn check<T>(text: &str)
 where
-    T: lockstep::__private::FieldType + PartialEq + std::fmt::Debug,
+    T: lockstep::FieldType + PartialEq + std::fmt::Debug,
 {
     if let Ok(value) = decode::<T>(text) {
         let value = value

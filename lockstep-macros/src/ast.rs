@@ -107,19 +107,24 @@ impl Kind {
         if path.qself.is_some() {
             return Kind::Shared;
         }
-        let Some(last) = path.path.segments.last() else {
-            return Kind::Shared;
-        };
-        if !last.arguments.is_none() {
+        if path.path.segments.iter().any(|s| !s.arguments.is_none()) {
             return Kind::Shared;
         }
-        let name = last.ident.to_string();
-        if path.path.segments.len() == 1 && SCALARS.contains(&name.as_str()) {
-            Kind::Scalar(last.ident.clone())
-        } else if name == "Percent" {
-            Kind::Percent
-        } else {
-            Kind::Shared
+        let names: Vec<String> = path
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        match (path.path.leading_colon.is_some(), names.as_slice()) {
+            (false, [name]) if SCALARS.contains(name) => {
+                Kind::Scalar(path.path.segments[0].ident.clone())
+            }
+            // lockstep's `Percent`, as it is written: imported, or by its
+            // path. Another type named `Percent` needs another path.
+            (false, ["Percent"]) | (_, ["lockstep", "Percent"]) => Kind::Percent,
+            _ => Kind::Shared,
         }
     }
 }

@@ -71,26 +71,35 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
     let slot_inits = fields.iter().map(|f| &f.slot_init);
     let consts = fields.iter().map(|f| &f.consts);
     let defs = fields.iter().map(|f| &f.def);
+    let access = fields.iter().map(|f| &f.access);
     let defaults = fields.iter().map(|f| &f.default);
-    let clones = fields.iter().map(|f| &f.clone);
-    let assigns = fields.iter().map(|f| &f.assign);
-    let publishes = fields.iter().map(|f| &f.publish);
     let accessors = fields.iter().map(|f| &f.accessor);
     let handles = fields.iter().map(|f| &f.handle);
-    let checks = fields.iter().map(|f| &f.check);
+    // Every std prelude trait with an item of these names applies to any
+    // type: `Registry::into` would be ambiguous, and no field hides them.
+    let idents: Vec<&Ident> = input
+        .fields
+        .iter()
+        .map(|f| f.ident)
+        .filter(|ident| !["into", "from", "try_into", "try_from"].contains(&unraw(ident).as_str()))
+        .collect();
+    let free_names = idents.iter().map(|ident| {
+        quote_spanned!(ident.span()=> ::lockstep::__private::free_name(&<::lockstep::__private::Registry<#name>>::#ident);)
+    });
 
     let registry_doc = format!(
         "The registry of [`{name_str}`]: one accessor per field, and through `Deref` \
          everything a [`lockstep::Registry`] does. Namespace `{namespace}`, tick {tick_secs}s."
     );
     let static_doc = format!("The `{namespace}` registry: see [`{name_str}`].");
+    let p = quote!(::lockstep::__private);
 
     quote! {
         #item
 
         #[doc = #registry_doc]
         #vis struct #registry {
-            __lockstep: ::lockstep::__private::Registry<#name>,
+            __lockstep: #p::Registry<#name>,
         }
 
         #[doc = #static_doc]
@@ -104,49 +113,42 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
                 #(#slot_fields)*
             }
 
-            impl ::lockstep::__private::Fields for #name {
+            impl #p::Sealed for #name {}
+
+            impl #p::Fields for #name {
                 type Slots = __LockstepSlots;
 
-                const DEF: &'static ::lockstep::__private::RegistryDef = {
-                    #(#checks)*
-                    &::lockstep::__private::RegistryDef {
-                        namespace: #namespace,
-                        tick: ::lockstep::__private::Tick::__from_secs(#tick_secs),
-                        store: #backend,
-                        store_clock: #store_clock,
-                        fields: &[#(#defs),*],
-                    }
+                const DEF: &'static #p::RegistryDef<Self> = &#p::RegistryDef {
+                    namespace: #namespace,
+                    tick: match #p::Tick::from_secs(#tick_secs) {
+                        ::core::result::Result::Ok(tick) => tick,
+                        ::core::result::Result::Err(_) => ::core::panic!("checked by #[lockstep]"),
+                    },
+                    store: #backend,
+                    store_clock: #store_clock,
+                    fields: &[#(#defs),*],
+                    access: &[#(#access),*],
                 };
 
                 fn defaults() -> Self {
                     Self { #(#defaults)* }
                 }
-
-                fn clone_fields(&self) -> Self {
-                    Self { #(#clones)* }
-                }
-
-                fn assign(
-                    &mut self,
-                    __lockstep_index: ::core::primitive::usize,
-                    __lockstep_value: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
-                ) {
-                    match __lockstep_index {
-                        #(#assigns)*
-                        _ => {}
-                    }
-                }
-
-                fn publish(&self, __lockstep_slots: &__LockstepSlots) {
-                    #(#publishes)*
-                }
             }
+
+            // A field may not take the name of a method of `Registry`,
+            // which its accessor would hide.
+            #[allow(non_upper_case_globals)]
+            trait __LockstepNames {
+                #(const #idents: #p::FreeName = #p::FreeName;)*
+            }
+            impl __LockstepNames for #p::Registry<#name> {}
+            const _: () = { #(#free_names)* };
 
             impl #registry {
                 /// A registry that is not started yet; `#[lockstep]` puts one in a static.
                 pub const fn new() -> Self {
                     #registry {
-                        __lockstep: ::lockstep::__private::Registry::__new(__LockstepSlots {
+                        __lockstep: #p::Registry::__new(__LockstepSlots {
                             #(#slot_inits)*
                         }),
                     }
@@ -156,7 +158,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
             }
 
             impl ::core::ops::Deref for #registry {
-                type Target = ::lockstep::__private::Registry<#name>;
+                type Target = #p::Registry<#name>;
 
                 fn deref(&self) -> &Self::Target {
                     &self.__lockstep
@@ -176,13 +178,10 @@ struct Generated {
     slot_init: TokenStream,
     consts: TokenStream,
     def: TokenStream,
+    access: TokenStream,
     default: TokenStream,
-    clone: TokenStream,
-    assign: TokenStream,
-    publish: TokenStream,
     accessor: TokenStream,
     handle: TokenStream,
-    check: TokenStream,
 }
 
 impl Generated {
@@ -199,64 +198,76 @@ impl Generated {
         }
         let doc = field.doc();
         let rust_type = quote!(#ty).to_string().replace(' ', "");
-        let default_fn = format_ident!("__lockstep_default_{}", unraw(ident));
-        let bits = format_ident!("__LOCKSTEP_BITS_{}", unraw(ident));
-        let seed = format_ident!("__LOCKSTEP_SEED_{}", unraw(ident));
-        let handle = format_ident!("{}", unraw(ident).to_uppercase());
+        let name = unraw(ident);
+        let default_fn = format_ident!("__lockstep_default_{}", name);
+        let bits = format_ident!("__LOCKSTEP_BITS_{}", name);
+        let seed = format_ident!("__LOCKSTEP_SEED_{}", name);
+        let handle = format_ident!("{}", name.to_uppercase());
         let p = quote!(::lockstep::__private);
 
-        // Every use that needs the field's traits is spanned at its type and
-        // sits in one body (`DEF`), so rustc reports a missing trait once.
-        let check = quote_spanned! {ty.span()=>
-            #p::assert_field_type::<#ty>();
-        };
-        let decode = quote_spanned!(ty.span()=> #p::decode::<#ty>);
-        let describe = quote_spanned!(ty.span()=> #p::describe::<#ty>);
-        let to_json = quote_spanned!(ty.span()=> #p::to_json::<#ty>);
-        // The other uses are in other bodies; spanned at the type, their
-        // errors at least point at it rather than at the attribute.
-        let clone_fn = quote_spanned!(ty.span()=> <#ty as ::core::clone::Clone>::clone);
-        let assign_fn = quote_spanned!(ty.span()=> #p::assign::<#ty>);
-        let seed_const = quote! {
-            const #seed: ::core::primitive::u64 = #p::Percent::__seed(#namespace, #key);
+        // Every use that needs the field type's traits is spanned at the
+        // type and sits in one body (`DEF`), asking only for `FieldType`:
+        // rustc reports a type that is not a field type once.
+        let def = quote_spanned! {ty.span()=>
+            #p::FieldDef::of::<#ty>(#key, #rust_type, #doc, || {
+                #p::to_json::<#ty>(&<Self as #p::Fields>::defaults().#ident)
+            })
         };
 
-        let (slot_ty, slot_init, consts, default, accessor, publish, assign) = match &field.kind {
-            Kind::Scalar(_) | Kind::Percent => {
-                let bits_fn = match &field.kind {
-                    Kind::Scalar(name) => name.clone(),
-                    _ => Ident::new("Percent", Span::call_site()),
-                };
+        let (slot_ty, slot_init, consts, default, returns, access) = match &field.kind {
+            Kind::Scalar(name) => {
                 let bits_value = match &field.attrs.default {
                     Some(expr) => {
                         let value = typed(expr, ty);
-                        quote!(#p::bits::#bits_fn(#value))
+                        quote!(#p::bits::#name(#value))
                     }
                     None => quote!(0),
                 };
-                let consts = quote! {
-                    #seed_const
-                    const #bits: ::core::primitive::u64 = #bits_value;
+                let assign = quote_spanned! {ty.span()=>
+                    |__lockstep_fields, __lockstep_value| #p::assign::<#ty>(&mut __lockstep_fields.#ident, __lockstep_value)
                 };
                 (
                     quote!(#p::Scalar<#ty>),
-                    quote!(#p::Scalar::new(#bits, #seed)),
-                    consts,
-                    quote!(<#ty as #p::ScalarValue>::from_bits(#bits, #seed)),
+                    quote!(#p::Scalar::new(#bits, 0)),
+                    quote!(const #bits: ::core::primitive::u64 = #bits_value;),
+                    quote!(<#ty as #p::ScalarValue>::from_bits(#bits, 0)),
+                    quote!(#ty),
                     quote! {
-                        #(#docs)*
-                        #[inline]
-                        #vis fn #ident(&self) -> #ty {
-                            self.__lockstep.__slots().#ident.get()
+                        #p::Access {
+                            assign: #assign,
+                            publish: |__lockstep_fields, __lockstep_slots| __lockstep_slots.#ident.set(__lockstep_fields.#ident),
                         }
                     },
-                    quote!(__lockstep_slots.#ident.set(self.#ident);),
-                    match field.kind {
-                        Kind::Percent => quote! {
-                            #assign_fn(&mut self.#ident, __lockstep_value);
-                            self.#ident = self.#ident.__scoped(#seed);
-                        },
-                        _ => quote!(#assign_fn(&mut self.#ident, __lockstep_value);),
+                )
+            }
+            // Stored as lockstep's `Percent`, which hashes with its field's
+            // seed; the field's own type meets it only through
+            // `percent::<#ty>()`, so a type that is not lockstep's is one
+            // error.
+            Kind::Percent => {
+                let percent = quote!(#p::Percent);
+                let bits_value = match &field.attrs.default {
+                    Some(expr) => {
+                        let value = typed(expr, &syn::parse_quote!(::lockstep::Percent));
+                        quote!(#p::bits::Percent(#value))
+                    }
+                    None => quote!(0),
+                };
+                let of = quote!(#p::percent::<#ty>());
+                (
+                    quote!(#p::Scalar<#percent>),
+                    quote!(#p::Scalar::new(#bits, #seed)),
+                    quote! {
+                        const #seed: ::core::primitive::u64 = #p::Percent::__seed(#namespace, #key);
+                        const #bits: ::core::primitive::u64 = #bits_value;
+                    },
+                    quote!((#of.from)(<#percent as #p::ScalarValue>::from_bits(#bits, #seed))),
+                    quote!(::lockstep::Percent),
+                    quote! {
+                        #p::Access {
+                            assign: |__lockstep_fields, __lockstep_value| #p::assign_percent(&mut __lockstep_fields.#ident, __lockstep_value, #seed, #of),
+                            publish: |__lockstep_fields, __lockstep_slots| __lockstep_slots.#ident.set((#of.to)(__lockstep_fields.#ident)),
+                        }
                     },
                 )
             }
@@ -265,25 +276,19 @@ impl Generated {
                     Some(expr) => typed_default(expr, ty),
                     None => quote_spanned!(ty.span()=> <#ty as #p::DefaultValue>::default_value()),
                 };
-                let consts = quote! {
-                    fn #default_fn() -> #ty {
-                        #value
-                    }
-                };
+                let publish = quote_spanned!(ty.span()=> |__lockstep_fields, __lockstep_slots| #p::publish::<#ty>(&__lockstep_slots.#ident, &__lockstep_fields.#ident));
+                let assign = quote_spanned!(ty.span()=> |__lockstep_fields, __lockstep_value| #p::assign::<#ty>(&mut __lockstep_fields.#ident, __lockstep_value));
                 (
                     quote!(#p::Shared<#ty>),
                     quote!(#p::Shared::new(|| #p::ArcSwap::from_pointee(#default_fn()))),
-                    consts,
-                    quote!(#default_fn()),
                     quote! {
-                        #(#docs)*
-                        #[inline]
-                        #vis fn #ident(&self) -> ::lockstep::Ref<#ty> {
-                            self.__lockstep.__slots().#ident.get()
+                        fn #default_fn() -> #ty {
+                            #value
                         }
                     },
-                    quote!(__lockstep_slots.#ident.set(#clone_fn(&self.#ident));),
-                    quote!(#assign_fn(&mut self.#ident, __lockstep_value);),
+                    quote!(#default_fn()),
+                    quote!(::lockstep::Ref<#ty>),
+                    quote!(#p::Access { assign: #assign, publish: #publish }),
                 )
             }
         };
@@ -292,28 +297,20 @@ impl Generated {
             slot_field: quote!(pub #ident: #slot_ty,),
             slot_init: quote!(#ident: #slot_init,),
             consts,
-            def: quote! {
-                #p::FieldDef {
-                    name: ::core::stringify!(#ident),
-                    key: #key,
-                    rust_type: #rust_type,
-                    doc: #doc,
-                    decode: #decode,
-                    value_type: #describe,
-                    default_json: || #to_json(&<Self as #p::Fields>::defaults().#ident),
+            def,
+            access,
+            default: quote!(#ident: #default,),
+            accessor: quote! {
+                #(#docs)*
+                #[inline]
+                #vis fn #ident(&self) -> #returns {
+                    self.__lockstep.__slots().#ident.get()
                 }
             },
-            default: quote!(#ident: #default,),
-            clone: quote!(#ident: #clone_fn(&self.#ident),),
-            assign: quote!(#index => { #assign }),
-            publish,
-            accessor,
             handle: quote! {
                 #[doc = #handle_doc]
-                #vis const #handle: ::lockstep::__private::Field<Self, #ty> =
-                    ::lockstep::__private::Field::__new(#index, #key);
+                #vis const #handle: #p::Field<Self, #ty> = #p::Field::__new(#index, #key);
             },
-            check,
         }
     }
 }

@@ -18,7 +18,8 @@ mod valid;
 
 use proc_macro::TokenStream;
 
-/// Turns a struct into a registry: see the `lockstep` crate.
+/// The attribute is implemented in the `lockstep-macros` crate; use it
+/// through `lockstep`, which re-exports it.
 #[proc_macro_attribute]
 pub fn lockstep(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = match syn::parse::<syn::DeriveInput>(input.clone()) {

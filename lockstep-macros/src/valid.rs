@@ -13,26 +13,6 @@ use crate::ctxt::Ctxt;
 /// The backends a registry may declare, for messages.
 const BACKENDS: &str = "\"redis\", \"postgres\", \"sqlite\", \"memory\"";
 
-/// Names the registry type already has, which a field's accessor would
-/// clash with or hide: its constructor, and the methods of
-/// `lockstep::Registry` it derefs to (keep in step with the runtime crate).
-const REGISTRY_NAMES: &[(&str, &str)] = &[
-    ("new", "the registry's constructor"),
-    ("namespace", "the registry's method `namespace()`"),
-    ("tick", "the registry's method `tick()`"),
-    ("schema", "the registry's method `schema()`"),
-    ("snapshot", "the registry's method `snapshot()`"),
-    ("start", "the registry's method `start()`"),
-    ("builder", "the registry's method `builder()`"),
-    ("refresh", "the registry's method `refresh()`"),
-    ("status", "the registry's method `status()`"),
-    ("change", "the registry's method `change()`"),
-    ("set", "the registry's method `set()`"),
-    ("schedule", "the registry's method `schedule()`"),
-    ("ramp", "the registry's method `ramp()`"),
-    ("cancel", "the registry's method `cancel()`"),
-];
-
 /// What the checks found out, for expansion.
 pub struct Checked {
     /// The tick in seconds.
@@ -139,16 +119,13 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
     for field in &input.fields {
         let key = field.key();
         let rust_name = unraw(field.ident);
-        if let Some(what) = REGISTRY_NAMES
-            .iter()
-            .find(|(taken, _)| *taken == rust_name)
-            .map(|(_, what)| what)
-        {
+        // Names of `Registry`'s methods are checked by the generated code.
+        if rust_name == "new" {
             cx.error_spanned_by(
                 field.ident,
                 format!(
-                    "a field named `{rust_name}` would clash with {what}; rename the field \
-                     (its store key can stay: `#[lockstep(key = \"{key}\")]`)"
+                    "a field named `new` would clash with the registry's constructor; rename the \
+                     field (its store key can stay: `#[lockstep(key = \"{key}\")]`)"
                 ),
             );
         }

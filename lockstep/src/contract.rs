@@ -1,5 +1,12 @@
 //! The macro contract: what `#[lockstep]` generates for a struct and the
-//! runtime reads. Not meant to be implemented by hand.
+//! runtime reads, and the generic helpers the generated code calls. Only
+//! `#[lockstep]` implements [`Fields`]; the generated code reaches the rest
+//! through `lockstep::__private`.
+//!
+//! Every use of a field's type that needs its traits sits in one body (the
+//! registry's [`Fields::DEF`]), spanned at the type, and every helper asks
+//! only for [`FieldType`]: a type that is not a field type is one error,
+//! whichever of its traits it lacks.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -7,34 +14,71 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::schema::{FieldSchema, Schema};
+use crate::percent::Percent;
+use crate::schema::{FieldSchema, Schema, ValueType};
+use crate::slot::Shared;
 use crate::tick::Tick;
 
 /// A decoded field value, type-erased.
 pub type Value = Arc<dyn Any + Send + Sync>;
 
-/// What `#[lockstep]` generates for a struct: everything the runtime needs
-/// to know about its fields. Not meant to be implemented by hand.
+/// Implemented by `#[lockstep]` only: it seals [`Fields`].
 #[doc(hidden)]
-pub trait Fields: Sized + Send + Sync + 'static {
+pub trait Sealed {}
+
+/// A struct under `#[lockstep]`: what the runtime knows of its fields.
+///
+/// `#[lockstep]` implements it for the struct it is written on (it is
+/// sealed: nothing else can); its items are the macro's business. Use it as
+/// a bound, to write code that works with any registry:
+///
+/// ```
+/// use lockstep::{Fields, Registry, lockstep};
+///
+/// /// The namespace and the number of fields of any registry.
+/// fn describe<S: Fields>(registry: &Registry<S>) -> (String, usize) {
+///     (registry.namespace().to_owned(), registry.schema().fields.len())
+/// }
+///
+/// #[lockstep(tick = "1m", backend = "memory")]
+/// pub struct Limits {
+///     #[lockstep(default = 100)]
+///     pub per_second: u32,
+/// }
+///
+/// assert_eq!(describe(&LIMITS), ("limits".to_owned(), 1));
+/// ```
+pub trait Fields: Sealed + Sized + Send + Sync + 'static {
     /// The per-field slots the accessors read.
+    #[doc(hidden)]
     type Slots: Send + Sync + 'static;
     /// The registry's definition.
-    const DEF: &'static RegistryDef;
+    #[doc(hidden)]
+    const DEF: &'static RegistryDef<Self>;
     /// Every field at its default.
+    #[doc(hidden)]
     fn defaults() -> Self;
-    /// A copy.
-    fn clone_fields(&self) -> Self;
+
     /// Sets field `index` to `value`, which has that field's type.
-    fn assign(&mut self, index: usize, value: &(dyn Any + Send + Sync));
+    #[doc(hidden)]
+    fn assign(&mut self, index: usize, value: &(dyn Any + Send + Sync)) {
+        if let Some(access) = Self::DEF.access.get(index) {
+            (access.assign)(self, value);
+        }
+    }
+
     /// Publishes every field to its slot.
-    fn publish(&self, slots: &Self::Slots);
+    #[doc(hidden)]
+    fn publish(&self, slots: &Self::Slots) {
+        for access in Self::DEF.access {
+            (access.publish)(self, slots);
+        }
+    }
 }
 
 /// A registry as declared: its namespace, tick, store kind and fields.
 #[doc(hidden)]
-#[derive(Debug)]
-pub struct RegistryDef {
+pub struct RegistryDef<S: Fields> {
     /// The registry's name in the store.
     pub namespace: &'static str,
     /// The tick.
@@ -45,13 +89,13 @@ pub struct RegistryDef {
     pub store_clock: bool,
     /// The fields in declaration order.
     pub fields: &'static [FieldDef],
+    /// How to set and publish each field, in the same order.
+    pub access: &'static [Access<S>],
 }
 
 /// One field as declared.
 #[doc(hidden)]
 pub struct FieldDef {
-    /// The Rust name.
-    pub name: &'static str,
     /// The name in the store.
     pub key: &'static str,
     /// The type as written.
@@ -63,7 +107,36 @@ pub struct FieldDef {
     /// The default as JSON.
     pub default_json: fn() -> serde_json::Value,
     /// What JSON values the field accepts.
-    pub value_type: fn() -> crate::schema::ValueType,
+    pub value_type: fn() -> ValueType,
+}
+
+/// How to set one field of `S` from a decoded value, and publish it to its
+/// slot.
+#[doc(hidden)]
+pub struct Access<S: Fields> {
+    /// Sets the field to a value of its type.
+    pub assign: fn(&mut S, &(dyn Any + Send + Sync)),
+    /// Publishes the field to its slot.
+    pub publish: fn(&S, &S::Slots),
+}
+
+impl FieldDef {
+    /// The field stored as `key`, of type `T`.
+    pub const fn of<T: FieldType>(
+        key: &'static str,
+        rust_type: &'static str,
+        doc: &'static str,
+        default_json: fn() -> serde_json::Value,
+    ) -> FieldDef {
+        FieldDef {
+            key,
+            rust_type,
+            doc,
+            decode: crate::value::decode::<T>,
+            default_json,
+            value_type: crate::schema::describe::<T>,
+        }
+    }
 }
 
 impl std::fmt::Debug for FieldDef {
@@ -75,7 +148,19 @@ impl std::fmt::Debug for FieldDef {
     }
 }
 
-impl RegistryDef {
+impl<S: Fields> std::fmt::Debug for RegistryDef<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryDef")
+            .field("namespace", &self.namespace)
+            .field("tick", &self.tick)
+            .field("store", &self.store)
+            .field("store_clock", &self.store_clock)
+            .field("fields", &self.fields)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Fields> RegistryDef<S> {
     /// The schema this registry publishes.
     pub fn schema(&self) -> Schema {
         Schema {
@@ -93,11 +178,6 @@ impl RegistryDef {
                 })
                 .collect(),
         }
-    }
-
-    /// The index of the field stored as `key`.
-    pub fn index_of(&self, key: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.key == key)
     }
 
     /// The URL a registry connects to when none is given: `LOCKSTEP_URL`, or
@@ -126,4 +206,115 @@ impl RegistryDef {
 )]
 pub trait FieldType: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
+// One error for a type that is not a field type, not one per missing trait.
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> FieldType for T {}
+
+/// Fields without `default = …` take `Default::default()`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `Default`, so this field needs a default",
+    label = "add `#[lockstep(default = …)]` to the field",
+    note = "or implement `Default` for `{Self}`"
+)]
+pub trait DefaultValue {
+    /// The default.
+    fn default_value() -> Self;
+}
+
+impl<T: Default> DefaultValue for T {
+    fn default_value() -> Self {
+        T::default()
+    }
+}
+
+/// `value` as JSON, for the published schema.
+pub fn to_json<T: FieldType>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Sets `field` to a clone of `value`, which holds a `T`.
+pub fn assign<T: FieldType>(field: &mut T, value: &(dyn Any + Send + Sync)) {
+    if let Some(value) = value.downcast_ref::<T>() {
+        field.clone_from(value);
+    }
+}
+
+/// Sets a `Percent` field to `value`, scoped to the field's `seed`.
+pub fn assign_percent<T>(
+    field: &mut T,
+    value: &(dyn Any + Send + Sync),
+    seed: u64,
+    of: PercentOf<T>,
+) {
+    if let Some(value) = value.downcast_ref::<Percent>() {
+        *field = (of.from)(value.__scoped(seed));
+    }
+}
+
+/// Publishes a clone of `value` to its slot.
+pub fn publish<T: FieldType>(slot: &Shared<T>, value: &T) {
+    slot.set(value.clone());
+}
+
+/// What a name that no method of [`Registry`](crate::Registry) has resolves
+/// to: a field's accessor may take that name.
+#[doc(hidden)]
+pub struct FreeName;
+
+/// Implemented by [`FreeName`] only: a field named like a method of
+/// `lockstep::Registry` would hide it behind the registry's `Deref`.
+#[diagnostic::on_unimplemented(
+    message = "this field's name is taken by a method of `lockstep::Registry`",
+    label = "every registry has a method of this name, which the field's accessor would hide",
+    note = "rename the field; its store key can stay: `#[lockstep(key = \"…\")]`"
+)]
+pub trait NotARegistryMethod {}
+
+impl NotARegistryMethod for FreeName {}
+
+/// Checks at compile time that a field's name is free: `name` is what the
+/// field's name resolves to on `Registry<S>`.
+pub const fn free_name<T: NotARegistryMethod>(_name: &T) {}
+
+/// Implemented by [`Percent`] only: a field type written `Percent` is
+/// stored in an atomic as lockstep's.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not lockstep's `Percent`",
+    label = "a field type written `Percent` is read as `lockstep::Percent`",
+    note = "for another type of that name, write a longer path to it, e.g. `crate::shares::Percent`"
+)]
+pub trait IsPercent: Sized {
+    /// The value as lockstep's `Percent` (itself).
+    fn to_percent(self) -> Percent;
+    /// The value from lockstep's `Percent` (itself).
+    fn from_percent(percent: Percent) -> Self;
+}
+
+impl IsPercent for Percent {
+    #[inline(always)]
+    fn to_percent(self) -> Percent {
+        self
+    }
+    #[inline(always)]
+    fn from_percent(percent: Percent) -> Self {
+        percent
+    }
+}
+
+/// The conversions between a `Percent` field's type and lockstep's
+/// `Percent` (the identity): one bound, [`IsPercent`], checked at one
+/// call, so a type that is not lockstep's is one error.
+pub struct PercentOf<T> {
+    /// Into lockstep's `Percent`.
+    pub to: fn(T) -> Percent,
+    /// From lockstep's `Percent`.
+    pub from: fn(Percent) -> T,
+}
+
+/// The conversions of a `Percent` field of type `T`.
+pub const fn percent<T: IsPercent>() -> PercentOf<T> {
+    PercentOf {
+        to: T::to_percent,
+        from: T::from_percent,
+    }
+}

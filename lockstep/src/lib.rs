@@ -67,9 +67,243 @@ mod writer;
 #[path = "private.rs"]
 pub mod __private;
 
+/// Turns a struct into a registry: a static that holds every field in
+/// memory, fetched from a store once per tick and switched on every process
+/// at the same instant.
+///
+/// ```
+/// use lockstep::{Percent, lockstep};
+///
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Flags {
+///     /// Share of traffic that sees the new checkout.
+///     pub new_checkout: Percent,
+///     #[lockstep(default = 100)]
+///     pub requests_per_second: u32,
+///     #[lockstep(default = "classic")]
+///     pub theme: String,
+/// }
+///
+/// // The macro made a static, `FLAGS`, with one accessor per field:
+/// assert_eq!(FLAGS.requests_per_second(), 100);
+/// assert_eq!(*FLAGS.theme(), "classic");
+/// // and one constant per field, to name it in writes:
+/// assert_eq!(Flags::REQUESTS_PER_SECOND.key(), "requests_per_second");
+/// ```
+///
+/// # What it generates
+///
+/// For `struct Flags`, next to the struct itself (unchanged but for the
+/// `#[lockstep(…)]` field attributes, which it removes):
+///
+/// - `static FLAGS: FlagsRegistry`, the registry (its name is the
+///   `static_name` option's): start it once with
+///   [`start`](crate::Registry::start), then read it anywhere;
+/// - `struct FlagsRegistry`, with one accessor per field, named after the
+///   field and as visible as it is, and through `Deref` everything a
+///   [`Registry`] does (`set`, `schedule`, `ramp`,
+///   `snapshot`, `status`, …);
+/// - one associated constant per field, `Flags::FIELD_NAME`, a
+///   [`Field`] that names the field in writes;
+/// - an implementation of [`Fields`].
+///
+/// An accessor of a scalar field (the integers, `f32`, `f64`, `bool`,
+/// `char` and [`Percent`]) returns the value, read with one
+/// relaxed atomic load; any other field returns a [`Ref`] that
+/// derefs to the value. A field's doc comment documents its accessor and
+/// travels with the [schema](crate::Registry::schema) the registry
+/// publishes, for tools such as the CLI.
+///
+/// # Struct options
+///
+/// Written in the attribute itself, `#[lockstep(option = "…", …)]`, each at
+/// most once. `tick` and `backend` are required.
+///
+/// ## `tick = "10m"`
+///
+/// How often each process fetches the registry, and the grid every change
+/// lands on: a number and a unit (`s`, `m`, `h`, `d`, e.g. `"30s"`,
+/// `"10m"`, `"1h 30m"`), a whole number of seconds from `"1s"` to `"1d"`.
+/// A change takes effect between one and two ticks after it is written.
+///
+/// ```
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "1h 30m", backend = "memory")]
+/// pub struct Slow {
+///     pub enabled: bool,
+/// }
+///
+/// assert_eq!(SLOW.tick().as_secs(), 5400);
+/// ```
+///
+/// ## `backend = "redis"`
+///
+/// The kind of store the registry reads: `"redis"` (cargo feature `redis`,
+/// on by default), `"postgres"` (feature `postgres`), `"sqlite"` (feature
+/// `sqlite`) or `"memory"` (always built; one process, for tests and
+/// examples). A backend whose feature is off is a compile error that names
+/// the feature. The URL is given at start ([`Builder::url`](crate::Builder::url))
+/// or by `LOCKSTEP_URL`, else the backend's local default.
+///
+/// ```no_run
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "10m", backend = "redis")]
+/// pub struct Limits {
+///     #[lockstep(default = 100)]
+///     pub per_second: u32,
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), lockstep::Error> {
+/// LIMITS.builder().url("redis://127.0.0.1:6379").start().await?;
+/// # Ok(()) }
+/// ```
+///
+/// ## `namespace = "flags"`
+///
+/// The registry's name in the store, shared by every process that declares
+/// it; the struct's name in snake case by default (`SiteFlags` is
+/// `site_flags`). 1 to 100 ASCII letters, digits, `_` and `-`.
+///
+/// ```
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "10m", backend = "memory", namespace = "checkout-v2")]
+/// pub struct Checkout {
+///     pub enabled: bool,
+/// }
+///
+/// assert_eq!(CHECKOUT.namespace(), "checkout-v2");
+/// ```
+///
+/// ## `static_name = "FLAGS"`
+///
+/// The name of the static; the struct's name in upper snake case by
+/// default (`SiteFlags` is `SITE_FLAGS`).
+///
+/// ```
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "10m", backend = "memory", static_name = "SITE")]
+/// pub struct SiteFlags {
+///     pub maintenance: bool,
+/// }
+///
+/// assert!(!SITE.maintenance());
+/// ```
+///
+/// ## `clock = "local"`
+///
+/// Whose clock decides when a change switches on this process: `"local"`
+/// (the default: this process's clock, which NTP keeps in step with the
+/// fleet's) or `"store"` (the store's clock, estimated at each fetch: for
+/// hosts whose clocks cannot be trusted).
+///
+/// ```
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "1m", backend = "memory", clock = "store")]
+/// pub struct Edge {
+///     pub enabled: bool,
+/// }
+/// # assert!(!EDGE.enabled());
+/// ```
+///
+/// # Field options
+///
+/// Written on a field, `#[lockstep(option = …)]`, each at most once.
+///
+/// ## `default = <expression>`
+///
+/// The value before the first write, and while nothing is stored; without
+/// it, the type's `Default`. A scalar field's default must be a constant
+/// expression; any other field's default is any expression of the field's
+/// type, and a string literal converts with `From` (for `String` fields).
+/// rustc checks it against the field's type.
+///
+/// ```
+/// # use lockstep::{Percent, lockstep};
+/// # use std::collections::BTreeMap;
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Defaults {
+///     #[lockstep(default = 25)]
+///     pub retries: u8,
+///     #[lockstep(default = Percent::whole(5))]
+///     pub canary: Percent,
+///     #[lockstep(default = "eu-west")]
+///     pub region: String,
+///     #[lockstep(default = vec![443, 8443])]
+///     pub ports: Vec<u16>,
+///     #[lockstep(default = BTreeMap::from([("eu".to_owned(), 10)]))]
+///     pub weights: BTreeMap<String, u32>,
+///     pub note: Option<String>, // no default: `None`
+/// }
+///
+/// assert_eq!(DEFAULTS.retries(), 25);
+/// assert_eq!(DEFAULTS.canary().thousandths(), 5_000);
+/// assert_eq!(*DEFAULTS.ports(), vec![443, 8443]);
+/// assert_eq!(*DEFAULTS.note(), None);
+/// ```
+///
+/// ## `key = "name"`
+///
+/// The field's name in the store; the field's name by default (without
+/// `r#`). Rename a field in Rust and keep its key, and the stored values
+/// stay. Same characters as a namespace; two fields cannot share a key.
+///
+/// ```
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Renamed {
+///     #[lockstep(key = "foobar_percent", default = 10)]
+///     pub foobar_share: u8,
+/// }
+///
+/// assert_eq!(Renamed::FOOBAR_SHARE.key(), "foobar_percent");
+/// ```
+///
+/// # Field types
+///
+/// Any type that is serde's `Serialize` and `Deserialize`, `Clone`, `Send`
+/// and `Sync` ([`FieldType`]): scalars, `String`,
+/// `Option`, `Vec`, maps, and your own structs and enums. Values are stored
+/// as JSON and checked against the type when fetched; a value that does not
+/// decode is rejected for that field alone. Write lockstep's percentage as
+/// `Percent` (imported) or `lockstep::Percent`.
+///
+/// ```
+/// # use lockstep::lockstep;
+/// #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+/// pub enum Theme {
+///     #[default]
+///     Classic,
+///     Dark,
+/// }
+///
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Site {
+///     pub theme: Theme,
+/// }
+///
+/// assert_eq!(*SITE.theme(), Theme::Classic);
+/// ```
+///
+/// # Mistakes
+///
+/// Every mistake is a compile error at the offending token, saying what
+/// is accepted: a bad or missing tick, an unknown backend or option (with
+/// the closest valid name), a duplicate option or key, a default of the
+/// wrong type, a field type that is not a [`FieldType`],
+/// a generic, tuple or unit struct, an enum, and a field named like a
+/// method of [`Registry`], whose accessor would hide it:
+///
+/// ```compile_fail
+/// # use lockstep::lockstep;
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Flags {
+///     pub status: bool, // `Registry::status` exists: rename the field
+/// }
+/// ```
 pub use lockstep_macros::lockstep;
 
 pub use clock::ManualClock;
+pub use contract::{FieldType, Fields};
 pub use error::Error;
 pub use percent::Percent;
 pub use registry::{Builder, Registry, Snapshot};

@@ -1,11 +1,11 @@
-//! What `#[lockstep]`'s generated code calls. Not public API: it may change
-//! in any release.
+//! What `#[lockstep]`'s generated code calls: a door of re-exports, the
+//! logic lives in the named modules (`contract`, `slot`, `value`). Not
+//! public API: it may change in any release.
 
-use std::any::Any;
-
-use serde::Serialize;
-
-pub use crate::contract::{FieldDef, FieldType, Fields, RegistryDef, Value};
+pub use crate::contract::{
+    Access, DefaultValue, FieldDef, FieldType, Fields, FreeName, IsPercent, PercentOf, RegistryDef,
+    Sealed, Value, assign, assign_percent, free_name, percent, publish, to_json,
+};
 pub use crate::registry::Registry;
 pub use crate::slot::{Scalar, ScalarValue, Shared, bits};
 pub use crate::value::decode;
@@ -15,43 +15,6 @@ pub use arc_swap::ArcSwap;
 /// Reads a stored Redis entry (for the fuzz targets).
 #[cfg(feature = "redis")]
 pub use crate::store::redis::open_envelope;
-
-/// Fields without `default = …` take `Default::default()`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `Default`, so this field needs a default",
-    label = "add `#[lockstep(default = …)]` to the field",
-    note = "or implement `Default` for `{Self}`"
-)]
-pub trait DefaultValue {
-    /// The default.
-    fn default_value() -> Self;
-}
-
-impl<T: Default> DefaultValue for T {
-    fn default_value() -> Self {
-        T::default()
-    }
-}
-
-/// What JSON values a field of type `T` accepts, for the published schema.
-pub fn describe<T: FieldType>() -> crate::ValueType {
-    crate::schema::describe::<T>()
-}
-
-/// Checks at compile time that `T` can be a field.
-pub const fn assert_field_type<T: FieldType>() {}
-
-/// `value` as JSON, for the published schema.
-pub fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-/// Sets `slot` to a clone of `value`, which holds a `T`.
-pub fn assign<T: Clone + 'static>(slot: &mut T, value: &(dyn Any + Send + Sync)) {
-    if let Some(value) = value.downcast_ref::<T>() {
-        slot.clone_from(value);
-    }
-}
 
 /// The backend `redis` needs the `redis` feature.
 #[cfg(feature = "redis")]

@@ -2,7 +2,10 @@
 //! its namespace and tick, and each field's key, Rust type, default and
 //! [`ValueType`], so that a tool can check a value before it writes it.
 
+mod convert;
 mod describe;
+mod explore;
+mod guard;
 
 use std::fmt;
 
