@@ -15,7 +15,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// Starts `registry` on `server`, ramps `generation` 1, 2, 3 one tick apart
 /// from the horizon and fetches them; returns the generations with their
 /// instants in ns.
-async fn start_and_ramp<S: lockstep::__private::Fields>(
+async fn start_and_ramp<S: lockstep::Fields>(
     registry: &'static lockstep::Registry<S>,
     generation: lockstep::Field<S, u64>,
     server: &RedisServer,
