@@ -10,17 +10,21 @@
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub(crate) mod sql;
 mod write;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+pub use sql::SqlStore;
+#[cfg(feature = "mysql")]
+pub use sql::mysql::{Mysql, MysqlStore};
 #[cfg(feature = "postgres")]
-pub use sql::postgres::PostgresStore;
+pub use sql::postgres::{Postgres, PostgresStore};
 #[cfg(feature = "sqlite")]
-pub use sql::sqlite::SqliteStore;
+pub use sql::sqlite::{Sqlite, SqliteStore};
 pub(crate) use write::new_write_id;
 pub use write::{
     Committed, MAX_INSTANT, MAX_STEPS, Step, StepAt, Write, WriteBuilder, resolve_instants,
@@ -214,6 +218,11 @@ pub fn supported_schemes() -> &'static str {
         } else {
             off.push("`sqlite` for sqlite://");
         }
+        if cfg!(feature = "mysql") {
+            known.extend(["mysql://", "mariadb://"]);
+        } else {
+            off.push("`mysql` for mysql://");
+        }
         let mut text = known.join(", ");
         if !off.is_empty() {
             text += &format!(" (enable the features {} of lockstep)", off.join(", "));
@@ -235,7 +244,7 @@ pub fn supported_schemes() -> &'static str {
 /// ```
 /// let store = lockstep::store::open("memory://docs").unwrap();
 /// assert_eq!(store.describe(), "memory://docs");
-/// assert!(lockstep::store::open("mysql://db").is_err());
+/// assert!(lockstep::store::open("mongodb://db").is_err());
 /// ```
 pub fn open(url: &str) -> Result<Arc<dyn Store>, Error> {
     open_with(url, &crate::clock::ClockSource::System)
@@ -253,7 +262,12 @@ fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Sto
     // `sqlite:path` has no `//`.
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     #[cfg_attr(
-        all(feature = "redis", feature = "postgres", feature = "sqlite"),
+        all(
+            feature = "redis",
+            feature = "postgres",
+            feature = "sqlite",
+            feature = "mysql"
+        ),
         allow(unused_variables)
     )]
     let needs = |feature: &str| Error::Url {
@@ -278,6 +292,10 @@ fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Sto
         "sqlite" => Ok(Arc::new(sql::sqlite::SqliteStore::open(url)?)),
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => Err(needs("sqlite")),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Ok(Arc::new(sql::mysql::MysqlStore::open(url)?)),
+        #[cfg(not(feature = "mysql"))]
+        "mysql" | "mariadb" => Err(needs("mysql")),
         _ => Err(Error::Url {
             url: redact(url),
             reason: format!("unknown scheme; expected one of: {}", supported_schemes()),

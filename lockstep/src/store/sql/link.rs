@@ -9,14 +9,34 @@
 //! midway takes its connection with it; a call that found its idle
 //! connection closed under it (a server restart, an idle timeout) is sent
 //! again once on a new one when that is safe: fetches only read, commits
-//! carry their write id.
+//! carry their write id. A store that can tell which file its connections
+//! read (SQLite) checks before each call that the path still names it, and
+//! opens the new file when it does not.
+//!
+//! Errors are classed by the dialect: what retrying cannot fix is
+//! [`Error::Misconfigured`], the rest [`Error::Store`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Dialect, Failure};
+use super::dialect::{Class, Dialect, Identity};
 use crate::error::Error;
 use crate::store::{BoxFuture, redact};
+
+/// Why a call failed: the database or the connection, a refusal of
+/// lockstep's own, or something lockstep found wrong in the database; the
+/// last two leave the connection fine.
+pub(crate) enum Failure {
+    Sql(sqlx::Error),
+    Refused(Error),
+    Store(String),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
 
 /// How many connections a store keeps open between calls.
 const IDLE: usize = 2;
@@ -31,7 +51,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A store's connections, and how it names itself.
 pub(crate) struct Link<D: Dialect> {
     dialect: D,
-    idle: Mutex<Vec<D::Conn>>,
+    /// Idle connections, and what the store's file was when each opened.
+    idle: Mutex<Vec<(D::Conn, Identity)>>,
     shown: Arc<str>,
     secrets: Vec<String>,
 }
@@ -63,11 +84,23 @@ impl<D: Dialect> Link<D> {
     ) -> Result<T, Error> {
         let mut retry = retry;
         loop {
-            let idle = self.lock().pop();
+            let identity = self.dialect.identity();
+            let idle = {
+                let mut idle = self.lock();
+                if idle.last().is_some_and(|(_, was)| *was != identity) {
+                    // The path names another file now (deleted and created
+                    // again, or replaced): the open connections read one that
+                    // no other process will write.
+                    idle.clear();
+                }
+                idle.pop()
+            };
             let reused = idle.is_some();
-            let conn = match idle {
-                Some(conn) => conn,
-                None => self.connect().await?,
+            let (conn, identity) = match idle {
+                Some((conn, _)) => (conn, identity),
+                // What the file is once this connection opened (it may have
+                // created it).
+                None => (self.connect().await?, self.dialect.identity()),
             };
             let Ok((conn, result)) = tokio::time::timeout(CALL_TIMEOUT, op(conn)).await else {
                 return Err(self.store_error(format!(
@@ -78,22 +111,23 @@ impl<D: Dialect> Link<D> {
             };
             match result {
                 Ok(value) => {
-                    self.give_back(conn);
+                    self.give_back(conn, identity);
                     return Ok(value);
                 }
                 Err(Failure::Refused(e)) => {
-                    self.give_back(conn);
+                    self.give_back(conn, identity);
                     return Err(e);
                 }
                 Err(Failure::Store(message)) => {
-                    self.give_back(conn);
+                    self.give_back(conn, identity);
                     return Err(self.store_error(message));
                 }
                 Err(Failure::Sql(e)) => {
                     // The connection goes: it may be broken, or inside a
                     // transaction that failed.
                     drop(conn);
-                    let again = (reused && D::broken(&e)) || D::missing_layout(&e);
+                    let class = D::class(&e);
+                    let again = (reused && class == Class::Broken) || class == Class::MissingLayout;
                     if retry && again {
                         retry = false;
                         continue;
@@ -114,14 +148,14 @@ impl<D: Dialect> Link<D> {
         }
     }
 
-    fn give_back(&self, conn: D::Conn) {
+    fn give_back(&self, conn: D::Conn, identity: Identity) {
         let mut idle = self.lock();
         if idle.len() < IDLE {
-            idle.push(conn);
+            idle.push((conn, identity));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<D::Conn>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(D::Conn, Identity)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -133,7 +167,13 @@ impl<D: Dialect> Link<D> {
             },
             other => other.to_string(),
         };
-        self.store_error(message)
+        match D::class(e) {
+            Class::Misconfigured => Error::Misconfigured {
+                store: self.shown.to_string(),
+                message: scrub(message, &self.secrets),
+            },
+            _ => self.store_error(message),
+        }
     }
 
     fn store_error(&self, message: String) -> Error {
