@@ -726,3 +726,31 @@ async fn postgres_a_connection_closed_by_the_server_is_replaced_within_the_call(
         2
     );
 }
+
+/// MySQL or MariaDB: `LOCKSTEP_TEST_MYSQL`, else the local server on
+/// 127.0.0.1:3306 as root, in a database of the test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql() {
+    let db = Arc::new(lockstep_suite::sql::MysqlDatabase::create());
+    let store: Arc<dyn Store> = Arc::new(lockstep::store::MysqlStore::open(&db.url()).unwrap());
+    let clock = store.clone();
+    let planter = db.clone();
+    let plant: Plant = Box::new(move |ns, key, n| {
+        let db = planter.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let now = store_now(&*clock).await;
+            let rows = planted_rows(&ns, &key, now, n);
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            db.execute(&rows);
+        })
+    });
+    conformance(&Subject::new(store, plant)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_tables_dropped_under_the_store_come_back() {
+    let db = lockstep_suite::sql::MysqlDatabase::create();
+    let store = lockstep::store::MysqlStore::open(&db.url()).unwrap();
+    dropped_tables_come_back_empty_with_a_new_epoch(&store, || db.execute(&[DROP_TABLES])).await;
+}

@@ -94,7 +94,9 @@ const SQL: Statements = Statements {
             "m.created AS written_at, NULL AS write_id, NULL AS writer ",
             "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ? ",
             "UNION ALL ",
-            "SELECT field, at_ms, CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
+            // Names are read as utf8mb4: sqlx reads `ascii_bin` as bytes.
+            "SELECT CONVERT(field USING utf8mb4), at_ms, ",
+            "CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
             "CAST(LENGTH(value) AS SIGNED), written_at, write_id, writer FROM lockstep_entries ",
             "WHERE namespace = ? AND field IN ",
             keys!()
@@ -176,7 +178,7 @@ const SQL: Statements = Statements {
         binds: &[Namespace],
     },
     namespaces: Stmt {
-        sql: "SELECT namespace FROM lockstep_meta",
+        sql: "SELECT CONVERT(namespace USING utf8mb4) FROM lockstep_meta",
         binds: &[],
     },
 };
