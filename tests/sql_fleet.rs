@@ -163,7 +163,7 @@ struct MyFlags {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_declared_for_mysql_starts_writes_and_flips() {
     let db = MysqlDatabase::create();
-    MY_FLAGS.builder().url(&db.url()).start().await.unwrap();
+    MY_FLAGS.builder().url(db.url()).start().await.unwrap();
     assert_eq!(MY_FLAGS.level(), 3);
     let at = MY_FLAGS.set(MyFlags::LEVEL, 8).await.unwrap();
     tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
