@@ -112,6 +112,35 @@ pub struct Statements {
     pub namespaces: Stmt,
 }
 
+/// Statements PostgreSQL and SQLite share word for word (sqlx binds SQLite's
+/// `$N` placeholders by number, as PostgreSQL's).
+pub mod standard {
+    use super::Param::*;
+    use super::Stmt;
+
+    pub const DONE: Stmt = Stmt {
+        sql: "SELECT instants FROM lockstep_writes WHERE namespace = $1 AND write_id = $2",
+        binds: &[Namespace, Id],
+    };
+    pub const DELETE: Stmt = Stmt {
+        sql: "DELETE FROM lockstep_entries WHERE namespace = $1 AND field = $2 AND at_ms = $3",
+        binds: &[Namespace, Key, At],
+    };
+    pub const PUBLISH: Stmt = Stmt {
+        sql: "INSERT INTO lockstep_meta (namespace, schema) VALUES ($1, $2) \
+            ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema",
+        binds: &[Namespace, Schema],
+    };
+    pub const SCHEMA: Stmt = Stmt {
+        sql: "SELECT schema FROM lockstep_meta WHERE namespace = $1",
+        binds: &[Namespace],
+    };
+    pub const NAMESPACES: Stmt = Stmt {
+        sql: "SELECT namespace FROM lockstep_meta",
+        binds: &[],
+    };
+}
+
 /// A value bound to a statement.
 #[derive(Clone, Debug)]
 pub enum Arg<'a> {

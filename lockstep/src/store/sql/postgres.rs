@@ -17,7 +17,7 @@ use sqlx::{Connection, Postgres as Pg};
 use super::SqlStore;
 use super::dialect::{
     Arg, Class, Dialect, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert, bind_scalar,
-    common_class, run_with,
+    common_class, run_with, standard,
 };
 use super::link::{scrub, secrets};
 use crate::error::Error;
@@ -96,10 +96,7 @@ const SQL: Statements = Statements {
         ),
         binds: &[Namespace, Epoch],
     },
-    done: Stmt {
-        sql: "SELECT instants FROM lockstep_writes WHERE namespace = $1 AND write_id = $2",
-        binds: &[Namespace, Id],
-    },
+    done: standard::DONE,
     now: Stmt {
         sql: concat!("SELECT ", now_ms!()),
         binds: &[],
@@ -144,23 +141,10 @@ const SQL: Statements = Statements {
         ),
         binds: &[Namespace, Key, At, Limit],
     },
-    delete: Stmt {
-        sql: "DELETE FROM lockstep_entries WHERE namespace = $1 AND field = $2 AND at_ms = $3",
-        binds: &[Namespace, Key, At],
-    },
-    publish: Stmt {
-        sql: "INSERT INTO lockstep_meta (namespace, schema) VALUES ($1, $2) \
-            ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema",
-        binds: &[Namespace, Schema],
-    },
-    schema: Stmt {
-        sql: "SELECT schema FROM lockstep_meta WHERE namespace = $1",
-        binds: &[Namespace],
-    },
-    namespaces: Stmt {
-        sql: "SELECT namespace FROM lockstep_meta",
-        binds: &[],
-    },
+    delete: standard::DELETE,
+    publish: standard::PUBLISH,
+    schema: standard::SCHEMA,
+    namespaces: standard::NAMESPACES,
 };
 
 /// A PostgreSQL store (`postgres://…`, `postgresql://…`).

@@ -20,7 +20,7 @@ use sqlx::{Connection, Sqlite as Lite};
 use super::SqlStore;
 use super::dialect::{
     Arg, Class, Dialect, Identity, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert,
-    bind_scalar, common_class, json_keys, run_with,
+    bind_scalar, common_class, json_keys, run_with, standard,
 };
 use super::link::{scrub, secrets};
 use crate::error::Error;
@@ -108,10 +108,7 @@ const SQL: Statements = Statements {
         ),
         binds: &[Namespace, Epoch],
     },
-    done: Stmt {
-        sql: "SELECT instants FROM lockstep_writes WHERE namespace = ?1 AND write_id = ?2",
-        binds: &[Namespace, Id],
-    },
+    done: standard::DONE,
     now: Stmt {
         sql: concat!("SELECT ", now_ms!()),
         binds: &[],
@@ -163,23 +160,10 @@ const SQL: Statements = Statements {
         ),
         binds: &[Namespace, Key, At, Limit],
     },
-    delete: Stmt {
-        sql: "DELETE FROM lockstep_entries WHERE namespace = ?1 AND field = ?2 AND at_ms = ?3",
-        binds: &[Namespace, Key, At],
-    },
-    publish: Stmt {
-        sql: "INSERT INTO lockstep_meta (namespace, schema) VALUES (?1, ?2) \
-            ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema",
-        binds: &[Namespace, Schema],
-    },
-    schema: Stmt {
-        sql: "SELECT schema FROM lockstep_meta WHERE namespace = ?1",
-        binds: &[Namespace],
-    },
-    namespaces: Stmt {
-        sql: "SELECT namespace FROM lockstep_meta",
-        binds: &[],
-    },
+    delete: standard::DELETE,
+    publish: standard::PUBLISH,
+    schema: standard::SCHEMA,
+    namespaces: standard::NAMESPACES,
 };
 
 /// A SQLite store (`sqlite://path`): the processes of one machine that open
