@@ -8,13 +8,15 @@
 //! ```
 //!
 //! Memory, a private `redis-server`, PostgreSQL (`LOCKSTEP_TEST_POSTGRES`,
-//! else a throwaway cluster; with TLS and without) and a SQLite file in a
-//! temporary directory, all on this machine. For each: the median and 99th
+//! else a throwaway cluster; with TLS and without), MySQL/MariaDB
+//! (`LOCKSTEP_TEST_MYSQL`, else the local server on 127.0.0.1:3306) and a
+//! SQLite file in a temporary directory, all on this machine. For each: the median and 99th
 //! percentile of a fetch as the caller waits for it, the CPU time this
 //! process spent per fetch (for SQLite that is the database's own work too:
 //! it runs inside the process), and the server's CPU time per fetch where
 //! there is a server on this machine to ask (Redis: `INFO cpu`; PostgreSQL:
-//! the backend process of the connection, from `/proc`).
+//! the backend process of the connection, from `/proc`; MySQL: the whole
+//! server process, from `/proc`, when it runs on this machine).
 //!
 //! The TLS rows need a PostgreSQL that speaks TLS, as this machine's does
 //! at 127.0.0.1 (`LOCKSTEP_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test`);
@@ -24,8 +26,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep::store::{MemoryStore, PostgresStore, RedisStore, SqliteStore, Store};
-use lockstep_suite::sql::{PostgresSchema, SqliteFile};
+use lockstep::store::{MemoryStore, MysqlStore, PostgresStore, RedisStore, SqliteStore, Store};
+use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 use lockstep_suite::{RedisServer, entries_write};
 use sqlx::Connection;
 
@@ -36,6 +38,7 @@ enum Server<'a> {
     None,
     Redis(&'a RedisServer),
     Postgres { url: String, app: String },
+    Mysql { url: String },
 }
 
 struct Row {
@@ -60,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = RedisServer::start();
     let schema = PostgresSchema::create();
     let file = SqliteFile::create();
+    let mysql = MysqlDatabase::create();
     let app = |sslmode: &str| format!("lockstep_fetch_cost_{}_{sslmode}", std::process::id());
     let pg = |sslmode: &str| {
         format!(
@@ -90,6 +94,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 url: pg("disable"),
                 app: app("disable"),
             },
+        ),
+        (
+            "MySQL (MariaDB), plain".into(),
+            Arc::new(MysqlStore::open(&mysql.url())?),
+            Server::Mysql { url: mysql.url() },
         ),
         (
             "SQLite".into(),
@@ -206,6 +215,17 @@ async fn server_cpu(server: &Server<'_>) -> Option<f64> {
             .ok()??;
             let _ = c.close().await;
             cpu_of(&pid.to_string())
+        }
+        Server::Mysql { url } => {
+            // The server process, when it is on this machine.
+            let mut c = sqlx::MySqlConnection::connect(url).await.ok()?;
+            let file: String = sqlx::query_scalar("SELECT @@pid_file")
+                .fetch_one(&mut c)
+                .await
+                .ok()?;
+            let _ = c.close().await;
+            let pid = std::fs::read_to_string(file).ok()?;
+            cpu_of(pid.trim())
         }
     }
 }

@@ -1,5 +1,6 @@
-//! SQL databases for the tests: a PostgreSQL schema of the test's own, and
-//! a SQLite file in a temporary directory of its own.
+//! SQL databases for the tests: a PostgreSQL schema of the test's own, a
+//! MySQL or MariaDB database of its own, and a SQLite file in a temporary
+//! directory of its own.
 //!
 //! PostgreSQL comes from `LOCKSTEP_TEST_POSTGRES` (a URL of a server where
 //! the user may create schemas, e.g.
@@ -124,6 +125,99 @@ impl Drop for SqliteFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The environment variable naming the MySQL or MariaDB server of the tests
+/// (a URL without a database, of a user who may create databases).
+pub const MYSQL_ENV: &str = "LOCKSTEP_TEST_MYSQL";
+
+/// A database of the test's own on the test MySQL or MariaDB server
+/// (`LOCKSTEP_TEST_MYSQL`, else `mysql://root@127.0.0.1:3306`), dropped on
+/// drop.
+pub struct MysqlDatabase {
+    server: String,
+    name: String,
+}
+
+impl MysqlDatabase {
+    /// A new, empty database. Panics, saying how to provide a server, when
+    /// there is none.
+    pub fn create() -> MysqlDatabase {
+        let server = match std::env::var(MYSQL_ENV) {
+            Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
+            _ => "mysql://root@127.0.0.1:3306".to_owned(),
+        };
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "lockstep_t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let db = MysqlDatabase { server, name };
+        db.on_server(vec![
+            format!("DROP DATABASE IF EXISTS {}", db.name),
+            format!("CREATE DATABASE {}", db.name),
+        ]);
+        db
+    }
+
+    /// The URL of the database.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `statements` in the database.
+    pub fn execute(&self, statements: &[&str]) {
+        mysql_run(
+            &self.url(),
+            statements.iter().map(|s| (*s).to_owned()).collect(),
+        );
+    }
+
+    fn on_server(&self, statements: Vec<String>) {
+        mysql_run(&format!("{}/mysql", self.server), statements);
+    }
+}
+
+impl Drop for MysqlDatabase {
+    fn drop(&mut self) {
+        let url = format!("{}/mysql", self.server);
+        let drop = format!("DROP DATABASE IF EXISTS {}", self.name);
+        // Never panic in drop (a test may be failing already).
+        let _ = std::thread::spawn(move || mysql_run(&url, vec![drop])).join();
+    }
+}
+
+fn mysql_run(url: &str, statements: Vec<String>) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                let mut c = sqlx::MySqlConnection::connect(&url).await?;
+                for statement in statements {
+                    sqlx::Executor::execute(&mut c, statement.as_str()).await?;
+                }
+                c.close().await
+            })
+    })
+    .join()
+    .expect("the SQL thread panicked")
+    .unwrap_or_else(|e| {
+        panic!(
+            "the test MySQL failed: {e}. {MYSQL_ENV} must name a MySQL or MariaDB server \
+             where the user may create databases (e.g. mysql://root@127.0.0.1:3306); unset, \
+             the local server on 127.0.0.1:3306 is used as root (`bash .ci/run` installs \
+             and starts MariaDB)"
+        )
+    })
 }
 
 /// Runs `fut` to completion on a runtime of its own, on a thread of its own

@@ -119,6 +119,7 @@ conformance! {
         redis = redis_subject,
         postgres = postgres_subject,
         sqlite = sqlite_subject,
+        mysql = mysql_subject,
     ],
     checks: [
         a_fresh_namespace_is_empty_and_the_store_tells_its_time,
@@ -819,4 +820,31 @@ async fn the_store_says_whether_it_holds_the_schema(s: &Subject) {
     assert!(!s.store.fetch(&ns, &["a"]).await.unwrap().schema_held);
     s.store.publish_schema(&schema(&ns, "a")).await.unwrap();
     assert!(s.store.fetch(&ns, &["a"]).await.unwrap().schema_held);
+}
+
+/// MySQL or MariaDB: `LOCKSTEP_TEST_MYSQL`, else the local server on
+/// 127.0.0.1:3306 as root, in a database of the test's own.
+async fn mysql_subject() -> Subject {
+    let db = Arc::new(lockstep_suite::sql::MysqlDatabase::create());
+    let store: Arc<dyn Store> = Arc::new(lockstep::store::MysqlStore::open(&db.url()).unwrap());
+    let clock = store.clone();
+    let planter = db.clone();
+    let plant: Plant = Box::new(move |ns, key, n| {
+        let db = planter.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let now = store_now(&*clock).await;
+            let rows = planted_rows(&ns, &key, now, n);
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            db.execute(&rows);
+        })
+    });
+    Subject::new(store, plant, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_tables_dropped_under_the_store_come_back() {
+    let db = lockstep_suite::sql::MysqlDatabase::create();
+    let store = lockstep::store::MysqlStore::open(&db.url()).unwrap();
+    dropped_tables_come_back_empty_with_a_new_epoch(&store, || db.execute(&[DROP_TABLES])).await;
 }

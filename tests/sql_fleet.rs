@@ -1,10 +1,11 @@
 //! The multi-process proof on the SQL backends: eight OS processes holding
-//! one registry in one PostgreSQL schema, or in one SQLite file, switch at
+//! one registry in one PostgreSQL schema, one MySQL/MariaDB database, or one
+//! SQLite file, switch at
 //! the same instant, never before it, each fetching once per tick.
 //!
 //! The processes are `src/bin/probe.rs`, whose registry is declared with
 //! `backend = "redis"`: `LOCKSTEP_URL` picks the store. The registries
-//! declared here with `backend = "postgres"` and `"sqlite"` show the same
+//! declared here with `backend = "postgres"`, `"sqlite"` and `"mysql"` show the same
 //! within one process, started on a URL of their own.
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use lockstep::lockstep;
 use lockstep::store::Write;
-use lockstep_suite::sql::{PostgresSchema, SqliteFile};
+use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 use lockstep_suite::{Probe, assert_switched_within_5_ms, ms_after};
 
 const PROBES: usize = 8;
@@ -144,4 +145,34 @@ async fn registries_declared_for_sql_backends_start_write_and_flip() {
     let store = lockstep::store::open(schema.url()).unwrap();
     let published = store.schema("pg_flags").await.unwrap().unwrap();
     assert_eq!(published.fields.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_on_one_mysql_database_switch_together_never_before() {
+    let db = MysqlDatabase::create();
+    eight_processes_switch_together(&db.url(), "MySQL").await;
+}
+
+/// A registry declared for MySQL and MariaDB.
+#[lockstep(tick = "1s", backend = "mysql")]
+struct MyFlags {
+    #[lockstep(default = 3)]
+    level: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_declared_for_mysql_starts_writes_and_flips() {
+    let db = MysqlDatabase::create();
+    MY_FLAGS.builder().url(db.url()).start().await.unwrap();
+    assert_eq!(MY_FLAGS.level(), 3);
+    let at = MY_FLAGS.set(MyFlags::LEVEL, 8).await.unwrap();
+    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
+    assert_eq!(MY_FLAGS.level(), 8);
+    let status = MY_FLAGS.status();
+    assert_eq!(status.failed_fetches, 0, "{status:?}");
+    assert!(status.epoch.is_some(), "{status:?}");
+    let offset = status.clock_offset.expect("the store's clock");
+    assert!(offset.num_milliseconds().abs() < 50, "{status:?}");
+    let store = lockstep::store::open(&db.url()).unwrap();
+    assert!(store.schema("my_flags").await.unwrap().is_some());
 }

@@ -11,7 +11,7 @@ use crate::attr::Required;
 use crate::ctxt::Ctxt;
 
 /// The backends a registry may declare, for messages.
-const BACKENDS: &str = "\"redis\", \"postgres\", \"sqlite\", \"memory\"";
+const BACKENDS: &str = "\"redis\", \"postgres\", \"sqlite\", \"mysql\", \"memory\"";
 
 /// What the checks found out, for expansion.
 pub struct Checked {
@@ -52,18 +52,18 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
     };
     let backend = match &input.attrs.backend {
         Required::Given(lit) => match lit.value().as_str() {
-            b @ ("redis" | "postgres" | "sqlite" | "memory") => Some(b.to_owned()),
+            b @ ("redis" | "postgres" | "sqlite" | "mysql" | "memory") => Some(b.to_owned()),
             other => {
                 let hint = match other.to_ascii_lowercase().as_str() {
                     "postgresql" | "pg" | "psql" | "pgsql" => "; did you mean \"postgres\"?",
                     "sqlite3" | "sqlite2" | "lite" => "; did you mean \"sqlite\"?",
-                    "mysql" | "mariadb" => {
-                        "; MySQL and MariaDB are not supported: use \"postgres\" or \"sqlite\""
-                    }
+                    "mariadb" | "mysql8" | "percona" => "; MariaDB and MySQL use \"mysql\"",
                     "valkey" | "keydb" | "dragonfly" => {
                         "; servers that speak the Redis protocol use \"redis\""
                     }
-                    "redis" | "memory" | "postgres" | "sqlite" => "; backends are lowercase",
+                    "redis" | "memory" | "postgres" | "sqlite" | "mysql" => {
+                        "; backends are lowercase"
+                    }
                     _ => "",
                 };
                 cx.error_spanned_by(

@@ -58,6 +58,27 @@ lockstep = { version = \"0.1\", features = [\"postgres\"] }"
     };
 }
 
+/// The backend `mysql` needs the `mysql` feature.
+#[cfg(feature = "mysql")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_mysql {
+    () => {};
+}
+
+/// The backend `mysql` needs the `mysql` feature.
+#[cfg(not(feature = "mysql"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_mysql {
+    () => {
+        ::core::compile_error! {
+            "backend \"mysql\" needs the cargo feature `mysql` of lockstep: \
+lockstep = { version = \"0.1\", features = [\"mysql\"] }"
+        }
+    };
+}
+
 /// The backend `sqlite` needs the `sqlite` feature.
 #[cfg(feature = "sqlite")]
 #[doc(hidden)]

@@ -10,7 +10,7 @@
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub(crate) mod sql;
 pub mod url;
 mod write;
@@ -19,10 +19,14 @@ pub use crate::tick::{from_datetime, to_datetime};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+pub use sql::SqlStore;
+#[cfg(feature = "mysql")]
+pub use sql::mysql::{Mysql, MysqlStore};
 #[cfg(feature = "postgres")]
-pub use sql::postgres::PostgresStore;
+pub use sql::postgres::{Postgres, PostgresStore};
 #[cfg(feature = "sqlite")]
-pub use sql::sqlite::SqliteStore;
+pub use sql::sqlite::{Sqlite, SqliteStore};
 use url::StoreUrl;
 pub use url::redact;
 pub(crate) use write::new_write_id;
@@ -204,7 +208,7 @@ pub fn check_cancel(namespace: &str, tick: Tick, at: Millis, now: Millis) -> Res
 /// ```
 /// let store = lockstep::store::open("memory://docs").unwrap();
 /// assert_eq!(store.describe(), "memory://docs");
-/// assert!(lockstep::store::open("mysql://db").is_err());
+/// assert!(lockstep::store::open("mongodb://db").is_err());
 /// ```
 pub fn open(url: &str) -> Result<Arc<dyn Store>, Error> {
     open_with(url, &crate::clock::ClockSource::System)
@@ -222,7 +226,12 @@ fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Sto
     let parsed = StoreUrl::parse(url);
     let scheme = url::check(&parsed)?;
     #[cfg_attr(
-        all(feature = "redis", feature = "postgres", feature = "sqlite"),
+        all(
+            feature = "redis",
+            feature = "postgres",
+            feature = "sqlite",
+            feature = "mysql"
+        ),
         allow(unused_variables)
     )]
     let needs = |feature: &str| Error::Url {
@@ -249,6 +258,12 @@ fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Sto
         "sqlite" => sql::sqlite::SqliteStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>),
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => Err(needs("sqlite")),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => {
+            sql::mysql::MysqlStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        #[cfg(not(feature = "mysql"))]
+        "mysql" | "mariadb" => Err(needs("mysql")),
         _ => unreachable!("url::check accepts only the schemes above"),
     };
     // Whatever a driver said about the URL, its secrets go.

@@ -158,12 +158,15 @@ impl StoreUrl {
     }
 
     /// Whether the lone user-info is a secret: for every scheme but
-    /// PostgreSQL's (where it names the role), `redis://token@host` carries
+    /// PostgreSQL's and MySQL's (where it names the role or user), `redis://token@host` carries
     /// a token, not a name.
     pub fn token(&self) -> bool {
         self.password.is_none()
             && self.user.is_some()
-            && !matches!(self.scheme(), Some("postgres" | "postgresql"))
+            && !matches!(
+                self.scheme(),
+                Some("postgres" | "postgresql" | "mysql" | "mariadb")
+            )
     }
 
     /// The places of the secrets, in order.
@@ -300,6 +303,11 @@ pub fn supported_schemes() -> &'static str {
         } else {
             off.push("`sqlite` for sqlite://");
         }
+        if cfg!(feature = "mysql") {
+            known.extend(["mysql://", "mariadb://"]);
+        } else {
+            off.push("`mysql` for mysql://");
+        }
         let mut text = known.join(", ");
         if !off.is_empty() {
             text += &format!(" (enable the features {} of lockstep)", off.join(", "));
@@ -330,6 +338,14 @@ const NETWORK: &[(&str, &str)] = &[
     (
         "postgresql",
         "postgresql://[user[:password]@]host[:port]/database[?sslmode=…]",
+    ),
+    (
+        "mysql",
+        "mysql://[user[:password]@]host[:port]/database[?ssl-mode=…]",
+    ),
+    (
+        "mariadb",
+        "mariadb://[user[:password]@]host[:port]/database[?ssl-mode=…]",
     ),
 ];
 

@@ -9,14 +9,35 @@
 //! midway takes its connection with it; a call that found its idle
 //! connection closed under it (a server restart, an idle timeout) is sent
 //! again once on a new one when that is safe: fetches only read, commits
-//! carry their write id.
+//! carry their write id. A store that can tell which file its connections
+//! read (SQLite) checks before each call that the path still names it, and
+//! opens the new file when it does not.
+//!
+//! Errors are classed by the dialect: what retrying cannot fix is
+//! [`Error::Misconfigured`], the rest [`Error::Store`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Dialect, Failure};
+use super::dialect::{Class, Dialect, Identity};
 use crate::error::Error;
-use crate::store::{BoxFuture, redact};
+use crate::store::BoxFuture;
+use crate::store::url::{redact, scrub, secrets};
+
+/// Why a call failed: the database or the connection, a refusal of
+/// lockstep's own, or something lockstep found wrong in the database; the
+/// last two leave the connection fine.
+pub(crate) enum Failure {
+    Sql(sqlx::Error),
+    Refused(Error),
+    Store(String),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
 
 /// How many connections a store keeps open between calls.
 const IDLE: usize = 2;
@@ -31,7 +52,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A store's connections, and how it names itself.
 pub(crate) struct Link<D: Dialect> {
     dialect: D,
-    idle: Mutex<Vec<D::Conn>>,
+    /// Idle connections, and what the store's file was when each opened.
+    idle: Mutex<Vec<(D::Conn, Identity)>>,
     shown: Arc<str>,
     secrets: Vec<String>,
 }
@@ -63,11 +85,23 @@ impl<D: Dialect> Link<D> {
     ) -> Result<T, Error> {
         let mut retry = retry;
         loop {
-            let idle = self.lock().pop();
+            let identity = self.dialect.identity();
+            let idle = {
+                let mut idle = self.lock();
+                if idle.last().is_some_and(|(_, was)| *was != identity) {
+                    // The path names another file now (deleted and created
+                    // again, or replaced): the open connections read one that
+                    // no other process will write.
+                    idle.clear();
+                }
+                idle.pop()
+            };
             let reused = idle.is_some();
-            let conn = match idle {
-                Some(conn) => conn,
-                None => self.connect().await?,
+            let (conn, identity) = match idle {
+                Some((conn, _)) => (conn, identity),
+                // What the file is once this connection opened (it may have
+                // created it).
+                None => (self.connect().await?, self.dialect.identity()),
             };
             let Ok((conn, result)) = tokio::time::timeout(CALL_TIMEOUT, op(conn)).await else {
                 return Err(self.store_error(format!(
@@ -78,22 +112,23 @@ impl<D: Dialect> Link<D> {
             };
             match result {
                 Ok(value) => {
-                    self.give_back(conn);
+                    self.give_back(conn, identity);
                     return Ok(value);
                 }
                 Err(Failure::Refused(e)) => {
-                    self.give_back(conn);
+                    self.give_back(conn, identity);
                     return Err(e);
                 }
                 Err(Failure::Store(message)) => {
-                    self.give_back(conn);
+                    self.give_back(conn, identity);
                     return Err(self.store_error(message));
                 }
                 Err(Failure::Sql(e)) => {
                     // The connection goes: it may be broken, or inside a
                     // transaction that failed.
                     drop(conn);
-                    let again = (reused && D::broken(&e)) || D::missing_layout(&e);
+                    let class = D::class(&e);
+                    let again = (reused && class == Class::Broken) || class == Class::MissingLayout;
                     if retry && again {
                         retry = false;
                         continue;
@@ -114,14 +149,14 @@ impl<D: Dialect> Link<D> {
         }
     }
 
-    fn give_back(&self, conn: D::Conn) {
+    fn give_back(&self, conn: D::Conn, identity: Identity) {
         let mut idle = self.lock();
         if idle.len() < IDLE {
-            idle.push(conn);
+            idle.push((conn, identity));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<D::Conn>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(D::Conn, Identity)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -133,92 +168,19 @@ impl<D: Dialect> Link<D> {
             },
             other => other.to_string(),
         };
-        self.store_error(message)
+        match D::class(e) {
+            Class::Misconfigured => Error::Misconfigured {
+                store: self.shown.to_string(),
+                message: scrub(&message, &self.secrets),
+            },
+            _ => self.store_error(message),
+        }
     }
 
     fn store_error(&self, message: String) -> Error {
         Error::Store {
             store: self.shown.to_string(),
-            message: scrub(message, &self.secrets),
+            message: scrub(&message, &self.secrets),
         }
-    }
-}
-
-/// The passwords of `url`, as given and percent-decoded, to keep them out of
-/// error messages whatever the driver puts there.
-pub(crate) fn secrets(url: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let (head, query) = url.split_once('?').unwrap_or((url, ""));
-    if let Some((_, rest)) = head.split_once("://") {
-        let authority = rest.split(['/', '#']).next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-            found.push(password.to_owned());
-        }
-    }
-    for pair in query.split('&') {
-        if let Some((k, v)) = pair.split_once('=')
-            && (k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass"))
-        {
-            found.push(v.to_owned());
-        }
-    }
-    let decoded: Vec<String> = found.iter().map(|s| percent_decode(s)).collect();
-    found.extend(decoded);
-    found.retain(|s| s.len() >= 2);
-    found.sort();
-    found.dedup();
-    // Longest first, so a secret that contains another is replaced whole.
-    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    found
-}
-
-/// `message` with every secret replaced by `***`.
-pub(crate) fn scrub(mut message: String, secrets: &[String]) -> String {
-    for secret in secrets {
-        if message.contains(secret.as_str()) {
-            message = message.replace(secret.as_str(), "***");
-        }
-    }
-    message
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_found_and_scrubbed() {
-        let url = "postgres://app:s%40cret@db:5432/x?sslmode=require&password=other";
-        let found = secrets(url);
-        assert!(found.contains(&"s%40cret".to_owned()), "{found:?}");
-        assert!(found.contains(&"s@cret".to_owned()), "{found:?}");
-        assert!(found.contains(&"other".to_owned()), "{found:?}");
-        let shown = scrub("auth failed for s@cret and other".to_owned(), &found);
-        assert_eq!(shown, "auth failed for *** and ***");
-        assert!(secrets("sqlite://lockstep.db?mode=rwc").is_empty());
-        assert!(secrets("postgres://127.0.0.1/db").is_empty());
-        assert_eq!(secrets("postgres://token@h/db"), vec!["token".to_owned()]);
-        assert_eq!(percent_decode("a%2"), "a%2");
     }
 }

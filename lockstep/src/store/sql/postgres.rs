@@ -10,16 +10,17 @@
 //! `PGDATABASE`, as for `psql`.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
-use sqlx::{Connection, Row as _};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Postgres as Pg};
 
-use super::link::{Link, scrub, secrets};
-use super::{Dialect, NewEntry, Row};
+use super::SqlStore;
+use super::dialect::{
+    Arg, Class, Dialect, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert, bind_scalar,
+    common_class, run_with, standard,
+};
 use crate::error::Error;
-use crate::store::{Write, redact};
-use crate::tick::Millis;
+use crate::store::url::{redact, scrub, secrets};
 
 /// The tables lockstep creates in PostgreSQL when they are missing: the
 /// same SQL a database administrator can run by hand beforehand (then the
@@ -70,59 +71,80 @@ macro_rules! now_ms {
     };
 }
 
-const FETCH: &str = concat!(
-    "SELECT NULL::text AS field, ",
-    "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_ms, ",
-    "m.epoch AS value, m.created AS written_at, NULL::text AS write_id, NULL::text AS writer ",
-    "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = $1 ",
-    "UNION ALL ",
-    "SELECT field, at_ms, value, written_at, write_id, writer FROM lockstep_entries ",
-    "WHERE namespace = $1 AND field = ANY($2)"
-);
-
-const LOCK: &str = concat!(
-    "INSERT INTO lockstep_meta AS m (namespace, epoch, created) VALUES ($1, $2, ",
-    now_ms!(),
-    ") ON CONFLICT (namespace) DO UPDATE SET epoch = coalesce(m.epoch, excluded.epoch), ",
-    "created = CASE WHEN m.epoch IS NULL THEN excluded.created ELSE m.created END"
-);
-
-const DONE: &str = "SELECT instants FROM lockstep_writes WHERE namespace = $1 AND write_id = $2";
-
-const NOW: &str = concat!("SELECT ", now_ms!());
-
-const UPSERT: &str = concat!(
-    "INSERT INTO lockstep_entries (namespace, field, at_ms, value, write_id, written_at, writer) ",
-    "SELECT $1, t.field, t.at_ms, t.value, $5, $6, $7 ",
-    "FROM unnest($2::text[], $3::bigint[], $4::text[]) AS t(field, at_ms, value) ",
-    "ON CONFLICT (namespace, field, at_ms) DO UPDATE SET value = excluded.value, ",
-    "write_id = excluded.write_id, written_at = excluded.written_at, writer = excluded.writer"
-);
-
-const PRUNE: &str = concat!(
-    "DELETE FROM lockstep_entries WHERE namespace = $1 AND (field, at_ms) IN (",
-    "SELECT field, at_ms FROM (",
-    "SELECT field, at_ms, row_number() OVER (PARTITION BY field ORDER BY at_ms DESC) AS rank ",
-    "FROM lockstep_entries WHERE namespace = $1 AND field = ANY($2) AND at_ms <= $3",
-    ") AS past WHERE rank > $4)"
-);
-
-const RECORD: &str = concat!(
-    "WITH expired AS (DELETE FROM lockstep_writes WHERE namespace = $1 AND written_at < $5) ",
-    "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) ",
-    "VALUES ($1, $2, $3, $4) RETURNING ",
-    now_ms!()
-);
-
-const DELETE: &str =
-    "DELETE FROM lockstep_entries WHERE namespace = $1 AND field = $2 AND at_ms = $3";
-
-const PUBLISH: &str = "INSERT INTO lockstep_meta (namespace, schema) VALUES ($1, $2) \
-    ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema";
-
-const SCHEMA: &str = "SELECT schema FROM lockstep_meta WHERE namespace = $1";
-
-const NAMESPACES: &str = "SELECT namespace FROM lockstep_meta";
+const SQL: Statements = Statements {
+    fetch: Stmt {
+        sql: concat!(
+            "SELECT NULL::text AS field, ",
+            "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_ms, ",
+            "m.epoch AS value, (m.schema IS NOT NULL)::int::bigint AS size, ",
+            "m.created AS written_at, NULL::text AS write_id, NULL::text AS writer ",
+            "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = $1 ",
+            "UNION ALL ",
+            "SELECT field, at_ms, CASE WHEN octet_length(value) > $3 THEN NULL ELSE value END, ",
+            "octet_length(value)::bigint, written_at, write_id, writer FROM lockstep_entries ",
+            "WHERE namespace = $1 AND field = ANY($2)"
+        ),
+        binds: &[Namespace, Keys, Limit],
+    },
+    lock: Stmt {
+        sql: concat!(
+            "INSERT INTO lockstep_meta AS m (namespace, epoch, created) VALUES ($1, $2, ",
+            now_ms!(),
+            ") ON CONFLICT (namespace) DO UPDATE SET epoch = coalesce(m.epoch, excluded.epoch), ",
+            "created = CASE WHEN m.epoch IS NULL THEN excluded.created ELSE m.created END"
+        ),
+        binds: &[Namespace, Epoch],
+    },
+    done: standard::DONE,
+    now: Stmt {
+        sql: concat!("SELECT ", now_ms!()),
+        binds: &[],
+    },
+    upsert: Upsert::Arrays(Stmt {
+        sql: concat!(
+            "INSERT INTO lockstep_entries ",
+            "(namespace, field, at_ms, value, write_id, written_at, writer) ",
+            "SELECT $1, t.field, t.at_ms, t.value, $5, $6, $7 ",
+            "FROM unnest($2::text[], $3::bigint[], $4::text[]) AS t(field, at_ms, value) ",
+            "ON CONFLICT (namespace, field, at_ms) DO UPDATE SET value = excluded.value, ",
+            "write_id = excluded.write_id, written_at = excluded.written_at, ",
+            "writer = excluded.writer"
+        ),
+        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By],
+    }),
+    prune: Stmt {
+        sql: concat!(
+            "DELETE FROM lockstep_entries WHERE namespace = $1 AND (field, at_ms) IN (",
+            "SELECT field, at_ms FROM (",
+            "SELECT field, at_ms, row_number() OVER (PARTITION BY field ORDER BY at_ms DESC) ",
+            "AS rank FROM lockstep_entries WHERE namespace = $1 AND field = ANY($2) ",
+            "AND at_ms <= $3) AS past WHERE rank > $4)"
+        ),
+        binds: &[Namespace, Keys, Now, Keep],
+    },
+    record: &[Stmt {
+        sql: concat!(
+            "WITH expired AS (DELETE FROM lockstep_writes WHERE namespace = $1 ",
+            "AND written_at < $5) ",
+            "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) ",
+            "VALUES ($1, $2, $3, $4) RETURNING ",
+            now_ms!()
+        ),
+        binds: &[Namespace, Id, Instants, Now, Expired],
+    }],
+    entry: Stmt {
+        sql: concat!(
+            "SELECT CASE WHEN octet_length(value) > $4 THEN NULL ELSE value END, ",
+            "octet_length(value)::bigint, write_id, written_at, writer FROM lockstep_entries ",
+            "WHERE namespace = $1 AND field = $2 AND at_ms = $3"
+        ),
+        binds: &[Namespace, Key, At, Limit],
+    },
+    delete: standard::DELETE,
+    publish: standard::PUBLISH,
+    schema: standard::SCHEMA,
+    namespaces: standard::NAMESPACES,
+};
 
 /// A PostgreSQL store (`postgres://…`, `postgresql://…`).
 ///
@@ -138,12 +160,9 @@ const NAMESPACES: &str = "SELECT namespace FROM lockstep_meta";
 /// assert_eq!(store.describe(), "postgres://app:***@db.internal/flags");
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct PostgresStore {
-    link: Arc<Link<Pg>>,
-}
+pub type PostgresStore = SqlStore<Postgres>;
 
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// The SQL of the tables lockstep creates in PostgreSQL when they are
     /// missing, for a database administrator who prefers to create them by
     /// hand (then the connecting user needs only `SELECT`, `INSERT`, `UPDATE`
@@ -159,7 +178,7 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url).map_err(|e| Error::Url {
             url: redact(url),
             reason: scrub(
-                format!(
+                &format!(
                     "{e}; expected postgres://[user[:password]@]host[:port]/database[?sslmode=…]"
                 ),
                 &secrets(url),
@@ -170,43 +189,31 @@ impl PostgresStore {
         } else {
             options.application_name("lockstep")
         };
-        Ok(PostgresStore {
-            link: Arc::new(Link::new(Pg { options }, url)),
-        })
+        Ok(SqlStore::with(Postgres { options }, url))
     }
 }
 
-super::backend_via_link!(PostgresStore);
-
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("url", &self.link.shown())
-            .finish_non_exhaustive()
-    }
-}
-
-/// PostgreSQL's SQL.
-pub(crate) struct Pg {
+/// PostgreSQL's dialect of the SQL stores.
+pub struct Postgres {
     options: PgConnectOptions,
 }
 
-fn row(r: &PgRow) -> Result<Row, sqlx::Error> {
-    Ok(Row {
-        field: r.try_get(0)?,
-        at: r.try_get(1)?,
-        value: r.try_get(2)?,
-        written_at: r.try_get(3)?,
-        write_id: r.try_get(4)?,
-        writer: r.try_get(5)?,
-    })
+fn bind<'q>(query: SqlxQuery<'q, Pg>, arg: Arg<'q>) -> SqlxQuery<'q, Pg> {
+    match arg {
+        Arg::Keys(keys) => query.bind(keys),
+        Arg::Texts(texts) => query.bind(texts),
+        Arg::Ints(ints) => query.bind(ints),
+        scalar => bind_scalar(query, &scalar),
+    }
 }
 
-impl Dialect for Pg {
-    type Db = sqlx::Postgres;
+impl Dialect for Postgres {
+    type Db = Pg;
     type Conn = PgConnection;
 
     const BEGIN_WRITE: &'static str = "BEGIN";
+
+    const SQL: Statements = SQL;
 
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         let mut c = PgConnection::connect_with(&self.options).await?;
@@ -223,158 +230,42 @@ impl Dialect for Pg {
         Ok(c)
     }
 
-    fn missing_layout(e: &sqlx::Error) -> bool {
-        // undefined_table
-        matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))
-    }
-
-    fn broken(e: &sqlx::Error) -> bool {
-        match e {
+    fn class(e: &sqlx::Error) -> Class {
+        if let Some(class) = common_class(e) {
+            return class;
+        }
+        let sqlx::Error::Database(db) = e else {
+            return Class::Broken;
+        };
+        match db.code().as_deref().unwrap_or_default() {
+            // undefined_table
+            "42P01" => Class::MissingLayout,
+            // invalid_authorization_specification, invalid_password,
+            // invalid_catalog_name (no such database), invalid_schema_name
+            // (`no schema has been selected to create in`),
+            // insufficient_privilege
+            "28000" | "28P01" | "3D000" | "3F000" | "42501" => Class::Misconfigured,
             // connection_exception, and the server shutting the session
             // down (admin_shutdown, crash_shutdown, cannot_connect_now):
             // sent just before it closes the connection.
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-            _ => true,
+            c if c.starts_with("08") || c.starts_with("57P") => Class::Broken,
+            _ => Class::Refused,
         }
     }
 
-    async fn fetch(
-        c: &mut PgConnection,
-        namespace: &str,
-        keys: &[&str],
-    ) -> Result<Vec<Row>, sqlx::Error> {
-        sqlx::query(FETCH)
-            .bind(namespace)
-            .bind(keys)
-            .fetch_all(c)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
-    }
-
-    async fn lock(c: &mut PgConnection, namespace: &str, epoch: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(LOCK)
-            .bind(namespace)
-            .bind(epoch)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn done(
-        c: &mut PgConnection,
-        namespace: &str,
-        id: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(DONE)
-            .bind(namespace)
-            .bind(id)
-            .fetch_optional(c)
-            .await
-    }
-
-    async fn now(c: &mut PgConnection) -> Result<Millis, sqlx::Error> {
-        sqlx::query_scalar(NOW).fetch_one(c).await
-    }
-
-    async fn upsert(
-        c: &mut PgConnection,
-        namespace: &str,
-        entries: &[NewEntry<'_>],
-        write: &Write,
-        now: Millis,
-    ) -> Result<(), sqlx::Error> {
-        let fields: Vec<&str> = entries.iter().map(|e| e.field).collect();
-        let ats: Vec<i64> = entries.iter().map(|e| e.at).collect();
-        let values: Vec<&str> = entries.iter().map(|e| e.value).collect();
-        sqlx::query(UPSERT)
-            .bind(namespace)
-            .bind(fields)
-            .bind(ats)
-            .bind(values)
-            .bind(&write.id)
-            .bind(now)
-            .bind(&write.by)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn prune(
-        c: &mut PgConnection,
-        namespace: &str,
-        keys: &[&str],
-        now: Millis,
-        keep: usize,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(PRUNE)
-            .bind(namespace)
-            .bind(keys)
-            .bind(now)
-            .bind(keep as i64)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn record(
-        c: &mut PgConnection,
-        namespace: &str,
-        id: &str,
-        instants: &str,
-        now: Millis,
-        expired: Millis,
-    ) -> Result<Millis, sqlx::Error> {
-        sqlx::query_scalar(RECORD)
-            .bind(namespace)
-            .bind(id)
-            .bind(instants)
-            .bind(now)
-            .bind(expired)
-            .fetch_one(c)
-            .await
-    }
-
-    async fn delete(
-        c: &mut PgConnection,
-        namespace: &str,
-        key: &str,
-        at: Millis,
-    ) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(DELETE)
-            .bind(namespace)
-            .bind(key)
-            .bind(at)
-            .execute(c)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn publish(
-        c: &mut PgConnection,
-        namespace: &str,
-        schema: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(PUBLISH)
-            .bind(namespace)
-            .bind(schema)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn schema(c: &mut PgConnection, namespace: &str) -> Result<Option<String>, sqlx::Error> {
-        let schema: Option<Option<String>> = sqlx::query_scalar(SCHEMA)
-            .bind(namespace)
-            .fetch_optional(c)
-            .await?;
-        Ok(schema.flatten())
-    }
-
-    async fn namespaces(c: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(NAMESPACES).fetch_all(c).await
+    fn run<'c>(
+        c: &'c mut PgConnection,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+        kinds: &'c [Kind],
+    ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c {
+        run_with::<Pg>(
+            c,
+            sql,
+            args,
+            kinds,
+            bind,
+            sqlx::postgres::PgQueryResult::rows_affected,
+        )
     }
 }

@@ -12,17 +12,18 @@
 //! network file systems.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow};
-use sqlx::{Connection, Row as _};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
+use sqlx::{Connection, Sqlite as Lite};
 
-use super::link::{Link, scrub, secrets};
-use super::{Dialect, NewEntry, Row};
+use super::SqlStore;
+use super::dialect::{
+    Arg, Class, Dialect, Identity, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert,
+    bind_scalar, common_class, json_keys, run_with, standard,
+};
 use crate::error::Error;
-use crate::store::{Write, redact};
-use crate::tick::Millis;
+use crate::store::url::{redact, scrub, secrets};
 
 /// The tables lockstep creates in SQLite when they are missing.
 const LAYOUT: &str = "\
@@ -70,68 +71,107 @@ macro_rules! now_ms {
     };
 }
 
-const FETCH: &str = concat!(
-    "SELECT NULL AS field, ",
-    now_ms!(),
-    " * 1000 AS at_ms, ",
-    "m.epoch AS value, m.created AS written_at, NULL AS write_id, NULL AS writer ",
-    "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ?1 ",
-    "UNION ALL ",
-    "SELECT field, at_ms, value, written_at, write_id, writer FROM lockstep_entries ",
-    "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
-);
+/// A value's length in bytes (`length` counts characters of a text).
+macro_rules! size {
+    () => {
+        "length(CAST(value AS BLOB))"
+    };
+}
 
-const LOCK: &str = concat!(
-    "INSERT INTO lockstep_meta (namespace, epoch, created) VALUES (?1, ?2, ",
-    now_ms!(),
-    ") ON CONFLICT (namespace) DO UPDATE SET ",
-    "epoch = coalesce(lockstep_meta.epoch, excluded.epoch), ",
-    "created = CASE WHEN lockstep_meta.epoch IS NULL THEN excluded.created ",
-    "ELSE lockstep_meta.created END"
-);
-
-const DONE: &str = "SELECT instants FROM lockstep_writes WHERE namespace = ?1 AND write_id = ?2";
-
-const NOW: &str = concat!("SELECT ", now_ms!());
-
-const UPSERT: &str = concat!(
-    "INSERT INTO lockstep_entries (namespace, field, at_ms, value, write_id, written_at, writer) ",
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ",
-    "ON CONFLICT (namespace, field, at_ms) DO UPDATE SET value = excluded.value, ",
-    "write_id = excluded.write_id, written_at = excluded.written_at, writer = excluded.writer"
-);
-
-const PRUNE: &str = concat!(
-    "DELETE FROM lockstep_entries WHERE namespace = ?1 AND (field, at_ms) IN (",
-    "SELECT field, at_ms FROM (",
-    "SELECT field, at_ms, row_number() OVER (PARTITION BY field ORDER BY at_ms DESC) AS rank ",
-    "FROM lockstep_entries WHERE namespace = ?1 AND at_ms <= ?3 ",
-    "AND field IN (SELECT value FROM json_each(?2))",
-    ") WHERE rank > ?4)"
-);
-
-const EXPIRE: &str = "DELETE FROM lockstep_writes WHERE namespace = ?1 AND written_at < ?2";
-
-const RECORD: &str = concat!(
-    "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) ",
-    "VALUES (?1, ?2, ?3, ?4) RETURNING ",
-    now_ms!()
-);
-
-const DELETE: &str =
-    "DELETE FROM lockstep_entries WHERE namespace = ?1 AND field = ?2 AND at_ms = ?3";
-
-const PUBLISH: &str = "INSERT INTO lockstep_meta (namespace, schema) VALUES (?1, ?2) \
-    ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema";
-
-const SCHEMA: &str = "SELECT schema FROM lockstep_meta WHERE namespace = ?1";
-
-const NAMESPACES: &str = "SELECT namespace FROM lockstep_meta";
+const SQL: Statements = Statements {
+    fetch: Stmt {
+        sql: concat!(
+            "SELECT NULL AS field, ",
+            now_ms!(),
+            " * 1000 AS at_ms, m.epoch AS value, m.schema IS NOT NULL AS size, ",
+            "m.created AS written_at, NULL AS write_id, NULL AS writer ",
+            "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ?1 ",
+            "UNION ALL ",
+            "SELECT field, at_ms, CASE WHEN ",
+            size!(),
+            " > ?3 THEN NULL ELSE value END, ",
+            size!(),
+            ", written_at, write_id, writer FROM lockstep_entries ",
+            "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
+        ),
+        binds: &[Namespace, Keys, Limit],
+    },
+    lock: Stmt {
+        sql: concat!(
+            "INSERT INTO lockstep_meta (namespace, epoch, created) VALUES (?1, ?2, ",
+            now_ms!(),
+            ") ON CONFLICT (namespace) DO UPDATE SET ",
+            "epoch = coalesce(lockstep_meta.epoch, excluded.epoch), ",
+            "created = CASE WHEN lockstep_meta.epoch IS NULL THEN excluded.created ",
+            "ELSE lockstep_meta.created END"
+        ),
+        binds: &[Namespace, Epoch],
+    },
+    done: standard::DONE,
+    now: Stmt {
+        sql: concat!("SELECT ", now_ms!()),
+        binds: &[],
+    },
+    upsert: Upsert::Rows {
+        head: "INSERT INTO lockstep_entries \
+            (namespace, field, at_ms, value, write_id, written_at, writer) VALUES ",
+        row: "(?, ?, ?, ?, ?, ?, ?)",
+        tail: " ON CONFLICT (namespace, field, at_ms) DO UPDATE SET value = excluded.value, \
+            write_id = excluded.write_id, written_at = excluded.written_at, \
+            writer = excluded.writer",
+        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By],
+        // SQLite binds at most 32 766 parameters a statement.
+        max: 1_000,
+    },
+    prune: Stmt {
+        sql: concat!(
+            "DELETE FROM lockstep_entries WHERE namespace = ?1 AND (field, at_ms) IN (",
+            "SELECT field, at_ms FROM (",
+            "SELECT field, at_ms, row_number() OVER (PARTITION BY field ORDER BY at_ms DESC) ",
+            "AS rank FROM lockstep_entries WHERE namespace = ?1 AND at_ms <= ?3 ",
+            "AND field IN (SELECT value FROM json_each(?2))",
+            ") WHERE rank > ?4)"
+        ),
+        binds: &[Namespace, Keys, Now, Keep],
+    },
+    record: &[
+        Stmt {
+            sql: "DELETE FROM lockstep_writes WHERE namespace = ?1 AND written_at < ?2",
+            binds: &[Namespace, Expired],
+        },
+        Stmt {
+            sql: concat!(
+                "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) ",
+                "VALUES (?1, ?2, ?3, ?4) RETURNING ",
+                now_ms!()
+            ),
+            binds: &[Namespace, Id, Instants, Now],
+        },
+    ],
+    entry: Stmt {
+        sql: concat!(
+            "SELECT CASE WHEN ",
+            size!(),
+            " > ?4 THEN NULL ELSE value END, ",
+            size!(),
+            ", write_id, written_at, writer FROM lockstep_entries ",
+            "WHERE namespace = ?1 AND field = ?2 AND at_ms = ?3"
+        ),
+        binds: &[Namespace, Key, At, Limit],
+    },
+    delete: standard::DELETE,
+    publish: standard::PUBLISH,
+    schema: standard::SCHEMA,
+    namespaces: standard::NAMESPACES,
+};
 
 /// A SQLite store (`sqlite://path`): the processes of one machine that open
 /// the same file share its registries.
 ///
-/// Does not open the file until its first call.
+/// Does not open the file until its first call. Before each call it checks
+/// that the path still names the file its connections have open (device
+/// and inode): a file deleted and created again, or replaced, is opened
+/// anew, and registries see a lost store (a new epoch).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -147,12 +187,9 @@ const NAMESPACES: &str = "SELECT namespace FROM lockstep_meta";
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct SqliteStore {
-    link: Arc<Link<Lite>>,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// The SQL of the tables lockstep creates in SQLite when they are
     /// missing, for a database administrator who prefers to create them by
     /// hand (then the connecting user needs only `SELECT`, `INSERT`, `UPDATE`
@@ -168,7 +205,7 @@ impl SqliteStore {
     pub fn open(url: &str) -> Result<SqliteStore, Error> {
         let refused = |reason: String| Error::Url {
             url: redact(url),
-            reason: scrub(reason, &secrets(url)),
+            reason: scrub(&reason, &secrets(url)),
         };
         let options = SqliteConnectOptions::from_str(url).map_err(|e| {
             refused(format!(
@@ -188,55 +225,35 @@ impl SqliteStore {
         if !url.contains("mode=") {
             options = options.create_if_missing(true);
         }
-        Ok(SqliteStore {
-            link: Arc::new(Link::new(Lite { options }, url)),
-        })
+        Ok(SqlStore::with(Sqlite { options }, url))
     }
 }
 
-super::backend_via_link!(SqliteStore);
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("url", &self.link.shown())
-            .finish_non_exhaustive()
-    }
-}
-
-/// SQLite's SQL.
-pub(crate) struct Lite {
+/// SQLite's dialect of the SQL stores.
+pub struct Sqlite {
     options: SqliteConnectOptions,
 }
 
-fn row(r: &SqliteRow) -> Result<Row, sqlx::Error> {
-    Ok(Row {
-        field: r.try_get(0)?,
-        at: r.try_get(1)?,
-        value: r.try_get(2)?,
-        written_at: r.try_get(3)?,
-        write_id: r.try_get(4)?,
-        writer: r.try_get(5)?,
-    })
+fn bind<'q>(query: SqlxQuery<'q, Lite>, arg: Arg<'q>) -> SqlxQuery<'q, Lite> {
+    match arg {
+        Arg::Keys(keys) => query.bind(json_keys(keys)),
+        scalar => bind_scalar(query, &scalar),
+    }
 }
 
-/// `keys` as the JSON array `json_each` reads.
-fn json_keys(keys: &[&str]) -> String {
-    serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// SQLITE_BUSY or SQLITE_LOCKED, with any extended code.
-fn busy(e: &sqlx::Error) -> bool {
+/// The primary result code of a SQLite error (the low byte of an extended
+/// one).
+fn primary(e: &sqlx::Error) -> Option<i32> {
     match e {
         sqlx::Error::Database(db) => db
             .code()
             .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
-        _ => false,
+            .map(|c| c & 0xff),
+        _ => None,
     }
 }
 
-impl Lite {
+impl Sqlite {
     async fn open(&self) -> Result<SqliteConnection, sqlx::Error> {
         let mut c = SqliteConnection::connect_with(&self.options).await?;
         let present: bool = sqlx::query_scalar(PRESENT).fetch_one(&mut c).await?;
@@ -249,17 +266,20 @@ impl Lite {
     }
 }
 
-impl Dialect for Lite {
-    type Db = sqlx::Sqlite;
+impl Dialect for Sqlite {
+    type Db = Lite;
     type Conn = SqliteConnection;
 
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
+    const SQL: Statements = SQL;
 
     async fn connect(&self) -> Result<SqliteConnection, sqlx::Error> {
         let started = tokio::time::Instant::now();
         loop {
             match self.open().await {
-                Err(e) if busy(&e) && started.elapsed() < OPEN_RETRY => {
+                // SQLITE_BUSY, SQLITE_LOCKED
+                Err(e) if matches!(primary(&e), Some(5 | 6)) && started.elapsed() < OPEN_RETRY => {
                     tokio::time::sleep(Duration::from_millis(10 + fastrand::u64(..40))).await;
                 }
                 other => return other,
@@ -267,155 +287,51 @@ impl Dialect for Lite {
         }
     }
 
-    fn missing_layout(e: &sqlx::Error) -> bool {
-        matches!(e, sqlx::Error::Database(db) if db.message().starts_with("no such table"))
+    fn identity(&self) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(self.options.get_filename()).ok()?;
+        Some((meta.dev(), meta.ino()))
     }
 
-    async fn fetch(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        keys: &[&str],
-    ) -> Result<Vec<Row>, sqlx::Error> {
-        sqlx::query(FETCH)
-            .bind(namespace)
-            .bind(json_keys(keys))
-            .fetch_all(c)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
-    }
-
-    async fn lock(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        epoch: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(LOCK)
-            .bind(namespace)
-            .bind(epoch)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn done(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        id: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(DONE)
-            .bind(namespace)
-            .bind(id)
-            .fetch_optional(c)
-            .await
-    }
-
-    async fn now(c: &mut SqliteConnection) -> Result<Millis, sqlx::Error> {
-        sqlx::query_scalar(NOW).fetch_one(c).await
-    }
-
-    async fn upsert(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        entries: &[NewEntry<'_>],
-        write: &Write,
-        now: Millis,
-    ) -> Result<(), sqlx::Error> {
-        for entry in entries {
-            sqlx::query(UPSERT)
-                .bind(namespace)
-                .bind(entry.field)
-                .bind(entry.at)
-                .bind(entry.value)
-                .bind(&write.id)
-                .bind(now)
-                .bind(&write.by)
-                .execute(&mut *c)
-                .await?;
+    fn class(e: &sqlx::Error) -> Class {
+        if let Some(class) = common_class(e) {
+            return class;
         }
-        Ok(())
+        if matches!(e, sqlx::Error::Database(db) if db.message().starts_with("no such table")) {
+            return Class::MissingLayout;
+        }
+        if let sqlx::Error::Database(db) = e
+            && db.code().as_deref() == Some("1032")
+        {
+            // SQLITE_READONLY_DBMOVED: the file was deleted or renamed under
+            // the connection; the next one opens what the path names now.
+            return Class::Broken;
+        }
+        match primary(e) {
+            // SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN (no permission,
+            // no such directory), SQLITE_NOTADB, SQLITE_AUTH
+            Some(3 | 8 | 14 | 26 | 23) => Class::Misconfigured,
+            // SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL: the file under the
+            // connection is in trouble; open it again.
+            Some(10 | 11 | 13) => Class::Broken,
+            // SQLITE_BUSY and SQLITE_LOCKED (`database is locked`) pass.
+            _ => Class::Refused,
+        }
     }
 
-    async fn prune(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        keys: &[&str],
-        now: Millis,
-        keep: usize,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(PRUNE)
-            .bind(namespace)
-            .bind(json_keys(keys))
-            .bind(now)
-            .bind(keep as i64)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn record(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        id: &str,
-        instants: &str,
-        now: Millis,
-        expired: Millis,
-    ) -> Result<Millis, sqlx::Error> {
-        sqlx::query(EXPIRE)
-            .bind(namespace)
-            .bind(expired)
-            .execute(&mut *c)
-            .await?;
-        sqlx::query_scalar(RECORD)
-            .bind(namespace)
-            .bind(id)
-            .bind(instants)
-            .bind(now)
-            .fetch_one(c)
-            .await
-    }
-
-    async fn delete(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        key: &str,
-        at: Millis,
-    ) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(DELETE)
-            .bind(namespace)
-            .bind(key)
-            .bind(at)
-            .execute(c)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn publish(
-        c: &mut SqliteConnection,
-        namespace: &str,
-        schema: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(PUBLISH)
-            .bind(namespace)
-            .bind(schema)
-            .execute(c)
-            .await?;
-        Ok(())
-    }
-
-    async fn schema(
-        c: &mut SqliteConnection,
-        namespace: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        let schema: Option<Option<String>> = sqlx::query_scalar(SCHEMA)
-            .bind(namespace)
-            .fetch_optional(c)
-            .await?;
-        Ok(schema.flatten())
-    }
-
-    async fn namespaces(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(NAMESPACES).fetch_all(c).await
+    fn run<'c>(
+        c: &'c mut SqliteConnection,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+        kinds: &'c [Kind],
+    ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c {
+        run_with::<Lite>(
+            c,
+            sql,
+            args,
+            kinds,
+            bind,
+            sqlx::sqlite::SqliteQueryResult::rows_affected,
+        )
     }
 }

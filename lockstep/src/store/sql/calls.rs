@@ -1,0 +1,564 @@
+//! The steps of each call, once for every SQL database: which statements
+//! run, in which order, in which transaction, and what their rows mean.
+
+use std::collections::BTreeMap;
+
+use sqlx::Connection;
+
+use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
+use super::link::Failure;
+use crate::error::Error;
+use crate::store::{
+    Committed, Epoch, Fetched, HISTORY, Origin, StoredEntry, Write, check_cancel, check_name,
+    resolve_instants,
+};
+use crate::tick::{Millis, Tick};
+use crate::value::MAX_VALUE_BYTES;
+
+/// How long the database keeps a write's id, so a retry takes effect once:
+/// a day, as in Redis.
+const WRITE_ID_KEPT: Millis = 86_400_000;
+
+/// How many times a commit starts again when a tick boundary passed between
+/// reading the clock and committing (it takes milliseconds; the boundaries
+/// are at least a second apart).
+const COMMIT_TRIES: usize = 3;
+
+const FETCH_KINDS: &[Kind] = &[
+    Kind::Text,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Text,
+];
+const ENTRY_KINDS: &[Kind] = &[Kind::Text, Kind::Int, Kind::Text, Kind::Int, Kind::Text];
+
+/// The values a call binds, by [`Param`]; a statement takes those its
+/// dialect lists.
+#[derive(Default)]
+pub(crate) struct Values<'a> {
+    pub namespace: &'a str,
+    pub keys: &'a [&'a str],
+    pub key: &'a str,
+    pub at: Millis,
+    pub epoch: &'a str,
+    pub id: &'a str,
+    pub instants: &'a str,
+    pub now: Millis,
+    pub expired: Millis,
+    pub keep: i64,
+    pub schema: &'a str,
+    pub by: &'a str,
+    pub entry: Option<&'a NewEntry<'a>>,
+    pub entries: &'a [NewEntry<'a>],
+}
+
+impl<'a> Values<'a> {
+    fn arg(&self, p: Param) -> Arg<'a> {
+        match p {
+            Param::Namespace => Arg::Text(self.namespace),
+            Param::Keys => Arg::Keys(self.keys),
+            Param::Key => Arg::Text(self.key),
+            Param::At => Arg::Int(self.at),
+            Param::Epoch => Arg::Text(self.epoch),
+            Param::Id => Arg::Text(self.id),
+            Param::Instants => Arg::Text(self.instants),
+            Param::Now => Arg::Int(self.now),
+            Param::Expired => Arg::Int(self.expired),
+            Param::Keep => Arg::Int(self.keep),
+            Param::Schema => Arg::Text(self.schema),
+            Param::Limit => Arg::Int(MAX_VALUE_BYTES as i64),
+            Param::By => Arg::Text(self.by),
+            Param::Field => match self.entry {
+                Some(e) => Arg::Text(e.field),
+                None => Arg::Texts(self.entries.iter().map(|e| e.field).collect()),
+            },
+            Param::EntryAt => match self.entry {
+                Some(e) => Arg::Int(e.at),
+                None => Arg::Ints(self.entries.iter().map(|e| e.at).collect()),
+            },
+            Param::Value => match self.entry {
+                Some(e) => Arg::Text(e.value),
+                None => Arg::Texts(self.entries.iter().map(|e| e.value).collect()),
+            },
+        }
+    }
+}
+
+/// One entry a commit writes.
+pub(crate) struct NewEntry<'a> {
+    pub field: &'a str,
+    pub at: Millis,
+    pub value: &'a str,
+}
+
+/// Runs `stmt` with `values`, reading rows as `kinds`.
+pub(crate) async fn run<D: Dialect>(
+    c: &mut D::Conn,
+    stmt: &Stmt,
+    values: &Values<'_>,
+    kinds: &[Kind],
+) -> Result<super::dialect::Out, sqlx::Error> {
+    let args = stmt.binds.iter().map(|p| values.arg(*p)).collect();
+    D::run(c, stmt.sql, args, kinds).await
+}
+
+/// The first cell of the first row, as an integer.
+async fn scalar<D: Dialect>(
+    c: &mut D::Conn,
+    stmt: &Stmt,
+    values: &Values<'_>,
+) -> Result<Option<Cell>, sqlx::Error> {
+    let out = run::<D>(c, stmt, values, &[Kind::Int]).await?;
+    Ok(out
+        .rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next()))
+}
+
+/// A fetch: one query.
+pub(crate) async fn fetch<D: Dialect>(
+    c: &mut D::Conn,
+    namespace: &str,
+    keys: &[&str],
+) -> Result<Fetched, Failure> {
+    let values = Values {
+        namespace,
+        keys,
+        ..Values::default()
+    };
+    let out = run::<D>(c, &D::SQL.fetch, &values, FETCH_KINDS).await?;
+    assemble(out.rows, keys)
+}
+
+/// The rows of a fetch as a [`Fetched`]: every key asked for, each with its
+/// entries ordered by instant.
+fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
+    let mut fetched = Fetched {
+        fields: keys.iter().map(|k| ((*k).to_owned(), Vec::new())).collect(),
+        ..Fetched::default()
+    };
+    let mut header = false;
+    for row in rows {
+        let Ok::<[Cell; 7], _>([field, at, value, size, written_at, write_id, writer]) =
+            row.try_into()
+        else {
+            return Err(Failure::Store(
+                "a fetch row without its 7 columns".to_owned(),
+            ));
+        };
+        let (at, size, written_at) = (at.int(), size.int(), written_at.int());
+        let Some(field) = field.text() else {
+            header = true;
+            fetched.store_micros = at;
+            fetched.schema_held = size == Some(1);
+            fetched.epoch = match (value.text(), written_at) {
+                (Some(id), Some(created)) => Some(Epoch { id, created }),
+                _ => None,
+            };
+            continue;
+        };
+        let Some(at) = at else {
+            return Err(Failure::Store(format!(
+                "an entry of {field} without an instant"
+            )));
+        };
+        let entry = stored(
+            at,
+            value.text(),
+            size,
+            write_id.text(),
+            written_at,
+            writer.text(),
+        );
+        fetched.fields.entry(field).or_default().push(entry);
+    }
+    if !header {
+        return Err(Failure::Store("a fetch without the clock row".to_owned()));
+    }
+    for entries in fetched.fields.values_mut() {
+        entries.sort_by_key(|e| e.at);
+    }
+    Ok(fetched)
+}
+
+/// An entry as the database returned it; a value over the limit comes back
+/// as its size only.
+fn stored(
+    at: Millis,
+    value: Option<String>,
+    size: Option<i64>,
+    write_id: Option<String>,
+    written_at: Option<i64>,
+    writer: Option<String>,
+) -> StoredEntry {
+    let value = match (value, size) {
+        (Some(v), _) => Ok(v),
+        (None, Some(n)) if n > MAX_VALUE_BYTES as i64 => {
+            Err(format!("{n} bytes, over the limit of {MAX_VALUE_BYTES}"))
+        }
+        (None, _) => Err("the entry has no value".to_owned()),
+    };
+    let origin = match (write_id, written_at) {
+        (Some(write), Some(written_at)) => Some(Origin {
+            write,
+            written_at,
+            by: writer.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    StoredEntry { at, value, origin }
+}
+
+/// A commit: one transaction, started again if a tick boundary passed while
+/// it ran and made an instant too soon.
+pub(crate) async fn commit<D: Dialect>(
+    c: &mut D::Conn,
+    write: &Write,
+) -> Result<Committed, Failure> {
+    let keys = written_keys(write);
+    let epoch = crate::store::new_write_id();
+    let mut values = Values {
+        namespace: &write.namespace,
+        keys: &keys,
+        epoch: &epoch,
+        id: &write.id,
+        by: &write.by,
+        keep: (HISTORY + 1) as i64,
+        ..Values::default()
+    };
+    let sql = &D::SQL;
+    for _ in 0..COMMIT_TRIES {
+        let mut tx = c.begin_with(D::BEGIN_WRITE).await?;
+        run::<D>(&mut tx, &sql.lock, &values, &[]).await?;
+        let done = run::<D>(&mut tx, &sql.done, &values, &[Kind::Text]).await?;
+        if let Some(done) = done.rows.into_iter().next() {
+            tx.rollback().await?;
+            let text = done
+                .into_iter()
+                .next()
+                .and_then(Cell::text)
+                .unwrap_or_default();
+            return parse_instants(&text).map(|instants| Committed { instants });
+        }
+        let now = clock::<D>(&mut tx, &sql.now, &values).await?;
+        // Dropping the transaction rolls it back.
+        let instants = resolve_instants(write, now).map_err(Failure::Refused)?;
+        let entries = last_write_wins(write, &instants);
+        values.now = now;
+        values.expired = now - WRITE_ID_KEPT;
+        upsert::<D>(&mut tx, &values, &entries).await?;
+        run::<D>(&mut tx, &sql.prune, &values, &[]).await?;
+        let joined = instants
+            .iter()
+            .map(Millis::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let record = Values {
+            instants: &joined,
+            ..values
+        };
+        let (last, first) = sql.record.split_last().expect("a record statement");
+        for stmt in first {
+            run::<D>(&mut tx, stmt, &record, &[]).await?;
+        }
+        let end = clock::<D>(&mut tx, last, &record).await?;
+        if instants.iter().any(|&at| at < write.tick.horizon(end)) {
+            tx.rollback().await?;
+            continue;
+        }
+        tx.commit().await?;
+        return Ok(Committed { instants });
+    }
+    Err(Failure::Store(format!(
+        "a tick boundary passed during each of {COMMIT_TRIES} tries to commit; nothing was \
+         written"
+    )))
+}
+
+/// The database's clock in ms, as the statement returns it.
+async fn clock<D: Dialect>(
+    c: &mut D::Conn,
+    stmt: &Stmt,
+    values: &Values<'_>,
+) -> Result<Millis, Failure> {
+    scalar::<D>(c, stmt, values)
+        .await?
+        .and_then(|cell| cell.int())
+        .ok_or_else(|| Failure::Store("the database did not say its time".to_owned()))
+}
+
+/// Writes `entries` as the dialect batches them.
+async fn upsert<D: Dialect>(
+    c: &mut D::Conn,
+    values: &Values<'_>,
+    entries: &[NewEntry<'_>],
+) -> Result<(), sqlx::Error> {
+    match &D::SQL.upsert {
+        Upsert::Arrays(stmt) => {
+            let values = Values { entries, ..*values };
+            run::<D>(c, stmt, &values, &[]).await?;
+        }
+        Upsert::Rows {
+            head,
+            row,
+            tail,
+            binds,
+            max,
+        } => {
+            for chunk in entries.chunks(*max) {
+                let sql = format!("{head}{}{tail}", vec![*row; chunk.len()].join(", "));
+                let mut args = Vec::with_capacity(chunk.len() * binds.len());
+                for entry in chunk {
+                    let values = Values {
+                        entry: Some(entry),
+                        ..*values
+                    };
+                    args.extend(binds.iter().map(|p| values.arg(*p)));
+                }
+                D::run(c, &sql, args, &[]).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes the entry of `key` at `at` in a transaction holding the registry's
+/// write lock: the entry as it was, once `allowed` (given the database's
+/// clock and the entry) said it may go; the transaction is committed.
+async fn take<D: Dialect>(
+    c: &mut D::Conn,
+    values: &Values<'_>,
+    allowed: impl FnOnce(Millis, &StoredEntry) -> Result<(), Error>,
+) -> Result<StoredEntry, Failure> {
+    let sql = &D::SQL;
+    let mut tx = c.begin_with(D::BEGIN_WRITE).await?;
+    run::<D>(&mut tx, &sql.lock, values, &[]).await?;
+    let found = run::<D>(&mut tx, &sql.entry, values, ENTRY_KINDS).await?;
+    let now = clock::<D>(&mut tx, &sql.now, values).await?;
+    let Some(Ok::<[Cell; 5], _>([value, size, write_id, written_at, writer])) =
+        found.rows.into_iter().next().map(|r| r.try_into())
+    else {
+        return Err(Failure::Refused(Error::NoSuchEntry {
+            namespace: values.namespace.to_owned(),
+            key: values.key.to_owned(),
+            at: crate::tick::to_datetime(values.at),
+        }));
+    };
+    let entry = stored(
+        values.at,
+        value.text(),
+        size.int(),
+        write_id.text(),
+        written_at.int(),
+        writer.text(),
+    );
+    allowed(now, &entry).map_err(Failure::Refused)?;
+    run::<D>(&mut tx, &sql.delete, values, &[]).await?;
+    tx.commit().await?;
+    Ok(entry)
+}
+
+/// A cancel: the entry goes if it is at or beyond the horizon by the
+/// database's clock.
+pub(crate) async fn cancel<D: Dialect>(
+    c: &mut D::Conn,
+    namespace: &str,
+    tick: Tick,
+    key: &str,
+    at: Millis,
+) -> Result<StoredEntry, Failure> {
+    let epoch = crate::store::new_write_id();
+    let values = Values {
+        namespace,
+        key,
+        at,
+        epoch: &epoch,
+        ..Values::default()
+    };
+    take::<D>(c, &values, |now, _| check_cancel(namespace, tick, at, now)).await
+}
+
+/// A purge: as a cancel, but an entry whose value the database itself
+/// cannot ship (over the size limit) or that the caller found undecodable
+/// goes whatever its instant. Instants are integers here: an `at` that is
+/// not one names no entry.
+pub(crate) async fn purge<D: Dialect>(
+    c: &mut D::Conn,
+    namespace: &str,
+    tick: Tick,
+    key: &str,
+    at: &str,
+    undecodable: bool,
+) -> Result<(), Failure> {
+    let Ok(at) = at.parse::<Millis>() else {
+        return Err(Failure::Refused(Error::NoSuchEntry {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            at: crate::tick::to_datetime(Millis::MIN),
+        }));
+    };
+    let epoch = crate::store::new_write_id();
+    let values = Values {
+        namespace,
+        key,
+        at,
+        epoch: &epoch,
+        ..Values::default()
+    };
+    take::<D>(c, &values, |now, entry| {
+        if undecodable || entry.value.is_err() {
+            Ok(())
+        } else {
+            check_cancel(namespace, tick, at, now)
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Refuses names the layout would take but lockstep does not allow, and
+/// values over the size limit, as the other stores do.
+pub(crate) fn check_write(write: &Write) -> Result<(), Error> {
+    check_name("namespace", &write.namespace)?;
+    for step in &write.steps {
+        for (key, value) in &step.values {
+            check_name("key", key)?;
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(Error::InvalidValue {
+                    namespace: write.namespace.clone(),
+                    key: key.clone(),
+                    reason: format!(
+                        "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
+                        value.len()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The keys a write touches, each once.
+fn written_keys(write: &Write) -> Vec<&str> {
+    let mut keys: Vec<&str> = Vec::new();
+    for step in &write.steps {
+        for (key, _) in &step.values {
+            if !keys.contains(&key.as_str()) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
+/// The entries of a write, one per field and instant: a later value for the
+/// same field and instant (in the same step, or in a step rounded up to the
+/// same boundary) replaces an earlier one, as a second write would.
+fn last_write_wins<'a>(write: &'a Write, instants: &[Millis]) -> Vec<NewEntry<'a>> {
+    let mut slots: BTreeMap<(&str, Millis), usize> = BTreeMap::new();
+    let mut entries: Vec<NewEntry<'a>> = Vec::new();
+    for (step, &at) in write.steps.iter().zip(instants) {
+        for (field, value) in &step.values {
+            let entry = NewEntry { field, at, value };
+            match slots.get(&(field.as_str(), at)) {
+                Some(&i) => entries[i] = entry,
+                None => {
+                    slots.insert((field, at), entries.len());
+                    entries.push(entry);
+                }
+            }
+        }
+    }
+    entries
+}
+
+fn parse_instants(text: &str) -> Result<Vec<Millis>, Failure> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|p| p.parse::<Millis>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Failure::Store(format!("unreadable instants {text:?} in lockstep_writes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StepAt;
+
+    #[test]
+    fn the_same_field_and_instant_keeps_the_last_value() {
+        let write = Write::builder("ns", Tick::__from_secs(1))
+            .at(1_500)
+            .set("a", serde_json::json!(1))
+            .set("a", serde_json::json!(2))
+            .then(StepAt::At(1_900))
+            .set("a", serde_json::json!(3))
+            .set("b", serde_json::json!(4))
+            .build()
+            .unwrap();
+        let entries = last_write_wins(&write, &[2_000, 2_000]);
+        let got: Vec<_> = entries.iter().map(|e| (e.field, e.at, e.value)).collect();
+        assert_eq!(got, vec![("a", 2_000, "3"), ("b", 2_000, "4")]);
+        assert_eq!(written_keys(&write), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn rows_become_a_fetch() {
+        let t = |s: Option<&str>| Cell::Text(s.map(str::to_owned));
+        let i = |n: Option<i64>| Cell::Int(n);
+        let row = |field: Option<&str>, at, value: Option<&str>, size, written_at| {
+            vec![
+                t(field),
+                i(Some(at)),
+                t(value),
+                i(size),
+                i(written_at),
+                t(field.map(|_| "w")),
+                t(Some("me")),
+            ]
+        };
+        let fetched = assemble(
+            vec![
+                row(Some("a"), 3_000, Some("3"), Some(1), Some(1)),
+                row(None, 7_000_123, Some("epoch"), Some(1), Some(5)),
+                row(Some("a"), 2_000, Some("2"), Some(1), Some(1)),
+                row(Some("b"), 2_000, None, Some(10_000_000), Some(1)),
+            ],
+            &["a", "b", "c"],
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(fetched.store_micros, Some(7_000_123));
+        assert!(fetched.schema_held);
+        assert_eq!(
+            fetched.epoch,
+            Some(Epoch {
+                id: "epoch".into(),
+                created: 5
+            })
+        );
+        let ats: Vec<_> = fetched.fields["a"].iter().map(|e| e.at).collect();
+        assert_eq!(ats, vec![2_000, 3_000]);
+        assert_eq!(
+            fetched.fields["b"][0].value,
+            Err("10000000 bytes, over the limit of 65536".to_owned())
+        );
+        assert!(fetched.fields["c"].is_empty());
+        assert_eq!(fetched.fields["a"][0].origin.as_ref().unwrap().by, "me");
+        let empty = assemble(vec![row(None, 1, None, Some(0), None)], &[])
+            .ok()
+            .unwrap();
+        assert_eq!(empty.epoch, None);
+        assert!(!empty.schema_held);
+        assert!(assemble(vec![], &[]).is_err());
+        assert_eq!(parse_instants("").ok(), Some(vec![]));
+        assert_eq!(parse_instants("1,2").ok(), Some(vec![1, 2]));
+        assert!(parse_instants("x").is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! What differs between SQL databases, and nothing else: the text of each
+//! statement, the order its parameters are bound in, how a list of keys is
+//! bound, how entries are upserted in batches, how a connection is opened
+//! and which errors mean what. The steps of every call are in `calls.rs`,
+//! once, for every database.
+
+use std::future::Future;
+
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+/// Which file a connection reads, where a store can tell: device and inode.
+pub type Identity = Option<(u64, u64)>;
+
+/// A value a statement takes, named by what it means; each dialect lists,
+/// per statement, the parameters in the order its placeholders bind them
+/// (PostgreSQL and SQLite number placeholders, MySQL's `?` are taken in
+/// turn, so a value used twice is listed twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// The registry's namespace.
+    Namespace,
+    /// The keys of a fetch or a prune, as one list.
+    Keys,
+    /// The key of a cancel or purge.
+    Key,
+    /// The instant of a cancel or purge.
+    At,
+    /// A new epoch id.
+    Epoch,
+    /// The write id.
+    Id,
+    /// The write's instants, comma-separated.
+    Instants,
+    /// The database's clock at the start of the commit (ms).
+    Now,
+    /// Write ids recorded before this (ms) are forgotten.
+    Expired,
+    /// How many entries at or before now a field keeps.
+    Keep,
+    /// The published schema (JSON).
+    Schema,
+    /// [`crate::value::MAX_VALUE_BYTES`]: larger values are never shipped.
+    Limit,
+    /// The writer's name.
+    By,
+    /// An upserted entry's field (one per row, or all of them as an array).
+    Field,
+    /// An upserted entry's instant.
+    EntryAt,
+    /// An upserted entry's value.
+    Value,
+}
+
+/// One statement: its text and the parameters its placeholders bind, in
+/// order.
+pub struct Stmt {
+    pub sql: &'static str,
+    pub binds: &'static [Param],
+}
+
+/// How a dialect upserts a write's entries.
+pub enum Upsert {
+    /// One statement for all entries; [`Param::Field`], [`Param::EntryAt`]
+    /// and [`Param::Value`] bind arrays (PostgreSQL's `unnest`).
+    Arrays(Stmt),
+    /// `head`, then `row` once per entry joined by `, `, then `tail`; the
+    /// parameters of `binds` are bound once per row, at most `max` rows a
+    /// statement.
+    Rows {
+        head: &'static str,
+        row: &'static str,
+        tail: &'static str,
+        binds: &'static [Param],
+        max: usize,
+    },
+}
+
+/// Every statement of the layout, in one dialect.
+///
+/// Fetch rows have seven columns: `field`, `at_ms`, `value` (`NULL` when
+/// longer than [`Param::Limit`]), `size` (the value's length in bytes),
+/// `written_at`, `write_id`, `writer`. The first row has a `NULL` field and
+/// the database's clock in µs (`at_ms`), the epoch (`value`), whether the
+/// schema is held, 1 or 0 (`size`), and the epoch's creation (`written_at`).
+pub struct Statements {
+    /// The clock-and-epoch row `UNION ALL` the entries of the keys.
+    pub fetch: Stmt,
+    /// Takes the registry's write lock, creating its epoch if it has none.
+    pub lock: Stmt,
+    /// The instants of a write id already committed.
+    pub done: Stmt,
+    /// The database's clock in ms.
+    pub now: Stmt,
+    /// Writes entries, the same field and instant replaced.
+    pub upsert: Upsert,
+    /// Deletes entries at or before now beyond the latest `Keep`.
+    pub prune: Stmt,
+    /// Records the write id and forgets expired ones; the last statement
+    /// returns the database's clock in ms after them.
+    pub record: &'static [Stmt],
+    /// One entry: value (`NULL` over the limit), size, `write_id`,
+    /// `written_at`, `writer`.
+    pub entry: Stmt,
+    /// Deletes the entry of a key at an instant.
+    pub delete: Stmt,
+    /// Stores a schema.
+    pub publish: Stmt,
+    /// A schema.
+    pub schema: Stmt,
+    /// Every namespace.
+    pub namespaces: Stmt,
+}
+
+/// Statements PostgreSQL and SQLite share word for word (sqlx binds SQLite's
+/// `$N` placeholders by number, as PostgreSQL's).
+pub mod standard {
+    use super::Param::*;
+    use super::Stmt;
+
+    pub const DONE: Stmt = Stmt {
+        sql: "SELECT instants FROM lockstep_writes WHERE namespace = $1 AND write_id = $2",
+        binds: &[Namespace, Id],
+    };
+    pub const DELETE: Stmt = Stmt {
+        sql: "DELETE FROM lockstep_entries WHERE namespace = $1 AND field = $2 AND at_ms = $3",
+        binds: &[Namespace, Key, At],
+    };
+    pub const PUBLISH: Stmt = Stmt {
+        sql: "INSERT INTO lockstep_meta (namespace, schema) VALUES ($1, $2) \
+            ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema",
+        binds: &[Namespace, Schema],
+    };
+    pub const SCHEMA: Stmt = Stmt {
+        sql: "SELECT schema FROM lockstep_meta WHERE namespace = $1",
+        binds: &[Namespace],
+    };
+    pub const NAMESPACES: Stmt = Stmt {
+        sql: "SELECT namespace FROM lockstep_meta",
+        binds: &[],
+    };
+}
+
+/// A value bound to a statement.
+#[derive(Clone, Debug)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+    /// A list of keys, bound as the dialect binds lists.
+    Keys(&'a [&'a str]),
+    /// An array of texts (only for [`Upsert::Arrays`]).
+    Texts(Vec<&'a str>),
+    /// An array of integers (only for [`Upsert::Arrays`]).
+    Ints(Vec<i64>),
+}
+
+/// What a column of a result is read as (always nullable).
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Int,
+    Text,
+}
+
+/// One cell of a result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl Cell {
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Cell::Int(i) => *i,
+            Cell::Text(_) => None,
+        }
+    }
+
+    pub fn text(self) -> Option<String> {
+        match self {
+            Cell::Text(t) => t,
+            Cell::Int(_) => None,
+        }
+    }
+}
+
+/// What a statement returned: its rows (read as the kinds asked for), or,
+/// asked for none, how many rows it changed.
+#[derive(Debug, Default)]
+pub struct Out {
+    pub rows: Vec<Vec<Cell>>,
+    pub affected: u64,
+}
+
+/// How a fault of a database is to be taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Retrying cannot fix it: credentials, permissions, no such database
+    /// or schema, a refused certificate, a file that cannot be opened.
+    Misconfigured,
+    /// The connection is gone or the server is going away: a fault that
+    /// may pass, and a call on an idle connection may be sent again.
+    Broken,
+    /// A table of the layout is missing (dropped while the connection was
+    /// open): the next connection creates them again.
+    MissingLayout,
+    /// The database refused a statement; the connection is fine.
+    Refused,
+}
+
+/// A database's SQL.
+pub trait Dialect: Send + Sync + 'static {
+    /// The sqlx database.
+    type Db: Database<Connection = Self::Conn>;
+    /// Its connection.
+    type Conn: Connection<Database = Self::Db> + Send + 'static;
+
+    /// The statement that starts a write transaction.
+    const BEGIN_WRITE: &'static str;
+
+    /// Every statement.
+    const SQL: Statements;
+
+    /// Opens a connection, with the tables created if they are missing.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, sqlx::Error>> + Send;
+
+    /// What the file a new connection would open is now, for a store that
+    /// can tell (SQLite: device and inode of the path); a connection opened
+    /// when it was something else no longer reads the store the URL names.
+    fn identity(&self) -> Identity {
+        None
+    }
+
+    /// How `e` is to be taken.
+    fn class(e: &sqlx::Error) -> Class;
+
+    /// Runs `sql` with `args`, reading each row as `kinds` (or, with no
+    /// kinds, counting the rows changed): [`run_with`] with the dialect's
+    /// way of binding.
+    fn run<'c>(
+        c: &'c mut Self::Conn,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+        kinds: &'c [Kind],
+    ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c;
+}
+
+/// The classes every driver shares: anything but the database's own error is
+/// a connection gone, a TLS failure is a certificate refused, a bad option is
+/// a configuration that retrying cannot fix.
+pub fn common_class(e: &sqlx::Error) -> Option<Class> {
+    match e {
+        sqlx::Error::Database(_) => None,
+        sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => Some(Class::Misconfigured),
+        _ => Some(Class::Broken),
+    }
+}
+
+/// A sqlx query of database `DB`.
+pub type SqlxQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// Runs `sql` on `c` with `args` bound by `bind`, reading each row as
+/// `kinds`; with no kinds, counts the rows changed (by `affected`).
+pub async fn run_with<'q, DB>(
+    c: &'q mut DB::Connection,
+    sql: &'q str,
+    args: Vec<Arg<'q>>,
+    kinds: &[Kind],
+    bind: fn(SqlxQuery<'q, DB>, Arg<'q>) -> SqlxQuery<'q, DB>,
+    affected: fn(&DB::QueryResult) -> u64,
+) -> Result<Out, sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let mut query = sqlx::query::<DB>(sql);
+    for arg in args {
+        query = bind(query, arg);
+    }
+    if kinds.is_empty() {
+        let done = query.execute(c).await?;
+        return Ok(Out {
+            rows: Vec::new(),
+            affected: affected(&done),
+        });
+    }
+    let rows = query.fetch_all(c).await?;
+    let mut out = Out::default();
+    for r in &rows {
+        let mut cells = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            cells.push(match kind {
+                Kind::Int => Cell::Int(sqlx::Row::try_get(r, i)?),
+                Kind::Text => Cell::Text(sqlx::Row::try_get(r, i)?),
+            });
+        }
+        out.rows.push(cells);
+    }
+    Ok(out)
+}
+
+/// Binds the arguments every driver binds alike: texts and integers.
+pub fn bind_scalar<'q, DB>(query: SqlxQuery<'q, DB>, arg: &Arg<'q>) -> SqlxQuery<'q, DB>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    match *arg {
+        Arg::Text(t) => query.bind(t),
+        Arg::Int(i) => query.bind(i),
+        Arg::Keys(_) | Arg::Texts(_) | Arg::Ints(_) => query,
+    }
+}
+
+/// `keys` as the JSON array SQLite's `json_each` and MySQL's `JSON_TABLE`
+/// read.
+pub fn json_keys(keys: &[&str]) -> String {
+    serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned())
+}

@@ -1,0 +1,318 @@
+//! The MySQL and MariaDB store:
+//! `mysql://[user[:password]@]host[:port]/database[?ssl-mode=…]` (or
+//! `mariadb://…`), through sqlx's MySQL driver. MySQL 8.0 or MariaDB 10.6
+//! and later (`JSON_TABLE`, window functions).
+//!
+//! The horizon is checked by the server's `NOW(6)`, in UTC. The tables must
+//! be InnoDB: lockstep creates them so, and refuses tables of another engine
+//! (MyISAM, Aria, MEMORY keep no transaction, so a write refused midway
+//! would stay half applied) as a misconfiguration. Every connection sets
+//! `autocommit = 1` (a server whose `init_connect` turns it off would keep a
+//! fetch inside one old snapshot forever) and `READ COMMITTED`: a commit
+//! first locks the registry's `lockstep_meta` row (an upsert), and every
+//! row it then reads or writes is only written under that lock, so reading
+//! the latest committed rows is exactly what it needs; `REPEATABLE READ`
+//! would add gap locks that make writers of neighbouring registries wait
+//! for each other (and deadlock) without protecting anything more.
+
+use std::str::FromStr;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{Connection, MySql};
+
+use super::SqlStore;
+use super::dialect::{
+    Arg, Class, Dialect, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert, bind_scalar,
+    common_class, json_keys, run_with,
+};
+use crate::error::Error;
+use crate::store::url::{redact, scrub, secrets};
+
+/// The tables lockstep creates in MySQL when they are missing. Names are
+/// ASCII and compared byte for byte (`ascii_bin`): `Theme` and `theme` are
+/// two fields.
+const LAYOUT: &str = "\
+CREATE TABLE IF NOT EXISTS lockstep_meta (
+    namespace  VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY,
+    epoch      VARCHAR(200),
+    created    BIGINT,
+    `schema`   LONGTEXT
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS lockstep_entries (
+    namespace  VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    field      VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    at_ms      BIGINT   NOT NULL,
+    value      LONGTEXT NOT NULL,
+    write_id   VARCHAR(200) NOT NULL,
+    written_at BIGINT   NOT NULL,
+    writer     TEXT     NOT NULL,
+    PRIMARY KEY (namespace, field, at_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS lockstep_writes (
+    namespace  VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    write_id   VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    instants   MEDIUMTEXT NOT NULL,
+    written_at BIGINT     NOT NULL,
+    PRIMARY KEY (namespace, write_id),
+    KEY lockstep_writes_written_at (namespace, written_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+";
+
+/// How many of the layout's tables exist, and how many of them are not
+/// InnoDB.
+const PRESENT: &str = "SELECT count(*), CAST(coalesce(sum(engine <> 'InnoDB'), 0) AS SIGNED) \
+    FROM information_schema.tables WHERE table_schema = DATABASE() \
+    AND table_name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes')";
+
+/// Set on every connection: see the module's documentation.
+const SESSION: [&str; 2] = [
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET autocommit = 1, time_zone = '+00:00'",
+];
+
+/// The server's clock in ms, floored.
+macro_rules! now_ms {
+    () => {
+        "CAST(FLOOR(UNIX_TIMESTAMP(NOW(6)) * 1000) AS SIGNED)"
+    };
+}
+
+/// The keys bound as a JSON array, as a table.
+macro_rules! keys {
+    () => {
+        "(SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS \
+         (k VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS keys_)"
+    };
+}
+
+const SQL: Statements = Statements {
+    fetch: Stmt {
+        sql: concat!(
+            "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
+            "m.epoch AS value, CAST(m.`schema` IS NOT NULL AS SIGNED) AS size, ",
+            "m.created AS written_at, NULL AS write_id, NULL AS writer ",
+            "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ? ",
+            "UNION ALL ",
+            // Names are read as utf8mb4: sqlx reads `ascii_bin` as bytes.
+            "SELECT CONVERT(field USING utf8mb4), at_ms, ",
+            "CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
+            "CAST(LENGTH(value) AS SIGNED), written_at, write_id, writer FROM lockstep_entries ",
+            "WHERE namespace = ? AND field IN ",
+            keys!()
+        ),
+        binds: &[Namespace, Limit, Namespace, Keys],
+    },
+    lock: Stmt {
+        sql: concat!(
+            "INSERT INTO lockstep_meta (namespace, epoch, created) VALUES (?, ?, ",
+            now_ms!(),
+            // Assignments run in order: `created` reads the old epoch.
+            ") ON DUPLICATE KEY UPDATE created = IF(epoch IS NULL, VALUES(created), created), ",
+            "epoch = COALESCE(epoch, VALUES(epoch))"
+        ),
+        binds: &[Namespace, Epoch],
+    },
+    done: Stmt {
+        sql: "SELECT instants FROM lockstep_writes WHERE namespace = ? AND write_id = ?",
+        binds: &[Namespace, Id],
+    },
+    now: Stmt {
+        sql: concat!("SELECT ", now_ms!()),
+        binds: &[],
+    },
+    upsert: Upsert::Rows {
+        head: "INSERT INTO lockstep_entries \
+            (namespace, field, at_ms, value, write_id, written_at, writer) VALUES ",
+        row: "(?, ?, ?, ?, ?, ?, ?)",
+        tail: " ON DUPLICATE KEY UPDATE value = VALUES(value), write_id = VALUES(write_id), \
+            written_at = VALUES(written_at), writer = VALUES(writer)",
+        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By],
+        // A prepared statement binds at most 65 535 parameters.
+        max: 1_000,
+    },
+    prune: Stmt {
+        sql: concat!(
+            "DELETE FROM lockstep_entries WHERE namespace = ? AND (field, at_ms) IN (",
+            "SELECT field, at_ms FROM (",
+            "SELECT field, at_ms, row_number() OVER (PARTITION BY field ORDER BY at_ms DESC) ",
+            "AS rnk FROM lockstep_entries WHERE namespace = ? AND at_ms <= ? AND field IN ",
+            keys!(),
+            ") AS past WHERE rnk > ?)"
+        ),
+        binds: &[Namespace, Namespace, Now, Keys, Keep],
+    },
+    // No `RETURNING` on MySQL: the clock is read by a statement of its own.
+    record: &[
+        Stmt {
+            sql: "DELETE FROM lockstep_writes WHERE namespace = ? AND written_at < ?",
+            binds: &[Namespace, Expired],
+        },
+        Stmt {
+            sql: "INSERT INTO lockstep_writes (namespace, write_id, instants, written_at) \
+                VALUES (?, ?, ?, ?)",
+            binds: &[Namespace, Id, Instants, Now],
+        },
+        Stmt {
+            sql: concat!("SELECT ", now_ms!()),
+            binds: &[],
+        },
+    ],
+    entry: Stmt {
+        sql: "SELECT CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, \
+            CAST(LENGTH(value) AS SIGNED), write_id, written_at, writer FROM lockstep_entries \
+            WHERE namespace = ? AND field = ? AND at_ms = ?",
+        binds: &[Limit, Namespace, Key, At],
+    },
+    delete: Stmt {
+        sql: "DELETE FROM lockstep_entries WHERE namespace = ? AND field = ? AND at_ms = ?",
+        binds: &[Namespace, Key, At],
+    },
+    publish: Stmt {
+        sql: "INSERT INTO lockstep_meta (namespace, `schema`) VALUES (?, ?) \
+            ON DUPLICATE KEY UPDATE `schema` = VALUES(`schema`)",
+        binds: &[Namespace, Schema],
+    },
+    schema: Stmt {
+        sql: "SELECT `schema` FROM lockstep_meta WHERE namespace = ?",
+        binds: &[Namespace],
+    },
+    namespaces: Stmt {
+        sql: "SELECT CONVERT(namespace USING utf8mb4) FROM lockstep_meta",
+        binds: &[],
+    },
+};
+
+/// A MySQL or MariaDB store (`mysql://…`, `mariadb://…`).
+///
+/// Does not connect until its first call. Keeps up to two connections open
+/// between calls; a registry that only reads holds one.
+///
+/// ```
+/// use lockstep::store::{MysqlStore, Store};
+///
+/// let store = MysqlStore::open("mysql://app:s3cret@db.internal/flags").unwrap();
+/// assert_eq!(store.describe(), "mysql://app:***@db.internal/flags");
+/// assert!(MysqlStore::open("mysql://db.internal").is_err()); // no database
+/// ```
+pub type MysqlStore = SqlStore<Mysql>;
+
+impl SqlStore<Mysql> {
+    /// The SQL of the tables lockstep creates in MySQL when they are
+    /// missing, for a database administrator who prefers to create them by
+    /// hand (then the connecting user needs only `SELECT`, `INSERT`, `UPDATE`
+    /// and `DELETE` on them, and `SELECT` on `information_schema.tables`).
+    ///
+    /// ```
+    /// assert!(lockstep::store::MysqlStore::LAYOUT.contains("ENGINE=InnoDB"));
+    /// ```
+    pub const LAYOUT: &'static str = LAYOUT;
+
+    /// A store in the database of `url`. Does not connect yet: the first
+    /// call does.
+    pub fn open(url: &str) -> Result<MysqlStore, Error> {
+        let refused = |reason: String| Error::Url {
+            url: redact(url),
+            reason: scrub(
+                &format!("{reason}; expected mysql://[user[:password]@]host[:port]/database"),
+                &secrets(url),
+            ),
+        };
+        let options = MySqlConnectOptions::from_str(url).map_err(|e| refused(e.to_string()))?;
+        if options.get_database().is_none_or(str::is_empty) {
+            return Err(refused("no database named".to_owned()));
+        }
+        Ok(SqlStore::with(Mysql { options }, url))
+    }
+}
+
+/// MySQL's and MariaDB's dialect of the SQL stores.
+pub struct Mysql {
+    options: MySqlConnectOptions,
+}
+
+fn bind<'q>(query: SqlxQuery<'q, MySql>, arg: Arg<'q>) -> SqlxQuery<'q, MySql> {
+    match arg {
+        Arg::Keys(keys) => query.bind(json_keys(keys)),
+        scalar => bind_scalar(query, &scalar),
+    }
+}
+
+/// The layout's tables: how many exist, how many are not InnoDB.
+async fn present(c: &mut MySqlConnection) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(PRESENT).fetch_one(c).await
+}
+
+impl Dialect for Mysql {
+    type Db = MySql;
+    type Conn = MySqlConnection;
+
+    const BEGIN_WRITE: &'static str = "START TRANSACTION";
+
+    const SQL: Statements = SQL;
+
+    async fn connect(&self) -> Result<MySqlConnection, sqlx::Error> {
+        let mut c = MySqlConnection::connect_with(&self.options).await?;
+        for set in SESSION {
+            sqlx::Executor::execute(&mut c, set).await?;
+        }
+        let (mut tables, mut other) = present(&mut c).await?;
+        if tables < 3 {
+            for create in LAYOUT.split_inclusive(";\n") {
+                sqlx::Executor::execute(&mut c, create).await?;
+            }
+            (tables, other) = present(&mut c).await?;
+        }
+        if tables < 3 || other > 0 {
+            return Err(sqlx::Error::Configuration(
+                "the tables lockstep_meta, lockstep_entries and lockstep_writes must be InnoDB \
+                 (a write refused midway would stay half applied in any other engine): \
+                 ALTER TABLE … ENGINE=InnoDB"
+                    .into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    fn class(e: &sqlx::Error) -> Class {
+        if let Some(class) = common_class(e) {
+            return class;
+        }
+        let sqlx::Error::Database(db) = e else {
+            return Class::Broken;
+        };
+        let number = db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map_or(0, |e| e.number());
+        match number {
+            // ER_NO_SUCH_TABLE
+            1146 => Class::MissingLayout,
+            // access denied to the database, the user, a table, a column or
+            // a privilege; no such database; none selected; an unknown
+            // engine; an authentication method refused; the server
+            // read-only (a replica); secure transport required
+            1044 | 1045 | 1049 | 1046 | 1142 | 1143 | 1227 | 1698 | 1286 | 1251 | 1290 | 3159 => {
+                Class::Misconfigured
+            }
+            // the server shutting down, the connection killed (MariaDB,
+            // MySQL)
+            1053 | 1927 | 3169 => Class::Broken,
+            _ => Class::Refused,
+        }
+    }
+
+    fn run<'c>(
+        c: &'c mut MySqlConnection,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+        kinds: &'c [Kind],
+    ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c {
+        run_with::<MySql>(
+            c,
+            sql,
+            args,
+            kinds,
+            bind,
+            sqlx::mysql::MySqlQueryResult::rows_affected,
+        )
+    }
+}
