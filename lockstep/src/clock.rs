@@ -272,11 +272,17 @@ mod tests {
         // A hundred slow replies (80 ms round trips) that put the offset
         // 40 ms off: ignored, far more than the window holds.
         for i in 1..=100 {
-            assert_eq!(filter.add(i * 1_000 * MS, 45 * MS, 80 * MS), Some((5 * MS, MS)));
+            assert_eq!(
+                filter.add(i * 1_000 * MS, 45 * MS, 80 * MS),
+                Some((5 * MS, MS))
+            );
         }
         // A sample about as fast as the best is taken, the better one wins.
         assert_eq!(filter.add(101_000 * MS, 6 * MS, 2 * MS), Some((5 * MS, MS)));
-        assert_eq!(filter.add(102_000 * MS, 4 * MS, MS / 2), Some((4 * MS, MS / 2)));
+        assert_eq!(
+            filter.add(102_000 * MS, 4 * MS, MS / 2),
+            Some((4 * MS, MS / 2))
+        );
     }
 
     #[test]
@@ -286,7 +292,10 @@ mod tests {
         // An hour later the best sample is gone; the link is slower now.
         let later = ClockFilter::MAX_AGE + MS;
         assert_eq!(filter.add(later, 7 * MS, 20 * MS), Some((7 * MS, 20 * MS)));
-        assert_eq!(filter.add(later + MS, 9 * MS, 30 * MS), Some((7 * MS, 20 * MS)));
+        assert_eq!(
+            filter.add(later + MS, 9 * MS, 30 * MS),
+            Some((7 * MS, 20 * MS))
+        );
     }
 
     #[test]

@@ -145,10 +145,9 @@ impl<S: Fields> Engine<S> {
             })
             .collect();
         pending.sort_by_key(|p| p.at);
-        let mut status =
-            state
-                .status
-                .report(S::DEF.namespace, self.store.describe(), now, pending);
+        let mut status = state
+            .status
+            .report(S::DEF.namespace, self.store.describe(), now, pending);
         status.bad_entries = state.bad.clone();
         status
     }

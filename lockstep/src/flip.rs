@@ -21,7 +21,11 @@ const MAX_SLEEP: Duration = Duration::from_millis(500);
 
 /// Publishes the values at `now` unless they are already published; returns
 /// the next instant anything changes.
-pub(crate) fn flip<S: Fields>(engine: &Engine<S>, state: &mut State, now: Millis) -> Option<Millis> {
+pub(crate) fn flip<S: Fields>(
+    engine: &Engine<S>,
+    state: &mut State,
+    now: Millis,
+) -> Option<Millis> {
     let now = now.max(state.high_water);
     state.high_water = now;
     let active: Vec<Option<Millis>> = state

@@ -16,8 +16,8 @@ use crate::clock::{ClockSource, Driven};
 use crate::contract::Fields;
 use crate::engine::{Engine, SchemaNeed, State};
 use crate::error::Error;
-use crate::store::Fetched;
 use crate::flip::{flip, flip_now, spawn_flipper};
+use crate::store::Fetched;
 use crate::tick::Millis;
 
 /// The pause between two tries of the first fetch, within the boot timeout.

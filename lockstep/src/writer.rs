@@ -41,11 +41,7 @@ impl Writer {
         at: Millis,
     ) -> Result<StoredEntry, Error> {
         let store = self.store.clone();
-        let work = async move {
-            store
-                .cancel(S::DEF.namespace, S::DEF.tick, key, at)
-                .await
-        };
+        let work = async move { store.cancel(S::DEF.namespace, S::DEF.tick, key, at).await };
         run_on(&self.runtime, work).await
     }
 }
