@@ -171,8 +171,12 @@ fn record<S: Fields>(
 /// Whether to log an outage warning now (at most one per [`WARN_EVERY`]),
 /// with how many were suppressed since the last.
 fn outage_warning(state: &mut State) -> Option<u64> {
-    let now = Instant::now();
-    match &mut state.warned {
+    warn_now(&mut state.warned, Instant::now())
+}
+
+/// [`outage_warning`] on the record of the last warning, at `now`.
+fn warn_now(warned: &mut Option<(Instant, u64)>, now: Instant) -> Option<u64> {
+    match warned {
         Some((last, suppressed)) if now.duration_since(*last) < WARN_EVERY => {
             *suppressed += 1;
             None
@@ -308,5 +312,20 @@ mod tests {
         }
         assert!(backoff(1, 600_000) <= 250);
         assert!(backoff(30, 600_000) >= 150_000);
+    }
+
+    #[test]
+    fn outage_warnings_are_one_per_interval_with_a_count_of_the_rest() {
+        let start = Instant::now();
+        let mut warned = None;
+        assert_eq!(warn_now(&mut warned, start), Some(0));
+        for ms in 1..=30 {
+            assert_eq!(
+                warn_now(&mut warned, start + Duration::from_millis(ms * 280)),
+                None
+            );
+        }
+        assert_eq!(warn_now(&mut warned, start + WARN_EVERY), Some(30));
+        assert_eq!(warn_now(&mut warned, start + WARN_EVERY), None);
     }
 }
