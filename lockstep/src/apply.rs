@@ -5,7 +5,9 @@
 //! last decodable entry at or before `t`, and the field's later good entries
 //! activate as usual. Each bad entry is counted and logged once, however many
 //! fetches see it, and [`Status::bad_entries`](crate::Status::bad_entries)
-//! lists those the last fetch saw.
+//! lists those the last fetch saw. A field of which nothing decodes (its
+//! key has the wrong type, say) is unreadable rather than spoiled by one
+//! entry: it keeps the timeline this process last knew.
 
 use crate::contract::{FieldDef, Fields};
 use crate::engine::{Decoded, SchemaNeed, State};
@@ -92,6 +94,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
             .map(Vec::as_slice)
             .unwrap_or_default();
         let mut good = Vec::with_capacity(stored.len());
+        let bad_before = bad.len();
         for entry in stored {
             let decoded = entry
                 .value
@@ -116,6 +119,12 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
                     to_datetime(entry.at).to_rfc3339()
                 )),
             }
+        }
+        if good.is_empty() && bad.len() > bad_before {
+            // Nothing of the field can be read (a key of the wrong type, say):
+            // that is the field unreadable, not one bad entry; keep what
+            // this process knew of it.
+            continue;
         }
         let mut new: Timeline<Decoded> = good.into_iter().collect();
         if let Some((switch, before)) = &state.carry {
