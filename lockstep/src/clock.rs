@@ -56,13 +56,13 @@ pub struct ManualClock {
 
 struct ManualInner {
     now_nanos: AtomicI64,
-    driven: Mutex<Vec<&'static dyn Driven>>,
+    driven: Mutex<Vec<Arc<dyn Driven>>>,
 }
 
 /// A registry that a manual clock moves.
 pub(crate) trait Driven: Send + Sync {
     /// Time moved to `now`: fetch if due, then flip.
-    fn advanced(&'static self, now: Millis) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn advanced(&self, now: Millis) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 impl ManualClock {
@@ -103,7 +103,7 @@ impl ManualClock {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for registry in driven {
+        for registry in &driven {
             registry.advanced(now).await;
         }
     }
@@ -115,7 +115,7 @@ impl ManualClock {
             .div_euclid(1_000_000)
     }
 
-    pub(crate) fn drive(&self, registry: &'static dyn Driven) {
+    pub(crate) fn drive(&self, registry: Arc<dyn Driven>) {
         self.inner
             .driven
             .lock()
@@ -206,5 +206,106 @@ pub(crate) fn system_now_nanos() -> i64 {
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The estimate of the store's clock offset, NTP-style: of the samples of
+/// the last hour (at most [`ClockFilter::KEEP`]), the one with the shortest
+/// round trip wins, its error at most half that round trip. A slow reply (a
+/// store busy shipping a large value, a congested link) says little about
+/// the offset: a sample whose round trip is far above the shortest kept
+/// (over 3 times it, plus 1 ms) is ignored, so a run of slow replies neither
+/// wins nor pushes the good samples out of the window.
+#[derive(Debug, Default)]
+pub(crate) struct ClockFilter {
+    /// `(taken at, offset, round trip)`, in nanoseconds, oldest first.
+    samples: std::collections::VecDeque<(i64, i64, i64)>,
+}
+
+impl ClockFilter {
+    /// How many samples are kept.
+    pub(crate) const KEEP: usize = 64;
+    /// How long a sample is kept, in nanoseconds: clocks drift.
+    pub(crate) const MAX_AGE: i64 = 3_600_000_000_000;
+
+    /// Adds the sample taken at `at` (this process's clock); returns the
+    /// best `(offset, round trip)` kept.
+    pub(crate) fn add(&mut self, at: i64, offset: i64, rtt: i64) -> Option<(i64, i64)> {
+        while self
+            .samples
+            .front()
+            .is_some_and(|(taken, _, _)| at.saturating_sub(*taken) > Self::MAX_AGE)
+        {
+            self.samples.pop_front();
+        }
+        let far_above = self
+            .best()
+            .is_some_and(|(_, best)| rtt > best.saturating_mul(3).saturating_add(1_000_000));
+        if !far_above {
+            self.samples.push_back((at, offset, rtt));
+            if self.samples.len() > Self::KEEP {
+                self.samples.pop_front();
+            }
+        }
+        self.best()
+    }
+
+    fn best(&self) -> Option<(i64, i64)> {
+        self.samples
+            .iter()
+            .min_by_key(|(_, _, rtt)| *rtt)
+            .map(|&(_, offset, rtt)| (offset, rtt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    #[test]
+    fn slow_replies_do_not_skew_the_offset() {
+        let mut filter = ClockFilter::default();
+        // A fast sample: offset 5 ms, round trip 1 ms.
+        assert_eq!(filter.add(0, 5 * MS, MS), Some((5 * MS, MS)));
+        // A hundred slow replies (80 ms round trips) that put the offset
+        // 40 ms off: ignored, far more than the window holds.
+        for i in 1..=100 {
+            assert_eq!(
+                filter.add(i * 1_000 * MS, 45 * MS, 80 * MS),
+                Some((5 * MS, MS))
+            );
+        }
+        // A sample about as fast as the best is taken, the better one wins.
+        assert_eq!(filter.add(101_000 * MS, 6 * MS, 2 * MS), Some((5 * MS, MS)));
+        assert_eq!(
+            filter.add(102_000 * MS, 4 * MS, MS / 2),
+            Some((4 * MS, MS / 2))
+        );
+    }
+
+    #[test]
+    fn old_samples_age_out_so_a_slower_link_is_followed() {
+        let mut filter = ClockFilter::default();
+        filter.add(0, 5 * MS, MS);
+        // An hour later the best sample is gone; the link is slower now.
+        let later = ClockFilter::MAX_AGE + MS;
+        assert_eq!(filter.add(later, 7 * MS, 20 * MS), Some((7 * MS, 20 * MS)));
+        assert_eq!(
+            filter.add(later + MS, 9 * MS, 30 * MS),
+            Some((7 * MS, 20 * MS))
+        );
+    }
+
+    #[test]
+    fn the_window_keeps_the_latest_samples() {
+        let mut filter = ClockFilter::default();
+        filter.add(0, MS, MS);
+        for i in 1..=ClockFilter::KEEP as i64 {
+            filter.add(i * MS, 2 * MS, 2 * MS);
+        }
+        // The first, fastest sample was pushed out by 64 newer ones.
+        assert_eq!(filter.best(), Some((2 * MS, 2 * MS)));
     }
 }

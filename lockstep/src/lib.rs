@@ -48,9 +48,13 @@
 //!
 //! See the README for the promises in full, the store layout and figures.
 
+mod apply;
 mod clock;
 mod contract;
+mod engine;
 mod error;
+mod flip;
+mod host;
 mod percent;
 mod refresh;
 mod registry;

@@ -1,19 +1,27 @@
 //! Registries: one annotated struct, fetched as one unit.
 
 use std::ops::Deref;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::Guard;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
 
-use crate::clock::{ClockSource, ManualClock};
+use crate::clock::{Adjustment, ClockSource, ManualClock};
 use crate::contract::Fields;
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::refresh::Engine;
+use crate::flip::flip_now;
+use crate::host::Host;
 use crate::schema::Schema;
-use crate::slot::Retired;
+use crate::slot::Published;
+use crate::status::Status;
 use crate::store::Store;
-use crate::tick::Tick;
+use crate::tick::{Tick, from_datetime};
+use crate::writer::{Change, Field, Writer};
 
 /// A registry: the values of one `#[lockstep]` struct, fetched together and
 /// switched together.
@@ -46,14 +54,16 @@ use crate::tick::Tick;
 /// # }
 /// ```
 pub struct Registry<S: Fields> {
-    slots: S::Slots,
-    current: LazyLock<ArcSwap<S>, fn() -> ArcSwap<S>>,
-    retired: Retired<S>,
-    engine: OnceLock<Engine<S>>,
+    published: Published<S>,
+    started: OnceCell<Started<S>>,
 }
 
-fn defaults<S: Fields>() -> ArcSwap<S> {
-    ArcSwap::from_pointee(S::defaults())
+/// A started registry: its engine, the way writes reach the store, and the
+/// URL it was started from (for `start()` called again).
+struct Started<S: Fields> {
+    engine: Arc<Engine<S>>,
+    writer: Writer,
+    url: Option<String>,
 }
 
 impl<S: Fields> Registry<S> {
@@ -61,10 +71,8 @@ impl<S: Fields> Registry<S> {
     #[doc(hidden)]
     pub const fn __new(slots: S::Slots) -> Self {
         Registry {
-            slots,
-            current: LazyLock::new(defaults::<S>),
-            retired: Retired::new(),
-            engine: OnceLock::new(),
+            published: Published::new(slots),
+            started: OnceCell::const_new(),
         }
     }
 
@@ -72,7 +80,7 @@ impl<S: Fields> Registry<S> {
     #[doc(hidden)]
     #[inline(always)]
     pub fn __slots(&self) -> &S::Slots {
-        &self.slots
+        &self.published.slots
     }
 
     /// The registry's name in the store.
@@ -85,7 +93,7 @@ impl<S: Fields> Registry<S> {
         S::DEF.tick
     }
 
-    /// The schema this registry publishes to its store at start.
+    /// The schema this registry publishes to its store.
     pub fn schema(&self) -> Schema {
         S::DEF.schema()
     }
@@ -94,14 +102,33 @@ impl<S: Fields> Registry<S> {
     /// applied through a snapshot. Takes no lock and allocates nothing.
     #[inline]
     pub fn snapshot(&self) -> Snapshot<S> {
-        Snapshot(self.current.load())
+        Snapshot(self.published.load())
     }
 
     /// Connects to the store (`LOCKSTEP_URL`, else the declared store kind's
-    /// default), fetches once, and keeps the registry fresh in the
-    /// background: see [`Builder::start`].
+    /// default), fetches once, and keeps the registry fresh on lockstep's
+    /// own threads: see [`Builder::start`].
+    ///
+    /// Called again on a registry started this way from the same URL, it
+    /// returns `Ok` at once (or once the first call's start-up is done): so
+    /// each of an application's `#[tokio::test]`s, each on its own runtime,
+    /// may call `FLAGS.start().await?` on the one static, and the registry
+    /// keeps refreshing when the runtime of the test that started it is
+    /// gone. Called again with another URL, or after [`Builder::start`],
+    /// it fails with [`Error::AlreadyStarted`].
     pub async fn start(&'static self) -> Result<(), Error> {
-        self.builder().start().await
+        let mut builder = self.builder();
+        builder.again = true;
+        builder.start().await
+    }
+
+    /// [`start`](Registry::start) for a program without a Tokio runtime;
+    /// blocks until start-up is done. Must not be called from within an
+    /// async runtime (it panics there: use `start().await`).
+    pub fn start_blocking(&'static self) -> Result<(), Error> {
+        let mut builder = self.builder();
+        builder.again = true;
+        builder.start_blocking()
     }
 
     /// Starts the registry with an explicit store, clock or bound.
@@ -114,19 +141,103 @@ impl<S: Fields> Registry<S> {
             boot_timeout: Duration::from_secs(5),
             follow_store: S::DEF.store_clock,
             skew: chrono::TimeDelta::zero(),
+            again: false,
         }
     }
 
-    pub(crate) fn engine(&self) -> Result<&Engine<S>, Error> {
-        self.engine.get().ok_or_else(|| Error::NotStarted {
+    fn started(&self) -> Result<&Started<S>, Error> {
+        self.started.get().ok_or_else(|| Error::NotStarted {
             namespace: S::DEF.namespace.to_owned(),
         })
     }
 
-    pub(crate) fn publish(&self, values: S) {
-        values.publish(&self.slots);
-        self.retired.keep(self.current.swap(Arc::new(values)));
+    /// Fetches now, outside the schedule, and applies what it got. Waits for
+    /// a fetch already under way rather than starting a second one.
+    pub async fn refresh(&'static self) -> Result<(), Error> {
+        let engine = &self.started()?.engine;
+        crate::refresh::fetch(&**engine).await?;
+        flip_now(&**engine);
+        Ok(())
     }
+
+    /// How the registry is doing: its last fetch, failures, pending changes,
+    /// late flips and bad entries.
+    pub fn status(&self) -> Status {
+        match self.started() {
+            Ok(started) => started.engine.status(),
+            Err(_) => Status::not_started(S::DEF.namespace),
+        }
+    }
+
+    /// A change of several fields and steps, written atomically.
+    pub fn change(&'static self) -> Change<S> {
+        Change::new(self.started().map(|s| s.writer.clone()))
+    }
+
+    /// Sets `field` to `value` at the horizon, the earliest instant every
+    /// process is sure to know of it in time; returns that instant.
+    pub async fn set<T: Serialize + DeserializeOwned>(
+        &'static self,
+        field: Field<S, T>,
+        value: T,
+    ) -> Result<DateTime<Utc>, Error> {
+        let instants = self.change().set(field, value).apply().await?;
+        first(instants)
+    }
+
+    /// Sets `field` to `value` at `when` rounded up to a tick boundary;
+    /// refused, naming the earliest allowed instant, if that is before the
+    /// horizon. Returns the instant it takes effect.
+    pub async fn schedule<T: Serialize + DeserializeOwned>(
+        &'static self,
+        field: Field<S, T>,
+        value: T,
+        when: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, Error> {
+        let instants = self.change().set(field, value).at(when).apply().await?;
+        first(instants)
+    }
+
+    /// Writes `values` as consecutive entries of `field`, the first at the
+    /// horizon and each next one a tick later, in one atomic commit (a
+    /// dark-launch ramp). Returns their instants.
+    pub async fn ramp<T: Serialize + DeserializeOwned>(
+        &'static self,
+        field: Field<S, T>,
+        values: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
+        let every = S::DEF.tick.as_duration();
+        let mut change = self.change();
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                change = change.then_after(every);
+            }
+            change = change.set(field, value);
+        }
+        change.apply().await
+    }
+
+    /// Removes the entry of `field` at `at`, which must be at or beyond the
+    /// horizon (an entry any process may already act on is never removed).
+    pub async fn cancel<T>(
+        &'static self,
+        field: Field<S, T>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let writer = &self.started()?.writer;
+        writer
+            .cancel::<S>(field.key(), from_datetime(at))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The instant of a one-step change.
+fn first(instants: Vec<DateTime<Utc>>) -> Result<DateTime<Utc>, Error> {
+    instants.into_iter().next().ok_or_else(|| Error::Store {
+        store: String::new(),
+        message: "the store acknowledged a write without its instant".to_owned(),
+    })
 }
 
 /// A consistent view of every field of a registry at one instant; derefs to
@@ -152,6 +263,8 @@ pub struct Builder<S: Fields> {
     boot_timeout: Duration,
     follow_store: bool,
     skew: chrono::TimeDelta,
+    /// Whether an earlier start from the same URL makes this one `Ok`.
+    again: bool,
 }
 
 impl<S: Fields> Builder<S> {
@@ -200,20 +313,65 @@ impl<S: Fields> Builder<S> {
         self
     }
 
-    /// Connects, publishes the schema, fetches once (trying for at most the
-    /// boot timeout), and spawns the refresher on the current Tokio runtime: one
-    /// fetch per tick at a random phase of this process, jittered backoff
-    /// after failures, never two at once. Values switch at their instants on
-    /// a timer thread, never in the accessors.
+    /// Connects, fetches once (trying for at most the boot timeout),
+    /// publishes the schema, and keeps the registry fresh on lockstep's own
+    /// threads, whatever runtime awaits this (or none, with
+    /// [`start_blocking`](Builder::start_blocking)): one fetch per tick at a
+    /// random phase of this process, jittered backoff after failures, never
+    /// two at once. Values switch at their instants on a timer thread,
+    /// never in the accessors. The runtime that awaited `start` may then be
+    /// dropped: the registry keeps refreshing.
     ///
-    /// Fails on a URL it cannot use, outside a Tokio runtime, or when the
-    /// registry is already started; a store that does not answer is not an
-    /// error (see [`Registry::status`]).
+    /// Fails on a URL it cannot use, when the store refuses this process
+    /// for a reason retrying cannot fix ([`Error::Misconfigured`]: the
+    /// store's reason), or when the registry is already started; a store
+    /// that does not answer is not an error (see [`Registry::status`]), nor
+    /// a store that refuses the schema (readers may hold read-only
+    /// credentials: it is logged). A failed start leaves the registry not
+    /// started, so it may be started again.
     pub async fn start(self) -> Result<(), Error> {
         let registry = self.registry;
+        let again = self.again;
+        let url = match &self.store {
+            Some(_) => None,
+            None => Some(self.url.clone().unwrap_or_else(|| S::DEF.default_url())),
+        };
+        let mut ran = false;
+        let started = registry
+            .started
+            .get_or_try_init(|| {
+                ran = true;
+                self.launch(url.clone())
+            })
+            .await?;
+        if ran || (again && url.is_some() && started.url == url) {
+            Ok(())
+        } else {
+            Err(Error::AlreadyStarted {
+                namespace: S::DEF.namespace.to_owned(),
+            })
+        }
+    }
+
+    /// [`start`](Builder::start) for a program without a Tokio runtime;
+    /// blocks until start-up is done. Must not be called from within an
+    /// async runtime (it panics there: use `start().await`).
+    pub fn start_blocking(self) -> Result<(), Error> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::Store {
+                store: String::new(),
+                message: format!("cannot build a runtime to wait for start-up: {e}"),
+            })?
+            .block_on(self.start())
+    }
+
+    /// Starts the host thread, and on it connects and boots.
+    async fn launch(self, url: Option<String>) -> Result<Started<S>, Error> {
         let clock = match self.clock {
             ClockSource::System if self.follow_store || !self.skew.is_zero() => {
-                ClockSource::Adjusted(Arc::new(crate::clock::Adjustment {
+                ClockSource::Adjusted(Arc::new(Adjustment {
                     skew: self.skew.num_nanoseconds().unwrap_or(0),
                     follow_store: self.follow_store,
                     store_offset: Default::default(),
@@ -221,21 +379,28 @@ impl<S: Fields> Builder<S> {
             }
             clock => clock,
         };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let host = Host::spawn(S::DEF.namespace)?;
+        let runtime = host.handle().clone();
         let store = match self.store {
             Some(store) => store,
             None => {
-                let url = self.url.unwrap_or_else(|| S::DEF.default_url());
-                crate::store::connect(&url, &clock).await?
+                let (url, clock) = (url.clone().unwrap_or_default(), clock.clone());
+                host.run(async move { crate::store::connect(&url, &clock).await })
+                    .await?
             }
         };
-        let engine = Engine::new(store, clock);
-        if registry.engine.set(engine).is_err() {
-            return Err(Error::AlreadyStarted {
-                namespace: S::DEF.namespace.to_owned(),
-            });
-        }
-        crate::refresh::boot(registry, &runtime, self.boot_timeout).await;
-        Ok(())
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            clock,
+            &self.registry.published,
+            host,
+        ));
+        let boot = crate::refresh::boot(engine.clone(), self.boot_timeout);
+        crate::host::run_on(&runtime, boot).await?;
+        Ok(Started {
+            engine,
+            writer: Writer { store, runtime },
+            url,
+        })
     }
 }

@@ -37,11 +37,16 @@ pub struct Status {
     /// Changes that were already active when this process learned them (it
     /// could not reach the store for a while).
     pub late_flips: u64,
-    /// Stored values this process could not decode, each counted once
-    /// however many fetches saw it (each kept the field's last good value).
+    /// Stored entries this process could not use (a value that does not
+    /// decode as the field's type, an instant that is not a number), each
+    /// counted once however many fetches saw it. Each is skipped: the
+    /// field's entries before and after it decide.
     pub rejected: u64,
     /// What the last rejection was.
     pub last_rejection: Option<String>,
+    /// The bad entries the last fetch saw, one message each (field, instant,
+    /// reason): remove them with `lockstep purge`.
+    pub bad_entries: Vec<String>,
     /// The store's clock at the last fetch, when the store tells it.
     pub store_time: Option<DateTime<Utc>>,
     /// The registry's epoch in the store.
@@ -115,6 +120,7 @@ impl StatusData {
             late_flips: self.late_flips,
             rejected: self.rejected,
             last_rejection: self.last_rejection.clone(),
+            bad_entries: Vec::new(),
             store_time: self.last_store_time.map(to_datetime),
             epoch: self.epoch.clone(),
             store_lost: self.store_lost,

@@ -4,6 +4,7 @@
 //! store checks with its own clock; a refused write writes nothing.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,10 +13,38 @@ use serde::de::DeserializeOwned;
 
 use crate::contract::Fields;
 use crate::error::Error;
-use crate::registry::Registry;
-use crate::store::{Write, WriteBuilder};
-use crate::tick::{from_datetime, to_datetime};
+use crate::host::run_on;
+use crate::store::{Store, StoredEntry, Write, WriteBuilder};
+use crate::tick::{Millis, from_datetime, to_datetime};
 use crate::value::encode;
+
+/// A started registry's way to its store for writes: the store itself, and
+/// the registry's own runtime, where the store keeps its connections.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl Writer {
+    /// Commits `write`; a refused write writes nothing.
+    pub(crate) async fn commit(&self, write: Write) -> Result<Vec<DateTime<Utc>>, Error> {
+        let store = self.store.clone();
+        let committed = run_on(&self.runtime, async move { store.commit(&write).await }).await?;
+        Ok(committed.instants.into_iter().map(to_datetime).collect())
+    }
+
+    /// Removes the pending entry of `key` at `at`.
+    pub(crate) async fn cancel<S: Fields>(
+        &self,
+        key: &'static str,
+        at: Millis,
+    ) -> Result<StoredEntry, Error> {
+        let store = self.store.clone();
+        let work = async move { store.cancel(S::DEF.namespace, S::DEF.tick, key, at).await };
+        run_on(&self.runtime, work).await
+    }
+}
 
 /// A typed name of one field of registry struct `S` holding a `T`;
 /// `#[lockstep]` makes one associated constant per field, named after the
@@ -95,11 +124,22 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 /// ```
 #[must_use = "a change does nothing until `.apply().await`"]
 pub struct Change<S: Fields> {
-    registry: &'static Registry<S>,
+    writer: Result<Writer, Error>,
     write: WriteBuilder,
+    _fields: PhantomData<fn() -> S>,
 }
 
 impl<S: Fields> Change<S> {
+    /// A change written through `writer` (or failing with its error at
+    /// apply: a registry not started).
+    pub(crate) fn new(writer: Result<Writer, Error>) -> Self {
+        Change {
+            writer,
+            write: Write::builder(S::DEF.namespace, S::DEF.tick),
+            _fields: PhantomData,
+        }
+    }
+
     /// Sets `field` to `value` in the current step.
     pub fn set<T: Serialize + DeserializeOwned>(mut self, field: Field<S, T>, value: T) -> Self {
         self.write = match encode(S::DEF.namespace, field.key, &value) {
@@ -133,84 +173,6 @@ impl<S: Fields> Change<S> {
     /// takes effect. A refused change writes nothing.
     pub async fn apply(self) -> Result<Vec<DateTime<Utc>>, Error> {
         let write = self.write.build()?;
-        let engine = self.registry.engine()?;
-        let committed = engine.store().commit(&write).await?;
-        Ok(committed.instants.into_iter().map(to_datetime).collect())
-    }
-}
-
-/// The instant of a one-step change.
-fn first(instants: Vec<DateTime<Utc>>) -> Result<DateTime<Utc>, Error> {
-    instants.into_iter().next().ok_or_else(|| Error::Store {
-        store: String::new(),
-        message: "the store acknowledged a write without its instant".to_owned(),
-    })
-}
-
-impl<S: Fields> Registry<S> {
-    /// A change of several fields and steps, written atomically.
-    pub fn change(&'static self) -> Change<S> {
-        Change {
-            registry: self,
-            write: Write::builder(S::DEF.namespace, S::DEF.tick),
-        }
-    }
-
-    /// Sets `field` to `value` at the horizon, the earliest instant every
-    /// process is sure to know of it in time; returns that instant.
-    pub async fn set<T: Serialize + DeserializeOwned>(
-        &'static self,
-        field: Field<S, T>,
-        value: T,
-    ) -> Result<DateTime<Utc>, Error> {
-        let instants = self.change().set(field, value).apply().await?;
-        first(instants)
-    }
-
-    /// Sets `field` to `value` at `when` rounded up to a tick boundary;
-    /// refused, naming the earliest allowed instant, if that is before the
-    /// horizon. Returns the instant it takes effect.
-    pub async fn schedule<T: Serialize + DeserializeOwned>(
-        &'static self,
-        field: Field<S, T>,
-        value: T,
-        when: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, Error> {
-        let instants = self.change().set(field, value).at(when).apply().await?;
-        first(instants)
-    }
-
-    /// Writes `values` as consecutive entries of `field`, the first at the
-    /// horizon and each next one a tick later, in one atomic commit (a
-    /// dark-launch ramp). Returns their instants.
-    pub async fn ramp<T: Serialize + DeserializeOwned>(
-        &'static self,
-        field: Field<S, T>,
-        values: impl IntoIterator<Item = T>,
-    ) -> Result<Vec<DateTime<Utc>>, Error> {
-        let every = S::DEF.tick.as_duration();
-        let mut change = self.change();
-        for (i, value) in values.into_iter().enumerate() {
-            if i > 0 {
-                change = change.then_after(every);
-            }
-            change = change.set(field, value);
-        }
-        change.apply().await
-    }
-
-    /// Removes the entry of `field` at `at`, which must be at or beyond the
-    /// horizon (an entry any process may already act on is never removed).
-    pub async fn cancel<T>(
-        &'static self,
-        field: Field<S, T>,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let engine = self.engine()?;
-        engine
-            .store()
-            .cancel(S::DEF.namespace, S::DEF.tick, field.key, from_datetime(at))
-            .await
-            .map(|_| ())
+        self.writer?.commit(write).await
     }
 }

@@ -1,0 +1,154 @@
+//! The engine: a started registry's state, and what it publishes into.
+//!
+//! The engine owns the timelines it learned from the store and publishes the
+//! values of each instant into the hot-path slots it was given
+//! ([`Published`]), never into its owner. [`refresh`](crate::refresh)
+//! keeps the timelines current, [`flip`](crate::flip) switches the values at
+//! their instants; both run on lockstep's own threads ([`Host`]).
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::clock::{ClockFilter, ClockSource};
+use crate::contract::{Fields, Value};
+use crate::error::Error;
+use crate::host::Host;
+use crate::slot::Published;
+use crate::status::{Pending, Status, StatusData};
+use crate::store::{Epoch, Fetched, Store};
+use crate::tick::{Millis, to_datetime};
+use crate::timeline::Timeline;
+
+/// A fetch sent to the store, running on the host's runtime.
+pub(crate) type InFlight = tokio::task::JoinHandle<Result<Fetched, Error>>;
+
+/// A decoded entry value, with the JSON text it came from.
+#[derive(Clone)]
+pub(crate) struct Decoded {
+    pub(crate) raw: Arc<str>,
+    pub(crate) value: Value,
+}
+
+/// A started registry's moving parts.
+pub(crate) struct Engine<S: Fields> {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: ClockSource,
+    pub(crate) keys: Vec<&'static str>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) wake: Condvar,
+    /// Held while fetching, so one fetch runs at a time; holds a fetch that
+    /// overran its deadline and is still unanswered, with when it was sent.
+    pub(crate) fetching: tokio::sync::Mutex<Option<(InFlight, i64)>>,
+    pub(crate) phase: Millis,
+    pub(crate) published: &'static Published<S>,
+    pub(crate) host: Host,
+    _fields: PhantomData<fn() -> S>,
+}
+
+/// What the engine knows, behind one lock.
+pub(crate) struct State {
+    pub(crate) timelines: Vec<Timeline<Decoded>>,
+    /// Bumped whenever a fetch changes any timeline.
+    pub(crate) generation: u64,
+    /// What was last published: the generation and each field's active entry.
+    pub(crate) published: Option<(u64, Vec<Option<Millis>>)>,
+    /// The bad entries seen by the last fetch, as messages: each is counted
+    /// and logged once, when first seen.
+    pub(crate) bad: Vec<String>,
+    /// The latest instant published: the clock may step back (an NTP step, a
+    /// VM resumed), values never do.
+    pub(crate) high_water: Millis,
+    /// The store epoch the timelines come from.
+    pub(crate) epoch: Option<Epoch>,
+    /// After the store lost its data: until this instant, the timelines
+    /// fetched before the loss still decide.
+    pub(crate) carry: Option<(Millis, Vec<Timeline<Decoded>>)>,
+    /// The samples of the store's clock the offset is estimated from.
+    pub(crate) clock_filter: ClockFilter,
+    /// Whether the schema must be published (again) after the next fetch.
+    pub(crate) schema: SchemaNeed,
+    /// Outage warnings: when the last was logged, and how many
+    /// were suppressed since.
+    pub(crate) warned: Option<(std::time::Instant, u64)>,
+    pub(crate) status: StatusData,
+}
+
+/// Whether this process must publish its registry's schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SchemaNeed {
+    /// Publish after the next successful fetch (at start, or the store
+    /// said it holds none).
+    Publish,
+    /// Published, or the store holds one.
+    Done,
+    /// The store refused it for good (read-only credentials): try again
+    /// only once the store has held a schema and lost it.
+    Refused,
+}
+
+impl<S: Fields> Engine<S> {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clock: ClockSource,
+        published: &'static Published<S>,
+        host: Host,
+    ) -> Self {
+        let tick = S::DEF.tick.as_millis();
+        Engine {
+            store,
+            clock,
+            keys: S::DEF.fields.iter().map(|f| f.key).collect(),
+            state: Mutex::new(State {
+                timelines: vec![Timeline::new(); S::DEF.fields.len()],
+                generation: 0,
+                published: None,
+                high_water: Millis::MIN,
+                bad: Vec::new(),
+                epoch: None,
+                carry: None,
+                clock_filter: ClockFilter::default(),
+                schema: SchemaNeed::Publish,
+                warned: None,
+                status: StatusData::default(),
+            }),
+            wake: Condvar::new(),
+            fetching: tokio::sync::Mutex::new(None),
+            phase: fastrand::i64(0..tick),
+            published,
+            host,
+            _fields: PhantomData,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now_millis()
+    }
+
+    /// The registry's health now.
+    pub(crate) fn status(&self) -> Status {
+        let now = self.now();
+        let state = self.lock();
+        let mut pending: Vec<Pending> = state
+            .timelines
+            .iter()
+            .zip(S::DEF.fields)
+            .flat_map(|(timeline, field)| {
+                timeline.pending_after(now).iter().map(|(at, d)| Pending {
+                    key: field.key,
+                    at: to_datetime(*at),
+                    value: d.raw.to_string(),
+                })
+            })
+            .collect();
+        pending.sort_by_key(|p| p.at);
+        let mut status = state
+            .status
+            .report(S::DEF.namespace, self.store.describe(), now, pending);
+        status.bad_entries = state.bad.clone();
+        status
+    }
+}

@@ -1,0 +1,350 @@
+//! The engine when the data or the configuration misbehave (promises 10 and
+//! 12, and schema republishing): against the memory store, wrapped where a
+//! test needs a store that refuses or holds entries it cannot place.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use lockstep::store::{BoxFuture, Committed, Fetched, StepAt, Store, StoredEntry, Unplaced, Write};
+use lockstep::{Error, ManualClock, MemoryStore, Schema, Tick, lockstep};
+
+fn clock() -> ManualClock {
+    ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap())
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+/// A memory store that may refuse fetches or schemas with a
+/// misconfiguration, counts schema publishes, and adds an entry whose
+/// instant is not a number to every fetch when asked.
+#[derive(Clone)]
+struct Wrapped {
+    inner: MemoryStore,
+    refuse_fetch: bool,
+    refuse_schema: bool,
+    unplaced: bool,
+    /// Fetches and schema publishes fail as a store that is down does.
+    down: Arc<AtomicBool>,
+    schema_publishes: Arc<AtomicUsize>,
+}
+
+impl Wrapped {
+    fn new(inner: MemoryStore) -> Wrapped {
+        Wrapped {
+            inner,
+            refuse_fetch: false,
+            refuse_schema: false,
+            unplaced: false,
+            down: Arc::default(),
+            schema_publishes: Arc::default(),
+        }
+    }
+
+    fn outage(&self) -> Error {
+        Error::Store {
+            store: self.describe(),
+            message: "connection refused (a test store)".to_owned(),
+        }
+    }
+
+    fn refused(&self, what: &str) -> Error {
+        Error::Misconfigured {
+            store: self.describe(),
+            message: format!("permission denied to {what} (a test store)"),
+        }
+    }
+}
+
+impl Store for Wrapped {
+    fn fetch<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        Box::pin(async move {
+            if self.refuse_fetch {
+                return Err(self.refused("read"));
+            }
+            if self.down.load(Ordering::SeqCst) {
+                return Err(self.outage());
+            }
+            let mut fetched = self.inner.fetch(namespace, keys).await?;
+            if self.unplaced {
+                fetched.unplaced.insert(
+                    "value".to_owned(),
+                    vec![Unplaced {
+                        at: "soon".to_owned(),
+                        reason: "the instant is not a number".to_owned(),
+                    }],
+                );
+            }
+            Ok(fetched)
+        })
+    }
+
+    fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
+        self.inner.commit(write)
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: i64,
+    ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
+        self.inner.cancel(namespace, tick, key, at)
+    }
+
+    fn purge<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: &'a str,
+        undecodable: bool,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.purge(namespace, tick, key, at, undecodable)
+    }
+
+    fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        self.inner.namespaces()
+    }
+
+    fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
+        self.schema_publishes.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async move { Err(self.outage()) });
+        }
+        if self.refuse_schema {
+            return Box::pin(async move { Err(self.refused("write")) });
+        }
+        self.inner.publish_schema(schema)
+    }
+
+    fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
+        self.inner.schema(namespace)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// A good entry (50), an undecodable one (`"not json"` for a `u8`) a tick
+/// later, and a good one (10) a tick after that.
+async fn plant_good_bad_good(store: &MemoryStore, namespace: &str) -> Vec<i64> {
+    let write = lockstep_suite::raw_write(
+        namespace,
+        Tick::new(Duration::from_secs(60)).unwrap(),
+        "test",
+        vec![
+            (StepAt::Horizon { after: 0 }, vec![("value", "50")]),
+            (
+                StepAt::Horizon { after: 60_000 },
+                vec![("value", "not json")],
+            ),
+            (StepAt::Horizon { after: 120_000 }, vec![("value", "10")]),
+        ],
+    );
+    store.commit(&write).await.unwrap().instants
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "spoiled")]
+struct Spoiled {
+    #[lockstep(default = 1)]
+    value: u8,
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "spoiled")]
+struct SpoiledLater {
+    #[lockstep(default = 1)]
+    value: u8,
+}
+
+#[tokio::test]
+async fn one_bad_entry_spoils_only_itself_on_running_and_later_processes() {
+    let clock = clock();
+    let store = MemoryStore::with_clock(&clock);
+    SPOILED
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    let instants = plant_good_bad_good(&store, "spoiled").await;
+    clock.advance_to(at(instants[0])).await;
+    assert_eq!(SPOILED.value(), 50);
+    clock.advance_to(at(instants[1])).await;
+    assert_eq!(SPOILED.value(), 50, "the last decodable entry decides");
+    // A process started after the bad entry was written.
+    SPOILED_LATER
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(SPOILED_LATER.value(), 50);
+    clock.advance_to(at(instants[2])).await;
+    assert_eq!(SPOILED.value(), 10, "a later good entry activates");
+    assert_eq!(SPOILED_LATER.value(), 10);
+    // More fetches see the same bad entry: counted and listed once.
+    clock.advance(Duration::from_secs(60)).await;
+    clock.advance(Duration::from_secs(60)).await;
+    let status = SPOILED.status();
+    assert_eq!(status.rejected, 1, "{status:?}");
+    assert_eq!(status.bad_entries.len(), 1, "{status:?}");
+    assert!(
+        status.bad_entries[0].contains("spoiled.value"),
+        "{:?}",
+        status.bad_entries
+    );
+    assert_eq!(SPOILED.value(), 10);
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "unplaced")]
+struct WithUnplaced {
+    value: u8,
+}
+
+#[tokio::test]
+async fn entries_without_a_numeric_instant_are_counted_once_and_shown() {
+    let clock = clock();
+    let memory = MemoryStore::with_clock(&clock);
+    let mut store = Wrapped::new(memory.clone());
+    store.unplaced = true;
+    WITH_UNPLACED
+        .builder()
+        .store(store)
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    let at_horizon = WITH_UNPLACED.set(WithUnplaced::VALUE, 3).await.unwrap();
+    clock.advance_to(at_horizon).await;
+    clock.advance(Duration::from_secs(60)).await;
+    assert_eq!(WITH_UNPLACED.value(), 3);
+    let status = WITH_UNPLACED.status();
+    assert_eq!(status.rejected, 1, "{status:?}");
+    assert!(status.bad_entries[0].contains("`soon`"), "{status:?}");
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "misconfigured")]
+struct Misconfigured {
+    value: u8,
+}
+
+#[tokio::test]
+async fn a_misconfigured_store_fails_start_at_once_and_leaves_it_unstarted() {
+    let mut store = Wrapped::new(MemoryStore::new());
+    store.refuse_fetch = true;
+    // A boot timeout far longer than the test may take: start must not
+    // wait for it.
+    let started = tokio::time::timeout(
+        Duration::from_secs(60),
+        MISCONFIGURED
+            .builder()
+            .store(store.clone())
+            .boot_timeout(Duration::from_secs(3600))
+            .start(),
+    )
+    .await
+    .expect("start waited out its boot timeout");
+    match started {
+        Err(Error::Misconfigured { message, .. }) => assert!(message.contains("permission")),
+        other => panic!("{other:?}"),
+    }
+    assert!(!MISCONFIGURED.status().started);
+    // Fixed, it starts.
+    store.refuse_fetch = false;
+    MISCONFIGURED.builder().store(store).start().await.unwrap();
+    assert!(MISCONFIGURED.status().started);
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "read_only")]
+struct ReadOnly {
+    value: u8,
+}
+
+#[tokio::test]
+async fn a_refused_schema_does_not_fail_start_and_is_not_retried_every_tick() {
+    let clock = clock();
+    let memory = MemoryStore::with_clock(&clock);
+    let mut store = Wrapped::new(memory.clone());
+    store.refuse_schema = true;
+    let publishes = store.schema_publishes.clone();
+    READ_ONLY
+        .builder()
+        .store(store)
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    let at_horizon = READ_ONLY.set(ReadOnly::VALUE, 9).await.unwrap();
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(60)).await;
+    }
+    assert!(clock.now() >= at_horizon);
+    assert_eq!(READ_ONLY.value(), 9, "reads go on");
+    assert_eq!(publishes.load(Ordering::SeqCst), 1, "tried once");
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "republished")]
+struct Republished {
+    value: u8,
+}
+
+#[tokio::test]
+async fn the_schema_is_published_again_after_store_loss() {
+    let clock = clock();
+    let store = MemoryStore::with_clock(&clock);
+    REPUBLISHED
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    assert!(store.schema("republished").await.unwrap().is_some());
+    store.clear();
+    assert!(store.schema("republished").await.unwrap().is_none());
+    clock.advance(Duration::from_secs(60)).await;
+    let schema = store.schema("republished").await.unwrap();
+    assert_eq!(schema, Some(REPUBLISHED.schema()));
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "down_at_boot")]
+struct DownAtBoot {
+    value: u8,
+}
+
+/// A store down at boot (a transient fault): start is Ok after the boot
+/// timeout, and the schema is published by the first fetch that gets
+/// through.
+#[tokio::test]
+async fn a_store_down_at_boot_gets_the_schema_once_it_answers() {
+    let clock = clock();
+    let memory = MemoryStore::with_clock(&clock);
+    let store = Wrapped::new(memory.clone());
+    store.down.store(true, Ordering::SeqCst);
+    DOWN_AT_BOOT
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .boot_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    assert!(DOWN_AT_BOOT.status().failed_fetches >= 1);
+    assert!(memory.schema("down_at_boot").await.unwrap().is_none());
+    store.down.store(false, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(60)).await;
+    assert_eq!(DOWN_AT_BOOT.status().consecutive_failures, 0);
+    assert!(memory.schema("down_at_boot").await.unwrap().is_some());
+}
