@@ -177,7 +177,7 @@ fn same(a: Option<&(Millis, Decoded)>, b: Option<&(Millis, Decoded)>) -> bool {
 fn decode(field: &FieldDef, raw: &str) -> Result<Decoded, String> {
     Ok(Decoded {
         raw: raw.into(),
-        value: crate::value::decode_field(field, raw)?,
+        value: crate::value::decode_within_limit(field.decode, raw)?,
     })
 }
 

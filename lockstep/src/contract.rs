@@ -9,18 +9,13 @@
 //! whichever of its traits it lacks.
 
 use std::any::Any;
-use std::sync::Arc;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::percent::Percent;
 use crate::schema::{FieldSchema, Schema, ValueType};
 use crate::slot::Shared;
 use crate::tick::Tick;
 
-/// A decoded field value, type-erased.
-pub type Value = Arc<dyn Any + Send + Sync>;
+pub use crate::value::{FieldType, Value};
 
 /// Implemented by `#[lockstep]` only: it seals [`Fields`].
 #[doc(hidden)]
@@ -197,18 +192,6 @@ impl<S: Fields> RegistryDef<S> {
         }
     }
 }
-
-/// Field types: what a value must be to travel through a store.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a lockstep field",
-    label = "field types must implement serde's Serialize and Deserialize, Clone, Send and Sync",
-    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
-)]
-pub trait FieldType: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
-
-// One error for a type that is not a field type, not one per missing trait.
-#[diagnostic::do_not_recommend]
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> FieldType for T {}
 
 /// Fields without `default = …` take `Default::default()`.
 #[diagnostic::on_unimplemented(

@@ -13,7 +13,7 @@ use crate::clock::{ClockFilter, ClockSource};
 use crate::contract::{Fields, Value};
 use crate::error::Error;
 use crate::host::Host;
-use crate::slot::Published;
+use crate::published::Published;
 use crate::status::{Pending, Status, StatusData};
 use crate::store::{Epoch, Fetched, Store};
 use crate::tick::{Millis, to_datetime};

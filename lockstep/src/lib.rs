@@ -56,6 +56,7 @@ mod error;
 mod flip;
 mod host;
 mod percent;
+mod published;
 mod refresh;
 mod registry;
 mod schema;

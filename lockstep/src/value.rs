@@ -4,22 +4,43 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::contract::{FieldDef, FieldType, Value};
+use std::any::Any;
+use std::sync::Arc;
+
 use crate::error::Error;
+
+/// A decoded field value, type-erased.
+pub type Value = Arc<dyn Any + Send + Sync>;
+
+/// Field types: what a value must be to travel through a store.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a lockstep field",
+    label = "field types must implement serde's Serialize and Deserialize, Clone, Send and Sync",
+    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait FieldType: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+// One error for a type that is not a field type, not one per missing trait.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> FieldType for T {}
 
 /// The largest value, in bytes of JSON, a registry accepts for one entry.
 /// Larger values are rejected like undecodable ones.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-/// Decodes one stored value of `field`, refusing it over the size limit.
-pub(crate) fn decode_field(field: &FieldDef, raw: &str) -> Result<Value, String> {
+/// Decodes one stored value with `decode` (a field's decoder), refusing it
+/// over the size limit.
+pub(crate) fn decode_within_limit(
+    decode: fn(&str) -> Result<Value, String>,
+    raw: &str,
+) -> Result<Value, String> {
     if raw.len() > MAX_VALUE_BYTES {
         return Err(format!(
             "{} bytes, over the limit of {MAX_VALUE_BYTES}",
             raw.len()
         ));
     }
-    (field.decode)(raw)
+    decode(raw)
 }
 
 /// Decodes JSON text into a `T`.
