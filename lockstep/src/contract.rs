@@ -178,17 +178,42 @@ impl<S: Fields> RegistryDef<S> {
     /// The URL a registry connects to when none is given: `LOCKSTEP_URL`, or
     /// the declared store kind's local default: `redis://127.0.0.1:6379`,
     /// `postgres://127.0.0.1:5432/postgres` (user and password from
-    /// `PGUSER` and `PGPASSWORD`, else the login name), `sqlite://lockstep.db`
-    /// (a file in the working directory, created if missing) or `memory://`.
+    /// `PGUSER` and `PGPASSWORD`, else the login name),
+    /// `mysql://root@127.0.0.1:3306/lockstep` (a database that must exist:
+    /// `start` names it when it does not), `sqlite://lockstep.db` (a file in
+    /// the working directory, created if missing) or `memory://`.
     pub fn default_url(&self) -> String {
         match std::env::var("LOCKSTEP_URL") {
             Ok(url) if !url.is_empty() => url,
-            _ => match self.store {
-                "redis" => "redis://127.0.0.1:6379".to_owned(),
-                "postgres" => "postgres://127.0.0.1:5432/postgres".to_owned(),
-                "sqlite" => "sqlite://lockstep.db".to_owned(),
-                _ => "memory://".to_owned(),
-            },
+            _ => default_url_of(self.store).to_owned(),
+        }
+    }
+}
+
+/// The local default URL of a declared store kind.
+fn default_url_of(store: &str) -> &'static str {
+    match store {
+        "redis" => "redis://127.0.0.1:6379",
+        "postgres" => "postgres://127.0.0.1:5432/postgres",
+        "mysql" => "mysql://root@127.0.0.1:3306/lockstep",
+        "sqlite" => "sqlite://lockstep.db",
+        "memory" => "memory://",
+        other => unreachable!("`#[lockstep]` accepts no store kind `{other}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_declared_store_kind_has_its_own_default() {
+        for (kind, scheme) in [
+            ("redis", "redis://"),
+            ("postgres", "postgres://"),
+            ("mysql", "mysql://"),
+            ("sqlite", "sqlite://"),
+            ("memory", "memory://"),
+        ] {
+            assert!(super::default_url_of(kind).starts_with(scheme), "{kind}");
         }
     }
 }

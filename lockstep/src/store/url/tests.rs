@@ -84,8 +84,8 @@ fn urls_drivers_would_misread_are_refused_naming_what_is_accepted() {
         ("postgres://u:Sl/ash@host/db", "the password holds `/`"),
         ("postgres://u?x:pw@host/db", "the user name holds `?`"),
         (
-            "mysql://u:pw@db",
-            "unknown scheme `mysql`; expected one of: memory://",
+            "mongodb://u:pw@db",
+            "unknown scheme `mongodb`; expected one of: memory://",
         ),
         ("u:pw@host", "unknown scheme `u`"),
         ("localhost", "no scheme"),
