@@ -93,8 +93,9 @@ async fn a_killed_connection_is_replaced_by_the_next_fetch_and_nothing_is_lost()
         now.iter().all(|id| !killed.contains(id)) && !now.is_empty(),
         "killed {killed:?}, now {now:?}"
     );
-    // A write on the store whose connections were just killed, seen by the
-    // next fetch: nothing lost.
+    // A write on the store whose connection was just killed again (the
+    // write finds it broken and is sent again on a new one, its write id
+    // making that safe), seen by the next fetch: nothing lost.
     let at = FAULTY
         .set(Faulty::NAME, "after the kill".to_owned())
         .await
