@@ -13,11 +13,15 @@
 //!   of its own;
 //! - [`writes`]: [`entries_write`] and [`raw_write`], the writes tests plant;
 //! - [`cli`]: [`cli_binary`], the workspace's `lockstep` binary;
-//! - [`sql`]: a PostgreSQL schema or a SQLite file of a test's own.
+//! - [`sql`]: a PostgreSQL schema, a MySQL/MariaDB database or a SQLite
+//!   file of a test's own;
+//! - [`mariadb`]: [`MariadbServer`], a private `mariadbd` that can be
+//!   killed and restarted.
 
 pub mod cli;
 pub mod cluster;
 pub mod hammer;
+pub mod mariadb;
 pub mod probe;
 pub mod proxy;
 pub mod server;
@@ -27,6 +31,7 @@ pub mod writes;
 pub use cli::cli_binary;
 pub use cluster::RedisCluster;
 pub use hammer::{Hammer, Seen, assert_switched_within_5_ms, check, ms_after};
+pub use mariadb::MariadbServer;
 pub use probe::Probe;
 pub use proxy::Proxy;
 pub use server::RedisServer;

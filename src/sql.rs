@@ -179,6 +179,39 @@ impl MysqlDatabase {
         );
     }
 
+    /// Kills (`KILL CONNECTION`) every connection to the database but the
+    /// one this call makes: lockstep's, as `information_schema.processlist`
+    /// lists them. Returns their ids.
+    pub fn kill_connections(&self) -> Vec<u64> {
+        let url = self.url();
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(async move {
+                    let mut c = sqlx::MySqlConnection::connect(&url).await?;
+                    let ids: Vec<u64> = sqlx::query_scalar(
+                        "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist \
+                         WHERE db = ? AND id <> CONNECTION_ID()",
+                    )
+                    .bind(name)
+                    .fetch_all(&mut c)
+                    .await?;
+                    for id in &ids {
+                        sqlx::Executor::execute(&mut c, format!("KILL CONNECTION {id}").as_str())
+                            .await?;
+                    }
+                    c.close().await?;
+                    Ok::<_, sqlx::Error>(ids)
+                })
+        })
+        .join()
+        .expect("the SQL thread panicked")
+        .unwrap_or_else(|e| panic!("the test MySQL failed: {e}"))
+    }
+
     fn on_server(&self, statements: Vec<String>) {
         mysql_run(&format!("{}/mysql", self.server), statements);
     }

@@ -1,7 +1,7 @@
 //! The `lockstep` command, the real binary, against a real redis-server of
-//! the test's own (and a PostgreSQL schema and a SQLite file of its own),
-//! with its effects checked through a registry running in another process
-//! (`src/bin/shop.rs`).
+//! the test's own (and a PostgreSQL schema, a MySQL/MariaDB database and a
+//! SQLite file of its own), with its effects checked through a registry
+//! running in another process (`src/bin/shop.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use lockstep::store::{RedisStore, Store, Write};
 use lockstep::{FieldSchema, Schema};
 use lockstep_suite::RedisServer;
-use lockstep_suite::sql::{PostgresSchema, SqliteFile};
+use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 use serde_json::{Value, json};
 
 /// How late after its instant a change may reach the registry's hot path
@@ -668,6 +668,16 @@ fn the_commands_work_on_a_sqlite_file() {
 fn the_commands_work_on_a_postgres_schema() {
     let schema = PostgresSchema::create();
     the_commands_work_on(schema.url(), "PostgreSQL");
+}
+
+#[test]
+fn the_commands_work_on_a_mysql_database() {
+    let db = MysqlDatabase::create();
+    the_commands_work_on(&db.url(), "MySQL");
+    // `mariadb://` names the same store.
+    let mariadb = db.url().replacen("mysql://", "mariadb://", 1);
+    let limit = ok(&mariadb, &["get", "shop.limit", "--json"]).json();
+    assert_eq!(limit["value"], 42, "mariadb://: {limit}");
 }
 
 /// Plants three entries no process serves in `shop.limit`, the way a buggy
