@@ -202,22 +202,6 @@ fn default_url_of(store: &str) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_declared_store_kind_has_its_own_default() {
-        for (kind, scheme) in [
-            ("redis", "redis://"),
-            ("postgres", "postgres://"),
-            ("mysql", "mysql://"),
-            ("sqlite", "sqlite://"),
-            ("memory", "memory://"),
-        ] {
-            assert!(super::default_url_of(kind).starts_with(scheme), "{kind}");
-        }
-    }
-}
-
 /// Fields without `default = …` take `Default::default()`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no `Default`, so this field needs a default",
@@ -324,5 +308,21 @@ pub const fn percent<T: IsPercent>() -> PercentOf<T> {
     PercentOf {
         to: T::to_percent,
         from: T::from_percent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_declared_store_kind_has_its_own_default() {
+        for (kind, scheme) in [
+            ("redis", "redis://"),
+            ("postgres", "postgres://"),
+            ("mysql", "mysql://"),
+            ("sqlite", "sqlite://"),
+            ("memory", "memory://"),
+        ] {
+            assert!(super::default_url_of(kind).starts_with(scheme), "{kind}");
+        }
     }
 }
