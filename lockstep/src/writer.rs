@@ -91,7 +91,7 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 }
 
 /// A change being built: one or more steps, each setting some fields at one
-/// instant; from [`Registry::change`]. Nothing is written until
+/// instant; from [`Registry::change`](crate::Registry::change). Nothing is written until
 /// [`Change::apply`].
 ///
 /// ```
