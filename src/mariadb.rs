@@ -217,17 +217,7 @@ impl MariadbServer {
         let url = format!("mysql://root@127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let probe = url.clone();
-            let up = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime")
-                    .block_on(async move { sqlx::MySqlConnection::connect(&probe).await.is_ok() })
-            })
-            .join()
-            .unwrap_or(false);
-            if up {
+            if crate::sql::connects::<sqlx::MySqlConnection>(&url) {
                 return;
             }
             let exited = self

@@ -253,6 +253,22 @@ fn mysql_run(url: &str, statements: Vec<String>) {
     })
 }
 
+/// Whether a connection of kind `C` to `url` can be opened now: how a test
+/// server that was just launched is waited for. On a thread and runtime of
+/// its own, like [`on_own_runtime`].
+pub(crate) fn connects<C: Connection>(url: &str) -> bool {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move { C::connect(&url).await.is_ok() })
+    })
+    .join()
+    .unwrap_or(false)
+}
+
 /// Runs `fut` to completion on a runtime of its own, on a thread of its own
 /// (the caller may be inside a runtime already).
 fn on_own_runtime<T: Send + 'static>(
@@ -444,17 +460,7 @@ impl Throwaway {
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let probe = url.clone();
-            let up = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime")
-                    .block_on(async move { sqlx::PgConnection::connect(&probe).await.is_ok() })
-            })
-            .join()
-            .unwrap_or(false);
-            if up {
+            if connects::<sqlx::PgConnection>(&url) {
                 break;
             }
             if Instant::now() > deadline {
