@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lockstep::store::{
-    BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, StepAt, Store,
+    BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, Report, SqliteStore, StepAt, Store,
     StoredEntry, Write,
 };
 use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
@@ -35,6 +35,8 @@ struct Subject {
     store: Arc<dyn Store>,
     plant: Plant,
     namespaces: AtomicU64,
+    /// The store's clock, where the test drives it.
+    clock: Option<ManualClock>,
     _runs_on: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -48,7 +50,16 @@ impl Subject {
             store,
             plant,
             namespaces: AtomicU64::new(0),
+            clock: None,
             _runs_on: Box::new(runs_on),
+        }
+    }
+
+    /// Lets `time` pass on the store's clock.
+    async fn pass(&self, time: Duration) {
+        match &self.clock {
+            Some(clock) => clock.advance(time).await,
+            None => tokio::time::sleep(time).await,
         }
     }
 
@@ -139,6 +150,10 @@ conformance! {
         a_cancel_returns_the_entry_it_removed_as_stored,
         a_purge_removes_a_pending_entry_and_a_served_one_only_if_undecodable,
         the_store_says_whether_it_holds_the_schema,
+        every_write_cancel_and_purge_advances_the_revision,
+        a_fetch_with_a_report_records_the_process_and_the_revision_it_served,
+        a_report_expires_when_the_process_stops_fetching,
+        reports_are_kept_per_namespace_and_per_process,
     ]
 }
 
@@ -515,6 +530,7 @@ fn past(now: Millis, n: usize, i: usize) -> Millis {
 async fn memory_subject() -> Subject {
     // A manual clock: planting is writing, then letting time pass.
     let clock = ManualClock::new(chrono::Utc::now());
+    let driven = clock.clone();
     let store = Arc::new(MemoryStore::with_clock(&clock));
     let planter = store.clone();
     let plant: Plant = Box::new(move |ns, key, n| {
@@ -534,7 +550,10 @@ async fn memory_subject() -> Subject {
             clock.advance_to(lockstep_time(last + 3_000)).await;
         })
     });
-    Subject::new(store, plant, ())
+    Subject {
+        clock: Some(driven),
+        ..Subject::new(store, plant, ())
+    }
 }
 
 fn lockstep_time(at: Millis) -> chrono::DateTime<chrono::Utc> {
@@ -847,4 +866,167 @@ async fn mysql_tables_dropped_under_the_store_come_back() {
     let db = lockstep_suite::sql::MysqlDatabase::create();
     let store = lockstep::store::MysqlStore::open(&db.url()).unwrap();
     dropped_tables_come_back_empty_with_a_new_epoch(&store, || db.execute(&[DROP_TABLES])).await;
+}
+
+fn report(process: &str, body: &str, expires_after: Millis) -> Report {
+    Report {
+        process: process.to_owned(),
+        body: body.to_owned(),
+        expires_after,
+    }
+}
+
+async fn every_write_cancel_and_purge_advances_the_revision(s: &Subject) {
+    let ns = s.namespace("revision");
+    let revision = |ns: String| {
+        let store = s.store.clone();
+        async move { store.fetch(&ns, &["a", "b"]).await.unwrap().revision }
+    };
+    assert_eq!(revision(ns.clone()).await, 0);
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    let first = revision(ns.clone()).await;
+    assert!(first > 0);
+    let later = TICK.ceil(at + 5_000);
+    s.commit(&write(
+        &ns,
+        vec![(StepAt::At(later), vec![("a", "2"), ("b", "3")])],
+    ))
+    .await
+    .unwrap();
+    let second = revision(ns.clone()).await;
+    assert!(second > first);
+    // Each entry carries the revision that wrote it.
+    let a = s.entries(&ns, "a").await;
+    let revisions: Vec<u64> = a
+        .iter()
+        .map(|e| e.origin.as_ref().unwrap().revision)
+        .collect();
+    assert_eq!(revisions, [first, second]);
+    assert_eq!(
+        s.entries(&ns, "b").await[0]
+            .origin
+            .as_ref()
+            .unwrap()
+            .revision,
+        second
+    );
+    s.store.cancel(&ns, TICK, "a", at).await.unwrap();
+    let third = revision(ns.clone()).await;
+    assert!(third > second);
+    s.store
+        .purge(&ns, TICK, "b", &later.to_string(), false)
+        .await
+        .unwrap();
+    assert!(revision(ns.clone()).await > third);
+    // A refused write advances nothing.
+    let before = revision(ns.clone()).await;
+    let refused = s
+        .commit(&set(&ns, "a", "9", StepAt::At(s.now().await - 60_000)))
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(revision(ns.clone()).await, before);
+    // Other namespaces have revisions of their own.
+    assert_eq!(revision(s.namespace("revision-other")).await, 0);
+}
+
+async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s: &Subject) {
+    let ns = s.namespace("reported");
+    assert!(s.store.reports(&ns).await.unwrap().records.is_empty());
+    let body = r#"{"id":"p1","host":"h","pid":7,"program":"app"}"#;
+    let before = s.now().await;
+    let fetched = s
+        .store
+        .fetch_reporting(&ns, &["a"], Some(&report("p1", body, 60_000)))
+        .await
+        .unwrap();
+    assert_eq!(fetched.revision, 0);
+    let reports = s.store.reports(&ns).await.unwrap();
+    assert_eq!(reports.records.len(), 1, "{reports:?}");
+    let record = &reports.records[0];
+    assert_eq!(
+        (record.process.as_str(), record.body.as_str()),
+        ("p1", body)
+    );
+    assert_eq!(record.revision, 0);
+    assert!(record.seen >= before - 1_000 && record.seen <= reports.store_now);
+    // A write: the record still says what the process was served, until
+    // its next fetch.
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    assert_eq!(s.store.reports(&ns).await.unwrap().records[0].revision, 0);
+    let fetched = s
+        .store
+        .fetch_reporting(&ns, &["a"], Some(&report("p1", body, 60_000)))
+        .await
+        .unwrap();
+    let records = s.store.reports(&ns).await.unwrap().records;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].revision, fetched.revision);
+    assert!(fetched.revision > 0);
+    // A fetch without a report records nothing.
+    s.store.fetch(&ns, &["a"]).await.unwrap();
+    assert_eq!(s.store.reports(&ns).await.unwrap().records, records);
+}
+
+async fn a_report_expires_when_the_process_stops_fetching(s: &Subject) {
+    let ns = s.namespace("expiring");
+    let body = r#"{"id":"short"}"#;
+    s.store
+        .fetch_reporting(&ns, &["a"], Some(&report("short", body, 1_500)))
+        .await
+        .unwrap();
+    s.store
+        .fetch_reporting(&ns, &["a"], Some(&report("long", body, 600_000)))
+        .await
+        .unwrap();
+    let ids = |records: &[lockstep::store::Reported]| {
+        let mut ids: Vec<String> = records.iter().map(|r| r.process.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&s.store.reports(&ns).await.unwrap().records),
+        ["long", "short"]
+    );
+    s.pass(Duration::from_millis(2_500)).await;
+    // Judged by the store's clock: gone from the view, whether or not a
+    // later fetch has deleted it yet.
+    assert_eq!(ids(&s.store.reports(&ns).await.unwrap().records), ["long"]);
+    s.store
+        .fetch_reporting(&ns, &["a"], Some(&report("long", body, 600_000)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&s.store.reports(&ns).await.unwrap().records), ["long"]);
+}
+
+async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
+    let ns = s.namespace("fleet");
+    let other = s.namespace("fleet-other");
+    for i in 0..5 {
+        let id = format!("p{i}");
+        let body = format!(r#"{{"id":"{id}","n":{i}}}"#);
+        s.store
+            .fetch_reporting(&ns, &["a"], Some(&report(&id, &body, 60_000)))
+            .await
+            .unwrap();
+    }
+    // A process fetching again replaces its record.
+    let newer = r#"{"id":"p0","n":"again"}"#;
+    s.store
+        .fetch_reporting(&ns, &["a"], Some(&report("p0", newer, 60_000)))
+        .await
+        .unwrap();
+    let records = s.store.reports(&ns).await.unwrap().records;
+    assert_eq!(records.len(), 5, "{records:?}");
+    let p0 = records.iter().find(|r| r.process == "p0").unwrap();
+    assert_eq!(p0.body, newer);
+    assert!(s.store.reports(&other).await.unwrap().records.is_empty());
+    // The body is kept as sent, whatever characters it holds.
+    let odd = r#"{"id":"p9","host":"it's \"quoted\" ü ' ; --"}"#;
+    s.store
+        .fetch_reporting(&other, &["a"], Some(&report("p9", odd, 60_000)))
+        .await
+        .unwrap();
+    assert_eq!(s.store.reports(&other).await.unwrap().records[0].body, odd);
 }

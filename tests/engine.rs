@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use lockstep::store::{BoxFuture, Committed, Fetched, StepAt, Store, StoredEntry, Unplaced, Write};
+use lockstep::store::{
+    BoxFuture, Committed, Fetched, Report, Reports, StepAt, Store, StoredEntry, Unplaced, Write,
+};
 use lockstep::{Error, ManualClock, MemoryStore, Schema, Tick, lockstep};
 
 fn clock() -> ManualClock {
@@ -60,10 +62,11 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
-    fn fetch<'a>(
+    fn fetch_reporting<'a>(
         &'a self,
         namespace: &'a str,
         keys: &'a [&'a str],
+        report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             if self.refuse_fetch {
@@ -72,7 +75,7 @@ impl Store for Wrapped {
             if self.down.load(Ordering::SeqCst) {
                 return Err(self.outage());
             }
-            let mut fetched = self.inner.fetch(namespace, keys).await?;
+            let mut fetched = self.inner.fetch_reporting(namespace, keys, report).await?;
             if self.unplaced {
                 fetched.unplaced.insert(
                     "value".to_owned(),
@@ -84,6 +87,10 @@ impl Store for Wrapped {
             }
             Ok(fetched)
         })
+    }
+
+    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+        self.inner.reports(namespace)
     }
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {

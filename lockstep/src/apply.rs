@@ -85,6 +85,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
             ));
         }
     }
+    let mut refused = Vec::new();
     let mut changed = false;
     for (index, field) in S::DEF.fields.iter().enumerate() {
         let old = &state.timelines[index];
@@ -112,12 +113,15 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
                 });
             match decoded {
                 Ok(d) => good.push((entry.at, d)),
-                Err(reason) => bad.push(format!(
-                    "`{namespace}.{}` at {}: {reason}; skipped, the entries before and after \
+                Err(reason) => {
+                    refused.push((field.key, entry.at));
+                    bad.push(format!(
+                        "`{namespace}.{}` at {}: {reason}; skipped, the entries before and after \
                      it decide",
-                    field.key,
-                    to_datetime(entry.at).to_rfc3339()
-                )),
+                        field.key,
+                        to_datetime(entry.at).to_rfc3339()
+                    ))
+                }
             }
         }
         if good.is_empty() && bad.len() > bad_before {
@@ -159,6 +163,8 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
         }
     }
     state.bad = bad;
+    state.refused = refused;
+    state.revision = fetched.revision;
     if changed {
         state.generation += 1;
     }

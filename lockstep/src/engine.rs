@@ -12,10 +12,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::clock::{ClockFilter, ClockSource};
 use crate::contract::{Fields, Value};
 use crate::error::Error;
+use crate::fleet::Identity;
 use crate::host::Host;
 use crate::published::Published;
 use crate::status::{Pending, Status, StatusData};
-use crate::store::{Epoch, Fetched, Store};
+use crate::store::{Epoch, Fetched, Report, Store};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -42,6 +43,9 @@ pub(crate) struct Engine<S: Fields> {
     pub(crate) phase: Millis,
     pub(crate) published: &'static Published<S>,
     pub(crate) host: Host,
+    /// Who this process is in the fleet view; `None` when it does not
+    /// report.
+    pub(crate) identity: Option<Identity>,
     _fields: PhantomData<fn() -> S>,
 }
 
@@ -55,6 +59,11 @@ pub(crate) struct State {
     /// The bad entries seen by the last fetch, as messages: each is counted
     /// and logged once, when first seen.
     pub(crate) bad: Vec<String>,
+    /// The entries of the last fetch this process could not decode, by
+    /// field and instant: the fleet view counts them as not held.
+    pub(crate) refused: Vec<(&'static str, Millis)>,
+    /// The registry's revision of the last fetch applied.
+    pub(crate) revision: u64,
     /// The latest instant published: the clock may step back (an NTP step, a
     /// VM resumed), values never do.
     pub(crate) high_water: Millis,
@@ -92,6 +101,7 @@ impl<S: Fields> Engine<S> {
         clock: ClockSource,
         published: &'static Published<S>,
         host: Host,
+        identity: Option<Identity>,
     ) -> Self {
         let tick = S::DEF.tick.as_millis();
         Engine {
@@ -104,6 +114,8 @@ impl<S: Fields> Engine<S> {
                 published: None,
                 high_water: Millis::MIN,
                 bad: Vec::new(),
+                refused: Vec::new(),
+                revision: 0,
                 epoch: None,
                 carry: None,
                 clock_filter: ClockFilter::default(),
@@ -116,6 +128,7 @@ impl<S: Fields> Engine<S> {
             phase: fastrand::i64(0..tick),
             published,
             host,
+            identity,
             _fields: PhantomData,
         }
     }
@@ -126,6 +139,13 @@ impl<S: Fields> Engine<S> {
 
     pub(crate) fn now(&self) -> Millis {
         self.clock.now_millis()
+    }
+
+    /// The record this process sends with its next fetch, if it reports.
+    pub(crate) fn report(&self) -> Option<Report> {
+        let identity = self.identity.as_ref()?;
+        let state = self.lock();
+        Some(identity.report(S::DEF.tick, &state.status, &state.refused))
     }
 
     /// The registry's health now.

@@ -88,11 +88,13 @@ pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
     let (mut task, sent) = in_flight.take().unwrap_or_else(|| {
         let store = engine.store.clone();
         let keys = engine.keys.clone();
+        let report = engine.report();
         let sent = engine.clock.local_nanos();
-        let task = engine
-            .host
-            .handle()
-            .spawn(async move { store.fetch(S::DEF.namespace, &keys).await });
+        let task = engine.host.handle().spawn(async move {
+            store
+                .fetch_reporting(S::DEF.namespace, &keys, report.as_ref())
+                .await
+        });
         (task, sent)
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {

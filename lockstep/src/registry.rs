@@ -14,6 +14,7 @@ use crate::clock::{Adjustment, ClockSource, ManualClock};
 use crate::contract::Fields;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::fleet::{Fleet, Identity};
 use crate::flip::flip_now;
 use crate::host::Host;
 use crate::published::Published;
@@ -141,6 +142,7 @@ impl<S: Fields> Registry<S> {
             boot_timeout: Duration::from_secs(5),
             follow_store: S::DEF.store_clock,
             skew: chrono::TimeDelta::zero(),
+            report: true,
             again: false,
         }
     }
@@ -158,6 +160,40 @@ impl<S: Fields> Registry<S> {
         crate::refresh::fetch(&**engine).await?;
         flip_now(&**engine);
         Ok(())
+    }
+
+    /// The fleet of this registry: the live processes that report to its
+    /// store and, for every pending change, which of them hold it (see
+    /// [`fleet`](crate::fleet)). Works on a registry that does not report
+    /// itself, too.
+    ///
+    /// ```
+    /// # use lockstep::lockstep;
+    /// #[lockstep(tick = "10m", backend = "memory")]
+    /// pub struct Flags {
+    ///     pub maintenance: bool,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), lockstep::Error> {
+    /// FLAGS.start().await?;
+    /// FLAGS.set(Flags::MAINTENANCE, true).await?;
+    /// let fleet = FLAGS.fleet().await?;
+    /// // This process reported at its first fetch, before the write: it
+    /// // holds the change from its next fetch on.
+    /// assert_eq!(fleet.processes.len(), 1);
+    /// assert_eq!(fleet.pending[0].of, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn fleet(&'static self) -> Result<Fleet, Error> {
+        let started = self.started()?;
+        let store = started.engine.store.clone();
+        let keys = started.engine.keys.clone();
+        crate::host::run_on(&started.writer.runtime, async move {
+            crate::store::fleet(&*store, S::DEF.namespace, &keys).await
+        })
+        .await
     }
 
     /// How the registry is doing: its last fetch, failures, pending changes,
@@ -263,6 +299,7 @@ pub struct Builder<S: Fields> {
     boot_timeout: Duration,
     follow_store: bool,
     skew: chrono::TimeDelta,
+    report: bool,
     /// Whether an earlier start from the same URL makes this one `Ok`.
     again: bool,
 }
@@ -301,6 +338,19 @@ impl<S: Fields> Builder<S> {
     /// synchronised machine does. Not for production.
     pub fn clock_skew(mut self, skew: chrono::TimeDelta) -> Self {
         self.skew = skew;
+        self
+    }
+
+    /// Whether this process reports itself to the store with each fetch, for
+    /// the fleet view (default: it does). A report is a small JSON record
+    /// (host name, pid, program name, a random id per start, lockstep's
+    /// version, fetch and failure counts, late flips, rejected values, the
+    /// clock offset; never the URL, the environment or a value), written in
+    /// the same round trip as the fetch and expired three ticks after the
+    /// process's last one. Off, the process fetches read-only and the fleet
+    /// view does not see it.
+    pub fn report(mut self, report: bool) -> Self {
+        self.report = report;
         self
     }
 
@@ -389,11 +439,15 @@ impl<S: Fields> Builder<S> {
                     .await?
             }
         };
+        let identity = self
+            .report
+            .then(|| Identity::of_this_process(clock.now_millis()));
         let engine = Arc::new(Engine::new(
             store.clone(),
             clock,
             &self.registry.published,
             host,
+            identity,
         ));
         let boot = crate::refresh::boot(engine.clone(), self.boot_timeout);
         crate::host::run_on(&runtime, boot).await?;

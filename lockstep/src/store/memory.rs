@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{
-    BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, StoredEntry, Write, check_cancel,
-    check_name, resolve_instants,
+    BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Report, Reported, Reports, StoredEntry,
+    Write, check_cancel, check_name, resolve_instants,
 };
 use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
@@ -50,7 +50,10 @@ struct State {
 struct Namespace {
     epoch: Option<Epoch>,
     schema: Option<Schema>,
+    revision: u64,
     fields: BTreeMap<String, Timeline<(String, Origin)>>,
+    /// The processes' records by id, each with when it expires.
+    reports: HashMap<String, (Reported, Millis)>,
 }
 
 static NAMED: LazyLock<Mutex<HashMap<String, MemoryStore>>> = LazyLock::new(Default::default);
@@ -120,19 +123,35 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fetch_now(&self, namespace: &str, keys: &[&str]) -> Fetched {
-        let state = self.lock();
+    fn fetch_now(&self, namespace: &str, keys: &[&str], report: Option<&Report>) -> Fetched {
+        let mut state = self.lock();
+        let now = self.clock.now_millis();
+        if let Some(report) = report {
+            let ns = self::namespace(&mut state, namespace);
+            ns.reports.retain(|_, (_, expires)| *expires > now);
+            let record = Reported {
+                process: report.process.clone(),
+                seen: now,
+                revision: ns.revision,
+                body: report.body.clone(),
+            };
+            ns.reports.insert(
+                report.process.clone(),
+                (record, now.saturating_add(report.expires_after)),
+            );
+        }
         let Some(ns) = state.namespaces.get(namespace) else {
             return Fetched {
-                store_micros: Some(self.clock.now_millis() * 1000),
+                store_micros: Some(now * 1000),
                 ..Fetched::default()
             };
         };
         Fetched {
-            store_micros: Some(self.clock.now_millis() * 1000),
+            store_micros: Some(now * 1000),
             epoch: ns.epoch.clone(),
             unplaced: BTreeMap::new(),
             schema_held: ns.schema.is_some(),
+            revision: ns.revision,
             fields: ns
                 .fields
                 .iter()
@@ -168,6 +187,8 @@ impl MemoryStore {
             id: super::new_write_id(),
             created: now,
         });
+        ns.revision += 1;
+        let revision = ns.revision;
         for (step, &at) in write.steps.iter().zip(&instants) {
             for (key, value) in &step.values {
                 let timeline = ns.fields.entry(key.clone()).or_default();
@@ -175,6 +196,7 @@ impl MemoryStore {
                     write: write.id.clone(),
                     written_at: now,
                     by: write.by.clone(),
+                    revision,
                 };
                 timeline.insert(at, (value.clone(), origin));
                 timeline.prune(now, HISTORY);
@@ -199,11 +221,7 @@ impl MemoryStore {
     ) -> Result<StoredEntry, Error> {
         let mut state = self.lock();
         check_cancel(namespace, tick, at, self.clock.now_millis())?;
-        let removed = state
-            .namespaces
-            .get_mut(namespace)
-            .and_then(|ns| ns.fields.get_mut(key))
-            .and_then(|timeline| timeline.remove(at));
+        let removed = remove(&mut state, namespace, key, at);
         match removed {
             Some((value, origin)) => Ok(StoredEntry {
                 at,
@@ -234,12 +252,7 @@ impl MemoryStore {
         if !undecodable {
             check_cancel(namespace, tick, at, self.clock.now_millis())?;
         }
-        let removed = state
-            .namespaces
-            .get_mut(namespace)
-            .and_then(|ns| ns.fields.get_mut(key))
-            .and_then(|timeline| timeline.remove(at));
-        match removed {
+        match remove(&mut state, namespace, key, at) {
             Some(_) => Ok(()),
             None => Err(no_such_entry(namespace, key, at)),
         }
@@ -254,6 +267,15 @@ fn no_such_entry(namespace: &str, key: &str, at: Millis) -> Error {
     }
 }
 
+/// Removes the entry of `key` at `at`, advancing the revision if there was
+/// one.
+fn remove(state: &mut State, namespace: &str, key: &str, at: Millis) -> Option<(String, Origin)> {
+    let ns = state.namespaces.get_mut(namespace)?;
+    let removed = ns.fields.get_mut(key)?.remove(at)?;
+    ns.revision += 1;
+    Some(removed)
+}
+
 fn namespace<'a>(state: &'a mut State, name: &str) -> &'a mut Namespace {
     state
         .namespaces
@@ -261,7 +283,9 @@ fn namespace<'a>(state: &'a mut State, name: &str) -> &'a mut Namespace {
         .or_insert_with(|| Namespace {
             epoch: None,
             schema: None,
+            revision: 0,
             fields: BTreeMap::new(),
+            reports: HashMap::new(),
         })
 }
 
@@ -280,12 +304,35 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl super::Store for MemoryStore {
-    fn fetch<'a>(
+    fn fetch_reporting<'a>(
         &'a self,
         namespace: &'a str,
         keys: &'a [&'a str],
+        report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        Box::pin(async move { Ok(self.fetch_now(namespace, keys)) })
+        Box::pin(async move { Ok(self.fetch_now(namespace, keys, report)) })
+    }
+
+    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+        Box::pin(async move {
+            let now = self.clock.now_millis();
+            let state = self.lock();
+            let records = state
+                .namespaces
+                .get(namespace)
+                .map(|ns| {
+                    ns.reports
+                        .values()
+                        .filter(|(_, expires)| *expires > now)
+                        .map(|(record, _)| record.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(Reports {
+                store_now: now,
+                records,
+            })
+        })
     }
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {

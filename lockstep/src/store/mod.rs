@@ -15,6 +15,7 @@ pub(crate) mod sql;
 pub mod url;
 mod write;
 
+pub use crate::fleet::fleet;
 pub use crate::tick::{from_datetime, to_datetime};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
@@ -53,11 +54,29 @@ pub const HISTORY: usize = 16;
 /// A store of registries.
 pub trait Store: Send + Sync + 'static {
     /// The timelines of the fields `keys` of `namespace`, in one round trip.
+    /// With a `report`, the same round trip records that this process
+    /// fetched them (see [`Report`]): the fleet view ([`fleet()`]) reads
+    /// those records.
+    fn fetch_reporting<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+        report: Option<&'a Report>,
+    ) -> BoxFuture<'a, Result<Fetched, Error>>;
+
+    /// [`fetch_reporting`](Store::fetch_reporting) without a report, as
+    /// tools fetch.
     fn fetch<'a>(
         &'a self,
         namespace: &'a str,
         keys: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Fetched, Error>>;
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        self.fetch_reporting(namespace, keys, None)
+    }
+
+    /// The records of the processes that fetched `namespace` with a report
+    /// and whose record has not expired, by the store's clock.
+    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>>;
 
     /// Commits every step of `write` atomically, or nothing. Instants are
     /// resolved and checked against the horizon by the store's clock.
@@ -120,6 +139,51 @@ pub struct Fetched {
     /// publishes its own again when it does not (a store that was down at
     /// start-up, or lost its data).
     pub schema_held: bool,
+    /// The registry's revision: every commit, cancel and purge advances it,
+    /// and each entry carries the revision that wrote it
+    /// ([`Origin::revision`]). 0 for a registry never written.
+    pub revision: u64,
+}
+
+/// What a process tells the store about itself with each fetch, for the
+/// fleet view: the store keeps it, with the store's clock and the
+/// registry's revision the fetch served, until `expires_after` has passed
+/// without another fetch of that process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The process's id, new at each start (see [`crate::fleet::Process`]).
+    pub process: String,
+    /// The process's record: a JSON object of at most [`MAX_REPORT_BYTES`]
+    /// (see [`crate::fleet::Process`] for its fields).
+    pub body: String,
+    /// How long the record stays after the process's last fetch.
+    pub expires_after: Millis,
+}
+
+/// The largest [`Report::body`] a store keeps.
+pub const MAX_REPORT_BYTES: usize = 4096;
+
+/// The records of one registry's live processes, from [`Store::reports`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reports {
+    /// The store's clock when it answered, in ms since the Unix epoch.
+    pub store_now: Millis,
+    /// One per live process, in no particular order.
+    pub records: Vec<Reported>,
+}
+
+/// One process's record, as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    /// [`Report::process`].
+    pub process: String,
+    /// When the process last fetched, by the store's clock (ms).
+    pub seen: Millis,
+    /// The registry's revision that fetch served: the process holds every
+    /// entry of that revision or older.
+    pub revision: u64,
+    /// [`Report::body`].
+    pub body: String,
 }
 
 /// A stored entry whose instant is not a number.
@@ -162,6 +226,9 @@ pub struct Origin {
     pub written_at: Millis,
     /// The writer (see [`Write::by`]).
     pub by: String,
+    /// The registry's revision this write made (see
+    /// [`Fetched::revision`]); 0 for entries written before stores kept it.
+    pub revision: u64,
 }
 
 /// Refuses names the store layout cannot hold: a namespace or key is 1 to

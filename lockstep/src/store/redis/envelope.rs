@@ -34,6 +34,7 @@ pub fn open_envelope(bytes: &[u8]) -> (Result<String, String>, Option<Origin>) {
             write,
             written_at,
             by: envelope.by.unwrap_or_default(),
+            revision: 0, // TODO(fleet)
         }),
         _ => None,
     };

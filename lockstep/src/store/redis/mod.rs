@@ -41,7 +41,8 @@ use self::errors::{before_horizon, classify, closed_under_us, refused};
 use self::keys::{META_PATTERN, field_key, meta_key, namespace_of_meta, write_key};
 use self::scripts::{Lua, Scripts};
 use super::{
-    BoxFuture, Committed, Fetched, HISTORY, StepAt, StoredEntry, Write, check_name, redact,
+    BoxFuture, Committed, Fetched, HISTORY, Report, Reports, StepAt, StoredEntry, Write,
+    check_name, redact,
 };
 use crate::error::Error;
 use crate::schema::Schema;
@@ -169,12 +170,14 @@ fn check_write(write: &Write) -> Result<(), Error> {
 }
 
 impl super::Store for RedisStore {
-    fn fetch<'a>(
+    fn fetch_reporting<'a>(
         &'a self,
         namespace: &'a str,
         keys: &'a [&'a str],
+        report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
+            let _ = report; // TODO(fleet)
             check_name("namespace", namespace)?;
             let mut redis_keys = vec![meta_key(namespace)];
             redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
@@ -184,6 +187,14 @@ impl super::Store for RedisStore {
                 .run(&self.scripts.fetch, &redis_keys, &args, true, |_| None)
                 .await?;
             reply::fetched(reply, keys).ok_or_else(|| self.garbled("a fetch"))
+        })
+    }
+
+    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+        // TODO(fleet): the store's records.
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            Ok(Reports::default())
         })
     }
 

@@ -111,6 +111,7 @@ pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<Fetched> {
         fields,
         unplaced,
         schema_held,
+        revision: 0, // TODO(fleet)
     })
 }
 

@@ -207,6 +207,7 @@ fn stored(
             write,
             written_at,
             by: writer.unwrap_or_default(),
+            revision: 0, // TODO(fleet)
         }),
         _ => None,
     };

@@ -49,7 +49,9 @@ mod link;
 
 use std::sync::Arc;
 
-use super::{BoxFuture, Committed, Fetched, Store, StoredEntry, Write, check_name};
+use super::{
+    BoxFuture, Committed, Fetched, Report, Reports, Store, StoredEntry, Write, check_name,
+};
 use crate::error::Error;
 use crate::schema::Schema;
 use crate::tick::{Millis, Tick};
@@ -113,12 +115,14 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 impl<D: Dialect> Store for SqlStore<D> {
-    fn fetch<'a>(
+    fn fetch_reporting<'a>(
         &'a self,
         namespace: &'a str,
         keys: &'a [&'a str],
+        report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
+            let _ = report; // TODO(fleet)
             check_name("namespace", namespace)?;
             // A fetch only reads: safe to send again.
             self.link
@@ -129,6 +133,14 @@ impl<D: Dialect> Store for SqlStore<D> {
                     })
                 })
                 .await
+        })
+    }
+
+    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+        // TODO(fleet): the store's records.
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            Ok(Reports::default())
         })
     }
 
