@@ -26,6 +26,10 @@ use crate::tick::{Millis, Tick, to_datetime};
 /// How many ticks a process's record outlives its last fetch.
 pub const EXPIRY_TICKS: i64 = 3;
 
+/// At most this many refused entries go in a record (the first ones); fewer
+/// if their names are long (the record stays within [`MAX_REPORT_BYTES`]).
+const MAX_REFUSED: usize = 32;
+
 /// A registry's fleet at one moment: its live processes and, for each
 /// pending change, which of them hold it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -217,6 +221,7 @@ impl Identity {
             rejected: status.rejected,
             refused: refused
                 .iter()
+                .take(MAX_REFUSED)
                 .map(|(field, at)| Refused {
                     field: (*field).to_owned(),
                     at: *at,
@@ -360,4 +365,200 @@ fn holds(process: &Process, field: &str, at: Millis, revision: u64) -> bool {
             .refused
             .iter()
             .any(|r| r.field == field && r.at == at)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::{MemoryStore, Write};
+
+    const KEYS: [&str; 2] = ["a", "b"];
+
+    fn tick() -> Tick {
+        Tick::from_secs(1).unwrap()
+    }
+
+    fn report_of(id: &str) -> Report {
+        Report {
+            process: id.to_owned(),
+            body: format!(r#"{{"id":"{id}","host":"h","pid":1,"program":"p"}}"#),
+            expires_after: 600_000,
+        }
+    }
+
+    /// What one step of the model does.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A commit of `key` = `value` this many ticks past the horizon.
+        Commit(usize, u8, i64),
+        /// A cancel of the `n`th pending entry, if any.
+        Cancel(usize),
+        /// A purge of the `n`th pending entry, if any.
+        Purge(usize),
+        /// Process `p` fetches with its report.
+        Fetch(usize),
+        /// Time passes, in ms.
+        Pass(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..KEYS.len(), any::<u8>(), 0..4i64).prop_map(|(k, v, t)| Op::Commit(k, v, t)),
+            1 => (0..8usize).prop_map(Op::Cancel),
+            1 => (0..8usize).prop_map(Op::Purge),
+            4 => (0..3usize).prop_map(Op::Fetch),
+            1 => (0..2_500u64).prop_map(Op::Pass),
+        ]
+    }
+
+    /// An entry as a process holds it: field, instant, value, write.
+    type Held = (String, Millis, Result<String, String>, Option<String>);
+
+    fn held(fetched: &crate::store::Fetched) -> BTreeSet<Held> {
+        fetched
+            .fields
+            .iter()
+            .flat_map(|(key, entries)| {
+                entries.iter().map(move |e| {
+                    (
+                        key.clone(),
+                        e.at,
+                        e.value.clone(),
+                        e.origin.as_ref().map(|o| o.write.clone()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever commits, overwrites, cancels, purges and fetches
+        /// interleave, the view says a process holds a pending change
+        /// exactly when that very entry (field, instant, value, write) was in
+        /// the last fetch the process was served.
+        #[test]
+        fn the_view_says_held_exactly_when_the_last_fetch_served_it(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let clock = ManualClock::new(chrono::Utc::now());
+                let store = MemoryStore::with_clock(&clock);
+                let s: &dyn Store = &store;
+                let mut served: BTreeMap<String, BTreeSet<Held>> = BTreeMap::new();
+                for op in ops {
+                    match op {
+                        Op::Commit(k, v, t) => {
+                            let w = Write::builder("m", tick())
+                                .set(KEYS[k], serde_json::json!(v))
+                                .after_horizon(Duration::from_secs(t as u64))
+                                .build()
+                                .unwrap();
+                            s.commit(&w).await.unwrap();
+                        }
+                        Op::Cancel(n) | Op::Purge(n) => {
+                            let view = fleet(s, "m", &KEYS).await.unwrap();
+                            if let Some(c) = view.pending.get(n) {
+                                let at = crate::tick::from_datetime(c.at);
+                                // Too close to the horizon by now: refused,
+                                // which changes nothing.
+                                let _ = match op {
+                                    Op::Cancel(_) => s.cancel("m", tick(), &c.field, at).await.map(|_| ()),
+                                    _ => s.purge("m", tick(), &c.field, &at.to_string(), false).await,
+                                };
+                            }
+                        }
+                        Op::Fetch(p) => {
+                            let id = format!("p{p}");
+                            let fetched = s
+                                .fetch_reporting("m", &KEYS, Some(&report_of(&id)))
+                                .await
+                                .unwrap();
+                            served.insert(id, held(&fetched));
+                        }
+                        Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
+                    }
+                    let view = fleet(s, "m", &KEYS).await.unwrap();
+                    prop_assert_eq!(view.processes.len(), served.len());
+                    for change in &view.pending {
+                        let entry: Held = (
+                            change.field.clone(),
+                            crate::tick::from_datetime(change.at),
+                            change.value.clone(),
+                            change.write.clone(),
+                        );
+                        for process in &view.processes {
+                            let holds = !change.missing.contains(&process.id);
+                            prop_assert_eq!(
+                                holds,
+                                served[&process.id].contains(&entry),
+                                "{} and {:?}", process.id, entry
+                            );
+                        }
+                        prop_assert_eq!(change.held_by + change.missing.len(), change.of);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    #[test]
+    fn an_entry_a_process_refused_is_not_held() {
+        let mut process = process(Reported {
+            process: "x".into(),
+            seen: 0,
+            revision: 5,
+            body: r#"{"id":"x","host":"h","pid":1,"program":"p","refused":[{"field":"a","at":1000}]}"#
+                .into(),
+        });
+        assert!(!holds(&process, "a", 1000, 3));
+        assert!(holds(&process, "a", 2000, 3));
+        assert!(!holds(&process, "b", 2000, 6));
+        process.refused.clear();
+        assert!(holds(&process, "a", 1000, 5));
+    }
+
+    #[test]
+    fn an_unreadable_record_still_counts_under_its_id() {
+        let process = process(Reported {
+            process: "odd".into(),
+            seen: 1_000,
+            revision: 2,
+            body: "not json".into(),
+        });
+        assert_eq!((process.id.as_str(), process.revision), ("odd", 2));
+        assert!(process.host.contains("unreadable record"), "{}", process.host);
+    }
+
+    #[test]
+    fn a_report_stays_within_the_bound_and_says_nothing_secret() {
+        let identity = Identity::of_this_process(0);
+        let mut status = StatusData::default();
+        status.fetches = 3;
+        let refused: Vec<(&'static str, Millis)> = (0..10_000).map(|i| ("field", i)).collect();
+        let report = identity.report(tick(), &status, &refused);
+        assert!(report.body.len() <= MAX_REPORT_BYTES, "{}", report.body.len());
+        assert_eq!(report.expires_after, 3_000);
+        let body: serde_json::Value = serde_json::from_str(&report.body).unwrap();
+        let keys: BTreeSet<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let expected = [
+            "id", "host", "pid", "program", "version", "started", "tick_ms", "fetches",
+            "failed_fetches", "late_flips", "rejected", "refused", "clock_offset_ms", "store_lost",
+        ];
+        assert_eq!(keys, expected.into_iter().collect());
+        assert_eq!(body["pid"], std::process::id());
+        assert_eq!(body["fetches"], 3);
+    }
 }
