@@ -520,8 +520,9 @@ mod tests {
             process: "x".into(),
             seen: 0,
             revision: 5,
-            body: r#"{"id":"x","host":"h","pid":1,"program":"p","refused":[{"field":"a","at":1000}]}"#
-                .into(),
+            body:
+                r#"{"id":"x","host":"h","pid":1,"program":"p","refused":[{"field":"a","at":1000}]}"#
+                    .into(),
         });
         assert!(!holds(&process, "a", 1000, 3));
         assert!(holds(&process, "a", 2000, 3));
@@ -539,7 +540,11 @@ mod tests {
             body: "not json".into(),
         });
         assert_eq!((process.id.as_str(), process.revision), ("odd", 2));
-        assert!(process.host.contains("unreadable record"), "{}", process.host);
+        assert!(
+            process.host.contains("unreadable record"),
+            "{}",
+            process.host
+        );
     }
 
     #[test]
@@ -549,13 +554,34 @@ mod tests {
         status.fetches = 3;
         let refused: Vec<(&'static str, Millis)> = (0..10_000).map(|i| ("field", i)).collect();
         let report = identity.report(tick(), &status, &refused);
-        assert!(report.body.len() <= MAX_REPORT_BYTES, "{}", report.body.len());
+        assert!(
+            report.body.len() <= MAX_REPORT_BYTES,
+            "{}",
+            report.body.len()
+        );
         assert_eq!(report.expires_after, 3_000);
         let body: serde_json::Value = serde_json::from_str(&report.body).unwrap();
-        let keys: BTreeSet<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: BTreeSet<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let expected = [
-            "id", "host", "pid", "program", "version", "started", "tick_ms", "fetches",
-            "failed_fetches", "late_flips", "rejected", "refused", "clock_offset_ms", "store_lost",
+            "id",
+            "host",
+            "pid",
+            "program",
+            "version",
+            "started",
+            "tick_ms",
+            "fetches",
+            "failed_fetches",
+            "late_flips",
+            "rejected",
+            "refused",
+            "clock_offset_ms",
+            "store_lost",
         ];
         assert_eq!(keys, expected.into_iter().collect());
         assert_eq!(body["pid"], std::process::id());
