@@ -1,4 +1,4 @@
-//! The fleet: which live processes hold each pending change (promise 14).
+//! The fleet view: which live processes hold each pending change (promise 14).
 //!
 //! With each fetch a process sends a small record of itself ([`Process`]);
 //! the store keeps it in the same round trip, stamped with the store's clock
@@ -6,7 +6,7 @@
 //! purge advances the revision and each entry carries the revision that
 //! wrote it, so a process holds an entry exactly when the last fetch it was
 //! served has that revision or a later one (and it did not report the entry
-//! as one it cannot decode). A record expires [`EXPIRY_TICKS`] ticks after
+//! as one it cannot decode). A record expires three (see [`crate::Builder::report`]) ticks after
 //! the process's last fetch: the view lists only live processes and never
 //! grows without bound.
 //!
@@ -18,17 +18,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::{Reported, Store, StoredEntry};
 use crate::error::Error;
-use crate::status::StatusData;
-use crate::store::{MAX_REPORT_BYTES, Report, Reported, Store, StoredEntry};
-use crate::tick::{Millis, Tick, to_datetime};
-
-/// How many ticks a process's record outlives its last fetch.
-pub const EXPIRY_TICKS: i64 = 3;
-
-/// At most this many refused entries go in a record (the first ones); fewer
-/// if their names are long (the record stays within [`MAX_REPORT_BYTES`]).
-const MAX_REFUSED: usize = 32;
+use crate::tick::{Millis, to_datetime};
 
 /// A registry's fleet at one moment: its live processes and, for each
 /// pending change, which of them hold it.
@@ -173,98 +165,6 @@ fn as_json<S: serde::Serializer>(
     }
 }
 
-/// Who this process is, fixed at start.
-#[derive(Clone, Debug)]
-pub(crate) struct Identity {
-    id: String,
-    host: String,
-    pid: u32,
-    program: String,
-    started: Millis,
-}
-
-impl Identity {
-    /// This process, started now.
-    pub(crate) fn of_this_process(now: Millis) -> Identity {
-        Identity {
-            id: format!("{:016x}", fastrand::u64(..)),
-            host: host_name(),
-            pid: std::process::id(),
-            program: std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default(),
-            started: now,
-        }
-    }
-
-    /// The record sent with the next fetch.
-    pub(crate) fn report(
-        &self,
-        tick: Tick,
-        status: &StatusData,
-        refused: &[(&'static str, Millis)],
-    ) -> Report {
-        let mut process = Process {
-            id: self.id.clone(),
-            host: self.host.clone(),
-            pid: self.pid,
-            program: self.program.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started: Some(to_datetime(self.started)),
-            tick_ms: tick.as_millis(),
-            last_fetch: DateTime::UNIX_EPOCH,
-            revision: 0,
-            fetches: status.fetches,
-            failed_fetches: status.failed_fetches,
-            late_flips: status.late_flips,
-            rejected: status.rejected,
-            refused: refused
-                .iter()
-                .take(MAX_REFUSED)
-                .map(|(field, at)| Refused {
-                    field: (*field).to_owned(),
-                    at: *at,
-                })
-                .collect(),
-            clock_offset_ms: status.clock_offset.map(|(ns, _)| ns as f64 / 1e6),
-            store_lost: status.store_lost,
-        };
-        let mut body = body_of(&process);
-        // A record stays small whatever the process saw: the refused
-        // entries are the only part that can grow.
-        while body.len() > MAX_REPORT_BYTES && process.refused.pop().is_some() {
-            body = body_of(&process);
-        }
-        Report {
-            process: self.id.clone(),
-            body,
-            expires_after: tick.as_millis().saturating_mul(EXPIRY_TICKS),
-        }
-    }
-}
-
-/// The JSON a process sends: what it is and how it does, without the
-/// fields the store fills in.
-fn body_of(process: &Process) -> String {
-    let mut value = serde_json::to_value(process).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("last_fetch");
-        object.remove("revision");
-    }
-    value.to_string()
-}
-
-/// The machine's host name, where the system says it.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// The fleet of `namespace` in `store`, for tools: its live processes and,
 /// for every pending change of the fields its published schema lists, which
 /// of them hold it. Two calls: the registry's fetch, then the processes'
@@ -376,7 +276,8 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::{MemoryStore, Write};
+    use crate::store::{MemoryStore, Report, Write};
+    use crate::tick::Tick;
 
     const KEYS: [&str; 2] = ["a", "b"];
 
@@ -545,46 +446,5 @@ mod tests {
             "{}",
             process.host
         );
-    }
-
-    #[test]
-    fn a_report_stays_within_the_bound_and_says_nothing_secret() {
-        let identity = Identity::of_this_process(0);
-        let mut status = StatusData::default();
-        status.fetches = 3;
-        let refused: Vec<(&'static str, Millis)> = (0..10_000).map(|i| ("field", i)).collect();
-        let report = identity.report(tick(), &status, &refused);
-        assert!(
-            report.body.len() <= MAX_REPORT_BYTES,
-            "{}",
-            report.body.len()
-        );
-        assert_eq!(report.expires_after, 3_000);
-        let body: serde_json::Value = serde_json::from_str(&report.body).unwrap();
-        let keys: BTreeSet<&str> = body
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let expected = [
-            "id",
-            "host",
-            "pid",
-            "program",
-            "version",
-            "started",
-            "tick_ms",
-            "fetches",
-            "failed_fetches",
-            "late_flips",
-            "rejected",
-            "refused",
-            "clock_offset_ms",
-            "store_lost",
-        ];
-        assert_eq!(keys, expected.into_iter().collect());
-        assert_eq!(body["pid"], std::process::id());
-        assert_eq!(body["fetches"], 3);
     }
 }
