@@ -46,6 +46,7 @@ pub mod sqlite;
 mod calls;
 mod dialect;
 mod link;
+mod report;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ use crate::tick::{Millis, Tick};
 use calls::Values;
 use dialect::{Dialect, Kind};
 use link::{Failure, Link};
+use report::Reporting;
 
 /// A store in a SQL database: one type for every database, aliased per
 /// database ([`PostgresStore`](super::PostgresStore),
@@ -69,12 +71,14 @@ use link::{Failure, Link};
 /// between calls; a registry that only reads holds one.
 pub struct SqlStore<D: dialect::Dialect> {
     link: Arc<Link<D>>,
+    reporting: Arc<Reporting>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         SqlStore {
             link: self.link.clone(),
+            reporting: self.reporting.clone(),
         }
     }
 }
@@ -91,6 +95,7 @@ impl<D: Dialect> SqlStore<D> {
     fn with(dialect: D, url: &str) -> SqlStore<D> {
         SqlStore {
             link: Arc::new(Link::new(dialect, url)),
+            reporting: Arc::default(),
         }
     }
 
@@ -122,13 +127,28 @@ impl<D: Dialect> Store for SqlStore<D> {
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
-            let _ = report; // TODO(fleet)
             check_name("namespace", namespace)?;
-            // A fetch only reads: safe to send again.
+            let report = self.reporting.admit(namespace, report)?;
+            // A fetch only reads, and its record replaces the process's
+            // own: safe to send again.
             self.link
                 .call(true, |mut c| {
                     Box::pin(async move {
-                        let result = calls::fetch::<D>(&mut c, namespace, keys).await;
+                        let result = calls::fetch::<D>(&mut c, namespace, keys, report).await;
+                        let result = match result {
+                            Err(Failure::Sql(e))
+                                if report.is_some()
+                                    && self.reporting.refused(
+                                        D::class(&e),
+                                        self.link.shown(),
+                                        namespace,
+                                        &e.to_string(),
+                                    ) =>
+                            {
+                                calls::fetch::<D>(&mut c, namespace, keys, None).await
+                            }
+                            result => result,
+                        };
                         (c, result)
                     })
                 })
@@ -137,10 +157,16 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-        // TODO(fleet): the store's records.
         Box::pin(async move {
             check_name("namespace", namespace)?;
-            Ok(Reports::default())
+            self.link
+                .call(true, |mut c| {
+                    Box::pin(async move {
+                        let result = calls::reports::<D>(&mut c, namespace).await;
+                        (c, result)
+                    })
+                })
+                .await
         })
     }
 
