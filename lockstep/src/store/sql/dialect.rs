@@ -163,6 +163,18 @@ pub mod standard {
     };
 }
 
+/// The tables that gained a `revision` column after the first layout: the
+/// tables of a database created by it are upgraded in place when a store
+/// connects.
+pub const REVISIONED: [&str; 2] = ["lockstep_meta", "lockstep_entries"];
+
+/// The statement that adds its `revision` column, of SQL type `ty`, to a
+/// table of the first layout (SQLite and MySQL have no `ADD COLUMN IF NOT
+/// EXISTS`: each checks that it is missing first).
+pub fn add_revision(table: &str, ty: &str) -> String {
+    format!("ALTER TABLE {table} ADD COLUMN revision {ty} NOT NULL DEFAULT 0")
+}
+
 /// A value bound to a statement.
 #[derive(Clone, Debug)]
 pub enum Arg<'a> {

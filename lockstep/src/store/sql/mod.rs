@@ -4,27 +4,41 @@
 //!
 //! # Layout
 //!
-//! Three tables, created on first use when missing (the README gives the
-//! SQL, for a database administrator who would rather create them by hand):
+//! Four tables, created on first use when missing (each store's `LAYOUT`
+//! and `docs/stores.md` give the SQL, for a database administrator who would
+//! rather create them by hand):
 //!
 //! | table | one row per | columns |
 //! |---|---|---|
-//! | `lockstep_entries` | entry | `namespace`, `field`, `at_ms` (the instant, ms since the Unix epoch), `value` (JSON text, as written), `write_id`, `written_at` (ms, the database's clock), `writer`; primary key `(namespace, field, at_ms)` |
-//! | `lockstep_meta` | registry | `namespace` (primary key), `epoch` (random id, `NULL` until the first write), `created` (ms, the database's clock), `schema` (JSON) |
+//! | `lockstep_entries` | entry | `namespace`, `field`, `at_ms` (the instant, ms since the Unix epoch), `value` (JSON text, as written), `write_id`, `written_at` (ms, the database's clock), `writer`, `revision` (the registry's revision its write made); primary key `(namespace, field, at_ms)` |
+//! | `lockstep_meta` | registry | `namespace` (primary key), `epoch` (random id, `NULL` until the first write), `created` (ms, the database's clock), `revision` (0 until the first write), `schema` (JSON) |
 //! | `lockstep_writes` | write | `namespace`, `write_id` (primary key together), `instants` (comma-separated ms), `written_at`; kept a day so a retried write takes effect once |
+//! | `lockstep_reports` | process fetching a registry with a report | `namespace`, `process` (primary key together), `seen` (ms, the database's clock), `revision` (the one its fetch served), `expires` (ms), `body` (JSON); index `(namespace, expires)` |
 //!
-//! A fetch is one `SELECT`: a row with the database's clock and the epoch,
-//! `UNION ALL` the entries of the fields asked for, read through the primary
-//! key. A commit is one transaction that holds the registry's write lock
-//! (PostgreSQL: its `lockstep_meta` row, locked by an upsert that also
-//! creates the epoch; SQLite: `BEGIN IMMEDIATE`, the database's write lock),
-//! reads the database's clock, refuses instants before its horizon, writes
-//! every entry (the same field and instant keeps the last write), prunes
+//! Tables of the first layout (without `revision` and `lockstep_reports`)
+//! are upgraded in place when a store connects: the missing table and
+//! columns are added, and what they held reads with revision 0.
+//!
+//! A fetch is one `SELECT`: a row with the database's clock, the epoch and
+//! the revision, `UNION ALL` the entries of the fields asked for, read
+//! through the primary key. A fetch with a report also records it, with the
+//! revision it serves (never a newer one), and deletes a few expired records
+//! of the registry, in the same round trip where the database allows it
+//! (PostgreSQL: one statement; MySQL: one text of several statements;
+//! SQLite: one transaction on the local file); a database that refuses the
+//! record (read-only credentials) gets the fetch again without it (see
+//! `report.rs`). A commit is one transaction that holds the registry's write
+//! lock (PostgreSQL and MySQL: its `lockstep_meta` row, locked by an upsert
+//! that also creates the epoch and advances the revision; SQLite: `BEGIN
+//! IMMEDIATE`, the database's write lock), reads the database's clock,
+//! refuses instants before its horizon, writes every entry with the new
+//! revision (the same field and instant keeps the last write), prunes
 //! history beyond the active entry plus [`HISTORY`] superseded ones, records
 //! the write id, and reads the clock once more just before `COMMIT`: if a
 //! tick boundary passed meanwhile and an instant is now before the horizon,
 //! it rolls back and starts again, so no committed entry is ever before the
-//! horizon of its commit.
+//! horizon of its commit. A cancel or purge advances the revision in its
+//! transaction too; whatever is refused rolls back, revision and all.
 //!
 //! A fetch never ships a value over [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES):
 //! the database sends its size instead, and the entry comes back as

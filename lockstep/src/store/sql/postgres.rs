@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS lockstep_meta (
     namespace  text PRIMARY KEY,
     epoch      text,
     created    bigint,
-    schema     text,
-    revision   bigint NOT NULL DEFAULT 0
+    revision   bigint NOT NULL DEFAULT 0,
+    schema     text
 );
 CREATE TABLE IF NOT EXISTS lockstep_entries (
     namespace  text   NOT NULL,
@@ -120,13 +120,16 @@ const SQL: Statements = Statements {
     // One statement, one snapshot: the record takes the revision of the
     // meta row the fetch reads. Data-modifying CTEs run whether or not the
     // fetch reads them; expired records another fetch is deleting are
-    // skipped, not waited for.
+    // skipped, not waited for. A record is not worth a flush of the log:
+    // this statement's own transaction commits without waiting for it
+    // (`synchronous_commit` off for it alone; a crash may lose the last
+    // records, which the next fetches write again).
     reporting: &[Stmt {
         sql: concat!(
             "WITH served AS (SELECT ",
             now_ms!(),
             " AS now, coalesce((SELECT revision FROM lockstep_meta WHERE namespace = $1), 0) ",
-            "AS revision), ",
+            "AS revision, set_config('synchronous_commit', 'off', true) AS unflushed), ",
             "recorded AS (INSERT INTO lockstep_reports ",
             "(namespace, process, seen, revision, expires, body) ",
             "SELECT $1, $4, now, revision, now + $5, $6 FROM served ",
@@ -290,8 +293,14 @@ impl Dialect for Postgres {
                 .bind(LAYOUT_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::Executor::execute(&mut *tx, LAYOUT).await?;
-            sqlx::Executor::execute(&mut *tx, UPGRADE).await?;
+            // Whoever held the lock before may have done it all: `ALTER
+            // TABLE` locks the table even when the column is there, and
+            // every fetch would wait for it.
+            let present: bool = sqlx::query_scalar(PRESENT).fetch_one(&mut *tx).await?;
+            if !present {
+                sqlx::Executor::execute(&mut *tx, LAYOUT).await?;
+                sqlx::Executor::execute(&mut *tx, UPGRADE).await?;
+            }
             tx.commit().await?;
         }
         Ok(c)

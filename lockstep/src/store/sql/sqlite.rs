@@ -19,8 +19,8 @@ use sqlx::{Connection, Sqlite as Lite};
 
 use super::SqlStore;
 use super::dialect::{
-    Arg, Class, Dialect, Identity, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert,
-    bind_scalar, common_class, in_turn, json_keys, run_with, standard,
+    Arg, Class, Dialect, Identity, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt,
+    Upsert, add_revision, bind_scalar, common_class, in_turn, json_keys, run_with, standard,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS lockstep_meta (
     namespace  TEXT PRIMARY KEY,
     epoch      TEXT,
     created    INTEGER,
-    schema     TEXT,
-    revision   INTEGER NOT NULL DEFAULT 0
+    revision   INTEGER NOT NULL DEFAULT 0,
+    schema     TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lockstep_entries (
     namespace  TEXT    NOT NULL,
@@ -65,21 +65,8 @@ CREATE TABLE IF NOT EXISTS lockstep_reports (
 CREATE INDEX IF NOT EXISTS lockstep_reports_expires ON lockstep_reports (namespace, expires);
 ";
 
-/// The tables of the first layout (before revisions) lacking a column of
-/// this one, and the statement that adds it: SQLite has no `ADD COLUMN IF
-/// NOT EXISTS`, so [`MISSING`] tells which to run.
-const UPGRADE: [(&str, &str); 2] = [
-    (
-        "lockstep_meta",
-        "ALTER TABLE lockstep_meta ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
-    ),
-    (
-        "lockstep_entries",
-        "ALTER TABLE lockstep_entries ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
-    ),
-];
-
-/// Whether the table `?1` lacks its `revision` column.
+/// Whether the table `?1` lacks its `revision` column: SQLite has no `ADD
+/// COLUMN IF NOT EXISTS`.
 const MISSING: &str = "SELECT count(*) = 0 FROM pragma_table_info(?1) WHERE name = 'revision'";
 
 /// How long a writer waits for another to finish.
@@ -331,13 +318,14 @@ impl Sqlite {
         if !present {
             let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::Executor::execute(&mut *tx, LAYOUT).await?;
-            for (table, add) in UPGRADE {
+            for table in REVISIONED {
                 let missing: bool = sqlx::query_scalar(MISSING)
                     .bind(table)
                     .fetch_one(&mut *tx)
                     .await?;
                 if missing {
-                    sqlx::Executor::execute(&mut *tx, add).await?;
+                    let add = add_revision(table, "INTEGER");
+                    sqlx::Executor::execute(&mut *tx, add.as_str()).await?;
                 }
             }
             tx.commit().await?;
