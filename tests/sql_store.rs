@@ -2,12 +2,13 @@
 //! PostgreSQL, SQLite and MySQL/MariaDB, against the real databases: cancel
 //! says what it removed, purge removes what no process can use, an oversized
 //! value never crosses the network, the fetch says whether the schema is
-//! held, misconfiguration is told apart from an outage, and a SQLite file
-//! deleted and created again is noticed.
+//! held, misconfiguration is told apart from an outage, a SQLite file
+//! deleted and created again is noticed, tables of the first layout are
+//! upgraded in place, and a reader that may only read still fetches.
 
 use std::sync::Arc;
 
-use lockstep::store::{MysqlStore, PostgresStore, SqliteStore, StepAt, Store};
+use lockstep::store::{MysqlStore, PostgresStore, Report, SqliteStore, StepAt, Store};
 use lockstep::{Error, Millis, Schema, Tick};
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 
@@ -16,6 +17,8 @@ const TICK: Tick = Tick::__from_secs(1);
 /// A SQL store and a way to run SQL in its database.
 struct Db {
     store: Arc<dyn Store>,
+    /// The store's URL.
+    url: String,
     execute: Box<dyn Fn(&str) + Send + Sync>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -25,6 +28,7 @@ fn postgres() -> Db {
     let run = schema.clone();
     Db {
         store: Arc::new(PostgresStore::open(schema.url()).unwrap()),
+        url: schema.url().to_owned(),
         execute: Box::new(move |sql| run.execute(&[sql])),
         _keep: Box::new(schema),
     }
@@ -35,6 +39,7 @@ fn mysql() -> Db {
     let run = db.clone();
     Db {
         store: Arc::new(MysqlStore::open(&db.url()).unwrap()),
+        url: db.url(),
         execute: Box::new(move |sql| run.execute(&[sql])),
         _keep: Box::new(db),
     }
@@ -43,9 +48,12 @@ fn mysql() -> Db {
 fn sqlite() -> Db {
     let file = SqliteFile::create();
     let url = file.url();
+    // SQL run before the store's first call creates the file.
+    let created = format!("{url}?mode=rwc");
     Db {
         store: Arc::new(SqliteStore::open(&url).unwrap()),
-        execute: Box::new(move |sql| sqlite_execute(&url, sql)),
+        url,
+        execute: Box::new(move |sql| sqlite_execute(&created, sql)),
         _keep: Box::new(file),
     }
 }
@@ -303,4 +311,224 @@ async fn a_sqlite_file_deleted_and_created_again_is_opened_anew() {
     assert_ne!(after.epoch, before.epoch, "{after:?}");
     let values: Vec<_> = after.fields["a"].iter().map(|e| e.value.clone()).collect();
     assert_eq!(values, vec![Ok("2".to_owned())]);
+}
+
+fn report(process: &str) -> Report {
+    Report {
+        process: process.to_owned(),
+        body: format!(r#"{{"id":"{process}"}}"#),
+        expires_after: 600_000,
+    }
+}
+
+/// The tables of the first layout, before revisions and reports: this
+/// layout without its `revision` columns and `lockstep_reports`, which is
+/// the SQL that release created them with.
+fn first_layout(layout: &str) -> Vec<String> {
+    let statements: Vec<String> = layout
+        .split_inclusive(";\n")
+        .filter(|s| !s.contains("lockstep_reports"))
+        .map(|s| {
+            let lines: Vec<&str> = s.lines().filter(|l| !l.contains("revision")).collect();
+            lines.join("\n")
+        })
+        .collect();
+    let tables = statements.iter().filter(|s| s.contains("CREATE TABLE"));
+    assert_eq!(tables.count(), 3, "{statements:?}");
+    statements
+}
+
+/// A database whose tables the first layout created, holding an entry and
+/// an epoch, is upgraded when the store connects: what it held reads with
+/// revision 0, and writes and reports work from there.
+async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
+    for statement in first_layout(layout) {
+        (db.execute)(&statement);
+    }
+    let long_ago = 1_000_000;
+    plant(&db, "old", "a", long_ago, "1");
+    (db.execute)(&format!(
+        "INSERT INTO lockstep_meta (namespace, epoch, created) VALUES ('old', 'e0', {long_ago})"
+    ));
+    let s = &*db.store;
+    let fetched = s
+        .fetch_reporting("old", &["a"], Some(&report("p1")))
+        .await
+        .unwrap();
+    assert_eq!(fetched.revision, 0);
+    assert_eq!(fetched.epoch.as_ref().map(|e| e.id.as_str()), Some("e0"));
+    let old = &fetched.fields["a"][0];
+    assert_eq!((old.at, old.value.as_deref()), (long_ago, Ok("1")));
+    assert_eq!(old.origin.as_ref().map(|o| o.revision), Some(0));
+    let records = s.reports("old").await.unwrap().records;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].process.as_str(), records[0].revision),
+        ("p1", 0)
+    );
+    s.commit(&set("old", "a", "2", StepAt::Horizon { after: 0 }))
+        .await
+        .unwrap();
+    let fetched = s.fetch("old", &["a"]).await.unwrap();
+    assert_eq!(fetched.revision, 1);
+    let revisions: Vec<_> = fetched.fields["a"]
+        .iter()
+        .map(|e| e.origin.as_ref().unwrap().revision)
+        .collect();
+    assert_eq!(revisions, [0, 1]);
+    assert_eq!(fetched.epoch.map(|e| e.id), Some("e0".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrades_the_first_layout_in_place() {
+    an_old_layout_is_upgraded_in_place(postgres(), PostgresStore::LAYOUT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrades_the_first_layout_in_place() {
+    an_old_layout_is_upgraded_in_place(sqlite(), SqliteStore::LAYOUT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_upgrades_the_first_layout_in_place() {
+    an_old_layout_is_upgraded_in_place(mysql(), MysqlStore::LAYOUT).await;
+}
+
+/// `url` with the user `user` (password `pw`) instead of its own.
+fn as_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}:pw@{host}")
+}
+
+/// A reader whose credentials may read the tables but not write them still
+/// fetches with its report on: the database refuses the record, the fetch
+/// is sent again without it, and the next fetches go without it. The
+/// writer's record is there; the reader's is not. `reader` is called once
+/// the writer has created the tables.
+async fn a_reader_that_may_only_read_still_fetches(db: &Db, reader: impl FnOnce() -> String) {
+    let s = &*db.store;
+    let far = TICK.ceil(store_now(s).await + 60_000);
+    s.commit(&set("read", "a", "1", StepAt::At(far)))
+        .await
+        .unwrap();
+    s.fetch_reporting("read", &["a"], Some(&report("writer")))
+        .await
+        .unwrap();
+    let url = reader();
+    let reader = lockstep::store::open(&url).unwrap();
+    for _ in 0..3 {
+        let fetched = reader
+            .fetch_reporting("read", &["a"], Some(&report("reader")))
+            .await
+            .unwrap();
+        assert_eq!(fetched.revision, 1);
+        assert_eq!(fetched.fields["a"][0].at, far);
+    }
+    let records = reader.reports("read").await.unwrap().records;
+    let ids: Vec<&str> = records.iter().map(|r| r.process.as_str()).collect();
+    assert_eq!(ids, ["writer"]);
+    // Its writes are refused as before: a misconfiguration.
+    let refused = reader
+        .commit(&set("read", "a", "2", StepAt::At(far)))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Misconfigured { .. }), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_role_that_may_only_select_still_fetches() {
+    let schema = PostgresSchema::create();
+    let role = format!("{}_reader", schema.name());
+    let db = Db {
+        store: Arc::new(PostgresStore::open(schema.url()).unwrap()),
+        url: schema.url().to_owned(),
+        execute: Box::new(|_| {}),
+        _keep: Box::new(()),
+    };
+    a_reader_that_may_only_read_still_fetches(&db, || {
+        schema.execute(&[
+            &format!("CREATE ROLE {role} LOGIN PASSWORD 'pw'"),
+            &format!("GRANT USAGE ON SCHEMA {} TO {role}", schema.name()),
+            &format!(
+                "GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {role}",
+                schema.name()
+            ),
+        ]);
+        as_user(schema.url(), &role)
+    })
+    .await;
+    schema.execute(&[
+        &format!("DROP OWNED BY {role}"),
+        &format!("DROP ROLE {role}"),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_user_that_may_only_select_still_fetches() {
+    let db = mysql();
+    let url = db.url.clone();
+    let name = url.rsplit_once('/').unwrap().1.to_owned();
+    let user = format!("{name}_ro");
+    let hosts = ["%", "localhost"];
+    a_reader_that_may_only_read_still_fetches(&db, || {
+        for host in hosts {
+            (db.execute)(&format!("CREATE USER '{user}'@'{host}' IDENTIFIED BY 'pw'"));
+            (db.execute)(&format!("GRANT SELECT ON {name}.* TO '{user}'@'{host}'"));
+        }
+        as_user(&url, &user)
+    })
+    .await;
+    for host in hosts {
+        (db.execute)(&format!("DROP USER '{user}'@'{host}'"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_opened_read_only_still_fetches() {
+    let db = sqlite();
+    let url = db.url.clone();
+    a_reader_that_may_only_read_still_fetches(&db, || format!("{url}?mode=ro")).await;
+}
+
+/// A fetch with a report reads the registry's revision without waiting for
+/// a commit that holds the registry's lock (its `lockstep_meta` row, here
+/// held by a transaction of this test's own): it serves and records the
+/// revision committed before, and the commit, rolled back, changed nothing.
+async fn a_fetch_with_a_report_does_not_wait_for_a_commit<C>(db: Db)
+where
+    C: sqlx::Connection,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
+{
+    let s = &*db.store;
+    s.commit(&set("busy", "a", "1", StepAt::Horizon { after: 0 }))
+        .await
+        .unwrap();
+    let mut c = C::connect(&db.url).await.unwrap();
+    let mut tx = c.begin().await.unwrap();
+    sqlx::Executor::execute(
+        &mut *tx,
+        "UPDATE lockstep_meta SET revision = revision + 1 WHERE namespace = 'busy'",
+    )
+    .await
+    .unwrap();
+    let fetched = s
+        .fetch_reporting("busy", &["a"], Some(&report("p1")))
+        .await
+        .unwrap();
+    assert_eq!(fetched.revision, 1);
+    let records = s.reports("busy").await.unwrap().records;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].revision, 1);
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_fetch_with_a_report_does_not_wait_for_a_commit() {
+    a_fetch_with_a_report_does_not_wait_for_a_commit::<sqlx::PgConnection>(postgres()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_fetch_with_a_report_does_not_wait_for_a_commit() {
+    a_fetch_with_a_report_does_not_wait_for_a_commit::<sqlx::MySqlConnection>(mysql()).await;
 }

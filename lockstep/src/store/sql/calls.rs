@@ -9,8 +9,8 @@ use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
 use super::link::Failure;
 use crate::error::Error;
 use crate::store::{
-    Committed, Epoch, Fetched, HISTORY, Origin, StoredEntry, Write, check_cancel, check_name,
-    resolve_instants,
+    Committed, Epoch, Fetched, HISTORY, Origin, Report, Reported, Reports, StoredEntry, Write,
+    check_cancel, check_name, resolve_instants,
 };
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
@@ -24,6 +24,11 @@ const WRITE_ID_KEPT: Millis = 86_400_000;
 /// are at least a second apart).
 const COMMIT_TRIES: usize = 3;
 
+/// How many expired records of a registry a fetch with a report deletes at
+/// most: enough to keep up with a fleet that restarts all at once, little
+/// enough to keep every fetch cheap.
+const SWEEP: i64 = 32;
+
 const FETCH_KINDS: &[Kind] = &[
     Kind::Text,
     Kind::Int,
@@ -32,8 +37,17 @@ const FETCH_KINDS: &[Kind] = &[
     Kind::Int,
     Kind::Text,
     Kind::Text,
+    Kind::Int,
 ];
-const ENTRY_KINDS: &[Kind] = &[Kind::Text, Kind::Int, Kind::Text, Kind::Int, Kind::Text];
+const ENTRY_KINDS: &[Kind] = &[
+    Kind::Text,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+];
+const REPORT_KINDS: &[Kind] = &[Kind::Text, Kind::Int, Kind::Int, Kind::Text, Kind::Int];
 
 /// The values a call binds, by [`Param`]; a statement takes those its
 /// dialect lists.
@@ -53,6 +67,7 @@ pub(crate) struct Values<'a> {
     pub by: &'a str,
     pub entry: Option<&'a NewEntry<'a>>,
     pub entries: &'a [NewEntry<'a>],
+    pub report: Option<&'a Report>,
 }
 
 impl<'a> Values<'a> {
@@ -83,6 +98,10 @@ impl<'a> Values<'a> {
                 Some(e) => Arg::Text(e.value),
                 None => Arg::Texts(self.entries.iter().map(|e| e.value).collect()),
             },
+            Param::Process => Arg::Text(self.report.map_or("", |r| r.process.as_str())),
+            Param::Body => Arg::Text(self.report.map_or("", |r| r.body.as_str())),
+            Param::ExpiresAfter => Arg::Int(self.report.map_or(0, |r| r.expires_after)),
+            Param::Sweep => Arg::Int(SWEEP),
         }
     }
 }
@@ -101,8 +120,12 @@ pub(crate) async fn run<D: Dialect>(
     values: &Values<'_>,
     kinds: &[Kind],
 ) -> Result<super::dialect::Out, sqlx::Error> {
-    let args = stmt.binds.iter().map(|p| values.arg(*p)).collect();
-    D::run(c, stmt.sql, args, kinds).await
+    D::run(c, stmt.sql, args(stmt, values), kinds).await
+}
+
+/// The values `stmt` binds, in order.
+fn args<'a>(stmt: &Stmt, values: &Values<'a>) -> Vec<Arg<'a>> {
+    stmt.binds.iter().map(|p| values.arg(*p)).collect()
 }
 
 /// The first cell of the first row, as an integer.
@@ -119,19 +142,69 @@ async fn scalar<D: Dialect>(
         .and_then(|r| r.into_iter().next()))
 }
 
-/// A fetch: one query.
+/// A fetch: one query, or with a report the statements that also record
+/// it, sent as the dialect sends them.
 pub(crate) async fn fetch<D: Dialect>(
     c: &mut D::Conn,
     namespace: &str,
     keys: &[&str],
+    report: Option<&Report>,
 ) -> Result<Fetched, Failure> {
     let values = Values {
         namespace,
         keys,
+        report,
         ..Values::default()
     };
-    let out = run::<D>(c, &D::SQL.fetch, &values, FETCH_KINDS).await?;
+    let out = match report {
+        None => run::<D>(c, &D::SQL.fetch, &values, FETCH_KINDS).await?,
+        Some(_) => {
+            let stmts = D::SQL
+                .reporting
+                .iter()
+                .map(|stmt| (stmt.sql, args(stmt, &values)))
+                .collect();
+            D::run_reporting(c, stmts, FETCH_KINDS).await?
+        }
+    };
     assemble(out.rows, keys)
+}
+
+/// The live records of `namespace`, by the database's clock.
+pub(crate) async fn reports<D: Dialect>(
+    c: &mut D::Conn,
+    namespace: &str,
+) -> Result<Reports, Failure> {
+    let values = Values {
+        namespace,
+        ..Values::default()
+    };
+    let out = run::<D>(c, &D::SQL.reports, &values, REPORT_KINDS).await?;
+    let mut reports = Reports::default();
+    for row in out.rows {
+        let Ok::<[Cell; 5], _>([process, seen, revision, body, now]) = row.try_into() else {
+            return Err(Failure::Store(
+                "a report row without its 5 columns".to_owned(),
+            ));
+        };
+        reports.store_now = now
+            .int()
+            .ok_or_else(|| Failure::Store("the database did not say its time".to_owned()))?;
+        if let Some(process) = process.text() {
+            reports.records.push(Reported {
+                process,
+                seen: seen.int().unwrap_or_default(),
+                revision: revision_of(&revision),
+                body: body.text().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(reports)
+}
+
+/// A revision as stored; `NULL` (a registry never written) is 0.
+fn revision_of(cell: &Cell) -> u64 {
+    cell.int().and_then(|r| u64::try_from(r).ok()).unwrap_or(0)
 }
 
 /// The rows of a fetch as a [`Fetched`]: every key asked for, each with its
@@ -143,17 +216,28 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
     };
     let mut header = false;
     for row in rows {
-        let Ok::<[Cell; 7], _>([field, at, value, size, written_at, write_id, writer]) =
-            row.try_into()
+        let Ok::<[Cell; 8], _>(
+            [
+                field,
+                at,
+                value,
+                size,
+                written_at,
+                write_id,
+                writer,
+                revision,
+            ],
+        ) = row.try_into()
         else {
             return Err(Failure::Store(
-                "a fetch row without its 7 columns".to_owned(),
+                "a fetch row without its 8 columns".to_owned(),
             ));
         };
         let (at, size, written_at) = (at.int(), size.int(), written_at.int());
         let Some(field) = field.text() else {
             header = true;
             fetched.store_micros = at;
+            fetched.revision = revision_of(&revision);
             fetched.schema_held = size == Some(1);
             fetched.epoch = match (value.text(), written_at) {
                 (Some(id), Some(created)) => Some(Epoch { id, created }),
@@ -170,9 +254,12 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
             at,
             value.text(),
             size,
-            write_id.text(),
-            written_at,
-            writer.text(),
+            Written {
+                write_id: write_id.text(),
+                written_at,
+                writer: writer.text(),
+                revision: revision_of(&revision),
+            },
         );
         fetched.fields.entry(field).or_default().push(entry);
     }
@@ -185,16 +272,17 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
     Ok(fetched)
 }
 
-/// An entry as the database returned it; a value over the limit comes back
-/// as its size only.
-fn stored(
-    at: Millis,
-    value: Option<String>,
-    size: Option<i64>,
+/// Who wrote an entry, as the database returned it.
+struct Written {
     write_id: Option<String>,
     written_at: Option<i64>,
     writer: Option<String>,
-) -> StoredEntry {
+    revision: u64,
+}
+
+/// An entry as the database returned it; a value over the limit comes back
+/// as its size only.
+fn stored(at: Millis, value: Option<String>, size: Option<i64>, written: Written) -> StoredEntry {
     let value = match (value, size) {
         (Some(v), _) => Ok(v),
         (None, Some(n)) if n > MAX_VALUE_BYTES as i64 => {
@@ -202,12 +290,12 @@ fn stored(
         }
         (None, _) => Err("the entry has no value".to_owned()),
     };
-    let origin = match (write_id, written_at) {
+    let origin = match (written.write_id, written.written_at) {
         (Some(write), Some(written_at)) => Some(Origin {
             write,
             written_at,
-            by: writer.unwrap_or_default(),
-            revision: 0, // TODO(fleet)
+            by: written.writer.unwrap_or_default(),
+            revision: written.revision,
         }),
         _ => None,
     };
@@ -340,7 +428,7 @@ async fn take<D: Dialect>(
     run::<D>(&mut tx, &sql.lock, values, &[]).await?;
     let found = run::<D>(&mut tx, &sql.entry, values, ENTRY_KINDS).await?;
     let now = clock::<D>(&mut tx, &sql.now, values).await?;
-    let Some(Ok::<[Cell; 5], _>([value, size, write_id, written_at, writer])) =
+    let Some(Ok::<[Cell; 6], _>([value, size, write_id, written_at, writer, revision])) =
         found.rows.into_iter().next().map(|r| r.try_into())
     else {
         return Err(Failure::Refused(Error::NoSuchEntry {
@@ -353,9 +441,12 @@ async fn take<D: Dialect>(
         values.at,
         value.text(),
         size.int(),
-        write_id.text(),
-        written_at.int(),
-        writer.text(),
+        Written {
+            write_id: write_id.text(),
+            written_at: written_at.int(),
+            writer: writer.text(),
+            revision: revision_of(&revision),
+        },
     );
     allowed(now, &entry).map_err(Failure::Refused)?;
     run::<D>(&mut tx, &sql.delete, values, &[]).await?;
@@ -522,6 +613,7 @@ mod tests {
                 i(written_at),
                 t(field.map(|_| "w")),
                 t(Some("me")),
+                i(Some(if field.is_some() { at / 1000 } else { 9 })),
             ]
         };
         let fetched = assemble(
@@ -536,6 +628,11 @@ mod tests {
         .ok()
         .unwrap();
         assert_eq!(fetched.store_micros, Some(7_000_123));
+        assert_eq!(fetched.revision, 9);
+        assert_eq!(
+            fetched.fields["a"][1].origin.as_ref().map(|o| o.revision),
+            Some(3)
+        );
         assert!(fetched.schema_held);
         assert_eq!(
             fetched.epoch,

@@ -50,6 +50,14 @@ pub enum Param {
     EntryAt,
     /// An upserted entry's value.
     Value,
+    /// The reporting process's id.
+    Process,
+    /// The reporting process's record (JSON).
+    Body,
+    /// How long a record stays after its fetch (ms).
+    ExpiresAfter,
+    /// How many expired records a fetch deletes at most.
+    Sweep,
 }
 
 /// One statement: its text and the parameters its placeholders bind, in
@@ -78,21 +86,35 @@ pub enum Upsert {
 
 /// Every statement of the layout, in one dialect.
 ///
-/// Fetch rows have seven columns: `field`, `at_ms`, `value` (`NULL` when
+/// Fetch rows have eight columns: `field`, `at_ms`, `value` (`NULL` when
 /// longer than [`Param::Limit`]), `size` (the value's length in bytes),
-/// `written_at`, `write_id`, `writer`. The first row has a `NULL` field and
-/// the database's clock in µs (`at_ms`), the epoch (`value`), whether the
-/// schema is held, 1 or 0 (`size`), and the epoch's creation (`written_at`).
+/// `written_at`, `write_id`, `writer`, `revision`. The first row has a
+/// `NULL` field and the database's clock in µs (`at_ms`), the epoch
+/// (`value`), whether the schema is held, 1 or 0 (`size`), the epoch's
+/// creation (`written_at`) and the registry's revision.
 pub struct Statements {
     /// The clock-and-epoch row `UNION ALL` the entries of the keys.
     pub fetch: Stmt,
-    /// Takes the registry's write lock, creating its epoch if it has none.
+    /// A fetch that also records the process's report, with the revision
+    /// it serves (never a newer one), and deletes at most [`Param::Sweep`]
+    /// expired records of the registry: the statements
+    /// [`Dialect::run_reporting`] sends, the last returning the fetch's
+    /// rows.
+    pub reporting: &'static [Stmt],
+    /// The live records of a registry (`process`, `seen`, `revision`,
+    /// `body`) with the database's clock in ms on every row; one row with a
+    /// `NULL` process when there are none.
+    pub reports: Stmt,
+    /// Takes the registry's write lock, creating its epoch if it has none,
+    /// and advances its revision (undone with the transaction when the call
+    /// is refused).
     pub lock: Stmt,
     /// The instants of a write id already committed.
     pub done: Stmt,
     /// The database's clock in ms.
     pub now: Stmt,
-    /// Writes entries, the same field and instant replaced.
+    /// Writes entries, the same field and instant replaced, each with the
+    /// registry's revision as `lock` advanced it.
     pub upsert: Upsert,
     /// Deletes entries at or before now beyond the latest `Keep`.
     pub prune: Stmt,
@@ -100,7 +122,7 @@ pub struct Statements {
     /// returns the database's clock in ms after them.
     pub record: &'static [Stmt],
     /// One entry: value (`NULL` over the limit), size, `write_id`,
-    /// `written_at`, `writer`.
+    /// `written_at`, `writer`, `revision`.
     pub entry: Stmt,
     /// Deletes the entry of a key at an instant.
     pub delete: Stmt,
@@ -139,6 +161,18 @@ pub mod standard {
         sql: "SELECT namespace FROM lockstep_meta",
         binds: &[],
     };
+}
+
+/// The tables that gained a `revision` column after the first layout: the
+/// tables of a database created by it are upgraded in place when a store
+/// connects.
+pub const REVISIONED: [&str; 2] = ["lockstep_meta", "lockstep_entries"];
+
+/// The statement that adds its `revision` column, of SQL type `ty`, to a
+/// table of the first layout (SQLite and MySQL have no `ADD COLUMN IF NOT
+/// EXISTS`: each checks that it is missing first).
+pub fn add_revision(table: &str, ty: &str) -> String {
+    format!("ALTER TABLE {table} ADD COLUMN revision {ty} NOT NULL DEFAULT 0")
 }
 
 /// A value bound to a statement.
@@ -243,6 +277,31 @@ pub trait Dialect: Send + Sync + 'static {
         args: Vec<Arg<'c>>,
         kinds: &'c [Kind],
     ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c;
+
+    /// Sends the statements of a fetch with a report
+    /// ([`Statements::reporting`]) as the database allows them in one round
+    /// trip, atomically with what the fetch reads or recording a revision no
+    /// newer than it served; the rows of the last one, read as `kinds`.
+    fn run_reporting<'c>(
+        c: &'c mut Self::Conn,
+        stmts: Vec<(&'static str, Vec<Arg<'c>>)>,
+        kinds: &'c [Kind],
+    ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c;
+}
+
+/// Runs `stmts` in turn with [`Dialect::run`], the last one's rows read as
+/// `kinds`: its result.
+pub async fn in_turn<D: Dialect>(
+    c: &mut D::Conn,
+    stmts: Vec<(&'static str, Vec<Arg<'_>>)>,
+    kinds: &[Kind],
+) -> Result<Out, sqlx::Error> {
+    let last = stmts.len().saturating_sub(1);
+    let mut out = Out::default();
+    for (i, (sql, args)) in stmts.into_iter().enumerate() {
+        out = D::run(c, sql, args, if i == last { kinds } else { &[] }).await?;
+    }
+    Ok(out)
 }
 
 /// The classes every driver shares: anything but the database's own error is
@@ -290,13 +349,24 @@ where
         });
     }
     let rows = query.fetch_all(c).await?;
+    cells(&rows, kinds)
+}
+
+/// `rows` read as `kinds`.
+pub fn cells<R>(rows: &[R], kinds: &[Kind]) -> Result<Out, sqlx::Error>
+where
+    R: sqlx::Row,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
+{
     let mut out = Out::default();
-    for r in &rows {
+    for r in rows {
         let mut cells = Vec::with_capacity(kinds.len());
         for (i, kind) in kinds.iter().enumerate() {
             cells.push(match kind {
-                Kind::Int => Cell::Int(sqlx::Row::try_get(r, i)?),
-                Kind::Text => Cell::Text(sqlx::Row::try_get(r, i)?),
+                Kind::Int => Cell::Int(r.try_get(i)?),
+                Kind::Text => Cell::Text(r.try_get(i)?),
             });
         }
         out.rows.push(cells);

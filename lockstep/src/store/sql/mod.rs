@@ -4,27 +4,41 @@
 //!
 //! # Layout
 //!
-//! Three tables, created on first use when missing (the README gives the
-//! SQL, for a database administrator who would rather create them by hand):
+//! Four tables, created on first use when missing (each store's `LAYOUT`
+//! and `docs/stores.md` give the SQL, for a database administrator who would
+//! rather create them by hand):
 //!
 //! | table | one row per | columns |
 //! |---|---|---|
-//! | `lockstep_entries` | entry | `namespace`, `field`, `at_ms` (the instant, ms since the Unix epoch), `value` (JSON text, as written), `write_id`, `written_at` (ms, the database's clock), `writer`; primary key `(namespace, field, at_ms)` |
-//! | `lockstep_meta` | registry | `namespace` (primary key), `epoch` (random id, `NULL` until the first write), `created` (ms, the database's clock), `schema` (JSON) |
+//! | `lockstep_entries` | entry | `namespace`, `field`, `at_ms` (the instant, ms since the Unix epoch), `value` (JSON text, as written), `write_id`, `written_at` (ms, the database's clock), `writer`, `revision` (the registry's revision its write made); primary key `(namespace, field, at_ms)` |
+//! | `lockstep_meta` | registry | `namespace` (primary key), `epoch` (random id, `NULL` until the first write), `created` (ms, the database's clock), `revision` (0 until the first write), `schema` (JSON) |
 //! | `lockstep_writes` | write | `namespace`, `write_id` (primary key together), `instants` (comma-separated ms), `written_at`; kept a day so a retried write takes effect once |
+//! | `lockstep_reports` | process fetching a registry with a report | `namespace`, `process` (primary key together), `seen` (ms, the database's clock), `revision` (the one its fetch served), `expires` (ms), `body` (JSON); index `(namespace, expires)` |
 //!
-//! A fetch is one `SELECT`: a row with the database's clock and the epoch,
-//! `UNION ALL` the entries of the fields asked for, read through the primary
-//! key. A commit is one transaction that holds the registry's write lock
-//! (PostgreSQL: its `lockstep_meta` row, locked by an upsert that also
-//! creates the epoch; SQLite: `BEGIN IMMEDIATE`, the database's write lock),
-//! reads the database's clock, refuses instants before its horizon, writes
-//! every entry (the same field and instant keeps the last write), prunes
+//! Tables of the first layout (without `revision` and `lockstep_reports`)
+//! are upgraded in place when a store connects: the missing table and
+//! columns are added, and what they held reads with revision 0.
+//!
+//! A fetch is one `SELECT`: a row with the database's clock, the epoch and
+//! the revision, `UNION ALL` the entries of the fields asked for, read
+//! through the primary key. A fetch with a report also records it, with the
+//! revision it serves (never a newer one), and deletes a few expired records
+//! of the registry, in the same round trip where the database allows it
+//! (PostgreSQL: one statement; MySQL: one text of several statements;
+//! SQLite: one transaction on the local file); a database that refuses the
+//! record (read-only credentials) gets the fetch again without it (see
+//! `report.rs`). A commit is one transaction that holds the registry's write
+//! lock (PostgreSQL and MySQL: its `lockstep_meta` row, locked by an upsert
+//! that also creates the epoch and advances the revision; SQLite: `BEGIN
+//! IMMEDIATE`, the database's write lock), reads the database's clock,
+//! refuses instants before its horizon, writes every entry with the new
+//! revision (the same field and instant keeps the last write), prunes
 //! history beyond the active entry plus [`HISTORY`] superseded ones, records
 //! the write id, and reads the clock once more just before `COMMIT`: if a
 //! tick boundary passed meanwhile and an instant is now before the horizon,
 //! it rolls back and starts again, so no committed entry is ever before the
-//! horizon of its commit.
+//! horizon of its commit. A cancel or purge advances the revision in its
+//! transaction too; whatever is refused rolls back, revision and all.
 //!
 //! A fetch never ships a value over [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES):
 //! the database sends its size instead, and the entry comes back as
@@ -46,6 +60,7 @@ pub mod sqlite;
 mod calls;
 mod dialect;
 mod link;
+mod report;
 
 use std::sync::Arc;
 
@@ -59,6 +74,7 @@ use crate::tick::{Millis, Tick};
 use calls::Values;
 use dialect::{Dialect, Kind};
 use link::{Failure, Link};
+use report::Reporting;
 
 /// A store in a SQL database: one type for every database, aliased per
 /// database ([`PostgresStore`](super::PostgresStore),
@@ -69,12 +85,14 @@ use link::{Failure, Link};
 /// between calls; a registry that only reads holds one.
 pub struct SqlStore<D: dialect::Dialect> {
     link: Arc<Link<D>>,
+    reporting: Arc<Reporting>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         SqlStore {
             link: self.link.clone(),
+            reporting: self.reporting.clone(),
         }
     }
 }
@@ -91,6 +109,7 @@ impl<D: Dialect> SqlStore<D> {
     fn with(dialect: D, url: &str) -> SqlStore<D> {
         SqlStore {
             link: Arc::new(Link::new(dialect, url)),
+            reporting: Arc::default(),
         }
     }
 
@@ -122,13 +141,28 @@ impl<D: Dialect> Store for SqlStore<D> {
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
-            let _ = report; // TODO(fleet)
             check_name("namespace", namespace)?;
-            // A fetch only reads: safe to send again.
+            let report = self.reporting.admit(namespace, report)?;
+            // A fetch only reads, and its record replaces the process's
+            // own: safe to send again.
             self.link
                 .call(true, |mut c| {
                     Box::pin(async move {
-                        let result = calls::fetch::<D>(&mut c, namespace, keys).await;
+                        let result = calls::fetch::<D>(&mut c, namespace, keys, report).await;
+                        let result = match result {
+                            Err(Failure::Sql(e))
+                                if report.is_some()
+                                    && self.reporting.refused(
+                                        D::class(&e),
+                                        self.link.shown(),
+                                        namespace,
+                                        &e.to_string(),
+                                    ) =>
+                            {
+                                calls::fetch::<D>(&mut c, namespace, keys, None).await
+                            }
+                            result => result,
+                        };
                         (c, result)
                     })
                 })
@@ -137,10 +171,16 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-        // TODO(fleet): the store's records.
         Box::pin(async move {
             check_name("namespace", namespace)?;
-            Ok(Reports::default())
+            self.link
+                .call(true, |mut c| {
+                    Box::pin(async move {
+                        let result = calls::reports::<D>(&mut c, namespace).await;
+                        (c, result)
+                    })
+                })
+                .await
         })
     }
 

@@ -22,8 +22,8 @@ use sqlx::{Connection, MySql};
 
 use super::SqlStore;
 use super::dialect::{
-    Arg, Class, Dialect, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert, bind_scalar,
-    common_class, json_keys, run_with,
+    Arg, Class, Dialect, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt, Upsert,
+    add_revision, bind_scalar, cells, common_class, json_keys, run_with,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS lockstep_meta (
     namespace  VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY,
     epoch      VARCHAR(200),
     created    BIGINT,
+    revision   BIGINT NOT NULL DEFAULT 0,
     `schema`   LONGTEXT
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 CREATE TABLE IF NOT EXISTS lockstep_entries (
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS lockstep_entries (
     write_id   VARCHAR(200) NOT NULL,
     written_at BIGINT   NOT NULL,
     writer     TEXT     NOT NULL,
+    revision   BIGINT   NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, field, at_ms)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 CREATE TABLE IF NOT EXISTS lockstep_writes (
@@ -56,13 +58,36 @@ CREATE TABLE IF NOT EXISTS lockstep_writes (
     PRIMARY KEY (namespace, write_id),
     KEY lockstep_writes_written_at (namespace, written_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS lockstep_reports (
+    namespace  VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    process    VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    seen       BIGINT   NOT NULL,
+    revision   BIGINT   NOT NULL,
+    expires    BIGINT   NOT NULL,
+    body       TEXT     NOT NULL,
+    PRIMARY KEY (namespace, process),
+    KEY lockstep_reports_expires (namespace, expires)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 ";
 
-/// How many of the layout's tables exist, and how many of them are not
-/// InnoDB.
-const PRESENT: &str = "SELECT count(*), CAST(coalesce(sum(engine <> 'InnoDB'), 0) AS SIGNED) \
+/// How many of the layout's tables exist, how many of them are not InnoDB,
+/// and which of [`REVISIONED`] have their `revision` column (MySQL has no
+/// `ADD COLUMN IF NOT EXISTS`, MariaDB has). The names are constants: a
+/// lookup of `information_schema.columns` correlated with the tables takes
+/// MariaDB some 80 ms, this one 2.
+const PRESENT: &str = "SELECT count(*), CAST(coalesce(sum(engine <> 'InnoDB'), 0) AS SIGNED), \
+    (SELECT CAST(group_concat(table_name) AS CHAR) FROM information_schema.columns \
+        WHERE table_schema = DATABASE() AND table_name IN ('lockstep_meta', 'lockstep_entries') \
+        AND column_name = 'revision') \
     FROM information_schema.tables WHERE table_schema = DATABASE() \
-    AND table_name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes')";
+    AND table_name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', \
+        'lockstep_reports')";
+
+/// How many tables the layout has.
+const TABLES: i64 = 4;
+
+/// ER_DUP_FIELDNAME: a column another process added meanwhile.
+const DUPLICATE_COLUMN: u16 = 1060;
 
 /// Set on every connection: see the module's documentation.
 const SESSION: [&str; 2] = [
@@ -85,30 +110,77 @@ macro_rules! keys {
     };
 }
 
+const FETCH: Stmt = Stmt {
+    sql: concat!(
+        "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
+        "m.epoch AS value, CAST(m.`schema` IS NOT NULL AS SIGNED) AS size, ",
+        "m.created AS written_at, NULL AS write_id, NULL AS writer, ",
+        "CAST(COALESCE(m.revision, 0) AS SIGNED) AS revision ",
+        "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ? ",
+        "UNION ALL ",
+        // Names are read as utf8mb4: sqlx reads `ascii_bin` as bytes.
+        "SELECT CONVERT(field USING utf8mb4), at_ms, ",
+        "CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
+        "CAST(LENGTH(value) AS SIGNED), written_at, write_id, writer, revision ",
+        "FROM lockstep_entries WHERE namespace = ? AND field IN ",
+        keys!()
+    ),
+    binds: &[Namespace, Limit, Namespace, Keys],
+};
+
 const SQL: Statements = Statements {
-    fetch: Stmt {
+    fetch: FETCH,
+    // Sent as one text of four statements (see `run_reporting`), each its
+    // own transaction: the revision is read before the fetch reads, so the
+    // one recorded is never newer than the one served. It is read by a
+    // plain `SELECT` into a session variable: an `INSERT` reading
+    // `lockstep_meta` would lock its row and wait for a commit holding it.
+    reporting: &[
+        Stmt {
+            sql: "SELECT COALESCE(MAX(revision), 0) INTO @lockstep_revision FROM lockstep_meta \
+                WHERE namespace = ?",
+            binds: &[Namespace],
+        },
+        Stmt {
+            sql: concat!(
+                "INSERT INTO lockstep_reports (namespace, process, seen, revision, expires, body) ",
+                "VALUES (?, ?, ",
+                now_ms!(),
+                ", @lockstep_revision, ",
+                now_ms!(),
+                " + ?, ?) ON DUPLICATE KEY UPDATE seen = VALUES(seen), ",
+                "revision = VALUES(revision), expires = VALUES(expires), body = VALUES(body)"
+            ),
+            binds: &[Namespace, Process, ExpiresAfter, Body],
+        },
+        Stmt {
+            sql: concat!(
+                "DELETE FROM lockstep_reports WHERE namespace = ? AND process <> ? ",
+                "AND expires <= ",
+                now_ms!(),
+                " ORDER BY expires LIMIT ?"
+            ),
+            binds: &[Namespace, Process, Sweep],
+        },
+        FETCH,
+    ],
+    reports: Stmt {
         sql: concat!(
-            "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
-            "m.epoch AS value, CAST(m.`schema` IS NOT NULL AS SIGNED) AS size, ",
-            "m.created AS written_at, NULL AS write_id, NULL AS writer ",
-            "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ? ",
-            "UNION ALL ",
-            // Names are read as utf8mb4: sqlx reads `ascii_bin` as bytes.
-            "SELECT CONVERT(field USING utf8mb4), at_ms, ",
-            "CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
-            "CAST(LENGTH(value) AS SIGNED), written_at, write_id, writer FROM lockstep_entries ",
-            "WHERE namespace = ? AND field IN ",
-            keys!()
+            "SELECT CONVERT(r.process USING utf8mb4), r.seen, r.revision, r.body, clock.now ",
+            "FROM (SELECT ",
+            now_ms!(),
+            " AS now) AS clock LEFT JOIN lockstep_reports AS r ON r.namespace = ? ",
+            "AND r.expires > clock.now"
         ),
-        binds: &[Namespace, Limit, Namespace, Keys],
+        binds: &[Namespace],
     },
     lock: Stmt {
         sql: concat!(
-            "INSERT INTO lockstep_meta (namespace, epoch, created) VALUES (?, ?, ",
+            "INSERT INTO lockstep_meta (namespace, epoch, created, revision) VALUES (?, ?, ",
             now_ms!(),
             // Assignments run in order: `created` reads the old epoch.
-            ") ON DUPLICATE KEY UPDATE created = IF(epoch IS NULL, VALUES(created), created), ",
-            "epoch = COALESCE(epoch, VALUES(epoch))"
+            ", 1) ON DUPLICATE KEY UPDATE created = IF(epoch IS NULL, VALUES(created), created), ",
+            "epoch = COALESCE(epoch, VALUES(epoch)), revision = revision + 1"
         ),
         binds: &[Namespace, Epoch],
     },
@@ -122,11 +194,12 @@ const SQL: Statements = Statements {
     },
     upsert: Upsert::Rows {
         head: "INSERT INTO lockstep_entries \
-            (namespace, field, at_ms, value, write_id, written_at, writer) VALUES ",
-        row: "(?, ?, ?, ?, ?, ?, ?)",
+            (namespace, field, at_ms, value, write_id, written_at, writer, revision) VALUES ",
+        row: "(?, ?, ?, ?, ?, ?, ?, (SELECT revision FROM lockstep_meta WHERE namespace = ?))",
         tail: " ON DUPLICATE KEY UPDATE value = VALUES(value), write_id = VALUES(write_id), \
-            written_at = VALUES(written_at), writer = VALUES(writer)",
-        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By],
+            written_at = VALUES(written_at), writer = VALUES(writer), \
+            revision = VALUES(revision)",
+        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By, Namespace],
         // A prepared statement binds at most 65 535 parameters.
         max: 1_000,
     },
@@ -159,8 +232,8 @@ const SQL: Statements = Statements {
     ],
     entry: Stmt {
         sql: "SELECT CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, \
-            CAST(LENGTH(value) AS SIGNED), write_id, written_at, writer FROM lockstep_entries \
-            WHERE namespace = ? AND field = ? AND at_ms = ?",
+            CAST(LENGTH(value) AS SIGNED), write_id, written_at, writer, revision \
+            FROM lockstep_entries WHERE namespace = ? AND field = ? AND at_ms = ?",
         binds: &[Limit, Namespace, Key, At],
     },
     delete: Stmt {
@@ -237,9 +310,75 @@ fn bind<'q>(query: SqlxQuery<'q, MySql>, arg: Arg<'q>) -> SqlxQuery<'q, MySql> {
     }
 }
 
-/// The layout's tables: how many exist, how many are not InnoDB.
-async fn present(c: &mut MySqlConnection) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(PRESENT).fetch_one(c).await
+/// The layout's tables: how many exist, how many are not InnoDB, and the
+/// names of those with a `revision` column, comma-separated.
+async fn present(c: &mut MySqlConnection) -> Result<(i64, i64, String), sqlx::Error> {
+    let (tables, other, upgraded): (i64, i64, Option<String>) =
+        sqlx::query_as(PRESENT).fetch_one(c).await?;
+    Ok((tables, other, upgraded.unwrap_or_default()))
+}
+
+/// Adds the columns tables of the first layout lack; a column another
+/// process added meanwhile is no fault.
+async fn upgrade(c: &mut MySqlConnection, upgraded: &str) -> Result<(), sqlx::Error> {
+    for table in REVISIONED {
+        if upgraded.split(',').any(|t| t == table) {
+            continue;
+        }
+        let add = add_revision(table, "BIGINT");
+        match sqlx::Executor::execute(&mut *c, add.as_str()).await {
+            Err(sqlx::Error::Database(e))
+                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|e| e.number() == DUPLICATE_COLUMN) => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sql` with each `?` replaced by the literal of the next of `args`: the
+/// statements of one text of several take no placeholders. Names (the
+/// namespace, keys, process ids: ASCII letters, digits, `_` and `-`, as
+/// checked before) are written quoted, so they compare with the `ascii_bin`
+/// columns through their indexes; any other text as a `utf8mb4` hex
+/// literal, so nothing in it is ever read as SQL.
+fn inline(sql: &str, args: Vec<Arg<'_>>) -> String {
+    use std::fmt::Write;
+    let mut args = args.into_iter();
+    let mut out = String::with_capacity(sql.len() + 64);
+    for (i, part) in sql.split('?').enumerate() {
+        if i > 0 {
+            match args.next() {
+                Some(Arg::Int(n)) => {
+                    let _ = write!(out, "{n}");
+                }
+                Some(Arg::Text(t)) => literal(&mut out, t),
+                Some(Arg::Keys(keys)) => literal(&mut out, &json_keys(keys)),
+                Some(Arg::Texts(_) | Arg::Ints(_)) | None => out.push_str("NULL"),
+            }
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// A text as a literal: see [`inline`].
+fn literal(out: &mut String, text: &str) {
+    use std::fmt::Write;
+    let name = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if name {
+        let _ = write!(out, "'{text}'");
+    } else {
+        out.push_str("_utf8mb4 X'");
+        for b in text.bytes() {
+            let _ = write!(out, "{b:02X}");
+        }
+        out.push('\'');
+    }
 }
 
 impl Dialect for Mysql {
@@ -255,18 +394,27 @@ impl Dialect for Mysql {
         for set in SESSION {
             sqlx::Executor::execute(&mut c, set).await?;
         }
-        let (mut tables, mut other) = present(&mut c).await?;
-        if tables < 3 {
+        let (mut tables, mut other, mut upgraded) = present(&mut c).await?;
+        let current = |upgraded: &str| {
+            REVISIONED
+                .iter()
+                .all(|table| upgraded.split(',').any(|t| t == *table))
+        };
+        if tables < TABLES || !current(&upgraded) {
             for create in LAYOUT.split_inclusive(";\n") {
                 sqlx::Executor::execute(&mut c, create).await?;
             }
-            (tables, other) = present(&mut c).await?;
+            // Tables just created have their columns: only older ones
+            // are altered.
+            (_, _, upgraded) = present(&mut c).await?;
+            upgrade(&mut c, &upgraded).await?;
+            (tables, other, upgraded) = present(&mut c).await?;
         }
-        if tables < 3 || other > 0 {
+        if tables < TABLES || other > 0 || !current(&upgraded) {
             return Err(sqlx::Error::Configuration(
-                "the tables lockstep_meta, lockstep_entries and lockstep_writes must be InnoDB \
-                 (a write refused midway would stay half applied in any other engine): \
-                 ALTER TABLE … ENGINE=InnoDB"
+                "the tables lockstep_meta, lockstep_entries, lockstep_writes and \
+                 lockstep_reports must be InnoDB (a write refused midway would stay half \
+                 applied in any other engine): ALTER TABLE … ENGINE=InnoDB"
                     .into(),
             ));
         }
@@ -314,5 +462,47 @@ impl Dialect for Mysql {
             bind,
             sqlx::mysql::MySqlQueryResult::rows_affected,
         )
+    }
+
+    /// One text of several statements (one round trip; placeholders are
+    /// only for one statement, so the values are written in, see
+    /// [`inline`]), each its own transaction in turn: the server stops at
+    /// the first that fails.
+    async fn run_reporting<'c>(
+        c: &'c mut MySqlConnection,
+        stmts: Vec<(&'static str, Vec<Arg<'c>>)>,
+        kinds: &'c [Kind],
+    ) -> Result<Out, sqlx::Error> {
+        let text = stmts
+            .into_iter()
+            .map(|(sql, args)| inline(sql, args))
+            .collect::<Vec<_>>()
+            .join(";\n");
+        // A text without arguments goes as a text query, not prepared.
+        let rows = sqlx::Executor::fetch_all(c, text.as_str()).await?;
+        cells(&rows, kinds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_in_as_literals_that_cannot_be_read_as_sql() {
+        let sql = inline(
+            "INSERT INTO t VALUES (?, ?, ?, ?) -- ?",
+            vec![
+                Arg::Text("flags_2-b"),
+                Arg::Int(-42),
+                Arg::Text("it's \"x\" ü ; --"),
+                Arg::Keys(&["a", "b"]),
+            ],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO t VALUES ('flags_2-b', -42, _utf8mb4 X'697427732022782220C3BC203B202D2D', \
+             _utf8mb4 X'5B2261222C2262225D') -- NULL"
+        );
     }
 }

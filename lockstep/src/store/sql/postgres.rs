@@ -17,7 +17,7 @@ use sqlx::{Connection, Postgres as Pg};
 use super::SqlStore;
 use super::dialect::{
     Arg, Class, Dialect, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert, bind_scalar,
-    common_class, run_with, standard,
+    common_class, in_turn, run_with, standard,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS lockstep_meta (
     namespace  text PRIMARY KEY,
     epoch      text,
     created    bigint,
+    revision   bigint NOT NULL DEFAULT 0,
     schema     text
 );
 CREATE TABLE IF NOT EXISTS lockstep_entries (
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS lockstep_entries (
     write_id   text   NOT NULL,
     written_at bigint NOT NULL,
     writer     text   NOT NULL,
+    revision   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, field, at_ms)
 );
 CREATE TABLE IF NOT EXISTS lockstep_writes (
@@ -51,13 +53,33 @@ CREATE TABLE IF NOT EXISTS lockstep_writes (
     PRIMARY KEY (namespace, write_id)
 );
 CREATE INDEX IF NOT EXISTS lockstep_writes_written_at ON lockstep_writes (namespace, written_at);
+CREATE TABLE IF NOT EXISTS lockstep_reports (
+    namespace  text   NOT NULL,
+    process    text   NOT NULL,
+    seen       bigint NOT NULL,
+    revision   bigint NOT NULL,
+    expires    bigint NOT NULL,
+    body       text   NOT NULL,
+    PRIMARY KEY (namespace, process)
+);
+CREATE INDEX IF NOT EXISTS lockstep_reports_expires ON lockstep_reports (namespace, expires);
 ";
 
-/// Whether the layout is there already (then nothing is created, and the
-/// user needs no `CREATE` privilege).
+/// What turns tables of the first layout (before revisions) into this one,
+/// in place: run after [`LAYOUT`], which adds the missing table.
+const UPGRADE: &str = "\
+ALTER TABLE lockstep_meta ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0;
+ALTER TABLE lockstep_entries ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0;
+";
+
+/// Whether the layout is there already, columns and all (then nothing is
+/// created, and the user needs no `CREATE` privilege).
 const PRESENT: &str = "SELECT to_regclass('lockstep_meta') IS NOT NULL \
     AND to_regclass('lockstep_entries') IS NOT NULL \
-    AND to_regclass('lockstep_writes') IS NOT NULL";
+    AND to_regclass('lockstep_writes') IS NOT NULL \
+    AND to_regclass('lockstep_reports') IS NOT NULL \
+    AND (SELECT count(*) FROM pg_attribute WHERE attname = 'revision' AND NOT attisdropped \
+        AND attrelid IN (to_regclass('lockstep_meta'), to_regclass('lockstep_entries'))) = 2";
 
 /// The advisory lock that keeps processes starting together from creating
 /// the tables at once (`CREATE TABLE IF NOT EXISTS` races otherwise):
@@ -71,27 +93,72 @@ macro_rules! now_ms {
     };
 }
 
-const SQL: Statements = Statements {
-    fetch: Stmt {
-        sql: concat!(
+/// The fetch: the clock-and-epoch row `UNION ALL` the entries of the keys
+/// (`$1` the namespace, `$2` the keys, `$3` the size limit).
+macro_rules! fetch {
+    () => {
+        concat!(
             "SELECT NULL::text AS field, ",
             "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_ms, ",
             "m.epoch AS value, (m.schema IS NOT NULL)::int::bigint AS size, ",
-            "m.created AS written_at, NULL::text AS write_id, NULL::text AS writer ",
+            "m.created AS written_at, NULL::text AS write_id, NULL::text AS writer, ",
+            "coalesce(m.revision, 0) AS revision ",
             "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = $1 ",
             "UNION ALL ",
             "SELECT field, at_ms, CASE WHEN octet_length(value) > $3 THEN NULL ELSE value END, ",
-            "octet_length(value)::bigint, written_at, write_id, writer FROM lockstep_entries ",
-            "WHERE namespace = $1 AND field = ANY($2)"
-        ),
+            "octet_length(value)::bigint, written_at, write_id, writer, revision ",
+            "FROM lockstep_entries WHERE namespace = $1 AND field = ANY($2)"
+        )
+    };
+}
+
+const SQL: Statements = Statements {
+    fetch: Stmt {
+        sql: fetch!(),
         binds: &[Namespace, Keys, Limit],
+    },
+    // One statement, one snapshot: the record takes the revision of the
+    // meta row the fetch reads. Data-modifying CTEs run whether or not the
+    // fetch reads them; expired records another fetch is deleting are
+    // skipped, not waited for. A record is not worth a flush of the log:
+    // this statement's own transaction commits without waiting for it
+    // (`synchronous_commit` off for it alone; a crash may lose the last
+    // records, which the next fetches write again).
+    reporting: &[Stmt {
+        sql: concat!(
+            "WITH served AS (SELECT ",
+            now_ms!(),
+            " AS now, coalesce((SELECT revision FROM lockstep_meta WHERE namespace = $1), 0) ",
+            "AS revision, set_config('synchronous_commit', 'off', true) AS unflushed), ",
+            "recorded AS (INSERT INTO lockstep_reports ",
+            "(namespace, process, seen, revision, expires, body) ",
+            "SELECT $1, $4, now, revision, now + $5, $6 FROM served ",
+            "ON CONFLICT (namespace, process) DO UPDATE SET seen = excluded.seen, ",
+            "revision = excluded.revision, expires = excluded.expires, body = excluded.body), ",
+            "swept AS (DELETE FROM lockstep_reports WHERE (namespace, process) IN (",
+            "SELECT namespace, process FROM lockstep_reports WHERE namespace = $1 ",
+            "AND process <> $4 AND expires <= (SELECT now FROM served) ",
+            "ORDER BY expires LIMIT $7 FOR UPDATE SKIP LOCKED)) ",
+            fetch!()
+        ),
+        binds: &[Namespace, Keys, Limit, Process, ExpiresAfter, Body, Sweep],
+    }],
+    reports: Stmt {
+        sql: concat!(
+            "SELECT r.process, r.seen, r.revision, r.body, clock.now FROM (SELECT ",
+            now_ms!(),
+            " AS now) AS clock LEFT JOIN lockstep_reports AS r ON r.namespace = $1 ",
+            "AND r.expires > clock.now"
+        ),
+        binds: &[Namespace],
     },
     lock: Stmt {
         sql: concat!(
-            "INSERT INTO lockstep_meta AS m (namespace, epoch, created) VALUES ($1, $2, ",
+            "INSERT INTO lockstep_meta AS m (namespace, epoch, created, revision) VALUES ($1, $2, ",
             now_ms!(),
-            ") ON CONFLICT (namespace) DO UPDATE SET epoch = coalesce(m.epoch, excluded.epoch), ",
-            "created = CASE WHEN m.epoch IS NULL THEN excluded.created ELSE m.created END"
+            ", 1) ON CONFLICT (namespace) DO UPDATE SET epoch = coalesce(m.epoch, excluded.epoch), ",
+            "created = CASE WHEN m.epoch IS NULL THEN excluded.created ELSE m.created END, ",
+            "revision = m.revision + 1"
         ),
         binds: &[Namespace, Epoch],
     },
@@ -103,12 +170,13 @@ const SQL: Statements = Statements {
     upsert: Upsert::Arrays(Stmt {
         sql: concat!(
             "INSERT INTO lockstep_entries ",
-            "(namespace, field, at_ms, value, write_id, written_at, writer) ",
-            "SELECT $1, t.field, t.at_ms, t.value, $5, $6, $7 ",
+            "(namespace, field, at_ms, value, write_id, written_at, writer, revision) ",
+            "SELECT $1, t.field, t.at_ms, t.value, $5, $6, $7, ",
+            "(SELECT revision FROM lockstep_meta WHERE namespace = $1) ",
             "FROM unnest($2::text[], $3::bigint[], $4::text[]) AS t(field, at_ms, value) ",
             "ON CONFLICT (namespace, field, at_ms) DO UPDATE SET value = excluded.value, ",
             "write_id = excluded.write_id, written_at = excluded.written_at, ",
-            "writer = excluded.writer"
+            "writer = excluded.writer, revision = excluded.revision"
         ),
         binds: &[Namespace, Field, EntryAt, Value, Id, Now, By],
     }),
@@ -135,7 +203,8 @@ const SQL: Statements = Statements {
     entry: Stmt {
         sql: concat!(
             "SELECT CASE WHEN octet_length(value) > $4 THEN NULL ELSE value END, ",
-            "octet_length(value)::bigint, write_id, written_at, writer FROM lockstep_entries ",
+            "octet_length(value)::bigint, write_id, written_at, writer, revision ",
+            "FROM lockstep_entries ",
             "WHERE namespace = $1 AND field = $2 AND at_ms = $3"
         ),
         binds: &[Namespace, Key, At, Limit],
@@ -224,7 +293,14 @@ impl Dialect for Postgres {
                 .bind(LAYOUT_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::Executor::execute(&mut *tx, LAYOUT).await?;
+            // Whoever held the lock before may have done it all: `ALTER
+            // TABLE` locks the table even when the column is there, and
+            // every fetch would wait for it.
+            let present: bool = sqlx::query_scalar(PRESENT).fetch_one(&mut *tx).await?;
+            if !present {
+                sqlx::Executor::execute(&mut *tx, LAYOUT).await?;
+                sqlx::Executor::execute(&mut *tx, UPGRADE).await?;
+            }
             tx.commit().await?;
         }
         Ok(c)
@@ -267,5 +343,14 @@ impl Dialect for Postgres {
             bind,
             sqlx::postgres::PgQueryResult::rows_affected,
         )
+    }
+
+    /// One statement: one round trip, one snapshot.
+    fn run_reporting<'c>(
+        c: &'c mut PgConnection,
+        stmts: Vec<(&'static str, Vec<Arg<'c>>)>,
+        kinds: &'c [Kind],
+    ) -> impl Future<Output = Result<Out, sqlx::Error>> + Send + 'c {
+        in_turn::<Self>(c, stmts, kinds)
     }
 }

@@ -19,8 +19,8 @@ use sqlx::{Connection, Sqlite as Lite};
 
 use super::SqlStore;
 use super::dialect::{
-    Arg, Class, Dialect, Identity, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert,
-    bind_scalar, common_class, json_keys, run_with, standard,
+    Arg, Class, Dialect, Identity, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt,
+    Upsert, add_revision, bind_scalar, common_class, in_turn, json_keys, run_with, standard,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS lockstep_meta (
     namespace  TEXT PRIMARY KEY,
     epoch      TEXT,
     created    INTEGER,
+    revision   INTEGER NOT NULL DEFAULT 0,
     schema     TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lockstep_entries (
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS lockstep_entries (
     write_id   TEXT    NOT NULL,
     written_at INTEGER NOT NULL,
     writer     TEXT    NOT NULL,
+    revision   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, field, at_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lockstep_writes (
@@ -51,7 +53,21 @@ CREATE TABLE IF NOT EXISTS lockstep_writes (
     PRIMARY KEY (namespace, write_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lockstep_writes_written_at ON lockstep_writes (namespace, written_at);
+CREATE TABLE IF NOT EXISTS lockstep_reports (
+    namespace  TEXT    NOT NULL,
+    process    TEXT    NOT NULL,
+    seen       INTEGER NOT NULL,
+    revision   INTEGER NOT NULL,
+    expires    INTEGER NOT NULL,
+    body       TEXT    NOT NULL,
+    PRIMARY KEY (namespace, process)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS lockstep_reports_expires ON lockstep_reports (namespace, expires);
 ";
+
+/// Whether the table `?1` lacks its `revision` column: SQLite has no `ADD
+/// COLUMN IF NOT EXISTS`.
+const MISSING: &str = "SELECT count(*) = 0 FROM pragma_table_info(?1) WHERE name = 'revision'";
 
 /// How long a writer waits for another to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,8 +76,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// retried (switching to write-ahead logging cannot wait for a lock).
 const OPEN_RETRY: Duration = Duration::from_secs(4);
 
-const PRESENT: &str = "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' \
-    AND name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes')";
+/// Whether the layout is there already, columns and all.
+const PRESENT: &str = "SELECT (SELECT count(*) = 4 FROM sqlite_master WHERE type = 'table' \
+    AND name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', 'lockstep_reports')) \
+    AND (SELECT count(*) FROM pragma_table_info('lockstep_meta') WHERE name = 'revision') \
+    AND (SELECT count(*) FROM pragma_table_info('lockstep_entries') WHERE name = 'revision')";
 
 /// SQLite's clock in ms (`'now'` has millisecond resolution and is the same
 /// throughout one statement).
@@ -78,32 +97,71 @@ macro_rules! size {
     };
 }
 
+const FETCH: Stmt = Stmt {
+    sql: concat!(
+        "SELECT NULL AS field, ",
+        now_ms!(),
+        " * 1000 AS at_ms, m.epoch AS value, m.schema IS NOT NULL AS size, ",
+        "m.created AS written_at, NULL AS write_id, NULL AS writer, ",
+        "coalesce(m.revision, 0) AS revision ",
+        "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ?1 ",
+        "UNION ALL ",
+        "SELECT field, at_ms, CASE WHEN ",
+        size!(),
+        " > ?3 THEN NULL ELSE value END, ",
+        size!(),
+        ", written_at, write_id, writer, revision FROM lockstep_entries ",
+        "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
+    ),
+    binds: &[Namespace, Keys, Limit],
+};
+
 const SQL: Statements = Statements {
-    fetch: Stmt {
+    fetch: FETCH,
+    // In one transaction that holds the write lock (see `run_reporting`):
+    // the record takes the revision the fetch then serves.
+    reporting: &[
+        Stmt {
+            sql: concat!(
+                "INSERT INTO lockstep_reports (namespace, process, seen, revision, expires, body) ",
+                "SELECT ?1, ?2, now, coalesce((SELECT revision FROM lockstep_meta ",
+                "WHERE namespace = ?1), 0), now + ?3, ?4 FROM (SELECT ",
+                now_ms!(),
+                " AS now) WHERE true ON CONFLICT (namespace, process) DO UPDATE SET ",
+                "seen = excluded.seen, revision = excluded.revision, ",
+                "expires = excluded.expires, body = excluded.body"
+            ),
+            binds: &[Namespace, Process, ExpiresAfter, Body],
+        },
+        Stmt {
+            sql: concat!(
+                "DELETE FROM lockstep_reports WHERE (namespace, process) IN (",
+                "SELECT namespace, process FROM lockstep_reports WHERE namespace = ?1 ",
+                "AND process <> ?2 AND expires <= ",
+                now_ms!(),
+                " ORDER BY expires LIMIT ?3)"
+            ),
+            binds: &[Namespace, Process, Sweep],
+        },
+        FETCH,
+    ],
+    reports: Stmt {
         sql: concat!(
-            "SELECT NULL AS field, ",
+            "SELECT r.process, r.seen, r.revision, r.body, clock.now FROM (SELECT ",
             now_ms!(),
-            " * 1000 AS at_ms, m.epoch AS value, m.schema IS NOT NULL AS size, ",
-            "m.created AS written_at, NULL AS write_id, NULL AS writer ",
-            "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ?1 ",
-            "UNION ALL ",
-            "SELECT field, at_ms, CASE WHEN ",
-            size!(),
-            " > ?3 THEN NULL ELSE value END, ",
-            size!(),
-            ", written_at, write_id, writer FROM lockstep_entries ",
-            "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
+            " AS now) AS clock LEFT JOIN lockstep_reports AS r ON r.namespace = ?1 ",
+            "AND r.expires > clock.now"
         ),
-        binds: &[Namespace, Keys, Limit],
+        binds: &[Namespace],
     },
     lock: Stmt {
         sql: concat!(
-            "INSERT INTO lockstep_meta (namespace, epoch, created) VALUES (?1, ?2, ",
+            "INSERT INTO lockstep_meta (namespace, epoch, created, revision) VALUES (?1, ?2, ",
             now_ms!(),
-            ") ON CONFLICT (namespace) DO UPDATE SET ",
+            ", 1) ON CONFLICT (namespace) DO UPDATE SET ",
             "epoch = coalesce(lockstep_meta.epoch, excluded.epoch), ",
             "created = CASE WHEN lockstep_meta.epoch IS NULL THEN excluded.created ",
-            "ELSE lockstep_meta.created END"
+            "ELSE lockstep_meta.created END, revision = lockstep_meta.revision + 1"
         ),
         binds: &[Namespace, Epoch],
     },
@@ -114,12 +172,12 @@ const SQL: Statements = Statements {
     },
     upsert: Upsert::Rows {
         head: "INSERT INTO lockstep_entries \
-            (namespace, field, at_ms, value, write_id, written_at, writer) VALUES ",
-        row: "(?, ?, ?, ?, ?, ?, ?)",
+            (namespace, field, at_ms, value, write_id, written_at, writer, revision) VALUES ",
+        row: "(?, ?, ?, ?, ?, ?, ?, (SELECT revision FROM lockstep_meta WHERE namespace = ?))",
         tail: " ON CONFLICT (namespace, field, at_ms) DO UPDATE SET value = excluded.value, \
             write_id = excluded.write_id, written_at = excluded.written_at, \
-            writer = excluded.writer",
-        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By],
+            writer = excluded.writer, revision = excluded.revision",
+        binds: &[Namespace, Field, EntryAt, Value, Id, Now, By, Namespace],
         // SQLite binds at most 32 766 parameters a statement.
         max: 1_000,
     },
@@ -154,7 +212,7 @@ const SQL: Statements = Statements {
             size!(),
             " > ?4 THEN NULL ELSE value END, ",
             size!(),
-            ", write_id, written_at, writer FROM lockstep_entries ",
+            ", write_id, written_at, writer, revision FROM lockstep_entries ",
             "WHERE namespace = ?1 AND field = ?2 AND at_ms = ?3"
         ),
         binds: &[Namespace, Key, At, Limit],
@@ -260,6 +318,16 @@ impl Sqlite {
         if !present {
             let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::Executor::execute(&mut *tx, LAYOUT).await?;
+            for table in REVISIONED {
+                let missing: bool = sqlx::query_scalar(MISSING)
+                    .bind(table)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if missing {
+                    let add = add_revision(table, "INTEGER");
+                    sqlx::Executor::execute(&mut *tx, add.as_str()).await?;
+                }
+            }
             tx.commit().await?;
         }
         Ok(c)
@@ -333,5 +401,18 @@ impl Dialect for Sqlite {
             bind,
             sqlx::sqlite::SqliteQueryResult::rows_affected,
         )
+    }
+
+    /// A transaction that takes the write lock first: a local file, where
+    /// round trips cost no network.
+    async fn run_reporting<'c>(
+        c: &'c mut SqliteConnection,
+        stmts: Vec<(&'static str, Vec<Arg<'c>>)>,
+        kinds: &'c [Kind],
+    ) -> Result<Out, sqlx::Error> {
+        let mut tx = c.begin_with(Self::BEGIN_WRITE).await?;
+        let out = in_turn::<Self>(&mut tx, stmts, kinds).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 }
