@@ -1029,4 +1029,7 @@ async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
         .await
         .unwrap();
     assert_eq!(s.store.reports(&other).await.unwrap().records[0].body, odd);
+    // Namespaces only processes reported to are no registries.
+    let listed = s.store.namespaces().await.unwrap();
+    assert!(!listed.contains(&ns) && !listed.contains(&other), "{listed:?}");
 }

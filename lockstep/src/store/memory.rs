@@ -369,7 +369,14 @@ impl super::Store for MemoryStore {
 
     fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
         Box::pin(async move {
-            let mut names: Vec<String> = self.lock().namespaces.keys().cloned().collect();
+            // A namespace only processes reported to is not a registry yet.
+            let mut names: Vec<String> = self
+                .lock()
+                .namespaces
+                .iter()
+                .filter(|(_, ns)| ns.epoch.is_some() || ns.schema.is_some())
+                .map(|(name, _)| name.clone())
+                .collect();
             names.sort();
             Ok(names)
         })
