@@ -46,7 +46,27 @@
 //!   and never fails. When the store is down, processes keep serving (and
 //!   switching through) the timeline they last fetched.
 //!
-//! See the README for the promises in full, the store layout and figures.
+//! # Observing it
+//!
+//! [`Registry::status`] tells a registry's health ([`Status`]: `Display`
+//! for people, serde's `Serialize` for tools). Fetches, commits and cancels
+//! are `tracing` spans (`lockstep.fetch`, `lockstep.commit`,
+//! `lockstep.cancel`) with the namespace, the store (without its password)
+//! and the outcome; events say when a registry connected, recovered, lost
+//! its store, flipped late, rejected a value or found its clock over a
+//! second off the store's, and repeated warnings are rate-limited.
+//!
+//! The cargo feature `metrics` records, through the
+//! [`metrics`](https://docs.rs/metrics/0.24) facade (any exporter plugs
+//! in), each with the label `namespace`: `lockstep_fetches_total`,
+//! `lockstep_fetch_failures_total` (counters), `lockstep_fetch_seconds`
+//! (histogram of a successful fetch's round trip),
+//! `lockstep_last_fetch_age_seconds`, `lockstep_pending_changes` (gauges),
+//! `lockstep_flips_total`, `lockstep_late_flips_total`,
+//! `lockstep_rejected_values_total`, `lockstep_store_losses_total`
+//! (counters), `lockstep_clock_offset_seconds` (gauge) and
+//! `lockstep_commits_total` (counter, with `outcome` = `ok` or `error`).
+//! None is touched when a value is read.
 
 mod apply;
 mod clock;
@@ -55,6 +75,7 @@ mod engine;
 mod error;
 mod flip;
 mod host;
+mod observe;
 mod percent;
 mod published;
 mod refresh;

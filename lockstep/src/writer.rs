@@ -17,6 +17,7 @@ use crate::host::run_on;
 use crate::store::{Store, StoredEntry, Write, WriteBuilder};
 use crate::tick::{Millis, from_datetime, to_datetime};
 use crate::value::encode;
+use tracing::Instrument;
 
 /// A started registry's way to its store for writes: the store itself, and
 /// the registry's own runtime, where the store keeps its connections.
@@ -27,23 +28,62 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Commits `write`; a refused write writes nothing.
+    /// Commits `write`; a refused write writes nothing. In a span
+    /// `lockstep.commit` with the registry, the store, the number of steps
+    /// and the outcome.
     pub(crate) async fn commit(&self, write: Write) -> Result<Vec<DateTime<Utc>>, Error> {
+        let span = tracing::info_span!(
+            "lockstep.commit",
+            namespace = write.namespace.as_str(),
+            store = %self.store.describe(),
+            steps = write.steps.len(),
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let namespace = write.namespace.clone();
         let store = self.store.clone();
-        let committed = run_on(&self.runtime, async move { store.commit(&write).await }).await?;
+        let work = async move { store.commit(&write).await }.instrument(span.clone());
+        let committed = outcome(&span, &namespace, run_on(&self.runtime, work).await)?;
         Ok(committed.instants.into_iter().map(to_datetime).collect())
     }
 
-    /// Removes the pending entry of `key` at `at`.
+    /// Removes the pending entry of `key` at `at`. In a span
+    /// `lockstep.cancel` with the registry, the store, the field and the
+    /// outcome.
     pub(crate) async fn cancel<S: Fields>(
         &self,
         key: &'static str,
         at: Millis,
     ) -> Result<StoredEntry, Error> {
+        let span = tracing::info_span!(
+            "lockstep.cancel",
+            namespace = S::DEF.namespace,
+            store = %self.store.describe(),
+            field = key,
+            at = %to_datetime(at).to_rfc3339(),
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let store = self.store.clone();
-        let work = async move { store.cancel(S::DEF.namespace, S::DEF.tick, key, at).await };
-        run_on(&self.runtime, work).await
+        let work = async move { store.cancel(S::DEF.namespace, S::DEF.tick, key, at).await }
+            .instrument(span.clone());
+        outcome(&span, S::DEF.namespace, run_on(&self.runtime, work).await)
     }
+}
+
+/// Records the outcome of a commit or cancel in its span and its metric.
+fn outcome<T>(span: &tracing::Span, namespace: &str, result: Result<T, Error>) -> Result<T, Error> {
+    match &result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(e) => {
+            span.record("outcome", "error");
+            span.record("error", tracing::field::display(e));
+        }
+    }
+    crate::observe::committed(namespace, result.is_ok());
+    result
 }
 
 /// A typed name of one field of registry struct `S` holding a `T`;
