@@ -340,4 +340,4 @@ pub use store::MemoryStore;
 pub use tick::{Millis, Tick, TickError};
 pub use timeline::Timeline;
 pub use value::MAX_VALUE_BYTES;
-pub use writer::{Change, Field};
+pub use writer::{Change, Field, IntoValue};

@@ -86,6 +86,78 @@ fn outcome<T>(span: &tracing::Span, namespace: &str, result: Result<T, Error>) -
     result
 }
 
+/// A value that can be written to a field holding a `T`: a `T` itself, and
+/// for a `String` field a `&str` or `&String`, so that
+/// `FLAGS.set(Flags::THEME, "dark")` needs no `.to_string()`.
+///
+/// Writes take `impl IntoValue<T>` rather than `impl Into<T>`: with
+/// `Into`, an integer literal written to a `u32` field
+/// (`set(Flags::LIMIT, 100)`) would no longer infer its type (`u32`
+/// converts from several integer types, so the literal falls back to
+/// `i32`, which does not convert). Implement it for conversions of your
+/// own field types where that helps.
+///
+/// ```
+/// use lockstep::lockstep;
+///
+/// #[lockstep(tick = "1s", backend = "memory")]
+/// pub struct Site {
+///     #[lockstep(default = "classic")]
+///     pub theme: String,
+///     #[lockstep(default = 100)]
+///     pub limit: u32,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lockstep::Error> {
+/// SITE.start().await?;
+/// SITE.set(Site::THEME, "dark").await?; // a &str for a String field
+/// SITE.set(Site::LIMIT, 250).await?; // a literal is still a u32
+/// SITE.ramp(Site::THEME, ["dark", "light"]).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait IntoValue<T> {
+    /// The value to write.
+    fn into_value(self) -> T;
+}
+
+impl<T> IntoValue<T> for T {
+    fn into_value(self) -> T {
+        self
+    }
+}
+
+impl IntoValue<String> for &str {
+    fn into_value(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl IntoValue<String> for &String {
+    fn into_value(self) -> String {
+        self.clone()
+    }
+}
+
+impl IntoValue<String> for char {
+    fn into_value(self) -> String {
+        self.to_string()
+    }
+}
+
+impl IntoValue<String> for std::borrow::Cow<'_, str> {
+    fn into_value(self) -> String {
+        self.into_owned()
+    }
+}
+
+impl IntoValue<String> for Box<str> {
+    fn into_value(self) -> String {
+        self.into()
+    }
+}
+
 /// A typed name of one field of registry struct `S` holding a `T`;
 /// `#[lockstep]` makes one associated constant per field, named after the
 /// field in upper case (`Flags::FOOBAR_PERCENT`).
@@ -152,10 +224,10 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 /// let instants = SITE
 ///     .change()
 ///     .set(Site::BANNER, true)
-///     .set(Site::THEME, "dark".to_string())
+///     .set(Site::THEME, "dark")
 ///     .then_after(Duration::from_secs(3600))
 ///     .set(Site::BANNER, false)
-///     .set(Site::THEME, "classic".to_string())
+///     .set(Site::THEME, "classic")
 ///     .apply()
 ///     .await?;
 /// assert_eq!(instants.len(), 2);
@@ -180,8 +252,14 @@ impl<S: Fields> Change<S> {
         }
     }
 
-    /// Sets `field` to `value` in the current step.
-    pub fn set<T: Serialize + DeserializeOwned>(mut self, field: Field<S, T>, value: T) -> Self {
+    /// Sets `field` to `value` in the current step (a `T`, or what converts
+    /// into one: see [`IntoValue`]).
+    pub fn set<T: Serialize + DeserializeOwned>(
+        mut self,
+        field: Field<S, T>,
+        value: impl IntoValue<T>,
+    ) -> Self {
+        let value: T = value.into_value();
         self.write = match encode(S::DEF.namespace, field.key, &value) {
             Ok(json) => self.write.set_json(field.key.to_owned(), json),
             Err(e) => self.write.fail_with(e),
