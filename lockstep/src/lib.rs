@@ -46,6 +46,93 @@
 //!   and never fails. When the store is down, processes keep serving (and
 //!   switching through) the timeline they last fetched.
 //!
+//! # Declaring and starting
+//!
+//! [`#[lockstep]`](macro@lockstep) turns a struct into a registry: every
+//! struct and field option is on its page. [`Registry::start`] connects to
+//! `LOCKSTEP_URL` (else the declared backend's default), fetches once and
+//! keeps the registry fresh on lockstep's own threads;
+//! [`Registry::builder`] takes an explicit URL or store, a manual clock or
+//! a boot timeout, and [`Registry::start_blocking`] serves programs without
+//! a runtime. Before `start`, every field reads as its default.
+//!
+//! # Writing, ramps and rollouts
+//!
+//! [`Registry::set`] writes at the horizon, [`Registry::schedule`] at a
+//! later instant, [`Registry::ramp`] several values one tick apart in one
+//! atomic write, [`Registry::change`] several fields and steps at once
+//! ([`Change`]), and [`Registry::cancel`] removes a pending entry. A
+//! [`Percent`] field rolls a feature out to a stable share of keys:
+//!
+//! ```
+//! use lockstep::{Percent, lockstep};
+//!
+//! #[lockstep(tick = "1m", backend = "memory")]
+//! pub struct Rollout {
+//!     /// Share of users on the new checkout.
+//!     pub new_checkout: Percent,
+//!     #[lockstep(default = "classic")]
+//!     pub theme: String,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockstep::Error> {
+//! ROLLOUT.start().await?;
+//! // 1 %, 10 %, 50 %, 100 %, one tick apart, in one atomic write:
+//! let steps = ROLLOUT
+//!     .ramp(Rollout::NEW_CHECKOUT, [1, 10, 50, 100].map(Percent::whole))
+//!     .await?;
+//! assert_eq!(steps.len(), 4);
+//! ROLLOUT.set(Rollout::THEME, "dark").await?;
+//!
+//! // On the hot path: the same answer for a user on every process, and
+//! // raising the share only ever adds users.
+//! if ROLLOUT.new_checkout().includes("user-42") {
+//!     // the new checkout
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Testing with the manual clock
+//!
+//! A [`ManualClock`] and a [`MemoryStore::with_clock`] make time stand still
+//! until the test moves it: [`ManualClock::advance_to`] has every registry
+//! on the clock fetch and flip before it returns, so a ramp plays out
+//! without sleeping.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use lockstep::{ManualClock, MemoryStore, lockstep};
+//!
+//! #[lockstep(tick = "1m", backend = "memory")]
+//! pub struct Limits {
+//!     #[lockstep(default = 100)]
+//!     pub per_second: u32,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockstep::Error> {
+//! let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+//! let store = MemoryStore::with_clock(&clock);
+//! LIMITS.builder().store(store).clock(&clock).start().await?;
+//! let at = LIMITS.set(Limits::PER_SECOND, 250).await?;
+//! assert_eq!(LIMITS.per_second(), 100); // not yet
+//! clock.advance_to(at).await;
+//! assert_eq!(LIMITS.per_second(), 250); // at the instant
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Stores
+//!
+//! The URL's scheme picks the store: `redis://`, `rediss://`,
+//! `redis+unix://`, `redis+cluster://` (cargo features `redis`, `tls`,
+//! `cluster`), `postgres://` (`postgres`), `mysql://` and `mariadb://`
+//! (`mysql`), `sqlite://` (`sqlite`), `memory://` (always). The [`store`]
+//! module holds the [`Store`](store::Store) trait, [`store::open`] for
+//! tools, the write builder ([`store::Write`]) and each store's type.
+//!
 //! # Observing it
 //!
 //! [`Registry::status`] tells a registry's health ([`Status`]: `Display`
@@ -67,6 +154,18 @@
 //! (counters), `lockstep_clock_offset_seconds` (gauge) and
 //! `lockstep_commits_total` (counter, with `outcome` = `ok` or `error`).
 //! None is touched when a value is read.
+//!
+//! # What it promises
+//!
+//! Every server agrees (no write changes a value before the horizon of its
+//! commit, by the store's clock); changes flip together, at their instant,
+//! never before; one store round trip per registry per tick per process;
+//! reads take no lock, make no system call, allocate nothing and never
+//! fail; outages degrade, never break; nothing acknowledged is lost; a
+//! refused write writes nothing; one bad entry spoils only itself; a
+//! misconfigured store fails [`start`](Registry::start) at once; no
+//! password appears in any output. The repository's `docs/design.md` says
+//! each in full, with what it assumes (synchronised clocks).
 
 mod apply;
 mod clock;
