@@ -264,9 +264,9 @@ pub mod __private;
 /// ## `backend = "redis"`
 ///
 /// The kind of store the registry reads: `"redis"` (cargo feature `redis`,
-/// on by default), `"postgres"` (feature `postgres`), `"sqlite"` (feature
-/// `sqlite`) or `"memory"` (always built; one process, for tests and
-/// examples). A backend whose feature is off is a compile error that names
+/// on by default), `"postgres"` (feature `postgres`), `"mysql"` (feature
+/// `mysql`: MySQL and MariaDB), `"sqlite"` (feature `sqlite`) or
+/// `"memory"` (always built; one process, for tests and examples). A backend whose feature is off is a compile error that names
 /// the feature. The URL is given at start ([`Builder::url`](crate::Builder::url))
 /// or by `LOCKSTEP_URL`, else the backend's local default.
 ///
