@@ -4,11 +4,13 @@
 //! worker switches at the same instants.
 //!
 //! ```text
-//! cargo run --example dark_launch                 # SQLite file ./lockstep.db, workers as OS processes
+//! cargo run -p lockstep-examples --example dark_launch     # SQLite file ./lockstep.db, workers as OS processes
 //! LOCKSTEP_URL=redis://127.0.0.1:6379 \
-//!   cargo run --example dark_launch               # the same on Redis (or postgres://…)
+//!   cargo run -p lockstep-examples --example dark_launch   # the same on Redis
+//! LOCKSTEP_URL=postgres://… \
+//!   cargo run -p lockstep-examples --features postgres --example dark_launch
 //! LOCKSTEP_URL=memory:// \
-//!   cargo run --example dark_launch               # in-process memory store, workers as tasks
+//!   cargo run -p lockstep-examples --example dark_launch   # in-process memory store, workers as tasks
 //! ```
 
 use std::collections::BTreeMap;

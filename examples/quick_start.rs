@@ -1,4 +1,4 @@
-//! The README's quick start, verbatim: `cargo run --example quick_start`.
+//! The README's quick start, verbatim: `cargo run -p lockstep-examples --example quick_start`.
 
 use lockstep::lockstep;
 

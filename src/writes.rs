@@ -1,7 +1,5 @@
 //! Writes the tests plant: many entries at once, or exact texts.
 
-use std::time::Duration;
-
 /// A write that gives every one of `keys` `entries` entries, one tick
 /// apart from the horizon on (values 1000, 1001, …): what the fetch-cost
 /// measurements read back.
@@ -15,7 +13,7 @@ pub fn entries_write(
     let mut write = lockstep::store::Write::builder(namespace, tick).by(by);
     for k in 0..entries {
         if k > 0 {
-            write = write.then_after(Duration::from_secs(1));
+            write = write.then_after(tick.as_duration());
         }
         for key in keys {
             write = write.set(key.as_str(), serde_json::json!(1000 + k));

@@ -326,6 +326,18 @@ fn every_refusal_exits_1_and_leaves_the_store_unchanged() {
             "--every 500ms is shorter than the tick of `shop` (1s)",
         ),
         (
+            &["ramp", "shop.limit", "1,2", "--every", "1500ms"],
+            "--every 1s 500ms is not a whole number of ticks of `shop` (the tick is 1s)",
+        ),
+        (
+            &["ramp", "shop.limit", "1,2", "--every", "1500ms"],
+            "use --every 1s or 2s; nothing was written",
+        ),
+        (
+            &["set", "shop.limit", "5", "--at", "2020-01-01T00:00:00Z"],
+            "--at: 2020-01-01T00:00:00Z is in the past (it is now ",
+        ),
+        (
             &["ramp", "shop.limit", "1,2", "--from", "+0s"],
             "is too soon",
         ),
@@ -388,6 +400,30 @@ fn every_refusal_exits_1_and_leaves_the_store_unchanged() {
     let run = lockstep(None, &["ls"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("set LOCKSTEP_URL"), "{}", run.stderr);
+    // Times that say what is wrong with them.
+    for (args, message) in [
+        (
+            &["set", "shop.limit", "1", "--at", "10m"][..],
+            "did you mean +10m (from now)?",
+        ),
+        (
+            &["set", "shop.limit", "1", "--at", "2030-01-01T09:00:00"],
+            "is missing a time zone",
+        ),
+    ] {
+        let run = lockstep(Some(&url), args);
+        assert_eq!(run.code, 2, "lockstep {args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{}", run.stderr);
+    }
+    // A memory store is another process's: refused, saying so.
+    let run = lockstep(Some("memory://flags"), &["ls"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("can never see a registry's memory store"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(dump(&server, "shop"), before);
 
     // --force writes what the checks cannot vouch for.

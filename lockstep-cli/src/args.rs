@@ -21,10 +21,13 @@ use crate::time::parse_time;
                   Exit status: 0 done, 1 refused or failed (the reason on stderr), 2 usage."
 )]
 pub struct Cli {
-    /// The store: redis://[user[:password]@]host[:port][/db], rediss://…,
-    /// redis+unix:///path/to/socket, redis+cluster://host:port,host:port,
-    /// postgres://…, sqlite:path (percent-encode `/`, `?`, `#` and `@` in a
-    /// password: %2F, %3F, %23, %40)
+    /// The store: redis://[user[:password]@]host[:port][/db], rediss://…
+    /// (TLS), redis+unix:///path/to/socket (or unix://…),
+    /// redis+cluster://host:port,host:port (rediss+cluster://… with TLS),
+    /// postgres://… (or postgresql://…), mysql://… (or mariadb://…),
+    /// sqlite://path (or sqlite:path). Not memory://: a memory store lives
+    /// inside one process. Percent-encode `/`, `?`, `#` and `@` in a
+    /// password: %2F, %3F, %23, %40
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
@@ -211,6 +214,28 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_url_help_names_every_scheme() {
+        let help = Cli::command().render_long_help().to_string();
+        for scheme in [
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix://",
+            "redis+cluster://",
+            "rediss+cluster://",
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+            "sqlite://",
+            "sqlite:path",
+            "Not memory://",
+        ] {
+            assert!(help.contains(scheme), "{scheme} missing from:\n{help}");
+        }
     }
 
     #[test]

@@ -12,8 +12,34 @@ use lockstep::{FieldSchema, Schema, Tick, ValueType};
 use crate::args::{Cli, FieldPath, Unchecked};
 use crate::failure::Failure;
 
-/// The store URL: `--url`, else `--url-file`, else `LOCKSTEP_URL`.
+/// The store URL: `--url`, else `--url-file`, else `LOCKSTEP_URL`; never a
+/// `memory://` one.
 pub fn store_url(cli: &Cli) -> Result<String, Failure> {
+    let url = given_url(cli)?;
+    refuse_memory(&url)?;
+    Ok(url)
+}
+
+/// Refuses a `memory://` URL: a memory store lives inside one process, so
+/// this command, a process of its own, would only ever see an empty store
+/// of its own.
+fn refuse_memory(url: &str) -> Result<(), Failure> {
+    let parsed = lockstep::store::url::StoreUrl::parse(url);
+    if parsed
+        .scheme()
+        .is_some_and(|s| s.eq_ignore_ascii_case("memory"))
+    {
+        return Err(Failure::usage(
+            "memory:// stores live inside the process that made them: the lockstep command, a \
+             process of its own, can never see a registry's memory store; give the URL of the \
+             store your registries share (redis://…, postgres://…, mysql://…, sqlite://…)",
+        ));
+    }
+    Ok(())
+}
+
+/// The URL as given, whatever its scheme.
+fn given_url(cli: &Cli) -> Result<String, Failure> {
     if let Some(url) = &cli.url {
         if !lockstep::store::url::secrets(url).is_empty() {
             eprintln!(
@@ -256,5 +282,30 @@ impl Ctx {
             unplaced: fetched.unplaced.remove(&path.key).unwrap_or_default(),
             now: store_now(&fetched),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_url_is_refused_saying_why() {
+        for url in ["memory://", "memory://flags", "MEMORY://x", "memory:flags"] {
+            let e = refuse_memory(url).unwrap_err();
+            assert!(
+                e.message
+                    .contains("can never see a registry's memory store"),
+                "{url}: {}",
+                e.message
+            );
+        }
+        for url in [
+            "redis://127.0.0.1",
+            "sqlite://lockstep.db",
+            "postgres://h/db",
+        ] {
+            assert!(refuse_memory(url).is_ok(), "{url}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use crate::view::{self, instant, relative, table};
 /// than 9999-12-31T23:59:59.999Z.
 fn resolve(when: When, option: &str, tick: Tick, last: Duration) -> Result<i64, Failure> {
     let at = when
-        .resolve(Utc::now())
+        .resolve_future(Utc::now())
         .map_err(|e| Failure::refused(format!("{option}: {e}; nothing was written")))?;
     let last_ms = i64::try_from(last.as_millis()).unwrap_or(i64::MAX);
     let end = tick.ceil(at).saturating_add(last_ms);
@@ -109,6 +109,18 @@ pub async fn ramp(
             humantime::format_duration(every),
             path.namespace,
             target.tick
+        )));
+    }
+    if let Some((below, above)) = target.tick.whole_ticks_around(every) {
+        return Err(Failure::refused(format!(
+            "--every {} is not a whole number of ticks of `{}` (the tick is {}): every entry \
+             lands on a tick boundary, so they would not be {0} apart; use --every {} or {}; \
+             nothing was written",
+            humantime::format_duration(every),
+            path.namespace,
+            target.tick,
+            humantime::format_duration(below),
+            humantime::format_duration(above),
         )));
     }
     let mut write = Write::builder(&path.namespace, target.tick).by_user("cli", &user());

@@ -40,6 +40,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
             if !state.status.store_lost {
                 state.status.store_lost = true;
                 state.status.store_losses += 1;
+                crate::observe::store_lost(namespace);
                 tracing::error!(
                     namespace,
                     epoch = %old.id,
@@ -61,6 +62,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
             );
             if !state.status.store_lost {
                 state.status.store_losses += 1;
+                crate::observe::store_lost(namespace);
             }
             state.carry = Some((switch, state.timelines.clone()));
             state.epoch = Some(new);
@@ -87,6 +89,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
     }
     let mut refused = Vec::new();
     let mut changed = false;
+    let mut late = Vec::new();
     for (index, field) in S::DEF.fields.iter().enumerate() {
         let old = &state.timelines[index];
         let stored = fetched
@@ -136,11 +139,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
         }
         if !first && !same(old.active_at(now), new.active_at(now)) {
             state.status.late_flips += 1;
-            tracing::warn!(
-                namespace,
-                field = field.key,
-                "lockstep: late flip: a change already active was learned only now"
-            );
+            late.push(field.key);
         }
         let unchanged = old.len() == new.len()
             && old
@@ -154,10 +153,23 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
         }
         state.timelines[index].prune(now, 0);
     }
+    // One warning for every field a fetch found late (after an outage, many
+    // may be), not one a field.
+    if !late.is_empty() {
+        crate::observe::late_flips(namespace, late.len() as u64);
+        tracing::warn!(
+            namespace,
+            fields = ?late,
+            "lockstep: late flip: {} change(s) already active were learned only now (this \
+             process could not reach the store in time)",
+            late.len()
+        );
+    }
     // Each bad entry is counted and logged once, not at every fetch.
     for message in &bad {
         if !state.bad.contains(message) {
             state.status.rejected += 1;
+            crate::observe::rejected(namespace, 1);
             tracing::error!(namespace, "lockstep: skipped a stored entry: {message}");
             state.status.last_rejection = Some(message.clone());
         }

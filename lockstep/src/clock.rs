@@ -215,7 +215,10 @@ pub(crate) fn system_now_nanos() -> i64 {
 /// store busy shipping a large value, a congested link) says little about
 /// the offset: a sample whose round trip is far above the shortest kept
 /// (over 3 times it, plus 1 ms) is ignored, so a run of slow replies neither
-/// wins nor pushes the good samples out of the window.
+/// wins nor pushes the good samples out of the window. A sample that cannot
+/// agree with the best one, whatever their errors ([`ClockFilter::STEP`]
+/// beyond both), says a clock stepped (an NTP step, a VM resumed): the
+/// samples before it are dropped, so the estimate follows at once.
 #[derive(Debug, Default)]
 pub(crate) struct ClockFilter {
     /// `(taken at, offset, round trip)`, in nanoseconds, oldest first.
@@ -227,6 +230,9 @@ impl ClockFilter {
     pub(crate) const KEEP: usize = 64;
     /// How long a sample is kept, in nanoseconds: clocks drift.
     pub(crate) const MAX_AGE: i64 = 3_600_000_000_000;
+    /// How far beyond both errors a sample must lie from the best one to be
+    /// taken for a clock step, in nanoseconds.
+    pub(crate) const STEP: i64 = 100_000_000;
 
     /// Adds the sample taken at `at` (this process's clock); returns the
     /// best `(offset, round trip)` kept.
@@ -237,6 +243,13 @@ impl ClockFilter {
             .is_some_and(|(taken, _, _)| at.saturating_sub(*taken) > Self::MAX_AGE)
         {
             self.samples.pop_front();
+        }
+        let stepped = self.best().is_some_and(|(best, best_rtt)| {
+            let errors = (rtt.max(0) / 2).saturating_add(best_rtt.max(0) / 2);
+            offset.abs_diff(best) > errors.saturating_add(Self::STEP) as u64
+        });
+        if stepped {
+            self.samples.clear();
         }
         let far_above = self
             .best()
@@ -295,6 +308,28 @@ mod tests {
         assert_eq!(
             filter.add(later + MS, 9 * MS, 30 * MS),
             Some((7 * MS, 20 * MS))
+        );
+    }
+
+    #[test]
+    fn a_clock_step_is_followed_at_once() {
+        let mut filter = ClockFilter::default();
+        filter.add(0, 0, MS);
+        filter.add(1_000 * MS, MS / 2, MS / 2);
+        // The local clock stepped back 5 s: the store is 5 s ahead now, by a
+        // sample no faster than the best. The old samples cannot be right.
+        assert_eq!(
+            filter.add(2_000 * MS, 5_000 * MS, 2 * MS),
+            Some((5_000 * MS, 2 * MS))
+        );
+        // A jitter of a few ms is not a step.
+        assert_eq!(
+            filter.add(3_000 * MS, 5_003 * MS, MS),
+            Some((5_003 * MS, MS))
+        );
+        assert_eq!(
+            filter.add(4_000 * MS, 5_010 * MS, 2 * MS),
+            Some((5_003 * MS, MS))
         );
     }
 

@@ -11,12 +11,8 @@ use crate::tick::Tick;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A write asked for an instant before the horizon.
-    #[error(
-        "{requested} is too soon for `{namespace}`: the earliest instant a write made now may \
-         affect is {earliest} (one tick of {tick} plus the fetch timeout, rounded up to a tick \
-         boundary); schedule it at or after that instant"
-    )]
+    /// A write asked for an instant before the horizon (or in the past).
+    #[error("{}", too_soon(namespace, requested, earliest, tick))]
     BeforeHorizon {
         /// The registry's namespace.
         namespace: String,
@@ -70,6 +66,22 @@ pub enum Error {
     EmptyWrite {
         /// The registry's namespace.
         namespace: String,
+    },
+    /// A step spaced from the previous one by a duration that is not a
+    /// whole number of ticks (it would land on another boundary than the
+    /// one asked for).
+    #[error("{}", not_whole(namespace, after, tick, below, above))]
+    NotWholeTicks {
+        /// The registry's namespace.
+        namespace: String,
+        /// The spacing asked for.
+        after: std::time::Duration,
+        /// The registry's tick.
+        tick: Tick,
+        /// The whole number of ticks just below it (zero if below a tick).
+        below: std::time::Duration,
+        /// The whole number of ticks just above it.
+        above: std::time::Duration,
     },
     /// A write with more steps than [`MAX_STEPS`](crate::store::MAX_STEPS).
     #[error(
@@ -141,4 +153,47 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Store { .. })
     }
+}
+
+/// The message of [`Error::BeforeHorizon`]: an instant in the past is
+/// called so, one merely too soon names the earliest allowed.
+fn too_soon(
+    namespace: &str,
+    requested: &DateTime<Utc>,
+    earliest: &DateTime<Utc>,
+    tick: &Tick,
+) -> String {
+    let why = format!(
+        "the earliest instant a write made now may affect is {earliest} (one tick of {tick} \
+         plus the fetch timeout, rounded up to a tick boundary); schedule it at or after that \
+         instant"
+    );
+    if *requested < Utc::now() {
+        format!("{requested} is too soon for `{namespace}` (it is in the past): {why}")
+    } else {
+        format!("{requested} is too soon for `{namespace}`: {why}")
+    }
+}
+
+/// The message of [`Error::NotWholeTicks`].
+fn not_whole(
+    namespace: &str,
+    after: &std::time::Duration,
+    tick: &Tick,
+    below: &std::time::Duration,
+    above: &std::time::Duration,
+) -> String {
+    let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
+    let choices = if below.is_zero() {
+        show(above)
+    } else {
+        format!("{} or {}", show(below), show(above))
+    };
+    format!(
+        "a step of `{namespace}` {} after the previous one is not a whole number of ticks \
+         (the tick is {tick}): every change lands on a tick boundary, so it would not be {} \
+         after it; use {choices}; nothing was written",
+        show(after),
+        show(after)
+    )
 }

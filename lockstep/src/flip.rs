@@ -50,6 +50,8 @@ pub(crate) fn flip<S: Fields>(
         {
             state.status.flips += 1;
             state.status.last_flip = Some(now);
+            crate::observe::flipped(S::DEF.namespace);
+            crate::observe::pending(S::DEF.namespace, &state.timelines, now);
             let changed: Vec<&str> = S::DEF
                 .fields
                 .iter()

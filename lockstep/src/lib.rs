@@ -46,7 +46,126 @@
 //!   and never fails. When the store is down, processes keep serving (and
 //!   switching through) the timeline they last fetched.
 //!
-//! See the README for the promises in full, the store layout and figures.
+//! # Declaring and starting
+//!
+//! [`#[lockstep]`](macro@lockstep) turns a struct into a registry: every
+//! struct and field option is on its page. [`Registry::start`] connects to
+//! `LOCKSTEP_URL` (else the declared backend's default), fetches once and
+//! keeps the registry fresh on lockstep's own threads;
+//! [`Registry::builder`] takes an explicit URL or store, a manual clock or
+//! a boot timeout, and [`Registry::start_blocking`] serves programs without
+//! a runtime. Before `start`, every field reads as its default.
+//!
+//! # Writing, ramps and rollouts
+//!
+//! [`Registry::set`] writes at the horizon, [`Registry::schedule`] at a
+//! later instant, [`Registry::ramp`] several values one tick apart in one
+//! atomic write, [`Registry::change`] several fields and steps at once
+//! ([`Change`]), and [`Registry::cancel`] removes a pending entry. A
+//! [`Percent`] field rolls a feature out to a stable share of keys:
+//!
+//! ```
+//! use lockstep::{Percent, lockstep};
+//!
+//! #[lockstep(tick = "1m", backend = "memory")]
+//! pub struct Rollout {
+//!     /// Share of users on the new checkout.
+//!     pub new_checkout: Percent,
+//!     #[lockstep(default = "classic")]
+//!     pub theme: String,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockstep::Error> {
+//! ROLLOUT.start().await?;
+//! // 1 %, 10 %, 50 %, 100 %, one tick apart, in one atomic write:
+//! let steps = ROLLOUT
+//!     .ramp(Rollout::NEW_CHECKOUT, [1, 10, 50, 100].map(Percent::whole))
+//!     .await?;
+//! assert_eq!(steps.len(), 4);
+//! ROLLOUT.set(Rollout::THEME, "dark").await?;
+//!
+//! // On the hot path: the same answer for a user on every process, and
+//! // raising the share only ever adds users.
+//! if ROLLOUT.new_checkout().includes("user-42") {
+//!     // the new checkout
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Testing with the manual clock
+//!
+//! A [`ManualClock`] and a [`MemoryStore::with_clock`] make time stand still
+//! until the test moves it: [`ManualClock::advance_to`] has every registry
+//! on the clock fetch and flip before it returns, so a ramp plays out
+//! without sleeping.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use lockstep::{ManualClock, MemoryStore, lockstep};
+//!
+//! #[lockstep(tick = "1m", backend = "memory")]
+//! pub struct Limits {
+//!     #[lockstep(default = 100)]
+//!     pub per_second: u32,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockstep::Error> {
+//! let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+//! let store = MemoryStore::with_clock(&clock);
+//! LIMITS.builder().store(store).clock(&clock).start().await?;
+//! let at = LIMITS.set(Limits::PER_SECOND, 250).await?;
+//! assert_eq!(LIMITS.per_second(), 100); // not yet
+//! clock.advance_to(at).await;
+//! assert_eq!(LIMITS.per_second(), 250); // at the instant
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Stores
+//!
+//! The URL's scheme picks the store: `redis://`, `rediss://`,
+//! `redis+unix://`, `redis+cluster://` (cargo features `redis`, `tls`,
+//! `cluster`), `postgres://` (`postgres`), `mysql://` and `mariadb://`
+//! (`mysql`), `sqlite://` (`sqlite`), `memory://` (always). The [`store`]
+//! module holds the [`Store`](store::Store) trait, [`store::open`] for
+//! tools, the write builder ([`store::Write`]) and each store's type.
+//!
+//! # Observing it
+//!
+//! [`Registry::status`] tells a registry's health ([`Status`]: `Display`
+//! for people, serde's `Serialize` for tools). Fetches, commits and cancels
+//! are `tracing` spans (`lockstep.fetch`, `lockstep.commit`,
+//! `lockstep.cancel`) with the namespace, the store (without its password)
+//! and the outcome; events say when a registry connected, recovered, lost
+//! its store, flipped late, rejected a value or found its clock over a
+//! second off the store's, and repeated warnings are rate-limited.
+//!
+//! The cargo feature `metrics` records, through the
+//! [`metrics`](https://docs.rs/metrics/0.24) facade (any exporter plugs
+//! in), each with the label `namespace`: `lockstep_fetches_total`,
+//! `lockstep_fetch_failures_total` (counters), `lockstep_fetch_seconds`
+//! (histogram of a successful fetch's round trip),
+//! `lockstep_last_fetch_age_seconds`, `lockstep_pending_changes` (gauges),
+//! `lockstep_flips_total`, `lockstep_late_flips_total`,
+//! `lockstep_rejected_values_total`, `lockstep_store_losses_total`
+//! (counters), `lockstep_clock_offset_seconds` (gauge) and
+//! `lockstep_commits_total` (counter, with `outcome` = `ok` or `error`).
+//! None is touched when a value is read.
+//!
+//! # What it promises
+//!
+//! Every server agrees (no write changes a value before the horizon of its
+//! commit, by the store's clock); changes flip together, at their instant,
+//! never before; one store round trip per registry per tick per process;
+//! reads take no lock, make no system call, allocate nothing and never
+//! fail; outages degrade, never break; nothing acknowledged is lost; a
+//! refused write writes nothing; one bad entry spoils only itself; a
+//! misconfigured store fails [`start`](Registry::start) at once; no
+//! password appears in any output. The repository's `docs/design.md` says
+//! each in full, with what it assumes (synchronised clocks).
 
 mod apply;
 mod clock;
@@ -55,6 +174,7 @@ mod engine;
 mod error;
 mod flip;
 mod host;
+mod observe;
 mod percent;
 mod published;
 mod refresh;
@@ -145,9 +265,9 @@ pub mod __private;
 /// ## `backend = "redis"`
 ///
 /// The kind of store the registry reads: `"redis"` (cargo feature `redis`,
-/// on by default), `"postgres"` (feature `postgres`), `"sqlite"` (feature
-/// `sqlite`) or `"memory"` (always built; one process, for tests and
-/// examples). A backend whose feature is off is a compile error that names
+/// on by default), `"postgres"` (feature `postgres`), `"mysql"` (feature
+/// `mysql`: MySQL and MariaDB), `"sqlite"` (feature `sqlite`) or
+/// `"memory"` (always built; one process, for tests and examples). A backend whose feature is off is a compile error that names
 /// the feature. The URL is given at start ([`Builder::url`](crate::Builder::url))
 /// or by `LOCKSTEP_URL`, else the backend's local default.
 ///
@@ -320,4 +440,4 @@ pub use store::{Fleet, MemoryStore};
 pub use tick::{Millis, Tick, TickError};
 pub use timeline::Timeline;
 pub use value::MAX_VALUE_BYTES;
-pub use writer::{Change, Field};
+pub use writer::{Change, Field, IntoValue};

@@ -17,8 +17,10 @@ use crate::contract::Fields;
 use crate::engine::{Engine, SchemaNeed, State};
 use crate::error::Error;
 use crate::flip::{flip, flip_now, spawn_flipper};
+use crate::observe;
 use crate::store::Fetched;
 use crate::tick::Millis;
+use tracing::Instrument;
 
 /// The pause between two tries of the first fetch, within the boot timeout.
 const BOOT_RETRY: Duration = Duration::from_millis(100);
@@ -36,6 +38,7 @@ pub(crate) async fn boot<S: Fields>(
 ) -> Result<(), Error> {
     let namespace = S::DEF.namespace;
     let store = engine.store.describe();
+    observe::describe();
     // The first fetch may take the whole boot timeout (a first connection,
     // a TLS handshake, a store restarting), not just one fetch deadline:
     // retry within it.
@@ -77,8 +80,28 @@ pub(crate) async fn boot<S: Fields>(
 
 /// One fetch, applied, then the schema published if the store lacks it.
 /// Never two at once for one registry; the store is called on the
-/// registry's own runtime, whichever runtime awaits this.
+/// registry's own runtime, whichever runtime awaits this. In a span
+/// `lockstep.fetch` with the registry, the store and the outcome.
 pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+    let span = tracing::info_span!(
+        "lockstep.fetch",
+        namespace = S::DEF.namespace,
+        store = %engine.store.describe(),
+        outcome = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let result = fetch_once(engine).instrument(span.clone()).await;
+    match &result {
+        Ok(()) => span.record("outcome", "ok"),
+        Err(e) => span
+            .record("outcome", "error")
+            .record("error", tracing::field::display(e)),
+    };
+    result
+}
+
+/// [`fetch`], outside its span.
+async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
     let mut in_flight = engine.fetching.lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
     // A fetch that overran its deadline is still on the wire: wait for its
@@ -134,7 +157,12 @@ fn record<S: Fields>(
     received: i64,
 ) -> Result<bool, Error> {
     let now = engine.now();
+    let namespace = S::DEF.namespace;
     let mut state = engine.lock();
+    let age = |state: &State| {
+        let last = state.status.last_fetch?;
+        Some(Duration::from_millis(now.saturating_sub(last).max(0) as u64))
+    };
     match result {
         Ok(fetched) => {
             if let Some(store) = fetched.store_micros
@@ -146,12 +174,41 @@ fn record<S: Fields>(
                 {
                     state.status.clock_offset = Some((offset, rtt / 2));
                     engine.clock.set_store_offset(offset);
+                    observe::clock_offset(namespace, offset);
+                    watch_clock(engine, &mut state, offset, rtt / 2);
                 }
             }
+            let first = state.status.last_fetch.is_none();
+            let failures = state.status.consecutive_failures;
+            let failing_since = state.status.failing_since.take();
             crate::apply::apply_fetched::<S>(&mut state, fetched, now);
+            let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
+            observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
+            observe::pending(namespace, &state.timelines, now);
+            let down_for = failing_since.map(|since| {
+                humantime::format_duration(Duration::from_millis(
+                    now.saturating_sub(since).max(0) as u64
+                ))
+            });
+            if first {
+                tracing::info!(
+                    namespace, store = %engine.store.describe(), failures_before = failures,
+                    "lockstep: connected: first fetch done"
+                );
+            } else if let Some(down_for) = down_for {
+                tracing::info!(
+                    namespace, failures, down_for = %down_for,
+                    "lockstep: recovered: fetching again after {failures} failed fetches over \
+                     {down_for}"
+                );
+            }
             Ok(state.schema == SchemaNeed::Publish)
         }
         Err(e) => {
+            observe::fetched(namespace, None, age(&state));
+            if state.status.consecutive_failures == 0 {
+                state.status.failing_since = Some(now);
+            }
             state.status.consecutive_failures += 1;
             state.status.failed_fetches += 1;
             state.status.last_error = Some(e.to_string());
@@ -167,6 +224,47 @@ fn record<S: Fields>(
             }
             Err(e)
         }
+    }
+}
+
+/// Logs the clock offset estimate `offset` (error at most `error`, both in
+/// nanoseconds) crossing [`observe::CLOCK_OFFSET_WARN`]: a warning when it
+/// goes beyond (rate-limited), an info when it is back within half of it.
+fn watch_clock<S: Fields>(engine: &Engine<S>, state: &mut State, offset: i64, error: i64) {
+    let namespace = S::DEF.namespace;
+    let threshold = observe::CLOCK_OFFSET_WARN;
+    let offset_ms = offset as f64 / 1e6;
+    let status = &mut state.status;
+    if !status.clock_off && observe::clock_off(offset, error) {
+        status.clock_off = true;
+        let following = matches!(&engine.clock, ClockSource::Adjusted(a) if a.follow_store);
+        if let Some(suppressed) = warn_now(&mut status.clock_warned, Instant::now()) {
+            let effect = if following {
+                "flips follow the store's clock, as this registry asks"
+            } else {
+                "this process flips that much early or late (fix NTP, or follow the store's \
+                 clock: `clock = \"store\"`)"
+            };
+            tracing::warn!(
+                namespace,
+                offset_ms,
+                error_ms = error as f64 / 1e6,
+                suppressed,
+                "lockstep: this process's clock is {offset_ms:+.0} ms off the store's, beyond \
+                 {threshold:?}: {effect}"
+            );
+        }
+    } else if status.clock_off
+        && offset.unsigned_abs().saturating_add(error.unsigned_abs())
+            < threshold.as_nanos() as u64 / 2
+    {
+        status.clock_off = false;
+        tracing::info!(
+            namespace,
+            offset_ms,
+            "lockstep: this process's clock is back within {threshold:?} of the store's \
+             ({offset_ms:+.1} ms)"
+        );
     }
 }
 

@@ -23,7 +23,7 @@ use crate::status::Status;
 use crate::store::Fleet;
 use crate::store::Store;
 use crate::tick::{Tick, from_datetime};
-use crate::writer::{Change, Field, Writer};
+use crate::writer::{Change, Field, IntoValue, Writer};
 
 /// A registry: the values of one `#[lockstep]` struct, fetched together and
 /// switched together.
@@ -211,12 +211,13 @@ impl<S: Fields> Registry<S> {
         Change::new(self.started().map(|s| s.writer.clone()))
     }
 
-    /// Sets `field` to `value` at the horizon, the earliest instant every
-    /// process is sure to know of it in time; returns that instant.
+    /// Sets `field` to `value` (a `T`, or what converts into one: see
+    /// [`IntoValue`]) at the horizon, the earliest instant every process is
+    /// sure to know of it in time; returns that instant.
     pub async fn set<T: Serialize + DeserializeOwned>(
         &'static self,
         field: Field<S, T>,
-        value: T,
+        value: impl IntoValue<T>,
     ) -> Result<DateTime<Utc>, Error> {
         let instants = self.change().set(field, value).apply().await?;
         first(instants)
@@ -224,11 +225,12 @@ impl<S: Fields> Registry<S> {
 
     /// Sets `field` to `value` at `when` rounded up to a tick boundary;
     /// refused, naming the earliest allowed instant, if that is before the
-    /// horizon. Returns the instant it takes effect.
+    /// horizon. Returns the instant it takes effect. `value` is a `T` or
+    /// converts into one ([`IntoValue`]).
     pub async fn schedule<T: Serialize + DeserializeOwned>(
         &'static self,
         field: Field<S, T>,
-        value: T,
+        value: impl IntoValue<T>,
         when: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, Error> {
         let instants = self.change().set(field, value).at(when).apply().await?;
@@ -237,11 +239,12 @@ impl<S: Fields> Registry<S> {
 
     /// Writes `values` as consecutive entries of `field`, the first at the
     /// horizon and each next one a tick later, in one atomic commit (a
-    /// dark-launch ramp). Returns their instants.
-    pub async fn ramp<T: Serialize + DeserializeOwned>(
+    /// dark-launch ramp). Returns their instants. Each value is a `T` or
+    /// converts into one ([`IntoValue`]).
+    pub async fn ramp<T: Serialize + DeserializeOwned, V: IntoValue<T>>(
         &'static self,
         field: Field<S, T>,
-        values: impl IntoIterator<Item = T>,
+        values: impl IntoIterator<Item = V>,
     ) -> Result<Vec<DateTime<Utc>>, Error> {
         let every = S::DEF.tick.as_duration();
         let mut change = self.change();

@@ -1,13 +1,50 @@
 //! Status: what a registry can tell about its health.
 
+use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
 
 use crate::tick::{Millis, to_datetime};
 
 /// A registry's health at one moment; from [`Registry::status`](crate::Registry::status).
-#[derive(Clone, Debug, PartialEq)]
+///
+/// It serializes (with serde) as one object whose times are RFC 3339 text
+/// in UTC and whose durations are milliseconds, named with `_ms`
+/// (`last_fetch_age_ms`, `clock_offset_ms`, `clock_offset_error_ms`);
+/// a pending value is its stored JSON. `Display` is a short summary for
+/// people, a few lines:
+///
+/// ```
+/// use lockstep::lockstep;
+///
+/// #[lockstep(tick = "10m", backend = "memory")]
+/// pub struct Flags {
+///     pub maintenance: bool,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lockstep::Error> {
+/// FLAGS.start().await?;
+/// FLAGS.set(Flags::MAINTENANCE, true).await?;
+/// FLAGS.refresh().await?;
+/// let status = FLAGS.status();
+/// println!("{status}");
+/// // flags: memory://, fetched 0s ago (2 fetches, 0 failed)
+/// //   1 pending: maintenance = true at 2030-01-01T00:20:00Z
+/// //   0 flips (0 late), 0 rejected values, clock offset +0.001 ms (± 0.002 ms)
+/// assert!(status.to_string().contains("1 pending: maintenance = true at "));
+///
+/// let json = serde_json::to_value(&status).unwrap();
+/// assert_eq!(json["namespace"], "flags");
+/// assert_eq!(json["pending"][0]["value"], true);
+/// assert!(json["last_fetch"].as_str().unwrap().ends_with('Z')); // RFC 3339
+/// assert!(json["last_fetch_age_ms"].is_number());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Status {
     /// The registry's namespace.
@@ -17,8 +54,10 @@ pub struct Status {
     /// The store, without credentials.
     pub store: String,
     /// When the last successful fetch completed.
+    #[serde(serialize_with = "rfc3339")]
     pub last_fetch: Option<DateTime<Utc>>,
     /// How long ago that was.
+    #[serde(rename = "last_fetch_age_ms", serialize_with = "duration_ms")]
     pub last_fetch_age: Option<Duration>,
     /// Fetches that succeeded since start.
     pub fetches: u64,
@@ -33,6 +72,7 @@ pub struct Status {
     /// Flips done on time.
     pub flips: u64,
     /// When the last flip happened.
+    #[serde(serialize_with = "rfc3339")]
     pub last_flip: Option<DateTime<Utc>>,
     /// Changes that were already active when this process learned them (it
     /// could not reach the store for a while).
@@ -48,6 +88,7 @@ pub struct Status {
     /// reason): remove them with `lockstep purge`.
     pub bad_entries: Vec<String>,
     /// The store's clock at the last fetch, when the store tells it.
+    #[serde(serialize_with = "rfc3339")]
     pub store_time: Option<DateTime<Utc>>,
     /// The registry's epoch in the store.
     pub epoch: Option<String>,
@@ -58,19 +99,26 @@ pub struct Status {
     pub store_losses: u64,
     /// The store's clock minus this process's, estimated NTP-style from the
     /// fetch with the shortest round trip among the last few.
+    #[serde(rename = "clock_offset_ms", serialize_with = "delta_ms")]
     pub clock_offset: Option<chrono::TimeDelta>,
     /// The bound on that estimate's error: half that round trip.
+    #[serde(rename = "clock_offset_error_ms", serialize_with = "delta_ms")]
     pub clock_offset_error: Option<chrono::TimeDelta>,
 }
 
 /// A change waiting for its instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It serializes as `{"key": …, "at": "<RFC 3339>", "value": <the stored
+/// JSON>}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Pending {
     /// The field's key.
     pub key: &'static str,
     /// When it activates.
+    #[serde(serialize_with = "rfc3339_at")]
     pub at: DateTime<Utc>,
     /// The value, as stored (JSON).
+    #[serde(serialize_with = "raw_json")]
     pub value: String,
 }
 
@@ -92,6 +140,14 @@ pub(crate) struct StatusData {
     pub(crate) store_losses: u64,
     /// `(offset, error)` in nanoseconds.
     pub(crate) clock_offset: Option<(i64, i64)>,
+    /// When the current run of failed fetches began (`None`: the last
+    /// fetch succeeded).
+    pub(crate) failing_since: Option<Millis>,
+    /// Whether the clock offset is beyond the threshold that is logged.
+    pub(crate) clock_off: bool,
+    /// Clock offset warnings: when the last was logged, and how many were
+    /// suppressed since.
+    pub(crate) clock_warned: Option<(std::time::Instant, u64)>,
 }
 
 impl StatusData {
@@ -140,5 +196,208 @@ impl Status {
         let mut status = StatusData::default().report(namespace, String::new(), 0, Vec::new());
         status.started = false;
         status
+    }
+}
+
+/// An instant as RFC 3339 text in UTC, to the millisecond.
+fn rfc3339_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn rfc3339<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    t.as_ref().map(rfc3339_text).serialize(s)
+}
+
+fn rfc3339_at<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_text(t))
+}
+
+/// Whole milliseconds.
+fn duration_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .serialize(s)
+}
+
+/// Milliseconds with microsecond precision: offsets are often below one.
+fn delta_ms<S: Serializer>(d: &Option<chrono::TimeDelta>, s: S) -> Result<S::Ok, S::Error> {
+    d.map(delta_millis).serialize(s)
+}
+
+fn delta_millis(d: chrono::TimeDelta) -> f64 {
+    let micros = d.num_microseconds().unwrap_or(i64::MAX);
+    micros as f64 / 1000.0
+}
+
+/// The stored JSON as JSON, or as a string if it is not JSON.
+fn raw_json<S: Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::value::RawValue::from_string(value.to_owned()) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_str(value),
+    }
+}
+
+/// How long ago, for people: `0.4s`, `12s`, `3m 20s`.
+fn ago(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+impl fmt::Display for Status {
+    /// A few lines: the store and the last fetch; the pending changes; flips,
+    /// rejected values and the clock; then what is wrong, if anything.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.started {
+            return write!(f, "{}: not started", self.namespace);
+        }
+        write!(f, "{}: {}, ", self.namespace, self.store)?;
+        match self.last_fetch_age {
+            Some(age) => write!(f, "fetched {} ago", ago(age))?,
+            None => write!(f, "never fetched")?,
+        }
+        writeln!(
+            f,
+            " ({} fetches, {} failed)",
+            self.fetches, self.failed_fetches
+        )?;
+        match self.pending.as_slice() {
+            [] => writeln!(f, "  nothing pending")?,
+            [next, rest @ ..] => {
+                write!(
+                    f,
+                    "  {} pending: {} = {} at {}",
+                    self.pending.len(),
+                    next.key,
+                    next.value,
+                    rfc3339_text(&next.at)
+                )?;
+                if !rest.is_empty() {
+                    write!(f, ", then {} more", rest.len())?;
+                }
+                writeln!(f)?;
+            }
+        }
+        write!(
+            f,
+            "  {} flips ({} late), {} rejected values",
+            self.flips, self.late_flips, self.rejected
+        )?;
+        match (self.clock_offset, self.clock_offset_error) {
+            (Some(offset), Some(error)) => write!(
+                f,
+                ", clock offset {:+.3} ms (± {:.3} ms)",
+                delta_millis(offset),
+                delta_millis(error)
+            )?,
+            _ => write!(f, ", clock offset unknown")?,
+        }
+        if self.consecutive_failures > 0 {
+            write!(
+                f,
+                "\n  failing: {} fetches in a row",
+                self.consecutive_failures
+            )?;
+            if let Some(error) = &self.last_error {
+                write!(f, ", the last: {error}")?;
+            }
+        }
+        if self.store_lost {
+            write!(
+                f,
+                "\n  store lost: serving the timeline fetched before (losses: {})",
+                self.store_losses
+            )?;
+        }
+        if !self.bad_entries.is_empty() {
+            write!(
+                f,
+                "\n  {} bad entries (remove with `lockstep purge`): {}",
+                self.bad_entries.len(),
+                self.bad_entries[0]
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry 2.5 s after its last fetch, with two pending changes,
+    /// failing and with a bad entry.
+    fn status() -> Status {
+        let at = |ms| to_datetime(ms);
+        let data = StatusData {
+            last_fetch: Some(1_900_000_000_000),
+            last_store_time: Some(1_900_000_000_001),
+            fetches: 12,
+            failed_fetches: 3,
+            consecutive_failures: 2,
+            last_error: Some("connection refused".into()),
+            flips: 4,
+            last_flip: Some(1_899_999_990_000),
+            late_flips: 1,
+            rejected: 1,
+            clock_offset: Some((1_234_567, 250_000)),
+            ..StatusData::default()
+        };
+        let pending = vec![
+            Pending {
+                key: "share",
+                at: at(1_900_000_060_000),
+                value: "25".into(),
+            },
+            Pending {
+                key: "theme",
+                at: at(1_900_000_120_000),
+                value: "\"dark\"".into(),
+            },
+        ];
+        let mut status = data.report(
+            "flags",
+            "redis://127.0.0.1:6379".into(),
+            1_900_000_002_500,
+            pending,
+        );
+        status.bad_entries = vec!["`flags.share` at …: not a u8; skipped".into()];
+        status
+    }
+
+    #[test]
+    fn display_is_a_short_summary() {
+        assert_eq!(
+            status().to_string(),
+            "flags: redis://127.0.0.1:6379, fetched 2.5s ago (12 fetches, 3 failed)\n  \
+             2 pending: share = 25 at 2030-03-17T17:47:40Z, then 1 more\n  \
+             4 flips (1 late), 1 rejected values, clock offset +1.234 ms (± 0.250 ms)\n  \
+             failing: 2 fetches in a row, the last: connection refused\n  \
+             1 bad entries (remove with `lockstep purge`): `flags.share` at …: not a u8; skipped"
+        );
+        assert_eq!(
+            Status::not_started("flags").to_string(),
+            "flags: not started"
+        );
+    }
+
+    #[test]
+    fn it_serializes_times_as_rfc3339_and_durations_in_ms() {
+        let json = serde_json::to_value(status()).unwrap();
+        assert_eq!(json["namespace"], "flags");
+        assert_eq!(json["last_fetch"], "2030-03-17T17:46:40Z");
+        assert_eq!(json["store_time"], "2030-03-17T17:46:40.001Z");
+        assert_eq!(json["last_fetch_age_ms"], 2_500);
+        assert_eq!(json["clock_offset_ms"], 1.234);
+        assert_eq!(json["clock_offset_error_ms"], 0.25);
+        assert_eq!(
+            json["pending"][1],
+            serde_json::json!({"key": "theme", "at": "2030-03-17T17:48:40Z", "value": "dark"})
+        );
+        assert_eq!(json["pending"][0]["value"], 25);
+        let idle = serde_json::to_value(Status::not_started("flags")).unwrap();
+        assert_eq!(idle["last_fetch"], serde_json::Value::Null);
+        assert_eq!(idle["last_fetch_age_ms"], serde_json::Value::Null);
     }
 }

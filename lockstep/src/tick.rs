@@ -123,6 +123,34 @@ impl Tick {
         }
     }
 
+    /// `None` when `d` is a whole number of ticks; else the whole numbers
+    /// of ticks just below and just above it (below is zero when `d` is
+    /// shorter than a tick). Steps a tick apart or more land exactly on the
+    /// grid only when spaced a whole number of ticks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let tick = lockstep::Tick::from_secs(60).unwrap();
+    /// assert_eq!(tick.whole_ticks_around(Duration::from_secs(120)), None);
+    /// assert_eq!(
+    ///     tick.whole_ticks_around(Duration::from_secs(90)),
+    ///     Some((Duration::from_secs(60), Duration::from_secs(120)))
+    /// );
+    /// ```
+    pub fn whole_ticks_around(self, d: Duration) -> Option<(Duration, Duration)> {
+        let tick = u128::from(self.secs) * 1_000_000_000;
+        let nanos = d.as_nanos();
+        if nanos.is_multiple_of(tick) {
+            return None;
+        }
+        let below = nanos / tick;
+        let ticks = |n: u128| {
+            let secs = u64::try_from(n * u128::from(self.secs)).unwrap_or(u64::MAX);
+            Duration::from_secs(secs)
+        };
+        Some((ticks(below), ticks(below + 1)))
+    }
+
     /// The first tick boundary strictly after `t`.
     pub fn next_after(self, t: Millis) -> Millis {
         self.floor(t).saturating_add(self.as_millis())

@@ -17,6 +17,7 @@ use crate::host::run_on;
 use crate::store::{Store, StoredEntry, Write, WriteBuilder};
 use crate::tick::{Millis, from_datetime, to_datetime};
 use crate::value::encode;
+use tracing::Instrument;
 
 /// A started registry's way to its store for writes: the store itself, and
 /// the registry's own runtime, where the store keeps its connections.
@@ -27,22 +28,133 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Commits `write`; a refused write writes nothing.
+    /// Commits `write`; a refused write writes nothing. In a span
+    /// `lockstep.commit` with the registry, the store, the number of steps
+    /// and the outcome.
     pub(crate) async fn commit(&self, write: Write) -> Result<Vec<DateTime<Utc>>, Error> {
+        let span = tracing::info_span!(
+            "lockstep.commit",
+            namespace = write.namespace.as_str(),
+            store = %self.store.describe(),
+            steps = write.steps.len(),
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let namespace = write.namespace.clone();
         let store = self.store.clone();
-        let committed = run_on(&self.runtime, async move { store.commit(&write).await }).await?;
+        let work = async move { store.commit(&write).await }.instrument(span.clone());
+        let committed = outcome(&span, &namespace, run_on(&self.runtime, work).await)?;
         Ok(committed.instants.into_iter().map(to_datetime).collect())
     }
 
-    /// Removes the pending entry of `key` at `at`.
+    /// Removes the pending entry of `key` at `at`. In a span
+    /// `lockstep.cancel` with the registry, the store, the field and the
+    /// outcome.
     pub(crate) async fn cancel<S: Fields>(
         &self,
         key: &'static str,
         at: Millis,
     ) -> Result<StoredEntry, Error> {
+        let span = tracing::info_span!(
+            "lockstep.cancel",
+            namespace = S::DEF.namespace,
+            store = %self.store.describe(),
+            field = key,
+            at = %to_datetime(at).to_rfc3339(),
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let store = self.store.clone();
-        let work = async move { store.cancel(S::DEF.namespace, S::DEF.tick, key, at).await };
-        run_on(&self.runtime, work).await
+        let work = async move { store.cancel(S::DEF.namespace, S::DEF.tick, key, at).await }
+            .instrument(span.clone());
+        outcome(&span, S::DEF.namespace, run_on(&self.runtime, work).await)
+    }
+}
+
+/// Records the outcome of a commit or cancel in its span and its metric.
+fn outcome<T>(span: &tracing::Span, namespace: &str, result: Result<T, Error>) -> Result<T, Error> {
+    match &result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(e) => {
+            span.record("outcome", "error");
+            span.record("error", tracing::field::display(e));
+        }
+    }
+    crate::observe::committed(namespace, result.is_ok());
+    result
+}
+
+/// A value that can be written to a field holding a `T`: a `T` itself, and
+/// for a `String` field a `&str` or `&String`, so that
+/// `FLAGS.set(Flags::THEME, "dark")` needs no `.to_string()`.
+///
+/// Writes take `impl IntoValue<T>` rather than `impl Into<T>`: with
+/// `Into`, an integer literal written to a `u32` field
+/// (`set(Flags::LIMIT, 100)`) would no longer infer its type (`u32`
+/// converts from several integer types, so the literal falls back to
+/// `i32`, which does not convert). Implement it for conversions of your
+/// own field types where that helps.
+///
+/// ```
+/// use lockstep::lockstep;
+///
+/// #[lockstep(tick = "1s", backend = "memory")]
+/// pub struct Site {
+///     #[lockstep(default = "classic")]
+///     pub theme: String,
+///     #[lockstep(default = 100)]
+///     pub limit: u32,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lockstep::Error> {
+/// SITE.start().await?;
+/// SITE.set(Site::THEME, "dark").await?; // a &str for a String field
+/// SITE.set(Site::LIMIT, 250).await?; // a literal is still a u32
+/// SITE.ramp(Site::THEME, ["dark", "light"]).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait IntoValue<T> {
+    /// The value to write.
+    fn into_value(self) -> T;
+}
+
+impl<T> IntoValue<T> for T {
+    fn into_value(self) -> T {
+        self
+    }
+}
+
+impl IntoValue<String> for &str {
+    fn into_value(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl IntoValue<String> for &String {
+    fn into_value(self) -> String {
+        self.clone()
+    }
+}
+
+impl IntoValue<String> for char {
+    fn into_value(self) -> String {
+        self.to_string()
+    }
+}
+
+impl IntoValue<String> for std::borrow::Cow<'_, str> {
+    fn into_value(self) -> String {
+        self.into_owned()
+    }
+}
+
+impl IntoValue<String> for Box<str> {
+    fn into_value(self) -> String {
+        self.into()
     }
 }
 
@@ -112,10 +224,10 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 /// let instants = SITE
 ///     .change()
 ///     .set(Site::BANNER, true)
-///     .set(Site::THEME, "dark".to_string())
+///     .set(Site::THEME, "dark")
 ///     .then_after(Duration::from_secs(3600))
 ///     .set(Site::BANNER, false)
-///     .set(Site::THEME, "classic".to_string())
+///     .set(Site::THEME, "classic")
 ///     .apply()
 ///     .await?;
 /// assert_eq!(instants.len(), 2);
@@ -140,8 +252,14 @@ impl<S: Fields> Change<S> {
         }
     }
 
-    /// Sets `field` to `value` in the current step.
-    pub fn set<T: Serialize + DeserializeOwned>(mut self, field: Field<S, T>, value: T) -> Self {
+    /// Sets `field` to `value` in the current step (a `T`, or what converts
+    /// into one: see [`IntoValue`]).
+    pub fn set<T: Serialize + DeserializeOwned>(
+        mut self,
+        field: Field<S, T>,
+        value: impl IntoValue<T>,
+    ) -> Self {
+        let value: T = value.into_value();
         self.write = match encode(S::DEF.namespace, field.key, &value) {
             Ok(json) => self.write.set_json(field.key.to_owned(), json),
             Err(e) => self.write.fail_with(e),

@@ -209,9 +209,21 @@ impl WriteBuilder {
         self.then(StepAt::At(at))
     }
 
-    /// Starts a new step `after` the previous one (rounded up to a tick
-    /// boundary).
+    /// Starts a new step `after` the previous one, which must be a whole
+    /// number of ticks: any other spacing is refused at
+    /// [`build`](WriteBuilder::build) ([`Error::NotWholeTicks`], naming the
+    /// whole-tick spacings around it), as it could not land where asked.
     pub fn then_after(mut self, after: Duration) -> Self {
+        if let Some((below, above)) = self.write.tick.whole_ticks_around(after) {
+            let error = Error::NotWholeTicks {
+                namespace: self.write.namespace.clone(),
+                after,
+                tick: self.write.tick,
+                below,
+                above,
+            };
+            self.fail(error);
+        }
         let after = millis(after);
         let at = match self.current().at {
             StepAt::Horizon { after: previous } => StepAt::Horizon {
@@ -386,6 +398,15 @@ mod tests {
         let err = resolve_instants(&write(StepAt::At(10_000)), 1_000).unwrap_err();
         assert!(matches!(err, Error::BeforeHorizon { .. }), "{err}");
         assert!(err.to_string().contains("1970-01-01 00:00:20 UTC"), "{err}");
+        assert!(err.to_string().contains("is in the past"), "{err}");
+        // Too soon, but not past: named as such, with the earliest instant.
+        let now = crate::tick::now_millis();
+        let err = resolve_instants(&write(StepAt::At(now + 1_000)), now).unwrap_err();
+        let e = err.to_string();
+        assert!(
+            e.contains("is too soon for `ns`") && !e.contains("past"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -402,6 +423,35 @@ mod tests {
         );
         assert!(write.by.contains(" pid "), "{}", write.by);
         assert_eq!(write.id.len(), 32);
+    }
+
+    #[test]
+    fn a_step_that_is_not_a_whole_number_of_ticks_after_the_last_is_refused() {
+        let b = || Write::builder("ns", tick()).set("a", json!(1));
+        let e = b()
+            .then_after(Duration::from_secs(15))
+            .set("a", json!(2))
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, Error::NotWholeTicks { .. }), "{e}");
+        let e = e.to_string();
+        assert!(e.contains("15s after the previous one"), "{e}");
+        assert!(
+            e.contains("the tick is 10s") && e.contains("use 10s or 20s"),
+            "{e}"
+        );
+        let e = b()
+            .then_after(Duration::from_millis(2_500))
+            .set("a", json!(2))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use 10s;"), "{e}");
+        let ok = b().then_after(Duration::from_secs(30)).set("a", json!(2));
+        assert_eq!(
+            ok.build().unwrap().steps[1].at,
+            StepAt::Horizon { after: 30_000 }
+        );
     }
 
     #[test]

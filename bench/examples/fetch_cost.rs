@@ -4,7 +4,7 @@
 //! registry's refresher does once per tick.
 //!
 //! ```text
-//! cargo run --release --example fetch_cost [-- N]     # N = 2000 by default
+//! cargo run --release -p lockstep-bench --example fetch_cost [-- N]     # N = 2000 by default
 //! ```
 //!
 //! Memory, a private `redis-server`, PostgreSQL (`LOCKSTEP_TEST_POSTGRES`,
