@@ -4,7 +4,7 @@
 //! this machine.
 //!
 //! ```text
-//! cargo run --release --example report_cost [-- N]     # N = 500 by default
+//! cargo run --release -p lockstep-bench --example report_cost [-- N]     # N = 500 by default
 //! ```
 //!
 //! PostgreSQL (`LOCKSTEP_TEST_POSTGRES`, else a throwaway cluster), a
