@@ -1031,5 +1031,8 @@ async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
     assert_eq!(s.store.reports(&other).await.unwrap().records[0].body, odd);
     // Namespaces only processes reported to are no registries.
     let listed = s.store.namespaces().await.unwrap();
-    assert!(!listed.contains(&ns) && !listed.contains(&other), "{listed:?}");
+    assert!(
+        !listed.contains(&ns) && !listed.contains(&other),
+        "{listed:?}"
+    );
 }
