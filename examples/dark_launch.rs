@@ -4,13 +4,13 @@
 //! worker switches at the same instants.
 //!
 //! ```text
-//! cargo run -p lockstep-examples --example dark_launch     # SQLite file ./lockstep.db, workers as OS processes
+//! cargo run -p lockstep-examples --features sqlite --example dark_launch   # SQLite file ./lockstep.db, workers as OS processes
 //! LOCKSTEP_URL=redis://127.0.0.1:6379 \
-//!   cargo run -p lockstep-examples --example dark_launch   # the same on Redis
+//!   cargo run -p lockstep-examples --features sqlite,redis --example dark_launch   # the same on Redis
 //! LOCKSTEP_URL=postgres://… \
-//!   cargo run -p lockstep-examples --features postgres --example dark_launch
+//!   cargo run -p lockstep-examples --features sqlite,postgres --example dark_launch
 //! LOCKSTEP_URL=memory:// \
-//!   cargo run -p lockstep-examples --example dark_launch   # in-process memory store, workers as tasks
+//!   cargo run -p lockstep-examples --features sqlite --example dark_launch   # in-process memory store, workers as tasks
 //! ```
 
 use std::collections::BTreeMap;

@@ -4,6 +4,6 @@
 //!   (`cargo run -p lockstep-examples --example quick_start`);
 //! - `dark_launch.rs`: a ramp 0 → 10 → 25 → 50 → 100 % watched by four
 //!   worker processes sharing one SQLite file
-//!   (`cargo run -p lockstep-examples --example dark_launch`).
+//!   (`cargo run -p lockstep-examples --features sqlite --example dark_launch`).
 //!
 //! This library is empty: a package needs one target besides its examples.
