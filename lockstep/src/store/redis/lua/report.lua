@@ -1,0 +1,49 @@
+-- Follows fetch.lua, in the same script: keeps the record of the process
+-- that fetched, atomically with what it read. KEYS[2]: the fleet's hash
+-- (process id -> record), KEYS[3]: its expiry set (process id -> expiry,
+-- ms). ARGV[3]: the process id, ARGV[4]: its body, ARGV[5]: how long the
+-- record lasts (ms), ARGV[6]: the largest body kept, ARGV[7]: how many
+-- expired records to delete at most. The record is
+-- {"seen":<store ms>,"revision":<the revision served>,"body":"<body>"}.
+-- The fetch is served whatever becomes of the record: `out[7]` is 1 if it
+-- was kept, else why not (a user that may not write, a key of the wrong
+-- type, a body too large).
+local function record()
+  local process, body = ARGV[3], ARGV[4]
+  if #body > tonumber(ARGV[6]) then
+    error('TOO_LARGE the body is ' .. #body .. ' bytes, over ' .. ARGV[6], 0)
+  end
+  for key, kind in pairs({[KEYS[2]] = 'hash', [KEYS[3]] = 'zset'}) do
+    local held = redis.call('TYPE', key)['ok']
+    if held ~= kind and held ~= 'none' then
+      error('WRONGTYPE_KEY ' .. key .. ' ' .. held, 0)
+    end
+  end
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local expires = now + tonumber(ARGV[5])
+  -- Expired records go, a bounded number per fetch: their ids from the set
+  -- last, so no record is ever left without its expiry.
+  local gone = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[7]))
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[2], unpack(gone))
+    redis.call('ZREM', KEYS[3], unpack(gone))
+  end
+  -- The expiry first, so no record is ever left without one.
+  redis.call('ZADD', KEYS[3], string.format('%d', expires), process)
+  redis.call('HSET', KEYS[2], process, '{"seen":' .. string.format('%d', now) ..
+    ',"revision":' .. string.format('%d', revision) .. ',"body":' .. cjson.encode(body) .. '}')
+  -- Both keys go by themselves when the last record expires.
+  local last = redis.call('ZRANGE', KEYS[3], 0, 0, 'REV', 'WITHSCORES')[2]
+  last = string.format('%d', tonumber(last))
+  redis.call('PEXPIREAT', KEYS[2], last)
+  redis.call('PEXPIREAT', KEYS[3], last)
+end
+local ok, why = pcall(record)
+if ok then
+  out[7] = 1
+elseif type(why) == 'table' then
+  out[7] = why.err or 'refused'
+else
+  out[7] = tostring(why)
+end
+return out
