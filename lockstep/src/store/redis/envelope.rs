@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn the_revision_is_read_where_the_envelope_has_one_else_it_is_0() {
         let revision = |bytes: &[u8]| open_envelope(bytes).1.unwrap().revision;
-        assert_eq!(revision(br#"{"f":1,"w":"a","t":5,"by":"x","r":42,"v":1}"#), 42);
+        assert_eq!(
+            revision(br#"{"f":1,"w":"a","t":5,"by":"x","r":42,"v":1}"#),
+            42
+        );
         assert_eq!(revision(br#"{"f":1,"w":"a","t":5,"by":"x","v":1}"#), 0);
         // What an older build reads: the same envelope, `r` ignored.
         #[derive(Deserialize)]

@@ -47,7 +47,11 @@ pub(super) struct Reporting {
 impl Reporting {
     /// The report to send with this fetch: `report`, unless the server
     /// refused one lately or it is over [`MAX_REPORT_BYTES`].
-    pub(super) fn send<'a>(&self, namespace: &str, report: Option<&'a Report>) -> Option<&'a Report> {
+    pub(super) fn send<'a>(
+        &self,
+        namespace: &str,
+        report: Option<&'a Report>,
+    ) -> Option<&'a Report> {
         let report = report?;
         if report.body.len() > MAX_REPORT_BYTES {
             let why = format!(
