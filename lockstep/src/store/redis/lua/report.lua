@@ -13,30 +13,29 @@ local function record()
   if #body > tonumber(ARGV[6]) then
     error('TOO_LARGE the body is ' .. #body .. ' bytes, over ' .. ARGV[6], 0)
   end
-  for key, kind in pairs({[KEYS[2]] = 'hash', [KEYS[3]] = 'zset'}) do
-    local held = redis.call('TYPE', key)['ok']
-    if held ~= kind and held ~= 'none' then
-      error('WRONGTYPE_KEY ' .. key .. ' ' .. held, 0)
-    end
-  end
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local expires = now + tonumber(ARGV[5])
+  -- Whatever fails below (a key of the wrong type, a user that may not
+  -- write) leaves at worst an expiry without its record, which nothing
+  -- reads and a later sweep deletes: never a record without its expiry.
   -- Expired records go, a bounded number per fetch: their ids from the set
-  -- last, so no record is ever left without its expiry.
+  -- last.
   local gone = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[7]))
   if #gone > 0 then
     redis.call('HDEL', KEYS[2], unpack(gone))
     redis.call('ZREM', KEYS[3], unpack(gone))
   end
-  -- The expiry first, so no record is ever left without one.
+  -- The expiry first.
   redis.call('ZADD', KEYS[3], string.format('%d', expires), process)
   redis.call('HSET', KEYS[2], process, '{"seen":' .. string.format('%d', now) ..
     ',"revision":' .. string.format('%d', revision) .. ',"body":' .. cjson.encode(body) .. '}')
-  -- Both keys go by themselves when the last record expires.
-  local last = redis.call('ZRANGE', KEYS[3], 0, 0, 'REV', 'WITHSCORES')[2]
-  last = string.format('%d', tonumber(last))
-  redis.call('PEXPIREAT', KEYS[2], last)
-  redis.call('PEXPIREAT', KEYS[3], last)
+  -- Both keys go by themselves when the last record expires: their expiry
+  -- only ever moves later (GT), set first on a key that has none (NX).
+  for k = 2, 3 do
+    if redis.call('PEXPIREAT', KEYS[k], string.format('%d', expires), 'GT') == 0 then
+      redis.call('PEXPIREAT', KEYS[k], string.format('%d', expires), 'NX')
+    end
+  end
 end
 local ok, why = pcall(record)
 if ok then
