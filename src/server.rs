@@ -167,13 +167,29 @@ impl RedisServer {
     /// How many times the server ran `command` since the last
     /// [`RedisServer::reset_stats`] (from `INFO commandstats`).
     pub fn calls(&self, command: &str) -> u64 {
+        self.calls_of([command])[0]
+    }
+
+    /// How many scripts the server ran (`EVALSHA`, as fetches with a report
+    /// and writes are sent, and `EVALSHA_RO`, as fetches without): with no
+    /// writer about, the fetches. Each is one round trip.
+    pub fn scripts_run(&self) -> u64 {
+        self.calls_of(["evalsha", "evalsha_ro"]).iter().sum()
+    }
+
+    /// [`RedisServer::calls`] of each of `commands`, read at one instant
+    /// (one `INFO commandstats`), so that counts taken while clients run
+    /// agree with each other.
+    pub fn calls_of<const N: usize>(&self, commands: [&str; N]) -> [u64; N] {
         let info: String = self.cmd(&["INFO", "commandstats"]);
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        commands.map(|command| {
+            let prefix = format!("cmdstat_{command}:calls=");
+            info.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
     }
 
     /// Zeroes the command statistics.

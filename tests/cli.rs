@@ -129,13 +129,18 @@ impl Drop for Shop {
 }
 
 /// Every key of namespace `ns` with its content: what a refused command
-/// must leave as it was.
+/// must leave as it was. Of the fleet's keys, which the registry's running
+/// process updates at each fetch, only who is in them.
 fn dump(server: &RedisServer, ns: &str) -> BTreeMap<String, Vec<(String, String)>> {
     let keys: Vec<String> = server.cmd(&["KEYS", &format!("lockstep:{{{ns}}}:*")]);
     keys.into_iter()
         .map(|key| {
             let kind: String = server.cmd(&["TYPE", &key]);
+            let members =
+                |ids: Vec<String>| ids.into_iter().map(|id| (id, String::new())).collect();
             let mut content: Vec<(String, String)> = match kind.as_str() {
+                "hash" if key.ends_with(":fleet") => members(server.cmd(&["HKEYS", &key])),
+                "zset" => members(server.cmd(&["ZRANGE", &key, "0", "-1"])),
                 "hash" => server.cmd(&["HGETALL", &key]),
                 _ => vec![(kind, server.cmd(&["GET", &key]))],
             };

@@ -57,7 +57,7 @@ async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after(
     let instants = start_and_ramp(&FAULTY, Faulty::GENERATION, &server).await;
     let hammer = Hammer::start(|| (FAULTY.generation(), FAULTY.name().len()));
 
-    let before = server.calls("evalsha_ro");
+    let before = server.scripts_run();
     server.freeze(); // SIGSTOP: connections stay open, nothing answers
     sleep_until(instants[2].1 + 500_000_000).await;
     let frozen = FAULTY.status();
@@ -80,7 +80,7 @@ async fn a_frozen_store_changes_nothing_on_the_hot_path_and_gets_no_burst_after(
     }
     let recovered = thawed.elapsed();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let executed = server.calls("evalsha_ro") - before;
+    let executed = server.scripts_run() - before;
     let after = thawed.elapsed().as_secs_f64();
     println!(
         "frozen {:.1} s: {} failed fetches, recovered {recovered:?} after SIGCONT, \
@@ -167,7 +167,7 @@ async fn client_pause_longer_than_a_tick_costs_deadlines_only_and_no_burst_after
     let instants = start_and_ramp(&PAUSED, Faulty::GENERATION, &server).await;
     let hammer = Hammer::start(|| (PAUSED.generation(), PAUSED.name().len()));
 
-    let before = server.calls("evalsha_ro");
+    let before = server.scripts_run();
     let pause = Duration::from_millis(2_500);
     server.pause_clients(pause); // CLIENT PAUSE 2500 ALL: commands wait, connections stay
     let paused = Instant::now();
@@ -194,7 +194,7 @@ async fn client_pause_longer_than_a_tick_costs_deadlines_only_and_no_burst_after
     }
     let recovered = resumed.elapsed();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let executed = server.calls("evalsha_ro") - before;
+    let executed = server.scripts_run() - before;
     let after = resumed.elapsed().as_secs_f64();
     println!(
         "paused {pause:?}: a fetch gave up after {took:?}, {} failed fetches, recovered \

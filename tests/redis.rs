@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use lockstep::store::{RedisStore, StepAt, Store, Write};
+use lockstep::store::{RedisStore, Report, StepAt, Store, Write};
 use lockstep::{Error, lockstep};
 use lockstep_suite::{Hammer, RedisCluster, RedisServer, check};
 
@@ -36,15 +36,25 @@ struct Wide {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_fetch_per_tick_plus_one_at_start_whatever_the_number_of_fields() {
     let server = RedisServer::start();
-    // Load the scripts first, so the count below is of fetches alone.
+    // Load the scripts first (the fetch with a report, as registries send
+    // it, and without), so the count below is of fetches alone.
     let store = RedisStore::open(&server.url()).unwrap();
+    let report = Report {
+        process: "loader".to_owned(),
+        body: "{}".to_owned(),
+        expires_after: 1,
+    };
     store.fetch("wide", &[]).await.unwrap();
+    store
+        .fetch_reporting("loader", &[], Some(&report))
+        .await
+        .unwrap();
     server.reset_stats();
     let started = Instant::now();
     WIDE.builder().url(server.url()).start().await.unwrap();
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let fetches = server.calls("evalsha_ro");
+    let [fetches, evalsha_ro, records] = server.calls_of(["evalsha", "evalsha_ro", "zadd"]);
     let status = WIDE.status();
     println!(
         "{fetches} fetches in {elapsed:.2} s (status: {})",
@@ -57,8 +67,14 @@ async fn one_fetch_per_tick_plus_one_at_start_whatever_the_number_of_fields() {
         "{fetches} fetches in {elapsed:.2} s of a 1 s tick"
     );
     assert_eq!(fetches, status.fetches, "every fetch is one EVALSHA");
+    // Each with its report, in that one round trip: none went without one
+    // or fell back to a second, read-only one.
+    assert_eq!(evalsha_ro, 0);
+    assert_eq!(records, fetches, "one record per fetch");
     assert_eq!(server.calls("eval_ro") + server.calls("eval"), 0);
     assert_eq!(status.failed_fetches, 0);
+    let fleet = WIDE.fleet().await.unwrap();
+    assert_eq!(fleet.processes.len(), 1, "{fleet:?}");
 }
 
 #[lockstep(tick = "1s", backend = "redis")]
@@ -111,6 +127,15 @@ async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_o
     assert!(
         meta.contains_key("epoch") && meta.contains_key("created") && meta.contains_key("schema")
     );
+    // The entry carries the revision its write made, the registry's last.
+    assert_eq!(envelope["r"].to_string(), meta["revision"]);
+    // The registry's own record, as the fleet view reads it.
+    let fleet: std::collections::HashMap<String, String> =
+        server.cmd(&["HGETALL", "lockstep:{writes}:fleet"]);
+    assert_eq!(fleet.len(), 1, "{fleet:?}");
+    let record: serde_json::Value = serde_json::from_str(fleet.values().next().unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["pid"], std::process::id());
 
     let wait = (at - Utc::now()).to_std().unwrap();
     tokio::time::sleep(wait - Duration::from_millis(30)).await;
@@ -375,6 +400,9 @@ async fn a_registry_works_on_a_redis_cluster() {
         })
         .collect();
     assert_eq!(holders.iter().filter(|&&k| k > 0).count(), 1, "{holders:?}");
+    // The fleet's records too, kept by the fetches and read back.
+    let fleet = CLUSTERED.fleet().await.unwrap();
+    assert_eq!(fleet.processes.len(), 1, "{fleet:?}");
 }
 
 #[lockstep(tick = "1s", backend = "redis", namespace = "tenant-a")]
@@ -422,5 +450,54 @@ async fn namespaces_are_isolated_and_unsafe_names_refused() {
     assert!(
         keys.iter().all(|k| k.starts_with("lockstep:{tenant-a}:") || k.starts_with("lockstep:{tenant-b}:")),
         "{keys:?}"
+    );
+}
+
+/// Expired records are deleted by later fetches, at most 32 a fetch
+/// (bounded work, whatever was left behind), and the fleet's two keys
+/// expire with the last record, so a registry nobody fetches any more
+/// leaves nothing. A registry with nothing but a fleet is not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_records_are_swept_a_bounded_number_a_fetch_and_leave_with_the_last() {
+    let server = RedisServer::start();
+    let (fleet, expiry) = ("lockstep:{swept}:fleet", "lockstep:{swept}:fleet:expiry");
+    for i in 0..100 {
+        let id = format!("gone{i}");
+        let _: () = server.cmd(&["HSET", fleet, &id, r#"{"seen":1,"revision":0,"body":"{}"}"#]);
+        let _: () = server.cmd(&["ZADD", expiry, "1", &id]);
+    }
+    let store = RedisStore::open(&server.url()).unwrap();
+    let report = Report {
+        process: "live".to_owned(),
+        body: r#"{"id":"live"}"#.to_owned(),
+        expires_after: 60_000,
+    };
+    let size = |key: &str| -> u64 {
+        let kind = if key == fleet { "HLEN" } else { "ZCARD" };
+        server.cmd(&[kind, key])
+    };
+    let mut left = Vec::new();
+    for _ in 0..4 {
+        store
+            .fetch_reporting("swept", &["a"], Some(&report))
+            .await
+            .unwrap();
+        left.push((size(fleet), size(expiry)));
+        let reports = store.reports("swept").await.unwrap();
+        let ids: Vec<&str> = reports.records.iter().map(|r| r.process.as_str()).collect();
+        assert_eq!(ids, ["live"]);
+    }
+    assert_eq!(left, [(69, 69), (37, 37), (5, 5), (1, 1)]);
+    let expires: Vec<(String, i64)> = server.cmd(&["ZRANGE", expiry, "0", "-1", "WITHSCORES"]);
+    for key in [fleet, expiry] {
+        let at: i64 = server.cmd(&["PEXPIRETIME", key]);
+        assert_eq!(at, expires[0].1, "{key}");
+    }
+    assert!(
+        !store
+            .namespaces()
+            .await
+            .unwrap()
+            .contains(&"swept".to_owned())
     );
 }

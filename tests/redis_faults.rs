@@ -460,3 +460,165 @@ async fn a_flushed_store_holds_no_schema() {
     assert!(!fetched.schema_held);
     assert_eq!(fetched.epoch, None);
 }
+
+/// Round trips of fetch scripts a server saw: `EVALSHA` and `EVALSHA_RO`,
+/// run or refused before running (`rejected_calls`: ACL, READONLY, OOM).
+fn fetch_round_trips(server: &RedisServer) -> u64 {
+    let info: String = server.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_evalsha_ro:"))
+        .flat_map(|l| l.split([':', ',']))
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "calls" || *k == "rejected_calls")
+        .map(|(_, n)| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+fn report(process: &str) -> lockstep::store::Report {
+    lockstep::store::Report {
+        process: process.to_owned(),
+        body: format!(r#"{{"id":"{process}"}}"#),
+        expires_after: 60_000,
+    }
+}
+
+/// Where the server will not keep a process's record — a user that may
+/// only read lockstep's keys (the fetch with a report is refused whole), a
+/// user that may not run write commands (refused inside the script), a
+/// replica, a fleet key of the wrong type — every fetch with a report is
+/// served all the same, as written, and costs one round trip, but for the
+/// first, refused one: the store then fetches without a report for a
+/// while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_each() {
+    let server = RedisServer::start();
+    for (user, keys, commands) in [
+        ("keys_ro", "%R~lockstep:*", "+@read"),
+        ("no_write", "~lockstep:*", "+@read"),
+    ] {
+        let _: () = server.cmd(&[
+            "ACL",
+            "SETUSER",
+            user,
+            "on",
+            ">pw",
+            keys,
+            commands,
+            "+@scripting",
+            "+time",
+            "+ping",
+        ]);
+    }
+    let replica = RedisServer::start();
+    let _: () = replica.cmd(&["REPLICAOF", "127.0.0.1", &server.port().to_string()]);
+    let wrong_type = RedisServer::start();
+    let _: () = wrong_type.cmd(&["SET", "lockstep:{kept}:fleet", "not a hash"]);
+    let writer = RedisStore::open(&server.url()).unwrap();
+    for store in [&writer, &RedisStore::open(&wrong_type.url()).unwrap()] {
+        store
+            .commit(&write("kept", vec![("a", "7")], NOW))
+            .await
+            .unwrap();
+    }
+    let revision = writer.fetch("kept", &["a"]).await.unwrap().revision;
+    // The replica holds the write before it is asked.
+    let synced = Instant::now();
+    while replica
+        .cmd::<Vec<(String, String)>>(&["HGETALL", "lockstep:{kept}:field:a"])
+        .is_empty()
+    {
+        assert!(
+            synced.elapsed() < Duration::from_secs(10),
+            "the replica never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let port = server.port();
+    let cases = [
+        (
+            "a read-only user",
+            format!("redis://keys_ro:pw@127.0.0.1:{port}"),
+            &server,
+        ),
+        (
+            "a user without writes",
+            format!("redis://no_write:pw@127.0.0.1:{port}"),
+            &server,
+        ),
+        ("a replica", replica.url(), &replica),
+        (
+            "a fleet key of the wrong type",
+            wrong_type.url(),
+            &wrong_type,
+        ),
+    ];
+    const FETCHES: u64 = 10;
+    for (case, url, counted) in cases {
+        let store = RedisStore::open(&url).unwrap();
+        // The scripts are loaded first, so the count is of fetches alone.
+        let _ = store.fetch("kept", &[]).await;
+        let _ = store
+            .fetch_reporting("loaded", &[], Some(&report("x")))
+            .await;
+        counted.reset_stats();
+        let store = RedisStore::open(&url).unwrap();
+        for _ in 0..FETCHES {
+            let fetched = store
+                .fetch_reporting("kept", &["a"], Some(&report(case)))
+                .await
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("7"), "{case}");
+            assert_eq!(fetched.revision, revision, "{case}");
+        }
+        let trips = fetch_round_trips(counted);
+        println!("{case}: {FETCHES} fetches in {trips} round trips");
+        assert!(
+            (FETCHES..=FETCHES + 1).contains(&trips),
+            "{case}: {trips} round trips for {FETCHES} fetches"
+        );
+        let records = writer.reports("kept").await.unwrap().records;
+        assert!(
+            records.iter().all(|r| r.process != case),
+            "{case}: {records:?}"
+        );
+    }
+    // The string planted where the fleet's hash goes is left as it was.
+    let kept: String = wrong_type.cmd(&["GET", "lockstep:{kept}:fleet"]);
+    assert_eq!(kept, "not a hash");
+}
+
+/// A server out of memory (`maxmemory` reached, no eviction) refuses
+/// writes, but serves fetches with their reports, and keeps the record: it
+/// replaces the process's previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_out_of_memory_serves_fetches_and_keeps_their_records() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).unwrap();
+    store
+        .commit(&write("full", vec![("a", "1")], NOW))
+        .await
+        .unwrap();
+    store
+        .fetch_reporting("full", &["a"], Some(&report("p")))
+        .await
+        .unwrap();
+    let _: () = server.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    let refused = store.commit(&write("full", vec![("a", "2")], NOW)).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("OOM")),
+        "{refused:?}"
+    );
+    let before = fetch_round_trips(&server);
+    let fetched = store
+        .fetch_reporting("full", &["a"], Some(&report("p")))
+        .await
+        .unwrap();
+    assert_eq!(fetch_round_trips(&server) - before, 1);
+    assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("1"));
+    let _: () = server.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    let records = store.reports("full").await.unwrap().records;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].revision, fetched.revision);
+}

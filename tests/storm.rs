@@ -69,12 +69,13 @@ fn connections_received(c: &mut redis::Connection) -> Option<u64> {
 }
 
 /// How many clients have fetched on their current connection: their last
-/// command ran the fetch script.
+/// command ran a fetch script (with its report, `EVALSHA`; without,
+/// `EVALSHA_RO`).
 fn fetched_clients(c: &mut redis::Connection) -> Option<usize> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(c).ok()?;
     Some(
         list.lines()
-            .filter(|l| l.contains(" cmd=evalsha_ro ") || l.contains(" cmd=eval_ro "))
+            .filter(|l| l.contains(" cmd=evalsha ") || l.contains(" cmd=evalsha_ro "))
             .count(),
     )
 }

@@ -536,7 +536,7 @@ fn commandstats(server: &RedisServer) -> BTreeMap<String, (u64, u64, u64)> {
 
 /// The server's CPU time (user + system) in µs, and bytes it sent.
 fn server_cpu_and_output(server: &RedisServer) -> (f64, u64) {
-    let info: String = server.cmd(&["INFO", "everything"]);
+    let info: String = server.cmd(&["INFO", "cpu", "stats"]);
     let get = |key: &str| -> f64 {
         info.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
@@ -546,6 +546,25 @@ fn server_cpu_and_output(server: &RedisServer) -> (f64, u64) {
     (
         (get("used_cpu_user") + get("used_cpu_sys")) * 1e6,
         get("total_net_output_bytes") as u64,
+    )
+}
+
+/// Commands the fetch scripts run inside their one call (but `HSET`, which
+/// the schema's publish also sends).
+fn in_fetch_script(command: &str) -> bool {
+    matches!(
+        command,
+        "time"
+            | "hmget"
+            | "hgetall"
+            | "hexists"
+            | "memory|usage"
+            | "type"
+            | "zrange"
+            | "zadd"
+            | "hdel"
+            | "zrem"
+            | "pexpireat"
     )
 }
 
@@ -976,7 +995,8 @@ fn load(server: &RedisServer, opts: &Options) -> Result<()> {
             let used = quiet.end(server, reports.iter().map(|r| r.cpu_s).sum());
             let stats = commandstats(server);
             let (main, expected) = match mode {
-                Mode::Lockstep => ("evalsha_ro", format!("{p} × {t} + {p} = {}", p * t + p)),
+                // Registries fetch with their report: one EVALSHA each.
+                Mode::Lockstep => ("evalsha", format!("{p} × {t} + {p} = {}", p * t + p)),
                 Mode::Polling => ("get", format!("{p} × {t} + {p} = {}", p * t + p)),
                 Mode::PerRequest(rate) => (
                     "get",
@@ -988,14 +1008,22 @@ fn load(server: &RedisServer, opts: &Options) -> Result<()> {
             };
             let (calls, _, failed) = stats.get(main).copied().unwrap_or_default();
             let reported: u64 = reports.iter().map(|r| r.fetches).sum();
+            // Commands a script runs are counted too; they are part of its
+            // call. Each fetch's record is one HSET and one ZADD: the HSETs
+            // beyond the ZADDs are the schema's, sent on their own.
+            let records = stats.get("zadd").map_or(0, |s| s.0);
             let other: Vec<String> = stats
                 .iter()
                 .filter(|(name, _)| name.as_str() != main && !ours(name))
-                // Commands a script runs are counted too; they are part of its call.
-                .filter(|(name, _)| {
-                    mode != Mode::Lockstep || !matches!(name.as_str(), "time" | "hmget" | "hgetall")
+                .filter(|(name, _)| mode != Mode::Lockstep || !in_fetch_script(name))
+                .filter_map(|(name, (c, _, _))| {
+                    let c = if name == "hset" {
+                        c - records.min(*c)
+                    } else {
+                        *c
+                    };
+                    (c > 0).then(|| format!("{} {c}", name.to_uppercase().replace('|', "\\|")))
                 })
-                .map(|(name, (c, _, _))| format!("{} {c}", name.to_uppercase().replace('|', "\\|")))
                 .collect();
             let failed_note = if failed > 0 {
                 format!(" ({failed} refused: NOSCRIPT before the first SCRIPT LOAD)")
@@ -1024,16 +1052,127 @@ fn load(server: &RedisServer, opts: &Options) -> Result<()> {
 
 // ---------------------------------------------------------------- cost
 
-/// One row of the per-fetch cost table.
-struct Cost {
-    fields: usize,
-    entries: usize,
-    /// `usec_per_call` of EVALSHA.
+/// What `count` fetches in a row cost, on average.
+#[derive(Clone, Copy)]
+struct Measured {
+    /// `usec_per_call` of the fetch's command (commandstats).
     command_us: f64,
     /// The server's CPU time per fetch, everything included.
     cpu_us: f64,
     reply_bytes: f64,
     round_trip_us: f64,
+}
+
+/// One row of the per-fetch cost table: a fetch without a report
+/// (`EVALSHA_RO`, as tools fetch) and with one (`EVALSHA`, as registries
+/// fetch), measured one after the other on the same data.
+struct Cost {
+    fields: usize,
+    entries: usize,
+    plain: Measured,
+    reporting: Option<Measured>,
+}
+
+/// A way to fetch, and the one command each of its calls sends.
+type Call<'a> = (&'a str, &'a mut dyn FnMut() -> Result<()>);
+
+/// Times `count` calls of each of `calls`, taking turns in blocks of 50 so
+/// that the machine's load weighs on each alike: the commands' time from
+/// commandstats, the server's CPU time and output of each block, the
+/// client's round trips.
+fn measure(server: &RedisServer, count: usize, calls: &mut [Call]) -> Result<Vec<Measured>> {
+    const BLOCK: usize = 50;
+    let mut cpu = vec![0.0; calls.len()];
+    let mut output = vec![0u64; calls.len()];
+    let mut round_trips = vec![Vec::with_capacity(count); calls.len()];
+    server.reset_stats();
+    for _ in 0..count.div_ceil(BLOCK) {
+        for (i, (_, call)) in calls.iter_mut().enumerate() {
+            let (cpu0, out0) = server_cpu_and_output(server);
+            for _ in 0..BLOCK {
+                let start = Instant::now();
+                call()?;
+                round_trips[i].push(start.elapsed().as_secs_f64() * 1e6);
+            }
+            let (cpu1, out1) = server_cpu_and_output(server);
+            cpu[i] += cpu1 - cpu0;
+            output[i] += out1.saturating_sub(out0);
+        }
+    }
+    let stats = commandstats(server);
+    calls
+        .iter()
+        .zip(round_trips)
+        .enumerate()
+        .map(|(i, ((command, _), round_trips))| {
+            let n = round_trips.len();
+            let (calls, usec, _) = stats.get(*command).copied().unwrap_or_default();
+            if calls != n as u64 {
+                return Err(format!("{calls} {command} for {n} fetches").into());
+            }
+            Ok(Measured {
+                command_us: usec as f64 / calls.max(1) as f64,
+                cpu_us: cpu[i] / n as f64,
+                reply_bytes: output[i] as f64 / n as f64,
+                round_trip_us: median(round_trips),
+            })
+        })
+        .collect()
+}
+
+/// The fleet's record as a registry keeps it: its body, and what a record
+/// costs the store.
+struct Record {
+    body: String,
+    /// The record as stored in the fleet's hash (`HSTRLEN`).
+    stored_bytes: u64,
+    /// `MEMORY USAGE` of the fleet's hash and expiry set, per record, with
+    /// [`RECORDS`] of them.
+    memory_bytes: f64,
+}
+
+/// How many records the memory per record is measured over.
+const RECORDS: usize = 1000;
+
+/// The record a real registry keeps: a worker runs `Coordination` for a
+/// moment; then [`RECORDS`] processes with that body.
+fn record(
+    server: &RedisServer,
+    runtime: &tokio::runtime::Runtime,
+    store: &RedisStore,
+) -> Result<Record> {
+    let _: () = server.cmd(&["FLUSHALL"]);
+    let (fleet, expiry) = (
+        "lockstep:{coordination}:fleet",
+        "lockstep:{coordination}:fleet:expiry",
+    );
+    for mut worker in spawn_all(Mode::Lockstep, &server.url(), 1, Some(1_500))? {
+        worker.report()?;
+    }
+    let held: Vec<(String, String)> = server.cmd(&["HGETALL", fleet]);
+    let (id, stored) = held.first().ok_or("the worker kept no record")?;
+    let stored_bytes: u64 = server.cmd(&["HSTRLEN", fleet, id]);
+    let record: serde_json::Value = serde_json::from_str(stored)?;
+    let body = record["body"]
+        .as_str()
+        .ok_or("a record without a body")?
+        .to_owned();
+    for i in 0..RECORDS {
+        let report = lockstep::store::Report {
+            process: format!("{:016x}", i),
+            body: body.clone(),
+            expires_after: 3_000,
+        };
+        runtime.block_on(store.fetch_reporting("coordination", &[], Some(&report)))?;
+    }
+    let usage =
+        |key: &str| -> Result<u64> { Ok(server.cmd(&["MEMORY", "USAGE", key, "SAMPLES", "0"])) };
+    let held: u64 = server.cmd(&["HLEN", fleet]);
+    Ok(Record {
+        body,
+        stored_bytes,
+        memory_bytes: (usage(fleet)? + usage(expiry)?) as f64 / held as f64,
+    })
 }
 
 fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
@@ -1045,6 +1184,13 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
     let _context = runtime.enter();
     let store = RedisStore::open(&url)?;
     let tick = lockstep::Tick::new(Duration::from_secs(1))?;
+    let record = record(server, &runtime, &store)?;
+    // One process fetching again and again: its record replaced each time.
+    let report = lockstep::store::Report {
+        process: "0123456789abcdef".to_owned(),
+        body: record.body.clone(),
+        expires_after: 3_000,
+    };
     let mut rows = Vec::new();
     for fields in [1usize, 10, 50, 200] {
         for entries in [2usize, 17] {
@@ -1055,85 +1201,102 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
             let write = entries_write("cost", tick, "coordination benchmark", &keys, entries);
             runtime.block_on(store.commit(&write))?;
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let fetch = || runtime.block_on(store.fetch("cost", &key_refs));
+            let fetch = |report: Option<&lockstep::store::Report>| -> Result<()> {
+                let fetched = runtime.block_on(store.fetch_reporting("cost", &key_refs, report))?;
+                debug_assert_eq!(fetched.fields.len(), fields);
+                Ok(())
+            };
             for _ in 0..50 {
-                fetch()?;
+                fetch(None)?;
+                fetch(Some(&report))?;
             }
             let count = if fields * entries > 1000 { 500 } else { 2000 };
-            server.reset_stats();
-            let (cpu0, out0) = server_cpu_and_output(server);
-            let mut round_trips = Vec::with_capacity(count);
-            for _ in 0..count {
-                let start = Instant::now();
-                let fetched = fetch()?;
-                round_trips.push(start.elapsed().as_secs_f64() * 1e6);
-                debug_assert_eq!(fetched.fields.len(), fields);
-            }
-            let (cpu1, out1) = server_cpu_and_output(server);
-            let (calls, usec, _) = commandstats(server)
-                .get("evalsha_ro")
-                .copied()
-                .unwrap_or_default();
+            let measured = measure(
+                server,
+                count,
+                &mut [
+                    ("evalsha_ro", &mut || fetch(None)),
+                    ("evalsha", &mut || fetch(Some(&report))),
+                ],
+            )?;
             rows.push(Cost {
                 fields,
                 entries,
-                command_us: usec as f64 / calls.max(1) as f64,
-                cpu_us: (cpu1 - cpu0) / count as f64,
-                reply_bytes: out1.saturating_sub(out0) as f64 / count as f64,
-                round_trip_us: median(round_trips),
+                plain: measured[0],
+                reporting: Some(measured[1]),
             });
         }
     }
     // The read-per-request baseline's unit: one GET of a small value.
     let _: () = server.cmd(&["SET", BASELINE_KEY, "1000"]);
     let mut connection = server.connection()?;
-    let count = 5000;
-    server.reset_stats();
-    let (cpu0, out0) = server_cpu_and_output(server);
-    let mut round_trips = Vec::with_capacity(count);
-    for _ in 0..count {
-        let start = Instant::now();
+    let mut get = || -> Result<()> {
         get_value(&mut connection)?;
-        round_trips.push(start.elapsed().as_secs_f64() * 1e6);
-    }
-    let (cpu1, out1) = server_cpu_and_output(server);
-    let (calls, usec, _) = commandstats(server).get("get").copied().unwrap_or_default();
+        Ok(())
+    };
     let get = Cost {
         fields: 1,
         entries: 0,
-        command_us: usec as f64 / calls.max(1) as f64,
-        cpu_us: (cpu1 - cpu0) / count as f64,
-        reply_bytes: out1.saturating_sub(out0) as f64 / count as f64,
-        round_trip_us: median(round_trips),
+        plain: measure(server, 5000, &mut [("get", &mut get)])?[0],
+        reporting: None,
     };
 
     println!("\n## Server cost per fetch\n");
     println!(
-        "| fields | entries per field | EVALSHA µs per call (commandstats) | server CPU µs per \
-         fetch (all in) | reply bytes | round trip, client (µs, median) |"
+        "| fields | entries per field | fetch µs per call (EVALSHA_RO, commandstats) | with \
+         report (EVALSHA) | server CPU µs per fetch (all in) | with report | reply bytes | \
+         round trip, client (µs, median) | with report |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cell = |m: Option<Measured>, f: fn(&Measured) -> f64| {
+        m.map_or("—".to_owned(), |m| format!("{:.1}", f(&m)))
+    };
     for r in rows.iter().chain([&get]) {
-        let what = if r.entries == 0 {
-            "GET of one value (read-per-request baseline)".to_owned()
+        let (what, entries) = if r.entries == 0 {
+            (
+                "GET of one value (read-per-request baseline)".to_owned(),
+                "—".to_owned(),
+            )
         } else {
-            r.fields.to_string()
-        };
-        let entries = if r.entries == 0 {
-            "—".to_owned()
-        } else {
-            r.entries.to_string()
+            (r.fields.to_string(), r.entries.to_string())
         };
         println!(
-            "| {what} | {entries} | {:.1} | {:.1} | {:.0} | {:.0} |",
-            r.command_us, r.cpu_us, r.reply_bytes, r.round_trip_us
+            "| {what} | {entries} | {:.1} | {} | {:.1} | {} | {:.0} | {:.0} | {} |",
+            r.plain.command_us,
+            cell(r.reporting, |m| m.command_us),
+            r.plain.cpu_us,
+            cell(r.reporting, |m| m.cpu_us),
+            r.plain.reply_bytes,
+            r.plain.round_trip_us,
+            cell(r.reporting, |m| m.round_trip_us),
         );
     }
     println!(
         "\n(2 entries: the active value and one pending change; 17: a field with a full \
          history, the active entry and the 16 superseded ones the store keeps. Commandstats \
          time is the script's execution; the CPU figure adds reading the request, writing the \
-         reply and the server's housekeeping, from `INFO cpu` over 500 to 2000 fetches.)"
+         reply and the server's housekeeping, from `INFO cpu` over 500 to 2000 fetches. With \
+         report: the same fetch, as a registry sends it, keeping the process's record; the \
+         two take turns, 50 fetches at a time.)"
+    );
+    let extra: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| Some(r.reporting?.command_us - r.plain.command_us))
+        .collect();
+    println!(
+        "\n## Reporting\n\nA record as a registry keeps it: a body of {} bytes, {} bytes stored \
+         in `lockstep:{{ns}}:fleet` (`HSTRLEN`), {:.0} bytes of server memory per record \
+         (`MEMORY USAGE` of the fleet's hash and expiry set over {RECORDS} records). Records \
+         per registry: one per live process (a record lasts 3 ticks after its process's last \
+         fetch; each fetch deletes at most 32 expired ones, and both keys expire with the \
+         last record). Keeping the record adds a median of {:.1} µs of script time to a \
+         fetch ({:.1} to {:.1} across the rows above).",
+        record.body.len(),
+        record.stored_bytes,
+        record.memory_bytes,
+        median(extra.clone()),
+        extra.iter().copied().fold(f64::INFINITY, f64::min),
+        extra.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     );
     scale(&rows, opts.share);
     Ok(rows)
@@ -1157,7 +1320,12 @@ fn scale(rows: &[Cost], share: f64) {
         .iter()
         .filter(|r| matches!((r.fields, r.entries), (10, 2) | (50, 2) | (200, 17)))
     {
-        for (basis, per_fetch) in [("commandstats", r.command_us), ("all in", r.cpu_us)] {
+        let reporting = r.reporting.unwrap_or(r.plain);
+        for (basis, per_fetch) in [
+            ("commandstats", r.plain.command_us),
+            ("all in", r.plain.cpu_us),
+            ("all in, with report", reporting.cpu_us),
+        ] {
             let cells: Vec<String> = [1.0f64, 10.0, 600.0]
                 .iter()
                 .map(|tick| {
@@ -1173,7 +1341,7 @@ fn scale(rows: &[Cost], share: f64) {
                 "| {} fields × {} entries ({:.0} kB a reply) | {basis} | {per_fetch:.1} | {} |",
                 r.fields,
                 r.entries,
-                r.reply_bytes / 1e3,
+                r.plain.reply_bytes / 1e3,
                 cells.join(" | ")
             );
         }
@@ -1183,13 +1351,13 @@ fn scale(rows: &[Cost], share: f64) {
          default (`maxclients`): past that, connections and not CPU are the limit."
     );
     if let Some(r) = rows.iter().find(|r| (r.fields, r.entries) == (200, 17)) {
-        let per_second = share * 1e6 / r.cpu_us;
+        let per_second = share * 1e6 / r.plain.cpu_us;
         println!(
             "Bandwidth: at {:.0} fetches a second, the 200-field registry's {:.0} kB replies \
              make {:.0} MB/s; a 1 Gbit/s link carries 125 MB/s.",
             per_second,
-            r.reply_bytes / 1e3,
-            per_second * r.reply_bytes / 1e6
+            r.plain.reply_bytes / 1e3,
+            per_second * r.plain.reply_bytes / 1e6
         );
     }
 }

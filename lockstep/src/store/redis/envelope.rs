@@ -1,5 +1,11 @@
 //! The stored envelope of an entry: `{"f":1,"w":"<write id>","t":<written
-//! at, ms>,"by":"<writer>","v":<value JSON>}`, written by the commit script.
+//! at, ms>,"by":"<writer>","r":<revision>,"v":<value JSON>}`, written by the
+//! commit script.
+//!
+//! The revision `r` came after format 1, and is format 1 still: readers
+//! ignore keys they do not know (serde's default, which this reader keeps),
+//! so a process of an older build reads new entries, and an entry without
+//! `r`, written before, reads as revision 0.
 
 use serde::Deserialize;
 
@@ -17,6 +23,7 @@ struct Envelope<'a> {
     w: Option<String>,
     t: Option<Millis>,
     by: Option<String>,
+    r: Option<u64>,
 }
 
 /// The JSON text of a stored envelope's value (or why it cannot be read),
@@ -34,7 +41,7 @@ pub fn open_envelope(bytes: &[u8]) -> (Result<String, String>, Option<Origin>) {
             write,
             written_at,
             by: envelope.by.unwrap_or_default(),
-            revision: 0, // TODO(fleet)
+            revision: envelope.r.unwrap_or(0),
         }),
         _ => None,
     };
@@ -90,5 +97,24 @@ mod tests {
         );
         assert!(open_envelope(b"\xff\xfe").0.unwrap_err().contains("UTF-8"));
         assert!(open_envelope(b"12").0.is_err());
+    }
+
+    #[test]
+    fn the_revision_is_read_where_the_envelope_has_one_else_it_is_0() {
+        let revision = |bytes: &[u8]| open_envelope(bytes).1.unwrap().revision;
+        assert_eq!(
+            revision(br#"{"f":1,"w":"a","t":5,"by":"x","r":42,"v":1}"#),
+            42
+        );
+        assert_eq!(revision(br#"{"f":1,"w":"a","t":5,"by":"x","v":1}"#), 0);
+        // What an older build reads: the same envelope, `r` ignored.
+        #[derive(Deserialize)]
+        struct Before<'a> {
+            f: u32,
+            #[serde(borrow)]
+            v: Option<&'a serde_json::value::RawValue>,
+        }
+        let before: Before = serde_json::from_str(r#"{"f":1,"w":"a","r":42,"v":[1]}"#).unwrap();
+        assert_eq!((before.f, before.v.unwrap().get()), (FORMAT, "[1]"));
     }
 }

@@ -22,6 +22,17 @@ pub fn write_key(namespace: &str, id: &str) -> String {
     key(namespace, &format!("write:{id}"))
 }
 
+/// The hash of a registry's fleet: one record per process that fetched
+/// with a report.
+pub fn fleet_key(namespace: &str) -> String {
+    key(namespace, "fleet")
+}
+
+/// The sorted set of when each record of the fleet expires, in ms.
+pub fn fleet_expiry_key(namespace: &str) -> String {
+    key(namespace, "fleet:expiry")
+}
+
 /// The pattern of every registry's meta key, for `SCAN`.
 pub const META_PATTERN: &str = "lockstep:{*}:meta";
 
@@ -47,7 +58,11 @@ mod tests {
         assert_eq!(meta_key("flags"), "lockstep:{flags}:meta");
         assert_eq!(field_key("flags", "theme"), "lockstep:{flags}:field:theme");
         assert_eq!(write_key("flags", "ab"), "lockstep:{flags}:write:ab");
+        assert_eq!(fleet_key("flags"), "lockstep:{flags}:fleet");
+        assert_eq!(fleet_expiry_key("flags"), "lockstep:{flags}:fleet:expiry");
         assert_eq!(namespace_of_meta("lockstep:{flags}:meta"), Some("flags"));
+        // A registry that only has a fleet is not listed.
+        assert_eq!(namespace_of_meta("lockstep:{flags}:fleet"), None);
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `lockstep:{ns}:meta` | hash | `epoch` (random id), `created` (ms, store clock), `schema` (JSON) |
-//! | `lockstep:{ns}:field:<key>` | hash | one entry per instant: field = instant in ms since the Unix epoch, value = an envelope `{"f":1,"w":"<write id>","t":<written at, ms>,"by":"<writer>","v":<value JSON>}` |
+//! | `lockstep:{ns}:meta` | hash | `epoch` (random id), `created` (ms, store clock), `schema` (JSON), `revision` (advanced by every commit, cancel and purge) |
+//! | `lockstep:{ns}:field:<key>` | hash | one entry per instant: field = instant in ms since the Unix epoch, value = an envelope `{"f":1,"w":"<write id>","t":<written at, ms>,"by":"<writer>","r":<revision>,"v":<value JSON>}` |
 //! | `lockstep:{ns}:write:<id>` | string | the instants a write took effect at, for a day, so a retried write takes effect once |
+//! | `lockstep:{ns}:fleet` | hash | one record per process that fetched with a report: field = its id, value = `{"seen":<ms, store clock>,"revision":<served>,"body":"<its report>"}` ([`fleet`]) |
+//! | `lockstep:{ns}:fleet:expiry` | sorted set | when each record expires (ms, store clock) |
 //!
 //! A fetch is one `EVALSHA_RO` of a `no-writes` script returning `TIME`,
-//! the epoch, whether a schema is held and every field's hash, an envelope
+//! the epoch, whether a schema is held, the revision and every field's
+//! hash, an envelope
 //! over the size limit replaced by its length and never copied (a hash whose
 //! `MEMORY USAGE` is within the limit is read whole; a larger one field by
 //! field, by `HSTRLEN` first); a field whose key has the
@@ -21,10 +24,13 @@
 //! checks every key and value, reads `TIME`, checks the horizon, creates
 //! the epoch if needed, writes every entry and prunes superseded history,
 //! atomically: whatever it refuses, it refuses before its first write.
+//! A fetch with a report is one `EVALSHA` of the same fetch followed by the
+//! record of the process ([`fleet`]).
 
 mod connection;
 mod envelope;
 mod errors;
+mod fleet;
 mod keys;
 mod open;
 mod reply;
@@ -38,7 +44,11 @@ pub use envelope::open_envelope;
 
 use self::connection::{Connection, Connector};
 use self::errors::{before_horizon, classify, closed_under_us, refused};
-use self::keys::{META_PATTERN, field_key, meta_key, namespace_of_meta, write_key};
+use self::fleet::Reporting;
+use self::keys::{
+    META_PATTERN, field_key, fleet_expiry_key, fleet_key, meta_key, namespace_of_meta, write_key,
+};
+use self::reply::Recorded;
 use self::scripts::{Lua, Scripts};
 use super::{
     BoxFuture, Committed, Fetched, HISTORY, Report, Reports, StepAt, StoredEntry, Write,
@@ -67,6 +77,7 @@ pub struct RedisStore {
     shown: Arc<str>,
     connector: Connector,
     scripts: Arc<Scripts>,
+    reporting: Arc<Reporting>,
 }
 
 impl RedisStore {
@@ -89,6 +100,7 @@ impl RedisStore {
             shown,
             connector,
             scripts: Arc::new(Scripts::new()),
+            reporting: Arc::default(),
         })
     }
 
@@ -110,12 +122,55 @@ impl RedisStore {
         idempotent: bool,
         refusal: impl Fn(&redis::RedisError) -> Option<Error>,
     ) -> Result<Value, Error> {
+        self.send(script, keys, args, idempotent)
+            .await?
+            .map_err(|e| refusal(&e).unwrap_or_else(|| self.error(&e)))
+    }
+
+    /// Runs `script` as [`RedisStore::run`] does, the server's reply as
+    /// it came: only a failure to connect is an error.
+    async fn send(
+        &self,
+        script: &Lua,
+        keys: &[String],
+        args: &[String],
+        idempotent: bool,
+    ) -> Result<redis::RedisResult<Value>, Error> {
         let mut connection = self.connection().await?;
         let mut reply = script.run(&mut connection, keys, args).await;
         if idempotent && reply.as_ref().is_err_and(closed_under_us) {
             reply = script.run(&mut connection, keys, args).await;
         }
-        reply.map_err(|e| refusal(&e).unwrap_or_else(|| self.error(&e)))
+        Ok(reply)
+    }
+
+    /// The fetch with a report: its reply, or `None` when the server
+    /// refused it whole for its writes (the read-only fetch serves then).
+    async fn fetch_and_report(
+        &self,
+        namespace: &str,
+        keys: &[&str],
+        report: &Report,
+    ) -> Result<Option<Value>, Error> {
+        let mut redis_keys = vec![
+            meta_key(namespace),
+            fleet_key(namespace),
+            fleet_expiry_key(namespace),
+        ];
+        redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
+        // KEYS[4..] are the fields (Lua is 1-based).
+        let mut args = vec![MAX_ENVELOPE_BYTES.to_string(), "4".to_owned()];
+        args.extend(fleet::args(report));
+        // Recording again is harmless: sent again as a fetch is.
+        let script = &self.scripts.fetch_reporting;
+        match self.send(script, &redis_keys, &args, true).await? {
+            Ok(reply) => Ok(Some(reply)),
+            Err(e) if fleet::refused_whole(&e) => {
+                self.reporting.refused(namespace, &errors::message(&e));
+                Ok(None)
+            }
+            Err(e) => Err(self.error(&e)),
+        }
     }
 
     /// The scripts' refusals of a write to `namespace`.
@@ -177,24 +232,41 @@ impl super::Store for RedisStore {
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
-            let _ = report; // TODO(fleet)
             check_name("namespace", namespace)?;
-            let mut redis_keys = vec![meta_key(namespace)];
-            redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
-            let args = [MAX_ENVELOPE_BYTES.to_string()];
-            // A fetch only reads: sent again on a new connection if need be.
-            let reply = self
-                .run(&self.scripts.fetch, &redis_keys, &args, true, |_| None)
-                .await?;
-            reply::fetched(reply, keys).ok_or_else(|| self.garbled("a fetch"))
+            let reported = match self.reporting.send(namespace, report) {
+                Some(report) => self.fetch_and_report(namespace, keys, report).await?,
+                None => None,
+            };
+            let reply = match reported {
+                Some(reply) => reply,
+                None => {
+                    let mut redis_keys = vec![meta_key(namespace)];
+                    redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
+                    // KEYS[2..] are the fields.
+                    let args = [MAX_ENVELOPE_BYTES.to_string(), "2".to_owned()];
+                    // A fetch only reads: sent again on a new connection if
+                    // need be.
+                    self.run(&self.scripts.fetch, &redis_keys, &args, true, |_| None)
+                        .await?
+                }
+            };
+            let (fetched, recorded) =
+                reply::fetched(reply, keys).ok_or_else(|| self.garbled("a fetch"))?;
+            if let Recorded::Refused(why) = recorded {
+                self.reporting.refused(namespace, &why);
+            }
+            Ok(fetched)
         })
     }
 
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-        // TODO(fleet): the store's records.
         Box::pin(async move {
             check_name("namespace", namespace)?;
-            Ok(Reports::default())
+            let keys = [fleet_key(namespace), fleet_expiry_key(namespace)];
+            let reply = self
+                .run(&self.scripts.reports, &keys, &[], true, |_| None)
+                .await?;
+            fleet::reports(reply).ok_or_else(|| self.garbled("a read of the fleet"))
         })
     }
 
@@ -260,7 +332,7 @@ impl super::Store for RedisStore {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             check_name("key", field)?;
-            let keys = [field_key(namespace, field)];
+            let keys = [field_key(namespace, field), meta_key(namespace)];
             let args = [
                 tick.as_millis().to_string(),
                 margin(tick).to_string(),
@@ -292,7 +364,7 @@ impl super::Store for RedisStore {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             check_name("key", field)?;
-            let keys = [field_key(namespace, field)];
+            let keys = [field_key(namespace, field), meta_key(namespace)];
             let args = [
                 tick.as_millis().to_string(),
                 margin(tick).to_string(),

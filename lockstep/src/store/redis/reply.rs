@@ -1,5 +1,6 @@
 //! Reading the scripts' replies: a fetch's fields, with entries whose
-//! instant is not one set apart, and the entry a cancel removed.
+//! instant is not one set apart, what became of its record, and the entry a
+//! cancel removed.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,17 @@ pub(super) fn value(value: &Value) -> (Result<String, String>, Option<crate::sto
     }
 }
 
+/// What became of the record a fetch was sent with.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Recorded {
+    /// The fetch had no report.
+    NotAsked,
+    /// The store keeps it.
+    Kept,
+    /// The store did not keep it, and why (served all the same).
+    Refused(String),
+}
+
 /// One hash field and value of a field's key.
 fn read(at: &Value, stored: &Value) -> Read {
     let shown = text(at).unwrap_or_default();
@@ -62,7 +74,7 @@ pub(super) fn text(value: &Value) -> Option<String> {
 }
 
 /// The fetch script's reply for `keys`, or `None` if it is not one.
-pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<Fetched> {
+pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<(Fetched, Recorded)> {
     let Value::Array(items) = reply else {
         return None;
     };
@@ -76,6 +88,12 @@ pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<Fetched> {
         _ => None,
     };
     let schema_held = matches!(items.next()?, Value::Int(1));
+    let revision: u64 = text(&items.next()?)?.parse().ok()?;
+    let recorded = match items.next()? {
+        Value::Nil | Value::Boolean(false) => Recorded::NotAsked,
+        Value::Int(1) => Recorded::Kept,
+        why => Recorded::Refused(text(&why).unwrap_or_else(|| "refused".to_owned())),
+    };
     let mut fields = BTreeMap::new();
     let mut unplaced = BTreeMap::new();
     for (key, item) in keys.iter().zip(items) {
@@ -105,14 +123,15 @@ pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<Fetched> {
             unplaced.insert((*key).to_owned(), bad);
         }
     }
-    Some(Fetched {
+    let fetched = Fetched {
         store_micros: Some(secs * 1_000_000 + micros),
         epoch,
         fields,
         unplaced,
         schema_held,
-        revision: 0, // TODO(fleet)
-    })
+        revision,
+    };
+    Some((fetched, recorded))
 }
 
 #[cfg(test)]
@@ -138,6 +157,8 @@ mod tests {
             bulk("e1"),
             bulk("17"),
             Value::Int(0),
+            Value::Int(7),
+            Value::Nil,
             Value::Array(vec![
                 bulk("2000"),
                 bulk(r#"{"f":1,"v":2}"#),
@@ -147,7 +168,9 @@ mod tests {
                 Value::Array(vec![Value::Int(10_000_000)]),
             ]),
         ]);
-        let fetched = fetched(reply, &["a"]).unwrap();
+        let (fetched, recorded) = fetched(reply, &["a"]).unwrap();
+        assert_eq!(recorded, Recorded::NotAsked);
+        assert_eq!(fetched.revision, 7);
         assert_eq!(fetched.store_micros, Some(1_700_000_000_000_005));
         assert!(!fetched.schema_held);
         let a = &fetched.fields["a"];

@@ -1,7 +1,9 @@
 //! The Lua scripts (in `lua/`), and how they are run: by their SHA1, loaded
 //! once per server when it does not know them. The fetch is flagged
 //! `no-writes` and run with `EVALSHA_RO`, so a user that may only read
-//! lockstep's keys can fetch; the scripts that write share `horizon.lua`.
+//! lockstep's keys can fetch, as is the read of the fleet's records; the
+//! fetch with a report is the same `fetch.lua` followed by `report.lua`;
+//! the scripts that write entries share `horizon.lua`.
 
 use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
@@ -54,6 +56,8 @@ impl Lua {
 /// Every script of the store.
 pub(super) struct Scripts {
     pub(super) fetch: Lua,
+    pub(super) fetch_reporting: Lua,
+    pub(super) reports: Lua,
     pub(super) commit: Lua,
     pub(super) cancel: Lua,
     pub(super) purge: Lua,
@@ -66,7 +70,26 @@ impl Scripts {
         // write.
         Scripts {
             fetch: Lua::new(
-                concat!("#!lua flags=no-writes\n", include_str!("lua/fetch.lua")),
+                concat!(
+                    "#!lua flags=no-writes\n",
+                    include_str!("lua/fetch.lua"),
+                    "return out\n"
+                ),
+                true,
+            ),
+            // Its only writes are the fleet's record, a few hundred bytes
+            // that replace the process's previous one: allowed when the
+            // server is out of memory, so that a fetch is served then too.
+            fetch_reporting: Lua::new(
+                concat!(
+                    "#!lua flags=allow-oom\n",
+                    include_str!("lua/fetch.lua"),
+                    include_str!("lua/report.lua")
+                ),
+                false,
+            ),
+            reports: Lua::new(
+                concat!("#!lua flags=no-writes\n", include_str!("lua/reports.lua")),
                 true,
             ),
             commit: Lua::new(

@@ -29,21 +29,28 @@ for i, step in ipairs(steps) do
   end
   instants[i] = at
 end
--- The envelope: its strings encoded by cjson, the value as the JSON text it
--- was given (decoding and encoding it again would round its numbers).
-local head = '{"f":1,"w":' .. cjson.encode(ARGV[6]) .. ',"t":' .. ms(now) ..
-  ',"by":' .. cjson.encode(ARGV[7]) .. ',"v":'
-local writes = {}
-for i, step in ipairs(steps) do
+for _, step in ipairs(steps) do
   for _, kv in ipairs(step.v) do
     if #kv[2] > limit then
       return redis.error_reply('TOO_LARGE ' .. KEYS[kv[1]] .. ' ' .. #kv[2])
     end
-    writes[#writes + 1] = {KEYS[kv[1]], ms(instants[i]), head .. kv[2] .. '}'}
   end
 end
+-- Every check passed: the first write advances the registry's revision,
+-- which every entry of the write carries.
+local revision = redis.call('HINCRBY', KEYS[1], 'revision', 1)
 if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
   redis.call('HSET', KEYS[1], 'epoch', ARGV[4], 'created', ms(now))
+end
+-- The envelope: its strings encoded by cjson, the value as the JSON text it
+-- was given (decoding and encoding it again would round its numbers).
+local head = '{"f":1,"w":' .. cjson.encode(ARGV[6]) .. ',"t":' .. ms(now) ..
+  ',"by":' .. cjson.encode(ARGV[7]) .. ',"r":' .. ms(revision) .. ',"v":'
+local writes = {}
+for i, step in ipairs(steps) do
+  for _, kv in ipairs(step.v) do
+    writes[#writes + 1] = {KEYS[kv[1]], ms(instants[i]), head .. kv[2] .. '}'}
+  end
 end
 for _, w in ipairs(writes) do
   redis.call('HSET', w[1], w[2], w[3])

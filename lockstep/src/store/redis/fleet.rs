@@ -1,0 +1,222 @@
+//! The fleet's records in Redis: what a fetch with a report adds to the
+//! fetch (`report.lua`), how the records are read back (`reports.lua`), and
+//! what the store does when a server will not keep them.
+//!
+//! A record lives in the hash `lockstep:{ns}:fleet` under its process's id,
+//! as `{"seen":<store ms>,"revision":<the revision served>,"body":"<the
+//! report's body>"}`, and its expiry in the sorted set
+//! `lockstep:{ns}:fleet:expiry`. Each fetch with a report deletes at most
+//! [`SWEEP`] expired records, and sets both keys to expire with the last
+//! record, so a registry no process fetches any more leaves nothing behind.
+//!
+//! A server may refuse to keep a record: a read-only ACL user, a replica, a
+//! server refusing writes (`MISCONF`, `NOREPLICAS`), a fleet key of the
+//! wrong type, a body over [`MAX_REPORT_BYTES`]. The fetch is served all
+//! the same (by the read-only script when the server refused the reporting
+//! one whole, which costs that one fetch a second round trip), a warning is
+//! logged once, and the next [`PAUSE`] fetches of this store go without a
+//! report, in one round trip each, before it tries again.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use redis::{RedisError, Value};
+use serde::Deserialize;
+
+use super::reply::text;
+use crate::store::{MAX_REPORT_BYTES, Report, Reported, Reports};
+use crate::tick::Millis;
+
+/// How many expired records a fetch deletes at most.
+pub(super) const SWEEP: usize = 32;
+
+/// How many fetches go without a report after a server refused one.
+pub(super) const PAUSE: u32 = 100;
+
+/// The longest a record is kept after its fetch (about 31 years): an
+/// instant the scripts compute exactly.
+const LONGEST: Millis = 1_000_000_000_000;
+
+/// Whether a store's fetches send their reports.
+#[derive(Default)]
+pub(super) struct Reporting {
+    /// Fetches left to go without a report.
+    paused: AtomicU32,
+    warned: AtomicBool,
+}
+
+impl Reporting {
+    /// The report to send with this fetch: `report`, unless the server
+    /// refused one lately or it is over [`MAX_REPORT_BYTES`].
+    pub(super) fn send<'a>(
+        &self,
+        namespace: &str,
+        report: Option<&'a Report>,
+    ) -> Option<&'a Report> {
+        let report = report?;
+        if report.body.len() > MAX_REPORT_BYTES {
+            let why = format!(
+                "the report is {} bytes, over the {MAX_REPORT_BYTES} a store keeps",
+                report.body.len()
+            );
+            self.refused(namespace, &why);
+            return None;
+        }
+        let paused = self
+            .paused
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        paused.is_err().then_some(report)
+    }
+
+    /// The server did not keep a record of `namespace`, for `why`.
+    pub(super) fn refused(&self, namespace: &str, why: &str) {
+        self.paused.store(PAUSE, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                namespace,
+                reason = why,
+                "lockstep: the store does not keep this process's fleet record; fetches go \
+                 on without it (the fleet view does not show this process), and try again \
+                 every {PAUSE} fetches"
+            );
+        } else {
+            tracing::debug!(namespace, reason = why, "lockstep: fleet record refused");
+        }
+    }
+}
+
+/// Whether the server refused a fetch with a report whole because it may
+/// write: the fetch without one is served.
+pub(super) fn refused_whole(e: &RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("NOPERM" | "READONLY" | "OOM" | "MISCONF" | "NOREPLICAS")
+    )
+}
+
+/// The arguments `report.lua` reads after `fetch.lua`'s (`ARGV[3..]`).
+pub(super) fn args(report: &Report) -> [String; 5] {
+    [
+        report.process.clone(),
+        report.body.clone(),
+        report.expires_after.clamp(0, LONGEST).to_string(),
+        MAX_REPORT_BYTES.to_string(),
+        SWEEP.to_string(),
+    ]
+}
+
+/// A record as `report.lua` keeps it.
+#[derive(Deserialize)]
+struct Record {
+    seen: Millis,
+    revision: u64,
+    body: String,
+}
+
+/// The reply of `reports.lua`, or `None` if it is not one. A record that
+/// does not read as one (written by something else) is left out.
+pub(super) fn reports(reply: Value) -> Option<Reports> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    let secs: i64 = text(items.first()?)?.parse().ok()?;
+    let micros: i64 = text(items.get(1)?)?.parse().ok()?;
+    let records = items[2..]
+        .chunks(2)
+        .filter_map(|pair| {
+            let process = text(pair.first()?)?;
+            let record: Record = serde_json::from_str(&text(pair.get(1)?)?).ok()?;
+            Some(Reported {
+                process,
+                seen: record.seen,
+                revision: record.revision,
+                body: record.body,
+            })
+        })
+        .collect();
+    Some(Reports {
+        store_now: secs * 1000 + micros / 1000,
+        records,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn report(body: String) -> Report {
+        Report {
+            process: "p".to_owned(),
+            body,
+            expires_after: 3_000,
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_kept_and_garbage_is_left_out() {
+        let reply = Value::Array(vec![
+            bulk("1700000000"),
+            bulk("250999"),
+            bulk("p1"),
+            bulk(r#"{"seen":1700000000100,"revision":3,"body":"{\"id\":\"p1\",\"a\":\"x\/y\"}"}"#),
+            bulk("p2"),
+            bulk("not a record"),
+        ]);
+        let reports = reports(reply).unwrap();
+        assert_eq!(reports.store_now, 1_700_000_000_250);
+        assert_eq!(
+            reports.records,
+            [Reported {
+                process: "p1".to_owned(),
+                seen: 1_700_000_000_100,
+                revision: 3,
+                body: r#"{"id":"p1","a":"x/y"}"#.to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_report_is_not_sent_while_the_store_refuses_them_nor_when_too_large() {
+        let reporting = Reporting::default();
+        let small = report("{}".to_owned());
+        assert!(reporting.send("ns", Some(&small)).is_some());
+        assert!(reporting.send("ns", None).is_none());
+        reporting.refused("ns", "NOPERM");
+        for _ in 0..PAUSE {
+            assert!(reporting.send("ns", Some(&small)).is_none());
+        }
+        assert!(reporting.send("ns", Some(&small)).is_some());
+        let large = report("x".repeat(MAX_REPORT_BYTES + 1));
+        assert!(reporting.send("ns", Some(&large)).is_none());
+        assert!(reporting.send("ns", Some(&small)).is_none(), "paused");
+    }
+
+    #[test]
+    fn what_a_server_refuses_to_write_falls_back_to_the_read_only_fetch() {
+        let error = |reply: &str| {
+            redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+                .and_then(Value::extract_error)
+                .unwrap_err()
+        };
+        for refused in [
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+            "READONLY You can't write against a read only replica.",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to \
+             persist to disk.",
+            "NOREPLICAS Not enough good replicas to write.",
+        ] {
+            assert!(refused_whole(&error(refused)), "{refused}");
+        }
+        for other in [
+            "LOADING Redis is loading the dataset in memory",
+            "ERR Error running script",
+            "NOSCRIPT No matching script.",
+        ] {
+            assert!(!refused_whole(&error(other)), "{other}");
+        }
+    }
+}
