@@ -355,3 +355,93 @@ async fn a_store_down_at_boot_gets_the_schema_once_it_answers() {
     assert_eq!(DOWN_AT_BOOT.status().consecutive_failures, 0);
     assert!(memory.schema("down_at_boot").await.unwrap().is_some());
 }
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "seen")]
+struct SeenA {
+    #[lockstep(default = 1)]
+    value: u8,
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "seen")]
+struct SeenB {
+    #[lockstep(default = 1)]
+    value: u8,
+}
+
+#[lockstep(tick = "1m", backend = "memory", namespace = "seen")]
+struct Unseen {
+    #[lockstep(default = 1)]
+    value: u8,
+}
+
+/// Promise 14 on one store: each registry reports itself with its fetches
+/// (one that was told not to does not), and the view says, per pending
+/// change, who holds it: none right after the write, all after their next
+/// fetch, and none of those who could not decode it.
+#[tokio::test]
+async fn the_fleet_view_shows_who_holds_each_pending_change() {
+    let clock = clock();
+    let store = MemoryStore::with_clock(&clock);
+    SEEN_A
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    SEEN_B
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    UNSEEN
+        .builder()
+        .store(store.clone())
+        .clock(&clock)
+        .report(false)
+        .start()
+        .await
+        .unwrap();
+    let fleet = SEEN_A.fleet().await.unwrap();
+    assert_eq!(fleet.processes.len(), 2, "{fleet:?}");
+    assert_ne!(fleet.processes[0].id, fleet.processes[1].id);
+    assert!(fleet.processes.iter().all(|p| p.pid == std::process::id()));
+    assert!(fleet.pending.is_empty());
+
+    let first = SEEN_A.set(SeenA::VALUE, 5).await.unwrap();
+    let fleet = UNSEEN.fleet().await.unwrap();
+    assert_eq!(fleet.pending.len(), 1, "{fleet:?}");
+    let change = &fleet.pending[0];
+    assert_eq!((change.held_by, change.of, change.missing.len()), (0, 2, 2));
+    assert_eq!(change.value.as_deref(), Ok("5"));
+    assert_eq!(change.at, first);
+
+    // One tick on: both fetched, both hold it, before it activates.
+    clock.advance(Duration::from_secs(60)).await;
+    let fleet = SEEN_B.fleet().await.unwrap();
+    assert!(clock.now() < first);
+    assert!(fleet.pending[0].held_by_all(), "{fleet:?}");
+    assert_eq!(fleet.pending[0].of, 2);
+
+    // An entry no process can decode: fetched, refused, and reported as
+    // not held from the next fetch on.
+    let bad = Write::builder("seen", Tick::from_secs(60).unwrap())
+        .set("value", serde_json::json!("not a number"))
+        .after_horizon(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let bad_at = store.commit(&bad).await.unwrap().instants[0];
+    clock.advance(Duration::from_secs(60)).await;
+    clock.advance(Duration::from_secs(60)).await;
+    let fleet = SEEN_A.fleet().await.unwrap();
+    let refused = fleet
+        .pending
+        .iter()
+        .find(|c| lockstep::store::from_datetime(c.at) == bad_at)
+        .expect("the bad entry is pending");
+    assert_eq!((refused.held_by, refused.of), (0, 2), "{fleet:?}");
+    assert!(fleet.processes.iter().all(|p| p.rejected == 1));
+    assert_eq!(SEEN_A.value(), 5);
+}

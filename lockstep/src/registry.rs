@@ -14,12 +14,13 @@ use crate::clock::{Adjustment, ClockSource, ManualClock};
 use crate::contract::Fields;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::fleet::{Fleet, Identity};
 use crate::flip::flip_now;
 use crate::host::Host;
 use crate::published::Published;
+use crate::report::Identity;
 use crate::schema::Schema;
 use crate::status::Status;
+use crate::store::Fleet;
 use crate::store::Store;
 use crate::tick::{Tick, from_datetime};
 use crate::writer::{Change, Field, Writer};
@@ -164,7 +165,7 @@ impl<S: Fields> Registry<S> {
 
     /// The fleet of this registry: the live processes that report to its
     /// store and, for every pending change, which of them hold it (see
-    /// [`fleet`](crate::fleet)). Works on a registry that does not report
+    /// [`fleet`](crate::store::fleet())). Works on a registry that does not report
     /// itself, too.
     ///
     /// ```

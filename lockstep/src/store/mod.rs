@@ -7,6 +7,7 @@
 //! Stores speak raw JSON text; decoding into the fields' types is the
 //! registry's business, so a value one process cannot decode hurts no other.
 
+mod fleet;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
@@ -15,8 +16,8 @@ pub(crate) mod sql;
 pub mod url;
 mod write;
 
-pub use crate::fleet::fleet;
 pub use crate::tick::{from_datetime, to_datetime};
+pub use fleet::{Fleet, PendingChange, Process, Refused, fleet};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
@@ -151,10 +152,10 @@ pub struct Fetched {
 /// without another fetch of that process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// The process's id, new at each start (see [`crate::fleet::Process`]).
+    /// The process's id, new at each start (see [`Process`]).
     pub process: String,
     /// The process's record: a JSON object of at most [`MAX_REPORT_BYTES`]
-    /// (see [`crate::fleet::Process`] for its fields).
+    /// (see [`Process`] for its fields).
     pub body: String,
     /// How long the record stays after the process's last fetch.
     pub expires_after: Millis,

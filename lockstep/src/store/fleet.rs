@@ -1,4 +1,4 @@
-//! The fleet: which live processes hold each pending change (promise 14).
+//! The fleet view: which live processes hold each pending change (promise 14).
 //!
 //! With each fetch a process sends a small record of itself ([`Process`]);
 //! the store keeps it in the same round trip, stamped with the store's clock
@@ -6,7 +6,7 @@
 //! purge advances the revision and each entry carries the revision that
 //! wrote it, so a process holds an entry exactly when the last fetch it was
 //! served has that revision or a later one (and it did not report the entry
-//! as one it cannot decode). A record expires [`EXPIRY_TICKS`] ticks after
+//! as one it cannot decode). A record expires three (see [`crate::Builder::report`]) ticks after
 //! the process's last fetch: the view lists only live processes and never
 //! grows without bound.
 //!
@@ -18,13 +18,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::{Reported, Store, StoredEntry};
 use crate::error::Error;
-use crate::status::StatusData;
-use crate::store::{MAX_REPORT_BYTES, Report, Reported, Store, StoredEntry};
-use crate::tick::{Millis, Tick, to_datetime};
-
-/// How many ticks a process's record outlives its last fetch.
-pub const EXPIRY_TICKS: i64 = 3;
+use crate::tick::{Millis, to_datetime};
 
 /// A registry's fleet at one moment: its live processes and, for each
 /// pending change, which of them hold it.
@@ -169,97 +165,6 @@ fn as_json<S: serde::Serializer>(
     }
 }
 
-/// Who this process is, fixed at start.
-#[derive(Clone, Debug)]
-pub(crate) struct Identity {
-    id: String,
-    host: String,
-    pid: u32,
-    program: String,
-    started: Millis,
-}
-
-impl Identity {
-    /// This process, started now.
-    pub(crate) fn of_this_process(now: Millis) -> Identity {
-        Identity {
-            id: format!("{:016x}", fastrand::u64(..)),
-            host: host_name(),
-            pid: std::process::id(),
-            program: std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default(),
-            started: now,
-        }
-    }
-
-    /// The record sent with the next fetch.
-    pub(crate) fn report(
-        &self,
-        tick: Tick,
-        status: &StatusData,
-        refused: &[(&'static str, Millis)],
-    ) -> Report {
-        let mut process = Process {
-            id: self.id.clone(),
-            host: self.host.clone(),
-            pid: self.pid,
-            program: self.program.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started: Some(to_datetime(self.started)),
-            tick_ms: tick.as_millis(),
-            last_fetch: DateTime::UNIX_EPOCH,
-            revision: 0,
-            fetches: status.fetches,
-            failed_fetches: status.failed_fetches,
-            late_flips: status.late_flips,
-            rejected: status.rejected,
-            refused: refused
-                .iter()
-                .map(|(field, at)| Refused {
-                    field: (*field).to_owned(),
-                    at: *at,
-                })
-                .collect(),
-            clock_offset_ms: status.clock_offset.map(|(ns, _)| ns as f64 / 1e6),
-            store_lost: status.store_lost,
-        };
-        let mut body = body_of(&process);
-        // A record stays small whatever the process saw: the refused
-        // entries are the only part that can grow.
-        while body.len() > MAX_REPORT_BYTES && process.refused.pop().is_some() {
-            body = body_of(&process);
-        }
-        Report {
-            process: self.id.clone(),
-            body,
-            expires_after: tick.as_millis().saturating_mul(EXPIRY_TICKS),
-        }
-    }
-}
-
-/// The JSON a process sends: what it is and how it does, without the
-/// fields the store fills in.
-fn body_of(process: &Process) -> String {
-    let mut value = serde_json::to_value(process).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("last_fetch");
-        object.remove("revision");
-    }
-    value.to_string()
-}
-
-/// The machine's host name, where the system says it.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// The fleet of `namespace` in `store`, for tools: its live processes and,
 /// for every pending change of the fields its published schema lists, which
 /// of them hold it. Two calls: the registry's fetch, then the processes'
@@ -360,4 +265,186 @@ fn holds(process: &Process, field: &str, at: Millis, revision: u64) -> bool {
             .refused
             .iter()
             .any(|r| r.field == field && r.at == at)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::{MemoryStore, Report, Write};
+    use crate::tick::Tick;
+
+    const KEYS: [&str; 2] = ["a", "b"];
+
+    fn tick() -> Tick {
+        Tick::from_secs(1).unwrap()
+    }
+
+    fn report_of(id: &str) -> Report {
+        Report {
+            process: id.to_owned(),
+            body: format!(r#"{{"id":"{id}","host":"h","pid":1,"program":"p"}}"#),
+            expires_after: 600_000,
+        }
+    }
+
+    /// What one step of the model does.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A commit of `key` = `value` this many ticks past the horizon.
+        Commit(usize, u8, i64),
+        /// A cancel of the `n`th pending entry, if any.
+        Cancel(usize),
+        /// A purge of the `n`th pending entry, if any.
+        Purge(usize),
+        /// Process `p` fetches with its report.
+        Fetch(usize),
+        /// Time passes, in ms.
+        Pass(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..KEYS.len(), any::<u8>(), 0..4i64).prop_map(|(k, v, t)| Op::Commit(k, v, t)),
+            1 => (0..8usize).prop_map(Op::Cancel),
+            1 => (0..8usize).prop_map(Op::Purge),
+            4 => (0..3usize).prop_map(Op::Fetch),
+            1 => (0..2_500u64).prop_map(Op::Pass),
+        ]
+    }
+
+    /// An entry as a process holds it: field, instant, value, write.
+    type Held = (String, Millis, Result<String, String>, Option<String>);
+
+    fn held(fetched: &crate::store::Fetched) -> BTreeSet<Held> {
+        fetched
+            .fields
+            .iter()
+            .flat_map(|(key, entries)| {
+                entries.iter().map(move |e| {
+                    (
+                        key.clone(),
+                        e.at,
+                        e.value.clone(),
+                        e.origin.as_ref().map(|o| o.write.clone()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever commits, overwrites, cancels, purges and fetches
+        /// interleave, the view says a process holds a pending change
+        /// exactly when that very entry (field, instant, value, write) was in
+        /// the last fetch the process was served.
+        #[test]
+        fn the_view_says_held_exactly_when_the_last_fetch_served_it(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let clock = ManualClock::new(chrono::Utc::now());
+                let store = MemoryStore::with_clock(&clock);
+                let s: &dyn Store = &store;
+                let mut served: BTreeMap<String, BTreeSet<Held>> = BTreeMap::new();
+                for op in ops {
+                    match op {
+                        Op::Commit(k, v, t) => {
+                            let w = Write::builder("m", tick())
+                                .set(KEYS[k], serde_json::json!(v))
+                                .after_horizon(Duration::from_secs(t as u64))
+                                .build()
+                                .unwrap();
+                            s.commit(&w).await.unwrap();
+                        }
+                        Op::Cancel(n) | Op::Purge(n) => {
+                            let view = fleet(s, "m", &KEYS).await.unwrap();
+                            if let Some(c) = view.pending.get(n) {
+                                let at = crate::tick::from_datetime(c.at);
+                                // Too close to the horizon by now: refused,
+                                // which changes nothing.
+                                let _ = match op {
+                                    Op::Cancel(_) => s.cancel("m", tick(), &c.field, at).await.map(|_| ()),
+                                    _ => s.purge("m", tick(), &c.field, &at.to_string(), false).await,
+                                };
+                            }
+                        }
+                        Op::Fetch(p) => {
+                            let id = format!("p{p}");
+                            let fetched = s
+                                .fetch_reporting("m", &KEYS, Some(&report_of(&id)))
+                                .await
+                                .unwrap();
+                            served.insert(id, held(&fetched));
+                        }
+                        Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
+                    }
+                    let view = fleet(s, "m", &KEYS).await.unwrap();
+                    prop_assert_eq!(view.processes.len(), served.len());
+                    for change in &view.pending {
+                        let entry: Held = (
+                            change.field.clone(),
+                            crate::tick::from_datetime(change.at),
+                            change.value.clone(),
+                            change.write.clone(),
+                        );
+                        for process in &view.processes {
+                            let holds = !change.missing.contains(&process.id);
+                            prop_assert_eq!(
+                                holds,
+                                served[&process.id].contains(&entry),
+                                "{} and {:?}", process.id, entry
+                            );
+                        }
+                        prop_assert_eq!(change.held_by + change.missing.len(), change.of);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    #[test]
+    fn an_entry_a_process_refused_is_not_held() {
+        let mut process = process(Reported {
+            process: "x".into(),
+            seen: 0,
+            revision: 5,
+            body:
+                r#"{"id":"x","host":"h","pid":1,"program":"p","refused":[{"field":"a","at":1000}]}"#
+                    .into(),
+        });
+        assert!(!holds(&process, "a", 1000, 3));
+        assert!(holds(&process, "a", 2000, 3));
+        assert!(!holds(&process, "b", 2000, 6));
+        process.refused.clear();
+        assert!(holds(&process, "a", 1000, 5));
+    }
+
+    #[test]
+    fn an_unreadable_record_still_counts_under_its_id() {
+        let process = process(Reported {
+            process: "odd".into(),
+            seen: 1_000,
+            revision: 2,
+            body: "not json".into(),
+        });
+        assert_eq!((process.id.as_str(), process.revision), ("odd", 2));
+        assert!(
+            process.host.contains("unreadable record"),
+            "{}",
+            process.host
+        );
+    }
 }
