@@ -2,8 +2,8 @@
 //! many of them hold it and which do not (promise 14).
 
 use lockstep::Fleet;
-use lockstep::fleet::{PendingChange, Process};
 use lockstep::store::from_datetime;
+use lockstep::store::{PendingChange, Process};
 
 use crate::context::Ctx;
 use crate::failure::Failure;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::fleet::PendingChange;
+use lockstep::store::PendingChange;
 use lockstep::store::{Fetched, StoredEntry};
 use lockstep::{Fleet, Schema, ValueType};
 use serde_json::{Value, json};

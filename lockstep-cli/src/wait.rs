@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lockstep::Fleet;
 use lockstep::Tick;
-use lockstep::fleet::Process;
+use lockstep::store::Process;
 use lockstep::store::{Committed, Write, from_datetime};
 use serde_json::{Value, json};
 
