@@ -78,6 +78,7 @@ pub async fn set(
             "value": value,
             "at": instant(at),
             "at_ms": at,
+            "write": write.id,
         }),
     );
     Ok((outcome, written))
@@ -150,7 +151,8 @@ pub async fn ramp(
             values.len(),
             table(&rows, "  ")
         ),
-        json!({"namespace": path.namespace, "field": path.key, "entries": entries}),
+        json!({"namespace": path.namespace, "field": path.key, "entries": entries,
+               "write": write.id}),
     );
     Ok((outcome, Written::of(path, &write, &committed)))
 }
