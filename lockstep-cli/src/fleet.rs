@@ -110,8 +110,11 @@ fn process_row(p: &Process, now: i64) -> Vec<String> {
         p.revision.to_string(),
         p.late_flips.to_string(),
         p.rejected.to_string(),
-        p.clock_offset_ms
-            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:+.1} ms")),
+        match p.clock_offset_ms {
+            None => "-".to_owned(),
+            Some(ms) if ms.abs() < 0.05 => "0.0 ms".to_owned(),
+            Some(ms) => format!("{ms:+.1} ms"),
+        },
     ]
 }
 

@@ -312,7 +312,7 @@ fn cancel_hint(written: &Written, now: i64) -> String {
         )
     } else {
         format!(
-            "to cancel it (while the horizon, now {}, is not past it):\n{}",
+            "to cancel it, before the horizon (now {}) passes its instant:\n{}",
             instant(horizon),
             commands.concat()
         )
@@ -323,12 +323,13 @@ fn late(written: &Written, lagging: &[Lag], of: usize, now: i64) -> Failure {
     let first = written.first();
     let names: String = lagging.iter().map(|l| lag_text(l, written.tick)).collect();
     Failure::refused(format!(
-        "{} of {of} live processes of `{}` do not hold the write at {} ({}):\n{names}{}",
+        "{} of {of} live processes of `{}` {} not hold the write at {} ({}):\n{names}{}",
         lagging.len(),
         written.namespace,
+        if lagging.len() == 1 { "does" } else { "do" },
         instant(first),
         relative(first, now),
-        cancel_hint(written, now)
+        cancel_hint(written, now).trim_end()
     ))
 }
 
