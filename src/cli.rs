@@ -1,4 +1,5 @@
-//! The workspace's `lockstep` CLI binary, for the tests that run it.
+//! The workspace's `lockstep` CLI binary, for the tests that run it, and
+//! [`run_cli`], one run of it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -65,4 +66,38 @@ pub fn cli_binary() -> PathBuf {
         assert!(status.success(), "cargo build --bin lockstep failed");
     });
     dir.join(format!("lockstep{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// What one run of the `lockstep` binary did.
+pub struct CliRun {
+    /// Its exit status (-1 when a signal ended it).
+    pub code: i32,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// Its stdout as one JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs `lockstep args…` with `LOCKSTEP_URL=url` (when given; none from
+/// the test's own environment), and waits for it to end.
+pub fn run_cli(url: Option<&str>, args: &[&str]) -> CliRun {
+    let mut cmd = Command::new(cli_binary());
+    cmd.args(args).env_remove("LOCKSTEP_URL");
+    if let Some(url) = url {
+        cmd.env("LOCKSTEP_URL", url);
+    }
+    let out = cmd.output().expect("run lockstep");
+    CliRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }

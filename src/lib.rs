@@ -12,7 +12,8 @@
 //! - [`probe`]: [`Probe`], a fleet member (`src/bin/probe.rs`) in a process
 //!   of its own;
 //! - [`writes`]: [`entries_write`] and [`raw_write`], the writes tests plant;
-//! - [`cli`]: [`cli_binary`], the workspace's `lockstep` binary;
+//! - [`cli`]: [`cli_binary`], the workspace's `lockstep` binary, and
+//!   [`run_cli`], one run of it;
 //! - [`sql`]: a PostgreSQL schema, a MySQL/MariaDB database or a SQLite
 //!   file of a test's own;
 //! - [`mariadb`]: [`MariadbServer`], a private `mariadbd` that can be
@@ -28,7 +29,7 @@ pub mod server;
 pub mod sql;
 pub mod writes;
 
-pub use cli::cli_binary;
+pub use cli::{CliRun, cli_binary, run_cli};
 pub use cluster::RedisCluster;
 pub use hammer::{Hammer, Seen, assert_switched_within_5_ms, check, ms_after};
 pub use mariadb::MariadbServer;

@@ -23,6 +23,11 @@ impl Probe {
         Probe { child, lines }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its next line of output.
     pub fn line(&mut self) -> String {
         self.lines

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -13,50 +12,18 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use lockstep::store::{RedisStore, Store, Write};
 use lockstep::{FieldSchema, Schema};
-use lockstep_suite::RedisServer;
+// `lockstep(url, args)`: one run of the workspace's binary.
+use lockstep_suite::run_cli as lockstep;
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
+use lockstep_suite::{CliRun, RedisServer};
 use serde_json::{Value, json};
 
 /// How late after its instant a change may reach the registry's hot path
 /// on a loaded two-core machine (it is well under a millisecond when idle).
 const LATE_MS: f64 = 100.0;
 
-/// The `lockstep` binary of this workspace, built once for all the tests.
-fn binary() -> PathBuf {
-    lockstep_suite::cli_binary()
-}
-
-/// What one run of the binary did.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
-
-/// Runs `lockstep args…` with `LOCKSTEP_URL=url` (when given).
-fn lockstep(url: Option<&str>, args: &[&str]) -> Run {
-    let mut cmd = Command::new(binary());
-    cmd.args(args).env_remove("LOCKSTEP_URL");
-    if let Some(url) = url {
-        cmd.env("LOCKSTEP_URL", url);
-    }
-    let out = cmd.output().expect("run lockstep");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Runs `lockstep args…` and expects it to succeed.
-fn ok(url: &str, args: &[&str]) -> Run {
+fn ok(url: &str, args: &[&str]) -> CliRun {
     let run = lockstep(Some(url), args);
     assert_eq!(
         run.code, 0,

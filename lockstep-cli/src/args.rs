@@ -76,6 +76,10 @@ pub enum Command {
         at: Option<When>,
         #[command(flatten)]
         unchecked: Unchecked,
+        /// After the write, wait until every live process holds it (exit 0),
+        /// or exit 1 naming those that will not before it activates
+        #[arg(long)]
+        wait: bool,
     },
     /// Write several future entries of a field in one atomic write (a
     /// dark-launch ramp), one tick apart unless --every says otherwise
@@ -94,6 +98,10 @@ pub enum Command {
         from: Option<When>,
         #[command(flatten)]
         unchecked: Unchecked,
+        /// After the write, wait until every live process holds it (exit 0),
+        /// or exit 1 naming those that will not before it activates
+        #[arg(long)]
+        wait: bool,
     },
     /// Remove a pending entry (only one at or beyond the horizon)
     Cancel {
@@ -139,6 +147,13 @@ pub enum Command {
         /// Stop after this long: 30s, 5m
         #[arg(long = "for", value_parser = parse_duration, value_name = "DURATION")]
         duration: Option<Duration>,
+    },
+    /// A registry's live processes and, for each pending change, how many
+    /// of them hold it and which do not
+    Fleet {
+        /// The registry
+        #[arg(value_parser = parse_namespace)]
+        namespace: String,
     },
 }
 

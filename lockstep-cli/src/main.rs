@@ -12,7 +12,11 @@
 //! lockstep purge NAMESPACE.FIELD --at TIME
 //! lockstep history NAMESPACE.FIELD
 //! lockstep watch [NAMESPACE] [--count N] [--for DURATION]
+//! lockstep fleet NAMESPACE
 //! ```
+//!
+//! `set` and `ramp` take `--wait`: after the write, wait until every live
+//! process holds it.
 //!
 //! The store is `--url`, `--url-file` or `LOCKSTEP_URL`; `--json` prints
 //! JSON. Exit status: 0 done, 1 refused or failed, 2 usage.
@@ -20,12 +24,14 @@
 mod args;
 mod context;
 mod failure;
+mod fleet;
 mod outcome;
 mod overview;
 mod read;
 mod time;
 mod value;
 mod view;
+mod wait;
 mod watch;
 mod write;
 
@@ -36,6 +42,8 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 use crate::context::Ctx;
 use crate::failure::Failure;
+use crate::outcome::Outcome;
+use crate::wait::Written;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
@@ -95,14 +103,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             value,
             at,
             unchecked,
-        } => write::set(&ctx, &field, &value, at, &unchecked).await?,
+            wait,
+        } => {
+            let written = write::set(&ctx, &field, &value, at, &unchecked).await?;
+            return after_write(&ctx, written, wait, json).await;
+        }
         Command::Ramp {
             field,
             values,
             every,
             from,
             unchecked,
-        } => write::ramp(&ctx, &field, &values, every, from, &unchecked).await?,
+            wait,
+        } => {
+            let written = write::ramp(&ctx, &field, &values, every, from, &unchecked).await?;
+            return after_write(&ctx, written, wait, json).await;
+        }
         Command::Cancel {
             field,
             at,
@@ -122,9 +138,38 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             return watch::watch(&ctx, namespace.as_deref(), count, duration, json, &mut show)
                 .await;
         }
+        Command::Fleet { namespace } => fleet::fleet(&ctx, &namespace).await?,
     };
     outcome.print(json);
     Ok(())
+}
+
+/// Prints what a write did; with `wait`, first waits until every live
+/// process holds it. On a terminal the write shows at once and the wait's
+/// result after it; as JSON, one object once the wait is over, with the
+/// wait's result under `wait`.
+async fn after_write(
+    ctx: &Ctx,
+    (outcome, written): (Outcome, Written),
+    wait: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    if !wait {
+        outcome.print(json);
+        return Ok(());
+    }
+    if !json {
+        outcome.print(false);
+    }
+    let (waited, failure) = wait::until_held(ctx, &written).await;
+    if json {
+        let mut object = outcome.json;
+        object["wait"] = waited.json;
+        Outcome::new("", object).print(true);
+    } else {
+        waited.print(false);
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// The secrets of the URLs among the arguments (and `--opt=URL`), in

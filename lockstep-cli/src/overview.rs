@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use lockstep::store::PendingChange;
 use lockstep::store::{Fetched, StoredEntry};
-use lockstep::{Schema, ValueType};
+use lockstep::{Fleet, Schema, ValueType};
 use serde_json::{Value, json};
 
 use crate::context::{Ctx, store_now};
 use crate::failure::Failure;
+use crate::fleet::{change_at, held_text};
 use crate::outcome::Outcome;
 use crate::view::{self, instant, relative, split, table};
 
@@ -19,6 +21,8 @@ pub struct Overview {
     schema: Option<Schema>,
     /// The fetch, when a schema said which fields to fetch.
     pub fetched: Option<Fetched>,
+    /// Who holds each pending change, when read (`watch` reads it).
+    fleet: Option<Fleet>,
 }
 
 impl Overview {
@@ -36,7 +40,33 @@ impl Overview {
             namespace: namespace.to_owned(),
             schema,
             fetched,
+            fleet: None,
         })
+    }
+
+    /// Reads who holds each pending change, when there is one to show:
+    /// the text and JSON then say "N/M hold it" beside each countdown.
+    pub async fn read_fleet(&mut self, ctx: &Ctx, now: i64) -> Result<(), Failure> {
+        self.fleet = match &self.schema {
+            Some(schema) if self.next_change(now).is_some() => {
+                let keys: Vec<&str> = schema.fields.iter().map(|f| f.key.as_str()).collect();
+                Some(lockstep::store::fleet(&*ctx.store, &self.namespace, &keys).await?)
+            }
+            _ => None,
+        };
+        Ok(())
+    }
+
+    /// Who holds the pending entry of `key` at `at`, when the fleet was read.
+    pub fn held(&self, key: &str, at: i64) -> Option<&PendingChange> {
+        change_at(self.fleet.as_ref()?, key, at)
+    }
+
+    /// `  N/M hold it` for the entry of `key` at `at`, when known.
+    pub fn held_suffix(&self, key: &str, at: i64) -> String {
+        self.held(key, at)
+            .map(|c| format!("  {}", held_text(c)))
+            .unwrap_or_default()
     }
 
     /// The registry's tick (a second when unknown).
@@ -64,7 +94,7 @@ impl Overview {
         bad.filter(|e| view::bad(e, field).is_some()).count() + unplaced
     }
 
-    /// The first pending entry of any field: instant, `namespace.key`, value.
+    /// The first pending entry of any field: instant, key, value.
     pub fn next_change(&self, now: i64) -> Option<(i64, String, Result<String, String>)> {
         let schema = self.schema.as_ref()?;
         schema
@@ -72,13 +102,9 @@ impl Overview {
             .iter()
             .filter_map(|f| {
                 let (_, pending) = split(self.entries(&f.key), now, Some(f));
-                pending.first().map(|e| {
-                    (
-                        e.at,
-                        format!("{}.{}", self.namespace, f.key),
-                        e.value.clone(),
-                    )
-                })
+                pending
+                    .first()
+                    .map(|e| (e.at, f.key.clone(), e.value.clone()))
             })
             .min_by_key(|(at, _, _)| *at)
     }
@@ -110,10 +136,11 @@ impl Overview {
                         n => format!(", {} more", n - 1),
                     };
                     format!(
-                        "next: {} at {} ({}{more})",
+                        "next: {} at {} ({}{more}){}",
                         view::value_text(&e.value),
                         instant(e.at),
-                        relative(e.at, now)
+                        relative(e.at, now),
+                        self.held_suffix(&field.key, e.at)
                     )
                 }
                 None => String::new(),
@@ -143,6 +170,14 @@ impl Overview {
             .iter()
             .map(|field| {
                 let (active, pending) = split(self.entries(&field.key), now, Some(field));
+                let next = pending.first().map(|e| {
+                    let mut next = view::entry_json(e);
+                    if let Some(change) = self.held(&field.key, e.at) {
+                        next["held_by"] = json!(change.held_by);
+                        next["of"] = json!(change.of);
+                    }
+                    next
+                });
                 json!({
                     "key": field.key,
                     "rust_type": field.rust_type,
@@ -150,7 +185,7 @@ impl Overview {
                     "value": active.map_or(field.default.clone(), |e| view::value_json(&e.value)),
                     "default": active.is_none(),
                     "since": active.map(|e| instant(e.at)),
-                    "next": pending.first().map(|e| view::entry_json(e)),
+                    "next": next,
                     "pending": pending.len(),
                     "bad": self.bad(&field.key),
                 })

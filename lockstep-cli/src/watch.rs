@@ -1,5 +1,7 @@
 //! `watch`: a frame a second of whole registries, each fetched once a tick
-//! as a registry would, with a countdown to the next change.
+//! as a registry would, with a countdown to the next change and, beside
+//! each countdown, how many live processes hold it (the fleet view, read
+//! at every frame of a registry with a pending change).
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -67,6 +69,11 @@ pub async fn watch(
         }
         cached = next_cached;
         let now = Utc::now().timestamp_millis() + offset_ms;
+        // Who holds each pending change: read at every frame, since
+        // processes fetch all through the tick.
+        for c in &mut cached {
+            c.overview.read_fleet(ctx, now).await?;
+        }
         show(frame(ctx, &cached, now, tty));
         frames += 1;
         if count.is_some_and(|n| frames >= n) {
@@ -91,15 +98,19 @@ pub async fn watch(
 fn frame(ctx: &Ctx, cached: &[Cached], now: i64, tty: bool) -> Outcome {
     let next = cached
         .iter()
-        .filter_map(|c| c.overview.next_change(now))
-        .min_by_key(|(at, _, _)| *at);
+        .filter_map(|c| c.overview.next_change(now).map(|next| (&c.overview, next)))
+        .min_by_key(|(_, (at, _, _))| *at);
     let json = json!({
         "now": instant(now),
         "namespaces": cached.iter().map(|c| c.overview.json(now)).collect::<Vec<_>>(),
-        "next": next.as_ref().map(|(at, key, value)| json!({
-            "field": key, "at": instant(*at), "at_ms": at, "in_ms": at - now,
-            "value": view::value_json(value),
-        })),
+        "next": next.as_ref().map(|(overview, (at, key, value))| {
+            let held = overview.held(key, *at);
+            json!({
+                "field": format!("{}.{key}", overview.namespace), "at": instant(*at),
+                "at_ms": at, "in_ms": at - now, "value": view::value_json(value),
+                "held_by": held.map(|c| c.held_by), "of": held.map(|c| c.of),
+            })
+        }),
     });
     let mut text = String::new();
     if tty {
@@ -112,11 +123,13 @@ fn frame(ctx: &Ctx, cached: &[Cached], now: i64, tty: bool) -> Outcome {
         instant(now - now.rem_euclid(1000))
     ));
     text.push_str(&match &next {
-        Some((at, key, value)) => format!(
-            "next change: {key} = {} at {} ({})\n\n",
+        Some((overview, (at, key, value))) => format!(
+            "next change: {}.{key} = {} at {} ({}){}\n\n",
+            overview.namespace,
             view::value_text(value),
             instant(*at),
-            relative(*at, now)
+            relative(*at, now),
+            overview.held_suffix(key, *at)
         ),
         None => "next change: none pending\n\n".to_owned(),
     });

@@ -14,6 +14,7 @@ use crate::failure::{Failure, write_failure};
 use crate::outcome::Outcome;
 use crate::value;
 use crate::view::{self, instant, relative, table};
+use crate::wait::Written;
 
 /// `TIME` as an instant, or a refusal that says what is accepted; `last`
 /// is how far after it the write's last step lands (a ramp's length). The
@@ -48,7 +49,7 @@ pub async fn set(
     text: &str,
     at: Option<When>,
     unchecked: &Unchecked,
-) -> Result<Outcome, Failure> {
+) -> Result<(Outcome, Written), Failure> {
     let target = ctx.target(path, unchecked).await?;
     let name = target.name(path);
     let value = value::parse(text, target.value_type())
@@ -63,7 +64,8 @@ pub async fn set(
     let committed = ctx.store.commit(&write).await.map_err(write_failure)?;
     let at = committed.instants[0];
     let now = Utc::now().timestamp_millis();
-    Ok(Outcome::new(
+    let written = Written::of(path, &write, &committed);
+    let outcome = Outcome::new(
         format!(
             "{path} = {} at {} ({})\n",
             view::short(&value.to_string()),
@@ -76,8 +78,10 @@ pub async fn set(
             "value": value,
             "at": instant(at),
             "at_ms": at,
+            "write": write.id,
         }),
-    ))
+    );
+    Ok((outcome, written))
 }
 
 /// `ramp`: several entries in one atomic write, `--every` apart.
@@ -88,7 +92,7 @@ pub async fn ramp(
     every: Option<Duration>,
     from: Option<When>,
     unchecked: &Unchecked,
-) -> Result<Outcome, Failure> {
+) -> Result<(Outcome, Written), Failure> {
     let target = ctx.target(path, unchecked).await?;
     let name = target.name(path);
     let values = value::parse_list(text, target.value_type())
@@ -153,14 +157,16 @@ pub async fn ramp(
             ]
         })
         .collect();
-    Ok(Outcome::new(
+    let outcome = Outcome::new(
         format!(
             "{path}: {} entries in one write\n{}",
             values.len(),
             table(&rows, "  ")
         ),
-        json!({"namespace": path.namespace, "field": path.key, "entries": entries}),
-    ))
+        json!({"namespace": path.namespace, "field": path.key, "entries": entries,
+               "write": write.id}),
+    );
+    Ok((outcome, Written::of(path, &write, &committed)))
 }
 
 /// `cancel`: removes a pending entry at or beyond the horizon, and shows

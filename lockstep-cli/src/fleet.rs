@@ -1,0 +1,210 @@
+//! `fleet`: a registry's live processes and, for each pending change, how
+//! many of them hold it and which do not (promise 14).
+
+use lockstep::Fleet;
+use lockstep::store::from_datetime;
+use lockstep::store::{PendingChange, Process};
+
+use crate::context::Ctx;
+use crate::failure::Failure;
+use crate::outcome::Outcome;
+use crate::view::{self, instant, relative, span, table};
+
+/// The fleet view of `namespace`, over the fields its published schema
+/// lists (none when it published none: the processes alone).
+pub async fn read(ctx: &Ctx, namespace: &str) -> Result<(Fleet, bool), Failure> {
+    let schema = ctx.registry(namespace).await?;
+    let keys: Vec<&str> = schema
+        .iter()
+        .flat_map(|s| s.fields.iter().map(|f| f.key.as_str()))
+        .collect();
+    let fleet = lockstep::store::fleet(&*ctx.store, namespace, &keys).await?;
+    Ok((fleet, schema.is_some()))
+}
+
+/// `fleet NS`: the view, as a table of processes and a list of pending
+/// changes; as JSON, the library's [`Fleet`] as it serializes.
+pub async fn fleet(ctx: &Ctx, namespace: &str) -> Result<Outcome, Failure> {
+    let (fleet, schema) = read(ctx, namespace).await?;
+    let json = serde_json::to_value(&fleet)
+        .map_err(|e| Failure::refused(format!("cannot show the fleet as JSON: {e}")))?;
+    Ok(Outcome::new(text(&fleet, schema), json))
+}
+
+/// `N/M hold it`, or who does not report.
+pub fn held_text(change: &PendingChange) -> String {
+    if change.of == 0 {
+        "no live process reports".to_owned()
+    } else {
+        format!("{}/{} hold it", change.held_by, change.of)
+    }
+}
+
+/// The pending change of `fleet` of `field` at `at`, if the view has it.
+pub fn change_at<'a>(fleet: &'a Fleet, field: &str, at: i64) -> Option<&'a PendingChange> {
+    fleet
+        .pending
+        .iter()
+        .find(|c| c.field == field && from_datetime(c.at) == at)
+}
+
+/// The view for a person.
+fn text(fleet: &Fleet, schema: bool) -> String {
+    let now = from_datetime(fleet.store_time);
+    let count = fleet.processes.len();
+    let mut out = format!(
+        "{}  revision {}  {count} live process{}  {}\n",
+        fleet.namespace,
+        fleet.revision,
+        if count == 1 { "" } else { "es" },
+        instant(now)
+    );
+    if count == 0 {
+        out.push_str(
+            "  no live process reports (reporting is off — Builder::report(false) — or none \
+             fetched in the last 3 ticks)\n",
+        );
+    } else {
+        let mut rows = vec![
+            [
+                "HOST",
+                "PID",
+                "PROGRAM",
+                "ID",
+                "LAST FETCH",
+                "REVISION",
+                "LATE FLIPS",
+                "REJECTED",
+                "CLOCK OFFSET",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        rows.extend(fleet.processes.iter().map(|p| process_row(p, now)));
+        out.push_str(&table(&rows, "  "));
+    }
+    out.push('\n');
+    if !schema {
+        out.push_str(&format!(
+            "pending: unknown (`{}` published no schema, so its fields are not known)\n",
+            fleet.namespace
+        ));
+    } else if fleet.pending.is_empty() {
+        out.push_str("pending: none\n");
+    } else {
+        out.push_str("pending:\n");
+        for change in &fleet.pending {
+            out.push_str(&change_text(fleet, change, now));
+        }
+    }
+    out
+}
+
+fn process_row(p: &Process, now: i64) -> Vec<String> {
+    vec![
+        p.host.clone(),
+        p.pid.to_string(),
+        p.program.clone(),
+        p.id.clone(),
+        format!("{} ago", span(now - from_datetime(p.last_fetch))),
+        p.revision.to_string(),
+        p.late_flips.to_string(),
+        p.rejected.to_string(),
+        match p.clock_offset_ms {
+            None => "-".to_owned(),
+            Some(ms) if ms.abs() < 0.05 => "0.0 ms".to_owned(),
+            Some(ms) => format!("{ms:+.1} ms"),
+        },
+    ]
+}
+
+fn change_text(fleet: &Fleet, change: &PendingChange, now: i64) -> String {
+    let at = from_datetime(change.at);
+    let mut out = format!(
+        "  {}.{} = {} at {} ({})  {}\n",
+        fleet.namespace,
+        change.field,
+        view::value_text(&change.value),
+        instant(at),
+        relative(at, now),
+        held_text(change)
+    );
+    for id in &change.missing {
+        let name = fleet.process(id).map_or_else(|| id.clone(), Process::name);
+        out.push_str(&format!("    not held by {name}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use lockstep::store::{MemoryStore, Report, Store, Write};
+    use lockstep::{ManualClock, Tick};
+    use serde_json::json;
+
+    fn report(id: &str, pid: u32) -> Report {
+        Report {
+            process: id.to_owned(),
+            body: json!({"id": id, "host": "vm", "pid": pid, "program": "shop",
+                         "late_flips": 2, "clock_offset_ms": 1.5})
+            .to_string(),
+            expires_after: 3_000,
+        }
+    }
+
+    #[test]
+    fn the_view_names_who_does_not_hold_a_change_and_json_is_the_librarys() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+                let store = MemoryStore::with_clock(&clock);
+                let tick = Tick::from_secs(1).unwrap();
+                for (id, pid) in [("a", 10), ("b", 11)] {
+                    store
+                        .fetch_reporting("shop", &["limit"], Some(&report(id, pid)))
+                        .await
+                        .unwrap();
+                }
+                let write = Write::builder("shop", tick)
+                    .set("limit", json!(5))
+                    .build()
+                    .unwrap();
+                let at = store.commit(&write).await.unwrap().instants[0];
+                store
+                    .fetch_reporting("shop", &["limit"], Some(&report("a", 10)))
+                    .await
+                    .unwrap();
+                let fleet = lockstep::store::fleet(&store, "shop", &["limit"])
+                    .await
+                    .unwrap();
+                let shown = text(&fleet, true);
+                assert!(shown.contains("2 live processes"), "{shown}");
+                assert!(
+                    shown.contains(&format!("shop.limit = 5 at {}", instant(at))),
+                    "{shown}"
+                );
+                assert!(shown.contains("1/2 hold it"), "{shown}");
+                assert!(shown.contains("not held by vm pid 11 (shop, b)"), "{shown}");
+                assert!(!shown.contains("not held by vm pid 10"), "{shown}");
+                assert!(shown.contains("+1.5 ms"), "{shown}");
+                let held = change_at(&fleet, "limit", at).unwrap();
+                assert_eq!(held_text(held), "1/2 hold it");
+                let json = serde_json::to_value(&fleet).unwrap();
+                let process = &json["processes"][0];
+                for key in ["id", "host", "pid", "last_fetch", "revision", "late_flips"] {
+                    assert!(process.get(key).is_some(), "{key}: {json}");
+                }
+                assert_eq!(
+                    json["pending"][0],
+                    json!({"field": "limit", "at": json["pending"][0]["at"], "value": 5,
+                           "write": write.id, "by": json["pending"][0]["by"], "revision": 1,
+                           "held_by": 1, "of": 2, "missing": ["b"]})
+                );
+            });
+    }
+}

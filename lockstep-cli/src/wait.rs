@@ -1,0 +1,640 @@
+//! `--wait`: after a write, the fleet view is read again and again until
+//! every live process holds every entry of the write, or some process is
+//! found that will not hold it before it activates, while the operator may
+//! still cancel it.
+//!
+//! The decision is [`decide`], a pure function of one fleet view; the loop
+//! around it ([`until_held`]) only reads the view and sleeps.
+
+use std::time::Duration;
+
+use lockstep::Fleet;
+use lockstep::Tick;
+use lockstep::store::Process;
+use lockstep::store::{Committed, Write, from_datetime};
+use serde_json::{Value, json};
+
+use crate::args::FieldPath;
+use crate::context::Ctx;
+use crate::failure::Failure;
+use crate::outcome::Outcome;
+use crate::view::{instant, relative, span};
+
+/// A committed write, as `--wait` follows it.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The registry's namespace.
+    pub namespace: String,
+    /// The field written.
+    pub field: String,
+    /// The write's id: every entry it made carries it.
+    pub write: String,
+    /// The instant of each entry, in the write's order.
+    pub instants: Vec<i64>,
+    /// The registry's tick.
+    pub tick: Tick,
+}
+
+impl Written {
+    /// What `write` to `path` committed.
+    pub fn of(path: &FieldPath, write: &Write, committed: &Committed) -> Written {
+        Written {
+            namespace: path.namespace.clone(),
+            field: path.key.clone(),
+            write: write.id.clone(),
+            instants: committed.instants.clone(),
+            tick: write.tick,
+        }
+    }
+
+    /// The first instant the write affects.
+    fn first(&self) -> i64 {
+        self.instants.iter().copied().min().unwrap_or(i64::MAX)
+    }
+}
+
+/// How often the view is read: every fetch timeout (a quarter tick, at most
+/// 5 s), and never more often than every 200 ms.
+pub fn poll_every(tick: Tick) -> Duration {
+    tick.fetch_timeout().max(Duration::from_millis(200))
+}
+
+/// Why a live process does not hold a write, as [`decide`] judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Its last fetch is recent: its next one, due before the write
+    /// activates, brings it.
+    Due,
+    /// It has not fetched for longer than a tick plus the fetch timeout: it
+    /// missed a fetch (stopped, frozen, or cut off from the store).
+    Missed {
+        /// How long ago it last fetched, in ms.
+        ago_ms: i64,
+    },
+    /// It fetched the write but could not decode its value.
+    Refused,
+    /// Less than one poll remains before the write activates.
+    OutOfTime,
+}
+
+/// One live process that does not hold the write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lag<'a> {
+    /// The process.
+    pub process: &'a Process,
+    /// Why.
+    pub why: Why,
+}
+
+/// What one fleet view says about a write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict<'a> {
+    /// Every one of the `of` live processes holds every entry of the write.
+    Held {
+        /// How many live processes there are.
+        of: usize,
+    },
+    /// No live process reports on the registry: reporting is off, or none
+    /// runs.
+    Unreported,
+    /// Some do not hold it yet, and each is due to fetch it in time.
+    Waiting {
+        /// Those that do not hold it yet.
+        lagging: Vec<Lag<'a>>,
+    },
+    /// Some will not hold it in time: the operator should know now.
+    Late {
+        /// Every live process that does not hold it, with why.
+        lagging: Vec<Lag<'a>>,
+        /// How many live processes there are.
+        of: usize,
+    },
+    /// None of the write's entries is pending any more: it was cancelled
+    /// or replaced, or (`active`) its first instant passed.
+    Gone {
+        /// Whether its first instant has passed.
+        active: bool,
+    },
+}
+
+/// Judges one fleet view of `written`, read at `fleet.store_time`, with the
+/// next view `poll` later. A process that does not hold the write is late
+/// as soon as it could not hold it in time: it refused the value, or it
+/// missed a fetch (none for a tick plus the fetch timeout), or less than
+/// one poll remains. One whose last fetch is recent is waited for: a write
+/// lands at least a tick plus the fetch timeout ahead, so that process's
+/// next fetch, one tick after its last, comes before the write activates.
+pub fn decide<'a>(fleet: &'a Fleet, written: &Written, poll: Duration) -> Verdict<'a> {
+    let now = from_datetime(fleet.store_time);
+    if fleet.processes.is_empty() {
+        return Verdict::Unreported;
+    }
+    let entries: Vec<_> = fleet
+        .pending
+        .iter()
+        .filter(|p| match &p.write {
+            Some(id) => *id == written.write,
+            None => p.field == written.field && written.instants.contains(&from_datetime(p.at)),
+        })
+        .collect();
+    let first = written.first();
+    if entries.is_empty() {
+        return Verdict::Gone {
+            active: now >= first,
+        };
+    }
+    let poll_ms = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
+    let out_of_time = first.saturating_sub(now) <= poll_ms;
+    let lagging: Vec<Lag<'a>> = fleet
+        .processes
+        .iter()
+        .filter_map(|process| {
+            let lacks: Vec<_> = entries
+                .iter()
+                .filter(|e| e.missing.contains(&process.id))
+                .collect();
+            if lacks.is_empty() {
+                return None;
+            }
+            let ago_ms = now - from_datetime(process.last_fetch);
+            let tick = if process.tick_ms > 0 {
+                process.tick_ms
+            } else {
+                written.tick.as_millis()
+            };
+            let timeout = written.tick.fetch_timeout().as_millis() as i64;
+            let why = if lacks.iter().any(|e| process.revision >= e.revision) {
+                Why::Refused
+            } else if ago_ms > tick + timeout {
+                Why::Missed { ago_ms }
+            } else if out_of_time {
+                Why::OutOfTime
+            } else {
+                Why::Due
+            };
+            Some(Lag { process, why })
+        })
+        .collect();
+    if lagging.is_empty() {
+        Verdict::Held {
+            of: fleet.processes.len(),
+        }
+    } else if lagging.iter().all(|l| l.why == Why::Due) {
+        Verdict::Waiting { lagging }
+    } else {
+        Verdict::Late {
+            lagging,
+            of: fleet.processes.len(),
+        }
+    }
+}
+
+/// Reads the fleet view of `written`'s registry until [`decide`] is sure.
+/// The outcome says so (its JSON is what `--wait` adds to the write's, its
+/// text empty on a failure); the failure, when some live process will not
+/// hold the write in time, names them with the commands that cancel it.
+pub async fn until_held(ctx: &Ctx, written: &Written) -> (Outcome, Option<Failure>) {
+    let keys = [written.field.as_str()];
+    let poll = poll_every(written.tick);
+    loop {
+        let fleet = match lockstep::store::fleet(&*ctx.store, &written.namespace, &keys).await {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                let message = format!(
+                    "the write is committed, but the fleet view of `{}` cannot be read: {e}",
+                    written.namespace
+                );
+                let json = json!({"error": message});
+                return (Outcome::new("", json), Some(Failure::refused(message)));
+            }
+        };
+        let now = from_datetime(fleet.store_time);
+        return match decide(&fleet, written, poll) {
+            Verdict::Waiting { .. } => {
+                tokio::time::sleep(poll).await;
+                continue;
+            }
+            Verdict::Held { of } => (held(written, of, now), None),
+            Verdict::Unreported => (unreported(written), None),
+            Verdict::Late { lagging, of } => {
+                let json = late_json(&lagging, of);
+                let failure = late(written, &lagging, of, now);
+                (Outcome::new("", json), Some(failure))
+            }
+            Verdict::Gone { active } => (
+                Outcome::new("", json!({"gone": true, "active": active})),
+                Some(gone(written, active)),
+            ),
+        };
+    }
+}
+
+/// The JSON `--wait` adds to the write's own.
+fn wait_json(held_by: usize, of: usize, reporting: bool) -> Value {
+    json!({"held_by": held_by, "of": of, "reporting": reporting})
+}
+
+fn late_json(lagging: &[Lag], of: usize) -> Value {
+    let missing: Vec<Value> = lagging
+        .iter()
+        .map(|l| {
+            let why = match l.why {
+                Why::Due => "due",
+                Why::Missed { .. } => "missed a fetch",
+                Why::Refused => "cannot decode it",
+                Why::OutOfTime => "out of time",
+            };
+            json!({"id": l.process.id, "host": l.process.host, "pid": l.process.pid,
+                   "program": l.process.program, "why": why})
+        })
+        .collect();
+    let mut out = wait_json(of - lagging.len(), of, true);
+    out["missing"] = Value::Array(missing);
+    out
+}
+
+fn held(written: &Written, of: usize, now: i64) -> Outcome {
+    let first = written.first();
+    Outcome::new(
+        format!(
+            "held by all {of} live process{} of `{}`, {} before it activates\n",
+            if of == 1 { "" } else { "es" },
+            written.namespace,
+            span(first - now)
+        ),
+        wait_json(of, of, true),
+    )
+}
+
+fn unreported(written: &Written) -> Outcome {
+    Outcome::new(
+        format!(
+            "no live process reports on `{}` (reporting is off, or none is running): nobody to \
+             wait for\n",
+            written.namespace
+        ),
+        wait_json(0, 0, false),
+    )
+}
+
+/// What a lagging process shows as: its name and why.
+fn lag_text(lag: &Lag, tick: Tick) -> String {
+    let why = match lag.why {
+        Why::Due => "not fetched since the write; due to fetch before it activates".to_owned(),
+        Why::Missed { ago_ms } => format!(
+            "last fetched {} ago, longer than a tick ({tick}) plus the fetch timeout: it missed \
+             a fetch (stopped, frozen, or cut off from the store)",
+            span(ago_ms)
+        ),
+        Why::Refused => "fetched the write but cannot decode its value".to_owned(),
+        Why::OutOfTime => {
+            "not fetched since the write, and it activates before the next look".to_owned()
+        }
+    };
+    format!("  {}: {why}\n", lag.process.name())
+}
+
+/// The cancel commands of the write's entries that may still be cancelled.
+fn cancel_hint(written: &Written, now: i64) -> String {
+    let horizon = written.tick.horizon(now);
+    let path = format!("{}.{}", written.namespace, written.field);
+    let commands: Vec<String> = written
+        .instants
+        .iter()
+        .filter(|at| **at >= horizon)
+        .map(|at| format!("  lockstep cancel {path} --at {}\n", instant(*at)))
+        .collect();
+    if commands.is_empty() {
+        format!(
+            "it is too close to cancel (the horizon is {}): the processes named apply it at \
+             their next fetch, counted as a late flip\n",
+            instant(horizon)
+        )
+    } else {
+        format!(
+            "to cancel it, before the horizon (now {}) passes its instant:\n{}",
+            instant(horizon),
+            commands.concat()
+        )
+    }
+}
+
+fn late(written: &Written, lagging: &[Lag], of: usize, now: i64) -> Failure {
+    let first = written.first();
+    let names: String = lagging.iter().map(|l| lag_text(l, written.tick)).collect();
+    Failure::refused(format!(
+        "{} of {of} live processes of `{}` {} not hold the write at {} ({}):\n{names}{}",
+        lagging.len(),
+        written.namespace,
+        if lagging.len() == 1 { "does" } else { "do" },
+        instant(first),
+        relative(first, now),
+        cancel_hint(written, now).trim_end()
+    ))
+}
+
+fn gone(written: &Written, active: bool) -> Failure {
+    let path = format!("{}.{}", written.namespace, written.field);
+    Failure::refused(if active {
+        format!(
+            "the write to {path} activated at {} before every live process was seen holding it \
+             (see `lockstep fleet {}`)",
+            instant(written.first()),
+            written.namespace
+        )
+    } else {
+        format!(
+            "the write to {path} is no longer pending: it was cancelled, or replaced by a later \
+             write at the same instant (see `lockstep history {path}`)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use lockstep::ManualClock;
+    use lockstep::store::{MemoryStore, Report, Store};
+
+    const TICK_MS: i64 = 2_000;
+
+    fn tick() -> Tick {
+        Tick::from_secs(2).unwrap()
+    }
+
+    fn limit() -> FieldPath {
+        FieldPath {
+            namespace: "shop".into(),
+            key: "limit".into(),
+        }
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// A store on a manual clock, with `processes` that each fetched once.
+    struct Bench {
+        clock: ManualClock,
+        store: MemoryStore,
+    }
+
+    impl Bench {
+        async fn new(processes: &[&str]) -> Bench {
+            let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+            let bench = Bench {
+                store: MemoryStore::with_clock(&clock),
+                clock,
+            };
+            for id in processes {
+                bench.fetch(id).await;
+            }
+            bench
+        }
+
+        /// Process `id` fetches, reporting.
+        async fn fetch(&self, id: &str) {
+            let body = json!({"id": id, "host": "vm", "pid": 7, "program": "shop",
+                              "tick_ms": TICK_MS})
+            .to_string();
+            let report = Report {
+                process: id.to_owned(),
+                body,
+                expires_after: 3 * TICK_MS,
+            };
+            self.store
+                .fetch_reporting("shop", &["limit"], Some(&report))
+                .await
+                .unwrap();
+        }
+
+        /// Writes `limit` at the horizon, or `after` ms past it.
+        async fn write(&self, value: i64, after: i64) -> Written {
+            let mut write = Write::builder("shop", tick()).set("limit", json!(value));
+            if after > 0 {
+                let now = from_datetime(self.clock.now());
+                write = write.at(tick().horizon(now) + after);
+            }
+            let write = write.build().unwrap();
+            let committed = self.store.commit(&write).await.unwrap();
+            Written::of(&limit(), &write, &committed)
+        }
+
+        async fn advance_ms(&self, ms: u64) {
+            self.clock.advance(Duration::from_millis(ms)).await;
+        }
+
+        async fn fleet(&self) -> Fleet {
+            lockstep::store::fleet(&self.store, "shop", &["limit"])
+                .await
+                .unwrap()
+        }
+    }
+
+    fn lagging_ids<'a>(verdict: &Verdict<'a>) -> Vec<(&'a str, Why)> {
+        match verdict {
+            Verdict::Waiting { lagging } | Verdict::Late { lagging, .. } => lagging
+                .iter()
+                .map(|l| (l.process.id.as_str(), l.why))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn held_once_every_live_process_fetched_the_write() {
+        run(async {
+            let bench = Bench::new(&["a", "b"]).await;
+            let written = bench.write(5, 0).await;
+            let poll = poll_every(tick());
+            let fleet = bench.fleet().await;
+            let verdict = decide(&fleet, &written, poll);
+            assert!(matches!(verdict, Verdict::Waiting { .. }), "{verdict:?}");
+            assert_eq!(
+                lagging_ids(&verdict),
+                [("a", Why::Due), ("b", Why::Due)],
+                "{verdict:?}"
+            );
+            bench.advance_ms(300).await;
+            bench.fetch("a").await;
+            let fleet = bench.fleet().await;
+            assert_eq!(
+                lagging_ids(&decide(&fleet, &written, poll)),
+                [("b", Why::Due)]
+            );
+            bench.fetch("b").await;
+            let fleet = bench.fleet().await;
+            assert_eq!(decide(&fleet, &written, poll), Verdict::Held { of: 2 });
+        });
+    }
+
+    #[test]
+    fn a_process_due_to_fetch_is_waited_for_even_within_a_tick_of_the_instant() {
+        run(async {
+            let bench = Bench::new(&["a"]).await;
+            // At the horizon: at most two ticks and the margin ahead.
+            let written = bench.write(5, 0).await;
+            let fleet = bench.fleet().await;
+            let mut fleet = fleet;
+            // Less than a tick before the instant, a tick after "a" last
+            // fetched: its next fetch is due now, before the instant.
+            let first = written.instants[0];
+            fleet.store_time = lockstep::store::to_datetime(first - TICK_MS + 100);
+            fleet.processes[0].last_fetch = lockstep::store::to_datetime(first - 2 * TICK_MS + 50);
+            let verdict = decide(&fleet, &written, poll_every(tick()));
+            assert_eq!(lagging_ids(&verdict), [("a", Why::Due)], "{verdict:?}");
+            assert!(matches!(verdict, Verdict::Waiting { .. }));
+        });
+    }
+
+    #[test]
+    fn a_process_that_missed_a_fetch_is_late_and_named_at_once() {
+        run(async {
+            let bench = Bench::new(&["frozen", "live"]).await;
+            // Far ahead: there is time, but "frozen" stops fetching.
+            let written = bench.write(5, 10 * TICK_MS).await;
+            bench.advance_ms(TICK_MS as u64).await;
+            bench.fetch("live").await;
+            let fleet = bench.fleet().await;
+            // One tick since its fetch: not missed yet.
+            assert_eq!(
+                lagging_ids(&decide(&fleet, &written, poll_every(tick()))),
+                [("frozen", Why::Due)]
+            );
+            bench.advance_ms(600).await;
+            let fleet = bench.fleet().await;
+            let verdict = decide(&fleet, &written, poll_every(tick()));
+            assert_eq!(
+                lagging_ids(&verdict),
+                [("frozen", Why::Missed { ago_ms: 2_600 })],
+                "{verdict:?}"
+            );
+            assert!(matches!(verdict, Verdict::Late { of: 2, .. }));
+            let Verdict::Late { lagging, of } = verdict else {
+                unreachable!()
+            };
+            let now = from_datetime(fleet.store_time);
+            let message = late(&written, &lagging, of, now).message;
+            assert!(message.contains("1 of 2 live processes"), "{message}");
+            assert!(message.contains("vm pid 7 (shop, frozen)"), "{message}");
+            assert!(
+                message.contains(&format!(
+                    "lockstep cancel shop.limit --at {}",
+                    instant(written.instants[0])
+                )),
+                "{message}"
+            );
+        });
+    }
+
+    #[test]
+    fn out_of_time_when_less_than_a_poll_remains() {
+        run(async {
+            let bench = Bench::new(&["a"]).await;
+            let written = bench.write(5, 0).await;
+            let mut fleet = bench.fleet().await;
+            let first = written.instants[0];
+            fleet.store_time = lockstep::store::to_datetime(first - 100);
+            fleet.processes[0].last_fetch = lockstep::store::to_datetime(first - 200);
+            let verdict = decide(&fleet, &written, poll_every(tick()));
+            assert_eq!(lagging_ids(&verdict), [("a", Why::OutOfTime)]);
+            let Verdict::Late { lagging, of } = verdict else {
+                panic!("{verdict:?}")
+            };
+            let message = late(&written, &lagging, of, first - 100).message;
+            assert!(message.contains("too close to cancel"), "{message}");
+        });
+    }
+
+    #[test]
+    fn a_process_that_cannot_decode_the_value_is_late() {
+        run(async {
+            let bench = Bench::new(&[]).await;
+            let written = bench.write(5, 10 * TICK_MS).await;
+            let body = json!({"id": "old", "host": "vm", "pid": 8, "program": "shop",
+                              "refused": [{"field": "limit", "at": written.instants[0]}]})
+            .to_string();
+            let report = Report {
+                process: "old".into(),
+                body,
+                expires_after: 3 * TICK_MS,
+            };
+            bench
+                .store
+                .fetch_reporting("shop", &["limit"], Some(&report))
+                .await
+                .unwrap();
+            let fleet = bench.fleet().await;
+            let verdict = decide(&fleet, &written, poll_every(tick()));
+            assert_eq!(lagging_ids(&verdict), [("old", Why::Refused)]);
+        });
+    }
+
+    #[test]
+    fn nobody_reporting_and_a_cancelled_write_are_said_so() {
+        run(async {
+            let bench = Bench::new(&[]).await;
+            let written = bench.write(5, 0).await;
+            let fleet = bench.fleet().await;
+            assert_eq!(
+                decide(&fleet, &written, poll_every(tick())),
+                Verdict::Unreported
+            );
+            bench.fetch("a").await;
+            bench
+                .store
+                .cancel("shop", tick(), "limit", written.instants[0])
+                .await
+                .unwrap();
+            let fleet = bench.fleet().await;
+            assert_eq!(
+                decide(&fleet, &written, poll_every(tick())),
+                Verdict::Gone { active: false }
+            );
+        });
+    }
+
+    #[test]
+    fn every_entry_of_a_ramp_counts() {
+        run(async {
+            let bench = Bench::new(&["a"]).await;
+            let write = Write::builder("shop", tick())
+                .set("limit", json!(1))
+                .then_after(Duration::from_secs(2))
+                .set("limit", json!(2))
+                .build()
+                .unwrap();
+            let committed = bench.store.commit(&write).await.unwrap();
+            let written = Written::of(&limit(), &write, &committed);
+            let fleet = bench.fleet().await;
+            assert_eq!(fleet.pending.len(), 2);
+            assert_eq!(
+                lagging_ids(&decide(&fleet, &written, poll_every(tick()))),
+                [("a", Why::Due)]
+            );
+            bench.fetch("a").await;
+            let fleet = bench.fleet().await;
+            assert_eq!(
+                decide(&fleet, &written, poll_every(tick())),
+                Verdict::Held { of: 1 }
+            );
+        });
+    }
+
+    #[test]
+    fn polls_a_quarter_tick_at_least_200_ms_apart_at_most_5_s() {
+        assert_eq!(
+            poll_every(Tick::from_secs(1).unwrap()),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            poll_every(Tick::from_secs(600).unwrap()),
+            Duration::from_secs(5)
+        );
+    }
+}
