@@ -31,7 +31,7 @@ pub mod writes;
 
 pub use cli::{CliRun, cli_binary, run_cli};
 pub use cluster::RedisCluster;
-pub use hammer::{Hammer, Seen, assert_switched_within_5_ms, check, ms_after};
+pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check, ms_after};
 pub use mariadb::MariadbServer;
 pub use probe::Probe;
 pub use proxy::Proxy;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lockstep::store::{RedisStore, Store, Write};
-use lockstep_suite::{Probe, RedisServer, assert_switched_within_5_ms, ms_after};
+use lockstep_suite::{Probe, RedisServer, Switched, assert_all_switched_within_5_ms, ms_after};
 
 const PROBES: usize = 8;
 
@@ -53,7 +53,7 @@ async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_
     server.reset_stats();
     let window = Instant::now();
     let at = schedule(&writer, 42).await;
-    let (mut lateness_ms, mut stale_ms) = (Vec::new(), Vec::new());
+    let (mut lateness_ms, mut switched) = (Vec::new(), Vec::new());
     for probe in &mut probes {
         let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
         let seen = report["seen_ns"].as_i64().unwrap();
@@ -65,7 +65,7 @@ async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_
         assert_eq!(report["late_flips"], 0);
         assert_eq!(report["failed"], 0);
         lateness_ms.push((seen - at) as f64 / 1e6);
-        stale_ms.push(ms_after(report["last_old_ns"].as_i64().unwrap(), at));
+        switched.push(Switched::of(&report, at));
     }
     let seconds = window.elapsed().as_secs_f64();
     let [evalsha, evalsha_ro, records] = server.calls_of(["evalsha", "evalsha_ro", "zadd"]);
@@ -81,9 +81,9 @@ async fn eight_processes_switch_together_within_5_ms_never_before_one_fetch_per_
          spread {:.3} ms; the last read of the old value started {:+.3} ms after the instant \
          at the latest; {fetches} fetches in {seconds:.2} s",
         max - min,
-        stale_ms.iter().copied().fold(f64::MIN, f64::max),
+        switched.iter().map(|s| s.stale_ms).fold(f64::MIN, f64::max),
     );
-    assert_switched_within_5_ms(&stale_ms, 0.0);
+    assert_all_switched_within_5_ms(&switched, 0.0);
     // One fetch per process per tick: each process fetched on every tick
     // boundary of its own phase inside the window (and no more).
     let per_process = seconds.floor() as u64;
@@ -122,13 +122,10 @@ async fn a_skewed_clock_flips_early_unless_flips_follow_the_store_clock() {
     // By its own (skewed) clock the local process is on time: 300 ms early
     // by the true clock, never earlier, and switched within 5 ms of that.
     assert!(local_ms >= -300.0, "{local_ms}");
-    assert_switched_within_5_ms(
-        &[ms_after(local["last_old_ns"].as_i64().unwrap(), at)],
-        -300.0,
-    );
+    assert_all_switched_within_5_ms(&[Switched::of(&local, at)], -300.0);
     // Following the store's clock, it is on time by the store's clock, within
     // the estimate's error (half a loopback round trip) and the same 5 ms.
     assert!(store_ms >= -0.5, "{store_ms}");
-    assert_switched_within_5_ms(&[ms_after(store["last_old_ns"].as_i64().unwrap(), at)], 0.0);
+    assert_all_switched_within_5_ms(&[Switched::of(&store, at)], 0.0);
     assert!((-301_000..=-299_000).contains(&offset_us), "{offset_us}");
 }

@@ -14,7 +14,7 @@ use chrono::Utc;
 use lockstep::lockstep;
 use lockstep::store::Write;
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
-use lockstep_suite::{Probe, assert_switched_within_5_ms, ms_after};
+use lockstep_suite::{Probe, Switched, assert_all_switched_within_5_ms};
 
 const PROBES: usize = 8;
 
@@ -50,7 +50,7 @@ async fn eight_processes_switch_together(url: &str, what: &str) {
     .build()
     .unwrap();
     let at = writer.commit(&write).await.unwrap().instants[0] * 1_000_000;
-    let (mut lateness_ms, mut stale_ms) = (Vec::new(), Vec::new());
+    let (mut lateness_ms, mut switched) = (Vec::new(), Vec::new());
     for probe in &mut probes {
         let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
         let lived = started.elapsed().as_secs_f64();
@@ -72,7 +72,7 @@ async fn eight_processes_switch_together(url: &str, what: &str) {
             "{what}: {fetches} fetches in {lived:.2} s: {report}"
         );
         lateness_ms.push((seen - at) as f64 / 1e6);
-        stale_ms.push(ms_after(report["last_old_ns"].as_i64().unwrap(), at));
+        switched.push(Switched::of(&report, at));
     }
     let (min, median, max) = stats(lateness_ms.clone());
     println!(
@@ -81,9 +81,9 @@ async fn eight_processes_switch_together(url: &str, what: &str) {
          the last read of the old value started {:+.3} ms after the instant at the latest",
         ready.as_secs_f64(),
         max - min,
-        stale_ms.iter().copied().fold(f64::MIN, f64::max),
+        switched.iter().map(|s| s.stale_ms).fold(f64::MIN, f64::max),
     );
-    assert_switched_within_5_ms(&stale_ms, 0.0);
+    assert_all_switched_within_5_ms(&switched, 0.0);
     assert!(Utc::now().timestamp_nanos_opt().unwrap() > at);
 }
 

@@ -1,10 +1,12 @@
 //! A fleet member for the multi-process tests: starts a registry on
 //! `LOCKSTEP_URL`, says `ready`, then watches the hot path (every 100 µs)
 //! until the value named on the command line appears and prints, as JSON,
-//! when it did (`seen_ns`, the wall clock after the first read that saw it)
-//! and when the last read that still saw the old value started
-//! (`last_old_ns`), with its fetch counts: `failed` after `start()`
-//! returned, `failed_at_boot` the first fetches `start()` retried.
+//! when it did (`seen_ns`, the wall clock after the first read that saw it),
+//! when the last read that still saw the old value started (`last_old_ns`)
+//! and when, in the last second before, the watcher did not run for 1 ms or
+//! more between two reads (`stalls_ns`: `[[end of a read, start of the
+//! next], …]`), with its fetch counts: `failed` after `start()` returned,
+//! `failed_at_boot` the first fetches `start()` retried.
 //!
 //! `probe <expected value> [<clock skew ms> [store]]`
 //!
@@ -93,21 +95,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("ready");
     let watcher = tokio::task::spawn_blocking(move || {
         let mut last_old = Utc::now();
+        let mut stalls = Vec::new();
+        let mut last_end: Option<chrono::DateTime<Utc>> = None;
         loop {
             let started = Utc::now();
+            // Between two reads the watcher sleeps 100 µs; a longer gap is
+            // time this process did not run (the VM or its scheduler).
+            if let Some(end) = last_end
+                && started - end >= chrono::TimeDelta::milliseconds(1)
+            {
+                stalls.push((end, started));
+            }
             let value = generation();
             // The wall clock after the load bounds the flip from above...
             let seen = Utc::now();
             if value == expected {
-                return (seen, last_old);
+                return (seen, last_old, stalls);
             }
             // ...and the start of a load that still saw the old value, from
             // below.
             last_old = started;
+            last_end = Some(seen);
+            stalls.retain(|(_, to)| seen - *to < chrono::TimeDelta::seconds(1));
             std::thread::sleep(Duration::from_micros(100));
         }
     });
-    let (seen, last_old) = watcher.await?;
+    let (seen, last_old, stalls) = watcher.await?;
     // Stay a little longer so fetch counting sees whole ticks.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = status();
@@ -119,6 +132,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         serde_json::json!({
             "seen_ns": seen.timestamp_nanos_opt(),
             "last_old_ns": last_old.timestamp_nanos_opt(),
+            "stalls_ns": stalls
+                .iter()
+                .map(|(from, to)| [from.timestamp_nanos_opt(), to.timestamp_nanos_opt()])
+                .collect::<Vec<_>>(),
             "fetches": status.fetches,
             "failed": status.failed_fetches - failed_at_boot,
             "failed_at_boot": failed_at_boot,
