@@ -77,6 +77,12 @@ async fn wait_text(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Str
     }
 }
 
+/// The store clock the page's live part was drawn at (`data-now`).
+async fn drawn(client: &Client) -> String {
+    let live = client.find(Locator::Css("#live-body")).await.unwrap();
+    live.attr("data-now").await.unwrap().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_reads_sets_through_the_form_and_shows_both_processes_switch() {
     let server = RedisServer::start();
@@ -135,7 +141,7 @@ async fn the_page_reads_sets_through_the_form_and_shows_both_processes_switch() 
     form.find(Locator::Css("input[name=at]"))
         .await
         .unwrap()
-        .send_keys("+6s")
+        .send_keys("+10s")
         .await
         .unwrap();
     form.find(Locator::Css("button"))
@@ -214,7 +220,9 @@ async fn the_page_reads_sets_through_the_form_and_shows_both_processes_switch() 
     )
     .await;
     assert_eq!(now, "42");
-    assert!(Utc::now().timestamp_millis() >= at);
+    // By the store clock the page was drawn at, the instant had come.
+    let drawn_at: i64 = drawn(&client).await.parse().unwrap();
+    assert!(drawn_at >= at, "42 shown at {drawn_at}, before {at}");
     let at_ns = at * 1_000_000;
     let mut stale_ms = Vec::new();
     for probe in &mut probes {
@@ -472,8 +480,23 @@ async fn a_hostile_value_and_writer_render_as_text() {
     )
     .await;
     assert_eq!(by, "<img src=x onerror=alert(2)>");
-    // Let the page refresh itself once more, then check that nothing ran.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once the page has refreshed itself (drawn at a later store clock),
+    // nothing ran either.
+    let first = drawn(&client).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while drawn(&client).await == first {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        wait_text(&client, r#"tr[data-field="fleet.b"] td.value"#, |t| !t
+            .is_empty())
+        .await,
+        format!("\"{hostile}\"")
+    );
     assert!(client.get_alert_text().await.is_err(), "an alert is open");
     let counts = client
         .execute(
@@ -489,4 +512,135 @@ async fn a_hostile_value_and_writer_render_as_text() {
         "only the page's own script"
     );
     client.close().await.unwrap();
+}
+
+/// The form fields of the preview's confirmation, as a form body.
+fn confirmation(preview: &Response) -> String {
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let form = preview
+        .body
+        .split(r#"id="confirm""#)
+        .nth(1)
+        .expect("a confirm form");
+    let form = form.split("</form>").next().unwrap();
+    form.split("<input ")
+        .skip(1)
+        .map(|input| {
+            let attr = |name: &str| {
+                input
+                    .split(&format!(r#"{name}=""#))
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap()
+                    .replace("&quot;", "\"")
+                    .replace("&amp;", "&")
+            };
+            format!("{}={}", attr("name"), form_encode(&attr("value")))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The instants a page lists, in its order (`td class="mono instant"`).
+fn instants(page: &str) -> Vec<i64> {
+    page.split(r#"class="mono instant">"#)
+        .skip(1)
+        .map(|r| {
+            let text = r.split('<').next().unwrap();
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_and_a_cancel_through_the_forms_write_what_the_preview_showed() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut registry = probe(&url, &["--serve"]);
+    assert_eq!(registry.line(), "ready");
+    let store = RedisStore::open(&url).unwrap();
+    let console = Console::start(&url, &[]);
+    let origin = console.origin();
+    let s = session(&console);
+    let token = console.token.clone().unwrap();
+    let login = format!("csrf={}&token={}", s.csrf, form_encode(&token));
+    let r = post(&console, "/login", &s.cookie, Some(&origin), &login);
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // A ramp: the preview lists one instant a step, `every` apart, and
+    // writes nothing; the confirmation writes exactly those.
+    let before = revision(&store).await;
+    let ramp = format!(
+        "csrf={}&field=fleet.a&values=10,50,100&every=2s&from=%2B30s",
+        s.csrf
+    );
+    let preview = post(&console, "/preview/ramp", &s.cookie, Some(&origin), &ramp);
+    let shown = instants(&preview.body);
+    assert_eq!(shown.len(), 3, "{}", preview.body);
+    assert_eq!([shown[1] - shown[0], shown[2] - shown[1]], [2_000, 2_000]);
+    assert_eq!(revision(&store).await, before, "the preview wrote");
+    let body = confirmation(&preview);
+    let done = post(&console, "/write/ramp", &s.cookie, Some(&origin), &body);
+    assert_eq!(done.status, 200, "{}", done.body);
+    let fetched = store.fetch("fleet", &["a"]).await.unwrap();
+    let written: Vec<(i64, String)> = fetched.fields["a"]
+        .iter()
+        .map(|e| (e.at, e.value.clone().unwrap()))
+        .collect();
+    let expected: Vec<(i64, String)> = shown
+        .iter()
+        .copied()
+        .zip(["10", "50", "100"].map(str::to_owned))
+        .collect();
+    assert_eq!(written, expected);
+
+    // A ramp the tick refuses, as `lockstep ramp` refuses it.
+    let odd = format!("csrf={}&field=fleet.a&values=1,2&every=1500ms", s.csrf);
+    let r = post(&console, "/preview/ramp", &s.cookie, Some(&origin), &odd);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("not a whole number of ticks"), "{}", r.body);
+
+    // A cancel of the middle step: previewed with its value, then removed.
+    let middle = lockstep::store::to_datetime(shown[1]).to_rfc3339();
+    let cancel = format!("csrf={}&field=fleet.a&at={}", s.csrf, form_encode(&middle));
+    let preview = post(
+        &console,
+        "/preview/cancel",
+        &s.cookie,
+        Some(&origin),
+        &cancel,
+    );
+    assert_eq!(instants(&preview.body), [shown[1]]);
+    assert!(
+        preview.body.contains(r#"<td class="value">50</td>"#),
+        "{}",
+        preview.body
+    );
+    assert_eq!(revision(&store).await, before + 1, "the preview cancelled");
+    let body = confirmation(&preview);
+    let done = post(&console, "/write/cancel", &s.cookie, Some(&origin), &body);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("cancelled fleet.a = 50"),
+        "{}",
+        done.body
+    );
+    let left: Vec<i64> = store.fetch("fleet", &["a"]).await.unwrap().fields["a"]
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(left, [shown[0], shown[2]]);
+    // A cancel of an instant with no entry says which instants have one.
+    let r = post(
+        &console,
+        "/preview/cancel",
+        &s.cookie,
+        Some(&origin),
+        &cancel,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("its pending entries are at"), "{}", r.body);
+    assert!(r.body.contains("nothing was removed"), "{}", r.body);
 }
