@@ -55,6 +55,7 @@ pub struct Planned {
 }
 
 /// The instants a planned write would take, by the store's clock now.
+#[cfg_attr(not(feature = "console"), allow(dead_code))]
 pub struct Preview {
     /// The store's clock.
     pub now: i64,
@@ -160,6 +161,7 @@ impl Planned {
     /// The instants the write would take if committed now, by the store's
     /// clock; refused as the store would refuse it (an instant before the
     /// horizon). Writes nothing.
+    #[cfg_attr(not(feature = "console"), allow(dead_code))]
     pub async fn preview(&self, ctx: &Ctx) -> Result<Preview, Failure> {
         let keys = [self.path.key.as_str()];
         let fetched = ctx.store.fetch(&self.path.namespace, &keys).await?;
@@ -192,7 +194,7 @@ pub async fn set(
     let (write, value) = (&planned.write, &planned.values[0]);
     let at = committed.instants[0];
     let now = Utc::now().timestamp_millis();
-    let written = Written::of(path, write, &committed);
+    let written = Written::of(&planned.path, write, &committed);
     let outcome = Outcome::new(
         format!(
             "{path} = {} at {} ({})\n",
@@ -250,7 +252,7 @@ pub async fn ramp(
         json!({"namespace": path.namespace, "field": path.key, "entries": entries,
                "write": write.id}),
     );
-    Ok((outcome, Written::of(path, write, &committed)))
+    Ok((outcome, Written::of(&planned.path, write, &committed)))
 }
 
 /// A checked cancel, not yet done: the field's tick and the entry's
