@@ -234,7 +234,8 @@ fn parse_namespace(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a `DURATION`, saying what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e}; expected a duration such as 4s, 10m, 1h 30m"))
 }

@@ -281,11 +281,8 @@ async fn plan(console: &Console, kind: &str, form: &Fields) -> Result<Plan, Fail
             let values = form.get("values").map_or("", String::as_str);
             let every = text(form, "every")
                 .map(|t| {
-                    humantime::parse_duration(t).map_err(|e| {
-                        Failure::usage(format!(
-                            "every `{t}`: {e}; expected a duration such as 4s, 10m, 1h 30m"
-                        ))
-                    })
+                    crate::args::parse_duration(t)
+                        .map_err(|e| Failure::usage(format!("every `{t}`: {e}")))
                 })
                 .transpose()?;
             let from = when_of(form, "from", "from")?;
