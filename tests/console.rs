@@ -16,6 +16,10 @@ use lockstep_suite::{
     Chromedriver, Console, Probe, RedisServer, assert_switched_within_5_ms, http, ms_after,
 };
 
+/// One test at a time: the first judges how two processes switched, which
+/// a browser of another test competing for the two cores would disturb.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn probe(url: &str, args: &[&str]) -> Probe {
     Probe::spawn(env!("CARGO_BIN_EXE_probe"), url, args)
 }
@@ -85,6 +89,7 @@ async fn drawn(client: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_reads_sets_through_the_form_and_shows_both_processes_switch() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     let url = server.url();
     let mut probes = [probe(&url, &["42"]), probe(&url, &["42"])];
@@ -274,6 +279,7 @@ fn post(console: &Console, path: &str, cookie: &str, origin: Option<&str>, body:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_without_the_token_or_from_another_origin_is_refused_and_writes_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     // A store with a password: no page, header or line printed shows it.
     let _: String = server.cmd(&["CONFIG", "SET", "requirepass", "s3cret-pw"]);
@@ -405,6 +411,7 @@ async fn a_write_without_the_token_or_from_another_origin_is_refused_and_writes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_serves_no_write_route() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     let url = server.url();
     let mut registry = probe(&url, &["--serve"]);
@@ -448,6 +455,7 @@ async fn read_only_serves_no_write_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_value_and_writer_render_as_text() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     let url = server.url();
     let mut registry = probe(&url, &["--serve"]);
@@ -556,6 +564,7 @@ fn instants(page: &str) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ramp_and_a_cancel_through_the_forms_write_what_the_preview_showed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     let url = server.url();
     let mut registry = probe(&url, &["--serve"]);
