@@ -172,6 +172,11 @@ pub enum Command {
         /// LOCKSTEP_CONSOLE_TOKEN, else a random one printed at start)
         #[arg(long, value_name = "PATH", conflicts_with = "read_only")]
         token_file: Option<PathBuf>,
+        /// Also answer to this Host (NAME:PORT), e.g. the machine's name
+        /// when listening beyond loopback; any other Host is refused, so a
+        /// page of another site cannot reach the console by DNS rebinding
+        #[arg(long, value_name = "NAME:PORT")]
+        allow_host: Vec<String>,
     },
 }
 

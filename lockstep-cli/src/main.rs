@@ -147,11 +147,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             listen,
             read_only,
             token_file,
+            allow_host,
         } => {
             let options = console::Options {
                 listen,
                 read_only,
                 token_file,
+                allow_host,
             };
             return console::serve(ctx, options).await;
         }

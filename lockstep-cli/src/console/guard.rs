@@ -91,9 +91,11 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A gate for a console listening on `addr`.
-    pub fn new(addr: SocketAddr, token: Option<String>) -> Guard {
+    /// A gate for a console listening on `addr` that also answers to the
+    /// `Host` values `allowed`.
+    pub fn new(addr: SocketAddr, allowed: &[String], token: Option<String>) -> Guard {
         let mut hosts = vec![addr.to_string()];
+        hosts.extend(allowed.iter().cloned());
         if addr.ip().is_loopback() {
             let port = addr.port();
             hosts.extend([
@@ -265,7 +267,7 @@ mod tests {
 
     #[test]
     fn only_this_console_host_and_origin_pass() {
-        let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), Some("t".repeat(16)));
+        let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), &[], Some("t".repeat(16)));
         let ok = headers(&[
             (header::HOST, "127.0.0.1:7070"),
             (header::ORIGIN, "http://127.0.0.1:7070"),
@@ -283,11 +285,16 @@ mod tests {
         let none = headers(&[(header::HOST, "localhost:7070")]);
         assert!(guard.check_request(&Method::POST, &none).is_err());
         assert!(guard.check_request(&Method::GET, &none).is_ok());
+        let named = ["ops-1.internal:7070".to_owned()];
+        let guard = Guard::new("0.0.0.0:7070".parse().unwrap(), &named, None);
+        let by_name = headers(&[(header::HOST, "ops-1.internal:7070")]);
+        assert!(guard.check_request(&Method::GET, &by_name).is_ok());
+        assert!(guard.check_request(&Method::GET, &rebinding).is_err());
     }
 
     #[test]
     fn a_form_needs_the_session_csrf_and_the_token() {
-        let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), Some("t".repeat(16)));
+        let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), &[], Some("t".repeat(16)));
         let (session, cookie) = guard.session(&HeaderMap::new()).unwrap();
         let cookie = cookie.unwrap();
         let mut with = HeaderMap::new();

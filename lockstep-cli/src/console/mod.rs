@@ -48,6 +48,8 @@ pub struct Options {
     pub read_only: bool,
     /// Where the token is, if not in the environment.
     pub token_file: Option<PathBuf>,
+    /// More `Host` values to answer to.
+    pub allow_host: Vec<String>,
 }
 
 /// The running console.
@@ -73,7 +75,13 @@ pub async fn serve(ctx: Ctx, options: Options) -> Result<(), Failure> {
     if !addr.ip().is_loopback() {
         eprintln!(
             "warning: the console listens on {addr}, reachable from other machines; the token \
-             and the page travel unencrypted (put it behind TLS, or listen on 127.0.0.1)"
+             and the page travel unencrypted (put it behind TLS, or listen on 127.0.0.1); it \
+             answers only to the Host {addr}{}",
+            if options.allow_host.is_empty() {
+                " (add the names browsers use with --allow-host NAME:PORT)".to_owned()
+            } else {
+                format!(" and {}", options.allow_host.join(", "))
+            }
         );
     }
     println!(
@@ -91,7 +99,7 @@ pub async fn serve(ctx: Ctx, options: Options) -> Result<(), Failure> {
     let console = Arc::new(Console {
         ctx,
         read_only: options.read_only,
-        guard: Guard::new(addr, token.map(|(t, _)| t)),
+        guard: Guard::new(addr, &options.allow_host, token.map(|(t, _)| t)),
     });
     axum::serve(listener, router(console))
         .await
