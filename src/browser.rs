@@ -128,7 +128,8 @@ impl Chromedriver {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1200,1400",
+                "--disable-sync", "--no-first-run", "--disable-breakpad",
+                "--disable-crash-reporter", "--window-size=1200,1400",
                 format!("--user-data-dir={}", self.profile.display()),
             ],
         });
@@ -142,7 +143,31 @@ impl Drop for Chromedriver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A test that panicked never closed its session: the browser
+        // outlives chromedriver. Its processes are the ones started with
+        // this profile, which no other browser uses.
+        kill_browsers_of(&self.profile);
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Kills every process whose command line has `--user-data-dir=PROFILE`.
+fn kill_browsers_of(profile: &std::path::Path) {
+    let arg = format!("--user-data-dir={}", profile.display());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            // SAFETY: kill(2) with a pid read from /proc and a signal number.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 
