@@ -12,6 +12,9 @@
 //! - [`probe`]: [`Probe`], a fleet member (`src/bin/probe.rs`) in a process
 //!   of its own;
 //! - [`writes`]: [`entries_write`] and [`raw_write`], the writes tests plant;
+//! - [`browser`]: [`Console`], `lockstep console` in a process of its
+//!   own, [`Chromedriver`], a headless chromium to drive, and [`http`], one
+//!   plain HTTP request;
 //! - [`cli`]: [`cli_binary`], the workspace's `lockstep` binary, and
 //!   [`run_cli`], one run of it;
 //! - [`sql`]: a PostgreSQL schema, a MySQL/MariaDB database or a SQLite
@@ -19,6 +22,7 @@
 //! - [`mariadb`]: [`MariadbServer`], a private `mariadbd` that can be
 //!   killed and restarted.
 
+pub mod browser;
 pub mod cli;
 pub mod cluster;
 pub mod hammer;
@@ -29,6 +33,7 @@ pub mod server;
 pub mod sql;
 pub mod writes;
 
+pub use browser::{Chromedriver, Console, http};
 pub use cli::{CliRun, cli_binary, run_cli};
 pub use cluster::RedisCluster;
 pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check, ms_after};

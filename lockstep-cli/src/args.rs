@@ -155,6 +155,29 @@ pub enum Command {
         #[arg(value_parser = parse_namespace)]
         namespace: String,
     },
+    /// Serve the operator's console: a page in the browser with every
+    /// registry, its fields, pending changes with who holds them, history
+    /// and timelines, and forms that set, ramp and cancel with the same
+    /// checks as these commands (Ctrl-C stops it)
+    #[cfg(feature = "console")]
+    Console {
+        /// Where to listen; loopback unless told otherwise (port 0: any
+        /// free port, printed at start)
+        #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Serve no write route at all: the page only shows
+        #[arg(long)]
+        read_only: bool,
+        /// A file whose first line is the token writes need (else
+        /// LOCKSTEP_CONSOLE_TOKEN, else a random one printed at start)
+        #[arg(long, value_name = "PATH", conflicts_with = "read_only")]
+        token_file: Option<PathBuf>,
+        /// Also answer to this Host (NAME:PORT), e.g. the machine's name
+        /// when listening beyond loopback; any other Host is refused, so a
+        /// page of another site cannot reach the console by DNS rebinding
+        #[arg(long, value_name = "NAME:PORT")]
+        allow_host: Vec<String>,
+    },
 }
 
 /// Writing without the checks of a published schema.
@@ -193,7 +216,8 @@ fn is_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn parse_field(text: &str) -> Result<FieldPath, String> {
+/// Parses `NAMESPACE.FIELD`, saying what is accepted.
+pub fn parse_field(text: &str) -> Result<FieldPath, String> {
     match text.split_once('.') {
         Some((namespace, key)) if is_name(namespace) && is_name(key) => Ok(FieldPath {
             namespace: namespace.to_owned(),
@@ -215,7 +239,8 @@ fn parse_namespace(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a `DURATION`, saying what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e}; expected a duration such as 4s, 10m, 1h 30m"))
 }

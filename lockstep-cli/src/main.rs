@@ -13,6 +13,7 @@
 //! lockstep history NAMESPACE.FIELD
 //! lockstep watch [NAMESPACE] [--count N] [--for DURATION]
 //! lockstep fleet NAMESPACE
+//! lockstep console [--listen 127.0.0.1:7070] [--read-only]
 //! ```
 //!
 //! `set` and `ramp` take `--wait`: after the write, wait until every live
@@ -22,6 +23,8 @@
 //! JSON. Exit status: 0 done, 1 refused or failed, 2 usage.
 
 mod args;
+#[cfg(feature = "console")]
+mod console;
 mod context;
 mod failure;
 mod fleet;
@@ -139,6 +142,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await;
         }
         Command::Fleet { namespace } => fleet::fleet(&ctx, &namespace).await?,
+        #[cfg(feature = "console")]
+        Command::Console {
+            listen,
+            read_only,
+            token_file,
+            allow_host,
+        } => {
+            let options = console::Options {
+                listen,
+                read_only,
+                token_file,
+                allow_host,
+            };
+            return console::serve(ctx, options).await;
+        }
     };
     outcome.print(json);
     Ok(())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lockstep::Tick;
-use lockstep::store::{MAX_INSTANT, MAX_STEPS, Write};
+use lockstep::store::{Committed, Fetched, MAX_INSTANT, MAX_STEPS, Write};
 use serde_json::{Value, json};
 
 use crate::args::{FieldPath, Unchecked, When};
@@ -42,57 +42,68 @@ fn resolve(when: When, option: &str, tick: Tick, last: Duration) -> Result<i64, 
     Ok(at)
 }
 
-/// `set`: one value, at the horizon or at `--at`.
-pub async fn set(
+/// A write checked against the published schema and the horizon, not yet
+/// committed: what `set` and `ramp` on the command line and the console's
+/// forms build, with the same checks (one function per write).
+pub struct Planned {
+    /// The field written.
+    pub path: FieldPath,
+    /// The write, as the store will get it.
+    pub write: Write,
+    /// The values, in the write's order (one per step).
+    pub values: Vec<Value>,
+}
+
+/// The instants a planned write would take, by the store's clock now.
+#[cfg_attr(not(feature = "console"), allow(dead_code))]
+pub struct Preview {
+    /// The store's clock.
+    pub now: i64,
+    /// The horizon: the earliest instant a write may touch.
+    pub horizon: i64,
+    /// The instant of each step, in the write's order.
+    pub instants: Vec<i64>,
+}
+
+/// `set`'s write: one value, at the horizon or at `at`; `tool` names the
+/// writer in the history (`cli`, `console`).
+pub async fn plan_set(
     ctx: &Ctx,
     path: &FieldPath,
     text: &str,
     at: Option<When>,
     unchecked: &Unchecked,
-) -> Result<(Outcome, Written), Failure> {
+    tool: &str,
+) -> Result<Planned, Failure> {
     let target = ctx.target(path, unchecked).await?;
     let name = target.name(path);
     let value = value::parse(text, target.value_type())
         .map_err(|e| Failure::refused(format!("{name}: {e}; nothing was written")))?;
     let mut write = Write::builder(&path.namespace, target.tick)
-        .by_user("cli", &user())
+        .by_user(tool, &user())
         .set(&path.key, value.clone());
     if let Some(when) = at {
         write = write.at(resolve(when, "--at", target.tick, Duration::ZERO)?);
     }
     let write = write.build().map_err(write_failure)?;
-    let committed = ctx.store.commit(&write).await.map_err(write_failure)?;
-    let at = committed.instants[0];
-    let now = Utc::now().timestamp_millis();
-    let written = Written::of(path, &write, &committed);
-    let outcome = Outcome::new(
-        format!(
-            "{path} = {} at {} ({})\n",
-            view::short(&value.to_string()),
-            instant(at),
-            relative(at, now)
-        ),
-        json!({
-            "namespace": path.namespace,
-            "field": path.key,
-            "value": value,
-            "at": instant(at),
-            "at_ms": at,
-            "write": write.id,
-        }),
-    );
-    Ok((outcome, written))
+    Ok(Planned {
+        path: path.clone(),
+        write,
+        values: vec![value],
+    })
 }
 
-/// `ramp`: several entries in one atomic write, `--every` apart.
-pub async fn ramp(
+/// `ramp`'s write: several entries in one atomic write, `every` apart
+/// (a tick by default), from `from` (the horizon by default).
+pub async fn plan_ramp(
     ctx: &Ctx,
     path: &FieldPath,
     text: &str,
     every: Option<Duration>,
     from: Option<When>,
     unchecked: &Unchecked,
-) -> Result<(Outcome, Written), Failure> {
+    tool: &str,
+) -> Result<Planned, Failure> {
     let target = ctx.target(path, unchecked).await?;
     let name = target.name(path);
     let values = value::parse_list(text, target.value_type())
@@ -127,7 +138,7 @@ pub async fn ramp(
             humantime::format_duration(above),
         )));
     }
-    let mut write = Write::builder(&path.namespace, target.tick).by_user("cli", &user());
+    let mut write = Write::builder(&path.namespace, target.tick).by_user(tool, &user());
     if let Some(from) = from {
         let steps = u32::try_from(values.len() - 1).unwrap_or(u32::MAX);
         write = write.at(resolve(from, "--from", target.tick, every * steps)?);
@@ -139,7 +150,82 @@ pub async fn ramp(
         write = write.set(&path.key, value.clone());
     }
     let write = write.build().map_err(write_failure)?;
-    let committed = ctx.store.commit(&write).await.map_err(write_failure)?;
+    Ok(Planned {
+        path: path.clone(),
+        write,
+        values,
+    })
+}
+
+impl Planned {
+    /// The instants the write would take if committed now, by the store's
+    /// clock; refused as the store would refuse it (an instant before the
+    /// horizon). Writes nothing.
+    #[cfg_attr(not(feature = "console"), allow(dead_code))]
+    pub async fn preview(&self, ctx: &Ctx) -> Result<Preview, Failure> {
+        let keys = [self.path.key.as_str()];
+        let fetched = ctx.store.fetch(&self.path.namespace, &keys).await?;
+        let now = store_now(&fetched);
+        let instants =
+            lockstep::store::resolve_instants(&self.write, now).map_err(write_failure)?;
+        Ok(Preview {
+            now,
+            horizon: self.write.tick.horizon(now),
+            instants,
+        })
+    }
+
+    /// Commits the write.
+    pub async fn commit(&self, ctx: &Ctx) -> Result<Committed, Failure> {
+        ctx.store.commit(&self.write).await.map_err(write_failure)
+    }
+}
+
+/// `set`: one value, at the horizon or at `--at`.
+pub async fn set(
+    ctx: &Ctx,
+    path: &FieldPath,
+    text: &str,
+    at: Option<When>,
+    unchecked: &Unchecked,
+) -> Result<(Outcome, Written), Failure> {
+    let planned = plan_set(ctx, path, text, at, unchecked, "cli").await?;
+    let committed = planned.commit(ctx).await?;
+    let (write, value) = (&planned.write, &planned.values[0]);
+    let at = committed.instants[0];
+    let now = Utc::now().timestamp_millis();
+    let written = Written::of(&planned.path, write, &committed);
+    let outcome = Outcome::new(
+        format!(
+            "{path} = {} at {} ({})\n",
+            view::short(&value.to_string()),
+            instant(at),
+            relative(at, now)
+        ),
+        json!({
+            "namespace": path.namespace,
+            "field": path.key,
+            "value": value,
+            "at": instant(at),
+            "at_ms": at,
+            "write": write.id,
+        }),
+    );
+    Ok((outcome, written))
+}
+
+/// `ramp`: several entries in one atomic write, `--every` apart.
+pub async fn ramp(
+    ctx: &Ctx,
+    path: &FieldPath,
+    text: &str,
+    every: Option<Duration>,
+    from: Option<When>,
+    unchecked: &Unchecked,
+) -> Result<(Outcome, Written), Failure> {
+    let planned = plan_ramp(ctx, path, text, every, from, unchecked, "cli").await?;
+    let committed = planned.commit(ctx).await?;
+    let (write, values) = (&planned.write, &planned.values);
     let now = Utc::now().timestamp_millis();
     let entries: Vec<Value> = values
         .iter()
@@ -166,7 +252,90 @@ pub async fn ramp(
         json!({"namespace": path.namespace, "field": path.key, "entries": entries,
                "write": write.id}),
     );
-    Ok((outcome, Written::of(path, &write, &committed)))
+    Ok((outcome, Written::of(&planned.path, write, &committed)))
+}
+
+/// A checked cancel, not yet done: the field's tick and the entry's
+/// instant, rounded up to a tick boundary.
+pub struct PlannedCancel {
+    /// The field.
+    pub path: FieldPath,
+    /// The registry's tick.
+    pub tick: Tick,
+    /// The entry's instant.
+    pub at: i64,
+}
+
+/// `cancel`'s checks: the field as the schema has it, and the instant.
+pub async fn plan_cancel(
+    ctx: &Ctx,
+    path: &FieldPath,
+    when: When,
+    unchecked: &Unchecked,
+) -> Result<PlannedCancel, Failure> {
+    let target = ctx.target(path, unchecked).await?;
+    let at = target.tick.ceil(
+        when.resolve(Utc::now())
+            .map_err(|e| Failure::refused(format!("--at: {e}; nothing was removed")))?,
+    );
+    Ok(PlannedCancel {
+        path: path.clone(),
+        tick: target.tick,
+        at,
+    })
+}
+
+impl PlannedCancel {
+    /// Removes the entry; a refusal lists the field's pending entries.
+    pub async fn run(&self, ctx: &Ctx) -> Result<Outcome, Failure> {
+        let (path, at) = (&self.path, self.at);
+        let removed = match ctx
+            .store
+            .cancel(&path.namespace, self.tick, &path.key, at)
+            .await
+        {
+            Ok(removed) => removed,
+            Err(e @ lockstep::Error::NoSuchEntry { .. }) => {
+                let keys = [path.key.as_str()];
+                let fetched = ctx.store.fetch(&path.namespace, &keys).await?;
+                let hint = pending_hint(&fetched, &path.key, store_now(&fetched));
+                return Err(Failure::refused(format!("{e}; {hint}")));
+            }
+            Err(e) => return Err(Failure::refused(format!("{e}; nothing was removed"))),
+        };
+        Ok(Outcome::new(
+            format!(
+                "cancelled {path} = {} at {}\n",
+                view::value_text(&removed.value),
+                instant(at)
+            ),
+            json!({
+                "namespace": path.namespace,
+                "field": path.key,
+                "cancelled": instant(at),
+                "at_ms": at,
+                "value": view::value_json(&removed.value),
+            }),
+        ))
+    }
+}
+
+/// What a refused cancel of `key` is told: the instants of its pending
+/// entries, which a cancel may name.
+pub fn pending_hint(fetched: &Fetched, key: &str, now: i64) -> String {
+    let pending: Vec<String> = fetched
+        .fields
+        .get(key)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.at > now)
+        .map(|e| instant(e.at))
+        .collect();
+    if pending.is_empty() {
+        "it has no pending entries".to_owned()
+    } else {
+        format!("its pending entries are at: {}", pending.join(", "))
+    }
 }
 
 /// `cancel`: removes a pending entry at or beyond the horizon, and shows
@@ -177,52 +346,10 @@ pub async fn cancel(
     when: When,
     unchecked: &Unchecked,
 ) -> Result<Outcome, Failure> {
-    let target = ctx.target(path, unchecked).await?;
-    let at = target.tick.ceil(
-        when.resolve(Utc::now())
-            .map_err(|e| Failure::refused(format!("--at: {e}; nothing was removed")))?,
-    );
-    let removed = match ctx
-        .store
-        .cancel(&path.namespace, target.tick, &path.key, at)
+    plan_cancel(ctx, path, when, unchecked)
+        .await?
+        .run(ctx)
         .await
-    {
-        Ok(removed) => removed,
-        Err(e @ lockstep::Error::NoSuchEntry { .. }) => {
-            let keys = [path.key.as_str()];
-            let fetched = ctx.store.fetch(&path.namespace, &keys).await?;
-            let now = store_now(&fetched);
-            let pending: Vec<String> = fetched
-                .fields
-                .get(&path.key)
-                .into_iter()
-                .flatten()
-                .filter(|e| e.at > now)
-                .map(|e| instant(e.at))
-                .collect();
-            let hint = if pending.is_empty() {
-                "it has no pending entries".to_owned()
-            } else {
-                format!("its pending entries are at: {}", pending.join(", "))
-            };
-            return Err(Failure::refused(format!("{e}; {hint}")));
-        }
-        Err(e) => return Err(Failure::refused(format!("{e}; nothing was removed"))),
-    };
-    Ok(Outcome::new(
-        format!(
-            "cancelled {path} = {} at {}\n",
-            view::value_text(&removed.value),
-            instant(at)
-        ),
-        json!({
-            "namespace": path.namespace,
-            "field": path.key,
-            "cancelled": instant(at),
-            "at_ms": at,
-            "value": view::value_json(&removed.value),
-        }),
-    ))
 }
 
 /// `purge`: removes one entry named by its stored instant. One that does
