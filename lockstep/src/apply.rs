@@ -11,7 +11,7 @@
 
 use crate::contract::{FieldDef, Fields};
 use crate::engine::{Decoded, SchemaNeed, State};
-use crate::store::Fetched;
+use crate::store::{Fetched, Held};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -22,19 +22,12 @@ use crate::timeline::Timeline;
 /// same instant on every process; when the store is empty, they keep
 /// deciding until it is written again.
 pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
-    let now = now.max(state.high_water);
     let first = state.status.last_fetch.is_none();
-    let status = &mut state.status;
-    status.fetches += 1;
-    status.consecutive_failures = 0;
-    status.last_fetch = Some(now);
-    status.last_store_time = fetched.store_micros.map(|us| us.div_euclid(1000));
-    state.schema = match (state.schema, fetched.schema_held) {
-        (SchemaNeed::Done, false) => SchemaNeed::Publish,
-        (SchemaNeed::Refused, true) => SchemaNeed::Done,
-        (need, _) => need,
-    };
+    let now = answered(state, &fetched, now);
     let namespace = S::DEF.namespace;
+    // Held again only once this fetch is applied whole.
+    state.held = None;
+    let held = fetched.held();
     match (&state.epoch, fetched.epoch) {
         (Some(old), None) => {
             if !state.status.store_lost {
@@ -89,6 +82,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
     }
     let mut refused = Vec::new();
     let mut changed = false;
+    let mut whole = true;
     let mut late = Vec::new();
     for (index, field) in S::DEF.fields.iter().enumerate() {
         let old = &state.timelines[index];
@@ -130,7 +124,9 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
         if good.is_empty() && bad.len() > bad_before {
             // Nothing of the field can be read (a key of the wrong type, say):
             // that is the field unreadable, not one bad entry; keep what
-            // this process knew of it.
+            // this process knew of it. A full fetch is needed to read it
+            // again.
+            whole = false;
             continue;
         }
         let mut new: Timeline<Decoded> = good.into_iter().collect();
@@ -177,9 +173,51 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
     state.bad = bad;
     state.refused = refused;
     state.revision = fetched.revision;
+    // While timelines fetched before a store loss still decide, what this
+    // process holds is not what the store holds: fetch in full until then.
+    if whole && state.carry.is_none() {
+        state.held = held;
+    }
     if changed {
         state.generation += 1;
     }
+}
+
+/// Applies an answer that the registry is unchanged since `held`, the
+/// epoch and revision this process applied whole last: the timelines, bad
+/// entries and revision stay as they are (pruned of the past, as a full
+/// fetch would leave them), and everything else a fetch updates is.
+pub(crate) fn apply_unchanged<S: Fields>(
+    state: &mut State,
+    fetched: Fetched,
+    held: Option<Held>,
+    now: Millis,
+) {
+    debug_assert!(fetched.unchanged && held.as_ref().is_some_and(|h| fetched.is_at(h)));
+    let now = answered(state, &fetched, now);
+    state.status.store_lost = false;
+    for timeline in &mut state.timelines {
+        timeline.prune(now, 0);
+    }
+    state.held = held;
+}
+
+/// What every answer of the store updates, changed or not: the fetch's
+/// time and count, the store's clock, whether to publish the schema.
+/// Returns the instant it is applied at (never before one published).
+fn answered(state: &mut State, fetched: &Fetched, now: Millis) -> Millis {
+    let now = now.max(state.high_water);
+    let status = &mut state.status;
+    status.fetches += 1;
+    status.consecutive_failures = 0;
+    status.last_fetch = Some(now);
+    status.last_store_time = fetched.store_micros.map(|us| us.div_euclid(1000));
+    state.schema = match (state.schema, fetched.schema_held) {
+        (SchemaNeed::Done, false) => SchemaNeed::Publish,
+        (SchemaNeed::Refused, true) => SchemaNeed::Done,
+        (need, _) => need,
+    };
+    now
 }
 
 /// Whether two entries are the same instant and text.

@@ -18,7 +18,7 @@ use crate::engine::{Engine, SchemaNeed, State};
 use crate::error::Error;
 use crate::flip::{flip, flip_now, spawn_flipper};
 use crate::observe;
-use crate::store::Fetched;
+use crate::store::{Fetched, Held};
 use crate::tick::Millis;
 use tracing::Instrument;
 
@@ -108,17 +108,19 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
     // answer instead of sending another, so a slow or frozen store never has
     // more than one fetch of this registry to answer, and no burst when it
     // wakes up.
-    let (mut task, sent) = in_flight.take().unwrap_or_else(|| {
+    let (mut task, sent, held) = in_flight.take().unwrap_or_else(|| {
         let store = engine.store.clone();
         let keys = engine.keys.clone();
         let report = engine.report();
+        let held = engine.lock().held.clone();
+        let asked = held.clone();
         let sent = engine.clock.local_nanos();
         let task = engine.host.handle().spawn(async move {
             store
-                .fetch_reporting(S::DEF.namespace, &keys, report.as_ref())
+                .fetch_conditional(S::DEF.namespace, &keys, report.as_ref(), asked.as_ref())
                 .await
         });
-        (task, sent)
+        (task, sent, held)
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {
         Ok(Ok(result)) => result,
@@ -127,7 +129,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
             message: format!("the fetch task failed: {join}"),
         }),
         Err(_) => {
-            *in_flight = Some((task, sent));
+            *in_flight = Some((task, sent, held.clone()));
             Err(Error::Store {
                 store: engine.store.describe(),
                 message: format!(
@@ -138,7 +140,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
         }
     };
     let received = engine.clock.local_nanos();
-    let recorded = record(engine, result, sent, received);
+    let recorded = record(engine, result, sent, received, held);
     drop(in_flight);
     let publish = recorded?;
     engine.wake.notify_all();
@@ -149,13 +151,37 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
 }
 
 /// Applies the result of a fetch sent at `sent` and answered at `received`
-/// (this process's clock, ns); returns whether to publish the schema.
+/// (this process's clock, ns), which said this process held `held`;
+/// returns whether to publish the schema.
 fn record<S: Fields>(
     engine: &Engine<S>,
     result: Result<Fetched, Error>,
     sent: i64,
     received: i64,
+    held: Option<Held>,
 ) -> Result<bool, Error> {
+    // An unchanged answer stands for what was held when the fetch was sent
+    // (the timelines have not changed since: only a whole fetch changes
+    // them, and there is one fetch at a time); for anything else it is a
+    // store's mistake, and the next fetch is full.
+    let result = result.and_then(|fetched| match &held {
+        Some(held) if fetched.unchanged && !fetched.is_at(held) => Err(Error::Store {
+            store: engine.store.describe(),
+            message: format!(
+                "the store answered \"unchanged\" at epoch {:?} revision {}, but this process \
+                 holds epoch {:?} revision {}",
+                fetched.epoch.as_ref().map(|e| e.id.as_str()),
+                fetched.revision,
+                held.epoch,
+                held.revision
+            ),
+        }),
+        None if fetched.unchanged => Err(Error::Store {
+            store: engine.store.describe(),
+            message: "the store answered \"unchanged\" to a fetch that held nothing".to_owned(),
+        }),
+        _ => Ok(fetched),
+    });
     let now = engine.now();
     let namespace = S::DEF.namespace;
     let mut state = engine.lock();
@@ -181,7 +207,11 @@ fn record<S: Fields>(
             let first = state.status.last_fetch.is_none();
             let failures = state.status.consecutive_failures;
             let failing_since = state.status.failing_since.take();
-            crate::apply::apply_fetched::<S>(&mut state, fetched, now);
+            if fetched.unchanged {
+                crate::apply::apply_unchanged::<S>(&mut state, fetched, held, now);
+            } else {
+                crate::apply::apply_fetched::<S>(&mut state, fetched, now);
+            }
             let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
             observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
             observe::pending(namespace, &state.timelines, now);
@@ -205,6 +235,9 @@ fn record<S: Fields>(
             Ok(state.schema == SchemaNeed::Publish)
         }
         Err(e) => {
+            // What this process holds is what it applied, but a fetch that
+            // failed claims nothing: the next one is full.
+            state.held = None;
             observe::fetched(namespace, None, age(&state));
             if state.status.consecutive_failures == 0 {
                 state.status.failing_since = Some(now);

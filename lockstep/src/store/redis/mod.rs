@@ -16,7 +16,9 @@
 //!
 //! A fetch is one `EVALSHA_RO` of a `no-writes` script returning `TIME`,
 //! the epoch, whether a schema is held, the revision and every field's
-//! hash, an envelope
+//! hash; a conditional fetch whose held epoch and revision are the meta
+//! hash's returns that header alone, before it touches any field key
+//! (O(1), whatever the registry holds). An envelope
 //! over the size limit replaced by its length and never copied (a hash whose
 //! `MEMORY USAGE` is within the limit is read whole; a larger one field by
 //! field, by `HSTRLEN` first); a field whose key has the
@@ -51,7 +53,7 @@ use self::keys::{
 use self::reply::Recorded;
 use self::scripts::{Lua, Scripts};
 use super::{
-    BoxFuture, Committed, Fetched, HISTORY, Report, Reports, StepAt, StoredEntry, Write,
+    BoxFuture, Committed, Fetched, HISTORY, Held, Report, Reports, StepAt, StoredEntry, Write,
     check_name, redact,
 };
 use crate::error::Error;
@@ -151,6 +153,7 @@ impl RedisStore {
         namespace: &str,
         keys: &[&str],
         report: &Report,
+        held: Option<&Held>,
     ) -> Result<Option<Value>, Error> {
         let mut redis_keys = vec![
             meta_key(namespace),
@@ -160,6 +163,7 @@ impl RedisStore {
         redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
         // KEYS[4..] are the fields (Lua is 1-based).
         let mut args = vec![MAX_ENVELOPE_BYTES.to_string(), "4".to_owned()];
+        args.extend(held_args(held));
         args.extend(fleet::args(report));
         // Recording again is harmless: sent again as a fetch is.
         let script = &self.scripts.fetch_reporting;
@@ -190,6 +194,15 @@ impl RedisStore {
             store: self.shown.to_string(),
             message: format!("unexpected reply to {what}"),
         }
+    }
+}
+
+/// What `fetch.lua` reads as what the caller holds (`ARGV[3]`, `ARGV[4]`):
+/// the epoch and revision, or empty texts for nothing held.
+fn held_args(held: Option<&Held>) -> [String; 2] {
+    match held {
+        Some(held) => [held.epoch.clone(), held.revision.to_string()],
+        None => [String::new(), String::new()],
     }
 }
 
@@ -231,10 +244,20 @@ impl super::Store for RedisStore {
         keys: &'a [&'a str],
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        self.fetch_conditional(namespace, keys, report, None)
+    }
+
+    fn fetch_conditional<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+        report: Option<&'a Report>,
+        held: Option<&'a Held>,
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             let reported = match self.reporting.send(namespace, report) {
-                Some(report) => self.fetch_and_report(namespace, keys, report).await?,
+                Some(report) => self.fetch_and_report(namespace, keys, report, held).await?,
                 None => None,
             };
             let reply = match reported {
@@ -243,7 +266,13 @@ impl super::Store for RedisStore {
                     let mut redis_keys = vec![meta_key(namespace)];
                     redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
                     // KEYS[2..] are the fields.
-                    let args = [MAX_ENVELOPE_BYTES.to_string(), "2".to_owned()];
+                    let [epoch, revision] = held_args(held);
+                    let args = [
+                        MAX_ENVELOPE_BYTES.to_string(),
+                        "2".to_owned(),
+                        epoch,
+                        revision,
+                    ];
                     // A fetch only reads: sent again on a new connection if
                     // need be.
                     self.run(&self.scripts.fetch, &redis_keys, &args, true, |_| None)
