@@ -82,7 +82,26 @@ pub(crate) async fn boot<S: Fields>(
 /// Never two at once for one registry; the store is called on the
 /// registry's own runtime, whichever runtime awaits this. In a span
 /// `lockstep.fetch` with the registry, the store and the outcome.
+///
+/// The fetch is conditional (see [`Store::fetch_conditional`]): it says
+/// what this process holds, and an unchanged registry answers with its
+/// header alone.
+///
+/// [`Store::fetch_conditional`]: crate::store::Store::fetch_conditional
 pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+    fetch_as(engine, true).await
+}
+
+/// [`fetch`], but in full whatever this process holds, as
+/// [`Registry::refresh`](crate::Registry::refresh) asks: what it holds is
+/// read again (after entries were changed behind lockstep's back, say,
+/// which no revision tells).
+pub(crate) async fn fetch_full<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+    fetch_as(engine, false).await
+}
+
+/// [`fetch`], conditional or not.
+async fn fetch_as<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<(), Error> {
     let span = tracing::info_span!(
         "lockstep.fetch",
         namespace = S::DEF.namespace,
@@ -90,7 +109,9 @@ pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    let result = fetch_once(engine).instrument(span.clone()).await;
+    let result = fetch_once(engine, conditional)
+        .instrument(span.clone())
+        .await;
     match &result {
         Ok(()) => span.record("outcome", "ok"),
         Err(e) => span
@@ -101,7 +122,7 @@ pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
 }
 
 /// [`fetch`], outside its span.
-async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<(), Error> {
     let mut in_flight = engine.fetching.lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
     // A fetch that overran its deadline is still on the wire: wait for its
@@ -112,7 +133,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
         let store = engine.store.clone();
         let keys = engine.keys.clone();
         let report = engine.report();
-        let held = engine.lock().held.clone();
+        let held = conditional.then(|| engine.lock().held.clone()).flatten();
         let asked = held.clone();
         let sent = engine.clock.local_nanos();
         let task = engine.host.handle().spawn(async move {
