@@ -89,6 +89,28 @@ pub(crate) struct State {
     pub(crate) status: StatusData,
 }
 
+impl State {
+    /// What a registry of `fields` fields knows before its first fetch.
+    pub(crate) fn new(fields: usize) -> State {
+        State {
+            timelines: vec![Timeline::new(); fields],
+            generation: 0,
+            published: None,
+            high_water: Millis::MIN,
+            bad: Vec::new(),
+            refused: Vec::new(),
+            revision: 0,
+            held: None,
+            epoch: None,
+            carry: None,
+            clock_filter: ClockFilter::default(),
+            schema: SchemaNeed::Publish,
+            warned: None,
+            status: StatusData::default(),
+        }
+    }
+}
+
 /// Whether this process must publish its registry's schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SchemaNeed {
@@ -115,22 +137,7 @@ impl<S: Fields> Engine<S> {
             store,
             clock,
             keys: S::DEF.fields.iter().map(|f| f.key).collect(),
-            state: Mutex::new(State {
-                timelines: vec![Timeline::new(); S::DEF.fields.len()],
-                generation: 0,
-                published: None,
-                high_water: Millis::MIN,
-                bad: Vec::new(),
-                refused: Vec::new(),
-                revision: 0,
-                held: None,
-                epoch: None,
-                carry: None,
-                clock_filter: ClockFilter::default(),
-                schema: SchemaNeed::Publish,
-                warned: None,
-                status: StatusData::default(),
-            }),
+            state: Mutex::new(State::new(S::DEF.fields.len())),
             wake: Condvar::new(),
             fetching: tokio::sync::Mutex::new(None),
             phase: fastrand::i64(0..tick),

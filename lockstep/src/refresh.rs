@@ -181,27 +181,13 @@ fn record<S: Fields>(
     received: i64,
     held: Option<Held>,
 ) -> Result<bool, Error> {
-    // An unchanged answer stands for what was held when the fetch was sent
-    // (the timelines have not changed since: only a whole fetch changes
-    // them, and there is one fetch at a time); for anything else it is a
-    // store's mistake, and the next fetch is full.
-    let result = result.and_then(|fetched| match &held {
-        Some(held) if fetched.unchanged && !fetched.is_at(held) => Err(Error::Store {
-            store: engine.store.describe(),
-            message: format!(
-                "the store answered \"unchanged\" at epoch {:?} revision {}, but this process \
-                 holds epoch {:?} revision {}",
-                fetched.epoch.as_ref().map(|e| e.id.as_str()),
-                fetched.revision,
-                held.epoch,
-                held.revision
-            ),
-        }),
-        None if fetched.unchanged => Err(Error::Store {
-            store: engine.store.describe(),
-            message: "the store answered \"unchanged\" to a fetch that held nothing".to_owned(),
-        }),
-        _ => Ok(fetched),
+    let result = result.and_then(|fetched| {
+        crate::apply::check_unchanged(&fetched, held.as_ref())
+            .map(|()| fetched)
+            .map_err(|message| Error::Store {
+                store: engine.store.describe(),
+                message,
+            })
     });
     let now = engine.now();
     let namespace = S::DEF.namespace;
@@ -228,11 +214,7 @@ fn record<S: Fields>(
             let first = state.status.last_fetch.is_none();
             let failures = state.status.consecutive_failures;
             let failing_since = state.status.failing_since.take();
-            if fetched.unchanged {
-                crate::apply::apply_unchanged::<S>(&mut state, fetched, held, now);
-            } else {
-                crate::apply::apply_fetched::<S>(&mut state, fetched, now);
-            }
+            crate::apply::apply_answer::<S>(&mut state, fetched, held, now);
             let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
             observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
             observe::pending(namespace, &state.timelines, now);
@@ -256,9 +238,7 @@ fn record<S: Fields>(
             Ok(state.schema == SchemaNeed::Publish)
         }
         Err(e) => {
-            // What this process holds is what it applied, but a fetch that
-            // failed claims nothing: the next one is full.
-            state.held = None;
+            crate::apply::failed(&mut state);
             observe::fetched(namespace, None, age(&state));
             if state.status.consecutive_failures == 0 {
                 state.status.failing_since = Some(now);
