@@ -18,7 +18,10 @@
 //! the epoch, whether a schema is held, the revision and every field's
 //! hash; a conditional fetch whose held epoch and revision are the meta
 //! hash's returns that header alone, before it touches any field key
-//! (O(1), whatever the registry holds). An envelope
+//! (O(1), whatever the registry holds: the fields' keys travel as one
+//! argument, a JSON array the script decodes only when it reads them, not
+//! as `KEYS`, which the server would set up one by one; they share the
+//! meta key's hash tag, so a cluster serves them on its node). An envelope
 //! over the size limit replaced by its length and never copied (a hash whose
 //! `MEMORY USAGE` is within the limit is read whole; a larger one field by
 //! field, by `HSTRLEN` first); a field whose key has the
@@ -155,14 +158,12 @@ impl RedisStore {
         report: &Report,
         held: Option<&Held>,
     ) -> Result<Option<Value>, Error> {
-        let mut redis_keys = vec![
+        let redis_keys = [
             meta_key(namespace),
             fleet_key(namespace),
             fleet_expiry_key(namespace),
         ];
-        redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
-        // KEYS[4..] are the fields (Lua is 1-based).
-        let mut args = vec![MAX_ENVELOPE_BYTES.to_string(), "4".to_owned()];
+        let mut args = vec![MAX_ENVELOPE_BYTES.to_string(), field_keys(namespace, keys)];
         args.extend(held_args(held));
         args.extend(fleet::args(report));
         // Recording again is harmless: sent again as a fetch is.
@@ -195,6 +196,13 @@ impl RedisStore {
             message: format!("unexpected reply to {what}"),
         }
     }
+}
+
+/// The hash keys of the fields `keys` of `namespace`, as the JSON array
+/// `fetch.lua` reads (`ARGV[2]`).
+fn field_keys(namespace: &str, keys: &[&str]) -> String {
+    let keys: Vec<String> = keys.iter().map(|k| field_key(namespace, k)).collect();
+    serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// What `fetch.lua` reads as what the caller holds (`ARGV[3]`, `ARGV[4]`):
@@ -263,13 +271,11 @@ impl super::Store for RedisStore {
             let reply = match reported {
                 Some(reply) => reply,
                 None => {
-                    let mut redis_keys = vec![meta_key(namespace)];
-                    redis_keys.extend(keys.iter().map(|k| field_key(namespace, k)));
-                    // KEYS[2..] are the fields.
+                    let redis_keys = [meta_key(namespace)];
                     let [epoch, revision] = held_args(held);
                     let args = [
                         MAX_ENVELOPE_BYTES.to_string(),
-                        "2".to_owned(),
+                        field_keys(namespace, keys),
                         epoch,
                         revision,
                     ];
