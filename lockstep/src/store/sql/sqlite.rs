@@ -99,8 +99,10 @@ macro_rules! size {
 
 /// The fetch (`?1` the namespace, `?2` the keys, `?3` the size limit, `?4`
 /// and `?5` the epoch and revision held): the entries are read only when
-/// the registry's row is not at the epoch and revision held, a constant
-/// condition SQLite checks once before the scan.
+/// the registry's row is not at the epoch and revision held. That check is
+/// the outer loop (`CROSS JOIN` keeps SQLite's join order): unchanged, it
+/// yields no row, and neither the list of keys nor the entries are read
+/// (as a `WHERE` term, SQLite built the list of keys first).
 const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, ",
@@ -115,10 +117,11 @@ const FETCH: Stmt = Stmt {
         size!(),
         " > ?3 THEN NULL ELSE value END, ",
         size!(),
-        ", written_at, write_id, writer, revision FROM lockstep_entries ",
-        "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2)) ",
-        "AND NOT EXISTS (SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ?1 ",
-        "AND h.epoch = ?4 AND h.created IS NOT NULL AND h.revision = ?5)"
+        ", written_at, write_id, writer, revision FROM (SELECT 1 WHERE NOT EXISTS (",
+        "SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ?1 AND h.epoch = ?4 ",
+        "AND h.created IS NOT NULL AND h.revision = ?5)) AS changed ",
+        "CROSS JOIN lockstep_entries ",
+        "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
     ),
     binds: &[Namespace, Keys, Limit, HeldEpoch, HeldRevision],
 };

@@ -1,9 +1,10 @@
 -- KEYS[1]: meta (a fetch with a report passes the fleet's keys after it).
--- ARGV[1]: the largest envelope shipped; ARGV[2]: the fields' hash keys, as
--- a JSON array (one argument, not KEYS: an unchanged fetch then costs the
--- same whatever the number of fields; they share meta's hash tag, so its
--- slot); ARGV[3], ARGV[4]: the epoch and revision the caller holds ('' for
--- none). Builds the reply in `out`: the store's TIME, the epoch, whether a
+-- ARGV[1]: the largest envelope shipped; ARGV[2]: the fields' names, as a
+-- JSON array, and the last ARGV: the prefix of their hash keys
+-- (`lockstep:{ns}:field:`, meta's hash tag, so its slot): not KEYS, which
+-- the server sets up one by one, and as short as can be, since every byte
+-- of a call costs the server; ARGV[3], ARGV[4]: the epoch and revision the
+-- caller holds ('' for none). Builds the reply in `out`: the store's TIME, the epoch, whether a
 -- schema is held, the registry's revision, whether a record was kept (false
 -- here: the report script sets it), whether the registry is unchanged (its
 -- epoch and revision those held: then nothing more, and no field key is
@@ -21,8 +22,9 @@ local held = redis.call('HEXISTS', KEYS[1], 'schema')
 local unchanged = ARGV[3] ~= '' and meta[1] == ARGV[3] and meta[2] ~= false
   and string.format('%d', revision) == ARGV[4]
 local out = {t[1], t[2], meta[1], meta[2], held, revision, false, unchanged and 1 or 0}
-local fields = unchanged and {} or cjson.decode(ARGV[2])
-for _, key in ipairs(fields) do
+local names = unchanged and {} or cjson.decode(ARGV[2])
+for _, name in ipairs(names) do
+  local key = ARGV[#ARGV] .. name
   local size = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', '0')
   local fields = nil
   if type(size) == 'table' and size.err then
