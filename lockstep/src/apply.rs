@@ -192,7 +192,7 @@ pub(crate) fn apply_answer<S: Fields>(
     now: Millis,
 ) {
     if fetched.unchanged {
-        apply_unchanged::<S>(state, fetched, held, now);
+        apply_unchanged(state, fetched, held, now);
     } else {
         apply_fetched::<S>(state, fetched, now);
     }
@@ -230,12 +230,7 @@ pub(crate) fn check_unchanged(fetched: &Fetched, held: Option<&Held>) -> Result<
 /// epoch and revision this process applied whole last: the timelines, bad
 /// entries and revision stay as they are (pruned of the past, as a full
 /// fetch would leave them), and everything else a fetch updates is.
-fn apply_unchanged<S: Fields>(
-    state: &mut State,
-    fetched: Fetched,
-    held: Option<Held>,
-    now: Millis,
-) {
+fn apply_unchanged(state: &mut State, fetched: Fetched, held: Option<Held>, now: Millis) {
     debug_assert!(fetched.unchanged && held.as_ref().is_some_and(|h| fetched.is_at(h)));
     let now = answered(state, &fetched, now);
     state.status.store_lost = false;

@@ -435,12 +435,15 @@ mod tests {
         use crate::tick::{Millis, Tick};
         use crate::{Error, ManualClock, Schema};
 
-        /// A memory store that keeps, per fetch, what it was told the
-        /// process held and whether it answered unchanged.
+        /// Per fetch, what the store was told the process held and whether
+        /// it answered unchanged.
+        type Seen = std::sync::Arc<Mutex<Vec<(Option<Held>, bool)>>>;
+
+        /// A memory store that keeps what each fetch held ([`Seen`]).
         #[derive(Clone, Default)]
         struct Watched {
             inner: MemoryStore,
-            seen: std::sync::Arc<Mutex<Vec<(Option<Held>, bool)>>>,
+            seen: Seen,
         }
 
         impl Store for Watched {
