@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lockstep::store::{
-    BoxFuture, HISTORY, MemoryStore, PostgresStore, RedisStore, Report, SqliteStore, StepAt, Store,
-    StoredEntry, Write,
+    BoxFuture, Fetched, HISTORY, Held, MemoryStore, PostgresStore, RedisStore, Report, SqliteStore,
+    StepAt, Store, StoredEntry, Write,
 };
 use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
@@ -154,6 +154,9 @@ conformance! {
         a_fetch_with_a_report_records_the_process_and_the_revision_it_served,
         a_report_expires_when_the_process_stops_fetching,
         reports_are_kept_per_namespace_and_per_process,
+        an_unchanged_registry_answers_unchanged_with_no_entries,
+        any_commit_cancel_or_purge_makes_the_next_conditional_fetch_full,
+        a_different_epoch_or_revision_answers_in_full,
     ]
 }
 
@@ -1035,4 +1038,207 @@ async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
         !listed.contains(&ns) && !listed.contains(&other),
         "{listed:?}"
     );
+}
+
+/// A conditional fetch of `keys` holding `held`, with or without a report.
+async fn conditional(
+    s: &Subject,
+    ns: &str,
+    keys: &[&str],
+    held: Option<&Held>,
+    report: Option<&Report>,
+) -> Fetched {
+    s.store
+        .fetch_conditional(ns, keys, report, held)
+        .await
+        .unwrap()
+}
+
+/// `fetched` without the store's clock, to compare two answers.
+fn timeless(fetched: Fetched) -> Fetched {
+    Fetched {
+        store_micros: None,
+        ..fetched
+    }
+}
+
+async fn an_unchanged_registry_answers_unchanged_with_no_entries(s: &Subject) {
+    let ns = s.namespace("unchanged");
+    let keys = ["a", "b"];
+    // A registry never written: nothing to hold, a full (empty) answer.
+    let empty = conditional(s, &ns, &keys, None, None).await;
+    assert!(!empty.unchanged && empty.epoch.is_none() && empty.held().is_none());
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&write(
+        &ns,
+        vec![(StepAt::At(at), vec![("a", "1"), ("b", "2")])],
+    ))
+    .await
+    .unwrap();
+    (s.plant)(ns.clone(), "a".to_owned(), 3).await;
+    let full = s.store.fetch(&ns, &keys).await.unwrap();
+    assert!(!full.unchanged);
+    assert_eq!(full.fields["a"].len(), 4, "{full:?}");
+    let held = full.held().expect("a registry written has an epoch");
+    for report in [None, Some(report("p1", r#"{"id":"p1"}"#, 60_000))] {
+        let before = s.now().await;
+        let answer = conditional(s, &ns, &keys, Some(&held), report.as_ref()).await;
+        assert!(answer.unchanged, "{answer:?}");
+        assert!(
+            answer.fields.is_empty() && answer.unplaced.is_empty(),
+            "{answer:?}"
+        );
+        assert_eq!(
+            (&answer.epoch, answer.revision),
+            (&full.epoch, full.revision)
+        );
+        assert!(!answer.schema_held);
+        let clock = answer.store_micros.expect("the store says its time") / 1000;
+        assert!(clock >= before - 1_000, "{clock} {before}");
+        if let Some(report) = report {
+            // The unchanged fetch still records the process, with the
+            // revision it holds.
+            let records = s.store.reports(&ns).await.unwrap().records;
+            assert_eq!(records.len(), 1, "{records:?}");
+            assert_eq!(
+                (records[0].process.as_str(), records[0].revision),
+                (report.process.as_str(), full.revision)
+            );
+        }
+    }
+    // Publishing a schema changes no entry: still unchanged, and it says so.
+    s.store.publish_schema(&schema(&ns, "a")).await.unwrap();
+    let answer = conditional(s, &ns, &keys, Some(&held), None).await;
+    assert!(answer.unchanged && answer.schema_held, "{answer:?}");
+    // A plain fetch is always full.
+    assert_eq!(
+        timeless(s.store.fetch(&ns, &keys).await.unwrap()),
+        timeless(Fetched {
+            schema_held: true,
+            ..full
+        })
+    );
+}
+
+async fn any_commit_cancel_or_purge_makes_the_next_conditional_fetch_full(s: &Subject) {
+    let ns = s.namespace("changed");
+    let keys = ["a", "b"];
+    let report = report("p1", r#"{"id":"p1"}"#, 60_000);
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    let mut held = s.store.fetch(&ns, &keys).await.unwrap().held().unwrap();
+    // Each change, then: the next conditional fetch (with and without a
+    // report) is full and equal to a plain fetch; the one after it,
+    // holding what it returned, is unchanged.
+    let later = TICK.ceil(at + 5_000);
+    let mut step = 0;
+    loop {
+        match step {
+            0 => {
+                s.commit(&set(&ns, "b", "2", StepAt::At(later)))
+                    .await
+                    .unwrap();
+            }
+            1 => {
+                s.commit(&set(&ns, "a", "3", StepAt::At(later)))
+                    .await
+                    .unwrap();
+            }
+            2 => {
+                s.store.cancel(&ns, TICK, "a", at).await.unwrap();
+            }
+            3 => {
+                s.store
+                    .purge(&ns, TICK, "b", &later.to_string(), false)
+                    .await
+                    .unwrap();
+            }
+            _ => break,
+        }
+        for with in [None, Some(&report)] {
+            let answer = conditional(s, &ns, &keys, Some(&held), with).await;
+            assert!(!answer.unchanged, "after step {step}: {answer:?}");
+            assert_ne!(answer.revision, held.revision);
+            let full = s.store.fetch(&ns, &keys).await.unwrap();
+            assert_eq!(timeless(answer.clone()), timeless(full), "step {step}");
+            let next = answer.held().unwrap();
+            let again = conditional(s, &ns, &keys, Some(&next), with).await;
+            assert!(again.unchanged, "after step {step}: {again:?}");
+            if with.is_some() {
+                held = next;
+            }
+        }
+        step += 1;
+    }
+    // What the last full answer said: `a` at `later` only.
+    let full = s.store.fetch(&ns, &keys).await.unwrap();
+    let values: Vec<_> = full.fields["a"]
+        .iter()
+        .map(|e| (e.at, e.value.clone()))
+        .collect();
+    assert_eq!(values, [(later, Ok("3".to_owned()))]);
+    assert!(full.fields["b"].is_empty());
+    // A refused write changes nothing: still unchanged.
+    let refused = s
+        .commit(&set(&ns, "a", "9", StepAt::At(s.now().await - 60_000)))
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        conditional(s, &ns, &keys, Some(&held), None)
+            .await
+            .unchanged
+    );
+}
+
+async fn a_different_epoch_or_revision_answers_in_full(s: &Subject) {
+    let ns = s.namespace("epochs");
+    let keys = ["a"];
+    let at = TICK.ceil(s.now().await + 30_000);
+    s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
+    s.commit(&set(&ns, "a", "2", StepAt::At(TICK.ceil(at + 5_000))))
+        .await
+        .unwrap();
+    let full = s.store.fetch(&ns, &keys).await.unwrap();
+    let held = full.held().unwrap();
+    assert!(held.revision >= 2);
+    let others = [
+        // A store that lost its data and was written again starts its
+        // revisions over: the same revision of another epoch is another
+        // registry.
+        Held {
+            epoch: format!("{}x", held.epoch),
+            revision: held.revision,
+        },
+        Held {
+            epoch: String::new(),
+            revision: held.revision,
+        },
+        Held {
+            epoch: held.epoch.to_uppercase(),
+            revision: held.revision,
+        },
+        Held {
+            revision: held.revision - 1,
+            ..held.clone()
+        },
+        Held {
+            revision: held.revision + 1,
+            ..held.clone()
+        },
+        Held {
+            revision: u64::MAX,
+            ..held.clone()
+        },
+    ];
+    for other in others.iter().filter(|o| **o != held) {
+        for with in [None, Some(&report("p", "{}", 60_000))] {
+            let answer = conditional(s, &ns, &keys, Some(other), with).await;
+            assert!(!answer.unchanged, "{other:?}: {answer:?}");
+            assert_eq!(timeless(answer), timeless(full.clone()), "{other:?}");
+        }
+    }
+    // Another namespace at the same epoch and revision is not this one.
+    let elsewhere = s.namespace("epochs-other");
+    let answer = conditional(s, &elsewhere, &keys, Some(&held), None).await;
+    assert!(!answer.unchanged && answer.epoch.is_none(), "{answer:?}");
 }

@@ -11,7 +11,7 @@
 
 use crate::contract::{FieldDef, Fields};
 use crate::engine::{Decoded, SchemaNeed, State};
-use crate::store::Fetched;
+use crate::store::{Fetched, Held};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -22,19 +22,12 @@ use crate::timeline::Timeline;
 /// same instant on every process; when the store is empty, they keep
 /// deciding until it is written again.
 pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
-    let now = now.max(state.high_water);
     let first = state.status.last_fetch.is_none();
-    let status = &mut state.status;
-    status.fetches += 1;
-    status.consecutive_failures = 0;
-    status.last_fetch = Some(now);
-    status.last_store_time = fetched.store_micros.map(|us| us.div_euclid(1000));
-    state.schema = match (state.schema, fetched.schema_held) {
-        (SchemaNeed::Done, false) => SchemaNeed::Publish,
-        (SchemaNeed::Refused, true) => SchemaNeed::Done,
-        (need, _) => need,
-    };
+    let now = answered(state, &fetched, now);
     let namespace = S::DEF.namespace;
+    // Held again only once this fetch is applied whole.
+    state.held = None;
+    let held = fetched.held();
     match (&state.epoch, fetched.epoch) {
         (Some(old), None) => {
             if !state.status.store_lost {
@@ -89,6 +82,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
     }
     let mut refused = Vec::new();
     let mut changed = false;
+    let mut whole = true;
     let mut late = Vec::new();
     for (index, field) in S::DEF.fields.iter().enumerate() {
         let old = &state.timelines[index];
@@ -130,7 +124,9 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
         if good.is_empty() && bad.len() > bad_before {
             // Nothing of the field can be read (a key of the wrong type, say):
             // that is the field unreadable, not one bad entry; keep what
-            // this process knew of it.
+            // this process knew of it. A full fetch is needed to read it
+            // again.
+            whole = false;
             continue;
         }
         let mut new: Timeline<Decoded> = good.into_iter().collect();
@@ -177,9 +173,89 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
     state.bad = bad;
     state.refused = refused;
     state.revision = fetched.revision;
+    // While timelines fetched before a store loss still decide, what this
+    // process holds is not what the store holds: fetch in full until then.
+    if whole && state.carry.is_none() {
+        state.held = held;
+    }
     if changed {
         state.generation += 1;
     }
+}
+
+/// Applies the store's answer to a fetch that said this process held
+/// `held` (checked by [`check_unchanged`]): in full, or unchanged.
+pub(crate) fn apply_answer<S: Fields>(
+    state: &mut State,
+    fetched: Fetched,
+    held: Option<Held>,
+    now: Millis,
+) {
+    if fetched.unchanged {
+        apply_unchanged(state, fetched, held, now);
+    } else {
+        apply_fetched::<S>(state, fetched, now);
+    }
+}
+
+/// A fetch failed: what this process holds is still what it applied, but
+/// it claims nothing until a fetch is applied whole again (the next one is
+/// full).
+pub(crate) fn failed(state: &mut State) {
+    state.held = None;
+}
+
+/// Refuses an unchanged answer that is not for `held`, what the fetch said
+/// this process held: it stands for those timelines alone (they have not
+/// changed since it was sent: only a fetch applied whole changes them, and
+/// there is one fetch at a time). Anything else is a store's mistake, and
+/// the fetch fails (the next one is full).
+pub(crate) fn check_unchanged(fetched: &Fetched, held: Option<&Held>) -> Result<(), String> {
+    match held {
+        _ if !fetched.unchanged => Ok(()),
+        Some(held) if fetched.is_at(held) => Ok(()),
+        Some(held) => Err(format!(
+            "the store answered \"unchanged\" at epoch {:?} revision {}, but this process \
+             holds epoch {:?} revision {}",
+            fetched.epoch.as_ref().map(|e| e.id.as_str()),
+            fetched.revision,
+            held.epoch,
+            held.revision
+        )),
+        None => Err("the store answered \"unchanged\" to a fetch that held nothing".to_owned()),
+    }
+}
+
+/// Applies an answer that the registry is unchanged since `held`, the
+/// epoch and revision this process applied whole last: the timelines, bad
+/// entries and revision stay as they are (pruned of the past, as a full
+/// fetch would leave them), and everything else a fetch updates is.
+fn apply_unchanged(state: &mut State, fetched: Fetched, held: Option<Held>, now: Millis) {
+    debug_assert!(fetched.unchanged && held.as_ref().is_some_and(|h| fetched.is_at(h)));
+    let now = answered(state, &fetched, now);
+    state.status.store_lost = false;
+    for timeline in &mut state.timelines {
+        timeline.prune(now, 0);
+    }
+    state.held = held;
+}
+
+/// What every answer of the store updates, changed or not: the fetch's
+/// time and count, the store's clock, whether to publish the schema.
+/// Returns the instant it is applied at (never before one published).
+fn answered(state: &mut State, fetched: &Fetched, now: Millis) -> Millis {
+    let now = now.max(state.high_water);
+    let status = &mut state.status;
+    status.fetches += 1;
+    status.consecutive_failures = 0;
+    status.last_fetch = Some(now);
+    status.last_store_time = fetched.store_micros.map(|us| us.div_euclid(1000));
+    state.schema = match (state.schema, fetched.schema_held) {
+        (SchemaNeed::Done, false) => SchemaNeed::Publish,
+        (SchemaNeed::Refused, true) => SchemaNeed::Done,
+        (need, _) => need,
+    };
+    now
 }
 
 /// Whether two entries are the same instant and text.
@@ -224,4 +300,227 @@ fn carry_over(
         .chain(at_switch.map(|d| (switch, d)))
         .chain(later)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::engine::State;
+    use crate::store::{MemoryStore, Store, Write};
+    use crate::tick::Tick;
+
+    #[crate::lockstep(tick = "1s", backend = "memory")]
+    struct Model {
+        #[lockstep(default = 1)]
+        level: u8,
+        #[lockstep(default = "a")]
+        name: String,
+        #[lockstep(default = 0)]
+        other: u8,
+    }
+
+    const KEYS: [&str; 3] = ["level", "name", "other"];
+
+    fn tick() -> Tick {
+        Tick::__from_secs(1)
+    }
+
+    /// A value for field `k`: `bad` ones do not decode as its type.
+    fn json(k: usize, v: u8, bad: bool) -> serde_json::Value {
+        match (k, bad) {
+            (1, false) => serde_json::json!(format!("n{v}")),
+            (1, true) => serde_json::json!(v),
+            (_, false) => serde_json::json!(v),
+            (_, true) => serde_json::json!(format!("not a number {v}")),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A write of field `k`, value `v` (undecodable if the flag says),
+        /// `t` ticks after the horizon.
+        Commit(usize, u8, bool, u64),
+        /// A write of every field at once.
+        All(u8, u64),
+        /// A cancel of the `n`th pending entry, if any.
+        Cancel(usize),
+        /// A purge of the `n`th entry, if any (undecodable or not).
+        Purge(usize, bool),
+        /// Both processes fetch; the conditional one's fetch fails if the
+        /// flag says (the full one's then too, so both saw the same).
+        Fetch(bool),
+        /// The store loses everything.
+        Lose,
+        /// Time passes, in ms.
+        Pass(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..KEYS.len(), any::<u8>(), proptest::bool::weighted(0.2), 0..4u64)
+                .prop_map(|(k, v, bad, t)| Op::Commit(k, v, bad, t)),
+            1 => (any::<u8>(), 0..3u64).prop_map(|(v, t)| Op::All(v, t)),
+            1 => (0..8usize).prop_map(Op::Cancel),
+            1 => (0..8usize, any::<bool>()).prop_map(|(n, u)| Op::Purge(n, u)),
+            6 => proptest::bool::weighted(0.15).prop_map(Op::Fetch),
+            1 => Just(Op::Lose),
+            3 => (0..3_000u64).prop_map(Op::Pass),
+        ]
+    }
+
+    /// What a process holds, to compare: each timeline's entries as
+    /// (instant, text), its bad entries, its revision and epoch.
+    type Holding = (Vec<Vec<(Millis, String)>>, Vec<String>, u64, Option<String>);
+
+    fn holding(state: &State) -> Holding {
+        let timelines = state
+            .timelines
+            .iter()
+            .map(|t| {
+                t.entries()
+                    .iter()
+                    .map(|(at, d)| (*at, d.raw.to_string()))
+                    .collect()
+            })
+            .collect();
+        (
+            timelines,
+            state.bad.clone(),
+            state.revision,
+            state.epoch.as_ref().map(|e| e.id.clone()),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever commits, cancels, purges, losses of the store, failed
+        /// fetches and pauses interleave, a process fetching conditionally
+        /// holds, after every fetch, exactly what a process fetching in full
+        /// at the same moments holds: it never misses a change because of
+        /// the revision, and an unchanged answer reads no entry.
+        #[test]
+        fn a_conditional_fetcher_holds_what_a_full_fetcher_holds(
+            ops in proptest::collection::vec(op(), 1..80)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let clock = ManualClock::new(chrono::Utc::now());
+                let store = MemoryStore::with_clock(&clock);
+                let s: &dyn Store = &store;
+                let mut conditional = State::new(KEYS.len());
+                let mut full = State::new(KEYS.len());
+                for op in ops {
+                    let now = clock.now_millis();
+                    match op {
+                        Op::Commit(k, v, bad, t) => {
+                            let w = Write::builder("model", tick())
+                                .set(KEYS[k], json(k, v, bad))
+                                .after_horizon(Duration::from_secs(t))
+                                .build()
+                                .unwrap();
+                            s.commit(&w).await.unwrap();
+                        }
+                        Op::All(v, t) => {
+                            let mut w = Write::builder("model", tick())
+                                .after_horizon(Duration::from_secs(t));
+                            for (k, key) in KEYS.iter().enumerate() {
+                                w = w.set(*key, json(k, v, false));
+                            }
+                            s.commit(&w.build().unwrap()).await.unwrap();
+                        }
+                        Op::Cancel(n) | Op::Purge(n, _) => {
+                            let fetched = s.fetch("model", &KEYS).await.unwrap();
+                            let entries: Vec<(&String, Millis)> = fetched
+                                .fields
+                                .iter()
+                                .flat_map(|(k, es)| es.iter().map(move |e| (k, e.at)))
+                                .collect();
+                            if let Some((key, at)) = entries.get(n) {
+                                // Refused (before the horizon, say) changes
+                                // nothing.
+                                let _ = match op {
+                                    Op::Cancel(_) => {
+                                        s.cancel("model", tick(), key, *at).await.map(|_| ())
+                                    }
+                                    Op::Purge(_, undecodable) => {
+                                        s.purge("model", tick(), key, &at.to_string(), undecodable)
+                                            .await
+                                    }
+                                    _ => unreachable!(),
+                                };
+                            }
+                        }
+                        Op::Fetch(fails) => {
+                            let held = conditional.held.clone();
+                            let answer = s
+                                .fetch_conditional("model", &KEYS, None, held.as_ref())
+                                .await
+                                .unwrap();
+                            prop_assert_eq!(check_unchanged(&answer, held.as_ref()), Ok(()));
+                            if answer.unchanged {
+                                prop_assert!(answer.fields.is_empty());
+                            }
+                            let whole = s.fetch("model", &KEYS).await.unwrap();
+                            if fails {
+                                // As `refresh::record` does with a failure.
+                                failed(&mut conditional);
+                                failed(&mut full);
+                            } else {
+                                apply_answer::<Model>(&mut conditional, answer, held, now);
+                                apply_answer::<Model>(&mut full, whole, None, now);
+                                prop_assert_eq!(holding(&conditional), holding(&full));
+                                for (a, b) in conditional.timelines.iter().zip(&full.timelines) {
+                                    prop_assert_eq!(
+                                        a.active_at(now).map(|(at, d)| (*at, d.raw.clone())),
+                                        b.active_at(now).map(|(at, d)| (*at, d.raw.clone()))
+                                    );
+                                }
+                                prop_assert_eq!(
+                                    conditional.status.store_lost,
+                                    full.status.store_lost
+                                );
+                            }
+                        }
+                        Op::Lose => store.clear(),
+                        Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    #[test]
+    fn an_unchanged_answer_for_another_revision_is_refused() {
+        let fetched = Fetched {
+            epoch: Some(crate::store::Epoch {
+                id: "e".into(),
+                created: 0,
+            }),
+            revision: 3,
+            unchanged: true,
+            ..Fetched::default()
+        };
+        let held = |revision| Held {
+            epoch: "e".into(),
+            revision,
+        };
+        assert_eq!(check_unchanged(&fetched, Some(&held(3))), Ok(()));
+        assert!(check_unchanged(&fetched, Some(&held(2))).is_err());
+        assert!(check_unchanged(&fetched, None).is_err());
+        let full = Fetched {
+            unchanged: false,
+            ..fetched
+        };
+        assert_eq!(check_unchanged(&full, None), Ok(()));
+    }
 }

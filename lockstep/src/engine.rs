@@ -16,7 +16,7 @@ use crate::host::Host;
 use crate::published::Published;
 use crate::report::Identity;
 use crate::status::{Pending, Status, StatusData};
-use crate::store::{Epoch, Fetched, Report, Store};
+use crate::store::{Epoch, Fetched, Held, Report, Store};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -38,8 +38,9 @@ pub(crate) struct Engine<S: Fields> {
     pub(crate) state: Mutex<State>,
     pub(crate) wake: Condvar,
     /// Held while fetching, so one fetch runs at a time; holds a fetch that
-    /// overran its deadline and is still unanswered, with when it was sent.
-    pub(crate) fetching: tokio::sync::Mutex<Option<(InFlight, i64)>>,
+    /// overran its deadline and is still unanswered, with when it was sent
+    /// and what it said this process held.
+    pub(crate) fetching: tokio::sync::Mutex<Option<(InFlight, i64, Option<Held>)>>,
     pub(crate) phase: Millis,
     pub(crate) published: &'static Published<S>,
     pub(crate) host: Host,
@@ -64,6 +65,12 @@ pub(crate) struct State {
     pub(crate) refused: Vec<(&'static str, Millis)>,
     /// The registry's revision of the last fetch applied.
     pub(crate) revision: u64,
+    /// What the next fetch says this process holds, so that an unchanged
+    /// registry answers with its header alone: the epoch and revision of
+    /// the last fetch applied whole. `None` after a fetch that failed, found
+    /// the store lost, could not read a field at all, or while timelines
+    /// fetched before a store loss still decide: the next fetch is full.
+    pub(crate) held: Option<Held>,
     /// The latest instant published: the clock may step back (an NTP step, a
     /// VM resumed), values never do.
     pub(crate) high_water: Millis,
@@ -80,6 +87,28 @@ pub(crate) struct State {
     /// were suppressed since.
     pub(crate) warned: Option<(std::time::Instant, u64)>,
     pub(crate) status: StatusData,
+}
+
+impl State {
+    /// What a registry of `fields` fields knows before its first fetch.
+    pub(crate) fn new(fields: usize) -> State {
+        State {
+            timelines: vec![Timeline::new(); fields],
+            generation: 0,
+            published: None,
+            high_water: Millis::MIN,
+            bad: Vec::new(),
+            refused: Vec::new(),
+            revision: 0,
+            held: None,
+            epoch: None,
+            carry: None,
+            clock_filter: ClockFilter::default(),
+            schema: SchemaNeed::Publish,
+            warned: None,
+            status: StatusData::default(),
+        }
+    }
 }
 
 /// Whether this process must publish its registry's schema.
@@ -108,21 +137,7 @@ impl<S: Fields> Engine<S> {
             store,
             clock,
             keys: S::DEF.fields.iter().map(|f| f.key).collect(),
-            state: Mutex::new(State {
-                timelines: vec![Timeline::new(); S::DEF.fields.len()],
-                generation: 0,
-                published: None,
-                high_water: Millis::MIN,
-                bad: Vec::new(),
-                refused: Vec::new(),
-                revision: 0,
-                epoch: None,
-                carry: None,
-                clock_filter: ClockFilter::default(),
-                schema: SchemaNeed::Publish,
-                warned: None,
-                status: StatusData::default(),
-            }),
+            state: Mutex::new(State::new(S::DEF.fields.len())),
             wake: Condvar::new(),
             fetching: tokio::sync::Mutex::new(None),
             phase: fastrand::i64(0..tick),

@@ -167,6 +167,10 @@
 //! password appears in any output. The repository's `docs/design.md` says
 //! each in full, with what it assumes (synchronised clocks).
 
+// The unit tests use `#[lockstep]`, whose code names `::lockstep`.
+#[cfg(test)]
+extern crate self as lockstep;
+
 mod apply;
 mod clock;
 mod contract;

@@ -18,7 +18,7 @@ use crate::engine::{Engine, SchemaNeed, State};
 use crate::error::Error;
 use crate::flip::{flip, flip_now, spawn_flipper};
 use crate::observe;
-use crate::store::Fetched;
+use crate::store::{Fetched, Held};
 use crate::tick::Millis;
 use tracing::Instrument;
 
@@ -82,7 +82,26 @@ pub(crate) async fn boot<S: Fields>(
 /// Never two at once for one registry; the store is called on the
 /// registry's own runtime, whichever runtime awaits this. In a span
 /// `lockstep.fetch` with the registry, the store and the outcome.
+///
+/// The fetch is conditional (see [`Store::fetch_conditional`]): it says
+/// what this process holds, and an unchanged registry answers with its
+/// header alone.
+///
+/// [`Store::fetch_conditional`]: crate::store::Store::fetch_conditional
 pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+    fetch_as(engine, true).await
+}
+
+/// [`fetch`], but in full whatever this process holds, as
+/// [`Registry::refresh`](crate::Registry::refresh) asks: what it holds is
+/// read again (after entries were changed behind lockstep's back, say,
+/// which no revision tells).
+pub(crate) async fn fetch_full<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+    fetch_as(engine, false).await
+}
+
+/// [`fetch`], conditional or not.
+async fn fetch_as<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<(), Error> {
     let span = tracing::info_span!(
         "lockstep.fetch",
         namespace = S::DEF.namespace,
@@ -90,7 +109,9 @@ pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    let result = fetch_once(engine).instrument(span.clone()).await;
+    let result = fetch_once(engine, conditional)
+        .instrument(span.clone())
+        .await;
     match &result {
         Ok(()) => span.record("outcome", "ok"),
         Err(e) => span
@@ -101,24 +122,26 @@ pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
 }
 
 /// [`fetch`], outside its span.
-async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
+async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<(), Error> {
     let mut in_flight = engine.fetching.lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
     // A fetch that overran its deadline is still on the wire: wait for its
     // answer instead of sending another, so a slow or frozen store never has
     // more than one fetch of this registry to answer, and no burst when it
     // wakes up.
-    let (mut task, sent) = in_flight.take().unwrap_or_else(|| {
+    let (mut task, sent, held) = in_flight.take().unwrap_or_else(|| {
         let store = engine.store.clone();
         let keys = engine.keys.clone();
         let report = engine.report();
+        let held = conditional.then(|| engine.lock().held.clone()).flatten();
+        let asked = held.clone();
         let sent = engine.clock.local_nanos();
         let task = engine.host.handle().spawn(async move {
             store
-                .fetch_reporting(S::DEF.namespace, &keys, report.as_ref())
+                .fetch_conditional(S::DEF.namespace, &keys, report.as_ref(), asked.as_ref())
                 .await
         });
-        (task, sent)
+        (task, sent, held)
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {
         Ok(Ok(result)) => result,
@@ -127,7 +150,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
             message: format!("the fetch task failed: {join}"),
         }),
         Err(_) => {
-            *in_flight = Some((task, sent));
+            *in_flight = Some((task, sent, held.clone()));
             Err(Error::Store {
                 store: engine.store.describe(),
                 message: format!(
@@ -138,7 +161,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
         }
     };
     let received = engine.clock.local_nanos();
-    let recorded = record(engine, result, sent, received);
+    let recorded = record(engine, result, sent, received, held);
     drop(in_flight);
     let publish = recorded?;
     engine.wake.notify_all();
@@ -149,13 +172,23 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
 }
 
 /// Applies the result of a fetch sent at `sent` and answered at `received`
-/// (this process's clock, ns); returns whether to publish the schema.
+/// (this process's clock, ns), which said this process held `held`;
+/// returns whether to publish the schema.
 fn record<S: Fields>(
     engine: &Engine<S>,
     result: Result<Fetched, Error>,
     sent: i64,
     received: i64,
+    held: Option<Held>,
 ) -> Result<bool, Error> {
+    let result = result.and_then(|fetched| {
+        crate::apply::check_unchanged(&fetched, held.as_ref())
+            .map(|()| fetched)
+            .map_err(|message| Error::Store {
+                store: engine.store.describe(),
+                message,
+            })
+    });
     let now = engine.now();
     let namespace = S::DEF.namespace;
     let mut state = engine.lock();
@@ -181,7 +214,7 @@ fn record<S: Fields>(
             let first = state.status.last_fetch.is_none();
             let failures = state.status.consecutive_failures;
             let failing_since = state.status.failing_since.take();
-            crate::apply::apply_fetched::<S>(&mut state, fetched, now);
+            crate::apply::apply_answer::<S>(&mut state, fetched, held, now);
             let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
             observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
             observe::pending(namespace, &state.timelines, now);
@@ -205,6 +238,7 @@ fn record<S: Fields>(
             Ok(state.schema == SchemaNeed::Publish)
         }
         Err(e) => {
+            crate::apply::failed(&mut state);
             observe::fetched(namespace, None, age(&state));
             if state.status.consecutive_failures == 0 {
                 state.status.failing_since = Some(now);
@@ -390,6 +424,185 @@ impl<S: Fields> Driven for Engine<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod conditional {
+        use std::sync::Mutex;
+
+        use crate::store::{
+            BoxFuture, Committed, Fetched, Held, MemoryStore, Report, Reports, Store, StoredEntry,
+            Write,
+        };
+        use crate::tick::{Millis, Tick};
+        use crate::{Error, ManualClock, Schema};
+
+        /// Per fetch, what the store was told the process held and whether
+        /// it answered unchanged.
+        type Seen = std::sync::Arc<Mutex<Vec<(Option<Held>, bool)>>>;
+
+        /// A memory store that keeps what each fetch held ([`Seen`]).
+        #[derive(Clone, Default)]
+        struct Watched {
+            inner: MemoryStore,
+            seen: Seen,
+        }
+
+        impl Store for Watched {
+            fn fetch_reporting<'a>(
+                &'a self,
+                namespace: &'a str,
+                keys: &'a [&'a str],
+                report: Option<&'a Report>,
+            ) -> BoxFuture<'a, Result<Fetched, Error>> {
+                self.fetch_conditional(namespace, keys, report, None)
+            }
+
+            fn fetch_conditional<'a>(
+                &'a self,
+                namespace: &'a str,
+                keys: &'a [&'a str],
+                report: Option<&'a Report>,
+                held: Option<&'a Held>,
+            ) -> BoxFuture<'a, Result<Fetched, Error>> {
+                Box::pin(async move {
+                    let fetched = self
+                        .inner
+                        .fetch_conditional(namespace, keys, report, held)
+                        .await?;
+                    self.seen
+                        .lock()
+                        .unwrap()
+                        .push((held.cloned(), fetched.unchanged));
+                    Ok(fetched)
+                })
+            }
+
+            fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+                self.inner.reports(namespace)
+            }
+
+            fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
+                self.inner.commit(write)
+            }
+
+            fn cancel<'a>(
+                &'a self,
+                namespace: &'a str,
+                tick: Tick,
+                key: &'a str,
+                at: Millis,
+            ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
+                self.inner.cancel(namespace, tick, key, at)
+            }
+
+            fn purge<'a>(
+                &'a self,
+                namespace: &'a str,
+                tick: Tick,
+                key: &'a str,
+                at: &'a str,
+                undecodable: bool,
+            ) -> BoxFuture<'a, Result<(), Error>> {
+                self.inner.purge(namespace, tick, key, at, undecodable)
+            }
+
+            fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+                self.inner.namespaces()
+            }
+
+            fn publish_schema<'a>(
+                &'a self,
+                schema: &'a Schema,
+            ) -> BoxFuture<'a, Result<(), Error>> {
+                self.inner.publish_schema(schema)
+            }
+
+            fn schema<'a>(
+                &'a self,
+                namespace: &'a str,
+            ) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
+                self.inner.schema(namespace)
+            }
+
+            fn describe(&self) -> String {
+                self.inner.describe()
+            }
+        }
+
+        #[crate::lockstep(tick = "1s", backend = "memory")]
+        struct Watch {
+            #[lockstep(default = 1)]
+            level: u32,
+        }
+
+        /// A started registry says what it holds at each scheduled fetch:
+        /// an unchanged registry answers with its header alone, a change is
+        /// fetched in full and flips at its instant, `refresh` reads in
+        /// full, and a store that lost its data is noticed.
+        #[tokio::test(flavor = "current_thread")]
+        async fn a_registry_fetches_conditionally_and_misses_no_change() {
+            let clock = ManualClock::new(chrono::Utc::now());
+            let store = Watched {
+                inner: MemoryStore::with_clock(&clock),
+                ..Watched::default()
+            };
+            let seen = store.seen.clone();
+            let take = || std::mem::take(&mut *seen.lock().unwrap());
+            // Tick by tick, one scheduled fetch each.
+            let ticks = async |n: usize| {
+                for _ in 0..n {
+                    clock.advance(std::time::Duration::from_secs(1)).await;
+                }
+            };
+            WATCH
+                .builder()
+                .store(store.clone())
+                .clock(&clock)
+                .start()
+                .await
+                .unwrap();
+            let at = WATCH.set(Watch::LEVEL, 5).await.unwrap();
+            // The boot fetch held nothing (the registry was never written).
+            assert_eq!(take(), [(None, false)]);
+            clock.advance_to(at).await;
+            assert_eq!(WATCH.level(), 5);
+            ticks(3).await;
+            let fetched = take();
+            // The first fetch after the write is full; then each holds
+            // the revision the last applied and is answered unchanged.
+            assert!(fetched.len() >= 2, "{fetched:?}");
+            assert!(!fetched[0].1, "{fetched:?}");
+            let held = fetched[1].0.clone().expect("held after a whole fetch");
+            assert!(
+                fetched[1..]
+                    .iter()
+                    .all(|(h, unchanged)| *unchanged && h.as_ref() == Some(&held))
+            );
+            // A change: the next fetch, still holding the old revision, is
+            // answered in full, and the value flips at its instant.
+            let at = WATCH.set(Watch::LEVEL, 7).await.unwrap();
+            clock.advance_to(at).await;
+            assert_eq!(WATCH.level(), 7);
+            ticks(2).await;
+            let fetched = take();
+            assert_eq!(fetched[0], (Some(held.clone()), false), "{fetched:?}");
+            assert!(
+                fetched[1..].iter().all(|(_, unchanged)| *unchanged),
+                "{fetched:?}"
+            );
+            // `refresh` reads in full, whatever the process holds.
+            WATCH.refresh().await.unwrap();
+            assert_eq!(take(), [(None, false)]);
+            // The store loses its data: noticed at the next fetch, which
+            // then holds nothing; the value is kept.
+            store.inner.clear();
+            ticks(1).await;
+            assert!(WATCH.status().store_lost);
+            assert_eq!(WATCH.level(), 7);
+            ticks(1).await;
+            let fetched = take();
+            assert!(fetched.len() >= 2 && fetched[1].0.is_none(), "{fetched:?}");
+        }
+    }
 
     #[test]
     fn phases_are_one_tick_apart_and_in_the_future() {

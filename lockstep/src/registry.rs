@@ -155,10 +155,14 @@ impl<S: Fields> Registry<S> {
     }
 
     /// Fetches now, outside the schedule, and applies what it got. Waits for
-    /// a fetch already under way rather than starting a second one.
+    /// a fetch already under way rather than starting a second one. Unlike
+    /// the scheduled fetches, which read nothing more of a registry whose
+    /// revision has not changed, this one reads the registry in full,
+    /// whatever this process holds: entries changed behind lockstep's back
+    /// (by hand, in the store) are seen.
     pub async fn refresh(&'static self) -> Result<(), Error> {
         let engine = &self.started()?.engine;
-        crate::refresh::fetch(&**engine).await?;
+        crate::refresh::fetch_full(&**engine).await?;
         flip_now(&**engine);
         Ok(())
     }

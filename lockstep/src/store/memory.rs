@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{
-    BoxFuture, Committed, Epoch, Fetched, HISTORY, Origin, Report, Reported, Reports, StoredEntry,
-    Write, check_cancel, check_name, resolve_instants,
+    BoxFuture, Committed, Epoch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports,
+    StoredEntry, Write, check_cancel, check_name, resolve_instants,
 };
 use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
@@ -123,7 +123,13 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fetch_now(&self, namespace: &str, keys: &[&str], report: Option<&Report>) -> Fetched {
+    fn fetch_now(
+        &self,
+        namespace: &str,
+        keys: &[&str],
+        report: Option<&Report>,
+        held: Option<&Held>,
+    ) -> Fetched {
         let mut state = self.lock();
         let now = self.clock.now_millis();
         if let Some(report) = report {
@@ -146,12 +152,22 @@ impl MemoryStore {
                 ..Fetched::default()
             };
         };
-        Fetched {
+        let header = Fetched {
             store_micros: Some(now * 1000),
             epoch: ns.epoch.clone(),
             unplaced: BTreeMap::new(),
             schema_held: ns.schema.is_some(),
             revision: ns.revision,
+            fields: BTreeMap::new(),
+            unchanged: false,
+        };
+        if held.is_some_and(|held| header.is_at(held)) {
+            return Fetched {
+                unchanged: true,
+                ..header
+            };
+        }
+        Fetched {
             fields: ns
                 .fields
                 .iter()
@@ -169,6 +185,7 @@ impl MemoryStore {
                     (key.clone(), entries)
                 })
                 .collect(),
+            ..header
         }
     }
 
@@ -310,7 +327,17 @@ impl super::Store for MemoryStore {
         keys: &'a [&'a str],
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        Box::pin(async move { Ok(self.fetch_now(namespace, keys, report)) })
+        self.fetch_conditional(namespace, keys, report, None)
+    }
+
+    fn fetch_conditional<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+        report: Option<&'a Report>,
+        held: Option<&'a Held>,
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        Box::pin(async move { Ok(self.fetch_now(namespace, keys, report, held)) })
     }
 
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {

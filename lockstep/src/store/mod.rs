@@ -65,8 +65,30 @@ pub trait Store: Send + Sync + 'static {
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>>;
 
+    /// [`fetch_reporting`](Store::fetch_reporting), conditional on what the
+    /// caller holds: when the registry's epoch and revision are still those
+    /// of `held`, the store answers [`Fetched::unchanged`], with its clock,
+    /// the epoch, the revision and [`Fetched::schema_held`] but no entries,
+    /// at a cost that does not grow with the registry; otherwise, or with
+    /// no `held`, it answers in full. Still one round trip, and the report
+    /// is recorded either way.
+    ///
+    /// The default ignores `held` and answers in full, which is always
+    /// correct: a store of one's own need only implement
+    /// [`fetch_reporting`](Store::fetch_reporting).
+    fn fetch_conditional<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+        report: Option<&'a Report>,
+        held: Option<&'a Held>,
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        let _ = held;
+        self.fetch_reporting(namespace, keys, report)
+    }
+
     /// [`fetch_reporting`](Store::fetch_reporting) without a report, as
-    /// tools fetch.
+    /// tools fetch: always in full.
     fn fetch<'a>(
         &'a self,
         namespace: &'a str,
@@ -143,6 +165,67 @@ pub struct Fetched {
     /// The registry's revision: every commit, cancel and purge advances it,
     /// and each entry carries the revision that wrote it
     /// ([`Origin::revision`]). 0 for a registry never written.
+    pub revision: u64,
+    /// Whether the store answered a conditional fetch
+    /// ([`Store::fetch_conditional`]) with "unchanged": the registry's
+    /// epoch and revision are those the caller holds, so `fields` and
+    /// `unplaced` are left empty, and what the caller holds is what a full
+    /// fetch would return.
+    pub unchanged: bool,
+}
+
+impl Fetched {
+    /// What a caller holds once it has applied this fetch whole: its epoch
+    /// and revision, to pass to the next [`Store::fetch_conditional`].
+    /// `None` for a registry never written (nothing to hold).
+    ///
+    /// ```
+    /// use lockstep::store::{Epoch, Fetched, Held};
+    ///
+    /// let fetched = Fetched {
+    ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
+    ///     revision: 7,
+    ///     ..Fetched::default()
+    /// };
+    /// assert_eq!(fetched.held(), Some(Held { epoch: "e1".into(), revision: 7 }));
+    /// assert_eq!(Fetched::default().held(), None);
+    /// ```
+    pub fn held(&self) -> Option<Held> {
+        self.epoch.as_ref().map(|epoch| Held {
+            epoch: epoch.id.clone(),
+            revision: self.revision,
+        })
+    }
+
+    /// Whether this answer is for the registry as `held` says: its epoch and
+    /// revision.
+    ///
+    /// ```
+    /// use lockstep::store::{Epoch, Fetched, Held};
+    ///
+    /// let fetched = Fetched {
+    ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
+    ///     revision: 7,
+    ///     ..Fetched::default()
+    /// };
+    /// assert!(fetched.is_at(&Held { epoch: "e1".into(), revision: 7 }));
+    /// assert!(!fetched.is_at(&Held { epoch: "e2".into(), revision: 7 }));
+    /// assert!(!fetched.is_at(&Held { epoch: "e1".into(), revision: 8 }));
+    /// ```
+    pub fn is_at(&self, held: &Held) -> bool {
+        self.revision == held.revision && self.epoch.as_ref().is_some_and(|e| e.id == held.epoch)
+    }
+}
+
+/// What a process holds of a registry, for a conditional fetch
+/// ([`Store::fetch_conditional`]): the epoch and revision of the last fetch
+/// it applied whole. The epoch is compared too: a store that lost its data
+/// and was written again starts its revisions over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// [`Epoch::id`].
+    pub epoch: String,
+    /// [`Fetched::revision`].
     pub revision: u64,
 }
 

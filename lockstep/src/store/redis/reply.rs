@@ -94,6 +94,22 @@ pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<(Fetched, Recorded)
         Value::Int(1) => Recorded::Kept,
         why => Recorded::Refused(text(&why).unwrap_or_else(|| "refused".to_owned())),
     };
+    let unchanged = match items.next()? {
+        Value::Int(0) => false,
+        Value::Int(1) => true,
+        _ => return None,
+    };
+    if unchanged {
+        let fetched = Fetched {
+            store_micros: Some(secs * 1_000_000 + micros),
+            epoch,
+            schema_held,
+            revision,
+            unchanged,
+            ..Fetched::default()
+        };
+        return Some((fetched, recorded));
+    }
     let mut fields = BTreeMap::new();
     let mut unplaced = BTreeMap::new();
     for (key, item) in keys.iter().zip(items) {
@@ -130,6 +146,7 @@ pub(super) fn fetched(reply: Value, keys: &[&str]) -> Option<(Fetched, Recorded)
         unplaced,
         schema_held,
         revision,
+        unchanged,
     };
     Some((fetched, recorded))
 }
@@ -159,6 +176,7 @@ mod tests {
             Value::Int(0),
             Value::Int(7),
             Value::Nil,
+            Value::Int(0),
             Value::Array(vec![
                 bulk("2000"),
                 bulk(r#"{"f":1,"v":2}"#),
@@ -182,5 +200,38 @@ mod tests {
         );
         assert_eq!(a[1].value.as_deref(), Ok("2"));
         assert_eq!(fetched.unplaced["a"][0].at, "foobar");
+        assert!(!fetched.unchanged);
+    }
+
+    #[test]
+    fn an_unchanged_fetch_is_its_header_alone() {
+        let reply = Value::Array(vec![
+            bulk("1700000000"),
+            bulk("5"),
+            bulk("e1"),
+            bulk("17"),
+            Value::Int(1),
+            Value::Int(7),
+            Value::Int(1),
+            Value::Int(1),
+        ]);
+        let (fetched, recorded) = fetched(reply, &["a", "b"]).unwrap();
+        assert_eq!(recorded, Recorded::Kept);
+        assert!(fetched.unchanged);
+        assert!(fetched.schema_held);
+        assert_eq!(fetched.revision, 7);
+        assert_eq!(fetched.epoch.map(|e| e.id), Some("e1".to_owned()));
+        assert!(fetched.fields.is_empty() && fetched.unplaced.is_empty());
+        let garbled = Value::Array(vec![
+            bulk("1700000000"),
+            bulk("5"),
+            bulk("e1"),
+            bulk("17"),
+            Value::Int(1),
+            Value::Int(7),
+            Value::Int(1),
+            bulk("maybe"),
+        ]);
+        assert!(super::fetched(garbled, &["a"]).is_none());
     }
 }

@@ -9,8 +9,8 @@ use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
 use super::link::Failure;
 use crate::error::Error;
 use crate::store::{
-    Committed, Epoch, Fetched, HISTORY, Origin, Report, Reported, Reports, StoredEntry, Write,
-    check_cancel, check_name, resolve_instants,
+    Committed, Epoch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports, StoredEntry,
+    Write, check_cancel, check_name, resolve_instants,
 };
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
@@ -68,6 +68,7 @@ pub(crate) struct Values<'a> {
     pub entry: Option<&'a NewEntry<'a>>,
     pub entries: &'a [NewEntry<'a>],
     pub report: Option<&'a Report>,
+    pub held: Option<&'a Held>,
 }
 
 impl<'a> Values<'a> {
@@ -102,6 +103,13 @@ impl<'a> Values<'a> {
             Param::Body => Arg::Text(self.report.map_or("", |r| r.body.as_str())),
             Param::ExpiresAfter => Arg::Int(self.report.map_or(0, |r| r.expires_after)),
             Param::Sweep => Arg::Int(SWEEP),
+            Param::HeldEpoch => Arg::Text(self.held.map_or("", |h| h.epoch.as_str())),
+            // A revision beyond i64 is none the database can hold.
+            Param::HeldRevision => Arg::Int(
+                self.held
+                    .and_then(|h| i64::try_from(h.revision).ok())
+                    .unwrap_or(-1),
+            ),
         }
     }
 }
@@ -143,17 +151,20 @@ async fn scalar<D: Dialect>(
 }
 
 /// A fetch: one query, or with a report the statements that also record
-/// it, sent as the dialect sends them.
+/// it, sent as the dialect sends them; with `held`, its entries are read
+/// only if the registry changed since.
 pub(crate) async fn fetch<D: Dialect>(
     c: &mut D::Conn,
     namespace: &str,
     keys: &[&str],
     report: Option<&Report>,
+    held: Option<&Held>,
 ) -> Result<Fetched, Failure> {
     let values = Values {
         namespace,
         keys,
         report,
+        held,
         ..Values::default()
     };
     let out = match report {
@@ -243,6 +254,7 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
                 (Some(id), Some(created)) => Some(Epoch { id, created }),
                 _ => None,
             };
+            fetched.unchanged = write_id.text().as_deref() == Some("unchanged");
             continue;
         };
         let Some(at) = at else {
@@ -265,6 +277,12 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
     }
     if !header {
         return Err(Failure::Store("a fetch without the clock row".to_owned()));
+    }
+    if fetched.unchanged {
+        if fetched.fields.values().any(|entries| !entries.is_empty()) {
+            return Err(Failure::Store("an unchanged fetch with entries".to_owned()));
+        }
+        fetched.fields.clear();
     }
     for entries in fetched.fields.values_mut() {
         entries.sort_by_key(|e| e.at);

@@ -58,6 +58,12 @@ pub enum Param {
     ExpiresAfter,
     /// How many expired records a fetch deletes at most.
     Sweep,
+    /// The epoch id a conditional fetch holds (`''` for none, which no
+    /// epoch is).
+    HeldEpoch,
+    /// The revision a conditional fetch holds (-1 for none, which no
+    /// revision is).
+    HeldRevision,
 }
 
 /// One statement: its text and the parameters its placeholders bind, in
@@ -91,7 +97,12 @@ pub enum Upsert {
 /// `written_at`, `write_id`, `writer`, `revision`. The first row has a
 /// `NULL` field and the database's clock in µs (`at_ms`), the epoch
 /// (`value`), whether the schema is held, 1 or 0 (`size`), the epoch's
-/// creation (`written_at`) and the registry's revision.
+/// creation (`written_at`), `'unchanged'` when the registry's epoch and
+/// revision are [`Param::HeldEpoch`] and [`Param::HeldRevision`], else
+/// `NULL` (`write_id`), and the registry's revision. The entries follow
+/// only when it is not unchanged: their part of the statement is
+/// conditional on the registry's row, in the same snapshot, so an unchanged
+/// fetch reads one row of `lockstep_meta` and no entry.
 pub struct Statements {
     /// The clock-and-epoch row `UNION ALL` the entries of the keys.
     pub fetch: Stmt,

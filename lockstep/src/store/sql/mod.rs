@@ -21,7 +21,9 @@
 //!
 //! A fetch is one `SELECT`: a row with the database's clock, the epoch and
 //! the revision, `UNION ALL` the entries of the fields asked for, read
-//! through the primary key. A fetch with a report also records it, with the
+//! through the primary key. A conditional fetch reads the entries only if
+//! the registry's row does not have the epoch and revision held, in the
+//! same statement: unchanged, it reads one row. A fetch with a report also records it, with the
 //! revision it serves (never a newer one), and deletes a few expired records
 //! of the registry, in the same round trip where the database allows it
 //! (PostgreSQL: one statement; MySQL: one text of several statements;
@@ -65,7 +67,7 @@ mod report;
 use std::sync::Arc;
 
 use super::{
-    BoxFuture, Committed, Fetched, Report, Reports, Store, StoredEntry, Write, check_name,
+    BoxFuture, Committed, Fetched, Held, Report, Reports, Store, StoredEntry, Write, check_name,
 };
 use crate::error::Error;
 use crate::schema::Schema;
@@ -140,6 +142,16 @@ impl<D: Dialect> Store for SqlStore<D> {
         keys: &'a [&'a str],
         report: Option<&'a Report>,
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
+        self.fetch_conditional(namespace, keys, report, None)
+    }
+
+    fn fetch_conditional<'a>(
+        &'a self,
+        namespace: &'a str,
+        keys: &'a [&'a str],
+        report: Option<&'a Report>,
+        held: Option<&'a Held>,
+    ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             let report = self.reporting.admit(namespace, report)?;
@@ -148,7 +160,7 @@ impl<D: Dialect> Store for SqlStore<D> {
             self.link
                 .call(true, |mut c| {
                     Box::pin(async move {
-                        let result = calls::fetch::<D>(&mut c, namespace, keys, report).await;
+                        let result = calls::fetch::<D>(&mut c, namespace, keys, report, held).await;
                         let result = match result {
                             Err(Failure::Sql(e))
                                 if report.is_some()
@@ -159,7 +171,7 @@ impl<D: Dialect> Store for SqlStore<D> {
                                         &e.to_string(),
                                     ) =>
                             {
-                                calls::fetch::<D>(&mut c, namespace, keys, None).await
+                                calls::fetch::<D>(&mut c, namespace, keys, None, held).await
                             }
                             result => result,
                         };

@@ -110,11 +110,17 @@ macro_rules! keys {
     };
 }
 
+/// The fetch: the entries are read only when the registry's row is not at
+/// the epoch and revision held (an uncorrelated `NOT EXISTS` on its
+/// primary key, which the server evaluates once; epochs compared byte for
+/// byte).
 const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
         "m.epoch AS value, CAST(m.`schema` IS NOT NULL AS SIGNED) AS size, ",
-        "m.created AS written_at, NULL AS write_id, NULL AS writer, ",
+        "m.created AS written_at, CASE WHEN m.epoch = ? COLLATE utf8mb4_bin ",
+        "AND m.created IS NOT NULL ",
+        "AND m.revision = ? THEN 'unchanged' END AS write_id, NULL AS writer, ",
         "CAST(COALESCE(m.revision, 0) AS SIGNED) AS revision ",
         "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ? ",
         "UNION ALL ",
@@ -123,9 +129,21 @@ const FETCH: Stmt = Stmt {
         "CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
         "CAST(LENGTH(value) AS SIGNED), written_at, write_id, writer, revision ",
         "FROM lockstep_entries WHERE namespace = ? AND field IN ",
-        keys!()
+        keys!(),
+        " AND NOT EXISTS (SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ? ",
+        "AND h.epoch = ? COLLATE utf8mb4_bin AND h.created IS NOT NULL AND h.revision = ?)"
     ),
-    binds: &[Namespace, Limit, Namespace, Keys],
+    binds: &[
+        HeldEpoch,
+        HeldRevision,
+        Namespace,
+        Limit,
+        Namespace,
+        Keys,
+        Namespace,
+        HeldEpoch,
+        HeldRevision,
+    ],
 };
 
 const SQL: Statements = Statements {

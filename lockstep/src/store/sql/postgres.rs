@@ -94,28 +94,43 @@ macro_rules! now_ms {
 }
 
 /// The fetch: the clock-and-epoch row `UNION ALL` the entries of the keys
-/// (`$1` the namespace, `$2` the keys, `$3` the size limit).
+/// (`$1` the namespace, `$2` the keys, `$3` the size limit, `$e` and `$r`
+/// the epoch and revision held). The entries are read only when the
+/// registry's row is not at the epoch and revision held: an uncorrelated
+/// `NOT EXISTS`, evaluated once before the scan (a one-time filter), so an
+/// unchanged fetch reads one row.
 macro_rules! fetch {
-    () => {
+    ($e:literal, $r:literal) => {
         concat!(
             "SELECT NULL::text AS field, ",
             "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_ms, ",
             "m.epoch AS value, (m.schema IS NOT NULL)::int::bigint AS size, ",
-            "m.created AS written_at, NULL::text AS write_id, NULL::text AS writer, ",
+            "m.created AS written_at, ",
+            "CASE WHEN m.epoch = ",
+            $e,
+            " AND m.created IS NOT NULL AND m.revision = ",
+            $r,
+            " THEN 'unchanged' END::text AS write_id, NULL::text AS writer, ",
             "coalesce(m.revision, 0) AS revision ",
             "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = $1 ",
             "UNION ALL ",
             "SELECT field, at_ms, CASE WHEN octet_length(value) > $3 THEN NULL ELSE value END, ",
             "octet_length(value)::bigint, written_at, write_id, writer, revision ",
-            "FROM lockstep_entries WHERE namespace = $1 AND field = ANY($2)"
+            "FROM lockstep_entries WHERE namespace = $1 AND field = ANY($2) ",
+            "AND NOT EXISTS (SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = $1 ",
+            "AND h.epoch = ",
+            $e,
+            " AND h.created IS NOT NULL AND h.revision = ",
+            $r,
+            ")"
         )
     };
 }
 
 const SQL: Statements = Statements {
     fetch: Stmt {
-        sql: fetch!(),
-        binds: &[Namespace, Keys, Limit],
+        sql: fetch!("$4", "$5"),
+        binds: &[Namespace, Keys, Limit, HeldEpoch, HeldRevision],
     },
     // One statement, one snapshot: the record takes the revision of the
     // meta row the fetch reads. Data-modifying CTEs run whether or not the
@@ -139,9 +154,19 @@ const SQL: Statements = Statements {
             "SELECT namespace, process FROM lockstep_reports WHERE namespace = $1 ",
             "AND process <> $4 AND expires <= (SELECT now FROM served) ",
             "ORDER BY expires LIMIT $7 FOR UPDATE SKIP LOCKED)) ",
-            fetch!()
+            fetch!("$8", "$9")
         ),
-        binds: &[Namespace, Keys, Limit, Process, ExpiresAfter, Body, Sweep],
+        binds: &[
+            Namespace,
+            Keys,
+            Limit,
+            Process,
+            ExpiresAfter,
+            Body,
+            Sweep,
+            HeldEpoch,
+            HeldRevision,
+        ],
     }],
     reports: Stmt {
         sql: concat!(

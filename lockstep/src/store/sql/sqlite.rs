@@ -97,12 +97,19 @@ macro_rules! size {
     };
 }
 
+/// The fetch (`?1` the namespace, `?2` the keys, `?3` the size limit, `?4`
+/// and `?5` the epoch and revision held): the entries are read only when
+/// the registry's row is not at the epoch and revision held. That check is
+/// the outer loop (`CROSS JOIN` keeps SQLite's join order): unchanged, it
+/// yields no row, and neither the list of keys nor the entries are read
+/// (as a `WHERE` term, SQLite built the list of keys first).
 const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, ",
         now_ms!(),
         " * 1000 AS at_ms, m.epoch AS value, m.schema IS NOT NULL AS size, ",
-        "m.created AS written_at, NULL AS write_id, NULL AS writer, ",
+        "m.created AS written_at, CASE WHEN m.epoch = ?4 AND m.created IS NOT NULL ",
+        "AND m.revision = ?5 THEN 'unchanged' END AS write_id, NULL AS writer, ",
         "coalesce(m.revision, 0) AS revision ",
         "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ?1 ",
         "UNION ALL ",
@@ -110,10 +117,13 @@ const FETCH: Stmt = Stmt {
         size!(),
         " > ?3 THEN NULL ELSE value END, ",
         size!(),
-        ", written_at, write_id, writer, revision FROM lockstep_entries ",
+        ", written_at, write_id, writer, revision FROM (SELECT 1 WHERE NOT EXISTS (",
+        "SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ?1 AND h.epoch = ?4 ",
+        "AND h.created IS NOT NULL AND h.revision = ?5)) AS changed ",
+        "CROSS JOIN lockstep_entries ",
         "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
     ),
-    binds: &[Namespace, Keys, Limit],
+    binds: &[Namespace, Keys, Limit, HeldEpoch, HeldRevision],
 };
 
 const SQL: Statements = Statements {

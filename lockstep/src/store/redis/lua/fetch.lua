@@ -1,20 +1,30 @@
--- KEYS[1]: meta; KEYS[ARGV[2]..]: the fields' hashes (a fetch with a
--- report passes the fleet's keys between). ARGV[1]: the largest envelope
--- shipped. Builds the reply in `out`: the store's TIME, the epoch, whether a
+-- KEYS[1]: meta (a fetch with a report passes the fleet's keys after it).
+-- ARGV[1]: the largest envelope shipped; ARGV[2]: the fields' names, as a
+-- JSON array, and the last ARGV: the prefix of their hash keys
+-- (`lockstep:{ns}:field:`, meta's hash tag, so its slot): not KEYS, which
+-- the server sets up one by one, and as short as can be, since every byte
+-- of a call costs the server; ARGV[3], ARGV[4]: the epoch and revision the
+-- caller holds ('' for none). Builds the reply in `out`: the store's TIME, the epoch, whether a
 -- schema is held, the registry's revision, whether a record was kept (false
--- here: the report script sets it), and every field's hash flat (an error
--- text for a key that is not a hash); an envelope over the limit is replaced
--- by {its length}, and never read: the script copies no more than it ships.
--- A hash whose whole size is within the limit (the usual case) is read in
--- one HGETALL. Leaves `t` (the TIME) and `revision` for what follows.
+-- here: the report script sets it), whether the registry is unchanged (its
+-- epoch and revision those held: then nothing more, and no field key is
+-- read, nor the list of them decoded), and every field's hash flat (an
+-- error text for a key that is not a hash); an envelope over the limit is
+-- replaced by {its length}, and never read: the script copies no more than
+-- it ships. A hash whose whole size is within the limit (the usual case) is
+-- read in one HGETALL. Leaves `t` (the TIME) and `revision` for what
+-- follows.
 local limit = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'created', 'revision')
 local revision = tonumber(meta[3]) or 0
 local held = redis.call('HEXISTS', KEYS[1], 'schema')
-local out = {t[1], t[2], meta[1], meta[2], held, revision, false}
-for i = tonumber(ARGV[2]), #KEYS do
-  local key = KEYS[i]
+local unchanged = ARGV[3] ~= '' and meta[1] == ARGV[3] and meta[2] ~= false
+  and string.format('%d', revision) == ARGV[4]
+local out = {t[1], t[2], meta[1], meta[2], held, revision, false, unchanged and 1 or 0}
+local names = unchanged and {} or cjson.decode(ARGV[2])
+for _, name in ipairs(names) do
+  local key = ARGV[#ARGV] .. name
   local size = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', '0')
   local fields = nil
   if type(size) == 'table' and size.err then

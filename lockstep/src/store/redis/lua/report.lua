@@ -1,26 +1,26 @@
 -- Follows fetch.lua, in the same script: keeps the record of the process
 -- that fetched, atomically with what it read. KEYS[2]: the fleet's hash
 -- (process id -> record), KEYS[3]: its expiry set (process id -> expiry,
--- ms). ARGV[3]: the process id, ARGV[4]: its body, ARGV[5]: how long the
--- record lasts (ms), ARGV[6]: the largest body kept, ARGV[7]: how many
+-- ms). ARGV[5]: the process id, ARGV[6]: its body, ARGV[7]: how long the
+-- record lasts (ms), ARGV[8]: the largest body kept, ARGV[9]: how many
 -- expired records to delete at most. The record is
 -- {"seen":<store ms>,"revision":<the revision served>,"body":"<body>"}.
 -- The fetch is served whatever becomes of the record: `out[7]` is 1 if it
 -- was kept, else why not (a user that may not write, a key of the wrong
 -- type, a body too large).
 local function record()
-  local process, body = ARGV[3], ARGV[4]
-  if #body > tonumber(ARGV[6]) then
-    error('TOO_LARGE the body is ' .. #body .. ' bytes, over ' .. ARGV[6], 0)
+  local process, body = ARGV[5], ARGV[6]
+  if #body > tonumber(ARGV[8]) then
+    error('TOO_LARGE the body is ' .. #body .. ' bytes, over ' .. ARGV[8], 0)
   end
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local expires = now + tonumber(ARGV[5])
+  local expires = now + tonumber(ARGV[7])
   -- Whatever fails below (a key of the wrong type, a user that may not
   -- write) leaves at worst an expiry without its record, which nothing
   -- reads and a later sweep deletes: never a record without its expiry.
   -- Expired records go, a bounded number per fetch: their ids from the set
   -- last.
-  local gone = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[7]))
+  local gone = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[9]))
   if #gone > 0 then
     redis.call('HDEL', KEYS[2], unpack(gone))
     redis.call('ZREM', KEYS[3], unpack(gone))
