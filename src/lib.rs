@@ -6,6 +6,8 @@
 //!   directory, killed on drop, that can be hurt the ways the fault tests
 //!   need;
 //! - [`cluster`]: [`RedisCluster`], three of them joined into a cluster;
+//! - [`replicas`]: [`RedisReplicas`], a primary and its replicas, each
+//!   replica's link to it through a [`Proxy`] that can be cut;
 //! - [`proxy`]: [`Proxy`], a TCP proxy that breaks, cuts or slows the link;
 //! - [`hammer`]: [`Hammer`], a reader hammering the accessors, and
 //!   [`check`] of what it saw;
@@ -29,6 +31,7 @@ pub mod hammer;
 pub mod mariadb;
 pub mod probe;
 pub mod proxy;
+pub mod replicas;
 pub mod server;
 pub mod sql;
 pub mod writes;
@@ -40,6 +43,7 @@ pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check,
 pub use mariadb::MariadbServer;
 pub use probe::Probe;
 pub use proxy::Proxy;
+pub use replicas::RedisReplicas;
 pub use server::RedisServer;
 pub use writes::{entries_write, raw_write};
 

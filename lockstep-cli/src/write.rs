@@ -177,7 +177,9 @@ impl Planned {
 
     /// Commits the write.
     pub async fn commit(&self, ctx: &Ctx) -> Result<Committed, Failure> {
-        ctx.store.commit(&self.write).await.map_err(write_failure)
+        let committed = ctx.store.commit(&self.write).await.map_err(write_failure)?;
+        warn_if_lagging(&committed);
+        Ok(committed)
     }
 }
 
@@ -432,4 +434,17 @@ pub async fn purge(
             "reason": reason,
         }),
     ))
+}
+
+/// Tells on standard error which replicas did not acknowledge a write in
+/// time (`?replicas=` URLs): the write stands.
+fn warn_if_lagging(committed: &lockstep::store::Committed) {
+    if !committed.lagging.is_empty() {
+        eprintln!(
+            "warning: the write stands on the primary, but the replicas {} did not acknowledge \
+             it a tick before its first instant: a process reading one may serve the old value \
+             after the instant unless the replica catches up (check its link to the primary)",
+            committed.lagging.join(", ")
+        );
+    }
 }

@@ -184,6 +184,7 @@ impl<S: Fields> Engine<S> {
             .status
             .report(S::DEF.namespace, self.store.describe(), now, pending);
         status.bad_entries = state.bad.clone();
+        status.replica_fallbacks = self.store.replica_fallbacks();
         status
     }
 }

@@ -104,6 +104,10 @@ pub struct Status {
     /// The bound on that estimate's error: half that round trip.
     #[serde(rename = "clock_offset_error_ms", serialize_with = "delta_ms")]
     pub clock_offset_error: Option<chrono::TimeDelta>,
+    /// Fetches that this process's replica could not serve (its link to the
+    /// primary was down, or it was behind what the process held), answered
+    /// by another replica or the primary instead; 0 without replicas.
+    pub replica_fallbacks: u64,
 }
 
 /// A change waiting for its instant.
@@ -187,6 +191,7 @@ impl StatusData {
             clock_offset_error: self
                 .clock_offset
                 .map(|(_, error)| chrono::TimeDelta::nanoseconds(error)),
+            replica_fallbacks: 0,
         }
     }
 }
@@ -310,6 +315,13 @@ impl fmt::Display for Status {
                 self.store_losses
             )?;
         }
+        if self.replica_fallbacks > 0 {
+            write!(
+                f,
+                "\n  {} fetches answered by another server than this process's replica",
+                self.replica_fallbacks
+            )?;
+        }
         if !self.bad_entries.is_empty() {
             write!(
                 f,
@@ -379,6 +391,27 @@ mod tests {
         assert_eq!(
             Status::not_started("flags").to_string(),
             "flags: not started"
+        );
+    }
+
+    #[test]
+    fn replica_fallbacks_are_shown_when_there_were_some() {
+        let mut status = status();
+        assert!(!status.to_string().contains("replica"));
+        assert_eq!(
+            serde_json::to_value(&status).unwrap()["replica_fallbacks"],
+            0
+        );
+        status.replica_fallbacks = 3;
+        assert!(
+            status
+                .to_string()
+                .contains("\n  3 fetches answered by another server than this process's replica"),
+            "{status}"
+        );
+        assert_eq!(
+            serde_json::to_value(&status).unwrap()["replica_fallbacks"],
+            3
         );
     }
 

@@ -142,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "last_error": status.last_error,
             "late_flips": status.late_flips,
             "clock_offset_us": offset,
+            "replica_fallbacks": status.replica_fallbacks,
         })
     );
     Ok(())

@@ -192,9 +192,7 @@ impl MemoryStore {
     fn commit_now(&self, write: &Write) -> Result<Committed, Error> {
         let mut state = self.lock();
         if let Some(instants) = state.writes.get(&write.id) {
-            return Ok(Committed {
-                instants: instants.clone(),
-            });
+            return Ok(Committed::at(instants.clone()));
         }
         check_name("namespace", &write.namespace)?;
         let now = self.clock.now_millis();
@@ -226,7 +224,7 @@ impl MemoryStore {
         {
             state.writes.remove(&old);
         }
-        Ok(Committed { instants })
+        Ok(Committed::at(instants))
     }
 
     fn cancel_now(

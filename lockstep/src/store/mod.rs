@@ -142,6 +142,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The store's name for logs and errors, never with a password.
     fn describe(&self) -> String;
+
+    /// How many fetches this store's replica could not serve, answered by
+    /// another server instead (see [`Status::replica_fallbacks`](crate::Status::replica_fallbacks));
+    /// 0 for a store without replicas.
+    fn replica_fallbacks(&self) -> u64 {
+        0
+    }
 }
 
 /// What one fetch returns.

@@ -412,6 +412,113 @@ pub(crate) fn scrub_error(e: Error, url: &StoreUrl) -> Error {
     }
 }
 
+/// A Redis URL with `?replicas=host:port,host:port`, split: the primary's
+/// URL (without the `replicas` parameter) and one URL per replica, each
+/// with the primary's scheme, credentials, database and other parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Replicated {
+    /// The primary's URL, without `replicas=`.
+    pub(crate) primary: String,
+    /// `(host:port, URL)` of each replica, in the order written.
+    pub(crate) replicas: Vec<(String, String)>,
+}
+
+/// What `?replicas=` accepts, for error messages.
+const REPLICAS_FORM: &str = "expected redis://[user[:password]@]primary[:port][/db]?replicas=host:port,host:port \
+     (or rediss://…): one or more distinct replicas, each a host name or IPv4 address and a port";
+
+/// The primary and replicas of `url` if its query has `replicas=`; `None`
+/// if it has none; else why the list is refused, naming what is accepted.
+/// The replicas share the primary's credentials (never shown: see
+/// [`StoreUrl::redacted`]).
+pub(crate) fn replicated(url: &StoreUrl) -> Result<Option<Replicated>, String> {
+    let Some(query) = url.query() else {
+        return Ok(None);
+    };
+    let (mut list, mut rest) = (None, Vec::new());
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("replicas") => {
+                if list.replace(value).is_some() {
+                    return Err(format!("`replicas=` is given twice; {REPLICAS_FORM}"));
+                }
+            }
+            _ if pair.eq_ignore_ascii_case("replicas") => {
+                return Err(format!("`replicas` has no list; {REPLICAS_FORM}"));
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let scheme = url.scheme().unwrap_or_default();
+    if !matches!(scheme, "redis" | "rediss") {
+        return Err(format!(
+            "`replicas=` is for redis:// and rediss:// URLs, not {scheme}:// (a Redis Cluster's \
+             client picks replicas by itself, and lockstep could not check their link per \
+             fetch); {REPLICAS_FORM}"
+        ));
+    }
+    let default_port = |host: &str| {
+        if host.rsplit_once(':').is_some() {
+            host.to_owned()
+        } else {
+            format!("{host}:6379")
+        }
+    };
+    let primary_host = default_port(url.host());
+    let mut replicas: Vec<(String, String)> = Vec::new();
+    let user_info = match (url.user(), url.password()) {
+        (Some(user), Some(password)) => format!("{user}:{password}@"),
+        (Some(user), None) => format!("{user}@"),
+        (None, Some(password)) => format!(":{password}@"),
+        (None, None) => String::new(),
+    };
+    let tail = if rest.is_empty() {
+        url.path().to_owned()
+    } else {
+        format!("{}?{}", url.path(), rest.join("&"))
+    };
+    for item in list.split(',') {
+        let item = percent_decode(item);
+        if item.is_empty() {
+            return Err(format!(
+                "the list of replicas has an empty item; {REPLICAS_FORM}"
+            ));
+        }
+        let Some((host, port)) = item.rsplit_once(':') else {
+            return Err(format!("replica `{item}` has no port; {REPLICAS_FORM}"));
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+        if !host_ok {
+            return Err(format!(
+                "replica `{item}`: `{host}` is not a host name; {REPLICAS_FORM}"
+            ));
+        }
+        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(format!(
+                "replica `{item}`: `{port}` is not a port (1 to 65535); {REPLICAS_FORM}"
+            ));
+        }
+        if item == primary_host {
+            return Err(format!(
+                "replica `{item}` is the primary itself; {REPLICAS_FORM}"
+            ));
+        }
+        if replicas.iter().any(|(known, _)| *known == item) {
+            return Err(format!("replica `{item}` is listed twice; {REPLICAS_FORM}"));
+        }
+        let replica_url = format!("{scheme}://{user_info}{item}{tail}");
+        replicas.push((item, replica_url));
+    }
+    let primary = format!("{scheme}://{user_info}{}{tail}", url.host());
+    Ok(Some(Replicated { primary, replicas }))
+}
+
 /// RFC 3986: a letter, then letters, digits, `+`, `-` and `.`.
 fn is_scheme(text: &str) -> bool {
     let mut chars = text.chars();

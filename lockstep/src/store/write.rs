@@ -71,6 +71,28 @@ pub enum StepAt {
 pub struct Committed {
     /// The instant each step takes effect, in the write's order.
     pub instants: Vec<Millis>,
+    /// The replicas (`host:port`) that did not acknowledge the write a tick
+    /// before its first instant, with a store read through replicas
+    /// (`redis://…?replicas=…`): the write stands on the primary, but a
+    /// process reading such a replica falls back to another server only if
+    /// the replica's link to the primary is down. Empty for every other
+    /// store.
+    pub lagging: Vec<String>,
+}
+
+impl Committed {
+    /// A commit that took effect at `instants`, with no replica lagging.
+    ///
+    /// ```
+    /// let committed = lockstep::store::Committed::at(vec![1_000]);
+    /// assert!(committed.lagging.is_empty());
+    /// ```
+    pub fn at(instants: Vec<Millis>) -> Committed {
+        Committed {
+            instants,
+            lagging: Vec::new(),
+        }
+    }
 }
 
 impl Write {

@@ -1,5 +1,9 @@
-//! The Redis store: one server (`redis://`, `rediss://`, `redis+unix://`)
-//! or a Redis Cluster (`redis+cluster://host:port,…`).
+//! The Redis store: one server (`redis://`, `rediss://`, `redis+unix://`),
+//! a primary and its replicas
+//! (`redis://[user[:password]@]primary:port[/db]?replicas=host:port,host:port`,
+//! see [`replicas`]: fetches from one replica per process, writes to the
+//! primary, which waits for the replicas), or a Redis Cluster
+//! (`redis+cluster://host:port,…`).
 //!
 //! # Layout
 //!
@@ -40,12 +44,15 @@ mod errors;
 mod fleet;
 mod keys;
 mod open;
+mod replicas;
 mod reply;
 mod scripts;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::Value;
+use redis::aio::ConnectionLike;
 
 pub use envelope::open_envelope;
 
@@ -55,6 +62,7 @@ use self::fleet::Reporting;
 use self::keys::{
     META_PATTERN, field_key, fleet_expiry_key, fleet_key, meta_key, namespace_of_meta, write_key,
 };
+use self::replicas::Replicas;
 use self::reply::Recorded;
 use self::scripts::{Lua, Scripts};
 use super::{
@@ -85,7 +93,19 @@ pub struct RedisStore {
     connector: Connector,
     scripts: Arc<Scripts>,
     reporting: Arc<Reporting>,
+    /// With `?replicas=`: the replicas fetches go to.
+    replicas: Option<Arc<Replicas>>,
+    /// With `?replicas=`: the primary's connection for commits, each
+    /// followed by a `WAIT` that holds its connection, so that the
+    /// fetches the primary answers do not queue behind it.
+    writes: Connector,
+    /// Whether a record sent to the primary after a replica's fetch is
+    /// still under way (there is at most one).
+    recording: Arc<AtomicBool>,
 }
+
+/// The longest a commit waits for its replicas.
+const MAX_WAIT_MS: Millis = 2_000;
 
 impl RedisStore {
     /// A store at `url`. Does not connect yet: the first call does.
@@ -102,13 +122,159 @@ impl RedisStore {
     /// certificates in `ca_pem` (PEM); `None` trusts the system's roots.
     pub fn open_with_ca(url: &str, ca_pem: Option<Vec<u8>>) -> Result<RedisStore, Error> {
         let shown: Arc<str> = redact(url).into();
-        let connector = open::connector(url, &shown, ca_pem)?;
+        let (connector, writes, replicas) = open::connectors(url, &shown, ca_pem)?;
         Ok(RedisStore {
             shown,
             connector,
             scripts: Arc::new(Scripts::new()),
             reporting: Arc::default(),
+            replicas: replicas.map(Arc::new),
+            writes,
+            recording: Arc::default(),
         })
+    }
+
+    /// The replicas this store reads (`host:port`), in the URL's order;
+    /// empty without `?replicas=`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = lockstep::store::RedisStore::open(
+    ///     "redis://app:secret@primary:6379?replicas=r1:6379,r2:6380",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(store.replicas(), ["r1:6379", "r2:6380"]);
+    /// assert!(!format!("{store:?}").contains("secret"));
+    /// # }
+    /// ```
+    pub fn replicas(&self) -> Vec<String> {
+        self.replicas
+            .iter()
+            .flat_map(|r| r.names().map(str::to_owned))
+            .collect()
+    }
+
+    /// A fetch through the replicas: from this process's replica, or
+    /// another, or the primary (see [`replicas`]); with a report, the record
+    /// goes to the primary in a call of its own, off the fetch's path.
+    async fn fetch_replicated(
+        &self,
+        replicas: &Replicas,
+        namespace: &str,
+        keys: &[&str],
+        report: Option<&Report>,
+        held: Option<&Held>,
+    ) -> Result<Fetched, Error> {
+        let redis_keys = [meta_key(namespace)];
+        let [epoch, revision] = held_args(held);
+        let args = [
+            MAX_ENVELOPE_BYTES.to_string(),
+            field_names(keys),
+            epoch,
+            revision,
+            field_key(namespace, ""),
+        ];
+        let script = &self.scripts.fetch;
+        let fetched = match replicas
+            .fetch(namespace, script, &redis_keys, &args, keys)
+            .await
+        {
+            Some(fetched) => fetched,
+            None => {
+                let reply = self.run(script, &redis_keys, &args, true, |_| None).await?;
+                let (fetched, _) =
+                    reply::fetched(reply, keys).ok_or_else(|| self.garbled("a fetch"))?;
+                replicas.primary_served(namespace, fetched.revision);
+                fetched
+            }
+        };
+        if let Some(report) = self.reporting.send(namespace, report)
+            && !self.recording.swap(true, Ordering::AcqRel)
+        {
+            let store = self.clone();
+            let (namespace, report) = (namespace.to_owned(), report.clone());
+            let revision = fetched.revision;
+            tokio::spawn(async move {
+                store.record(&namespace, &report, revision).await;
+                store.recording.store(false, Ordering::Release);
+            });
+        }
+        Ok(fetched)
+    }
+
+    /// Keeps `report` on the primary, with the revision a replica served.
+    async fn record(&self, namespace: &str, report: &Report, revision: u64) {
+        let keys = [
+            meta_key(namespace),
+            fleet_key(namespace),
+            fleet_expiry_key(namespace),
+        ];
+        // ARGV[1..4] are the fetch's, which this script does not read.
+        let mut args = vec![String::new(); 4];
+        args.extend(fleet::args(report));
+        args.push(revision.to_string());
+        match self.send(&self.scripts.record, &keys, &args, true).await {
+            Ok(Ok(Value::Array(out))) => match out.get(6) {
+                Some(Value::Int(1)) => {}
+                other => {
+                    let why = other.and_then(reply::text).unwrap_or_default();
+                    self.reporting.refused(namespace, &why);
+                }
+            },
+            Ok(Err(e)) if fleet::refused_whole(&e) => {
+                self.reporting.refused(namespace, &errors::message(&e));
+            }
+            Ok(other) => tracing::debug!(
+                namespace,
+                reply = ?other.map(|_| ()).map_err(|e| errors::message(&e)),
+                "lockstep: the fleet record on the primary failed"
+            ),
+            Err(e) => tracing::debug!(namespace, error = %e, "lockstep: no fleet record"),
+        }
+    }
+
+    /// After a commit on `connection` (to the primary): `WAIT` for every
+    /// replica until a tick before `first` (ms), and the replicas that did
+    /// not acknowledge it.
+    async fn wait_for_replicas(
+        &self,
+        replicas: &Replicas,
+        connection: &mut Connection,
+        tick: Tick,
+        first: Millis,
+    ) -> Vec<String> {
+        let names: Vec<String> = replicas.names().map(str::to_owned).collect();
+        let now = crate::tick::now_millis();
+        let timeout = replicas::wait_timeout(first, tick.as_millis(), now, MAX_WAIT_MS);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .cmd("ROLE")
+            .cmd("WAIT")
+            .arg(names.len())
+            .arg(timeout);
+        let replies = connection.req_packed_commands(&pipe, 0, 2).await;
+        let (offset, acknowledged) = match replies.as_deref() {
+            Ok([role, Value::Int(n)]) => (replicas::primary_offset(role), *n as usize),
+            _ => (None, 0),
+        };
+        let lagging = match offset {
+            _ if acknowledged >= names.len() => Vec::new(),
+            Some(offset) => replicas.lagging(offset).await,
+            // The primary did not say where it is: none is known to hold it.
+            None => names,
+        };
+        if !lagging.is_empty() {
+            tracing::warn!(
+                store = %self.shown,
+                lagging = lagging.join(", "),
+                timeout_ms = timeout,
+                "lockstep: the write stands on the primary, but these replicas did not \
+                 acknowledge it a tick before its first instant; a process reading one of them \
+                 may serve the old value after the instant unless the replica catches up"
+            );
+        }
+        lagging
     }
 
     async fn connection(&self) -> Result<Connection, Error> {
@@ -267,6 +433,11 @@ impl super::Store for RedisStore {
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
+            if let Some(replicas) = &self.replicas {
+                return self
+                    .fetch_replicated(replicas, namespace, keys, report, held)
+                    .await;
+            }
             let reported = match self.reporting.send(namespace, report) {
                 Some(report) => self.fetch_and_report(namespace, keys, report, held).await?,
                 None => None,
@@ -348,16 +519,42 @@ impl super::Store for RedisStore {
             ];
             // The write's id makes a retried write take effect once.
             let refusal = self.refusal(namespace, write.tick);
-            let reply = self
-                .run(&self.scripts.commit, &keys, &args, true, refusal)
-                .await?;
+            let script = &self.scripts.commit;
+            let (reply, connection) = match &self.replicas {
+                None => (self.run(script, &keys, &args, true, refusal).await?, None),
+                Some(_) => {
+                    // On the connection the `WAIT` then waits on.
+                    let mut connection = self.writes.connection().await.map_err(|e| {
+                        self.writes.after(&e);
+                        classify(&e, &self.shown)
+                    })?;
+                    let mut reply = script.run(&mut connection, &keys, &args).await;
+                    if reply.as_ref().is_err_and(closed_under_us) {
+                        reply = script.run(&mut connection, &keys, &args).await;
+                    }
+                    let reply = reply.map_err(|e| {
+                        refusal(&e).unwrap_or_else(|| {
+                            self.writes.after(&e);
+                            classify(&e, &self.shown)
+                        })
+                    })?;
+                    (reply, Some(connection))
+                }
+            };
             let instants = reply::text(&reply)
                 .ok_or_else(|| self.garbled("a commit"))?
                 .split(',')
                 .map(|p| p.parse::<Millis>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|_| self.garbled("a commit"))?;
-            Ok(Committed { instants })
+            let mut committed = Committed::at(instants);
+            if let (Some(replicas), Some(mut connection)) = (&self.replicas, connection) {
+                let first = committed.instants.iter().copied().min().unwrap_or(0);
+                committed.lagging = self
+                    .wait_for_replicas(replicas, &mut connection, write.tick, first)
+                    .await;
+            }
+            Ok(committed)
         })
     }
 
@@ -505,6 +702,10 @@ impl super::Store for RedisStore {
 
     fn describe(&self) -> String {
         self.shown.to_string()
+    }
+
+    fn replica_fallbacks(&self) -> u64 {
+        self.replicas.as_ref().map_or(0, |r| r.fallbacks())
     }
 }
 

@@ -9,7 +9,41 @@ use redis::aio::ConnectionManagerConfig;
 
 use super::connection::{Connector, SingleConnector};
 use super::errors::message;
+use super::replicas::{Node, Replicas};
 use crate::error::Error;
+use crate::store::url::{StoreUrl, replicated};
+
+/// The connectors for `url`: the primary's (or the only server's), the
+/// one its commits go through, and the replicas, with `?replicas=`
+/// (the commits then have a connection of their own). Does not connect.
+pub(super) fn connectors(
+    url: &str,
+    shown: &str,
+    ca_pem: Option<Vec<u8>>,
+) -> Result<(Connector, Connector, Option<Replicas>), Error> {
+    let parsed = StoreUrl::parse(url);
+    let split = replicated(&parsed).map_err(|reason| Error::Url {
+        url: shown.to_owned(),
+        reason,
+    })?;
+    let Some(split) = split else {
+        let only = connector(url, shown, ca_pem)?;
+        return Ok((only.clone(), only, None));
+    };
+    let primary = connector(&split.primary, shown, ca_pem.clone())?;
+    let writes = connector(&split.primary, shown, ca_pem.clone())?;
+    let nodes = split
+        .replicas
+        .into_iter()
+        .map(|(name, replica_url)| {
+            Ok(Node {
+                name,
+                connector: connector(&replica_url, shown, ca_pem.clone())?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok((primary, writes, Some(Replicas::new(nodes))))
+}
 
 /// The CA certificates named by `LOCKSTEP_CA_FILE`, for `rediss` URLs.
 pub(super) fn ca_from_env(url: &str, shown: &str) -> Result<Option<Vec<u8>>, Error> {
@@ -26,11 +60,7 @@ pub(super) fn ca_from_env(url: &str, shown: &str) -> Result<Option<Vec<u8>>, Err
 
 /// The connector for `url` (shown as `shown`), trusting the roots of
 /// `ca_pem` if given. Does not connect.
-pub(super) fn connector(
-    url: &str,
-    shown: &str,
-    ca_pem: Option<Vec<u8>>,
-) -> Result<Connector, Error> {
+fn connector(url: &str, shown: &str, ca_pem: Option<Vec<u8>>) -> Result<Connector, Error> {
     if url.starts_with("rediss://") || url.starts_with("rediss+cluster://") {
         tls(url, shown)?;
     }

@@ -25,6 +25,25 @@ impl Lua {
         }
     }
 
+    /// The call of the script with `keys` and `args`, by its SHA1, for a
+    /// pipeline.
+    pub(super) fn call(&self, keys: &[String], args: &[String]) -> redis::Cmd {
+        let mut call = redis::cmd(if self.read_only {
+            "EVALSHA_RO"
+        } else {
+            "EVALSHA"
+        });
+        call.arg(&self.hash).arg(keys.len()).arg(keys).arg(args);
+        call
+    }
+
+    /// `SCRIPT LOAD` of the script.
+    pub(super) fn load(&self) -> redis::Cmd {
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(self.code);
+        load
+    }
+
     /// Runs the script with `keys` and `args`, loading it first if the
     /// server does not know it.
     pub(super) async fn run(
@@ -33,19 +52,10 @@ impl Lua {
         keys: &[String],
         args: &[String],
     ) -> RedisResult<Value> {
-        let mut call = redis::cmd(if self.read_only {
-            "EVALSHA_RO"
-        } else {
-            "EVALSHA"
-        });
-        call.arg(&self.hash).arg(keys.len()).arg(keys).arg(args);
+        let call = self.call(keys, args);
         match call.query_async(connection).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(self.code)
-                    .exec_async(connection)
-                    .await?;
+                self.load().exec_async(connection).await?;
                 call.query_async(connection).await
             }
             reply => reply,
@@ -57,6 +67,10 @@ impl Lua {
 pub(super) struct Scripts {
     pub(super) fetch: Lua,
     pub(super) fetch_reporting: Lua,
+    /// The record of a process whose fetch a replica served, kept on the
+    /// primary: `report.lua` after what `fetch.lua` would leave it
+    /// (`ARGV[10]`: the revision served).
+    pub(super) record: Lua,
     pub(super) reports: Lua,
     pub(super) commit: Lua,
     pub(super) cancel: Lua,
@@ -84,6 +98,16 @@ impl Scripts {
                 concat!(
                     "#!lua flags=allow-oom\n",
                     include_str!("lua/fetch.lua"),
+                    include_str!("lua/report.lua")
+                ),
+                false,
+            ),
+            record: Lua::new(
+                concat!(
+                    "#!lua flags=allow-oom\n",
+                    "local t = redis.call('TIME')\n",
+                    "local revision = tonumber(ARGV[10])\n",
+                    "local out = {0, 0, 0, 0, 0, 0, false}\n",
                     include_str!("lua/report.lua")
                 ),
                 false,

@@ -349,7 +349,7 @@ pub(crate) async fn commit<D: Dialect>(
                 .next()
                 .and_then(Cell::text)
                 .unwrap_or_default();
-            return parse_instants(&text).map(|instants| Committed { instants });
+            return parse_instants(&text).map(Committed::at);
         }
         let now = clock::<D>(&mut tx, &sql.now, &values).await?;
         // Dropping the transaction rolls it back.
@@ -378,7 +378,7 @@ pub(crate) async fn commit<D: Dialect>(
             continue;
         }
         tx.commit().await?;
-        return Ok(Committed { instants });
+        return Ok(Committed::at(instants));
     }
     Err(Failure::Store(format!(
         "a tick boundary passed during each of {COMMIT_TRIES} tries to commit; nothing was \

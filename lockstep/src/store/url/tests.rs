@@ -179,3 +179,86 @@ proptest! {
         prop_assert!(said.contains(&g.host), "{said}");
     }
 }
+
+#[test]
+fn replicas_share_the_primarys_credentials_database_and_parameters() {
+    let url = StoreUrl::parse("redis://app:s3cret@primary:6379/2?replicas=r1:6380,r2:6381");
+    let split = replicated(&url).unwrap().unwrap();
+    assert_eq!(split.primary, "redis://app:s3cret@primary:6379/2");
+    assert_eq!(
+        split.replicas,
+        [
+            (
+                "r1:6380".to_owned(),
+                "redis://app:s3cret@r1:6380/2".to_owned()
+            ),
+            (
+                "r2:6381".to_owned(),
+                "redis://app:s3cret@r2:6381/2".to_owned()
+            ),
+        ]
+    );
+    // Shown, the replicas stay readable and the password goes.
+    assert_eq!(
+        url.redacted(),
+        "redis://app:***@primary:6379/2?replicas=r1:6380,r2:6381"
+    );
+    let tls = StoreUrl::parse("rediss://:tok3n@p?protocol=resp3&replicas=10.0.0.2:6379");
+    let split = replicated(&tls).unwrap().unwrap();
+    assert_eq!(split.primary, "rediss://:tok3n@p?protocol=resp3");
+    assert_eq!(
+        split.replicas[0].1,
+        "rediss://:tok3n@10.0.0.2:6379?protocol=resp3"
+    );
+    assert_eq!(
+        tls.redacted(),
+        "rediss://:***@p?protocol=resp3&replicas=10.0.0.2:6379"
+    );
+    assert_eq!(replicated(&StoreUrl::parse("redis://h:1/0")).unwrap(), None);
+    assert_eq!(
+        replicated(&StoreUrl::parse("redis://h:1/0?protocol=resp3")).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_bad_list_of_replicas_is_refused_saying_what_is_accepted() {
+    for (url, says) in [
+        ("redis://p:1?replicas=", "empty item"),
+        ("redis://p:1?replicas=a:2,,b:3", "empty item"),
+        ("redis://p:1?replicas", "has no list"),
+        ("redis://p:1?replicas=a", "`a` has no port"),
+        ("redis://p:1?replicas=a:x", "`x` is not a port"),
+        ("redis://p:1?replicas=a:0", "`0` is not a port"),
+        ("redis://p:1?replicas=a:70000", "`70000` is not a port"),
+        ("redis://p:1?replicas=u%40a:2", "`u@a` is not a host name"),
+        ("redis://p:1?replicas=a/b:2", "`a/b` is not a host name"),
+        ("redis://p:1?replicas=p:1", "is the primary itself"),
+        ("redis://p?replicas=p:6379", "is the primary itself"),
+        ("redis://p:1?replicas=a:2,a:2", "listed twice"),
+        ("redis://p:1?replicas=a:2&replicas=b:2", "given twice"),
+        (
+            "redis+cluster://p:1,q:2?replicas=a:2",
+            "not redis+cluster://",
+        ),
+        ("redis+unix:///s.sock?replicas=a:2", "not redis+unix://"),
+    ] {
+        let reason = replicated(&StoreUrl::parse(url)).unwrap_err();
+        assert!(reason.contains(says), "{url}: {reason}");
+        assert!(
+            reason.contains("expected redis://[user[:password]@]primary[:port][/db]?replicas="),
+            "{url}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_list_of_replicas_never_shows_the_password() {
+    let Err(e) = crate::store::open("redis://u:Sekr3t@p:1?replicas=a:x") else {
+        panic!("a port that is not one was accepted");
+    };
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("Sekr3t"), "{shown}");
+    assert!(shown.contains("redis://u:***@p:1?replicas=a:x"), "{shown}");
+    assert!(shown.contains("`x` is not a port"), "{shown}");
+}

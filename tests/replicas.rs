@@ -1,0 +1,286 @@
+//! Promise 16: separate OS processes reading a primary's replicas
+//! (`redis://primary?replicas=a,b`) switch at the same instant, never before
+//! it, as on one server; the fetches land on the replicas, one per process
+//! per tick; a replica cut off its primary across a flip is not read, the
+//! writer is told it lagged, and the processes that read it count the
+//! fallback.
+
+use std::time::{Duration, Instant};
+
+use lockstep::store::{Committed, RedisStore, Store, Write};
+use lockstep_suite::{Probe, RedisReplicas, Switched, assert_all_switched_within_5_ms};
+
+const PROBES: usize = 8;
+
+/// The tests here measure timing across processes: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Schedules `generation = value` at the horizon.
+async fn schedule(store: &RedisStore, value: u64) -> Committed {
+    let write = Write::builder(
+        "fleet",
+        lockstep::Tick::new(Duration::from_secs(1)).unwrap(),
+    )
+    .by("replicas test")
+    .set("generation", serde_json::json!(value))
+    .build()
+    .unwrap();
+    store.commit(&write).await.unwrap()
+}
+
+/// At least [`PROBES`] probes on `url` waiting for `value`, ready, and
+/// among them some on each of the two replicas (a process reads the
+/// replica at its process id modulo 2): more are started until so.
+fn fleet(url: &str, value: &str) -> Vec<Probe> {
+    let mut probes: Vec<Probe> = Vec::new();
+    while probes.len() < PROBES || !(0..2).all(|r| probes.iter().any(|p| home(p) == r)) {
+        probes.push(Probe::spawn(env!("CARGO_BIN_EXE_probe"), url, &[value]));
+    }
+    for probe in &mut probes {
+        assert_eq!(probe.line(), "ready");
+    }
+    probes
+}
+
+/// The replica `probe` reads: its process id modulo the two replicas.
+fn home(probe: &Probe) -> usize {
+    probe.pid() as usize % 2
+}
+
+/// `usec_per_call` of `command` on `server` (`INFO commandstats`).
+fn usec_per_call(server: &lockstep_suite::RedisServer, command: &str) -> f64 {
+    let info: String = server.cmd(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix("usec_per_call="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The revision of the `fleet` registry `server` holds.
+fn revision(server: &lockstep_suite::RedisServer) -> u64 {
+    let revision: Option<String> = server.cmd(&["HGET", "lockstep:{fleet}:meta", "revision"]);
+    revision.and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_on_two_replicas_switch_together_never_early_each_fetching_its_replica_once_a_tick()
+ {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let url = set.url();
+    let mut probes = fleet(&url, "42");
+    let writer = RedisStore::open(&url).unwrap();
+    assert_eq!(writer.replicas(), set.names());
+    // The writer's script is loaded before counting.
+    assert_eq!(schedule(&writer, 0).await.lagging, Vec::<String>::new());
+    set.reset_stats();
+    let window = Instant::now();
+    let committed = schedule(&writer, 42).await;
+    assert_eq!(
+        committed.lagging,
+        Vec::<String>::new(),
+        "both replicas acknowledged the write in time"
+    );
+    let at = committed.instants[0] * 1_000_000;
+    let mut switched = Vec::new();
+    for probe in &mut probes {
+        let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
+        let seen = report["seen_ns"].as_i64().unwrap();
+        assert!(
+            seen >= at,
+            "a process saw the change {} µs early",
+            (at - seen) / 1000
+        );
+        assert_eq!(report["late_flips"], 0);
+        assert_eq!(report["failed"], 0);
+        assert_eq!(report["replica_fallbacks"], 0, "no replica was unfit");
+        switched.push(Switched::of(&report, at));
+    }
+    let seconds = window.elapsed().as_secs_f64();
+    assert_all_switched_within_5_ms(&switched, 0.0);
+    // Every fetch went to a replica (the read-only script), none to the
+    // primary, which ran the commit and the fleet records (each an
+    // EVALSHA with one ZADD).
+    let [primary_ro, primary_scripts, records] =
+        set.primary.calls_of(["evalsha_ro", "evalsha", "zadd"]);
+    assert_eq!(primary_ro, 0, "the primary served no fetch");
+    let per_process = seconds.floor() as u64;
+    let (mut fetches, mut costs) = (Vec::new(), Vec::new());
+    for (r, replica) in set.replicas.iter().enumerate() {
+        let [served, written] = replica.calls_of(["evalsha_ro", "evalsha"]);
+        assert_eq!(written, 0, "a replica runs no writing script");
+        let homed = probes.iter().filter(|p| home(p) == r).count() as u64;
+        // One fetch per process per tick, each on its own replica.
+        let expected = homed * per_process..=homed * (per_process + 1);
+        assert!(
+            expected.contains(&served),
+            "replica {r}: {served} fetches of its {homed} processes in {seconds:.2} s, \
+             expected {expected:?}"
+        );
+        fetches.push((served, homed));
+        costs.push((
+            usec_per_call(replica, "role"),
+            usec_per_call(replica, "evalsha_ro"),
+        ));
+    }
+    let total: u64 = fetches.iter().map(|(served, _)| served).sum();
+    // A record per fetch (off the fetch's path, at most one in flight per
+    // process: the last ones may still be under way).
+    assert!(
+        records <= total && records + probes.len() as u64 >= total,
+        "{records} records on the primary for {total} fetches"
+    );
+    assert_eq!(primary_scripts, 1 + records, "the commit and the records");
+    let split: Vec<String> = fetches
+        .iter()
+        .map(|(served, homed)| format!("{served} fetches of {homed} processes"))
+        .collect();
+    println!(
+        "{} processes on 2 replicas, {seconds:.2} s: {}; primary: 0 fetches, {records} fleet \
+         records, 1 commit; µs per call on the replicas (ROLE, fetch): {costs:?}",
+        probes.len(),
+        split.join(", ")
+    );
+    // The fleet view reads the records on the primary.
+    let reports = writer.reports("fleet").await.unwrap();
+    assert_eq!(
+        reports.records.len(),
+        probes.len(),
+        "one record per process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_its_primary_across_a_flip_is_not_read_and_the_writer_is_told() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let url = set.url();
+    let mut probes = fleet(&url, "42");
+    let writer = RedisStore::open(&url).unwrap();
+    assert_eq!(schedule(&writer, 0).await.lagging, Vec::<String>::new());
+    // Replica 1 loses its primary, and with it every write from now on.
+    set.cut(1);
+    let committed = schedule(&writer, 42).await;
+    assert_eq!(
+        committed.lagging,
+        [set.names()[1].clone()],
+        "the writer is told which replica lags"
+    );
+    assert!(
+        revision(&set.replicas[1]) < revision(&set.primary),
+        "the cut replica does not hold the write"
+    );
+    assert_eq!(revision(&set.replicas[0]), revision(&set.primary));
+    let at = committed.instants[0] * 1_000_000;
+    let mut switched = Vec::new();
+    let mut fallbacks = [0u64; 2];
+    for probe in &mut probes {
+        let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
+        let seen = report["seen_ns"].as_i64().unwrap();
+        assert!(
+            seen >= at,
+            "a process saw the change {} µs early",
+            (at - seen) / 1000
+        );
+        assert_eq!(report["late_flips"], 0);
+        assert_eq!(report["failed"], 0);
+        let counted = report["replica_fallbacks"].as_u64().unwrap();
+        match home(probe) {
+            0 => assert_eq!(counted, 0, "replica 0 was fit all along"),
+            _ => assert!(
+                counted > 0,
+                "a process on the cut replica counts its fallbacks"
+            ),
+        }
+        fallbacks[home(probe)] += counted;
+        switched.push(Switched::of(&report, at));
+    }
+    // Every process, those on the cut replica too, switched at the instant.
+    assert_all_switched_within_5_ms(&switched, 0.0);
+    println!(
+        "replica 1 cut across a flip: fallbacks {fallbacks:?}, last old value read {:+.3} ms \
+         after the instant at the latest",
+        switched.iter().map(|s| s.stale_ms).fold(f64::MIN, f64::max)
+    );
+    // Reconnected, it catches up, and the next write waits for both.
+    set.restore(1);
+    assert_eq!(schedule(&writer, 43).await.lagging, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_follows_another_primary_is_not_read_a_fetch_never_goes_back_in_time() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let store = RedisStore::open(&set.url()).unwrap();
+    schedule(&store, 1).await;
+    schedule(&store, 2).await;
+    let fields = ["generation"];
+    let fetched = store.fetch("fleet", &fields).await.unwrap();
+    assert_eq!(fetched.revision, 2);
+    assert_eq!(store.replica_fallbacks(), 0);
+    // This process's replica (at its process id modulo 2) now follows an
+    // empty server: its link is `connected`, its data from before lockstep
+    // wrote anything.
+    let home = std::process::id() as usize % 2;
+    let elsewhere = lockstep_suite::RedisServer::start();
+    let port = elsewhere.port().to_string();
+    let _: () = set.replicas[home].cmd(&["REPLICAOF", "127.0.0.1", &port]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set.link_state(home) != "connected" || revision(&set.replicas[home]) != 0 {
+        assert!(Instant::now() < deadline, "the replica did not follow");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fetched = store.fetch("fleet", &fields).await.unwrap();
+    assert_eq!(
+        fetched.revision, 2,
+        "served by the other replica, not back in time"
+    );
+    let entries = &fetched.fields["generation"];
+    assert_eq!(entries.last().unwrap().value, Ok("2".to_owned()));
+    assert_eq!(store.replica_fallbacks(), 1);
+    // The other replica is cut off too: the primary answers.
+    set.cut(1 - home);
+    set.primary.reset_stats();
+    let fetched = store.fetch("fleet", &fields).await.unwrap();
+    assert_eq!(fetched.revision, 2);
+    assert_eq!(store.replica_fallbacks(), 2);
+    // The primary's one fetch: refused once (`NOSCRIPT`: no fetch had come
+    // its way), the script loaded, then served.
+    assert_eq!(set.primary.calls_of(["evalsha_ro", "script|load"]), [2, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_store_lost_its_data_the_replicas_are_read_again() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let store = RedisStore::open(&set.url()).unwrap();
+    schedule(&store, 1).await;
+    schedule(&store, 2).await;
+    let fields = ["generation"];
+    assert_eq!(store.fetch("fleet", &fields).await.unwrap().revision, 2);
+    // The primary loses everything, and its replicas with it.
+    let _: () = set.primary.cmd(&["FLUSHALL"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set.replicas.iter().any(|r| revision(r) != 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the flush did not reach the replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first fetch after: older than what this process held, so the
+    // primary is asked, and what it holds is the truth from then on.
+    let fetched = store.fetch("fleet", &fields).await.unwrap();
+    assert_eq!((fetched.revision, fetched.epoch), (0, None));
+    assert_eq!(store.replica_fallbacks(), 1);
+    set.reset_stats();
+    let fetched = store.fetch("fleet", &fields).await.unwrap();
+    assert_eq!(fetched.revision, 0);
+    assert_eq!(store.replica_fallbacks(), 1, "the replica serves again");
+    assert_eq!(set.primary.calls("evalsha_ro"), 0);
+}
