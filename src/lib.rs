@@ -14,6 +14,7 @@
 //! - [`probe`]: [`Probe`], a fleet member (`src/bin/probe.rs`) in a process
 //!   of its own;
 //! - [`writes`]: [`entries_write`] and [`raw_write`], the writes tests plant;
+//!   [`sample_report`], a typical process's fleet report;
 //! - [`browser`]: [`Console`], `lockstep console` in a process of its
 //!   own, [`Chromedriver`], a headless chromium to drive, and [`http`], one
 //!   plain HTTP request;
@@ -45,7 +46,7 @@ pub use probe::Probe;
 pub use proxy::Proxy;
 pub use replicas::RedisReplicas;
 pub use server::RedisServer;
-pub use writes::{entries_write, raw_write};
+pub use writes::{entries_write, raw_write, sample_report};
 
 /// A free loopback port (the SQL helpers' servers use it too).
 pub(crate) use server::free_port;

@@ -1,4 +1,5 @@
-//! Writes the tests plant: many entries at once, or exact texts.
+//! Writes the tests plant: many entries at once, or exact texts; and the
+//! fleet report a typical process sends, for the benchmarks.
 
 /// A write that gives every one of `keys` `entries` entries, one tick
 /// apart from the horizon on (values 1000, 1001, …): what the fetch-cost
@@ -50,4 +51,21 @@ pub fn raw_write(
             .collect();
     }
     write
+}
+
+/// The fleet report a typical process sends with its fetch (a body of
+/// about 270 bytes, kept for 30 s), as the benchmarks that price
+/// reporting send it.
+pub fn sample_report() -> lockstep::store::Report {
+    let body = serde_json::json!({
+        "id": "0123456789abcdef", "host": "web-17.example.internal", "pid": 48213,
+        "program": "checkout-service", "version": "0.1.0", "started": 1_767_225_600_000_i64,
+        "tick_ms": 10_000, "fetches": 8_640, "failed_fetches": 3, "late_flips": 0,
+        "rejected": 0, "refused": [], "clock_offset_ms": -0.42, "store_lost": false
+    });
+    lockstep::store::Report {
+        process: "0123456789abcdef".to_owned(),
+        body: body.to_string(),
+        expires_after: 30_000,
+    }
 }

@@ -3,12 +3,12 @@
 //! it, as on one server; the fetches land on the replicas, one per process
 //! per tick; a replica cut off its primary across a flip is not read, the
 //! writer is told it lagged, and the processes that read it count the
-//! fallback.
+//! fallback; `lockstep set` names the replica that lags.
 
 use std::time::{Duration, Instant};
 
 use lockstep::store::{Committed, RedisStore, Store, Write};
-use lockstep_suite::{Probe, RedisReplicas, Switched, assert_all_switched_within_5_ms};
+use lockstep_suite::{Probe, RedisReplicas, assert_all_switched_within_5_ms, run_cli};
 
 const PROBES: usize = 8;
 
@@ -89,17 +89,9 @@ async fn processes_on_two_replicas_switch_together_never_early_each_fetching_its
     let at = committed.instants[0] * 1_000_000;
     let mut switched = Vec::new();
     for probe in &mut probes {
-        let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
-        let seen = report["seen_ns"].as_i64().unwrap();
-        assert!(
-            seen >= at,
-            "a process saw the change {} µs early",
-            (at - seen) / 1000
-        );
-        assert_eq!(report["late_flips"], 0);
-        assert_eq!(report["failed"], 0);
+        let (report, switch) = probe.switched(at, "two replicas");
         assert_eq!(report["replica_fallbacks"], 0, "no replica was unfit");
-        switched.push(Switched::of(&report, at));
+        switched.push(switch);
     }
     let seconds = window.elapsed().as_secs_f64();
     assert_all_switched_within_5_ms(&switched, 0.0);
@@ -180,15 +172,7 @@ async fn a_replica_cut_off_its_primary_across_a_flip_is_not_read_and_the_writer_
     let mut switched = Vec::new();
     let mut fallbacks = [0u64; 2];
     for probe in &mut probes {
-        let report: serde_json::Value = serde_json::from_str(&probe.line()).unwrap();
-        let seen = report["seen_ns"].as_i64().unwrap();
-        assert!(
-            seen >= at,
-            "a process saw the change {} µs early",
-            (at - seen) / 1000
-        );
-        assert_eq!(report["late_flips"], 0);
-        assert_eq!(report["failed"], 0);
+        let (report, switch) = probe.switched(at, "replica 1 cut");
         let counted = report["replica_fallbacks"].as_u64().unwrap();
         match home(probe) {
             0 => assert_eq!(counted, 0, "replica 0 was fit all along"),
@@ -198,7 +182,7 @@ async fn a_replica_cut_off_its_primary_across_a_flip_is_not_read_and_the_writer_
             ),
         }
         fallbacks[home(probe)] += counted;
-        switched.push(Switched::of(&report, at));
+        switched.push(switch);
     }
     // Every process, those on the cut replica too, switched at the instant.
     assert_all_switched_within_5_ms(&switched, 0.0);
@@ -283,4 +267,43 @@ async fn after_the_store_lost_its_data_the_replicas_are_read_again() {
     assert_eq!(fetched.revision, 0);
     assert_eq!(store.replica_fallbacks(), 1, "the replica serves again");
     assert_eq!(set.primary.calls("evalsha_ro"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockstep_set_warns_naming_the_replica_that_lags_and_the_write_stands() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let url = set.url();
+    // A process publishes the registry's schema, which the CLI checks.
+    let mut probe = Probe::spawn(env!("CARGO_BIN_EXE_probe"), &url, &["7"]);
+    assert_eq!(probe.line(), "ready");
+    let both_hold = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run_cli(Some(&url), &["set", "fleet.generation", "6"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(both_hold.code, 0, "{}", both_hold.stderr);
+    assert!(
+        !both_hold.stderr.contains("warning"),
+        "no warning while both replicas hold the write: {}",
+        both_hold.stderr
+    );
+    set.cut(1);
+    let cut =
+        tokio::task::spawn_blocking(move || run_cli(Some(&url), &["set", "fleet.generation", "7"]))
+            .await
+            .unwrap();
+    assert_eq!(cut.code, 0, "the write stands: {}", cut.stderr);
+    let lagging = &set.names()[1];
+    assert!(
+        cut.stderr.contains(&format!(
+            "warning: the write stands on the primary, but the replicas {lagging} did not"
+        )),
+        "the writer is told that {lagging} lags, and only it: {}",
+        cut.stderr
+    );
+    assert_eq!(revision(&set.replicas[0]), revision(&set.primary));
+    assert!(revision(&set.replicas[1]) < revision(&set.primary));
+    drop(probe);
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use lockstep::store::{MysqlStore, PostgresStore, Report, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
-use lockstep_suite::{MariadbServer, entries_write};
+use lockstep_suite::{MariadbServer, entries_write, sample_report};
 use sqlx::Connection;
 
 /// The counters of `SHOW GLOBAL STATUS` shown per fetch.
@@ -43,11 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("MariaDB", Arc::new(MysqlStore::open(&mariadb.url())?)),
         ("SQLite", Arc::new(SqliteStore::open(&file.url())?)),
     ];
-    let report = Report {
-        process: "0123456789abcdef".to_owned(),
-        body: body(),
-        expires_after: 30_000,
-    };
+    let report = sample_report();
     println!("{n} fetches of each kind, interleaved; median µs as the caller waits\n");
     println!("| store | fields | without a report | with a report | added |");
     println!("|---|---|---|---|---|");
@@ -96,16 +92,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A record of the size a registry sends (about 300 bytes).
-fn body() -> String {
-    serde_json::json!({
-        "id": "0123456789abcdef", "host": "web-17.example.internal", "pid": 48213,
-        "program": "checkout-service", "version": "0.1.0", "started": 1_767_225_600_000_i64,
-        "tick_ms": 10_000, "fetches": 8_640, "failed_fetches": 3, "late_flips": 0,
-        "rejected": 0, "refused": [], "clock_offset_ms": -0.42, "store_lost": false
-    })
-    .to_string()
-}
-
 /// The median µs of `n` fetches without a report and of `n` with one,
 /// taken in turn, after a warm-up of each.
 async fn medians(

@@ -17,7 +17,20 @@
 //! - Redis (a private `redis-server`): `INFO commandstats`, the
 //!   `usec_per_call` of `EVALSHA_RO` (the fetch script, all it calls
 //!   included), counted for each kind alone (`CONFIG RESETSTAT` before
-//!   each block);
+//!   each block); and, as "Redis, all in", the CPU time of the whole
+//!   server process (`/proc/<pid>/task/*/schedstat`: reading the request,
+//!   running the script, writing the reply), with the bytes each fetch
+//!   carries each way (`INFO stats`, `total_net_input_bytes` and
+//!   `total_net_output_bytes`), for sizing a server; "Redis, reporting,
+//!   all in" the same with the fleet report a registry sends with each
+//!   fetch (`lockstep_suite::sample_report`), as a primary serving its
+//!   processes' fetches and records does; and with a primary and one
+//!   replica (`redis://primary?replicas=replica`), the replica's CPU for
+//!   the fetches it serves (with the `ROLE` that rides with each), without
+//!   and with the report (the primary's record of it reaches the replica
+//!   too, as replication), and the primary's for the records alone; and
+//!   the replica's for applying the records alone, the fetches that sent
+//!   them served by its primary;
 //! - PostgreSQL (`LOCKSTEP_TEST_POSTGRES`, else a throwaway cluster): the
 //!   CPU time of the backend process serving the store's connection
 //!   (`/proc/<pid>/schedstat`, ns), found by its `application_name`;
@@ -33,9 +46,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lockstep::store::{Fetched, Held, MysqlStore, PostgresStore, RedisStore, SqliteStore, Store};
+use lockstep::store::{
+    Fetched, Held, MysqlStore, PostgresStore, RedisStore, Report, SqliteStore, Store,
+};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
-use lockstep_suite::{MariadbServer, RedisServer, entries_write};
+use lockstep_suite::{MariadbServer, RedisReplicas, RedisServer, entries_write, sample_report};
 use sqlx::Connection;
 
 const SIZES: [usize; 4] = [1, 10, 50, 200];
@@ -43,9 +58,14 @@ const SIZES: [usize; 4] = [1, 10, 50, 200];
 /// Fetches of one kind in a row, before the other kind's turn.
 const BLOCK: usize = 100;
 
+/// What is measured: a name, the store fetched through, where its cost is
+/// read, and the report each fetch sends, if any.
+type Subject<'a> = (&'a str, Arc<dyn Store>, Server<'a>, Option<&'a Report>);
+
 /// Where a fetch's cost to the store is read.
 enum Server<'a> {
     Redis(&'a RedisServer),
+    RedisAllIn(&'a RedisServer),
     Postgres {
         url: String,
         app: String,
@@ -71,16 +91,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let _context = runtime.enter();
     let redis = RedisServer::start();
+    let set = RedisReplicas::start(1);
     let schema = PostgresSchema::create();
     let mariadb = MariadbServer::start();
     let file = SqliteFile::create();
     let app = format!("lockstep_unchanged_cost_{}", std::process::id());
     let pg = format!("{}&application_name={app}", schema.url());
-    let subjects: Vec<(&str, Arc<dyn Store>, Server)> = vec![
+    let report = sample_report();
+    let subjects: Vec<Subject> = vec![
         (
             "Redis",
             Arc::new(RedisStore::open(&redis.url())?),
             Server::Redis(&redis),
+            None,
+        ),
+        (
+            "Redis, all in",
+            Arc::new(RedisStore::open(&redis.url())?),
+            Server::RedisAllIn(&redis),
+            None,
+        ),
+        (
+            "Redis, reporting, all in",
+            Arc::new(RedisStore::open(&redis.url())?),
+            Server::RedisAllIn(&redis),
+            Some(&report),
+        ),
+        (
+            "Redis replica: fetch and `ROLE`, all in",
+            Arc::new(RedisStore::open(&set.url())?),
+            Server::RedisAllIn(&set.replicas[0]),
+            None,
+        ),
+        (
+            "Redis replica: fetch, `ROLE` and the record replicated, all in",
+            Arc::new(RedisStore::open(&set.url())?),
+            Server::RedisAllIn(&set.replicas[0]),
+            Some(&report),
+        ),
+        (
+            "Redis primary of that replica: the record alone, all in",
+            Arc::new(RedisStore::open(&set.url())?),
+            Server::RedisAllIn(&set.primary),
+            Some(&report),
+        ),
+        (
+            "Redis replica: only applying the records of fetches its primary served, all in",
+            Arc::new(RedisStore::open(&set.primary.url())?),
+            Server::RedisAllIn(&set.replicas[0]),
+            Some(&report),
         ),
         (
             "PostgreSQL",
@@ -90,6 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 app,
                 pid: OnceLock::new(),
             },
+            None,
         ),
         (
             "MariaDB",
@@ -98,11 +158,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 url: mariadb.url(),
                 pid: OnceLock::new(),
             },
+            None,
         ),
         (
             "SQLite",
             Arc::new(SqliteStore::open(&file.url())?),
             Server::InProcess,
+            None,
         ),
     ];
     println!(
@@ -112,17 +174,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| store | what is measured | fields | unchanged | full | unchanged ÷ full |");
     println!("|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
+    let mut traffic = Vec::new();
     runtime.block_on(async {
-        for (name, store, server) in &subjects {
+        for (name, store, server, report) in &subjects {
             let mut first = None;
             let mut last = 0.0;
             for fields in SIZES {
-                let (unchanged, full) = measure(&**store, server, fields, n).await?;
+                let cost = measure(&**store, server, *report, fields, n).await?;
+                let (unchanged, full) = (cost.unchanged, cost.full);
                 println!(
                     "| {name} | {} | {fields} | {unchanged:.1} | {full:.1} | {:.2} |",
                     server.what(),
                     unchanged / full
                 );
+                if let Some(bytes) = cost.bytes {
+                    traffic.push((*name, fields, bytes));
+                }
                 first.get_or_insert(unchanged);
                 last = unchanged;
             }
@@ -134,13 +201,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, ratio) in ratios {
         println!("- {name}: {ratio:.2}");
     }
+    println!(
+        "\nRedis, bytes per fetch (`INFO stats`: to the server / from it; the median of the \
+         blocks)\n"
+    );
+    println!(
+        "| subject | fields | unchanged: request | unchanged: reply | full: request | full: reply |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, fields, b) in traffic {
+        println!(
+            "| {name} | {fields} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            b.unchanged.0, b.unchanged.1, b.full.0, b.full.1
+        );
+    }
     Ok(())
+}
+
+/// What one size of registry cost, per fetch.
+struct Cost {
+    /// µs per unchanged fetch.
+    unchanged: f64,
+    /// µs per full fetch.
+    full: f64,
+    /// Bytes to and from the server per fetch, where the server says.
+    bytes: Option<Traffic>,
+}
+
+/// Bytes (to the server, from it) per fetch of each kind.
+struct Traffic {
+    unchanged: (f64, f64),
+    full: (f64, f64),
 }
 
 impl Server<'_> {
     fn what(&self) -> &'static str {
         match self {
             Server::Redis(_) => "`EVALSHA_RO` usec_per_call",
+            Server::RedisAllIn(_) => "server CPU",
             Server::Postgres { .. } => "backend CPU",
             Server::Mariadb { .. } => "server CPU",
             Server::InProcess => "process CPU",
@@ -149,14 +247,18 @@ impl Server<'_> {
 }
 
 /// The µs per unchanged and per full fetch of a registry of `fields`
-/// fields, `n` of each.
+/// fields, `n` of each, each sending `report` when given.
 async fn measure(
     store: &dyn Store,
     server: &Server<'_>,
+    report: Option<&Report>,
     fields: usize,
     n: usize,
-) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    let namespace = format!("unchanged{fields}");
+) -> Result<Cost, Box<dyn std::error::Error>> {
+    // A registry of its own per measurement: the subjects share a server.
+    static MEASURED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nth = MEASURED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let namespace = format!("unchanged{fields}_{nth}");
     let keys: Vec<String> = (0..fields).map(|i| format!("field_{i:03}")).collect();
     let tick = lockstep::Tick::new(Duration::from_secs(1))?;
     store
@@ -166,15 +268,22 @@ async fn measure(
     let whole = store.fetch(&namespace, &keys).await?;
     let held = whole.held().ok_or("a registry written has an epoch")?;
     let fetch = async |held: Option<&Held>| -> Result<Fetched, lockstep::Error> {
-        store.fetch_conditional(&namespace, &keys, None, held).await
+        store
+            .fetch_conditional(&namespace, &keys, report, held)
+            .await
     };
     for _ in 0..BLOCK {
         fetch(None).await?;
         fetch(Some(&held)).await?;
     }
     let (mut unchanged, mut full) = (Vec::new(), Vec::new());
+    let (mut unchanged_bytes, mut full_bytes) = (Vec::new(), Vec::new());
     for _ in 0..n / BLOCK {
-        for (held, blocks) in [(Some(&held), &mut unchanged), (None, &mut full)] {
+        for (held, blocks, bytes) in [
+            (Some(&held), &mut unchanged, &mut unchanged_bytes),
+            (None, &mut full, &mut full_bytes),
+        ] {
+            let bytes_before = server.bytes();
             let before = server.start().await?;
             for _ in 0..BLOCK {
                 let fetched = fetch(held).await?;
@@ -186,9 +295,29 @@ async fn measure(
                 );
             }
             blocks.push(server.spent_since(before).await? / BLOCK as f64);
+            if let (Some((i0, o0)), Some((i1, o1)), Some((i2, o2))) =
+                (bytes_before, server.bytes(), server.bytes())
+            {
+                // Less one `INFO` each way (the last two asks' difference).
+                let (i, o) = (i1 - i0 - (i2 - i1), o1 - o0 - (o2 - o1));
+                bytes.push((i / BLOCK as f64, o / BLOCK as f64));
+            }
         }
     }
-    Ok((median(unchanged), median(full)))
+    let median_of = |pairs: &[(f64, f64)]| {
+        (
+            median(pairs.iter().map(|p| p.0).collect()),
+            median(pairs.iter().map(|p| p.1).collect()),
+        )
+    };
+    Ok(Cost {
+        unchanged: median(unchanged),
+        full: median(full),
+        bytes: (!unchanged_bytes.is_empty()).then(|| Traffic {
+            unchanged: median_of(&unchanged_bytes),
+            full: median_of(&full_bytes),
+        }),
+    })
 }
 
 /// The median of the blocks' µs per fetch: a block the machine's other
@@ -241,8 +370,30 @@ impl Server<'_> {
                 };
                 cpu_of(pid).ok_or_else(|| format!("no process {pid}").into())
             }
+            Server::RedisAllIn(redis) => {
+                let pid = redis.pid().to_string();
+                cpu_of(&pid).ok_or_else(|| format!("no process {pid}").into())
+            }
             Server::InProcess => cpu_of("self").ok_or_else(|| "no /proc/self".into()),
         }
+    }
+
+    /// Bytes the server has read and written so far (`INFO stats`), for
+    /// "Redis, all in"; `None` for the others.
+    fn bytes(&self) -> Option<(f64, f64)> {
+        let Server::RedisAllIn(redis) = self else {
+            return None;
+        };
+        let info: String = redis.cmd(&["INFO", "stats"]);
+        let count = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some((
+            count("total_net_input_bytes")?,
+            count("total_net_output_bytes")?,
+        ))
     }
 }
 
