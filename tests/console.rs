@@ -81,10 +81,25 @@ async fn wait_text(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Str
     }
 }
 
-/// The store clock the page's live part was drawn at (`data-now`).
+/// The store clock the page's live part was drawn at (`data-now`). The
+/// page replaces its live part as it refreshes itself, so an element found
+/// may be gone by the time it is asked: it is found again.
 async fn drawn(client: &Client) -> String {
-    let live = client.find(Locator::Css("#live-body")).await.unwrap();
-    live.attr("data-now").await.unwrap().unwrap()
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = match client.find(Locator::Css("#live-body")).await {
+            Ok(live) => live.attr("data-now").await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(Some(now)) => return now,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no `#live-body` with a `data-now` for 30 s: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
