@@ -307,3 +307,62 @@ async fn lockstep_set_warns_naming_the_replica_that_lags_and_the_write_stands() 
     assert!(revision(&set.replicas[1]) < revision(&set.primary));
     drop(probe);
 }
+
+/// The client connections `server` holds, besides the one that asks and
+/// its replicas' links.
+fn clients(server: &lockstep_suite::RedisServer) -> usize {
+    let list: String = server.cmd(&["CLIENT", "LIST", "TYPE", "normal"]);
+    list.lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_reading_a_replica_lets_go_of_the_primary_when_it_has_nothing_to_send() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let store = RedisStore::open(&set.url()).unwrap();
+    let fields = ["generation"];
+    let baseline = clients(&set.primary);
+    schedule(&store, 1).await;
+    assert!(
+        clients(&set.primary) > baseline,
+        "a commit connects to the primary"
+    );
+    // The first fetch a replica serves sees the commit's use; the next,
+    // with nothing sent to the primary in between, lets go.
+    store.fetch("fleet", &fields).await.unwrap();
+    store.fetch("fleet", &fields).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients(&set.primary) > baseline {
+        assert!(
+            Instant::now() < deadline,
+            "the primary still holds {} connections of a process that only fetches",
+            clients(&set.primary) - baseline
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.replica_fallbacks(), 0);
+    // A write connects again, and stands.
+    let committed = schedule(&store, 2).await;
+    assert_eq!(committed.lagging, Vec::<String>::new());
+    assert_eq!(store.fetch("fleet", &fields).await.unwrap().revision, 2);
+    // A process that reports sends its record to the primary every fetch,
+    // and keeps its connection.
+    let reporting = RedisStore::open(&set.url()).unwrap();
+    let report = lockstep_suite::sample_report();
+    for _ in 0..5 {
+        reporting
+            .fetch_reporting("fleet", &fields, Some(&report))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let records: std::collections::HashMap<String, String> =
+        set.primary.cmd(&["HGETALL", "lockstep:{fleet}:fleet"]);
+    assert_eq!(records.len(), 1, "the record reached the primary");
+    assert!(
+        clients(&set.primary) > baseline,
+        "a reporting process keeps its connection to the primary"
+    );
+}

@@ -3,6 +3,7 @@
 //! replaced.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
@@ -26,6 +27,12 @@ pub(super) struct SingleConnector {
     client: Client,
     config: ConnectionManagerConfig,
     manager: Mutex<ConnectionManager>,
+    /// Whether a call took the manager since [`Connector::let_go_if_idle`]
+    /// last looked.
+    used: AtomicBool,
+    /// Whether the manager may hold a connection (it took a call since it
+    /// was made).
+    holding: AtomicBool,
 }
 
 impl SingleConnector {
@@ -39,10 +46,14 @@ impl SingleConnector {
             client,
             config,
             manager: Mutex::new(manager),
+            used: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
         })
     }
 
     fn manager(&self) -> ConnectionManager {
+        self.used.store(true, Ordering::Relaxed);
+        self.holding.store(true, Ordering::Relaxed);
         self.manager
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -80,6 +91,32 @@ impl Connector {
                 .get_or_try_init(|| cluster.client.get_async_connection())
                 .await
                 .map(|c| Connection::Cluster(c.clone())),
+        }
+    }
+
+    /// Closes the connection if no call took it since the last time this
+    /// was asked: the next call connects anew. A process reading replicas
+    /// asks at each fetch a replica served, so that it holds no connection
+    /// to the primary it has had nothing to send for a tick or more (the
+    /// primary would otherwise hold one for every process of the fleet).
+    /// A call under way keeps its connection until it ends.
+    pub(super) fn let_go_if_idle(&self) {
+        match self {
+            Connector::Single(single) => {
+                if single.used.swap(false, Ordering::Relaxed)
+                    || !single.holding.swap(false, Ordering::Relaxed)
+                {
+                    return;
+                }
+                let config = single.config.clone();
+                if let Ok(fresh) =
+                    ConnectionManager::new_lazy_with_config(single.client.clone(), config)
+                {
+                    *single.manager.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+                }
+            }
+            #[cfg(feature = "cluster")]
+            Connector::Cluster(_) => {}
         }
     }
 

@@ -180,7 +180,13 @@ impl RedisStore {
             .fetch(namespace, script, &redis_keys, &args, keys)
             .await
         {
-            Some(fetched) => fetched,
+            Some(fetched) => {
+                // Served by a replica: the primary's connections are let go
+                // when nothing took them since the last such fetch.
+                self.connector.let_go_if_idle();
+                self.writes.let_go_if_idle();
+                fetched
+            }
             None => {
                 let reply = self.run(script, &redis_keys, &args, true, |_| None).await?;
                 let (fetched, _) =
