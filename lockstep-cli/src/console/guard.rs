@@ -14,7 +14,9 @@ use crate::failure::Failure;
 /// The session cookie's name.
 const COOKIE: &str = "lockstep_console";
 
-/// How many sessions the console keeps; the oldest goes first.
+/// How many sessions the console keeps; the oldest that has not given the
+/// token goes first, so that a flood of new sessions (anyone who can reach
+/// the page can make them) does not log the operator out.
 const MAX_SESSIONS: usize = 256;
 
 /// The token writes need: from `--token-file`, else
@@ -168,10 +170,13 @@ impl Guard {
         .map_err(|e| Failure::refused(format!("cannot make the session cookie: {e}")))?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *sessions;
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = order.pop_front()
-        {
-            map.remove(&oldest);
+        if map.len() >= MAX_SESSIONS {
+            let locked = order
+                .iter()
+                .position(|id| map.get(id).is_some_and(|s| !s.unlocked));
+            if let Some(oldest) = order.remove(locked.unwrap_or(0)) {
+                map.remove(&oldest);
+            }
         }
         map.insert(session.id.clone(), session.clone());
         order.push_back(session.id.clone());
@@ -322,6 +327,45 @@ mod tests {
         assert!(guard.check_form(&with, Some(&session.csrf), true).is_err());
         guard.unlock(&session, &"t".repeat(16)).unwrap();
         assert!(guard.check_form(&with, Some(&session.csrf), true).is_ok());
+    }
+
+    /// Request headers carrying the cookie `set_cookie` set.
+    fn with_cookie(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap();
+        let mut map = HeaderMap::new();
+        map.insert(header::COOKIE, pair.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn a_flood_of_new_sessions_does_not_evict_an_unlocked_one() {
+        let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), &[], Some("t".repeat(16)));
+        let (first, first_cookie) = guard.session(&HeaderMap::new()).unwrap();
+        let (operator, cookie) = guard.session(&HeaderMap::new()).unwrap();
+        guard.unlock(&operator, &"t".repeat(16)).unwrap();
+        let operator_headers = with_cookie(&cookie.unwrap());
+        for _ in 0..MAX_SESSIONS * 2 {
+            guard.session(&HeaderMap::new()).unwrap();
+        }
+        assert!(
+            guard
+                .check_form(&operator_headers, Some(&operator.csrf), true)
+                .is_ok(),
+            "the operator's unlocked session survives"
+        );
+        assert!(
+            guard
+                .check_form(
+                    &with_cookie(&first_cookie.unwrap()),
+                    Some(&first.csrf),
+                    false
+                )
+                .is_err(),
+            "the oldest locked session went"
+        );
+        let sessions = guard.sessions.lock().unwrap();
+        assert_eq!(sessions.0.len(), MAX_SESSIONS);
+        assert_eq!(sessions.1.len(), MAX_SESSIONS);
     }
 
     #[test]
