@@ -543,6 +543,38 @@ fn read_commands_print_text_and_json_that_parses() {
 }
 
 #[test]
+fn watch_reads_a_registry_once_and_its_records_once_a_frame() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    ok(&url, &["set", "shop.share", "12.5", "--at", "+30s"]);
+    // The scripts a tool runs, loaded (a first call is refused NOSCRIPT and
+    // sent again, which would count twice).
+    ok(&url, &["fleet", "shop"]);
+    server.reset_stats();
+    let watch = ok(&url, &["watch", "shop", "--json", "--count", "2"]);
+    let frames: Vec<Value> = watch
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
+        .collect();
+    assert_eq!(frames.len(), 2);
+    let next = &frames[1]["next"];
+    assert_eq!(next["field"], "shop.share");
+    assert_eq!(next["of"], 1, "the fleet view beside it: {next}");
+    assert!(next["held_by"].is_u64(), "{next}");
+    // A tool's reads are `EVALSHA_RO`s (the shop process fetches with
+    // `EVALSHA`): per frame the records, and the registry once a tick (the
+    // tick is a second: once or twice in two frames), not once more for
+    // the fleet view.
+    let reads = server.calls("evalsha_ro");
+    assert!(
+        (3..=4).contains(&reads),
+        "{reads} reads for 2 frames: the registry is fetched again for its fleet view"
+    );
+}
+
+#[test]
 fn passwords_are_never_printed() {
     let server = RedisServer::start();
     let _shop = Shop::start(&server.url());

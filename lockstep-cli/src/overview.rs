@@ -45,12 +45,13 @@ impl Overview {
     }
 
     /// Reads who holds each pending change, when there is one to show:
-    /// the text and JSON then say "N/M hold it" beside each countdown.
+    /// the text and JSON then say "N/M hold it" beside each countdown. The
+    /// processes' records, with the fetch already made (no second fetch).
     pub async fn read_fleet(&mut self, ctx: &Ctx, now: i64) -> Result<(), Failure> {
-        self.fleet = match &self.schema {
-            Some(schema) if self.next_change(now).is_some() => {
-                let keys: Vec<&str> = schema.fields.iter().map(|f| f.key.as_str()).collect();
-                Some(lockstep::store::fleet(&*ctx.store, &self.namespace, &keys).await?)
+        self.fleet = match &self.fetched {
+            Some(fetched) if self.next_change(now).is_some() => {
+                let reports = ctx.store.reports(&self.namespace).await?;
+                Some(Fleet::of(&self.namespace, fetched, reports))
             }
             _ => None,
         };

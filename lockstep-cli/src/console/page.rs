@@ -67,7 +67,8 @@ impl Snapshot {
             let (fetched, fleet) = if schema.is_some() {
                 let fetched = ctx.store.fetch(&namespace, &keys).await?;
                 now = now.or(Some(store_now(&fetched)));
-                let fleet = lockstep::store::fleet(&*ctx.store, &namespace, &keys).await?;
+                let reports = ctx.store.reports(&namespace).await?;
+                let fleet = Fleet::of(&namespace, &fetched, reports);
                 (Some(fetched), Some(fleet))
             } else {
                 (None, None)

@@ -18,7 +18,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Reported, Store, StoredEntry};
+use super::{Fetched, Reported, Reports, Store, StoredEntry};
 use crate::error::Error;
 use crate::tick::{Millis, to_datetime};
 
@@ -135,6 +135,38 @@ impl PendingChange {
 }
 
 impl Fleet {
+    /// The fleet of `namespace` from a fetch of the registry and the
+    /// processes' records read after it ([`Store::reports`]): what
+    /// [`fleet()`] returns, for a tool that already fetched the registry
+    /// for its own use, without fetching it again.
+    pub fn of(namespace: &str, fetched: &Fetched, reports: Reports) -> Fleet {
+        let now = fetched
+            .store_micros
+            .map_or(reports.store_now, |us| us.div_euclid(1000));
+        let mut processes: Vec<Process> = reports.records.into_iter().map(process).collect();
+        processes.sort_by(|a, b| {
+            (&a.host, &a.program, a.pid, &a.id).cmp(&(&b.host, &b.program, b.pid, &b.id))
+        });
+        let mut pending: Vec<PendingChange> = fetched
+            .fields
+            .iter()
+            .flat_map(|(field, entries)| {
+                entries
+                    .iter()
+                    .filter(|e| e.at > now)
+                    .map(|e| pending_change(field, e, &processes))
+            })
+            .collect();
+        pending.sort_by(|a, b| (a.at, &a.field).cmp(&(b.at, &b.field)));
+        Fleet {
+            namespace: namespace.to_owned(),
+            store_time: to_datetime(now),
+            revision: fetched.revision,
+            processes,
+            pending,
+        }
+    }
+
     /// The process with id `id`.
     pub fn process(&self, id: &str) -> Option<&Process> {
         self.processes.iter().find(|p| p.id == id)
@@ -183,31 +215,7 @@ fn as_json<S: serde::Serializer>(
 pub async fn fleet(store: &dyn Store, namespace: &str, keys: &[&str]) -> Result<Fleet, Error> {
     let fetched = store.fetch(namespace, keys).await?;
     let reports = store.reports(namespace).await?;
-    let now = fetched
-        .store_micros
-        .map_or(reports.store_now, |us| us.div_euclid(1000));
-    let mut processes: Vec<Process> = reports.records.into_iter().map(process).collect();
-    processes.sort_by(|a, b| {
-        (&a.host, &a.program, a.pid, &a.id).cmp(&(&b.host, &b.program, b.pid, &b.id))
-    });
-    let mut pending: Vec<PendingChange> = fetched
-        .fields
-        .iter()
-        .flat_map(|(field, entries)| {
-            entries
-                .iter()
-                .filter(|e| e.at > now)
-                .map(|e| pending_change(field, e, &processes))
-        })
-        .collect();
-    pending.sort_by(|a, b| (a.at, &a.field).cmp(&(b.at, &b.field)));
-    Ok(Fleet {
-        namespace: namespace.to_owned(),
-        store_time: to_datetime(now),
-        revision: fetched.revision,
-        processes,
-        pending,
-    })
+    Ok(Fleet::of(namespace, &fetched, reports))
 }
 
 /// A stored record as a process; one whose body cannot be read still
