@@ -660,3 +660,31 @@ async fn a_ramp_and_a_cancel_through_the_forms_write_what_the_preview_showed() {
     assert!(r.body.contains("its pending entries are at"), "{}", r.body);
     assert!(r.body.contains("nothing was removed"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_cannot_be_read_spoils_only_its_own_part_of_the_page() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut registry = probe(&url, &["--serve"]);
+    assert_eq!(registry.line(), "ready");
+    // Another registry's schema, garbled in the store.
+    let _: () = server.cmd(&["HSET", "lockstep:{broken}:meta", "schema", "{not json"]);
+    let console = Console::start(&url, &["--read-only"]);
+    for path in ["/", "/live"] {
+        let page = http(console.addr, "GET", path, &[], "");
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(
+            page.body.contains(r#"data-field="fleet.generation""#),
+            "{path}: the readable registry is shown: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains(r#"data-namespace="broken""#)
+                && page.body.contains("Cannot read this registry: ")
+                && page.body.contains("schema"),
+            "{path}: the unreadable one says why: {}",
+            page.body
+        );
+    }
+}

@@ -22,9 +22,37 @@ pub struct Registry {
     pub fetched: Option<Fetched>,
     /// Its live processes and who holds each pending change.
     pub fleet: Option<Fleet>,
+    /// Why it could not be read (an undecodable schema, say): the page
+    /// says so in its place and shows the other registries.
+    pub error: Option<String>,
 }
 
 impl Registry {
+    /// Reads `namespace`: its schema and, when it has one, its entries and
+    /// fleet (the records beside the fetch, not a second fetch).
+    async fn read(ctx: &Ctx, namespace: &str) -> Result<Registry, lockstep::Error> {
+        let schema = ctx.store.schema(namespace).await?;
+        let keys: Vec<&str> = schema
+            .iter()
+            .flat_map(|s| s.fields.iter().map(|f| f.key.as_str()))
+            .collect();
+        let (fetched, fleet) = if schema.is_some() {
+            let fetched = ctx.store.fetch(namespace, &keys).await?;
+            let reports = ctx.store.reports(namespace).await?;
+            let fleet = Fleet::of(namespace, &fetched, reports);
+            (Some(fetched), Some(fleet))
+        } else {
+            (None, None)
+        };
+        Ok(Registry {
+            namespace: namespace.to_owned(),
+            schema,
+            fetched,
+            fleet,
+            error: None,
+        })
+    }
+
     fn tick_ms(&self) -> i64 {
         self.schema
             .as_ref()
@@ -54,32 +82,27 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads every registry of the store: schema, entries and fleet.
+    /// Reads every registry of the store: schema, entries and fleet. A
+    /// registry that cannot be read spoils only its own part of the page;
+    /// a store that cannot list its registries fails the page.
     pub async fn read(ctx: &Ctx) -> Result<Snapshot, Failure> {
         let mut registries = Vec::new();
-        let mut now = None;
         for namespace in ctx.store.namespaces().await? {
-            let schema = ctx.store.schema(&namespace).await?;
-            let keys: Vec<&str> = schema
-                .iter()
-                .flat_map(|s| s.fields.iter().map(|f| f.key.as_str()))
-                .collect();
-            let (fetched, fleet) = if schema.is_some() {
-                let fetched = ctx.store.fetch(&namespace, &keys).await?;
-                now = now.or(Some(store_now(&fetched)));
-                let reports = ctx.store.reports(&namespace).await?;
-                let fleet = Fleet::of(&namespace, &fetched, reports);
-                (Some(fetched), Some(fleet))
-            } else {
-                (None, None)
+            let registry = match Registry::read(ctx, &namespace).await {
+                Ok(registry) => registry,
+                Err(e) => Registry {
+                    namespace,
+                    schema: None,
+                    fetched: None,
+                    fleet: None,
+                    error: Some(e.to_string()),
+                },
             };
-            registries.push(Registry {
-                namespace,
-                schema,
-                fetched,
-                fleet,
-            });
+            registries.push(registry);
         }
+        let now = registries
+            .iter()
+            .find_map(|r| r.fetched.as_ref().map(store_now));
         Ok(Snapshot {
             store: ctx.store.describe(),
             now: now.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
@@ -224,6 +247,14 @@ pub fn live(snapshot: &Snapshot) -> Markup {
 }
 
 fn registry_section(r: &Registry, now: i64) -> Markup {
+    if let Some(error) = &r.error {
+        return html! {
+            section class="registry" data-namespace=(r.namespace) {
+                h2 { (r.namespace) }
+                p class="refusal unreadable" { "Cannot read this registry: " (error) }
+            }
+        };
+    }
     let Some(schema) = &r.schema else {
         return html! {
             section class="registry" data-namespace=(r.namespace) {
