@@ -52,7 +52,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::Value;
-use redis::aio::ConnectionLike;
 
 pub use envelope::open_envelope;
 
@@ -103,9 +102,6 @@ pub struct RedisStore {
     /// still under way (there is at most one).
     recording: Arc<AtomicBool>,
 }
-
-/// The longest a commit waits for its replicas.
-const MAX_WAIT_MS: Millis = 2_000;
 
 impl RedisStore {
     /// A store at `url`. Does not connect yet: the first call does.
@@ -167,14 +163,7 @@ impl RedisStore {
         held: Option<&Held>,
     ) -> Result<Fetched, Error> {
         let redis_keys = [meta_key(namespace)];
-        let [epoch, revision] = held_args(held);
-        let args = [
-            MAX_ENVELOPE_BYTES.to_string(),
-            field_names(keys),
-            epoch,
-            revision,
-            field_key(namespace, ""),
-        ];
+        let args = fetch_args(namespace, keys, held, None);
         let script = &self.scripts.fetch;
         let fetched = match replicas
             .fetch(namespace, script, &redis_keys, &args, keys)
@@ -240,49 +229,6 @@ impl RedisStore {
         }
     }
 
-    /// After a commit on `connection` (to the primary): `WAIT` for every
-    /// replica until a tick before `first` (ms), and the replicas that did
-    /// not acknowledge it.
-    async fn wait_for_replicas(
-        &self,
-        replicas: &Replicas,
-        connection: &mut Connection,
-        tick: Tick,
-        first: Millis,
-    ) -> Vec<String> {
-        let names: Vec<String> = replicas.names().map(str::to_owned).collect();
-        let now = crate::tick::now_millis();
-        let timeout = replicas::wait_timeout(first, tick.as_millis(), now, MAX_WAIT_MS);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .cmd("ROLE")
-            .cmd("WAIT")
-            .arg(names.len())
-            .arg(timeout);
-        let replies = connection.req_packed_commands(&pipe, 0, 2).await;
-        let (offset, acknowledged) = match replies.as_deref() {
-            Ok([role, Value::Int(n)]) => (replicas::primary_offset(role), *n as usize),
-            _ => (None, 0),
-        };
-        let lagging = match offset {
-            _ if acknowledged >= names.len() => Vec::new(),
-            Some(offset) => replicas.lagging(offset).await,
-            // The primary did not say where it is: none is known to hold it.
-            None => names,
-        };
-        if !lagging.is_empty() {
-            tracing::warn!(
-                store = %self.shown,
-                lagging = lagging.join(", "),
-                timeout_ms = timeout,
-                "lockstep: the write stands on the primary, but these replicas did not \
-                 acknowledge it a tick before its first instant; a process reading one of them \
-                 may serve the old value after the instant unless the replica catches up"
-            );
-        }
-        lagging
-    }
-
     async fn connection(&self) -> Result<Connection, Error> {
         self.connector
             .connection()
@@ -337,10 +283,7 @@ impl RedisStore {
             fleet_key(namespace),
             fleet_expiry_key(namespace),
         ];
-        let mut args = vec![MAX_ENVELOPE_BYTES.to_string(), field_names(keys)];
-        args.extend(held_args(held));
-        args.extend(fleet::args(report));
-        args.push(field_key(namespace, ""));
+        let args = fetch_args(namespace, keys, held, Some(report));
         // Recording again is harmless: sent again as a fetch is.
         let script = &self.scripts.fetch_reporting;
         match self.send(script, &redis_keys, &args, true).await? {
@@ -373,20 +316,29 @@ impl RedisStore {
     }
 }
 
-/// The names of the fields `keys`, as the JSON array `fetch.lua` reads
-/// (`ARGV[2]`; their hash keys are the last argument, the prefix, and the
-/// name).
-fn field_names(keys: &[&str]) -> String {
-    serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// What `fetch.lua` reads as what the caller holds (`ARGV[3]`, `ARGV[4]`):
-/// the epoch and revision, or empty texts for nothing held.
-fn held_args(held: Option<&Held>) -> [String; 2] {
+/// The arguments of `fetch.lua` (and, with a report, of `report.lua`
+/// after it): the largest envelope shipped; the fields' names as one JSON
+/// array; the epoch and revision held, or empty texts; the report's
+/// arguments; last, the prefix of the fields' hash keys.
+fn fetch_args(
+    namespace: &str,
+    keys: &[&str],
+    held: Option<&Held>,
+    report: Option<&Report>,
+) -> Vec<String> {
+    let mut args = vec![
+        MAX_ENVELOPE_BYTES.to_string(),
+        serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned()),
+    ];
     match held {
-        Some(held) => [held.epoch.clone(), held.revision.to_string()],
-        None => [String::new(), String::new()],
+        Some(held) => args.extend([held.epoch.clone(), held.revision.to_string()]),
+        None => args.extend([String::new(), String::new()]),
     }
+    if let Some(report) = report {
+        args.extend(fleet::args(report));
+    }
+    args.push(field_key(namespace, ""));
+    args
 }
 
 fn margin(tick: Tick) -> Millis {
@@ -452,14 +404,7 @@ impl super::Store for RedisStore {
                 Some(reply) => reply,
                 None => {
                     let redis_keys = [meta_key(namespace)];
-                    let [epoch, revision] = held_args(held);
-                    let args = [
-                        MAX_ENVELOPE_BYTES.to_string(),
-                        field_names(keys),
-                        epoch,
-                        revision,
-                        field_key(namespace, ""),
-                    ];
+                    let args = fetch_args(namespace, keys, held, None);
                     // A fetch only reads: sent again on a new connection if
                     // need be.
                     self.run(&self.scripts.fetch, &redis_keys, &args, true, |_| None)
@@ -556,8 +501,8 @@ impl super::Store for RedisStore {
             let mut committed = Committed::at(instants);
             if let (Some(replicas), Some(mut connection)) = (&self.replicas, connection) {
                 let first = committed.instants.iter().copied().min().unwrap_or(0);
-                committed.lagging = self
-                    .wait_for_replicas(replicas, &mut connection, write.tick, first)
+                committed.lagging = replicas
+                    .wait(&mut connection, &self.shown, write.tick, first)
                     .await;
             }
             Ok(committed)

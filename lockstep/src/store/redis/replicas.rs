@@ -29,11 +29,15 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionLike;
 use redis::{RedisError, ServerErrorKind, Value};
 
-use super::connection::Connector;
+use super::connection::{Connection, Connector};
 use super::errors::message;
 use super::reply::{self, Recorded, text};
 use super::scripts::Lua;
 use crate::store::Fetched;
+use crate::tick::{Millis, Tick};
+
+/// The longest a commit waits for its replicas.
+const MAX_WAIT_MS: Millis = 2_000;
 
 /// How often a fallback is logged at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -160,11 +164,54 @@ impl Replicas {
         }
     }
 
+    /// After a commit on `connection` (to the primary of `store`): `WAIT`
+    /// for every replica until a tick before `first` (ms), and the replicas
+    /// that did not acknowledge it.
+    pub(super) async fn wait(
+        &self,
+        connection: &mut Connection,
+        store: &str,
+        tick: Tick,
+        first: Millis,
+    ) -> Vec<String> {
+        let names: Vec<String> = self.names().map(str::to_owned).collect();
+        let now = crate::tick::now_millis();
+        let timeout = wait_timeout(first, tick.as_millis(), now, MAX_WAIT_MS);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .cmd("ROLE")
+            .cmd("WAIT")
+            .arg(names.len())
+            .arg(timeout);
+        let replies = connection.req_packed_commands(&pipe, 0, 2).await;
+        let (offset, acknowledged) = match replies.as_deref() {
+            Ok([role, Value::Int(n)]) => (primary_offset(role), *n as usize),
+            _ => (None, 0),
+        };
+        let lagging = match offset {
+            _ if acknowledged >= names.len() => Vec::new(),
+            Some(offset) => self.lagging(offset).await,
+            // The primary did not say where it is: none is known to hold it.
+            None => names,
+        };
+        if !lagging.is_empty() {
+            tracing::warn!(
+                store,
+                lagging = lagging.join(", "),
+                timeout_ms = timeout,
+                "lockstep: the write stands on the primary, but these replicas did not \
+                 acknowledge it a tick before its first instant; a process reading one of them \
+                 may serve the old value after the instant unless the replica catches up"
+            );
+        }
+        lagging
+    }
+
     /// The replicas that do not hold what the primary held at
     /// `primary_offset` (its replication offset right after a write): those
     /// whose link is not `connected`, whose offset is lower, or that do not
     /// answer.
-    pub(super) async fn lagging(&self, primary_offset: i64) -> Vec<String> {
+    async fn lagging(&self, primary_offset: i64) -> Vec<String> {
         let mut lagging = Vec::new();
         for node in &self.nodes {
             let offset = async {
@@ -275,7 +322,7 @@ fn replica_state(role: &Value) -> Option<(bool, i64)> {
 }
 
 /// The primary's replication offset from its `ROLE`.
-pub(super) fn primary_offset(role: &Value) -> Option<i64> {
+fn primary_offset(role: &Value) -> Option<i64> {
     let Value::Array(items) = role else {
         return None;
     };
@@ -292,7 +339,7 @@ pub(super) fn primary_offset(role: &Value) -> Option<i64> {
 /// first instant, the earliest a process's last fetch before the instant
 /// may be sent, at most `cap`, at least 1 ms (`WAIT 0` would wait for
 /// ever). A write at the horizon leaves at least the fetch timeout.
-pub(super) fn wait_timeout(first_instant: i64, tick: i64, now: i64, cap: i64) -> i64 {
+fn wait_timeout(first_instant: i64, tick: i64, now: i64, cap: i64) -> i64 {
     (first_instant - tick - now).clamp(1, cap.max(1))
 }
 
