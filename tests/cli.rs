@@ -33,6 +33,15 @@ fn ok(url: &str, args: &[&str]) -> CliRun {
     run
 }
 
+/// The frames `lockstep watch --json` printed, one JSON object a line.
+fn frames(watch: &CliRun) -> Vec<Value> {
+    watch
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
+        .collect()
+}
+
 /// The `shop` registry in a process of its own.
 struct Shop {
     child: Child,
@@ -526,11 +535,7 @@ fn read_commands_print_text_and_json_that_parses() {
 
     let started = Instant::now();
     let watch = ok(&url, &["watch", "shop", "--json", "--count", "2"]);
-    let frames: Vec<Value> = watch
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
-        .collect();
+    let frames = frames(&watch);
     assert_eq!(frames.len(), 2);
     assert_eq!(frames[1]["next"]["field"], "shop.share");
     assert!(frames[1]["next"]["in_ms"].as_i64().unwrap() > 0);
@@ -553,11 +558,7 @@ fn watch_reads_a_registry_once_and_its_records_once_a_frame() {
     ok(&url, &["fleet", "shop"]);
     server.reset_stats();
     let watch = ok(&url, &["watch", "shop", "--json", "--count", "2"]);
-    let frames: Vec<Value> = watch
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
-        .collect();
+    let frames = frames(&watch);
     assert_eq!(frames.len(), 2);
     let next = &frames[1]["next"];
     assert_eq!(next["field"], "shop.share");
