@@ -6,6 +6,8 @@
 //! cargo bench -p lockstep-bench --bench coordination -- flips --plot docs/coordination.svg
 //! cargo bench -p lockstep-bench --bench coordination -- load
 //! cargo bench -p lockstep-bench --bench coordination -- cost          # and the scale on paper
+//! cargo bench -p lockstep-bench --bench coordination -- flips --processes 8,16 --hogs 2 \
+//!     --modes lockstep,lockstep-normal                                  # a busy machine
 //! ```
 //!
 //! A relative `--plot` path is from the workspace root (cargo runs a
@@ -22,7 +24,14 @@
 //!   value lives in a plain key that the coordinator sets at each instant,
 //!   and each process GETs it once a tick at its own random phase and
 //!   applies what it got on arrival. Prints lateness (min / median / p99 /
-//!   max), the spread across processes of each change, early and late flips.
+//!   max), the spread across processes of each change, early and late flips,
+//!   and the lateness a request sees: how long after the instant the last
+//!   read that still returned the old value started (0 when none did; a
+//!   process that is not running serves no request). `--hogs N` runs N
+//!   processes that spin on a core each throughout, as a busy machine has;
+//!   `--modes` picks what to compare: `lockstep` (the flipper at a
+//!   real-time priority where the process may have one), `lockstep-normal`
+//!   (at the ordinary priority, as without the permission), `polling`.
 //! - `load`: server commands counted by `INFO commandstats` for P processes
 //!   living T seconds each, against P × T/tick + P; the polling baseline; and
 //!   a read-per-request baseline (a GET per simulated request at a stated
@@ -91,6 +100,9 @@ fn sleep_until(ns: i64) {
 enum Mode {
     /// Holds the registry; its reader watches the accessor.
     Lockstep,
+    /// The same, with the flipper at the ordinary priority
+    /// (`realtime_flips(false)`), as in a process that may not raise it.
+    LockstepNormal,
     /// GETs the baseline key once a tick at a random phase, applies it on
     /// arrival; its reader watches the applied value.
     Polling,
@@ -102,10 +114,11 @@ impl Mode {
     fn parse(s: &str) -> Result<Mode> {
         Ok(match s {
             "lockstep" => Mode::Lockstep,
+            "lockstep-normal" => Mode::LockstepNormal,
             "polling" => Mode::Polling,
             _ => Mode::PerRequest(
                 s.strip_prefix("per-request=")
-                    .ok_or("mode: lockstep, polling or per-request=<rate>")?
+                    .ok_or("mode: lockstep, lockstep-normal, polling or per-request=<rate>")?
                     .parse()?,
             ),
         })
@@ -114,6 +127,7 @@ impl Mode {
     fn arg(self) -> String {
         match self {
             Mode::Lockstep => "lockstep".into(),
+            Mode::LockstepNormal => "lockstep-normal".into(),
             Mode::Polling => "polling".into(),
             Mode::PerRequest(rate) => format!("per-request={rate}"),
         }
@@ -128,6 +142,8 @@ struct Seen {
     seen_ns: i64,
     /// Since the read before it: this sample's resolution.
     gap_ns: i64,
+    /// When the last read that still returned the value before started.
+    last_old_ns: i64,
 }
 
 /// What a worker reports when it ends.
@@ -189,15 +205,20 @@ fn watch(source: &dyn Source, until: i64) -> Vec<Seen> {
     let mut seen = Vec::new();
     let mut last = source.read();
     let mut previous = now_ns();
+    let mut last_old = previous;
     let mut target: Option<i64> = None;
     loop {
+        let started = now_ns();
         let value = source.read();
         let at = now_ns();
-        if value != last {
+        if value == last {
+            last_old = started;
+        } else {
             seen.push(Seen {
                 value,
                 seen_ns: at,
                 gap_ns: at - previous,
+                last_old_ns: last_old,
             });
             last = value;
             if target.is_some_and(|t| at >= t) {
@@ -286,7 +307,14 @@ fn worker(args: &[String]) -> Result<()> {
     runtime.block_on(async move {
         let mut connection = None;
         match mode {
-            Mode::Lockstep => COORDINATION.builder().url(url.as_str()).start().await?,
+            Mode::Lockstep | Mode::LockstepNormal => {
+                COORDINATION
+                    .builder()
+                    .url(url.as_str())
+                    .realtime_flips(mode == Mode::Lockstep)
+                    .start()
+                    .await?
+            }
             Mode::Polling => {
                 let mut c = redis::Client::open(url.as_str())?.get_connection()?;
                 BASELINE.store(get_value(&mut c)?, Ordering::Relaxed);
@@ -310,7 +338,7 @@ fn worker(args: &[String]) -> Result<()> {
             ..Report::default()
         };
         match mode {
-            Mode::Lockstep => {
+            Mode::Lockstep | Mode::LockstepNormal => {
                 report.seen =
                     tokio::task::spawn_blocking(move || watch(&LockstepSource, until)).await?;
                 let status = COORDINATION.status();
@@ -617,6 +645,24 @@ struct FlipRun {
 impl FlipRun {
     /// (process, value index, lateness in ms) of every first sighting of a
     /// scheduled value.
+    /// How long after its instant each scheduled value was still read as
+    /// the value before, in ms, by when that last read started (0 when it
+    /// started before the instant).
+    fn request_lateness(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for report in &self.reports {
+            for seen in &report.seen {
+                let Some(k) = (seen.value as usize).checked_sub(1) else {
+                    continue;
+                };
+                if let Some(at) = self.instants.get(k) {
+                    out.push((seen.last_old_ns - at).max(0) as f64 / 1e6);
+                }
+            }
+        }
+        out
+    }
+
     fn samples(&self) -> Vec<(usize, usize, f64)> {
         let mut out = Vec::new();
         for report in &self.reports {
@@ -668,7 +714,9 @@ fn flip_run(
     let quiet = Quiet::start(server);
     let mut workers = spawn_all(mode, &url, processes, None)?;
     let (instants, setter) = match mode {
-        Mode::Lockstep => (schedule_lockstep(runtime, &url, changes, every)?, None),
+        Mode::Lockstep | Mode::LockstepNormal => {
+            (schedule_lockstep(runtime, &url, changes, every)?, None)
+        }
         _ => {
             // The same grid a lockstep write would get: the first boundary
             // at least a tick and a quarter ahead, then `every` ticks apart.
@@ -724,9 +772,10 @@ fn print_flips(runs: &[FlipRun], per_process: bool) {
     println!(
         "| N | mode | samples | lateness min | median | p99 | max (ms) | spread per change: \
          median / max (ms) | early | > 1 ms late | late flips (status) | missed | read \
-         resolution (median gap, ms) | CPU during the run: this benchmark / others |"
+         resolution (median gap, ms) | old value read after the instant: p99 / max (ms) | \
+         CPU during the run: this benchmark / others |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for run in runs {
         let samples = run.samples();
         let lateness: Vec<f64> = samples.iter().map(|s| s.2).collect();
@@ -747,8 +796,9 @@ fn print_flips(runs: &[FlipRun], per_process: bool) {
             .iter()
             .flat_map(|r| r.seen.iter().map(|s| s.gap_ns as f64 / 1e6))
             .collect();
+        let request = quantiles(run.request_lateness()).unwrap_or([f64::NAN; 4]);
         let status_late = match run.mode {
-            Mode::Lockstep => run
+            Mode::Lockstep | Mode::LockstepNormal => run
                 .reports
                 .iter()
                 .map(|r| r.late_flips)
@@ -758,7 +808,7 @@ fn print_flips(runs: &[FlipRun], per_process: bool) {
         };
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {early} | {late} | {status_late} | \
-             {missed} | {} | {} |",
+             {missed} | {} | {} / {} | {} |",
             run.processes,
             run.mode.arg(),
             samples.len(),
@@ -769,6 +819,8 @@ fn print_flips(runs: &[FlipRun], per_process: bool) {
             ms(median(spreads)),
             ms(spread_max),
             ms(median(gaps)),
+            ms(request[2]),
+            ms(request[3]),
             usage(run.usage),
         );
     }
@@ -996,7 +1048,9 @@ fn load(server: &RedisServer, opts: &Options) -> Result<()> {
             let stats = commandstats(server);
             let (main, expected) = match mode {
                 // Registries fetch with their report: one EVALSHA each.
-                Mode::Lockstep => ("evalsha", format!("{p} × {t} + {p} = {}", p * t + p)),
+                Mode::Lockstep | Mode::LockstepNormal => {
+                    ("evalsha", format!("{p} × {t} + {p} = {}", p * t + p))
+                }
                 Mode::Polling => ("get", format!("{p} × {t} + {p} = {}", p * t + p)),
                 Mode::PerRequest(rate) => (
                     "get",
@@ -1388,6 +1442,8 @@ struct Options {
     rate: u32,
     share: f64,
     per_process: bool,
+    hogs: usize,
+    modes: Vec<Mode>,
 }
 
 impl Options {
@@ -1403,6 +1459,8 @@ impl Options {
             rate: 1000,
             share: 0.5,
             per_process: false,
+            hogs: 0,
+            modes: vec![Mode::Lockstep, Mode::Polling],
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -1425,11 +1483,19 @@ impl Options {
                 "--rate" => o.rate = value()?.parse()?,
                 "--share" => o.share = value()?.parse()?,
                 "--per-process" => o.per_process = true,
+                "--hogs" => o.hogs = value()?.parse()?,
+                "--modes" => {
+                    o.modes = value()?
+                        .split(',')
+                        .map(Mode::parse)
+                        .collect::<Result<_>>()?
+                }
                 other => {
                     return Err(format!(
                         "unknown argument {other:?}; expected flips, load, cost, --processes \
                          8,16,32, --changes N, --every TICKS, --plot FILE.svg, --plot-processes \
-                         N, --seconds S, --rate R, --share F, --per-process"
+                         N, --seconds S, --rate R, --share F, --per-process, --hogs N, --modes \
+                         lockstep,lockstep-normal,polling"
                     )
                     .into());
                 }
@@ -1460,13 +1526,16 @@ fn flips(server: &RedisServer, opts: &Options) -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let _hogs = (0..opts.hogs)
+        .map(|_| Hog::spawn())
+        .collect::<Result<Vec<_>>>()?;
     let mut runs = Vec::new();
     let mut sizes = opts.processes.clone();
     if opts.plot.is_some() && !sizes.contains(&opts.plot_processes) {
         sizes.push(opts.plot_processes);
     }
     for &n in &sizes {
-        for mode in [Mode::Lockstep, Mode::Polling] {
+        for &mode in &opts.modes {
             eprintln!("flips: {n} processes, {}…", mode.arg());
             runs.push(flip_run(
                 &runtime,
@@ -1479,8 +1548,8 @@ fn flips(server: &RedisServer, opts: &Options) -> Result<()> {
         }
     }
     println!(
-        "\n## Flip coordination: {} changes {} tick(s) apart, tick 1 s\n",
-        opts.changes, opts.every
+        "\n## Flip coordination: {} changes {} tick(s) apart, tick 1 s, {} CPU hog(s)\n",
+        opts.changes, opts.every, opts.hogs
     );
     print_flips(&runs, opts.per_process);
     if let Some(path) = &opts.plot {
@@ -1496,10 +1565,49 @@ fn flips(server: &RedisServer, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// A process of this benchmark that keeps one core busy until its standard
+/// input closes (its parent ended it, or died).
+struct Hog(Child);
+
+impl Hog {
+    fn spawn() -> Result<Hog> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("--hog")
+            .stdin(Stdio::piped())
+            .spawn()?;
+        Ok(Hog(child))
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `--hog`: spins until standard input closes.
+fn hog() -> Result<()> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closed = done.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().lines().count();
+        closed.store(true, Ordering::Relaxed);
+    });
+    let mut spins = 0u64;
+    while !done.load(Ordering::Relaxed) {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--worker") {
         return worker(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "--hog") {
+        return hog();
     }
     let opts = Options::parse(&args)?;
     let server = RedisServer::start();

@@ -47,6 +47,8 @@ pub(crate) struct Engine<S: Fields> {
     /// Who this process is in the fleet view; `None` when it does not
     /// report.
     pub(crate) identity: Option<Identity>,
+    /// Whether the flipper asks for a real-time priority.
+    pub(crate) realtime_flips: bool,
     _fields: PhantomData<fn() -> S>,
 }
 
@@ -131,6 +133,7 @@ impl<S: Fields> Engine<S> {
         published: &'static Published<S>,
         host: Host,
         identity: Option<Identity>,
+        realtime_flips: bool,
     ) -> Self {
         let tick = S::DEF.tick.as_millis();
         Engine {
@@ -144,6 +147,7 @@ impl<S: Fields> Engine<S> {
             published,
             host,
             identity,
+            realtime_flips,
             _fields: PhantomData,
         }
     }

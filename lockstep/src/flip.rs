@@ -5,12 +5,24 @@
 //! instant, all fields at once. It wakes a little early and spins the last
 //! few hundred microseconds, so a flip lands within microseconds after its
 //! instant and never before it.
+//!
+//! On a busy machine a thread that wakes waits for a core like any other,
+//! while the threads that serve requests go on reading the old value: the
+//! flipper therefore asks for a real-time priority (`SCHED_FIFO` 1) where
+//! the process may have one, so that it runs the moment it wakes. It sleeps
+//! between instants and works for microseconds at each, so it takes nothing
+//! from the machine. Where the process may not ([`FlipperPriority::Normal`]:
+//! no `CAP_SYS_NICE` and `RLIMIT_RTPRIO` 0, or another system), it runs at
+//! the ordinary priority and says so in [`Status::flipper`].
+//!
+//! [`Status::flipper`]: crate::Status::flipper
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::contract::Fields;
 use crate::engine::{Engine, State};
+use crate::status::FlipperPriority;
 use crate::tick::{Millis, to_datetime};
 
 /// How long before an instant the flipper stops sleeping and starts spinning.
@@ -81,12 +93,29 @@ pub(crate) fn flip_now<S: Fields>(engine: &Engine<S>) {
     flip(engine, &mut engine.lock(), now);
 }
 
-/// Starts the flipper thread of `engine`.
-pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>) {
+/// Starts the flipper thread of `engine`, at a real-time priority if
+/// `realtime` and the process may have one.
+pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
     let namespace = S::DEF.namespace;
     let spawned = std::thread::Builder::new()
         .name(format!("lockstep-flip-{namespace}"))
-        .spawn(move || flipper(&engine));
+        .spawn(move || {
+            let priority = if realtime {
+                raise_priority()
+            } else {
+                FlipperPriority::Normal
+            };
+            if priority == FlipperPriority::Normal && realtime {
+                tracing::info!(
+                    namespace,
+                    "lockstep: the flipper runs at the ordinary priority (this process may not \
+                     have a real-time one: grant CAP_SYS_NICE or an RLIMIT_RTPRIO of 1 or more); \
+                     on a busy machine a flip can wait for a core"
+                );
+            }
+            engine.lock().status.flipper = priority;
+            flipper(&engine)
+        });
     if let Err(e) = spawned {
         tracing::error!(namespace, error = %e, "lockstep: cannot start the flipper thread");
     }
@@ -119,5 +148,117 @@ fn flipper<S: Fields>(engine: &Engine<S>) {
             }
             state = engine.lock();
         }
+    }
+}
+
+/// Asks for `SCHED_FIFO` priority 1 for the calling thread: above every
+/// ordinary thread, below every other real-time one.
+#[cfg(unix)]
+fn raise_priority() -> FlipperPriority {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `pthread_self` is always a valid handle for the calling
+    // thread, and `param` is a valid `sched_param` that outlives the call.
+    let refused =
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if refused == 0 {
+        FlipperPriority::Realtime
+    } else {
+        FlipperPriority::Normal
+    }
+}
+
+/// No real-time priority outside Unix.
+#[cfg(not(unix))]
+fn raise_priority() -> FlipperPriority {
+    FlipperPriority::Normal
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::status::FlipperPriority;
+    use crate::{MemoryStore, lockstep};
+
+    #[lockstep(tick = "1s", backend = "memory", namespace = "zflip_realtime")]
+    struct Realtime {
+        value: u8,
+    }
+
+    #[lockstep(tick = "1s", backend = "memory", namespace = "yflip_normal")]
+    struct Normal {
+        value: u8,
+    }
+
+    /// Whether this process may give a thread a real-time priority: a
+    /// thread of its own asks.
+    #[cfg(unix)]
+    fn may_raise() -> bool {
+        std::thread::spawn(|| super::raise_priority() == FlipperPriority::Realtime)
+            .join()
+            .unwrap()
+    }
+
+    /// The scheduling policy of this process's thread named `name`, from
+    /// `/proc` (field 41 of `stat`: 0 ordinary, 1 `SCHED_FIFO`).
+    #[cfg(target_os = "linux")]
+    fn policy_of_thread(name: &str) -> Option<u32> {
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        tasks.flatten().find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // The fields after the parenthesised name, which may hold spaces.
+            let after = &stat[stat.rfind(')')? + 2..];
+            after.split(' ').nth(38)?.parse().ok()
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_flipper_runs_at_a_real_time_priority_where_the_process_may_have_one() {
+        REALTIME
+            .builder()
+            .store(MemoryStore::new())
+            .start()
+            .await
+            .unwrap();
+        let expected = if may_raise() {
+            FlipperPriority::Realtime
+        } else {
+            FlipperPriority::Normal
+        };
+        // The flipper records its priority as it starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while REALTIME.status().flipper == FlipperPriority::NotStarted {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flipper never said how it is scheduled"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(REALTIME.status().flipper, expected);
+        // `lockstep-flip-` and the namespace, cut to the 15 bytes a
+        // thread's name keeps.
+        let policy = policy_of_thread("lockstep-flip-z").expect("the flipper thread");
+        assert_eq!(policy, u32::from(expected == FlipperPriority::Realtime));
+
+        NORMAL
+            .builder()
+            .store(MemoryStore::new())
+            .realtime_flips(false)
+            .start()
+            .await
+            .unwrap();
+        while NORMAL.status().flipper == FlipperPriority::NotStarted {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(NORMAL.status().flipper, FlipperPriority::Normal);
+        assert!(
+            NORMAL
+                .status()
+                .to_string()
+                .contains("flipper at the ordinary priority")
+        );
     }
 }

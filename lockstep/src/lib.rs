@@ -439,7 +439,7 @@ pub use percent::Percent;
 pub use registry::{Builder, Registry, Snapshot};
 pub use schema::{FieldSchema, NamedType, Schema, ValueType, Variant};
 pub use slot::Ref;
-pub use status::{Pending, Status};
+pub use status::{FlipperPriority, Pending, Status};
 pub use store::{Fleet, MemoryStore};
 pub use tick::{Millis, Tick, TickError};
 pub use timeline::Timeline;

@@ -70,7 +70,7 @@ pub(crate) async fn boot<S: Fields>(
     match engine.clock.clone() {
         ClockSource::Manual(clock) => clock.drive(engine),
         ClockSource::System | ClockSource::Adjusted(_) => {
-            spawn_flipper(engine.clone());
+            spawn_flipper(engine.clone(), engine.realtime_flips);
             let runtime = engine.host.handle().clone();
             runtime.spawn(refresher(engine));
         }

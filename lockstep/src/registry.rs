@@ -144,6 +144,7 @@ impl<S: Fields> Registry<S> {
             follow_store: S::DEF.store_clock,
             skew: chrono::TimeDelta::zero(),
             report: true,
+            realtime_flips: true,
             again: false,
         }
     }
@@ -308,6 +309,7 @@ pub struct Builder<S: Fields> {
     follow_store: bool,
     skew: chrono::TimeDelta,
     report: bool,
+    realtime_flips: bool,
     /// Whether an earlier start from the same URL makes this one `Ok`.
     again: bool,
 }
@@ -359,6 +361,19 @@ impl<S: Fields> Builder<S> {
     /// view does not see it.
     pub fn report(mut self, report: bool) -> Self {
         self.report = report;
+        self
+    }
+
+    /// Whether the flipper thread, which switches the values at their
+    /// instants, asks for a real-time priority (default: it does). It sleeps
+    /// between instants and works for microseconds at each, so it takes
+    /// nothing from the machine; at a real-time priority it runs the moment
+    /// it wakes, where at the ordinary one a busy machine can keep it
+    /// waiting for a core while requests still read the old value. Where the
+    /// process may not have one, it runs at the ordinary priority anyway;
+    /// [`Status::flipper`] says which it got.
+    pub fn realtime_flips(mut self, realtime: bool) -> Self {
+        self.realtime_flips = realtime;
         self
     }
 
@@ -456,6 +471,7 @@ impl<S: Fields> Builder<S> {
             &self.registry.published,
             host,
             identity,
+            self.realtime_flips,
         ));
         let boot = crate::refresh::boot(engine.clone(), self.boot_timeout);
         crate::host::run_on(&runtime, boot).await?;

@@ -108,6 +108,33 @@ pub struct Status {
     /// primary was down, or it was behind what the process held), answered
     /// by another replica or the primary instead; 0 without replicas.
     pub replica_fallbacks: u64,
+    /// How this registry's flipper thread is scheduled.
+    pub flipper: FlipperPriority,
+}
+
+/// How a registry's flipper, the thread that switches its values at their
+/// instants, is scheduled; in [`Status::flipper`].
+///
+/// It serializes as `"realtime"`, `"normal"` or `"not_started"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FlipperPriority {
+    /// No flipper runs: the registry is not started, or it follows a
+    /// [`ManualClock`](crate::ManualClock).
+    #[default]
+    NotStarted,
+    /// Real-time (`SCHED_FIFO`, priority 1): the flipper runs the moment it
+    /// wakes, ahead of every ordinary thread, for the microseconds a flip
+    /// takes.
+    Realtime,
+    /// The ordinary priority: the process may not have a real-time one (it
+    /// needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of 1 or more, e.g.
+    /// `LimitRTPRIO=1` in a systemd unit), it is not a Unix system, or
+    /// [`Builder::realtime_flips`](crate::Builder::realtime_flips) turned it
+    /// off. On a busy machine a flip may then wait for a core while the
+    /// threads that serve requests still read the old value.
+    Normal,
 }
 
 /// A change waiting for its instant.
@@ -152,6 +179,8 @@ pub(crate) struct StatusData {
     /// Clock offset warnings: when the last was logged, and how many were
     /// suppressed since.
     pub(crate) clock_warned: Option<(std::time::Instant, u64)>,
+    /// How the flipper thread is scheduled, once it started.
+    pub(crate) flipper: FlipperPriority,
 }
 
 impl StatusData {
@@ -192,6 +221,7 @@ impl StatusData {
                 .clock_offset
                 .map(|(_, error)| chrono::TimeDelta::nanoseconds(error)),
             replica_fallbacks: 0,
+            flipper: self.flipper,
         }
     }
 }
@@ -320,6 +350,12 @@ impl fmt::Display for Status {
                 f,
                 "\n  {} fetches answered by another server than this process's replica",
                 self.replica_fallbacks
+            )?;
+        }
+        if self.flipper == FlipperPriority::Normal {
+            write!(
+                f,
+                "\n  flipper at the ordinary priority: on a busy machine a flip may wait for a core"
             )?;
         }
         if !self.bad_entries.is_empty() {
