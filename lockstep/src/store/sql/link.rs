@@ -97,19 +97,13 @@ impl<D: Dialect> Link<D> {
                 idle.pop()
             };
             let reused = idle.is_some();
-            let __t0 = std::time::Instant::now();
             let (conn, identity) = match idle {
                 Some((conn, _)) => (conn, identity),
                 // What the file is once this connection opened (it may have
                 // created it).
                 None => (self.connect().await?, self.dialect.identity()),
             };
-            let __t1 = std::time::Instant::now();
-            let __r = tokio::time::timeout(CALL_TIMEOUT, op(conn)).await;
-            if std::env::var_os("LOCKSTEP_SQL_TRACE").is_some() {
-                eprintln!("TRACE pid {} {} reused {reused} connect {:.1} ms op {:.1} ms ok {}", std::process::id(), chrono::Utc::now().format("%H:%M:%S%.3f"), (__t1 - __t0).as_secs_f64() * 1e3, __t1.elapsed().as_secs_f64() * 1e3, matches!(&__r, Ok((_, Ok(_)))));
-            }
-            let Ok((conn, result)) = __r else {
+            let Ok((conn, result)) = tokio::time::timeout(CALL_TIMEOUT, op(conn)).await else {
                 return Err(self.store_error(format!(
                     "no answer within {CALL_TIMEOUT:?}; the connection was closed (a write \
                      may or may not have been committed: sending it again with the same \
