@@ -8,10 +8,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cli::cli_binary;
 use crate::server::free_port;
+use crate::wait::{PATIENCE, wait_for};
 
 /// `lockstep console` in a process of its own, killed on drop.
 pub struct Console {
@@ -91,7 +92,7 @@ impl Chromedriver {
     pub fn start() -> Chromedriver {
         let port = free_port();
         let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
-        let child = Command::new(&binary)
+        let mut child = Command::new(&binary)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -101,11 +102,19 @@ impl Chromedriver {
             });
         let profile =
             std::env::temp_dir().join(format!("lockstep-chromium-{}-{port}", std::process::id()));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            &format!("{binary} to listen on port {port}"),
+            Duration::from_millis(50),
+            || {
+                let connected = TcpStream::connect(("127.0.0.1", port)).map(drop);
+                if connected.is_err()
+                    && let Ok(Some(exited)) = child.try_wait()
+                {
+                    panic!("{binary} exited ({exited}) before it listened on port {port}");
+                }
+                connected
+            },
+        );
         Chromedriver {
             child,
             port,
@@ -201,9 +210,7 @@ pub fn http(
     body: &str,
 ) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to the console");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         request.push_str(&format!("Host: {addr}\r\n"));
@@ -220,7 +227,18 @@ pub fn http(
     // A server that refuses a large body may close before reading it all.
     let _ = stream.write_all(request.as_bytes());
     let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    if let Err(e) = stream.read_to_end(&mut raw)
+        && matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    {
+        panic!(
+            "{method} {path}: no whole answer from {addr} within {} s; so far: {}",
+            PATIENCE.as_secs(),
+            String::from_utf8_lossy(&raw)
+        );
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let mut lines = head.lines();

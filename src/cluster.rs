@@ -1,9 +1,10 @@
 //! A three-node Redis Cluster of test servers.
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::server::{RedisServer, free_port};
+use crate::wait::wait_for;
 
 /// A Redis Cluster of three primaries, each a [`RedisServer`] of its own,
 /// with the 16384 slots split between them.
@@ -48,17 +49,28 @@ impl RedisCluster {
         for node in &nodes[1..] {
             let _: () = nodes[0].cmd(&["CLUSTER", "MEET", "127.0.0.1", &node.port().to_string()]);
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !nodes.iter().all(|n| {
-            let info: String = n.cmd(&["CLUSTER", "INFO"]);
-            info.contains("cluster_state:ok")
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the test cluster did not become ok"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            "every node of the test cluster to say cluster_state:ok",
+            Duration::from_millis(50),
+            || {
+                let states: Vec<String> = nodes
+                    .iter()
+                    .map(|n| {
+                        let info: String = n.cmd(&["CLUSTER", "INFO"]);
+                        info.lines()
+                            .find(|l| l.starts_with("cluster_state:"))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned()
+                    })
+                    .collect();
+                if states.iter().all(|s| s == "cluster_state:ok") {
+                    Ok(())
+                } else {
+                    Err(states)
+                }
+            },
+        );
         RedisCluster { nodes }
     }
 

@@ -1,7 +1,7 @@
 //! A reader hammering the accessors, and the checks of what it saw.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub struct Seen {
 /// what the OS adds) between reads.
 pub struct Hammer {
     stop: Arc<AtomicBool>,
+    /// The generation its last read saw.
+    latest: Arc<AtomicU64>,
     thread: JoinHandle<Seen>,
 }
 
@@ -64,6 +66,8 @@ impl Hammer {
     pub fn start(read: fn() -> (u64, usize)) -> Hammer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let latest = Arc::new(AtomicU64::new(0));
+        let last_read = latest.clone();
         let thread = std::thread::spawn(move || {
             let mut seen = Seen::default();
             let wall = || chrono::Utc::now().timestamp_nanos_opt().unwrap();
@@ -83,6 +87,7 @@ impl Hammer {
                 let started = Instant::now();
                 let (generation, _len) = read();
                 let took = started.elapsed();
+                last_read.store(generation, Ordering::Relaxed);
                 let after = context_switches();
                 let now = wall();
                 seen.reads += 1;
@@ -114,13 +119,33 @@ impl Hammer {
             }
             seen
         });
-        Hammer { stop, thread }
+        Hammer {
+            stop,
+            latest,
+            thread,
+        }
     }
 
     /// Stops reading; what the reader saw.
     pub fn finish(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("the reader panicked")
+    }
+
+    /// Stops reading once the reader has read `generation` (or a later
+    /// one), however long after its instant that is on a loaded machine
+    /// ([`check`] judges when it switched); what the reader saw.
+    pub async fn finish_once_read(self, generation: u64) -> Seen {
+        crate::wait::wait_for_async(
+            &format!("the reader to read generation {generation}"),
+            Duration::from_millis(5),
+            || match self.latest.load(Ordering::Relaxed) {
+                read if read >= generation || self.thread.is_finished() => Ok(()),
+                read => Err(format!("generation {read}")),
+            },
+        )
+        .await;
+        self.finish()
     }
 }
 

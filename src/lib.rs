@@ -11,8 +11,9 @@
 //! - [`proxy`]: [`Proxy`], a TCP proxy that breaks, cuts or slows the link;
 //! - [`hammer`]: [`Hammer`], a reader hammering the accessors, and
 //!   [`check`] of what it saw;
-//! - [`probe`]: [`Probe`], a fleet member (`src/bin/probe.rs`) in a process
-//!   of its own;
+//! - [`probe`]: [`Probe`], a fleet member (`src/bin/probe.rs`) or another
+//!   helper binary in a process of its own, that lives until its test ends
+//!   it or ends;
 //! - [`writes`]: [`entries_write`] and [`raw_write`], the writes tests plant;
 //!   [`sample_report`], a typical process's fleet report;
 //! - [`browser`]: [`Console`], `lockstep console` in a process of its
@@ -23,7 +24,9 @@
 //! - [`sql`]: a PostgreSQL schema, a MySQL/MariaDB database or a SQLite
 //!   file of a test's own;
 //! - [`mariadb`]: [`MariadbServer`], a private `mariadbd` that can be
-//!   killed and restarted.
+//!   killed and restarted;
+//! - [`wait`]: [`wait_for`] an event, polling, for up to [`PATIENCE`],
+//!   and [`wait_for_switch`] of a value at its instant.
 
 pub mod browser;
 pub mod cli;
@@ -35,6 +38,7 @@ pub mod proxy;
 pub mod replicas;
 pub mod server;
 pub mod sql;
+pub mod wait;
 pub mod writes;
 
 pub use browser::{Chromedriver, Console, http};
@@ -42,10 +46,11 @@ pub use cli::{CliRun, cli_binary, run_cli};
 pub use cluster::RedisCluster;
 pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check, ms_after};
 pub use mariadb::MariadbServer;
-pub use probe::Probe;
+pub use probe::{Probe, in_a_session_of_its_own};
 pub use proxy::Proxy;
 pub use replicas::RedisReplicas;
 pub use server::RedisServer;
+pub use wait::{PATIENCE, wait_for, wait_for_async, wait_for_switch};
 pub use writes::{entries_write, raw_write, sample_report};
 
 /// A free loopback port (the SQL helpers' servers use it too).

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
+use crate::wait::PATIENCE;
+
 /// The database the server is started with, named by [`MariadbServer::url`].
 pub const DATABASE: &str = "lockstep";
 
@@ -215,7 +217,7 @@ impl MariadbServer {
         self.tell_watchdog(&pid);
         self.child = Some(child);
         let url = format!("mysql://root@127.0.0.1:{}", self.port);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if crate::sql::connects::<sqlx::MySqlConnection>(&url) {
                 return;
@@ -226,7 +228,8 @@ impl MariadbServer {
                 .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 no_mariadb(&format!(
-                    "mariadbd did not start ({exited:?}): {}",
+                    "mariadbd exited ({exited:?}) or did not accept a connection within {} s: {}",
+                    PATIENCE.as_secs(),
                     self.log()
                 ));
             }

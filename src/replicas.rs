@@ -1,10 +1,11 @@
 //! A primary and its replicas, each a private `redis-server`, each
 //! replica's link to the primary through a [`Proxy`] the test can cut.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::proxy::Proxy;
 use crate::server::{RedisServer, free_port};
+use crate::wait::wait_for;
 
 /// A primary and its replicas (`redis-server --replicaof`), killed on drop.
 pub struct RedisReplicas {
@@ -57,28 +58,29 @@ impl RedisReplicas {
     /// replica (`WAIT`): a replica that says its link is `connected` may
     /// not yet be counted by its primary.
     fn wait_for_acks(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
         let mut c = self.primary.connection().expect("connect to the primary");
-        loop {
-            let _: () = redis::cmd("SET")
-                .arg("lockstep-suite:in-sync")
-                .arg(1)
-                .query(&mut c)
-                .expect("SET on the primary");
-            let acked: usize = redis::cmd("WAIT")
-                .arg(self.replicas.len())
-                .arg(100)
-                .query(&mut c)
-                .expect("WAIT on the primary");
-            if acked == self.replicas.len() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{acked} of {} replicas acknowledge writes after 30 s",
-                self.replicas.len()
-            );
-        }
+        let all = self.replicas.len();
+        wait_for(
+            &format!("all {all} replicas to acknowledge a write (WAIT)"),
+            Duration::ZERO,
+            || {
+                let _: () = redis::cmd("SET")
+                    .arg("lockstep-suite:in-sync")
+                    .arg(1)
+                    .query(&mut c)
+                    .expect("SET on the primary");
+                let acked: usize = redis::cmd("WAIT")
+                    .arg(all)
+                    .arg(100)
+                    .query(&mut c)
+                    .expect("WAIT on the primary");
+                if acked == all {
+                    Ok(())
+                } else {
+                    Err(format!("{acked} acknowledged"))
+                }
+            },
+        );
     }
 
     /// `redis://127.0.0.1:<primary>?replicas=127.0.0.1:<replica>,…`.
@@ -124,18 +126,19 @@ impl RedisReplicas {
     }
 
     fn wait_for_link(&self, i: usize, connected: bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let state = self.link_state(i);
-            if (state == "connected") == connected {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {i}: link still `{state}` after 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = if connected { "up" } else { "down" };
+        wait_for(
+            &format!("replica {i}'s link to be {what}"),
+            Duration::from_millis(20),
+            || {
+                let state = self.link_state(i);
+                if (state == "connected") == connected {
+                    Ok(())
+                } else {
+                    Err(state)
+                }
+            },
+        );
     }
 
     /// Zeroes every server's command statistics.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::wait::{PATIENCE, wait_for};
+
 /// A `redis-server` of the test's own.
 pub struct RedisServer {
     port: u16,
@@ -81,19 +83,27 @@ impl RedisServer {
             )
         });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = self.connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.port;
+        wait_for(
+            &format!("redis-server on port {port} to answer PING"),
+            Duration::from_millis(20),
+            || {
+                let answer = self
+                    .connection()
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+                if answer.is_ok() {
+                    return Ok(());
+                }
+                if let Some(exited) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!("redis-server on port {port} exited ({exited}) before it answered PING");
+                }
+                answer.map(drop)
+            },
+        );
     }
 
     /// A server that also speaks TLS on a second port, with the given PEM
@@ -147,10 +157,12 @@ impl RedisServer {
         self.child.as_ref().map(Child::id).unwrap_or_default()
     }
 
-    /// A plain connection, for the test to look and poke.
+    /// A plain connection, for the test to look and poke. It gives up after
+    /// [`PATIENCE`], not sooner: a server starved of CPU on a loaded
+    /// machine may take seconds to answer its handshake.
     pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
         let client = redis::Client::open(self.url())?;
-        client.get_connection_with_timeout(Duration::from_secs(2))
+        client.get_connection_with_timeout(PATIENCE)
     }
 
     /// Runs one command.
@@ -239,11 +251,13 @@ impl RedisServer {
     ///
     /// Waiting a fixed 20 ms for the command to reach the server was not
     /// enough on a loaded machine: a test's fetch was answered before the
-    /// server fell asleep ("the store answered while asleep").
+    /// server fell asleep ("the store answered while asleep"). Nor is any
+    /// fixed time: the thread sending it may not run for a while. The server
+    /// is watched until it sleeps, or until the command has returned
+    /// without its sleep being seen.
     pub fn sleep_server(&self, how_long: Duration) -> std::thread::JoinHandle<()> {
         let url = self.url();
         let seconds = format!("{:.3}", how_long.as_secs_f64());
-        let sent = Instant::now();
         let handle = std::thread::spawn(move || {
             let client = redis::Client::open(url).expect("url");
             if let Ok(mut c) = client.get_connection() {
@@ -251,13 +265,20 @@ impl RedisServer {
                     redis::cmd("DEBUG").arg("SLEEP").arg(seconds).query(&mut c);
             }
         });
-        while !self.unanswered_ping(Duration::from_millis(100)) {
-            assert!(
-                sent.elapsed() < how_long && !handle.is_finished(),
-                "the server did not fall asleep within {how_long:?} of DEBUG SLEEP"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for(
+            "the server to fall asleep (a PING unanswered for 100 ms) after DEBUG SLEEP",
+            Duration::from_millis(5),
+            || {
+                if self.unanswered_ping(Duration::from_millis(100)) {
+                    return Ok(());
+                }
+                assert!(
+                    !handle.is_finished(),
+                    "DEBUG SLEEP {how_long:?} returned before the server was seen asleep"
+                );
+                Err("a PING answered")
+            },
+        );
         handle
     }
 

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
+use crate::wait::PATIENCE;
+
 /// The environment variable naming the PostgreSQL server of the tests.
 pub const POSTGRES_ENV: &str = "LOCKSTEP_TEST_POSTGRES";
 
@@ -458,14 +460,19 @@ impl Throwaway {
             .unwrap_or_else(|e| no_postgres(&format!("cannot start postgres: {e}")));
         let stdin = shell.stdin.take().expect("the shell's stdin");
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if connects::<sqlx::PgConnection>(&url) {
                 break;
             }
-            if Instant::now() > deadline {
+            let exited = shell.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-                no_postgres(&format!("the throwaway cluster did not start: {log}"));
+                no_postgres(&format!(
+                    "the throwaway cluster's shell exited ({exited:?}) or the cluster did not \
+                     accept a connection within {} s; its log: {log}",
+                    PATIENCE.as_secs()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

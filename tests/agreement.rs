@@ -7,25 +7,26 @@
 //! instant, every process saw the value the writes put there, so all of them
 //! agree.
 //!
-//! The only allowance: a sample in the 2 ms after an activation instant may
-//! still show the value before it (a flip lands within about a millisecond,
-//! and a sample is the wall clock read just after the value). None before an
-//! instant. The processes share one machine and so one clock; its
-//! granularity is measured and printed.
+//! A sample is a read with the wall clock just before and just after it: the
+//! value it returned was there at some instant between the two, however
+//! long the machine kept the reader from running in between. The only
+//! allowance: a read that started in the 2 ms after an activation instant
+//! may still return the value before it (a flip lands within about a
+//! millisecond). None before an instant. The processes share one machine and
+//! so one clock; its granularity is measured and printed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lockstep::{Error, lockstep};
-use lockstep_suite::RedisServer;
+use lockstep_suite::{Probe, RedisServer};
 
 const PROCESSES: usize = 4;
 /// How long the test writes; activations run on for up to four ticks more.
 const WRITING: Duration = Duration::from_millis(4_500);
-/// After an activation instant, how long a sample may show the value before.
+/// After an activation instant, how long a read may still return the value
+/// before.
 const ALLOWANCE_NS: i64 = 2_000_000;
 
 /// The registry the probes hold (`probe --record`), for writing.
@@ -34,52 +35,24 @@ struct Agreement {
     value: u64,
 }
 
-/// A `probe --record` process, killed on drop.
-struct Recorder {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+/// A `probe --record` process recording every 5 ms; killed on drop.
+fn recorder(url: &str) -> Probe {
+    Probe::spawn(env!("CARGO_BIN_EXE_probe"), url, &["--record", "5"])
 }
 
-impl Recorder {
-    fn spawn(url: &str) -> Recorder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
-            .args(["--record", "5"])
-            .env("LOCKSTEP_URL", url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn probe");
-        let stdin = child.stdin.take();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Recorder {
-            child,
-            stdin,
-            lines,
-        }
+/// Stops the recorders once each has read `value`, the last one written,
+/// at or after `until` (ns): what each recorded.
+fn finish(recorders: &mut [Probe], value: u64, until: i64) -> Vec<serde_json::Value> {
+    for recorder in recorders.iter_mut() {
+        recorder.tell(&format!("{value} {until}"));
     }
-
-    fn line(&mut self) -> String {
-        self.lines
-            .next()
-            .expect("probe ended early")
-            .expect("probe output")
-    }
-
-    /// Stops recording: what it recorded.
-    fn finish(&mut self) -> serde_json::Value {
-        let mut stdin = self.stdin.take().unwrap();
-        let _ = stdin.flush();
-        drop(stdin);
-        serde_json::from_str(&self.line()).unwrap()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    recorders
+        .iter_mut()
+        .map(|recorder| {
+            let report = recorder.line();
+            serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"))
+        })
+        .collect()
 }
 
 /// xorshift64*: reproducible with `AGREEMENT_SEED`.
@@ -103,12 +76,13 @@ fn truth(timeline: &BTreeMap<i64, u64>, t: i64) -> u64 {
     timeline.range(..=t).next_back().map_or(0, |(_, v)| *v)
 }
 
-/// The activation instant whose allowance `t` falls in, if any.
-fn in_allowance(timeline: &BTreeMap<i64, u64>, t: i64) -> Option<i64> {
-    timeline
-        .range(t - ALLOWANCE_NS + 1..=t)
-        .next_back()
-        .map(|(a, _)| *a)
+/// Every value the writes put at some instant from `from` to `to` (ns).
+fn held_between(timeline: &BTreeMap<i64, u64>, from: i64, to: i64) -> Vec<u64> {
+    let mut values = vec![truth(timeline, from)];
+    if from < to {
+        values.extend(timeline.range(from + 1..=to).map(|(_, v)| *v));
+    }
+    values
 }
 
 /// The finest step of the wall clock seen in a burst of reads.
@@ -162,7 +136,7 @@ async fn processes_sampling_one_field_agree_at_every_instant_through_random_writ
     let server = RedisServer::start();
     let url = server.url();
     AGREEMENT.builder().url(&url).start().await.unwrap();
-    let mut recorders: Vec<Recorder> = (0..PROCESSES).map(|_| Recorder::spawn(&url)).collect();
+    let mut recorders: Vec<Probe> = (0..PROCESSES).map(|_| recorder(&url)).collect();
     for recorder in &mut recorders {
         assert_eq!(recorder.line(), "ready");
     }
@@ -248,61 +222,70 @@ async fn processes_sampling_one_field_agree_at_every_instant_through_random_writ
     tokio::time::sleep(Duration::from_nanos(wait.max(0) as u64)).await;
     assert!(!cancel(next, &mut timeline).await);
     ops.refused_cancels += 1;
-    let last = *timeline.keys().next_back().expect("nothing written");
-    let wait = last + 300_000_000 - ns(Utc::now());
-    tokio::time::sleep(Duration::from_nanos(wait.max(0) as u64)).await;
-    let reports: Vec<serde_json::Value> = recorders.iter_mut().map(Recorder::finish).collect();
-    let samples: Vec<Vec<(i64, u64)>> = reports
+    // Every process samples on until it has read the last value, and for
+    // 300 ms after its instant by the wall clock.
+    let (&last, &last_value) = timeline.iter().next_back().expect("nothing written");
+    let reports =
+        tokio::task::spawn_blocking(move || finish(&mut recorders, last_value, last + 300_000_000))
+            .await
+            .unwrap();
+    let samples: Vec<Vec<(i64, i64, u64)>> = reports
         .iter()
         .map(|r| serde_json::from_value(r["samples"].clone()).unwrap())
         .collect();
 
-    // Every sample against the timeline the writes made.
-    let (mut checked, mut allowed, mut wrong) = (0u64, 0u64, Vec::new());
+    // Every sample against the timeline the writes made: a read from `s` to
+    // `e` returns a value the timeline holds at some instant from `s` (less
+    // the allowance) to `e`.
+    let (mut checked, mut spanning, mut allowed, mut wrong) = (0u64, 0u64, 0u64, Vec::new());
     let mut lateness_ns: Vec<i64> = Vec::new();
     for (p, mine) in samples.iter().enumerate() {
-        for (i, &(t, v)) in mine.iter().enumerate() {
+        for (i, &(s, e, v)) in mine.iter().enumerate() {
             checked += 1;
-            let expected = truth(&timeline, t);
+            let expected = truth(&timeline, e);
             if v == expected {
                 // A change this process saw: how long after its instant.
                 if i > 0
-                    && mine[i - 1].1 != v
-                    && let Some((at, _)) = timeline.range(..=t).next_back()
+                    && mine[i - 1].2 != v
+                    && let Some((at, _)) = timeline.range(..=e).next_back()
                 {
-                    lateness_ns.push(t - at);
+                    lateness_ns.push(e - at);
                 }
                 continue;
             }
-            match in_allowance(&timeline, t) {
-                Some(at) if v == truth(&timeline, at - 1) => allowed += 1,
-                _ => wrong.push((p, t, v, expected)),
+            if held_between(&timeline, s, e).contains(&v) {
+                spanning += 1;
+            } else if held_between(&timeline, s - ALLOWANCE_NS, s).contains(&v) {
+                allowed += 1;
+            } else {
+                wrong.push((p, s, e, v, expected));
             }
         }
     }
 
-    // Every sample against every other process's value at that instant,
-    // where its samples on both sides agree.
+    // Every sample against every other process's value while it read, where
+    // that process's samples on both sides of the read agree and nothing
+    // activated from the allowance before it to its end.
     let (mut compared, mut disagreed) = (0u64, Vec::new());
     for (p, mine) in samples.iter().enumerate() {
         for (q, theirs) in samples.iter().enumerate() {
             if p == q {
                 continue;
             }
-            for &(t, v) in mine {
-                let after = theirs.partition_point(|s| s.0 < t);
+            for &(s, e, v) in mine {
+                let after = theirs.partition_point(|x| x.0 < e);
                 let (Some(before), Some(after)) = (
-                    theirs[..after].iter().rev().find(|s| s.0 <= t),
+                    theirs[..after].iter().rev().find(|x| x.1 <= s),
                     theirs.get(after),
                 ) else {
                     continue;
                 };
-                if before.1 != after.1 || in_allowance(&timeline, t).is_some() {
+                if before.2 != after.2 || held_between(&timeline, s - ALLOWANCE_NS, e).len() > 1 {
                     continue;
                 }
                 compared += 1;
-                if before.1 != v {
-                    disagreed.push((p, q, t, v, before.1));
+                if before.2 != v {
+                    disagreed.push((p, q, s, e, v, before.2));
                 }
             }
         }
@@ -313,10 +296,11 @@ async fn processes_sampling_one_field_agree_at_every_instant_through_random_writ
     let span = (last - samples[0][0].0) as f64 / 1e9;
     println!(
         "seed {seed}: {ops:?}, {changes} activations over {span:.1} s; {PROCESSES} processes, \
-         {checked} samples: {} right, {allowed} in the 2 ms after an instant showing the value \
-         before, {} wrong; {compared} cross-process comparisons, {} disagreements; changes seen \
-         {} times, lateness min {:.3} / median {:.3} / max {:.3} ms; clock granularity {} ns",
-        checked - allowed - wrong.len() as u64,
+         {checked} samples: {} right at the end of their read, {spanning} right during it, \
+         {allowed} started in the 2 ms after an instant showing the value before, {} wrong; \
+         {compared} cross-process comparisons, {} disagreements; changes seen {} times, \
+         lateness min {:.3} / median {:.3} / max {:.3} ms; clock granularity {} ns",
+        checked - spanning - allowed - wrong.len() as u64,
         wrong.len(),
         disagreed.len(),
         lateness_ns.len(),
@@ -327,12 +311,13 @@ async fn processes_sampling_one_field_agree_at_every_instant_through_random_writ
     );
     assert!(
         wrong.is_empty(),
-        "samples (process, instant ns, value, expected) off the timeline: {:?}",
+        "samples (process, read started ns, read ended ns, value, expected at its end) off the \
+         timeline: {:?}",
         &wrong[..wrong.len().min(10)]
     );
     assert!(
         disagreed.is_empty(),
-        "processes disagreed (p, q, instant ns, p's value, q's value): {:?}",
+        "processes disagreed (p, q, p's read started ns, ended ns, p's value, q's value): {:?}",
         &disagreed[..disagreed.len().min(10)]
     );
     for (p, report) in reports.iter().enumerate() {

@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use lockstep::store::{RedisStore, Store, Write};
 use lockstep_suite::browser::{Response, form_encode};
 use lockstep_suite::{
-    Chromedriver, Console, Probe, RedisServer, assert_all_switched_within_5_ms, http,
+    Chromedriver, Console, PATIENCE, Probe, RedisServer, assert_all_switched_within_5_ms, http,
 };
 
 /// One test at a time: the first judges how two processes switched, which
@@ -64,7 +64,7 @@ async fn browser(driver: &Chromedriver) -> Client {
 /// The text of the first element `css` finds, waiting until `ok` holds
 /// for it (the page refreshes itself; it is never reloaded here).
 async fn wait_text(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         if let Ok(element) = client.find(Locator::Css(css)).await
             && let Ok(text) = element.text().await
@@ -74,7 +74,8 @@ async fn wait_text(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Str
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "`{css}` never showed what was expected; the page:\n{}",
+            "`{css}` did not show what was expected within {} s; the page:\n{}",
+            PATIENCE.as_secs(),
             client.source().await.unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -85,7 +86,7 @@ async fn wait_text(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Str
 /// page replaces its live part as it refreshes itself, so an element found
 /// may be gone by the time it is asked: it is found again.
 async fn drawn(client: &Client) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let found = match client.find(Locator::Css("#live-body")).await {
             Ok(live) => live.attr("data-now").await,
@@ -95,7 +96,8 @@ async fn drawn(client: &Client) -> String {
             Ok(Some(now)) => return now,
             other => assert!(
                 std::time::Instant::now() < deadline,
-                "no `#live-body` with a `data-now` for 30 s: {other:?}"
+                "no `#live-body` with a `data-now` for {} s: {other:?}",
+                PATIENCE.as_secs()
             ),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -498,11 +500,12 @@ async fn a_hostile_value_and_writer_render_as_text() {
     // Once the page has refreshed itself (drawn at a later store clock),
     // nothing ran either.
     let first = drawn(&client).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     while drawn(&client).await == first {
         assert!(
             std::time::Instant::now() < deadline,
-            "the page never refreshed"
+            "the page did not refresh itself within {} s (drawn at {first})",
+            PATIENCE.as_secs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

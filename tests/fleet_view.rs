@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lockstep_suite::{CliRun, Probe, RedisServer, run_cli};
+use lockstep_suite::{CliRun, Probe, RedisServer, run_cli, wait_for};
 use serde_json::Value;
 
 const MEMBERS: usize = 8;
@@ -76,7 +76,7 @@ impl Crew {
             url,
             members,
         };
-        crew.until("every member is in the view", 20, |view| {
+        crew.until("every member is in the view", |view| {
             crew.members
                 .iter()
                 .all(|m| process(view, m.pid()).is_some())
@@ -96,20 +96,14 @@ impl Crew {
     }
 
     /// The first view for which `holds` is true, read every 200 ms; panics
-    /// with the last view after `ticks` ticks.
-    fn until(&self, what: &str, ticks: i64, mut holds: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_millis((ticks * TICK_MS) as u64);
-        loop {
+    /// naming `what` with the last view after [`lockstep_suite::PATIENCE`]
+    /// (what must happen within so many ticks is judged by the store's
+    /// clock the views carry, never by how soon a view was read).
+    fn until(&self, what: &str, mut holds: impl FnMut(&Value) -> bool) -> Value {
+        wait_for(what, Duration::from_millis(200), || {
             let view = self.view();
-            if holds(&view) {
-                return view;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {ticks} ticks; the last view: {view:#}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            if holds(&view) { Ok(view) } else { Err(view) }
+        })
     }
 
     /// The member whose pid is `pid`: stopped (`SIGSTOP`) or continued.
@@ -188,7 +182,7 @@ fn a_frozen_process_is_named_by_the_view_and_by_wait_and_catches_up_when_continu
     let pid = crew.members[3].pid();
     // Frozen just after a fetch, its record lives three ticks more: the
     // checks below fit in that.
-    crew.until("the member to freeze fetched just now", 5, |view| {
+    crew.until("the member to freeze fetched just now", |view| {
         let p = process(view, pid).expect("the member is live");
         millis(&view["store_time"]) - millis(&p["last_fetch"]) < 500
     });
@@ -241,7 +235,13 @@ fn a_frozen_process_is_named_by_the_view_and_by_wait_and_catches_up_when_continu
     );
 
     let write = &set["write"];
-    let view = crew.until("7 of 8 hold it", EXPIRY_TICKS, |view| {
+    let view = crew.until("7 of 8 hold it", |view| {
+        // Only while the frozen member's record lives (three ticks from its
+        // last fetch, by the store's clock) can 7 of 8 hold it.
+        assert!(
+            process(view, pid).is_some(),
+            "the frozen member left the view before the 7 others held the change: {view:#}"
+        );
         change(view, write).is_some_and(|c| c["held_by"] == MEMBERS - 1 && c["of"] == MEMBERS)
     });
     let frozen = process(&view, pid).expect("the frozen member is still live");
@@ -252,7 +252,7 @@ fn a_frozen_process_is_named_by_the_view_and_by_wait_and_catches_up_when_continu
     );
 
     crew.signal(pid, libc::SIGCONT);
-    let view = crew.until("8 of 8 hold it", EXPIRY_TICKS, |view| {
+    let view = crew.until("8 of 8 hold it", |view| {
         change(view, write).is_some_and(|c| c["held_by"] == MEMBERS && c["of"] == MEMBERS)
     });
     assert!(millis(&view["store_time"]) < at, "{view:#}");
@@ -268,17 +268,15 @@ fn a_killed_process_leaves_the_view_within_the_expiry() {
     // Its record expires three ticks after its last fetch, by the store's
     // clock; a tick of slack for a loaded machine.
     let mut last_fetch = None;
-    let view = crew.until(
-        "the killed member left the view",
-        EXPIRY_TICKS + 1,
-        |view| match process(view, pid) {
+    let view = crew.until("the killed member left the view", |view| {
+        match process(view, pid) {
             Some(p) => {
                 last_fetch = Some(millis(&p["last_fetch"]));
                 false
             }
             None => true,
-        },
-    );
+        }
+    });
     if let Some(seen) = last_fetch {
         let left = millis(&view["store_time"]);
         assert!(

@@ -1,6 +1,7 @@
 //! Promise 9: a registry's work runs on lockstep's own threads, whatever
 //! becomes of the runtime that started it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockstep::store::Write;
@@ -19,7 +20,8 @@ async fn write_value(url: &str, value: u64) {
 }
 
 /// Starts `src/bin/host.rs` the way `how` says, writes after its start-up
-/// and expects it to apply the write.
+/// and expects it to apply the write (it says `seen` once it has; the wait
+/// for that line is [`lockstep_suite::PATIENCE`]).
 async fn applies_a_later_write(how: &str) {
     let server = RedisServer::start();
     let mut host = Probe::spawn(env!("CARGO_BIN_EXE_host"), &server.url(), &[how, "7"]);
@@ -31,7 +33,7 @@ async fn applies_a_later_write(how: &str) {
     let line = tokio::task::spawn_blocking(move || host.line())
         .await
         .unwrap();
-    assert!(line.starts_with("seen"), "{how}: {line}");
+    assert!(line.starts_with("seen after "), "{how}: {line}");
 }
 
 #[tokio::test]
@@ -65,25 +67,62 @@ async fn shared_by_tests(value: u64) {
     let fetches = SHARED.status().fetches;
     let at = SHARED.set(Shared::VALUE, value).await.unwrap();
     // Values only grow: each test waits for its own or a later one.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while SHARED.value() < value && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(SHARED.value() >= value, "{value} due at {at} never applied");
+    lockstep_suite::wait_for_async(
+        &format!("{value}, due at {at}, to be applied"),
+        Duration::from_millis(20),
+        || match SHARED.value() {
+            seen if seen >= value => Ok(()),
+            seen => Err(seen),
+        },
+    )
+    .await;
     assert!(SHARED.status().fetches > fetches);
-    // Linger, so that the other test runs while this runtime is dropped.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Set when the first test below starts, and when its runtime is gone.
+static FIRST_STARTED: AtomicBool = AtomicBool::new(false);
+static FIRST_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Sets its flag when dropped.
+struct SetOnDrop(&'static AtomicBool);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 #[tokio::test]
 async fn two_tokio_tests_share_one_static_first() {
+    FIRST_STARTED.store(true, Ordering::SeqCst);
+    // A task that never ends: dropped with this test's runtime.
+    tokio::spawn(async {
+        let _gone = SetOnDrop(&FIRST_GONE);
+        std::future::pending::<()>().await;
+    });
     shared_by_tests(1).await;
 }
 
 #[tokio::test]
 async fn two_tokio_tests_share_one_static_second() {
-    // Starts once the first may be over and its runtime gone.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Starts once the first is over and its runtime gone, if the first runs
+    // in this process: it says so as it starts, which it has done within a
+    // few seconds if it was started before this one.
+    let since = std::time::Instant::now();
+    lockstep_suite::wait_for_async(
+        "the first test's runtime to be dropped",
+        Duration::from_millis(20),
+        || {
+            let gone = FIRST_GONE.load(Ordering::SeqCst);
+            let started = FIRST_STARTED.load(Ordering::SeqCst);
+            match (gone, started) {
+                (true, _) => Ok(()),
+                (false, false) if since.elapsed() > Duration::from_secs(3) => Ok(()),
+                _ => Err(format!("started: {started}")),
+            }
+        },
+    )
+    .await;
     shared_by_tests(2).await;
 }
 

@@ -13,7 +13,7 @@ use chrono::Utc;
 use lockstep::lockstep;
 use lockstep::store::{MysqlStore, Store};
 use lockstep_suite::sql::MysqlDatabase;
-use lockstep_suite::{Hammer, MariadbServer, check};
+use lockstep_suite::{Hammer, MariadbServer, check, wait_for_switch};
 
 /// The fault tests measure timing: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -100,10 +100,11 @@ async fn a_killed_connection_is_replaced_by_the_next_fetch_and_nothing_is_lost()
         .set(Faulty::NAME, "after the kill".to_owned())
         .await
         .unwrap();
-    sleep_until(instants[2].1 + 100_000_000).await;
-    check(&hammer.finish(), &instants);
-    sleep_until(at.timestamp_nanos_opt().unwrap() + 1_250_000_000).await;
-    assert_eq!(FAULTY.name(), "after the kill");
+    check(&hammer.finish_once_read(3).await, &instants);
+    wait_for_switch("faulty.name", at, "after the kill".to_owned(), || {
+        FAULTY.name().to_string()
+    })
+    .await;
     let status = FAULTY.status();
     assert_eq!(status.late_flips, 0, "{status:?}");
     assert!(!status.store_lost, "{status:?}");
@@ -156,7 +157,7 @@ async fn a_server_killed_across_scheduled_flips_and_restarted_is_caught_up_withi
     let store = MysqlStore::open(&server.url()).unwrap();
     let fetched = store.fetch("faulty", &["generation"]).await.unwrap();
     assert_eq!(fetched.fields["generation"].len(), 3, "{fetched:?}");
-    check(&hammer.finish(), &instants);
+    check(&hammer.finish_once_read(3).await, &instants);
     assert_eq!(status.late_flips, 0, "{status:?}");
 
     // Writes work again, and reach the registry.
@@ -164,6 +165,8 @@ async fn a_server_killed_across_scheduled_flips_and_restarted_is_caught_up_withi
         .set(Faulty::NAME, "after the restart".to_owned())
         .await
         .unwrap();
-    sleep_until(at.timestamp_nanos_opt().unwrap() + 1_250_000_000).await;
-    assert_eq!(RESTARTED.name(), "after the restart");
+    wait_for_switch("faulty.name", at, "after the restart".to_owned(), || {
+        RESTARTED.name().to_string()
+    })
+    .await;
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use lockstep::store::{RedisStore, StepAt, Store, Write};
 use lockstep::{Status, lockstep};
-use lockstep_suite::{Hammer, Proxy, RedisServer, check};
+use lockstep_suite::{Hammer, Proxy, RedisServer, check, wait_for};
 
 /// The tests measure timing: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -155,8 +155,7 @@ async fn restore_and_check(
         "caught up {:?} after the link came back",
         restored.elapsed()
     );
-    sleep_until(instants[3].1 + 100_000_000).await;
-    check(&hammer.finish(), instants);
+    check(&hammer.finish_once_read(4).await, instants);
     assert!(!MIXED.load(Ordering::SeqCst), "a snapshot mixed two writes");
     assert_eq!(status().late_flips, 0);
 }
@@ -169,11 +168,6 @@ async fn reply_size(proxy: &Proxy) -> u64 {
     let before = proxy.bytes_from_server();
     store.fetch(NAMESPACE, &KEYS).await.unwrap();
     proxy.bytes_from_server() - before
-}
-
-async fn sleep_until(at_ns: i64) {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-    tokio::time::sleep(Duration::from_nanos(at_ns.saturating_sub(now).max(0) as u64)).await;
 }
 
 /// Fetches of the cut registry until one sent through the cut link fails;
@@ -343,19 +337,31 @@ fn a_reply_under_way_when_the_cut_is_set_again_is_cut() {
         .unwrap();
     let whole: String = redis::cmd("GET").arg("big").query(&mut through).unwrap();
     assert_eq!(whole.len(), value.len());
-    let before = proxy.bytes_from_server();
     // The reply in four chunks, 200 ms apart; cut just short of its end.
     proxy.delay_chunks(10_000, Duration::from_millis(200));
     proxy.cut_after(40_000);
+    // The cut closed the connection open when it was set: the reply goes
+    // on one opened under it.
+    let mut through = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let before = proxy.bytes_from_server();
     let reader = std::thread::spawn(move || {
         redis::cmd("GET")
             .arg("big")
             .query::<String>(&mut through)
             .map(|v| v.len())
     });
-    // Half of it sent: the same cut again.
-    std::thread::sleep(Duration::from_millis(500));
-    let sent = proxy.bytes_from_server() - before;
+    // Its first chunk sent, the next one 200 ms away: the same cut again.
+    let sent = wait_for(
+        "the first chunk of the reply to be sent",
+        Duration::from_millis(1),
+        || match proxy.bytes_from_server() - before {
+            sent if sent >= 10_000 => Ok(sent),
+            sent => Err(format!("{sent} bytes sent")),
+        },
+    );
     proxy.cut_after(40_000);
     let got = reader.join().unwrap();
     assert!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use lockstep::store::{RedisStore, Report, StepAt, Store, Write};
 use lockstep::{Error, lockstep};
-use lockstep_suite::{Hammer, RedisCluster, RedisServer, check};
+use lockstep_suite::{Hammer, RedisCluster, RedisServer, check, wait_for_async, wait_for_switch};
 
 fn write(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
     lockstep_suite::raw_write(
@@ -137,14 +137,20 @@ async fn writes_are_checked_by_the_store_clock_laid_out_for_redis_cli_and_flip_o
     let body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["pid"], std::process::id());
 
-    let wait = (at - Utc::now()).to_std().unwrap();
-    tokio::time::sleep(wait - Duration::from_millis(30)).await;
-    assert_eq!(
-        (WRITES.limit(), WRITES.color().as_str()),
-        (1, "blue"),
-        "switched early"
-    );
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Never early: every read that ended before the instant, by the wall
+    // clock read after it, saw the old values (judged by the clock, not by
+    // when a sleep ended: on a loaded machine a sleep may end after it).
+    loop {
+        let seen = (WRITES.limit(), WRITES.color().to_string());
+        if Utc::now() >= at {
+            break;
+        }
+        assert_eq!(seen, (1, "blue".to_owned()), "switched early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // 30 ms after the instant: both switched, together.
+    let left = at + chrono::Duration::milliseconds(30) - Utc::now();
+    tokio::time::sleep(left.to_std().unwrap_or_default()).await;
     let snapshot = WRITES.snapshot();
     assert_eq!((snapshot.limit, snapshot.color.as_str()), (7, "green"));
     let status = WRITES.status();
@@ -233,13 +239,20 @@ async fn a_store_that_comes_back_empty_is_detected_and_the_last_timeline_kept() 
     // Written again: a new epoch, adopted at the horizon of its creation,
     // the same instant for every process.
     let at = LOSSY.set(Lossy::LEVEL, 8).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert!(!LOSSY.status().store_lost);
-    assert_eq!(LOSSY.level(), 7);
-    sleep_until(at).await;
+    // A fetch finds it written again; the reader below judges that 8 came
+    // at its instant, never before.
+    wait_for_async(
+        "a fetch to find the registry written again",
+        Duration::from_millis(5),
+        || match LOSSY.status() {
+            status if !status.store_lost => Ok(()),
+            status => Err(Box::new(status)),
+        },
+    )
+    .await;
     let nanos = |t: chrono::DateTime<Utc>| t.timestamp_nanos_opt().unwrap();
     check(
-        &hammer.finish(),
+        &hammer.finish_once_read(8).await,
         &[(6, nanos(steps[0])), (7, nanos(steps[1])), (8, nanos(at))],
     );
 }
@@ -305,9 +318,7 @@ async fn a_process_that_starts_while_the_store_is_down_serves_defaults_and_catch
         revived.elapsed()
     );
     let at = Utc.timestamp_millis_opt(at).unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(20))
-        .await;
-    assert_eq!(LATE.level(), 9);
+    wait_for_switch("late.level", at, 9, || LATE.level()).await;
 }
 
 #[lockstep(tick = "1s", backend = "redis")]
@@ -339,8 +350,7 @@ async fn an_acl_user_restricted_to_the_key_prefix_works_over_a_unix_socket() {
     assert!(!format!("{store:?}").contains("s3cret"));
     ACL.builder().url(&url).start().await.unwrap();
     let at = ACL.set(Acl::LEVEL, 4).await.unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
-    assert_eq!(ACL.level(), 4);
+    wait_for_switch("acl.level", at, 4, || ACL.level()).await;
     let status = ACL.status();
     assert_eq!(status.failed_fetches, 0, "{status:?}");
     assert!(!status.store.contains("s3cret"), "{}", status.store);
@@ -385,8 +395,10 @@ async fn a_registry_works_on_a_redis_cluster() {
         .apply()
         .await
         .unwrap()[0];
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
-    assert_eq!((CLUSTERED.level(), CLUSTERED.name().as_str()), (2, "b"));
+    wait_for_switch("clustered.level and .name", at, (2, "b".to_owned()), || {
+        (CLUSTERED.level(), CLUSTERED.name().to_string())
+    })
+    .await;
     let status = CLUSTERED.status();
     assert_eq!(status.failed_fetches, 0, "{status:?}");
     assert!(status.fetches >= 2);
@@ -425,8 +437,9 @@ async fn namespaces_are_isolated_and_unsafe_names_refused() {
     TENANT_A.builder().url(server.url()).start().await.unwrap();
     TENANT_B.builder().url(server.url()).start().await.unwrap();
     let at = TENANT_A.set(TenantA::LEVEL, 5).await.unwrap();
-    TENANT_B.set(TenantB::LEVEL, 9).await.unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(1_050)).await;
+    let at_b = TENANT_B.set(TenantB::LEVEL, 9).await.unwrap();
+    wait_for_switch("tenant-a.level", at, 5, || TENANT_A.level()).await;
+    wait_for_switch("tenant-b.level", at_b, 9, || TENANT_B.level()).await;
     assert_eq!((TENANT_A.level(), TENANT_B.level()), (5, 9));
 
     let store = RedisStore::open(&server.url()).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lockstep::store::{RedisStore, StepAt, Store, Write};
 use lockstep::{Error, FieldSchema, Millis, Schema, Tick, lockstep};
-use lockstep_suite::RedisServer;
+use lockstep_suite::{RedisServer, wait_for_async, wait_for_switch};
 
 const TICK: Tick = match Tick::from_secs(1) {
     Ok(tick) => tick,
@@ -152,11 +152,18 @@ async fn a_read_only_user_fetches_and_its_writes_are_refused_whole() {
         .instants[0];
     let url = format!("redis://reader:r3ad@127.0.0.1:{}", server.port());
     READER.builder().url(&url).start().await.unwrap();
-    let wait = at - chrono::Utc::now().timestamp_millis();
-    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64 + 1_100)).await;
-    assert_eq!(READER.level(), 4);
-    let status = READER.status();
-    assert!(status.fetches >= 2, "{status:?}");
+    let at = lockstep::store::to_datetime(at);
+    wait_for_switch("reader.level", at, 4, || READER.level()).await;
+    // And a scheduled fetch after the one at start.
+    let status = wait_for_async("a second fetch", Duration::from_millis(20), || {
+        let status = READER.status();
+        if status.fetches >= 2 {
+            Ok(status)
+        } else {
+            Err(Box::new(status))
+        }
+    })
+    .await;
     assert_eq!(status.failed_fetches, 0, "{status:?}");
 
     let before: Vec<(String, String)> = hash(&server, "lockstep:{reader}:field:level");
@@ -522,17 +529,15 @@ async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_eac
     }
     let revision = writer.fetch("kept", &["a"]).await.unwrap().revision;
     // The replica holds the write before it is asked.
-    let synced = Instant::now();
-    while replica
-        .cmd::<Vec<(String, String)>>(&["HGETALL", "lockstep:{kept}:field:a"])
-        .is_empty()
-    {
-        assert!(
-            synced.elapsed() < Duration::from_secs(10),
-            "the replica never synced"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(
+        "the replica to hold the write",
+        Duration::from_millis(20),
+        || match replica.cmd::<Vec<(String, String)>>(&["HGETALL", "lockstep:{kept}:field:a"]) {
+            held if held.is_empty() => Err(held),
+            _ => Ok(()),
+        },
+    )
+    .await;
     let port = server.port();
     let cases = [
         (

@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use lockstep::store::{Committed, RedisStore, Store, Write};
-use lockstep_suite::{Probe, RedisReplicas, assert_all_switched_within_5_ms, run_cli};
+use lockstep_suite::{
+    Probe, RedisReplicas, assert_all_switched_within_5_ms, run_cli, wait_for_async,
+};
 
 const PROBES: usize = 8;
 
@@ -214,11 +216,15 @@ async fn a_replica_that_follows_another_primary_is_not_read_a_fetch_never_goes_b
     let elsewhere = lockstep_suite::RedisServer::start();
     let port = elsewhere.port().to_string();
     let _: () = set.replicas[home].cmd(&["REPLICAOF", "127.0.0.1", &port]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while set.link_state(home) != "connected" || revision(&set.replicas[home]) != 0 {
-        assert!(Instant::now() < deadline, "the replica did not follow");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(
+        "the replica to follow the empty server",
+        Duration::from_millis(20),
+        || match (set.link_state(home), revision(&set.replicas[home])) {
+            (link, 0) if link == "connected" => Ok(()),
+            (link, revision) => Err(format!("link `{link}`, revision {revision}")),
+        },
+    )
+    .await;
     let fetched = store.fetch("fleet", &fields).await.unwrap();
     assert_eq!(
         fetched.revision, 2,
@@ -249,14 +255,19 @@ async fn after_the_store_lost_its_data_the_replicas_are_read_again() {
     assert_eq!(store.fetch("fleet", &fields).await.unwrap().revision, 2);
     // The primary loses everything, and its replicas with it.
     let _: () = set.primary.cmd(&["FLUSHALL"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while set.replicas.iter().any(|r| revision(r) != 0) {
-        assert!(
-            Instant::now() < deadline,
-            "the flush did not reach the replicas"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(
+        "the flush to reach the replicas",
+        Duration::from_millis(20),
+        || {
+            let revisions: Vec<u64> = set.replicas.iter().map(revision).collect();
+            if revisions.iter().all(|r| *r == 0) {
+                Ok(())
+            } else {
+                Err(format!("their revisions: {revisions:?}"))
+            }
+        },
+    )
+    .await;
     // The first fetch after: older than what this process held, so the
     // primary is asked, and what it holds is the truth from then on.
     let fetched = store.fetch("fleet", &fields).await.unwrap();
@@ -333,15 +344,15 @@ async fn a_process_reading_a_replica_lets_go_of_the_primary_when_it_has_nothing_
     // with nothing sent to the primary in between, lets go.
     store.fetch("fleet", &fields).await.unwrap();
     store.fetch("fleet", &fields).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while clients(&set.primary) > baseline {
-        assert!(
-            Instant::now() < deadline,
-            "the primary still holds {} connections of a process that only fetches",
-            clients(&set.primary) - baseline
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(
+        "the primary to let go of a process that only fetches",
+        Duration::from_millis(20),
+        || match clients(&set.primary) {
+            held if held > baseline => Err(format!("{} connections held", held - baseline)),
+            _ => Ok(()),
+        },
+    )
+    .await;
     assert_eq!(store.replica_fallbacks(), 0);
     // A write connects again, and stands.
     let committed = schedule(&store, 2).await;

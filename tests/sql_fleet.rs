@@ -14,7 +14,7 @@ use chrono::Utc;
 use lockstep::lockstep;
 use lockstep::store::Write;
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
-use lockstep_suite::{Probe, assert_all_switched_within_5_ms};
+use lockstep_suite::{Probe, assert_all_switched_within_5_ms, wait_for_switch};
 
 const PROBES: usize = 8;
 
@@ -122,11 +122,14 @@ async fn registries_declared_for_sql_backends_start_write_and_flip() {
         .await
         .unwrap();
     let b = LITE_FLAGS.set(LiteFlags::LEVEL, 9).await.unwrap();
-    let until = a[0].max(b);
-    tokio::time::sleep((until - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
-    assert_eq!(PG_FLAGS.level(), 7);
-    assert_eq!(&*PG_FLAGS.theme(), "dark");
-    assert_eq!(LITE_FLAGS.level(), 9);
+    wait_for_switch(
+        "pg_flags.level and .theme",
+        a[0],
+        (7, "dark".to_owned()),
+        || (PG_FLAGS.level(), PG_FLAGS.theme().to_string()),
+    )
+    .await;
+    wait_for_switch("lite_flags.level", b, 9, || LITE_FLAGS.level()).await;
     for status in [PG_FLAGS.status(), LITE_FLAGS.status()] {
         assert_eq!(status.failed_fetches, 0, "{status:?}");
         assert!(status.epoch.is_some(), "{status:?}");
@@ -158,8 +161,7 @@ async fn a_registry_declared_for_mysql_starts_writes_and_flips() {
     MY_FLAGS.builder().url(db.url()).start().await.unwrap();
     assert_eq!(MY_FLAGS.level(), 3);
     let at = MY_FLAGS.set(MyFlags::LEVEL, 8).await.unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
-    assert_eq!(MY_FLAGS.level(), 8);
+    wait_for_switch("my_flags.level", at, 8, || MY_FLAGS.level()).await;
     let status = MY_FLAGS.status();
     assert_eq!(status.failed_fetches, 0, "{status:?}");
     assert!(status.epoch.is_some(), "{status:?}");

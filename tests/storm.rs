@@ -7,13 +7,11 @@
 //! come spread out, one per process, and every process has fetched again
 //! within about a tick.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lockstep_suite::{Proxy, RedisServer};
+use lockstep_suite::{Probe, Proxy, RedisServer};
 
 const PROCESSES: usize = 50;
 /// The most connection attempts a process may make per second while the
@@ -25,38 +23,6 @@ const MAX_ATTEMPTS_PER_PROCESS_PER_SECOND: f64 = 20.0;
 /// jittered delays and each process noticing the outage at its own phase,
 /// they spread over about 200 ms.
 const MAX_PER_100MS: u64 = PROCESSES as u64 * 9 / 10;
-
-/// A `probe --serve` process, killed on drop.
-struct Member(Child);
-
-impl Member {
-    fn spawn(url: &str) -> Member {
-        let child = Command::new(env!("CARGO_BIN_EXE_probe"))
-            .arg("--serve")
-            .env("LOCKSTEP_URL", url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn probe");
-        Member(child)
-    }
-
-    fn ready(&mut self) {
-        let mut line = String::new();
-        let stdout = self.0.stdout.as_mut().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("probe output");
-        assert_eq!(line.trim(), "ready");
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `INFO stats`' `total_connections_received`.
 fn connections_received(c: &mut redis::Connection) -> Option<u64> {
@@ -95,11 +61,12 @@ fn fifty_processes_reconnect_spread_out_within_a_tick_of_a_restart() {
     // attempt, also those the server is not there to see.
     let proxy = Proxy::to(server.port());
     let started = Instant::now();
-    let mut members: Vec<Member> = (0..PROCESSES)
-        .map(|_| Member::spawn(&proxy.url()))
+    // `probe --serve` processes, killed when dropped.
+    let mut members: Vec<Probe> = (0..PROCESSES)
+        .map(|_| Probe::spawn(env!("CARGO_BIN_EXE_probe"), &proxy.url(), &["--serve"]))
         .collect();
     for member in &mut members {
-        member.ready();
+        assert_eq!(member.line(), "ready");
     }
     println!("{PROCESSES} processes started in {:?}", started.elapsed());
     // Let their phases settle: every process fetches once per tick.

@@ -3,12 +3,10 @@
 //! no fallback to plain text.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use chrono::Utc;
 use lockstep::lockstep;
 use lockstep::store::{RedisStore, Store};
-use lockstep_suite::RedisServer;
+use lockstep_suite::{RedisServer, wait_for_switch};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 /// A CA and a server certificate for `localhost` signed by it, as PEM files
@@ -52,8 +50,7 @@ async fn rediss_connects_with_the_right_ca_and_refuses_a_wrong_one_or_host() {
     let store = RedisStore::open_with_ca(&url, Some(std::fs::read(&ca).unwrap())).unwrap();
     SECURE.builder().store(store).start().await.unwrap();
     let at = SECURE.set(Secure::LEVEL, 2).await.unwrap();
-    tokio::time::sleep((at - Utc::now()).to_std().unwrap() + Duration::from_millis(20)).await;
-    assert_eq!(SECURE.level(), 2);
+    wait_for_switch("secure.level", at, 2, || SECURE.level()).await;
     assert_eq!(SECURE.status().failed_fetches, 0);
 
     // A CA that did not sign the server's certificate: refused.

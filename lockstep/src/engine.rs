@@ -7,7 +7,8 @@
 //! their instants; both run on lockstep's own threads ([`Host`]).
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::clock::{ClockFilter, ClockSource};
 use crate::contract::{Fields, Value};
@@ -36,7 +37,8 @@ pub(crate) struct Engine<S: Fields> {
     pub(crate) clock: ClockSource,
     pub(crate) keys: Vec<&'static str>,
     pub(crate) state: Mutex<State>,
-    pub(crate) wake: Condvar,
+    /// The flipper thread, once started: woken when a fetch was applied.
+    flipper: OnceLock<std::thread::Thread>,
     /// Held while fetching, so one fetch runs at a time; holds a fetch that
     /// overran its deadline and is still unanswered, with when it was sent
     /// and what it said this process held.
@@ -49,6 +51,10 @@ pub(crate) struct Engine<S: Fields> {
     pub(crate) identity: Option<Identity>,
     /// Whether the flipper asks for a real-time priority.
     pub(crate) realtime_flips: bool,
+    /// [`State::generation`] as of the last fetch applied, for the flipper
+    /// to tell without the lock whether the values it made ahead of an
+    /// instant still hold.
+    generation: AtomicU64,
     _fields: PhantomData<fn() -> S>,
 }
 
@@ -141,19 +147,45 @@ impl<S: Fields> Engine<S> {
             clock,
             keys: S::DEF.fields.iter().map(|f| f.key).collect(),
             state: Mutex::new(State::new(S::DEF.fields.len())),
-            wake: Condvar::new(),
+            flipper: OnceLock::new(),
             fetching: tokio::sync::Mutex::new(None),
             phase: fastrand::i64(0..tick),
             published,
             host,
             identity,
             realtime_flips,
+            generation: AtomicU64::new(0),
             _fields: PhantomData,
         }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `thread` the flipper that [`wake_flipper`](Self::wake_flipper)
+    /// wakes.
+    pub(crate) fn set_flipper(&self, thread: std::thread::Thread) {
+        let _ = self.flipper.set(thread);
+    }
+
+    /// Wakes the flipper (after a fetch was applied), so it publishes what
+    /// changed now rather than at its next instant.
+    pub(crate) fn wake_flipper(&self) {
+        if let Some(flipper) = self.flipper.get() {
+            flipper.unpark();
+        }
+    }
+
+    /// The timelines' generation as of the last fetch applied.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Says that `state`'s timelines are now of its generation: called
+    /// under the lock after a fetch is applied.
+    pub(crate) fn applied(&self, state: &State) {
+        self.generation.store(state.generation, Ordering::Release);
     }
 
     pub(crate) fn now(&self) -> Millis {

@@ -39,52 +39,101 @@ pub(crate) fn flip<S: Fields>(
     now: Millis,
 ) -> Option<Millis> {
     let now = now.max(state.high_water);
-    state.high_water = now;
-    let active: Vec<Option<Millis>> = state
-        .timelines
-        .iter()
-        .map(|t| t.active_at(now).map(|e| e.0))
-        .collect();
+    let active = active_at(state, now);
     let fresh = match &state.published {
         Some((generation, published)) => *generation != state.generation || *published != active,
         None => true,
     };
     if fresh {
-        let mut values = S::defaults();
-        for (index, timeline) in state.timelines.iter().enumerate() {
-            if let Some(decoded) = timeline.value_at(now) {
-                values.assign(index, &*decoded.value);
-            }
-        }
-        engine.published.publish(values);
-        if let Some((_, published)) = &state.published
-            && *published != active
-        {
-            state.status.flips += 1;
-            state.status.last_flip = Some(now);
-            crate::observe::flipped(S::DEF.namespace);
-            crate::observe::pending(S::DEF.namespace, &state.timelines, now);
-            let changed: Vec<&str> = S::DEF
-                .fields
-                .iter()
-                .zip(published.iter().zip(&active))
-                .filter(|(_, (old, new))| old != new)
-                .map(|(field, _)| field.key)
-                .collect();
-            tracing::info!(
-                namespace = S::DEF.namespace,
-                fields = ?changed,
-                at = %to_datetime(now).to_rfc3339(),
-                "lockstep: flipped"
-            );
-        }
-        state.published = Some((state.generation, active));
+        engine.published.publish(values_at::<S>(state, now));
+        published::<S>(state, state.generation, active, now);
     }
+    state.high_water = now;
+    next_change(state, now)
+}
+
+/// The values of one instant, made ahead of it under the engine's lock, so
+/// that the flip itself takes no lock: a thread holding the lock (a
+/// `status()` call, a fetch being applied) may be waiting for a core on a
+/// busy machine, and the flip would wait with it.
+struct Prepared<S> {
+    at: Millis,
+    /// The timelines' generation the values come from.
+    generation: u64,
+    active: Vec<Option<Millis>>,
+    values: S,
+}
+
+impl<S: Fields> Prepared<S> {
+    fn of(state: &State, at: Millis) -> Self {
+        Prepared {
+            at,
+            generation: state.generation,
+            active: active_at(state, at),
+            values: values_at(state, at),
+        }
+    }
+}
+
+/// Each field's active entry at `now`.
+fn active_at(state: &State, now: Millis) -> Vec<Option<Millis>> {
+    state
+        .timelines
+        .iter()
+        .map(|t| t.active_at(now).map(|e| e.0))
+        .collect()
+}
+
+/// Every field's value at `now`.
+fn values_at<S: Fields>(state: &State, now: Millis) -> S {
+    let mut values = S::defaults();
+    for (index, timeline) in state.timelines.iter().enumerate() {
+        if let Some(decoded) = timeline.value_at(now) {
+            values.assign(index, &*decoded.value);
+        }
+    }
+    values
+}
+
+/// The next instant after `now` at which anything changes.
+fn next_change(state: &State, now: Millis) -> Option<Millis> {
     state
         .timelines
         .iter()
         .filter_map(|t| t.next_change_after(now))
         .min()
+}
+
+/// Records that the values of `active` (from the timelines of `generation`)
+/// were published at `now`: counts, logs and metrics of a flip.
+fn published<S: Fields>(
+    state: &mut State,
+    generation: u64,
+    active: Vec<Option<Millis>>,
+    now: Millis,
+) {
+    if let Some((_, published)) = &state.published
+        && *published != active
+    {
+        state.status.flips += 1;
+        state.status.last_flip = Some(now);
+        crate::observe::flipped(S::DEF.namespace);
+        crate::observe::pending(S::DEF.namespace, &state.timelines, now);
+        let changed: Vec<&str> = S::DEF
+            .fields
+            .iter()
+            .zip(published.iter().zip(&active))
+            .filter(|(_, (old, new))| old != new)
+            .map(|(field, _)| field.key)
+            .collect();
+        tracing::info!(
+            namespace = S::DEF.namespace,
+            fields = ?changed,
+            at = %to_datetime(now).to_rfc3339(),
+            "lockstep: flipped"
+        );
+    }
+    state.published = Some((generation, active));
 }
 
 /// Publishes the values of now.
@@ -114,6 +163,7 @@ pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
                 );
             }
             engine.lock().status.flipper = priority;
+            engine.set_flipper(std::thread::current());
             flipper(&engine)
         });
     if let Err(e) = spawned {
@@ -122,32 +172,68 @@ pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
 }
 
 /// The flipper thread: sleep until the next instant, publish, repeat.
+///
+/// Before the sleep that ends at an instant it makes that instant's values
+/// under the lock ([`Prepared`]); it sleeps and spins without the lock and
+/// publishes them without taking it again, unless a fetch changed the
+/// timelines meanwhile ([`Engine::generation`]); then it records the flip
+/// under the lock, once the values are out. A fetch applied wakes it early
+/// ([`Engine::wake_flipper`]) to publish what changed.
 fn flipper<S: Fields>(engine: &Engine<S>) {
-    let mut state = engine.lock();
     loop {
+        let mut state = engine.lock();
         let now = engine.clock.now_nanos();
         let next = flip(engine, &mut state, now.div_euclid(1_000_000));
-        let until = next.map(|at| at.saturating_mul(1_000_000));
-        let wait = until.map_or(MAX_SLEEP, |until| {
-            Duration::from_nanos(until.saturating_sub(now).max(0) as u64).min(MAX_SLEEP)
-        });
-        if wait > SPIN {
-            state = engine
-                .wake
-                .wait_timeout(state, wait - SPIN)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        } else if let Some(until) = until {
+        let Some(at) = next else {
             drop(state);
-            // Spin without yielding: a thread that just woke keeps its core
-            // for these few hundred microseconds, where yielding on a busy
-            // machine hands it to another thread for a whole time slice
-            // (about 3 ms late, measured).
-            while engine.clock.now_nanos() < until {
-                std::hint::spin_loop();
-            }
-            state = engine.lock();
+            std::thread::park_timeout(MAX_SLEEP);
+            continue;
+        };
+        let until = at.saturating_mul(1_000_000);
+        let wait = Duration::from_nanos(until.saturating_sub(now).max(0) as u64);
+        if wait > MAX_SLEEP {
+            drop(state);
+            std::thread::park_timeout(MAX_SLEEP);
+            continue;
         }
+        let prepared = Prepared::<S>::of(&state, at);
+        drop(state);
+        if wait > SPIN {
+            std::thread::park_timeout(wait - SPIN);
+            if engine.clock.now_nanos() < until - SPIN.as_nanos() as i64 {
+                // Woken early: a fetch was applied.
+                continue;
+            }
+        }
+        // Spin without yielding: a thread that just woke keeps its core for
+        // these few hundred microseconds, where yielding on a busy machine
+        // hands it to another thread for a whole time slice (about 3 ms
+        // late, measured).
+        while engine.clock.now_nanos() < until {
+            std::hint::spin_loop();
+        }
+        publish_prepared(engine, prepared);
+    }
+}
+
+/// Publishes `prepared` at its instant, unless a fetch changed the
+/// timelines since it was made, and records the flip.
+fn publish_prepared<S: Fields>(engine: &Engine<S>, prepared: Prepared<S>) {
+    let Prepared {
+        at,
+        generation,
+        active,
+        values,
+    } = prepared;
+    if engine.generation() != generation {
+        // The next round makes the values again from what was fetched.
+        return;
+    }
+    engine.published.publish(values);
+    let mut state = engine.lock();
+    if state.generation == generation && at >= state.high_water {
+        published::<S>(&mut state, generation, active, at);
+        state.high_water = at;
     }
 }
 
@@ -186,6 +272,64 @@ mod tests {
     #[lockstep(tick = "1s", backend = "memory", namespace = "yflip_normal")]
     struct Normal {
         value: u8,
+    }
+
+    #[lockstep(tick = "1s", backend = "memory", namespace = "flip_locked")]
+    struct Locked {
+        value: u8,
+    }
+
+    /// A thread that holds the engine's lock across an instant (a
+    /// `status()` call preempted on a busy machine, a fetch being applied)
+    /// does not hold the flip back: the flipper made the instant's values
+    /// before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_flip_does_not_wait_for_a_thread_holding_the_engines_lock() {
+        LOCKED
+            .builder()
+            .store(MemoryStore::new())
+            .start()
+            .await
+            .unwrap();
+        let at = LOCKED.set(Locked::VALUE, 7).await.unwrap();
+        LOCKED.refresh().await.unwrap();
+        let at_ns = at.timestamp_nanos_opt().unwrap();
+        let now_ns = || chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        tokio::time::sleep(
+            (at - chrono::Utc::now() - chrono::TimeDelta::milliseconds(100))
+                .to_std()
+                .unwrap_or_default(),
+        )
+        .await;
+        let engine = LOCKED.engine().clone();
+        let held = std::thread::spawn(move || {
+            let _state = engine.lock();
+            loop {
+                let value = LOCKED.value();
+                let ended = now_ns();
+                if value == 7 {
+                    return ended;
+                }
+                // Generous: only a flip that waits for the lock never comes.
+                assert!(
+                    ended < at_ns + 30_000_000_000,
+                    "the value never switched while a thread held the engine's lock"
+                );
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        });
+        let seen = held.join().unwrap();
+        assert!(seen >= at_ns, "switched {} ns early", at_ns - seen);
+        // The flip is recorded once the lock is free.
+        let since = std::time::Instant::now();
+        while LOCKED.status().flips == 0 {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(60),
+                "no flip recorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(LOCKED.status().flips, 1);
     }
 
     /// Whether this process may give a thread a real-time priority: a

@@ -164,7 +164,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
     let recorded = record(engine, result, sent, received, held);
     drop(in_flight);
     let publish = recorded?;
-    engine.wake.notify_all();
+    engine.wake_flipper();
     if publish {
         publish_schema(engine).await;
     }
@@ -215,6 +215,7 @@ fn record<S: Fields>(
             let failures = state.status.consecutive_failures;
             let failing_since = state.status.failing_since.take();
             crate::apply::apply_answer::<S>(&mut state, fetched, held, now);
+            engine.applied(&state);
             let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
             observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
             observe::pending(namespace, &state.timelines, now);

@@ -155,6 +155,12 @@ impl<S: Fields> Registry<S> {
         })
     }
 
+    /// The started registry's engine, for the unit tests.
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &Arc<Engine<S>> {
+        &self.started().expect("a started registry").engine
+    }
+
     /// Fetches now, outside the schedule, and applies what it got. Waits for
     /// a fetch already under way rather than starting a second one. Unlike
     /// the scheduled fetches, which read nothing more of a registry whose

@@ -1,6 +1,7 @@
 //! A fleet member for the fleet view's tests (`tests/fleet_view.rs`):
 //! starts the `crew` registry (tick 2 s) on `LOCKSTEP_URL`, reporting as
-//! registries do by default, says `ready`, and keeps it fresh until killed.
+//! registries do by default, says `ready`, and keeps it fresh until killed
+//! or its standard input closes (its test ended it, or ended).
 
 use lockstep::lockstep;
 
@@ -13,6 +14,7 @@ pub struct Crew {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lockstep::Error> {
+    lockstep_suite::probe::exit_when_stdin_closes();
     CREW.start().await?;
     println!("ready");
     std::future::pending::<()>().await;

@@ -15,10 +15,16 @@
 //! - `probe --serve`: starts the registry, says `ready`, and keeps it fresh
 //!   until killed (a quiet fleet member, for the reconnect storm);
 //! - `probe --record <every ms>`: starts the `agreement` registry, says
-//!   `ready`, then samples its field until its standard input closes: every
-//!   `<every ms>` by the wall clock, and at every change it sees (polling the
-//!   hot path every 200 µs); then prints the samples `[[instant ns, value],
-//!   …]` and its status as one JSON line.
+//!   `ready`, then samples its field: every `<every ms>` by the wall clock,
+//!   and at every change it sees (polling the hot path every 200 µs), until
+//!   it is told `<value> <instant ns>` on its standard input (the last value
+//!   written) and reads that value at or after that instant by the wall
+//!   clock (or until its standard input closes); then prints the samples
+//!   `[[read started ns, read ended ns, value], …]` and its status as one
+//!   JSON line.
+//!
+//! In every mode it ends when its standard input closes (its test ended it,
+//! or ended), never on a clock of its own.
 
 use std::time::Duration;
 
@@ -66,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => {}
     }
+    lockstep_suite::probe::exit_when_stdin_closes();
     let expected: u64 = args.get(1).ok_or("usage: probe <value>")?.parse()?;
     let skew_ms: i64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let follow_store = args.get(3).is_some_and(|s| s == "store");
@@ -150,39 +157,65 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// `--serve`: a fleet member that only keeps its registry fresh.
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    lockstep_suite::probe::exit_when_stdin_closes();
     FLEET.start().await?;
     println!("ready");
     std::future::pending::<()>().await;
     Ok(())
 }
 
-/// `--record`: samples `AGREEMENT.value()` until standard input closes.
+/// `--record`: samples `AGREEMENT.value()` until it reads the last value
+/// it is told at or after the instant it is told, or until standard input
+/// closes.
 async fn record(every: Duration) -> Result<(), Box<dyn std::error::Error>> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// What standard input said: nothing yet, `<value> <instant ns>`, or
+    /// that it closed.
+    #[derive(Clone, Copy)]
+    enum Told {
+        Nothing,
+        Until(u64, i64),
+        Closed,
+    }
 
     AGREEMENT.start().await?;
     println!("ready");
-    let done = Arc::new(AtomicBool::new(false));
-    let closed = done.clone();
+    let told = Arc::new(Mutex::new(Told::Nothing));
+    let teller = told.clone();
     std::thread::spawn(move || {
-        // Until end of file.
-        let _ = std::io::stdin().lines().count();
-        closed.store(true, Ordering::SeqCst);
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let mut words = line.split_whitespace().map(str::parse::<i64>);
+            if let (Some(Ok(value)), Some(Ok(at))) = (words.next(), words.next()) {
+                *teller.lock().unwrap_or_else(|e| e.into_inner()) = Told::Until(value as u64, at);
+            }
+        }
+        *teller.lock().unwrap_or_else(|e| e.into_inner()) = Told::Closed;
     });
     let samples = tokio::task::spawn_blocking(move || {
         let every = every.as_nanos() as i64;
-        let mut samples: Vec<(i64, u64)> = Vec::new();
+        let mut samples: Vec<(i64, i64, u64)> = Vec::new();
         let mut next = 0;
-        while !done.load(Ordering::SeqCst) {
+        loop {
+            // The wall clock before and after the load: the value was there
+            // at some instant between the two.
+            let started = Utc::now().timestamp_nanos_opt().unwrap_or_default();
             let value = AGREEMENT.value();
-            // The wall clock after the load: the value was there at or before it.
             let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            if now >= next || samples.last().is_none_or(|(_, last)| *last != value) {
-                samples.push((now, value));
+            if now >= next || samples.last().is_none_or(|(_, _, last)| *last != value) {
+                samples.push((started, now, value));
                 if now >= next {
                     next = (now / every + 1) * every;
                 }
+            }
+            let told = *told.lock().unwrap_or_else(|e| e.into_inner());
+            match told {
+                Told::Closed => break,
+                // Nothing is written after it: once read, it stays.
+                Told::Until(last, at) if value == last && now >= at => break,
+                _ => {}
             }
             std::thread::sleep(Duration::from_micros(200));
         }

@@ -1,10 +1,14 @@
 //! A registry process for the `lockstep` command's tests (`tests/cli.rs`):
 //! starts the `shop` registry on `LOCKSTEP_URL`, which publishes its schema,
 //! prints `ready`, then one JSON line each time the hot path sees a field
-//! change: `{"field": …, "value": …, "seen_ms": …}` (wall clock, fractional
-//! milliseconds). Ends by itself after a minute.
+//! change: `{"field": …, "value": …, "seen_ms": …, "stale_ms": …,
+//! "stalls_ms": [[from, to], …]}` (wall clock, fractional milliseconds:
+//! the end of the first read that saw the change, the start of the last read
+//! that did not, and the gaps of 1 ms or more between two reads in the
+//! second before, when this process did not run). Lives until its standard input closes: its test ends it,
+//! or ends.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use lockstep::{Percent, lockstep};
@@ -55,24 +59,43 @@ fn values() -> [(&'static str, serde_json::Value); 5] {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lockstep::Error> {
+    lockstep_suite::probe::exit_when_stdin_closes();
     SHOP.start().await?;
     println!("ready");
     let watcher = tokio::task::spawn_blocking(|| {
-        let end = Instant::now() + Duration::from_secs(60);
+        let wall_ms = || Utc::now().timestamp_micros() as f64 / 1000.0;
         let mut last = values();
-        while Instant::now() < end {
+        // The start of the last read, and the gaps of 1 ms or more between
+        // two reads in the last second (this process did not run).
+        let mut started_before = wall_ms();
+        let mut stalls: Vec<(f64, f64)> = Vec::new();
+        let mut ended_before = started_before;
+        loop {
+            let started = wall_ms();
+            if started - ended_before >= 1.0 {
+                stalls.push((ended_before, started));
+            }
+            stalls.retain(|(_, to)| started - to < 1000.0);
             let now = values();
             // The wall clock after the read bounds the flip from above.
-            let seen_ms = Utc::now().timestamp_micros() as f64 / 1000.0;
+            let seen_ms = wall_ms();
             for ((field, old), (_, new)) in last.iter().zip(&now) {
                 if old != new {
                     println!(
                         "{}",
-                        serde_json::json!({"field": field, "value": new, "seen_ms": seen_ms})
+                        serde_json::json!({
+                            "field": field,
+                            "value": new,
+                            "seen_ms": seen_ms,
+                            "stale_ms": started_before,
+                            "stalls_ms": stalls,
+                        })
                     );
                 }
             }
             last = now;
+            started_before = started;
+            ended_before = seen_ms;
             std::thread::sleep(Duration::from_micros(500));
         }
     });
