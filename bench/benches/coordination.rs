@@ -432,19 +432,32 @@ fn spawn_all(mode: Mode, url: &str, n: usize, lifetime_ms: Option<i64>) -> Resul
 /// The machine's busy CPU time so far, in seconds, all cores together
 /// (`/proc/stat`, Linux; its unit is 1/100 s).
 fn machine_busy_seconds() -> f64 {
+    let cpu = machine_cpu();
+    match cpu.get(3..5) {
+        Some(idle) => (cpu.iter().sum::<f64>() - idle.iter().sum::<f64>()) / 100.0,
+        None => f64::NAN,
+    }
+}
+
+/// The time so far that the machine's virtual CPUs were ready to run but
+/// the hypervisor ran something else (steal), in seconds, all cores
+/// together: while it lasts, nothing on that CPU runs, a flipper at a
+/// real-time priority included.
+fn machine_steal_seconds() -> f64 {
+    machine_cpu().get(7).map_or(f64::NAN, |steal| steal / 100.0)
+}
+
+/// The first line of `/proc/stat`: the machine's CPU time by kind, in
+/// 1/100 s.
+fn machine_cpu() -> Vec<f64> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<f64> = stat
-        .lines()
+    stat.lines()
         .next()
         .unwrap_or_default()
         .split_whitespace()
         .skip(1)
         .filter_map(|v| v.parse().ok())
-        .collect();
-    match cpu.get(3..5) {
-        Some(idle) => (cpu.iter().sum::<f64>() - idle.iter().sum::<f64>()) / 100.0,
-        None => f64::NAN,
-    }
+        .collect()
 }
 
 /// This process's CPU time so far (user + system), in seconds.
@@ -478,19 +491,21 @@ fn load_average() -> f64 {
 struct Quiet {
     start: Instant,
     machine: f64,
+    steal: f64,
     own: f64,
     server: f64,
     load: f64,
 }
 
-/// `(ours, others, load average at the start)`.
-type Usage = (f64, f64, f64);
+/// `(ours, others, load average at the start, steal)`.
+type Usage = (f64, f64, f64, f64);
 
 impl Quiet {
     fn start(server: &RedisServer) -> Quiet {
         Quiet {
             start: Instant::now(),
             machine: machine_busy_seconds(),
+            steal: machine_steal_seconds(),
             own: own_cpu_seconds(),
             server: server_cpu_and_output(server).0 / 1e6,
             load: load_average(),
@@ -505,20 +520,23 @@ impl Quiet {
         let ours = own_cpu_seconds() - self.own + server_cpu_and_output(server).0 / 1e6
             - self.server
             + workers;
+        let steal = machine_steal_seconds() - self.steal;
         (
             ours / capacity,
-            ((machine - ours) / capacity).max(0.0),
+            ((machine - ours - steal) / capacity).max(0.0),
             self.load,
+            steal / capacity,
         )
     }
 }
 
 fn usage(u: Usage) -> String {
     format!(
-        "{:.0} % / {:.0} % (load {:.2})",
+        "{:.0} % / {:.0} % (load {:.2}, steal {:.1} %)",
         u.0 * 100.0,
         u.1 * 100.0,
-        u.2
+        u.2,
+        u.3 * 100.0
     )
 }
 

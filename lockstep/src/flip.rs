@@ -173,46 +173,50 @@ pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
 
 /// The flipper thread: sleep until the next instant, publish, repeat.
 ///
-/// Before the sleep that ends at an instant it makes that instant's values
-/// under the lock ([`Prepared`]); it sleeps and spins without the lock and
-/// publishes them without taking it again, unless a fetch changed the
-/// timelines meanwhile ([`Engine::generation`]); then it records the flip
-/// under the lock, once the values are out. A fetch applied wakes it early
-/// ([`Engine::wake_flipper`]) to publish what changed.
+/// Under the lock it publishes what is due and makes the next instant's
+/// values ([`Prepared`]); then, without the lock, it sleeps (at most
+/// [`MAX_SLEEP`] at a time, looking at the clock again after each), spins
+/// the last [`SPIN`] and publishes them, taking the lock again only to
+/// record the flip once the values are out, or when a fetch changed the
+/// timelines ([`Engine::generation`]; a fetch applied wakes it,
+/// [`Engine::wake_flipper`]). So a thread holding the lock near an instant
+/// (a `status()` call preempted on a busy machine, a fetch being applied)
+/// never holds the flip back.
 fn flipper<S: Fields>(engine: &Engine<S>) {
     loop {
-        let mut state = engine.lock();
-        let now = engine.clock.now_nanos();
-        let next = flip(engine, &mut state, now.div_euclid(1_000_000));
-        let Some(at) = next else {
-            drop(state);
+        let prepared = {
+            let mut state = engine.lock();
+            let now = engine.clock.now_nanos();
+            flip(engine, &mut state, now.div_euclid(1_000_000))
+                .map(|at| Prepared::<S>::of(&state, at))
+        };
+        let Some(prepared) = prepared else {
             std::thread::park_timeout(MAX_SLEEP);
             continue;
         };
-        let until = at.saturating_mul(1_000_000);
-        let wait = Duration::from_nanos(until.saturating_sub(now).max(0) as u64);
-        if wait > MAX_SLEEP {
-            drop(state);
-            std::thread::park_timeout(MAX_SLEEP);
-            continue;
-        }
-        let prepared = Prepared::<S>::of(&state, at);
-        drop(state);
-        if wait > SPIN {
-            std::thread::park_timeout(wait - SPIN);
-            if engine.clock.now_nanos() < until - SPIN.as_nanos() as i64 {
-                // Woken early: a fetch was applied.
+        let until = prepared.at.saturating_mul(1_000_000);
+        loop {
+            if engine.generation() != prepared.generation {
+                // A fetch changed the timelines: make the values again.
+                break;
+            }
+            let wait = until.saturating_sub(engine.clock.now_nanos());
+            if wait > SPIN.as_nanos() as i64 {
+                std::thread::park_timeout(
+                    Duration::from_nanos(wait as u64 - SPIN.as_nanos() as u64).min(MAX_SLEEP),
+                );
                 continue;
             }
+            // Spin without yielding: a thread that just woke keeps its core
+            // for these few hundred microseconds, where yielding on a busy
+            // machine hands it to another thread for a whole time slice
+            // (about 3 ms late, measured).
+            while engine.clock.now_nanos() < until {
+                std::hint::spin_loop();
+            }
+            publish_prepared(engine, prepared);
+            break;
         }
-        // Spin without yielding: a thread that just woke keeps its core for
-        // these few hundred microseconds, where yielding on a busy machine
-        // hands it to another thread for a whole time slice (about 3 ms
-        // late, measured).
-        while engine.clock.now_nanos() < until {
-            std::hint::spin_loop();
-        }
-        publish_prepared(engine, prepared);
     }
 }
 
