@@ -7,7 +7,9 @@
 //! their instants; both run on lockstep's own threads ([`Host`]).
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::clock::{ClockFilter, ClockSource};
@@ -51,11 +53,26 @@ pub(crate) struct Engine<S: Fields> {
     pub(crate) identity: Option<Identity>,
     /// Whether the flipper asks for a real-time priority.
     pub(crate) realtime_flips: bool,
-    /// [`State::generation`] as of the last fetch applied, for the flipper
-    /// to tell without the lock whether the values it made ahead of an
-    /// instant still hold.
-    generation: AtomicU64,
+    /// The values of the next instant, made ahead of it under the lock
+    /// whenever the timelines or the published values change, for the
+    /// flipper to publish at the instant without the lock.
+    pub(crate) next: ArcSwapOption<Prepared<S>>,
+    /// Whether a fetch was applied since the flipper last looked.
+    fetched: AtomicBool,
     _fields: PhantomData<fn() -> S>,
+}
+
+/// The values of one instant, made ahead of it under the engine's lock, so
+/// that the flip itself takes no lock: a thread holding the lock (a
+/// `status()` call, a fetch being applied) may be waiting for a core on a
+/// busy machine, and the flip would wait with it.
+pub(crate) struct Prepared<S> {
+    pub(crate) at: Millis,
+    /// The timelines' generation the values come from.
+    pub(crate) generation: u64,
+    /// Each field's active entry at `at`.
+    pub(crate) active: Vec<Option<Millis>>,
+    pub(crate) values: Arc<S>,
 }
 
 /// What the engine knows, behind one lock.
@@ -154,7 +171,8 @@ impl<S: Fields> Engine<S> {
             host,
             identity,
             realtime_flips,
-            generation: AtomicU64::new(0),
+            next: ArcSwapOption::empty(),
+            fetched: AtomicBool::new(false),
             _fields: PhantomData,
         }
     }
@@ -169,23 +187,18 @@ impl<S: Fields> Engine<S> {
         let _ = self.flipper.set(thread);
     }
 
-    /// Wakes the flipper (after a fetch was applied), so it publishes what
+    /// Wakes the flipper after a fetch was applied, so it publishes what
     /// changed now rather than at its next instant.
     pub(crate) fn wake_flipper(&self) {
+        self.fetched.store(true, Ordering::Release);
         if let Some(flipper) = self.flipper.get() {
             flipper.unpark();
         }
     }
 
-    /// The timelines' generation as of the last fetch applied.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Says that `state`'s timelines are now of its generation: called
-    /// under the lock after a fetch is applied.
-    pub(crate) fn applied(&self, state: &State) {
-        self.generation.store(state.generation, Ordering::Release);
+    /// Whether a fetch was applied since the last call.
+    pub(crate) fn take_fetched(&self) -> bool {
+        self.fetched.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn now(&self) -> Millis {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::contract::Fields;
-use crate::engine::{Engine, State};
+use crate::engine::{Engine, Prepared, State};
 use crate::status::FlipperPriority;
 use crate::tick::{Millis, to_datetime};
 
@@ -45,34 +45,34 @@ pub(crate) fn flip<S: Fields>(
         None => true,
     };
     if fresh {
-        engine.published.publish(values_at::<S>(state, now));
+        engine
+            .published
+            .publish(Arc::new(values_at::<S>(state, now)));
         published::<S>(state, state.generation, active, now);
     }
     state.high_water = now;
-    next_change(state, now)
+    prepare_next(engine, state, now)
 }
 
-/// The values of one instant, made ahead of it under the engine's lock, so
-/// that the flip itself takes no lock: a thread holding the lock (a
-/// `status()` call, a fetch being applied) may be waiting for a core on a
-/// busy machine, and the flip would wait with it.
-struct Prepared<S> {
-    at: Millis,
-    /// The timelines' generation the values come from.
-    generation: u64,
-    active: Vec<Option<Millis>>,
-    values: S,
-}
-
-impl<S: Fields> Prepared<S> {
-    fn of(state: &State, at: Millis) -> Self {
-        Prepared {
+/// Makes the values of the next instant after `now` at which anything
+/// changes, for the flipper to publish then without the lock
+/// ([`Engine::next`]); returns that instant. Called under the lock whenever
+/// the timelines or the published values change.
+pub(crate) fn prepare_next<S: Fields>(
+    engine: &Engine<S>,
+    state: &State,
+    now: Millis,
+) -> Option<Millis> {
+    let next = next_change(state, now.max(state.high_water));
+    engine.next.store(next.map(|at| {
+        Arc::new(Prepared {
             at,
             generation: state.generation,
             active: active_at(state, at),
-            values: values_at(state, at),
-        }
-    }
+            values: Arc::new(values_at(state, at)),
+        })
+    }));
+    next
 }
 
 /// Each field's active entry at `now`.
@@ -171,73 +171,67 @@ pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
     }
 }
 
-/// The flipper thread: sleep until the next instant, publish, repeat.
+/// The flipper thread: publish what is due, sleep until the next instant,
+/// publish, repeat.
 ///
-/// Under the lock it publishes what is due and makes the next instant's
-/// values ([`Prepared`]); then, without the lock, it sleeps (at most
-/// [`MAX_SLEEP`] at a time, looking at the clock again after each), spins
-/// the last [`SPIN`] and publishes them, taking the lock again only to
-/// record the flip once the values are out, or when a fetch changed the
-/// timelines ([`Engine::generation`]; a fetch applied wakes it,
-/// [`Engine::wake_flipper`]). So a thread holding the lock near an instant
-/// (a `status()` call preempted on a busy machine, a fetch being applied)
-/// never holds the flip back.
+/// Under the lock it publishes what is due and the next instant's values
+/// are made ([`prepare_next`]); then, without the lock, it sleeps towards
+/// that instant (at most [`MAX_SLEEP`] at a time, following the values a
+/// fetch makes anew), spins the last [`SPIN`], publishes them, and takes
+/// the lock again only once they are out, or when a fetch was applied
+/// ([`Engine::wake_flipper`]) to publish what it changed now. So a thread
+/// holding the lock near an instant (a `status()` call preempted on a busy
+/// machine, a fetch being applied) never holds the flip back.
 fn flipper<S: Fields>(engine: &Engine<S>) {
     loop {
-        let prepared = {
+        {
             let mut state = engine.lock();
             let now = engine.clock.now_nanos();
-            flip(engine, &mut state, now.div_euclid(1_000_000))
-                .map(|at| Prepared::<S>::of(&state, at))
-        };
-        let Some(prepared) = prepared else {
-            std::thread::park_timeout(MAX_SLEEP);
-            continue;
-        };
-        let until = prepared.at.saturating_mul(1_000_000);
-        loop {
-            if engine.generation() != prepared.generation {
-                // A fetch changed the timelines: make the values again.
-                break;
-            }
-            let wait = until.saturating_sub(engine.clock.now_nanos());
-            if wait > SPIN.as_nanos() as i64 {
-                std::thread::park_timeout(
-                    Duration::from_nanos(wait as u64 - SPIN.as_nanos() as u64).min(MAX_SLEEP),
-                );
-                continue;
-            }
-            // Spin without yielding: a thread that just woke keeps its core
-            // for these few hundred microseconds, where yielding on a busy
-            // machine hands it to another thread for a whole time slice
-            // (about 3 ms late, measured).
-            while engine.clock.now_nanos() < until {
-                std::hint::spin_loop();
-            }
-            publish_prepared(engine, prepared);
-            break;
+            flip(engine, &mut state, now.div_euclid(1_000_000));
         }
+        approach(engine);
     }
 }
 
-/// Publishes `prepared` at its instant, unless a fetch changed the
-/// timelines since it was made, and records the flip.
-fn publish_prepared<S: Fields>(engine: &Engine<S>, prepared: Prepared<S>) {
-    let Prepared {
-        at,
-        generation,
-        active,
-        values,
-    } = prepared;
-    if engine.generation() != generation {
-        // The next round makes the values again from what was fetched.
+/// Sleeps towards the next prepared instant without the lock, spins,
+/// publishes its values and records the flip; returns then, or as soon as
+/// a fetch was applied.
+fn approach<S: Fields>(engine: &Engine<S>) {
+    loop {
+        if engine.take_fetched() {
+            return;
+        }
+        let Some(next) = engine.next.load_full() else {
+            std::thread::park_timeout(MAX_SLEEP);
+            continue;
+        };
+        let until = next.at.saturating_mul(1_000_000);
+        let wait = until.saturating_sub(engine.clock.now_nanos());
+        if wait > SPIN.as_nanos() as i64 {
+            let sleep = Duration::from_nanos(wait as u64) - SPIN;
+            std::thread::park_timeout(sleep.min(MAX_SLEEP));
+            continue;
+        }
+        // Spin without yielding: a thread that just woke keeps its core for
+        // these few hundred microseconds, where yielding on a busy machine
+        // hands it to another thread for a whole time slice (about 3 ms
+        // late, measured).
+        while engine.clock.now_nanos() < until {
+            std::hint::spin_loop();
+        }
+        // The values made last for this instant: a fetch applied meanwhile
+        // made them anew.
+        if let Some(next) = engine.next.load_full()
+            && next.at <= until.div_euclid(1_000_000)
+        {
+            engine.published.publish(next.values.clone());
+            let mut state = engine.lock();
+            if state.generation == next.generation && next.at >= state.high_water {
+                published::<S>(&mut state, next.generation, next.active.clone(), next.at);
+                state.high_water = next.at;
+            }
+        }
         return;
-    }
-    engine.published.publish(values);
-    let mut state = engine.lock();
-    if state.generation == generation && at >= state.high_water {
-        published::<S>(&mut state, generation, active, at);
-        state.high_water = at;
     }
 }
 
@@ -281,6 +275,57 @@ mod tests {
     #[lockstep(tick = "1s", backend = "memory", namespace = "flip_locked")]
     struct Locked {
         value: u8,
+    }
+
+    #[lockstep(tick = "1s", backend = "memory", namespace = "flip_applying")]
+    struct Applying {
+        value: u8,
+    }
+
+    /// A fetch applied under the lock near an instant by a thread that then
+    /// keeps the lock (a refresher preempted on a busy machine) does not
+    /// hold the flip back either: the values of the instant are made anew
+    /// under the lock, and the flipper publishes those.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_flip_does_not_wait_for_a_fetch_being_applied() {
+        APPLYING
+            .builder()
+            .store(MemoryStore::new())
+            .start()
+            .await
+            .unwrap();
+        let at = APPLYING.set(Applying::VALUE, 9).await.unwrap();
+        APPLYING.refresh().await.unwrap();
+        let at_ns = at.timestamp_nanos_opt().unwrap();
+        let now_ns = || chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        tokio::time::sleep(
+            (at - chrono::Utc::now() - chrono::TimeDelta::milliseconds(100))
+                .to_std()
+                .unwrap_or_default(),
+        )
+        .await;
+        let engine = APPLYING.engine().clone();
+        let held = std::thread::spawn(move || {
+            let mut state = engine.lock();
+            // What applying a fetch does to the state, and then keeps the
+            // lock.
+            state.generation += 1;
+            super::prepare_next(&engine, &state, at_ns / 1_000_000 - 100);
+            loop {
+                let value = APPLYING.value();
+                let ended = now_ns();
+                if value == 9 {
+                    return ended;
+                }
+                assert!(
+                    ended < at_ns + 30_000_000_000,
+                    "the value never switched while a fetch being applied held the lock"
+                );
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        });
+        let seen = held.join().unwrap();
+        assert!(seen >= at_ns, "switched {} ns early", at_ns - seen);
     }
 
     /// A thread that holds the engine's lock across an instant (a

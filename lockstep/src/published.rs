@@ -39,8 +39,8 @@ impl<S: Fields> Published<S> {
     }
 
     /// Makes `values` what every accessor and snapshot returns.
-    pub(crate) fn publish(&self, values: S) {
+    pub(crate) fn publish(&self, values: Arc<S>) {
         values.publish(&self.slots);
-        self.retired.keep(self.current.swap(Arc::new(values)));
+        self.retired.keep(self.current.swap(values));
     }
 }

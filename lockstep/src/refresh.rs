@@ -215,7 +215,7 @@ fn record<S: Fields>(
             let failures = state.status.consecutive_failures;
             let failing_since = state.status.failing_since.take();
             crate::apply::apply_answer::<S>(&mut state, fetched, held, now);
-            engine.applied(&state);
+            crate::flip::prepare_next(engine, &state, now);
             let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
             observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
             observe::pending(namespace, &state.timelines, now);
