@@ -21,6 +21,15 @@ use lockstep_suite::{
 };
 use serde_json::{Value, json};
 
+/// Runs `work` to its end on a runtime of its own.
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
 /// Runs `lockstep args…` and expects it to succeed.
 fn ok(url: &str, args: &[&str]) -> CliRun {
     let run = lockstep(Some(url), args);
@@ -254,11 +263,7 @@ fn every_refusal_exits_1_and_leaves_the_store_unchanged() {
     let _shop = Shop::start(&url);
     // `legacy`: in the store, but no registry published its schema;
     // `old`: published by a lockstep that did not describe types.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let store = RedisStore::open(&url).unwrap();
         let write = Write::builder(
             "legacy",
@@ -1016,4 +1021,139 @@ fn instants_after_year_9999_and_ramps_over_1000_steps_are_refused_clearly() {
     // 1000 steps are a ramp like any other.
     let values = vec!["1"; 1000].join(",");
     ok(&url, &["ramp", "shop.limit", &values]);
+}
+
+/// What a terminal would act on (an escape, a bell, a carriage return)
+/// anywhere in `text`.
+fn acted_on(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control() && *c != '\n')
+}
+
+#[test]
+fn hostile_store_contents_never_reach_the_terminal_and_a_bad_registry_spoils_only_itself() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _shop = Shop::start(&url);
+    let title = "\u{1b}]0;pwned\u{7}";
+    let clear = "\u{1b}[2J\u{1b}[H";
+    // A value: a JSON string holding escapes, as any writer may set.
+    let set = ok(
+        &url,
+        &["set", "shop.theme", r#""\u001b]0;pwned\u0007""#, "--json"],
+    )
+    .json();
+    let at = set["at_ms"].as_i64().unwrap();
+    // Planted by hand: an entry whose writer is named with escapes, and a
+    // string of escapes where a number belongs (the reason it is refused
+    // quotes it).
+    let envelope = |by: &str, value: &str| {
+        format!(
+            r#"{{"f":1,"w":"ab","t":5,"by":{},"v":{}}}"#,
+            json!(by),
+            json!(value)
+        )
+    };
+    let at_plus = |ms: i64| (at + ms).to_string();
+    let theme = "lockstep:{shop}:field:theme";
+    let _: () = server.cmd(&["HSET", theme, &at_plus(1000), &envelope(title, "x")]);
+    let limit = "lockstep:{shop}:field:limit";
+    let _: () = server.cmd(&["HSET", limit, &at_plus(2000), &envelope("x", clear)]);
+    // A process's record naming its host and program with escapes.
+    block_on(async {
+        let store = RedisStore::open(&url).unwrap();
+        let report = lockstep::store::Report {
+            process: "evil".into(),
+            body: json!({"id": "evil", "host": title, "pid": 1, "program": clear}).to_string(),
+            expires_after: 600_000,
+        };
+        store
+            .fetch_reporting("shop", &["theme"], Some(&report))
+            .await
+            .unwrap();
+    });
+    // Keys named like registries under namespaces lockstep refuses.
+    let _: () = server.cmd(&["HSET", "lockstep:{x:y}:meta", "schema", "{}"]);
+    let _: () = server.cmd(&[
+        "HSET",
+        &format!("lockstep:{{{clear}}}:meta"),
+        "schema",
+        "{}",
+    ]);
+
+    let runs = [
+        ok(&url, &["get", "shop.theme"]),
+        ok(&url, &["history", "shop.theme"]),
+        ok(&url, &["history", "shop.limit"]),
+        ok(&url, &["fleet", "shop"]),
+        ok(&url, &["ls"]),
+        ok(&url, &["watch", "--count", "1"]),
+        lockstep(Some(&url), &["get", &format!("{clear}.theme")]),
+    ];
+    for run in &runs {
+        for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            assert_eq!(
+                acted_on(text),
+                None,
+                "a control character reached the terminal on {stream}: {text:?}"
+            );
+        }
+    }
+    // Shown, written out.
+    let [get, history, bad, fleet, ls, watch, named] = runs;
+    assert!(
+        get.stdout.contains(r#""\u001b]0;pwned\u0007""#),
+        "{}",
+        get.stdout
+    );
+    assert!(
+        history.stdout.contains(r"\x1b]0;pwned\x07"),
+        "{}",
+        history.stdout
+    );
+    assert!(
+        bad.stdout.contains(r#""\u001b[2J\u001b[H" is not an"#),
+        "{}",
+        bad.stdout
+    );
+    assert!(
+        fleet.stdout.contains(r"\x1b]0;pwned\x07"),
+        "{}",
+        fleet.stdout
+    );
+    assert!(fleet.stdout.contains(r"\x1b[2J\x1b[H"), "{}", fleet.stdout);
+    assert_eq!(named.code, 2, "{}", named.stderr);
+    assert!(named.stderr.contains(r"\x1b[2J\x1b[H"), "{}", named.stderr);
+    // Every registry that can be read is listed; the others are named,
+    // with why.
+    for text in [&ls.stdout, &watch.stdout] {
+        assert!(text.contains("shop  (tick 1s)"), "{text}");
+        assert!(text.contains("x:y  (cannot be read: "), "{text}");
+        assert!(text.contains(r"\x1b[2J\x1b[H  (cannot be read: "), "{text}");
+    }
+    let ls = ok(&url, &["ls", "--json"]).json();
+    let by_name = |name: &str| {
+        ls["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["namespace"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name:?} not listed: {ls}"))
+    };
+    let history = ok(&url, &["history", "shop.theme", "--json"]).json();
+    let values: Vec<&Value> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["value"])
+        .collect();
+    assert!(
+        values.contains(&&json!(title)),
+        "JSON stays JSON: {history}"
+    );
+    assert!(by_name("x:y")["error"].is_string(), "{ls}");
+    assert!(by_name(clear)["error"].is_string(), "{ls}");
+    // Named alone, it is refused as a name.
+    let alone = lockstep(Some(&url), &["ls", "x:y"]);
+    assert_eq!(alone.code, 2, "{}{}", alone.stdout, alone.stderr);
 }

@@ -56,8 +56,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
-            // Clap quotes offending arguments: never a password.
+            // Clap quotes offending arguments: never a password, and
+            // nothing a terminal would act on (one may be a name copied
+            // from the store).
             let text = secrets.hide(&e.render().to_string());
+            let text = outcome::visible(&text);
             if e.use_stderr() {
                 eprint!("{text}");
             } else {
@@ -84,7 +87,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", secrets.hide(&failure.message));
+            outcome::warn(&format!("error: {}", secrets.hide(&failure.message)));
             ExitCode::from(failure.code)
         }
     }

@@ -23,6 +23,8 @@ pub struct Overview {
     pub fetched: Option<Fetched>,
     /// Who holds each pending change, when read (`watch` reads it).
     fleet: Option<Fleet>,
+    /// Why the registry could not be read, when it could not.
+    unreadable: Option<String>,
 }
 
 impl Overview {
@@ -41,7 +43,24 @@ impl Overview {
             schema,
             fetched,
             fleet: None,
+            unreadable: None,
         })
+    }
+
+    /// Fetches `namespace` as one of a list of the store's registries: one
+    /// that cannot be read (a key or row named like a registry under a
+    /// namespace lockstep refuses, a schema that does not decode) is shown
+    /// as such with the reason, and spoils only its own part of the list.
+    pub async fn fetch_listed(ctx: &Ctx, namespace: &str) -> Overview {
+        Overview::fetch(ctx, namespace)
+            .await
+            .unwrap_or_else(|failure| Overview {
+                namespace: namespace.to_owned(),
+                schema: None,
+                fetched: None,
+                fleet: None,
+                unreadable: Some(failure.message),
+            })
     }
 
     /// Reads who holds each pending change, when there is one to show:
@@ -112,6 +131,9 @@ impl Overview {
 
     /// For a person: each field with its value now and its next change.
     pub fn text(&self, now: i64) -> String {
+        if let Some(why) = &self.unreadable {
+            return format!("{}  (cannot be read: {why})\n", self.namespace);
+        }
         let Some(schema) = &self.schema else {
             return format!(
                 "{}  (no published schema: start a registry of it to see its fields)\n",
@@ -163,6 +185,9 @@ impl Overview {
 
     /// As JSON.
     pub fn json(&self, now: i64) -> Value {
+        if let Some(why) = &self.unreadable {
+            return json!({"namespace": self.namespace, "error": why});
+        }
         let Some(schema) = &self.schema else {
             return json!({"namespace": self.namespace, "schema": false});
         };
@@ -212,11 +237,21 @@ pub async fn namespaces(ctx: &Ctx, only: Option<&str>) -> Result<Vec<String>, Fa
     }
 }
 
+/// Fetches `namespace` for `ls` or `watch`: when it was named (`only`),
+/// its failure is the command's; when it was listed, its own part of the
+/// list ([`Overview::fetch_listed`]).
+pub async fn fetch(ctx: &Ctx, namespace: &str, only: Option<&str>) -> Result<Overview, Failure> {
+    match only {
+        Some(_) => Overview::fetch(ctx, namespace).await,
+        None => Ok(Overview::fetch_listed(ctx, namespace).await),
+    }
+}
+
 /// `ls`: every registry (or one), each field with its value and next change.
 pub async fn ls(ctx: &Ctx, only: Option<&str>) -> Result<Outcome, Failure> {
     let mut registries = Vec::new();
     for name in namespaces(ctx, only).await? {
-        registries.push(Overview::fetch(ctx, &name).await?);
+        registries.push(fetch(ctx, &name, only).await?);
     }
     let now = registries
         .iter()

@@ -1,9 +1,13 @@
 //! What the commands print: instants, countdowns, values and tables.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use lockstep::FieldSchema;
 use lockstep::store::StoredEntry;
 use serde_json::{Value, json};
+
+use crate::outcome::visible;
 
 /// An instant in milliseconds since the Unix epoch, as RFC 3339 in UTC
 /// (with milliseconds only when it has some).
@@ -141,6 +145,12 @@ pub fn stored_text(entry: &StoredEntry) -> String {
 /// Rows of cells as aligned columns, two spaces apart, each line indented
 /// by `indent`.
 pub fn table(rows: &[Vec<String>], indent: &str) -> String {
+    // Made visible here, not only on the way out, so that the columns are
+    // as wide as what the terminal shows.
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| visible(cell)).collect())
+        .collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -152,7 +162,7 @@ pub fn table(rows: &[Vec<String>], indent: &str) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let mut line = indent.to_owned();
         for (c, cell) in row.iter().enumerate() {
             if c + 1 == row.len() {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::context::{Ctx, store_now};
 use crate::failure::Failure;
 use crate::outcome::Outcome;
-use crate::overview::{Overview, namespaces};
+use crate::overview::{self, Overview, namespaces};
 use crate::view::{self, instant, relative};
 
 /// How often the list of namespaces is read again, when not given one.
@@ -56,7 +56,7 @@ pub async fn watch(
             match old {
                 Some(c) if c.fetched_at.elapsed() < c.overview.tick() => next_cached.push(c),
                 _ => {
-                    let overview = Overview::fetch(ctx, name).await?;
+                    let overview = overview::fetch(ctx, name, only).await?;
                     if let Some(f) = &overview.fetched {
                         offset_ms = store_now(f) - Utc::now().timestamp_millis();
                     }
@@ -113,10 +113,6 @@ fn frame(ctx: &Ctx, cached: &[Cached], now: i64, tty: bool) -> Outcome {
         }),
     });
     let mut text = String::new();
-    if tty {
-        // Home and clear: redraw in place.
-        text.push_str("\x1b[H\x1b[2J");
-    }
     text.push_str(&format!(
         "{}  {}\n",
         ctx.store.describe(),
@@ -137,6 +133,7 @@ fn frame(ctx: &Ctx, cached: &[Cached], now: i64, tty: bool) -> Outcome {
     text.push_str(&texts.join("\n"));
     if !tty {
         text.push_str("---\n");
+        return Outcome::new(text, json);
     }
-    Outcome::new(text, json)
+    Outcome::new(text, json).redrawn()
 }

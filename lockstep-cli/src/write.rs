@@ -440,11 +440,11 @@ pub async fn purge(
 /// time (`?replicas=` URLs): the write stands.
 fn warn_if_lagging(committed: &lockstep::store::Committed) {
     if !committed.lagging.is_empty() {
-        eprintln!(
+        crate::outcome::warn(&format!(
             "warning: the write stands on the primary, but the replicas {} did not acknowledge \
              it a tick before its first instant: a process reading one may serve the old value \
              after the instant unless the replica catches up (check its link to the primary)",
             committed.lagging.join(", ")
-        );
+        ));
     }
 }
