@@ -30,7 +30,33 @@ impl Console {
     /// `url` (given as `LOCKSTEP_URL`), and reads the address and token it
     /// prints.
     pub fn start(url: &str, args: &[&str]) -> Console {
-        let mut child = Command::new(cli_binary())
+        Console::spawn(&mut Command::new(cli_binary()), url, args)
+    }
+
+    /// [`Console::start`], allowed at most `files` open files, as a
+    /// service manager commonly allows a service (1 024).
+    pub fn start_with_open_files(url: &str, args: &[&str], files: u64) -> Console {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = Command::new(cli_binary());
+        // SAFETY: `setrlimit` is async-signal-safe and touches no memory of
+        // the parent; the child runs nothing else before it `exec`s.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Console::spawn(&mut command, url, args)
+    }
+
+    fn spawn(command: &mut Command, url: &str, args: &[&str]) -> Console {
+        let mut child = command
             .args(["console", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("LOCKSTEP_URL", url)
@@ -68,6 +94,13 @@ impl Console {
     /// `http://ADDR`.
     pub fn origin(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many files (sockets included) the console holds open now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(Iterator::count)
+            .unwrap_or(0)
     }
 }
 

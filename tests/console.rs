@@ -6,6 +6,8 @@
 //! Set `LOCKSTEP_CONSOLE_SCREENSHOT=docs/console.png` to write the
 //! screenshot of the docs.
 
+use std::io::{Read, Write as _};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,6 +16,7 @@ use lockstep::store::{RedisStore, Store, Write};
 use lockstep_suite::browser::{Response, form_encode};
 use lockstep_suite::{
     Chromedriver, Console, PATIENCE, Probe, RedisServer, assert_all_switched_within_5_ms, http,
+    wait_for,
 };
 
 /// One test at a time: the first judges how two processes switched, which
@@ -690,4 +693,124 @@ async fn a_registry_that_cannot_be_read_spoils_only_its_own_part_of_the_page() {
             page.body
         );
     }
+}
+
+/// Lets this test process open `files` files (sockets included), as far as
+/// its hard limit allows.
+fn allow_open_files(files: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_cur.max(files.min(limit.rlim_max));
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur >= files,
+        "this test opens {files} connections, but may have only {} files open (hard limit)",
+        limit.rlim_cur
+    );
+}
+
+/// A connection that sends half a request head and then nothing more.
+fn half_a_request(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect to the console");
+    let _ = stream.write_all(format!("GET /live HTTP/1.1\r\nHost: {addr}\r\n").as_bytes());
+    stream
+}
+
+#[test]
+fn slow_clients_cannot_keep_the_page_from_answering() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
+    allow_open_files(2_000);
+    let server = RedisServer::start();
+    // Allowed 1 024 open files, as a service commonly is.
+    let console = Console::start_with_open_files(&server.url(), &["--read-only"], 1_024);
+    // Its files once it has served a page (the store's connection open).
+    assert_eq!(http(console.addr, "GET", "/live", &[], "").status, 200);
+    let before = console.open_files();
+    // More half-open connections than it may have files open.
+    let slow: Vec<TcpStream> = (0..1_100).map(|_| half_a_request(console.addr)).collect();
+    let live = http(console.addr, "GET", "/live", &[], "");
+    assert_eq!(live.status, 200, "{}", live.body);
+    let page = http(console.addr, "GET", "/", &[], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    // And each slow client is let go: it reads the end of its connection.
+    for (n, mut stream) in slow.into_iter().enumerate() {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!(
+                "slow connection {n} was still open after {} s: {e}",
+                PATIENCE.as_secs()
+            ),
+        }
+    }
+    wait_for(
+        "the console to hold no more files than before the slow clients came",
+        Duration::from_millis(100),
+        || match console.open_files() {
+            n if n <= before => Ok(()),
+            n => Err(format!("{n} open, {before} before")),
+        },
+    );
+}
+
+#[test]
+fn wrong_tokens_cost_the_client_that_gives_them_time() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
+    let server = RedisServer::start();
+    let console = Console::start(&server.url(), &[]);
+    let token = console.token.clone().unwrap();
+    let s = session(&console);
+    let origin = console.origin();
+    let login = |token: &str| {
+        let body = format!("csrf={}&token={}", s.csrf, form_encode(token));
+        post(&console, "/login", &s.cookie, Some(&origin), &body)
+    };
+    // Wrong tokens, waiting each time as told, until the console makes
+    // this client wait 8 s or more and the right token, sent within that
+    // wait, is refused too.
+    let mut checked = 0;
+    let wait = loop {
+        let sent = std::time::Instant::now();
+        let answer = login("not-the-console-token");
+        if answer.status == 403 {
+            checked += 1;
+            assert!(
+                checked < 100,
+                "{checked} wrong tokens checked, none refused"
+            );
+            continue;
+        }
+        assert_eq!(answer.status, 429, "{}", answer.body);
+        assert!(checked >= 5, "refused after {checked} wrong tokens");
+        let wait: u64 = answer
+            .body
+            .split("try again in ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no wait in {}", answer.body));
+        if wait >= 8 {
+            let right_sent = std::time::Instant::now();
+            let right = login(&token);
+            // Judged only when it surely went within the wait; otherwise
+            // (a stalled machine) the next, longer wait is tried.
+            if right_sent.duration_since(sent) < Duration::from_secs(wait - 1) {
+                assert_eq!(right.status, 429, "the right token: {}", right.body);
+                break wait;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(wait));
+    };
+    // After it, the right token unlocks the session.
+    std::thread::sleep(Duration::from_secs(wait));
+    let unlocked = login(&token);
+    assert_eq!(unlocked.status, 303, "{}", unlocked.body);
 }

@@ -3,9 +3,10 @@
 //! other sites (and DNS rebinding) out.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -18,6 +19,17 @@ const COOKIE: &str = "lockstep_console";
 /// token goes first, so that a flood of new sessions (anyone who can reach
 /// the page can make them) does not log the operator out.
 const MAX_SESSIONS: usize = 256;
+
+/// Wrong tokens a client may give before it must wait between attempts.
+const FREE_ATTEMPTS: u32 = 5;
+
+/// The longest wait between attempts: after [`FREE_ATTEMPTS`] wrong
+/// tokens the wait is a second, doubling with each further one up to this.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// How many clients' wrong tokens are remembered; when more give wrong
+/// tokens, the one whose last attempt is oldest is forgotten first.
+const CLIENTS_REMEMBERED: usize = 4096;
 
 /// The token writes need: from `--token-file`, else
 /// `LOCKSTEP_CONSOLE_TOKEN`, else a random one; `true` when it is random
@@ -90,6 +102,7 @@ pub struct Guard {
     /// The `Host` values this console answers to.
     hosts: Vec<String>,
     sessions: Mutex<(HashMap<String, Session>, VecDeque<String>)>,
+    attempts: Mutex<Attempts>,
 }
 
 impl Guard {
@@ -111,6 +124,7 @@ impl Guard {
             token,
             hosts,
             sessions: Mutex::new((HashMap::new(), VecDeque::new())),
+            attempts: Mutex::new(Attempts::default()),
         }
     }
 
@@ -234,15 +248,35 @@ impl Guard {
         Ok(session)
     }
 
-    /// Unlocks `session` if `given` is the token.
-    pub fn unlock(&self, session: &Session, given: &str) -> Result<(), Refusal> {
+    /// Unlocks `session` if `given` is the token. A client (an IPv4
+    /// address, or an IPv6 /64) that gave [`FREE_ATTEMPTS`] wrong tokens
+    /// must then wait between attempts, a second and doubling up to
+    /// [`LONGEST_WAIT`]; until then every attempt of it is refused (429),
+    /// the right token too, so that guessing costs time.
+    pub fn unlock(&self, session: &Session, given: &str, client: IpAddr) -> Result<(), Refusal> {
         let Some(token) = &self.token else {
             return Err((
                 StatusCode::NOT_FOUND,
                 "this console is read-only".to_owned(),
             ));
         };
+        let client = Client::of(client);
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wait) = attempts.wait(client, now) {
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "refused: too many wrong tokens from {client}; try again in {} s (after {} \
+                     wrong tokens each further one doubles the wait, up to {} s)",
+                    wait.as_secs_f64().ceil(),
+                    FREE_ATTEMPTS,
+                    LONGEST_WAIT.as_secs()
+                ),
+            ));
+        }
         if !same(given.trim(), token) {
+            attempts.wrong(client, now);
             return Err((
                 StatusCode::FORBIDDEN,
                 "refused: that is not the console's token (it was printed when the console \
@@ -250,11 +284,75 @@ impl Guard {
                     .to_owned(),
             ));
         }
+        attempts.right(client);
+        drop(attempts);
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = sessions.0.get_mut(&session.id) {
             s.unlocked = true;
         }
         Ok(())
+    }
+}
+
+/// Who gives tokens: an IPv4 address, or the /64 of an IPv6 one (a host
+/// commonly holds a whole /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Client(IpAddr);
+
+impl Client {
+    fn of(ip: IpAddr) -> Client {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Client(IpAddr::V6(prefix.into()))
+                }
+            },
+            v4 => Client(v4),
+        }
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+            v4 => write!(f, "{v4}"),
+        }
+    }
+}
+
+/// The wrong tokens each client gave: how many since its last right one,
+/// and when the last.
+#[derive(Default)]
+struct Attempts(HashMap<Client, (u32, Instant)>);
+
+impl Attempts {
+    /// How long `client` must still wait before it may try again.
+    fn wait(&self, client: Client, now: Instant) -> Option<Duration> {
+        let (wrong, last) = self.0.get(&client)?;
+        let doublings = wrong.checked_sub(FREE_ATTEMPTS)?;
+        let wait = Duration::from_secs(1u64 << doublings.min(16)).min(LONGEST_WAIT);
+        (*last + wait)
+            .checked_duration_since(now)
+            .filter(|left| !left.is_zero())
+    }
+
+    fn wrong(&mut self, client: Client, now: Instant) {
+        if !self.0.contains_key(&client)
+            && self.0.len() >= CLIENTS_REMEMBERED
+            && let Some(oldest) = self.0.iter().min_by_key(|(_, (_, last))| *last)
+        {
+            let oldest = *oldest.0;
+            self.0.remove(&oldest);
+        }
+        let entry = self.0.entry(client).or_insert((0, now));
+        *entry = (entry.0 + 1, now);
+    }
+
+    fn right(&mut self, client: Client) {
+        self.0.remove(&client);
     }
 }
 
@@ -323,9 +421,10 @@ mod tests {
         assert!(guard.check_form(&with, None, false).is_err());
         assert!(guard.check_form(&with, Some(&session.csrf), false).is_ok());
         assert!(guard.check_form(&with, Some(&session.csrf), true).is_err());
-        assert!(guard.unlock(&session, "wrong-token-0000").is_err());
+        let client: IpAddr = [127, 0, 0, 1].into();
+        assert!(guard.unlock(&session, "wrong-token-0000", client).is_err());
         assert!(guard.check_form(&with, Some(&session.csrf), true).is_err());
-        guard.unlock(&session, &"t".repeat(16)).unwrap();
+        guard.unlock(&session, &"t".repeat(16), client).unwrap();
         assert!(guard.check_form(&with, Some(&session.csrf), true).is_ok());
     }
 
@@ -342,7 +441,9 @@ mod tests {
         let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), &[], Some("t".repeat(16)));
         let (first, first_cookie) = guard.session(&HeaderMap::new()).unwrap();
         let (operator, cookie) = guard.session(&HeaderMap::new()).unwrap();
-        guard.unlock(&operator, &"t".repeat(16)).unwrap();
+        guard
+            .unlock(&operator, &"t".repeat(16), [127, 0, 0, 1].into())
+            .unwrap();
         let operator_headers = with_cookie(&cookie.unwrap());
         for _ in 0..MAX_SESSIONS * 2 {
             guard.session(&HeaderMap::new()).unwrap();
@@ -380,5 +481,54 @@ mod tests {
             ("0123456789abcdef0".to_owned(), false)
         );
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn wrong_tokens_cost_a_client_time_and_only_that_client() {
+        let mut attempts = Attempts::default();
+        let start = Instant::now();
+        let client = Client::of([10, 0, 0, 1].into());
+        let other = Client::of([10, 0, 0, 2].into());
+        for _ in 0..FREE_ATTEMPTS {
+            assert_eq!(attempts.wait(client, start), None);
+            attempts.wrong(client, start);
+        }
+        let s = Duration::from_secs;
+        assert_eq!(attempts.wait(client, start), Some(s(1)));
+        assert_eq!(attempts.wait(client, start + s(1)), None);
+        assert_eq!(attempts.wait(other, start), None, "another client may try");
+        attempts.wrong(client, start + s(1));
+        assert_eq!(attempts.wait(client, start + s(1)), Some(s(2)));
+        for n in 0..20 {
+            attempts.wrong(client, start + s(10 + n));
+        }
+        assert_eq!(attempts.wait(client, start + s(29)), Some(LONGEST_WAIT));
+        attempts.right(client);
+        assert_eq!(attempts.wait(client, start + s(29)), None);
+        // One IPv6 host's /64 is one client; a mapped IPv4 is the IPv4.
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        assert_eq!(Client::of(a), Client::of(b));
+        assert_eq!(Client::of(a).to_string(), "2001:db8::/64");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Client::of(mapped), client);
+    }
+
+    #[test]
+    fn a_right_token_is_refused_while_its_client_must_wait() {
+        let token = "t".repeat(16);
+        let guard = Guard::new("127.0.0.1:7070".parse().unwrap(), &[], Some(token.clone()));
+        let (session, _) = guard.session(&HeaderMap::new()).unwrap();
+        let client: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..FREE_ATTEMPTS {
+            let (status, _) = guard.unlock(&session, "wrong", client).unwrap_err();
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+        let (status, message) = guard.unlock(&session, &token, client).unwrap_err();
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            message.contains("too many wrong tokens from 127.0.0.1; try again in 1 s"),
+            "{message}"
+        );
     }
 }

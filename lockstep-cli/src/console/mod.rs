@@ -11,6 +11,7 @@
 //! request bodies are bounded; the page loads nothing from the network and
 //! its content security policy lets only its own inline script run.
 
+mod connections;
 mod guard;
 mod page;
 mod timeline;
@@ -28,6 +29,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::Markup;
 
+use self::connections::Peer;
 use self::guard::{Guard, Refusal, Session};
 use self::page::{Access, Snapshot, Step};
 use crate::args::{FieldPath, Unchecked};
@@ -101,9 +103,8 @@ pub async fn serve(ctx: Ctx, options: Options) -> Result<(), Failure> {
         read_only: options.read_only,
         guard: Guard::new(addr, &options.allow_host, token.map(|(t, _)| t)),
     });
-    axum::serve(listener, router(console))
-        .await
-        .map_err(|e| Failure::refused(format!("the console stopped: {e}")))
+    connections::serve(listener, router(console)).await;
+    Ok(())
 }
 
 fn router(console: Arc<Console>) -> Router {
@@ -234,7 +235,14 @@ async fn login(
         Err(r) => return refused(&console, r, &nonce),
     };
     let token = form.get("token").map_or("", String::as_str);
-    match console.guard.unlock(&session, token) {
+    let Some(Peer(peer)) = request.extensions.get::<Peer>().copied() else {
+        let refusal = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the console does not know who sent this request".to_owned(),
+        );
+        return refused(&console, refusal, &nonce);
+    };
+    match console.guard.unlock(&session, token, peer.ip()) {
         Ok(()) => Redirect::to("/").into_response(),
         Err(r) => refused(&console, r, &nonce),
     }
