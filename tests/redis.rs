@@ -514,3 +514,66 @@ async fn expired_records_are_swept_a_bounded_number_a_fetch_and_leave_with_the_l
             .contains(&"swept".to_owned())
     );
 }
+
+#[lockstep(tick = "1s", backend = "redis", namespace = "reader")]
+struct Reader {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+#[lockstep(tick = "1s", backend = "redis", namespace = "reader")]
+struct Unpermitted {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+/// The read-only user of docs/stores.md, word for word.
+fn documented_reader_acl() -> Vec<String> {
+    let docs = include_str!("../docs/stores.md");
+    let line = docs
+        .split('`')
+        .find(|s| s.starts_with("ACL SETUSER reader "))
+        .expect("docs/stores.md gives a read-only user as `ACL SETUSER reader …`");
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_read_only_user_reads_and_one_lacking_a_permission_fails_start() {
+    let server = RedisServer::start();
+    let acl = documented_reader_acl();
+    let args: Vec<&str> = acl.iter().map(String::as_str).collect();
+    let _: () = server.cmd(&args);
+    let password = acl
+        .iter()
+        .find_map(|word| word.strip_prefix('>'))
+        .expect("a password in the documented ACL");
+    let url = format!("{}?user=reader&pass={password}", server.socket_url());
+    // A writer with every permission sets the value the reader must see.
+    let admin = RedisStore::open(&server.url()).unwrap();
+    let committed = admin
+        .commit(&write("reader", "level", "7", StepAt::Horizon { after: 0 }))
+        .await
+        .unwrap();
+    let at = lockstep::store::to_datetime(committed.instants[0]);
+    READER.builder().url(&url).start().await.unwrap();
+    wait_for_switch("reader.level", at, 7, || READER.level()).await;
+    let status = READER.status();
+    assert_eq!(status.failed_fetches, 0, "{status:?}");
+
+    // Without a permission the fetch needs (here TIME, as the documented
+    // user once lacked it), start fails at once, saying what to grant.
+    let _: () = server.cmd(&[
+        "ACL",
+        "SETUSER",
+        "notime",
+        "on",
+        ">pw",
+        "%R~lockstep:*",
+        "+@read",
+        "+@scripting",
+    ]);
+    let url = format!("{}?user=notime&pass=pw", server.socket_url());
+    let err = UNPERMITTED.builder().url(&url).start().await.unwrap_err();
+    assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
+    assert!(err.to_string().contains("+time"), "{err}");
+}

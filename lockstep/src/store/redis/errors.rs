@@ -42,9 +42,17 @@ pub(super) fn misconfiguration(e: &RedisError) -> Option<String> {
              redis://user:password@host"
         }
         (ErrorKind::Server(ServerErrorKind::NoPerm), _) | (_, Some("NOPERM")) => {
-            "the ACL user may not do this (NOPERM); fetching needs EVALSHA_RO, SCRIPT LOAD \
-             and read access to the keys lockstep:*, writing also EVALSHA, HSET and write \
-             access to them"
+            "the ACL user may not do this (NOPERM); fetching needs EVALSHA_RO, SCRIPT LOAD, \
+             TIME and read access to the keys lockstep:* (a read-only user: `%R~lockstep:* \
+             +@read +@scripting +time`), writing also EVALSHA, HSET and write access to them"
+        }
+        // A command a script runs, refused by the user's ACL: the server
+        // answers ERR, not NOPERM.
+        _ if detail.contains("user executing the script can't") => {
+            "the ACL user may not run a command, or reach a key, that lockstep's script \
+             runs; the fetch runs TIME besides reads of the keys lockstep:* (a read-only \
+             user: `%R~lockstep:* +@read +@scripting +time`), a write also HSET, ZADD and \
+             write access to them"
         }
         (ErrorKind::InvalidClientConfig, _) => "the client configuration is invalid",
         _ if text.contains("refused to switch database") || detail.contains("DB index") => {
@@ -160,6 +168,11 @@ mod tests {
             auth,
             server(ServerErrorKind::NoPerm, "this user has no permissions"),
             server(ServerErrorKind::ResponseError, "DB index is out of range"),
+            server(
+                ServerErrorKind::ResponseError,
+                "The user executing the script can't run this command or subcommand script: \
+                 104ae65d, on @user_script:1.",
+            ),
         ] {
             let classified = classify(&e, "redis://h");
             assert!(
