@@ -365,3 +365,72 @@ fn reporting_costs_no_round_trip_one_fetch_per_process_per_tick_plus_one_at_star
     // counted too by `INFO commandstats`: they are not round trips.)
     assert_eq!(steady.get("evalsha_ro"), None, "{steady:?}");
 }
+
+/// Plants `n` records of processes that never fetch in `namespace`'s fleet,
+/// each live for 10 minutes by the store's clock.
+fn plant_records(server: &RedisServer, namespace: &str, n: usize) {
+    let script = r#"
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        for i = 1, tonumber(ARGV[1]) do
+          local id = 'fake' .. i
+          local body = cjson.encode({id = id, host = 'h', pid = i, program = 'fake'})
+          redis.call('HSET', KEYS[1], id, cjson.encode({seen = now, revision = 0, body = body}))
+          redis.call('ZADD', KEYS[2], now + 600000, id)
+        end
+        return 1"#;
+    let _: i64 = server.cmd(&[
+        "EVAL",
+        script,
+        "2",
+        &format!("lockstep:{{{namespace}}}:fleet"),
+        &format!("lockstep:{{{namespace}}}:fleet:expiry"),
+        &n.to_string(),
+    ]);
+}
+
+#[test]
+fn a_hundred_thousand_records_are_judged_before_the_instant() {
+    let _alone = alone();
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut member = Probe::spawn(env!("CARGO_BIN_EXE_member"), &url, &[]);
+    assert_eq!(member.line(), "ready");
+    plant_records(&server, "crew", 100_000);
+    for json in [true, false] {
+        let mut args = vec!["set", "crew.release", "5", "--at", "+30s", "--wait"];
+        if json {
+            args.push("--json");
+        }
+        let run = run_cli(Some(&url), &args);
+        let ended = Utc::now().timestamp_millis();
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        if json {
+            let set = run.json();
+            let at = set["at_ms"].as_i64().unwrap();
+            assert!(
+                ended < at,
+                "--wait ended {} ms after the instant",
+                ended - at
+            );
+            // Every planted process is named (and the member too, when it
+            // had not fetched the write yet).
+            let missing = set["wait"]["missing"].as_array().unwrap();
+            let fakes = missing.iter().filter(|p| p["program"] == "fake").count();
+            assert_eq!(fakes, 100_000);
+        } else {
+            assert!(
+                run.stderr
+                    .contains(" of 100001 live processes of `crew` do not hold"),
+                "{}",
+                &run.stderr[..run.stderr.len().min(2000)]
+            );
+            assert!(
+                run.stderr
+                    .contains(" more (`lockstep fleet crew` or `--json` lists them all)"),
+                "{}",
+                &run.stderr[..run.stderr.len().min(2000)]
+            );
+        }
+    }
+}

@@ -627,3 +627,39 @@ async fn a_server_out_of_memory_serves_fetches_and_keeps_their_records() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].revision, fetched.revision);
 }
+
+/// A fleet key of the wrong type refuses records inside the script, which
+/// costs the fetch nothing: reports go on, and once the key is removed the
+/// next fetch's record is kept (it used to wait out 100 fetches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_key_repaired_keeps_records_again_from_the_next_fetch() {
+    let server = RedisServer::start();
+    let _: () = server.cmd(&["SET", "lockstep:{healed}:fleet", "not a hash"]);
+    let store = RedisStore::open(&server.url()).unwrap();
+    store
+        .commit(&write("healed", vec![("a", "7")], NOW))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store
+            .fetch_reporting("healed", &["a"], Some(&report("p")))
+            .await
+            .unwrap();
+    }
+    let planted: String = server.cmd(&["GET", "lockstep:{healed}:fleet"]);
+    assert_eq!(planted, "not a hash", "no record was kept over it");
+    let _: () = server.cmd(&["DEL", "lockstep:{healed}:fleet"]);
+    store
+        .fetch_reporting("healed", &["a"], Some(&report("p")))
+        .await
+        .unwrap();
+    let records = store.reports("healed").await.unwrap().records;
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.process.as_str())
+            .collect::<Vec<_>>(),
+        ["p"],
+        "{records:?}"
+    );
+}

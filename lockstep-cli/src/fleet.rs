@@ -1,6 +1,8 @@
 //! `fleet`: a registry's live processes and, for each pending change, how
 //! many of them hold it and which do not (promise 14).
 
+use std::collections::HashMap;
+
 use lockstep::Fleet;
 use lockstep::store::from_datetime;
 use lockstep::store::{PendingChange, Process};
@@ -9,6 +11,7 @@ use crate::context::Ctx;
 use crate::failure::Failure;
 use crate::outcome::Outcome;
 use crate::view::{self, instant, relative, span, table};
+use crate::wait::NAMED;
 
 /// The fleet view of `namespace`, over the fields its published schema
 /// lists (none when it published none: the processes alone).
@@ -93,8 +96,10 @@ fn text(fleet: &Fleet, schema: bool) -> String {
         out.push_str("pending: none\n");
     } else {
         out.push_str("pending:\n");
+        let by_id: HashMap<&str, &Process> =
+            fleet.processes.iter().map(|p| (p.id.as_str(), p)).collect();
         for change in &fleet.pending {
-            out.push_str(&change_text(fleet, change, now));
+            out.push_str(&change_text(fleet, &by_id, change, now));
         }
     }
     out
@@ -118,7 +123,13 @@ fn process_row(p: &Process, now: i64) -> Vec<String> {
     ]
 }
 
-fn change_text(fleet: &Fleet, change: &PendingChange, now: i64) -> String {
+/// A pending change, who holds it and (the first [`NAMED`]) who does not.
+fn change_text(
+    fleet: &Fleet,
+    by_id: &HashMap<&str, &Process>,
+    change: &PendingChange,
+    now: i64,
+) -> String {
     let at = from_datetime(change.at);
     let mut out = format!(
         "  {}.{} = {} at {} ({})  {}\n",
@@ -129,9 +140,17 @@ fn change_text(fleet: &Fleet, change: &PendingChange, now: i64) -> String {
         relative(at, now),
         held_text(change)
     );
-    for id in &change.missing {
-        let name = fleet.process(id).map_or_else(|| id.clone(), Process::name);
+    for id in change.missing.iter().take(NAMED) {
+        let name = by_id
+            .get(id.as_str())
+            .map_or_else(|| id.clone(), |p| p.name());
         out.push_str(&format!("    not held by {name}\n"));
+    }
+    if change.missing.len() > NAMED {
+        out.push_str(&format!(
+            "    and {} more (`--json` lists them all)\n",
+            change.missing.len() - NAMED
+        ));
     }
     out
 }

@@ -67,16 +67,28 @@ impl Reporting {
         paused.is_err().then_some(report)
     }
 
-    /// The server did not keep a record of `namespace`, for `why`.
+    /// The server refused a fetch with a report of `namespace` whole, for
+    /// `why`: the fetch was sent again without it (a second round trip),
+    /// so the next [`PAUSE`] fetches go without a report.
     pub(super) fn refused(&self, namespace: &str, why: &str) {
         self.paused.store(PAUSE, Ordering::Relaxed);
+        self.not_kept(namespace, why);
+    }
+
+    /// The server served a fetch of `namespace` but did not keep its
+    /// record, for `why` (refused inside the script: a key of the wrong
+    /// type, a user that may not write). That cost nothing, so reports go
+    /// on: the record is kept again at the first fetch after the store is
+    /// repaired.
+    pub(super) fn not_kept(&self, namespace: &str, why: &str) {
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 namespace,
                 reason = why,
                 "lockstep: the store does not keep this process's fleet record; fetches go \
-                 on without it (the fleet view does not show this process), and try again \
-                 every {PAUSE} fetches"
+                 on, and the fleet view does not show this process until the store keeps \
+                 its record again (tried with every fetch, or every {PAUSE} fetches when \
+                 the server refuses the fetch with a report whole)"
             );
         } else {
             tracing::debug!(namespace, reason = why, "lockstep: fleet record refused");

@@ -214,7 +214,7 @@ impl RedisStore {
                 Some(Value::Int(1)) => {}
                 other => {
                     let why = other.and_then(reply::text).unwrap_or_default();
-                    self.reporting.refused(namespace, &why);
+                    self.reporting.not_kept(namespace, &why);
                 }
             },
             Ok(Err(e)) if fleet::refused_whole(&e) => {
@@ -414,7 +414,7 @@ impl super::Store for RedisStore {
             let (fetched, recorded) =
                 reply::fetched(reply, keys).ok_or_else(|| self.garbled("a fetch"))?;
             if let Recorded::Refused(why) = recorded {
-                self.reporting.refused(namespace, &why);
+                self.reporting.not_kept(namespace, &why);
             }
             Ok(fetched)
         })
