@@ -52,6 +52,17 @@ fn process(view: &Value, pid: u32) -> Option<&Value> {
         .find(|p| p["pid"] == pid)
 }
 
+/// Asserts that a `--wait` whose output is `set` ended (at `ended`, ms by
+/// this machine's clock) before the write's instant.
+fn assert_ended_before_the_instant(set: &Value, ended: i64) {
+    let at = set["at_ms"].as_i64().unwrap();
+    assert!(
+        ended < at,
+        "--wait ended {} ms after the instant",
+        ended - at
+    );
+}
+
 /// A private redis-server and eight members of `crew` on it.
 struct Crew {
     /// Alive as long as the crew.
@@ -199,12 +210,8 @@ fn a_frozen_process_is_named_by_the_view_and_by_wait_and_catches_up_when_continu
     let ended = Utc::now().timestamp_millis();
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let set = run.json();
+    assert_ended_before_the_instant(&set, ended);
     let at = set["at_ms"].as_i64().unwrap();
-    assert!(
-        ended < at,
-        "--wait ended {} ms after the instant",
-        ended - at
-    );
     assert!(
         run.stderr.contains(&format!(" pid {pid} (member, ")),
         "{}",
@@ -407,12 +414,7 @@ fn a_hundred_thousand_records_are_judged_before_the_instant() {
         assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
         if json {
             let set = run.json();
-            let at = set["at_ms"].as_i64().unwrap();
-            assert!(
-                ended < at,
-                "--wait ended {} ms after the instant",
-                ended - at
-            );
+            assert_ended_before_the_instant(&set, ended);
             // Every planted process is named (and the member too, when it
             // had not fetched the write yet).
             let missing = set["wait"]["missing"].as_array().unwrap();
