@@ -221,8 +221,9 @@ fn accept(link: &Arc<Link>, listener: &TcpListener) {
 fn replies(link: &Link, mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
     use std::io::{Read, Write};
     let mut buf = vec![0u8; 16 * 1024];
-    // The cut generation this connection counts from, and its bytes since.
-    let mut counting = link.fault().cut.map(|(g, _)| g);
+    // The cut generation this connection counts from (the one set when it
+    // opened), and its bytes since.
+    let counting = link.fault().cut.map(|(g, _)| g);
     let mut since = 0u64;
     'reading: while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
@@ -240,9 +241,11 @@ fn replies(link: &Link, mut from: std::net::TcpStream, mut to: std::net::TcpStre
                 break 'reading;
             }
             if let Some((generation, limit)) = fault.cut {
+                // A cut set (again) while this connection is open: `cut_after`
+                // is closing it. Not a byte more, or the rest of a reply under
+                // way would pass before the close and arrive whole.
                 if counting != Some(generation) {
-                    counting = Some(generation);
-                    since = 0;
+                    break 'reading;
                 }
                 take = take.min(limit.saturating_sub(since) as usize);
             }
