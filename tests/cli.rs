@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lockstep::store::{RedisStore, Store, Write};
+use lockstep::store::{Fetch, RedisStore, Store, Write};
 use lockstep::{FieldSchema, Schema};
 // `lockstep(url, args)`: one run of the workspace's binary.
 use lockstep_suite::run_cli as lockstep;
@@ -1067,7 +1067,7 @@ fn hostile_store_contents_never_reach_the_terminal_and_a_bad_registry_spoils_onl
             expires_after: 600_000,
         };
         store
-            .fetch_reporting("shop", &["theme"], Some(&report))
+            .fetch_with(Fetch::new("shop", &["theme"]).reporting(Some(&report)))
             .await
             .unwrap();
     });

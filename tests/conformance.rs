@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lockstep::store::{
-    BoxFuture, Fetched, HISTORY, Held, MemoryStore, PostgresStore, RedisStore, Report, SqliteStore,
-    StepAt, Store, StoredEntry, Write,
+    BoxFuture, Fetch, Fetched, HISTORY, Held, MemoryStore, PostgresStore, RedisStore, Report,
+    SqliteStore, StepAt, Store, StoredEntry, Write,
 };
 use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
@@ -940,7 +940,7 @@ async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s:
     let before = s.now().await;
     let fetched = s
         .store
-        .fetch_reporting(&ns, &["a"], Some(&report("p1", body, 60_000)))
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p1", body, 60_000))))
         .await
         .unwrap();
     assert_eq!(fetched.revision, 0);
@@ -960,7 +960,7 @@ async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s:
     assert_eq!(s.store.reports(&ns).await.unwrap().records[0].revision, 0);
     let fetched = s
         .store
-        .fetch_reporting(&ns, &["a"], Some(&report("p1", body, 60_000)))
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p1", body, 60_000))))
         .await
         .unwrap();
     let records = s.store.reports(&ns).await.unwrap().records;
@@ -976,11 +976,11 @@ async fn a_report_expires_when_the_process_stops_fetching(s: &Subject) {
     let ns = s.namespace("expiring");
     let body = r#"{"id":"short"}"#;
     s.store
-        .fetch_reporting(&ns, &["a"], Some(&report("short", body, 1_500)))
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("short", body, 1_500))))
         .await
         .unwrap();
     s.store
-        .fetch_reporting(&ns, &["a"], Some(&report("long", body, 600_000)))
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("long", body, 600_000))))
         .await
         .unwrap();
     let ids = |records: &[lockstep::store::Reported]| {
@@ -997,7 +997,7 @@ async fn a_report_expires_when_the_process_stops_fetching(s: &Subject) {
     // later fetch has deleted it yet.
     assert_eq!(ids(&s.store.reports(&ns).await.unwrap().records), ["long"]);
     s.store
-        .fetch_reporting(&ns, &["a"], Some(&report("long", body, 600_000)))
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("long", body, 600_000))))
         .await
         .unwrap();
     assert_eq!(ids(&s.store.reports(&ns).await.unwrap().records), ["long"]);
@@ -1010,14 +1010,14 @@ async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
         let id = format!("p{i}");
         let body = format!(r#"{{"id":"{id}","n":{i}}}"#);
         s.store
-            .fetch_reporting(&ns, &["a"], Some(&report(&id, &body, 60_000)))
+            .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report(&id, &body, 60_000))))
             .await
             .unwrap();
     }
     // A process fetching again replaces its record.
     let newer = r#"{"id":"p0","n":"again"}"#;
     s.store
-        .fetch_reporting(&ns, &["a"], Some(&report("p0", newer, 60_000)))
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p0", newer, 60_000))))
         .await
         .unwrap();
     let records = s.store.reports(&ns).await.unwrap().records;
@@ -1028,7 +1028,7 @@ async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
     // The body is kept as sent, whatever characters it holds.
     let odd = r#"{"id":"p9","host":"it's \"quoted\" ü ' ; --"}"#;
     s.store
-        .fetch_reporting(&other, &["a"], Some(&report("p9", odd, 60_000)))
+        .fetch_with(Fetch::new(&other, &["a"]).reporting(Some(&report("p9", odd, 60_000))))
         .await
         .unwrap();
     assert_eq!(s.store.reports(&other).await.unwrap().records[0].body, odd);
@@ -1049,7 +1049,7 @@ async fn conditional(
     report: Option<&Report>,
 ) -> Fetched {
     s.store
-        .fetch_conditional(ns, keys, report, held)
+        .fetch_with(Fetch::new(ns, keys).reporting(report).holding(held))
         .await
         .unwrap()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use lockstep::store::{
-    BoxFuture, Committed, Fetched, Report, Reports, StepAt, Store, StoredEntry, Unplaced, Write,
+    BoxFuture, Committed, Fetch, Fetched, Reports, StepAt, Store, StoredEntry, Unplaced, Write,
 };
 use lockstep::{Error, ManualClock, MemoryStore, Schema, Tick, lockstep};
 
@@ -62,12 +62,7 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
-    fn fetch_reporting<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             if self.refuse_fetch {
                 return Err(self.refused("read"));
@@ -75,7 +70,7 @@ impl Store for Wrapped {
             if self.down.load(Ordering::SeqCst) {
                 return Err(self.outage());
             }
-            let mut fetched = self.inner.fetch_reporting(namespace, keys, report).await?;
+            let mut fetched = self.inner.fetch_with(fetch.holding(None)).await?;
             if self.unplaced {
                 fetched.unplaced.insert(
                     "value".to_owned(),

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use lockstep::store::{RedisStore, Report, StepAt, Store, Write};
+use lockstep::store::{Fetch, RedisStore, Report, StepAt, Store, Write};
 use lockstep::{Error, lockstep};
 use lockstep_suite::{Hammer, RedisCluster, RedisServer, check, wait_for_async, wait_for_switch};
 
@@ -46,7 +46,7 @@ async fn one_fetch_per_tick_plus_one_at_start_whatever_the_number_of_fields() {
     };
     store.fetch("wide", &[]).await.unwrap();
     store
-        .fetch_reporting("loader", &[], Some(&report))
+        .fetch_with(Fetch::new("loader", &[]).reporting(Some(&report)))
         .await
         .unwrap();
     server.reset_stats();
@@ -492,7 +492,7 @@ async fn expired_records_are_swept_a_bounded_number_a_fetch_and_leave_with_the_l
     let mut left = Vec::new();
     for _ in 0..4 {
         store
-            .fetch_reporting("swept", &["a"], Some(&report))
+            .fetch_with(Fetch::new("swept", &["a"]).reporting(Some(&report)))
             .await
             .unwrap();
         left.push((size(fleet), size(expiry)));

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use lockstep::store::{RedisStore, StepAt, Store, Write};
+use lockstep::store::{Fetch, RedisStore, StepAt, Store, Write};
 use lockstep::{Error, FieldSchema, Millis, Schema, Tick, lockstep};
 use lockstep_suite::{RedisServer, wait_for_async, wait_for_switch};
 
@@ -563,13 +563,13 @@ async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_eac
         // The scripts are loaded first, so the count is of fetches alone.
         let _ = store.fetch("kept", &[]).await;
         let _ = store
-            .fetch_reporting("loaded", &[], Some(&report("x")))
+            .fetch_with(Fetch::new("loaded", &[]).reporting(Some(&report("x"))))
             .await;
         counted.reset_stats();
         let store = RedisStore::open(&url).unwrap();
         for _ in 0..FETCHES {
             let fetched = store
-                .fetch_reporting("kept", &["a"], Some(&report(case)))
+                .fetch_with(Fetch::new("kept", &["a"]).reporting(Some(&report(case))))
                 .await
                 .unwrap_or_else(|e| panic!("{case}: {e}"));
             assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("7"), "{case}");
@@ -604,7 +604,7 @@ async fn a_server_out_of_memory_serves_fetches_and_keeps_their_records() {
         .await
         .unwrap();
     store
-        .fetch_reporting("full", &["a"], Some(&report("p")))
+        .fetch_with(Fetch::new("full", &["a"]).reporting(Some(&report("p"))))
         .await
         .unwrap();
     let _: () = server.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
@@ -617,7 +617,7 @@ async fn a_server_out_of_memory_serves_fetches_and_keeps_their_records() {
     );
     let before = fetch_round_trips(&server);
     let fetched = store
-        .fetch_reporting("full", &["a"], Some(&report("p")))
+        .fetch_with(Fetch::new("full", &["a"]).reporting(Some(&report("p"))))
         .await
         .unwrap();
     assert_eq!(fetch_round_trips(&server) - before, 1);
@@ -642,7 +642,7 @@ async fn a_fleet_key_repaired_keeps_records_again_from_the_next_fetch() {
         .unwrap();
     for _ in 0..3 {
         store
-            .fetch_reporting("healed", &["a"], Some(&report("p")))
+            .fetch_with(Fetch::new("healed", &["a"]).reporting(Some(&report("p"))))
             .await
             .unwrap();
     }
@@ -650,7 +650,7 @@ async fn a_fleet_key_repaired_keeps_records_again_from_the_next_fetch() {
     assert_eq!(planted, "not a hash", "no record was kept over it");
     let _: () = server.cmd(&["DEL", "lockstep:{healed}:fleet"]);
     store
-        .fetch_reporting("healed", &["a"], Some(&report("p")))
+        .fetch_with(Fetch::new("healed", &["a"]).reporting(Some(&report("p"))))
         .await
         .unwrap();
     let records = store.reports("healed").await.unwrap().records;

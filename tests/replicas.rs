@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use lockstep::store::{Committed, RedisStore, Store, Write};
+use lockstep::store::{Committed, Fetch, RedisStore, Store, Write};
 use lockstep_suite::{
     Probe, RedisReplicas, assert_all_switched_within_5_ms, run_cli, wait_for_async,
 };
@@ -367,7 +367,7 @@ async fn a_process_reading_a_replica_lets_go_of_the_primary_when_it_has_nothing_
     let report = lockstep_suite::sample_report();
     for _ in 0..5 {
         reporting
-            .fetch_reporting("fleet", &fields, Some(&report))
+            .fetch_with(Fetch::new("fleet", &fields).reporting(Some(&report)))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;

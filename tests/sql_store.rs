@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use lockstep::store::{MysqlStore, PostgresStore, Report, SqliteStore, StepAt, Store};
+use lockstep::store::{Fetch, MysqlStore, PostgresStore, Report, SqliteStore, StepAt, Store};
 use lockstep::{Error, Millis, Schema, Tick};
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 
@@ -352,7 +352,7 @@ async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
     ));
     let s = &*db.store;
     let fetched = s
-        .fetch_reporting("old", &["a"], Some(&report("p1")))
+        .fetch_with(Fetch::new("old", &["a"]).reporting(Some(&report("p1"))))
         .await
         .unwrap();
     assert_eq!(fetched.revision, 0);
@@ -412,14 +412,14 @@ async fn a_reader_that_may_only_read_still_fetches(db: &Db, reader: impl FnOnce(
     s.commit(&set("read", "a", "1", StepAt::At(far)))
         .await
         .unwrap();
-    s.fetch_reporting("read", &["a"], Some(&report("writer")))
+    s.fetch_with(Fetch::new("read", &["a"]).reporting(Some(&report("writer"))))
         .await
         .unwrap();
     let url = reader();
     let reader = lockstep::store::open(&url).unwrap();
     for _ in 0..3 {
         let fetched = reader
-            .fetch_reporting("read", &["a"], Some(&report("reader")))
+            .fetch_with(Fetch::new("read", &["a"]).reporting(Some(&report("reader"))))
             .await
             .unwrap();
         assert_eq!(fetched.revision, 1);
@@ -513,7 +513,7 @@ where
     .await
     .unwrap();
     let fetched = s
-        .fetch_reporting("busy", &["a"], Some(&report("p1")))
+        .fetch_with(Fetch::new("busy", &["a"]).reporting(Some(&report("p1"))))
         .await
         .unwrap();
     assert_eq!(fetched.revision, 1);

@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep::lockstep;
-use lockstep::store::{RedisStore, Store, Write};
+use lockstep::store::{Fetch, RedisStore, Store, Write};
 use lockstep_suite::{RedisServer, entries_write};
 use serde::{Deserialize, Serialize};
 
@@ -1235,7 +1235,8 @@ fn record(
             body: body.clone(),
             expires_after: 3_000,
         };
-        runtime.block_on(store.fetch_reporting("coordination", &[], Some(&report)))?;
+        runtime
+            .block_on(store.fetch_with(Fetch::new("coordination", &[]).reporting(Some(&report))))?;
     }
     let usage =
         |key: &str| -> Result<u64> { Ok(server.cmd(&["MEMORY", "USAGE", key, "SAMPLES", "0"])) };
@@ -1274,7 +1275,8 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
             runtime.block_on(store.commit(&write))?;
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let fetch = |report: Option<&lockstep::store::Report>| -> Result<()> {
-                let fetched = runtime.block_on(store.fetch_reporting("cost", &key_refs, report))?;
+                let fetched = runtime
+                    .block_on(store.fetch_with(Fetch::new("cost", &key_refs).reporting(report)))?;
                 debug_assert_eq!(fetched.fields.len(), fields);
                 Ok(())
             };

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep::store::{MysqlStore, PostgresStore, Report, SqliteStore, Store};
+use lockstep::store::{Fetch, MysqlStore, PostgresStore, Report, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use lockstep_suite::{MariadbServer, entries_write, sample_report};
 use sqlx::Connection;
@@ -76,7 +76,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (what, with) in [("without a report", None), ("with a report", Some(&report))] {
             let before = counters(&mut c).await?;
             for _ in 0..n {
-                store.fetch_reporting("cost10", &keys, with).await?;
+                store
+                    .fetch_with(Fetch::new("cost10", &keys).reporting(with))
+                    .await?;
             }
             let fetches = delta(&before, &counters(&mut c).await?);
             let per: Vec<String> = fetches
@@ -107,7 +109,9 @@ async fn medians(
         let started = Instant::now();
         store.fetch(ns, keys).await?;
         let middle = Instant::now();
-        store.fetch_reporting(ns, keys, Some(report)).await?;
+        store
+            .fetch_with(Fetch::new(ns, keys).reporting(Some(report)))
+            .await?;
         let done = Instant::now();
         if i >= 50 {
             plain.push((middle - started).as_secs_f64() * 1e6);

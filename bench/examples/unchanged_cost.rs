@@ -7,7 +7,7 @@
 //! cargo run --release -p lockstep-bench --example unchanged_cost [-- N]     # N = 1000 by default
 //! ```
 //!
-//! An *unchanged* fetch is [`Store::fetch_conditional`] holding the
+//! An *unchanged* fetch is a [`Fetch`] holding ([`Fetch::holding`]) the
 //! registry's epoch and revision, as a registry's refresher sends it once
 //! it has applied a fetch; a *full* one holds nothing, as every fetch did
 //! before. For each store and size, `N` of each, in alternating blocks of
@@ -47,7 +47,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lockstep::store::{
-    Fetched, Held, MysqlStore, PostgresStore, RedisStore, Report, SqliteStore, Store,
+    Fetch, Fetched, Held, MysqlStore, PostgresStore, RedisStore, Report, SqliteStore, Store,
 };
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use lockstep_suite::{MariadbServer, RedisReplicas, RedisServer, entries_write, sample_report};
@@ -269,7 +269,11 @@ async fn measure(
     let held = whole.held().ok_or("a registry written has an epoch")?;
     let fetch = async |held: Option<&Held>| -> Result<Fetched, lockstep::Error> {
         store
-            .fetch_conditional(&namespace, &keys, report, held)
+            .fetch_with(
+                Fetch::new(&namespace, &keys)
+                    .reporting(report)
+                    .holding(held),
+            )
             .await
     };
     for _ in 0..BLOCK {

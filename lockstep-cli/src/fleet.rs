@@ -159,7 +159,7 @@ fn change_text(
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use lockstep::store::{MemoryStore, Report, Store, Write};
+    use lockstep::store::{Fetch, MemoryStore, Report, Store, Write};
     use lockstep::{ManualClock, Tick};
     use serde_json::json;
 
@@ -185,7 +185,9 @@ mod tests {
                 let tick = Tick::from_secs(1).unwrap();
                 for (id, pid) in [("a", 10), ("b", 11)] {
                     store
-                        .fetch_reporting("shop", &["limit"], Some(&report(id, pid)))
+                        .fetch_with(
+                            Fetch::new("shop", &["limit"]).reporting(Some(&report(id, pid))),
+                        )
                         .await
                         .unwrap();
                 }
@@ -195,7 +197,7 @@ mod tests {
                     .unwrap();
                 let at = store.commit(&write).await.unwrap().instants[0];
                 store
-                    .fetch_reporting("shop", &["limit"], Some(&report("a", 10)))
+                    .fetch_with(Fetch::new("shop", &["limit"]).reporting(Some(&report("a", 10))))
                     .await
                     .unwrap();
                 let fleet = lockstep::store::fleet(&store, "shop", &["limit"])

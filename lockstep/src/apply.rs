@@ -311,7 +311,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::engine::State;
-    use crate::store::{MemoryStore, Store, Write};
+    use crate::store::{Fetch, MemoryStore, Store, Write};
     use crate::tick::Tick;
 
     #[crate::lockstep(tick = "1s", backend = "memory")]
@@ -462,7 +462,7 @@ mod tests {
                         Op::Fetch(fails) => {
                             let held = conditional.held.clone();
                             let answer = s
-                                .fetch_conditional("model", &KEYS, None, held.as_ref())
+                                .fetch_with(Fetch::new("model", &KEYS).holding(held.as_ref()))
                                 .await
                                 .unwrap();
                             prop_assert_eq!(check_unchanged(&answer, held.as_ref()), Ok(()));

@@ -18,7 +18,7 @@ use crate::engine::{Engine, SchemaNeed, State};
 use crate::error::Error;
 use crate::flip::{flip, flip_now, spawn_flipper};
 use crate::observe;
-use crate::store::{Fetched, Held};
+use crate::store::{Fetch, Fetched, Held};
 use crate::tick::Millis;
 use tracing::Instrument;
 
@@ -83,11 +83,8 @@ pub(crate) async fn boot<S: Fields>(
 /// registry's own runtime, whichever runtime awaits this. In a span
 /// `lockstep.fetch` with the registry, the store and the outcome.
 ///
-/// The fetch is conditional (see [`Store::fetch_conditional`]): it says
-/// what this process holds, and an unchanged registry answers with its
-/// header alone.
-///
-/// [`Store::fetch_conditional`]: crate::store::Store::fetch_conditional
+/// The fetch is conditional (see [`Fetch::holding`]): it says what this
+/// process holds, and an unchanged registry answers with its header alone.
 pub(crate) async fn fetch<S: Fields>(engine: &Engine<S>) -> Result<(), Error> {
     fetch_as(engine, true).await
 }
@@ -137,9 +134,11 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
         let asked = held.clone();
         let sent = engine.clock.local_nanos();
         let task = engine.host.handle().spawn(async move {
-            store
-                .fetch_conditional(S::DEF.namespace, &keys, report.as_ref(), asked.as_ref())
-                .await
+            let fetch = Fetch::new(S::DEF.namespace, &keys)
+                .reporting(report.as_ref())
+                .holding(asked.as_ref())
+                .within(deadline);
+            store.fetch_with(fetch).await
         });
         (task, sent, held)
     });
@@ -430,7 +429,7 @@ mod tests {
         use std::sync::Mutex;
 
         use crate::store::{
-            BoxFuture, Committed, Fetched, Held, MemoryStore, Report, Reports, Store, StoredEntry,
+            BoxFuture, Committed, Fetch, Fetched, Held, MemoryStore, Reports, Store, StoredEntry,
             Write,
         };
         use crate::tick::{Millis, Tick};
@@ -448,31 +447,13 @@ mod tests {
         }
 
         impl Store for Watched {
-            fn fetch_reporting<'a>(
-                &'a self,
-                namespace: &'a str,
-                keys: &'a [&'a str],
-                report: Option<&'a Report>,
-            ) -> BoxFuture<'a, Result<Fetched, Error>> {
-                self.fetch_conditional(namespace, keys, report, None)
-            }
-
-            fn fetch_conditional<'a>(
-                &'a self,
-                namespace: &'a str,
-                keys: &'a [&'a str],
-                report: Option<&'a Report>,
-                held: Option<&'a Held>,
-            ) -> BoxFuture<'a, Result<Fetched, Error>> {
+            fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
                 Box::pin(async move {
-                    let fetched = self
-                        .inner
-                        .fetch_conditional(namespace, keys, report, held)
-                        .await?;
+                    let fetched = self.inner.fetch_with(fetch).await?;
                     self.seen
                         .lock()
                         .unwrap()
-                        .push((held.cloned(), fetched.unchanged));
+                        .push((fetch.held().cloned(), fetched.unchanged));
                     Ok(fetched)
                 })
             }

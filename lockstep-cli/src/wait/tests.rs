@@ -3,7 +3,7 @@
 use super::*;
 use chrono::{TimeZone, Utc};
 use lockstep::ManualClock;
-use lockstep::store::{MemoryStore, Report, Store};
+use lockstep::store::{Fetch, MemoryStore, Report, Store};
 
 const TICK_MS: i64 = 2_000;
 
@@ -56,7 +56,7 @@ impl Bench {
             expires_after: 3 * TICK_MS,
         };
         self.store
-            .fetch_reporting("shop", &["limit"], Some(&report))
+            .fetch_with(Fetch::new("shop", &["limit"]).reporting(Some(&report)))
             .await
             .unwrap();
     }
@@ -214,7 +214,7 @@ fn a_process_that_cannot_decode_the_value_is_late() {
         };
         bench
             .store
-            .fetch_reporting("shop", &["limit"], Some(&report))
+            .fetch_with(Fetch::new("shop", &["limit"]).reporting(Some(&report)))
             .await
             .unwrap();
         let fleet = bench.fleet().await;

@@ -284,7 +284,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::{MemoryStore, Report, Write};
+    use crate::store::{Fetch, MemoryStore, Report, Write};
     use crate::tick::Tick;
 
     const KEYS: [&str; 2] = ["a", "b"];
@@ -391,7 +391,7 @@ mod tests {
                         Op::Fetch(p) => {
                             let id = format!("p{p}");
                             let fetched = s
-                                .fetch_reporting("m", &KEYS, Some(&report_of(&id)))
+                                .fetch_with(Fetch::new("m", &KEYS).reporting(Some(&report_of(&id))))
                                 .await
                                 .unwrap();
                             served.insert(id, held(&fetched));

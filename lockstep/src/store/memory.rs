@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{
-    BoxFuture, Committed, Epoch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports,
+    BoxFuture, Committed, Epoch, Fetch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports,
     StoredEntry, Write, check_cancel, check_name, resolve_instants,
 };
 use crate::clock::{ClockSource, ManualClock};
@@ -319,23 +319,15 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl super::Store for MemoryStore {
-    fn fetch_reporting<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        self.fetch_conditional(namespace, keys, report, None)
-    }
-
-    fn fetch_conditional<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-        held: Option<&'a Held>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        Box::pin(async move { Ok(self.fetch_now(namespace, keys, report, held)) })
+    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
+        Box::pin(async move {
+            Ok(self.fetch_now(
+                fetch.namespace(),
+                fetch.keys(),
+                fetch.report(),
+                fetch.held(),
+            ))
+        })
     }
 
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {

@@ -7,6 +7,7 @@
 //! Stores speak raw JSON text; decoding into the fields' types is the
 //! registry's business, so a value one process cannot decode hurts no other.
 
+mod fetch;
 mod fleet;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
@@ -17,6 +18,7 @@ pub mod url;
 mod write;
 
 pub use crate::tick::{from_datetime, to_datetime};
+pub use fetch::{FETCH_DEADLINE, Fetch, Fetched, Held};
 pub use fleet::{Fleet, PendingChange, Process, Refused, fleet};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
@@ -36,7 +38,6 @@ pub use write::{
     Committed, MAX_INSTANT, MAX_STEPS, Step, StepAt, Write, WriteBuilder, resolve_instants,
 };
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -54,47 +55,21 @@ pub const HISTORY: usize = 16;
 
 /// A store of registries.
 pub trait Store: Send + Sync + 'static {
-    /// The timelines of the fields `keys` of `namespace`, in one round trip.
-    /// With a `report`, the same round trip records that this process
-    /// fetched them (see [`Report`]): the fleet view ([`fleet()`]) reads
-    /// those records.
-    fn fetch_reporting<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>>;
+    /// The timelines of the fields of one registry, in one round trip, as
+    /// `fetch` asks (see [`Fetch`]): with its report, the same round trip
+    /// records that this process fetched them, for the fleet view
+    /// ([`fleet()`]); with what the caller holds, a store may answer
+    /// [`Fetched::unchanged`] (answering in full is always correct).
+    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>>;
 
-    /// [`fetch_reporting`](Store::fetch_reporting), conditional on what the
-    /// caller holds: when the registry's epoch and revision are still those
-    /// of `held`, the store answers [`Fetched::unchanged`], with its clock,
-    /// the epoch, the revision and [`Fetched::schema_held`] but no entries,
-    /// at a cost that does not grow with the registry; otherwise, or with
-    /// no `held`, it answers in full. Still one round trip, and the report
-    /// is recorded either way.
-    ///
-    /// The default ignores `held` and answers in full, which is always
-    /// correct: a store of one's own need only implement
-    /// [`fetch_reporting`](Store::fetch_reporting).
-    fn fetch_conditional<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-        held: Option<&'a Held>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        let _ = held;
-        self.fetch_reporting(namespace, keys, report)
-    }
-
-    /// [`fetch_reporting`](Store::fetch_reporting) without a report, as
-    /// tools fetch: always in full.
+    /// The fields `keys` of `namespace` in full, without a report, as
+    /// tools fetch.
     fn fetch<'a>(
         &'a self,
         namespace: &'a str,
         keys: &'a [&'a str],
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        self.fetch_reporting(namespace, keys, None)
+        self.fetch_with(Fetch::new(namespace, keys))
     }
 
     /// The records of the processes that fetched `namespace` with a report
@@ -151,89 +126,61 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// What one fetch returns.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fetched {
-    /// The store's clock when it answered, in microseconds since the Unix
-    /// epoch, if it said.
-    pub store_micros: Option<i64>,
-    /// The registry's epoch: created when it was first written, it changes
-    /// only when the store lost its data.
-    pub epoch: Option<Epoch>,
-    /// Each field's entries by key, ordered by instant.
-    pub fields: BTreeMap<String, Vec<StoredEntry>>,
-    /// Per key, the entries whose instant is not a number: they have no
-    /// place on a timeline, and tools show them so they can be purged.
-    pub unplaced: BTreeMap<String, Vec<Unplaced>>,
-    /// Whether the store holds a schema of the namespace; a registry
-    /// publishes its own again when it does not (a store that was down at
-    /// start-up, or lost its data).
-    pub schema_held: bool,
-    /// The registry's revision: every commit, cancel and purge advances it,
-    /// and each entry carries the revision that wrote it
-    /// ([`Origin::revision`]). 0 for a registry never written.
-    pub revision: u64,
-    /// Whether the store answered a conditional fetch
-    /// ([`Store::fetch_conditional`]) with "unchanged": the registry's
-    /// epoch and revision are those the caller holds, so `fields` and
-    /// `unplaced` are left empty, and what the caller holds is what a full
-    /// fetch would return.
-    pub unchanged: bool,
-}
-
-impl Fetched {
-    /// What a caller holds once it has applied this fetch whole: its epoch
-    /// and revision, to pass to the next [`Store::fetch_conditional`].
-    /// `None` for a registry never written (nothing to hold).
-    ///
-    /// ```
-    /// use lockstep::store::{Epoch, Fetched, Held};
-    ///
-    /// let fetched = Fetched {
-    ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
-    ///     revision: 7,
-    ///     ..Fetched::default()
-    /// };
-    /// assert_eq!(fetched.held(), Some(Held { epoch: "e1".into(), revision: 7 }));
-    /// assert_eq!(Fetched::default().held(), None);
-    /// ```
-    pub fn held(&self) -> Option<Held> {
-        self.epoch.as_ref().map(|epoch| Held {
-            epoch: epoch.id.clone(),
-            revision: self.revision,
-        })
+/// A shared store is a store: `Arc<RedisStore>` and `Arc<dyn Store>` serve
+/// wherever a store is asked for.
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
+        (**self).fetch_with(fetch)
     }
 
-    /// Whether this answer is for the registry as `held` says: its epoch and
-    /// revision.
-    ///
-    /// ```
-    /// use lockstep::store::{Epoch, Fetched, Held};
-    ///
-    /// let fetched = Fetched {
-    ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
-    ///     revision: 7,
-    ///     ..Fetched::default()
-    /// };
-    /// assert!(fetched.is_at(&Held { epoch: "e1".into(), revision: 7 }));
-    /// assert!(!fetched.is_at(&Held { epoch: "e2".into(), revision: 7 }));
-    /// assert!(!fetched.is_at(&Held { epoch: "e1".into(), revision: 8 }));
-    /// ```
-    pub fn is_at(&self, held: &Held) -> bool {
-        self.revision == held.revision && self.epoch.as_ref().is_some_and(|e| e.id == held.epoch)
+    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+        (**self).reports(namespace)
     }
-}
 
-/// What a process holds of a registry, for a conditional fetch
-/// ([`Store::fetch_conditional`]): the epoch and revision of the last fetch
-/// it applied whole. The epoch is compared too: a store that lost its data
-/// and was written again starts its revisions over.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Held {
-    /// [`Epoch::id`].
-    pub epoch: String,
-    /// [`Fetched::revision`].
-    pub revision: u64,
+    fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
+        (**self).commit(write)
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
+        (**self).cancel(namespace, tick, key, at)
+    }
+
+    fn purge<'a>(
+        &'a self,
+        namespace: &'a str,
+        tick: Tick,
+        key: &'a str,
+        at: &'a str,
+        undecodable: bool,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).purge(namespace, tick, key, at, undecodable)
+    }
+
+    fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        (**self).namespaces()
+    }
+
+    fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).publish_schema(schema)
+    }
+
+    fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
+        (**self).schema(namespace)
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn replica_fallbacks(&self) -> u64 {
+        (**self).replica_fallbacks()
+    }
 }
 
 /// What a process tells the store about itself with each fetch, for the

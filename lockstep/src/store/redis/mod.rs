@@ -65,8 +65,8 @@ use self::replicas::Replicas;
 use self::reply::Recorded;
 use self::scripts::{Lua, Scripts};
 use super::{
-    BoxFuture, Committed, Fetched, HISTORY, Held, Report, Reports, StepAt, StoredEntry, Write,
-    check_name, redact,
+    BoxFuture, Committed, Fetch, Fetched, HISTORY, Held, Report, Reports, StepAt, StoredEntry,
+    Write, check_name, redact,
 };
 use crate::error::Error;
 use crate::schema::Schema;
@@ -373,23 +373,10 @@ fn check_write(write: &Write) -> Result<(), Error> {
 }
 
 impl super::Store for RedisStore {
-    fn fetch_reporting<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        self.fetch_conditional(namespace, keys, report, None)
-    }
-
-    fn fetch_conditional<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-        held: Option<&'a Held>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
+            let (namespace, keys, held) = (fetch.namespace(), fetch.keys(), fetch.held());
+            let report = fetch.report();
             check_name("namespace", namespace)?;
             if let Some(replicas) = &self.replicas {
                 return self

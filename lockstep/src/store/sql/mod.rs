@@ -66,9 +66,7 @@ mod report;
 
 use std::sync::Arc;
 
-use super::{
-    BoxFuture, Committed, Fetched, Held, Report, Reports, Store, StoredEntry, Write, check_name,
-};
+use super::{BoxFuture, Committed, Fetch, Fetched, Reports, Store, StoredEntry, Write, check_name};
 use crate::error::Error;
 use crate::schema::Schema;
 use crate::tick::{Millis, Tick};
@@ -136,23 +134,10 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 impl<D: Dialect> Store for SqlStore<D> {
-    fn fetch_reporting<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
-        self.fetch_conditional(namespace, keys, report, None)
-    }
-
-    fn fetch_conditional<'a>(
-        &'a self,
-        namespace: &'a str,
-        keys: &'a [&'a str],
-        report: Option<&'a Report>,
-        held: Option<&'a Held>,
-    ) -> BoxFuture<'a, Result<Fetched, Error>> {
+    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
+            let (namespace, keys, held) = (fetch.namespace(), fetch.keys(), fetch.held());
+            let report = fetch.report();
             check_name("namespace", namespace)?;
             let report = self.reporting.admit(namespace, report)?;
             // A fetch only reads, and its record replaces the process's

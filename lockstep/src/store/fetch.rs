@@ -1,0 +1,188 @@
+//! One fetch: what a process asks of a store each tick ([`Fetch`]), and
+//! what the store answers ([`Fetched`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Epoch, Report, StoredEntry, Unplaced};
+
+/// How long a fetch waits for its answer unless told otherwise: the
+/// longest deadline of any tick ([`Tick::fetch_timeout`](crate::Tick::fetch_timeout)).
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One fetch of a registry's fields, as [`Store::fetch_with`](super::Store::fetch_with)
+/// takes it: which fields, and optionally the process's report, what it
+/// already holds, and how long it waits.
+///
+/// ```
+/// use std::time::Duration;
+/// use lockstep::store::{Fetch, Held};
+///
+/// let held = Held { epoch: "e1".into(), revision: 7 };
+/// let fetch = Fetch::new("flags", &["percent"])
+///     .holding(Some(&held))
+///     .within(Duration::from_millis(250));
+/// assert_eq!(fetch.namespace(), "flags");
+/// assert_eq!(fetch.held(), Some(&held));
+/// assert_eq!(fetch.report(), None);
+/// assert_eq!(fetch.deadline(), Duration::from_millis(250));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Fetch<'a> {
+    namespace: &'a str,
+    keys: &'a [&'a str],
+    report: Option<&'a Report>,
+    held: Option<&'a Held>,
+    deadline: Duration,
+}
+
+impl<'a> Fetch<'a> {
+    /// The fields `keys` of `namespace`, in full, without a report, within
+    /// [`FETCH_DEADLINE`].
+    pub fn new(namespace: &'a str, keys: &'a [&'a str]) -> Fetch<'a> {
+        Fetch {
+            namespace,
+            keys,
+            report: None,
+            held: None,
+            deadline: FETCH_DEADLINE,
+        }
+    }
+
+    /// With the process's report, which the store records in the same
+    /// round trip (see [`Report`]); `None` reports nothing.
+    pub fn reporting(mut self, report: Option<&'a Report>) -> Fetch<'a> {
+        self.report = report;
+        self
+    }
+
+    /// Conditional on what the caller holds: when the registry's epoch and
+    /// revision are still those of `held`, the store may answer
+    /// [`Fetched::unchanged`], with its clock, the epoch, the revision and
+    /// [`Fetched::schema_held`] but no entries, at a cost that does not
+    /// grow with the registry. Still one round trip, and the report is
+    /// recorded either way. `None` asks for everything.
+    pub fn holding(mut self, held: Option<&'a Held>) -> Fetch<'a> {
+        self.held = held;
+        self
+    }
+
+    /// Waits at most `deadline` for the answer. The caller keeps the
+    /// deadline; a store that can answer from more than one server gives
+    /// each a share of it, so that one that does not answer leaves time to
+    /// ask another.
+    pub fn within(mut self, deadline: Duration) -> Fetch<'a> {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The registry's namespace.
+    pub fn namespace(&self) -> &'a str {
+        self.namespace
+    }
+
+    /// The fields' keys.
+    pub fn keys(&self) -> &'a [&'a str] {
+        self.keys
+    }
+
+    /// The report to record, if any.
+    pub fn report(&self) -> Option<&'a Report> {
+        self.report
+    }
+
+    /// What the caller holds, if it asks conditionally.
+    pub fn held(&self) -> Option<&'a Held> {
+        self.held
+    }
+
+    /// How long the caller waits for the answer.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}
+
+/// What one fetch returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fetched {
+    /// The store's clock when it answered, in microseconds since the Unix
+    /// epoch, if it said.
+    pub store_micros: Option<i64>,
+    /// The registry's epoch: created when it was first written, it changes
+    /// only when the store lost its data.
+    pub epoch: Option<Epoch>,
+    /// Each field's entries by key, ordered by instant.
+    pub fields: BTreeMap<String, Vec<StoredEntry>>,
+    /// Per key, the entries whose instant is not a number: they have no
+    /// place on a timeline, and tools show them so they can be purged.
+    pub unplaced: BTreeMap<String, Vec<Unplaced>>,
+    /// Whether the store holds a schema of the namespace; a registry
+    /// publishes its own again when it does not (a store that was down at
+    /// start-up, or lost its data).
+    pub schema_held: bool,
+    /// The registry's revision: every commit, cancel and purge advances it,
+    /// and each entry carries the revision that wrote it
+    /// ([`Origin::revision`]). 0 for a registry never written.
+    pub revision: u64,
+    /// Whether the store answered a conditional fetch
+    /// ([`Fetch::holding`]) with "unchanged": the registry's
+    /// epoch and revision are those the caller holds, so `fields` and
+    /// `unplaced` are left empty, and what the caller holds is what a full
+    /// fetch would return.
+    pub unchanged: bool,
+}
+
+impl Fetched {
+    /// What a caller holds once it has applied this fetch whole: its epoch
+    /// and revision, to pass to the next conditional fetch ([`Fetch::holding`]).
+    /// `None` for a registry never written (nothing to hold).
+    ///
+    /// ```
+    /// use lockstep::store::{Epoch, Fetched, Held};
+    ///
+    /// let fetched = Fetched {
+    ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
+    ///     revision: 7,
+    ///     ..Fetched::default()
+    /// };
+    /// assert_eq!(fetched.held(), Some(Held { epoch: "e1".into(), revision: 7 }));
+    /// assert_eq!(Fetched::default().held(), None);
+    /// ```
+    pub fn held(&self) -> Option<Held> {
+        self.epoch.as_ref().map(|epoch| Held {
+            epoch: epoch.id.clone(),
+            revision: self.revision,
+        })
+    }
+
+    /// Whether this answer is for the registry as `held` says: its epoch and
+    /// revision.
+    ///
+    /// ```
+    /// use lockstep::store::{Epoch, Fetched, Held};
+    ///
+    /// let fetched = Fetched {
+    ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
+    ///     revision: 7,
+    ///     ..Fetched::default()
+    /// };
+    /// assert!(fetched.is_at(&Held { epoch: "e1".into(), revision: 7 }));
+    /// assert!(!fetched.is_at(&Held { epoch: "e2".into(), revision: 7 }));
+    /// assert!(!fetched.is_at(&Held { epoch: "e1".into(), revision: 8 }));
+    /// ```
+    pub fn is_at(&self, held: &Held) -> bool {
+        self.revision == held.revision && self.epoch.as_ref().is_some_and(|e| e.id == held.epoch)
+    }
+}
+
+/// What a process holds of a registry, for a conditional fetch
+/// ([`Fetch::holding`]): the epoch and revision of the last fetch
+/// it applied whole. The epoch is compared too: a store that lost its data
+/// and was written again starts its revisions over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// [`Epoch::id`].
+    pub epoch: String,
+    /// [`Fetched::revision`].
+    pub revision: u64,
+}
