@@ -15,6 +15,8 @@ pub struct RedisReplicas {
     pub replicas: Vec<RedisServer>,
     /// Each replica's link to the primary.
     links: Vec<Proxy>,
+    /// The primaries [`RedisReplicas::fail_over`] made.
+    others: Vec<RedisServer>,
 }
 
 impl RedisReplicas {
@@ -46,20 +48,20 @@ impl RedisReplicas {
             primary,
             replicas,
             links,
+            others: Vec::new(),
         };
         for i in 0..n {
             set.wait_for_link(i, true);
         }
-        set.wait_for_acks();
+        set.wait_for_acks(n);
         set
     }
 
-    /// Returns once a write on the primary is acknowledged by every
-    /// replica (`WAIT`): a replica that says its link is `connected` may
-    /// not yet be counted by its primary.
-    fn wait_for_acks(&self) {
+    /// Returns once a write on the primary is acknowledged by `all` of
+    /// its replicas (`WAIT`): a replica that says its link is `connected`
+    /// may not yet be counted by its primary.
+    fn wait_for_acks(&self, all: usize) {
         let mut c = self.primary.connection().expect("connect to the primary");
-        let all = self.replicas.len();
         wait_for(
             &format!("all {all} replicas to acknowledge a write (WAIT)"),
             Duration::ZERO,
@@ -122,7 +124,7 @@ impl RedisReplicas {
     pub fn restore(&self, i: usize) {
         self.links[i].restore();
         self.wait_for_link(i, true);
-        self.wait_for_acks();
+        self.wait_for_acks(self.replicas.len());
     }
 
     fn wait_for_link(&self, i: usize, connected: bool) {
@@ -139,6 +141,54 @@ impl RedisReplicas {
                 }
             },
         );
+    }
+
+    /// Promotes replica `i` (`REPLICAOF NO ONE`): it answers as a primary,
+    /// with what it held, and takes no more writes from the primary.
+    pub fn promote(&self, i: usize) {
+        let _: () = self.replicas[i].cmd(&["REPLICAOF", "NO", "ONE"]);
+    }
+
+    /// A failover the store's URL does not name: a new server, made a
+    /// replica of the primary until it holds what the primary holds, is
+    /// promoted, and replica `i` follows it. Replica `i` then serves what
+    /// the primary held, connected, and never a write made after. Returns
+    /// once replica `i` is in sync with the new primary.
+    pub fn fail_over(&mut self, i: usize) {
+        let other = RedisServer::launch_with(
+            false,
+            free_port(),
+            vec![
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                self.primary.port().to_string(),
+            ],
+        );
+        self.wait_for_acks(self.replicas.len() + 1);
+        let _: () = other.cmd(&["REPLICAOF", "NO", "ONE"]);
+        let port = other.port().to_string();
+        let _: () = self.replicas[i].cmd(&["REPLICAOF", "127.0.0.1", &port]);
+        self.others.push(other);
+        wait_for(
+            &format!("replica {i} to follow the new primary"),
+            Duration::from_millis(20),
+            || match (self.link_state(i), self.master_port(i)) {
+                (state, Some(p)) if state == "connected" && p.to_string() == port => Ok(()),
+                (state, p) => Err(format!("link `{state}` to port {p:?}")),
+            },
+        );
+    }
+
+    /// The port of the primary replica `i` follows (`ROLE`).
+    fn master_port(&self, i: usize) -> Option<i64> {
+        let role: redis::Value = self.replicas[i].cmd(&["ROLE"]);
+        match role {
+            redis::Value::Array(items) => match items.get(2) {
+                Some(redis::Value::Int(port)) => Some(*port),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Zeroes every server's command statistics.

@@ -17,7 +17,7 @@ use lockstep_suite::run_cli as lockstep;
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 use lockstep_suite::{
     CliRun, PATIENCE, RedisServer, Switched, assert_all_switched_within_5_ms,
-    in_a_session_of_its_own,
+    in_a_session_of_its_own, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -1156,4 +1156,86 @@ fn hostile_store_contents_never_reach_the_terminal_and_a_bad_registry_spoils_onl
     // Named alone, it is refused as a name.
     let alone = lockstep(Some(&url), &["ls", "x:y"]);
     assert_eq!(alone.code, 2, "{}{}", alone.stdout, alone.stderr);
+}
+
+/// The store's clock (`TIME`), in ms.
+fn store_millis(server: &RedisServer) -> i64 {
+    let [secs, micros]: [String; 2] = server.cmd(&["TIME"]);
+    secs.parse::<i64>().unwrap() * 1000 + micros.parse::<i64>().unwrap() / 1000
+}
+
+#[test]
+fn fleet_flags_a_process_served_an_older_revision_than_the_store_held_before_its_fetch() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let shop = Shop::start(&url);
+    let set = ok(&url, &["set", "shop.theme", r#""dark""#, "--json"]).json();
+    // The write's revision and when it was written, from its envelope.
+    let (revision, written) = {
+        let entries: BTreeMap<String, String> =
+            server.cmd(&["HGETALL", "lockstep:{shop}:field:theme"]);
+        let envelope: Value = serde_json::from_str(&entries[&set["at_ms"].to_string()]).unwrap();
+        (
+            envelope["r"].as_u64().unwrap(),
+            envelope["t"].as_i64().unwrap(),
+        )
+    };
+    // A 1 s tick's fetch timeout is 250 ms: a fetch a second after the
+    // write, served the revision before it, is behind.
+    wait_for(
+        "the store's clock to pass a second after the write",
+        Duration::from_millis(20),
+        || match store_millis(&server) - written {
+            after if after > 1_000 => Ok(()),
+            after => Err(format!("{after} ms after")),
+        },
+    );
+    // The record of a process whose replica follows another primary, as
+    // a build that does not check it keeps it: fetched now, served the
+    // revision before the write.
+    let seen = store_millis(&server);
+    let body = json!({
+        "id": "stale", "host": "h2", "pid": 7, "program": "shop", "tick_ms": 1000
+    });
+    let record = json!({"seen": seen, "revision": revision - 1, "body": body.to_string()});
+    let _: () = server.cmd(&[
+        "HSET",
+        "lockstep:{shop}:fleet",
+        "stale",
+        &record.to_string(),
+    ]);
+    let expires = (seen + 600_000).to_string();
+    let _: () = server.cmd(&["ZADD", "lockstep:{shop}:fleet:expiry", &expires, "stale"]);
+    wait_for(
+        "the shop to report the write's revision",
+        Duration::from_millis(20),
+        || {
+            let view = ok(&url, &["fleet", "shop", "--json"]).json();
+            let processes = view["processes"].as_array().unwrap().clone();
+            match processes.iter().find(|p| p["id"] != "stale") {
+                Some(p) if p["revision"].as_u64() == Some(revision) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    let view = ok(&url, &["fleet", "shop", "--json"]).json();
+    for process in view["processes"].as_array().unwrap() {
+        let expected = if process["id"] == "stale" {
+            json!(revision)
+        } else {
+            Value::Null
+        };
+        assert_eq!(process["behind"], expected, "{process}");
+    }
+    let text = ok(&url, &["fleet", "shop"]).stdout;
+    assert!(
+        text.contains("1 process is BEHIND: the last fetch was served an older revision"),
+        "{text}"
+    );
+    let row = text.lines().find(|l| l.contains("h2")).unwrap();
+    assert!(
+        row.contains(&format!("{} BEHIND {revision}", revision - 1)),
+        "{row}"
+    );
+    drop(shop);
 }

@@ -1,9 +1,11 @@
 //! Promise 16: separate OS processes reading a primary's replicas
 //! (`redis://primary?replicas=a,b`) switch at the same instant, never before
 //! it, as on one server; the fetches land on the replicas, one per process
-//! per tick; a replica cut off its primary across a flip is not read, the
-//! writer is told it lagged, and the processes that read it count the
-//! fallback; `lockstep set` names the replica that lags.
+//! per tick; a replica cut off its primary, frozen, paused, asleep,
+//! promoted or following another primary across a flip is not read, the
+//! writer is told before the instant that it lagged, and the processes that
+//! read it count the fallback (and the failover); `lockstep set` names the
+//! replica that lags.
 
 use std::time::{Duration, Instant};
 
@@ -118,7 +120,7 @@ async fn processes_on_two_replicas_switch_together_never_early_each_fetching_its
         );
         fetches.push((served, homed));
         costs.push((
-            usec_per_call(replica, "role"),
+            usec_per_call(replica, "info"),
             usec_per_call(replica, "evalsha_ro"),
         ));
     }
@@ -139,7 +141,7 @@ async fn processes_on_two_replicas_switch_together_never_early_each_fetching_its
         .collect();
     println!(
         "{} processes on 2 replicas, {seconds:.2} s: {}; primary: 0 fetches, {records} fleet \
-         records, 1 commit; µs per call on the replicas (ROLE, fetch): {costs:?}",
+         records, 1 commit; µs per call on the replicas (INFO replication, fetch): {costs:?}",
         probes.len(),
         split.join(", ")
     );
@@ -379,4 +381,138 @@ async fn a_process_reading_a_replica_lets_go_of_the_primary_when_it_has_nothing_
         clients(&set.primary) > baseline,
         "a reporting process keeps its connection to the primary"
     );
+}
+
+/// What happens to replica 1 across a flip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// `SIGSTOP`: the process stops, its sockets stay open.
+    Freeze,
+    /// `CLIENT PAUSE … ALL`: it holds every client's commands.
+    Pause,
+    /// `DEBUG SLEEP`: the server blocks, its replication too.
+    Sleep,
+    /// It follows another primary, promoted from a copy of ours.
+    FailOver,
+    /// `REPLICAOF NO ONE`: it answers as a primary.
+    Promote,
+}
+
+/// This machine's clock, in ms since the Unix epoch.
+fn now_millis() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    since.as_millis() as i64
+}
+
+/// Long enough to outlast any test; the servers are killed on drop.
+const FOR_GOOD: Duration = Duration::from_secs(600);
+
+/// Replica 1 hurt by `fault`, then a write at the horizon: the write
+/// returns before its instant, naming replica 1, which does not hold it in
+/// time, and every process switches at the instant, never early,
+/// with no failed fetch and no late flip: those reading replica 1 leave it
+/// within each fetch and count the fallbacks (and the failovers).
+async fn a_flip_across(fault: Fault) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut set = RedisReplicas::start(2);
+    let url = set.url();
+    let mut probes = fleet(&url, "42");
+    let writer = RedisStore::open(&url).unwrap();
+    assert_eq!(schedule(&writer, 0).await.lagging, Vec::<String>::new());
+    let _asleep = match fault {
+        Fault::Freeze => {
+            set.replicas[1].freeze();
+            None
+        }
+        Fault::Pause => {
+            set.replicas[1].pause_clients(FOR_GOOD);
+            None
+        }
+        Fault::Sleep => Some(set.replicas[1].sleep_server(FOR_GOOD)),
+        Fault::FailOver => {
+            set.fail_over(1);
+            None
+        }
+        Fault::Promote => {
+            set.promote(1);
+            None
+        }
+    };
+    let committed = schedule(&writer, 42).await;
+    let returned = now_millis();
+    let first = committed.instants[0];
+    assert!(
+        returned < first,
+        "{fault:?}: the write returned {} ms after its instant",
+        returned - first
+    );
+    assert_eq!(
+        committed.lagging,
+        [set.names()[1].clone()],
+        "{fault:?}: the writer is told that replica 1 lags, and only it"
+    );
+    let failover = matches!(fault, Fault::FailOver | Fault::Promote);
+    let mut switched = Vec::new();
+    let mut counted = [[0u64; 2]; 2];
+    for probe in &mut probes {
+        let (report, switch) = probe.switched(first * 1_000_000, &format!("{fault:?}"));
+        let fallbacks = report["replica_fallbacks"].as_u64().unwrap();
+        let failovers = report["replica_failovers"].as_u64().unwrap();
+        match home(probe) {
+            0 => assert_eq!(
+                (fallbacks, failovers),
+                (0, 0),
+                "{fault:?}: replica 0 was fit"
+            ),
+            _ => {
+                assert!(fallbacks > 0, "{fault:?}: replica 1's readers fell back");
+                assert_eq!(
+                    failovers > 0,
+                    failover,
+                    "{fault:?}: failovers counted ({failovers}) only for a failover"
+                );
+            }
+        }
+        counted[home(probe)][0] += fallbacks;
+        counted[home(probe)][1] += failovers;
+        switched.push(switch);
+    }
+    assert_all_switched_within_5_ms(&switched, 0.0);
+    println!(
+        "{fault:?} of replica 1 across a flip: the write returned {} ms before its instant, \
+         lagging {:?}; (fallbacks, failovers) by replica {counted:?}; last old value read \
+         {:+.3} ms after the instant at the latest",
+        first - returned,
+        committed.lagging,
+        switched.iter().map(|s| s.stale_ms).fold(f64::MIN, f64::max)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_is_left_within_each_fetch_and_the_writer_is_told_before_the_instant() {
+    a_flip_across(Fault::Freeze).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clients_are_paused_is_left_and_the_writer_is_told_before_the_instant() {
+    // A replica's paused clients include its link to the primary: it does
+    // not acknowledge the write either.
+    a_flip_across(Fault::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_asleep_in_a_long_command_is_left_and_the_writer_is_told_before_the_instant() {
+    a_flip_across(Fault::Sleep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_following_another_primary_is_a_failover_not_read_and_the_writer_is_told() {
+    a_flip_across(Fault::FailOver).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_replica_is_a_failover_not_read_and_the_writer_is_told() {
+    a_flip_across(Fault::Promote).await;
 }

@@ -26,9 +26,9 @@
 //!   fetch (`lockstep_suite::sample_report`), as a primary serving its
 //!   processes' fetches and records does; and with a primary and one
 //!   replica (`redis://primary?replicas=replica`), the replica's CPU for
-//!   the fetches it serves (with the `ROLE` that rides with each), without
-//!   and with the report (the primary's record of it reaches the replica
-//!   too, as replication), and the primary's for the records alone; and
+//!   the fetches it serves (with the `INFO replication` that rides with
+//!   each), without and with the report (the primary's record of it
+//!   reaches the replica too, as replication), and the primary's for the records alone; and
 //!   the replica's for applying the records alone, the fetches that sent
 //!   them served by its primary;
 //! - PostgreSQL (`LOCKSTEP_TEST_POSTGRES`, else a throwaway cluster): the
@@ -118,13 +118,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(&report),
         ),
         (
-            "Redis replica: fetch and `ROLE`, all in",
+            "Redis replica: fetch and `INFO replication`, all in",
             Arc::new(RedisStore::open(&set.url())?),
             Server::RedisAllIn(&set.replicas[0]),
             None,
         ),
         (
-            "Redis replica: fetch, `ROLE` and the record replicated, all in",
+            "Redis replica: fetch, `INFO replication` and the record replicated, all in",
             Arc::new(RedisStore::open(&set.url())?),
             Server::RedisAllIn(&set.replicas[0]),
             Some(&report),

@@ -85,6 +85,7 @@ fn text(fleet: &Fleet, schema: bool) -> String {
         ];
         rows.extend(fleet.processes.iter().map(|p| process_row(p, now)));
         out.push_str(&table(&rows, "  "));
+        out.push_str(&behind_text(fleet));
     }
     out.push('\n');
     if !schema {
@@ -112,7 +113,10 @@ fn process_row(p: &Process, now: i64) -> Vec<String> {
         p.program.clone(),
         p.id.clone(),
         format!("{} ago", span(now - from_datetime(p.last_fetch))),
-        p.revision.to_string(),
+        match p.behind {
+            Some(due) => format!("{} BEHIND {due}", p.revision),
+            None => p.revision.to_string(),
+        },
         p.late_flips.to_string(),
         p.rejected.to_string(),
         match p.clock_offset_ms {
@@ -121,6 +125,25 @@ fn process_row(p: &Process, now: i64) -> Vec<String> {
             Some(ms) => format!("{ms:+.1} ms"),
         },
     ]
+}
+
+/// What the processes behind the registry's revision mean, if there are
+/// any.
+fn behind_text(fleet: &Fleet) -> String {
+    let behind = fleet
+        .processes
+        .iter()
+        .filter(|p| p.behind.is_some())
+        .count();
+    if behind == 0 {
+        return String::new();
+    }
+    format!(
+        "  {behind} process{} BEHIND: the last fetch was served an older revision than the \
+         store held a fetch timeout before it; such a process reads a server that lags far \
+         behind or no longer follows the primary, and will not switch to what it lacks\n",
+        if behind == 1 { " is" } else { "es are" }
+    )
 }
 
 /// A pending change, who holds it and (the first [`NAMED`]) who does not.

@@ -234,6 +234,7 @@ impl<S: Fields> Engine<S> {
             .report(S::DEF.namespace, self.store.describe(), now, pending);
         status.bad_entries = state.bad.clone();
         status.replica_fallbacks = self.store.replica_fallbacks();
+        status.replica_failovers = self.store.replica_failovers();
         status
     }
 }

@@ -60,6 +60,7 @@ impl Identity {
             tick_ms: tick.as_millis(),
             last_fetch: DateTime::UNIX_EPOCH,
             revision: 0,
+            behind: None,
             fetches: status.fetches,
             failed_fetches: status.failed_fetches,
             late_flips: status.late_flips,

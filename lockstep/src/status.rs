@@ -104,10 +104,16 @@ pub struct Status {
     /// The bound on that estimate's error: half that round trip.
     #[serde(rename = "clock_offset_error_ms", serialize_with = "delta_ms")]
     pub clock_offset_error: Option<chrono::TimeDelta>,
-    /// Fetches that this process's replica could not serve (its link to the
-    /// primary was down, or it was behind what the process held), answered
-    /// by another replica or the primary instead; 0 without replicas.
+    /// Fetches that this process's replica could not serve (it did not
+    /// answer within its share of the fetch's deadline, its link to the
+    /// primary was down, it was promoted or follows another primary, or it
+    /// was behind what the process held), answered by another replica or
+    /// the primary instead; 0 without replicas.
     pub replica_fallbacks: u64,
+    /// Of those, the fetches a replica could not serve because it was
+    /// promoted or follows another primary than the store's URL names: a
+    /// failover the URL does not know of.
+    pub replica_failovers: u64,
     /// How this registry's flipper thread is scheduled.
     pub flipper: FlipperPriority,
 }
@@ -221,6 +227,7 @@ impl StatusData {
                 .clock_offset
                 .map(|(_, error)| chrono::TimeDelta::nanoseconds(error)),
             replica_fallbacks: 0,
+            replica_failovers: 0,
             flipper: self.flipper,
         }
     }
@@ -350,6 +357,14 @@ impl fmt::Display for Status {
                 f,
                 "\n  {} fetches answered by another server than this process's replica",
                 self.replica_fallbacks
+            )?;
+        }
+        if self.replica_failovers > 0 {
+            write!(
+                f,
+                "\n  {} of them because a replica was promoted or follows another primary (a \
+                 failover the store's URL does not name)",
+                self.replica_failovers
             )?;
         }
         if self.flipper == FlipperPriority::Normal {

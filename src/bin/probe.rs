@@ -150,6 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "late_flips": status.late_flips,
             "clock_offset_us": offset,
             "replica_fallbacks": status.replica_fallbacks,
+            "replica_failovers": status.replica_failovers,
         })
     );
     Ok(())

@@ -66,6 +66,14 @@ pub struct Process {
     /// The registry's revision that fetch served.
     #[serde(skip_deserializing)]
     pub revision: u64,
+    /// The registry's revision this process should hold and does not, if
+    /// any: the newest revision written over a fetch timeout (of its tick)
+    /// before its last fetch, when that fetch was served an older one. It
+    /// reads a server that lags far behind or no longer follows the primary
+    /// (a replica after a failover its URL does not name); it will not
+    /// switch to what it lacks.
+    #[serde(skip_deserializing)]
+    pub behind: Option<u64>,
     /// Successful fetches since start.
     #[serde(default)]
     pub fetches: u64,
@@ -143,7 +151,16 @@ impl Fleet {
         let now = fetched
             .store_micros
             .map_or(reports.store_now, |us| us.div_euclid(1000));
-        let mut processes: Vec<Process> = reports.records.into_iter().map(process).collect();
+        let written = Written::of(fetched);
+        let mut processes: Vec<Process> = reports
+            .records
+            .into_iter()
+            .map(|record| {
+                let mut process = process(record);
+                process.behind = written.unheld_by(&process);
+                process
+            })
+            .collect();
         processes.sort_by(|a, b| {
             (&a.host, &a.program, a.pid, &a.id).cmp(&(&b.host, &b.program, b.pid, &b.id))
         });
@@ -231,6 +248,7 @@ fn process(record: Reported) -> Process {
         tick_ms: 0,
         last_fetch: DateTime::UNIX_EPOCH,
         revision: 0,
+        behind: None,
         fetches: 0,
         failed_fetches: 0,
         late_flips: 0,
@@ -243,6 +261,46 @@ fn process(record: Reported) -> Process {
     process.last_fetch = to_datetime(record.seen);
     process.revision = record.revision;
     process
+}
+
+/// When each revision of a fetch's entries was written: for
+/// [`Process::behind`].
+struct Written {
+    /// `(written at, the newest revision written by then)`, by time.
+    newest_by: Vec<(Millis, u64)>,
+}
+
+impl Written {
+    fn of(fetched: &Fetched) -> Written {
+        let mut dated: Vec<(Millis, u64)> = fetched
+            .fields
+            .values()
+            .flatten()
+            .filter_map(|e| e.origin.as_ref())
+            .map(|o| (o.written_at, o.revision))
+            .collect();
+        dated.sort_unstable();
+        let mut newest = 0;
+        for (_, revision) in &mut dated {
+            newest = newest.max(*revision);
+            *revision = newest;
+        }
+        Written { newest_by: dated }
+    }
+
+    /// The newest revision written a fetch timeout of `process`'s tick
+    /// before its last fetch, if that fetch was served an older one.
+    fn unheld_by(&self, process: &Process) -> Option<u64> {
+        let tick = std::time::Duration::from_millis(u64::try_from(process.tick_ms).ok()?);
+        let margin = crate::tick::Tick::new(tick)
+            .ok()?
+            .fetch_timeout()
+            .as_millis() as Millis;
+        let by = crate::tick::from_datetime(process.last_fetch).saturating_sub(margin);
+        let written = self.newest_by.partition_point(|(at, _)| *at < by);
+        let due = self.newest_by[..written].last()?.1;
+        (process.revision < due).then_some(due)
+    }
 }
 
 fn pending_change(field: &str, entry: &StoredEntry, processes: &[Process]) -> PendingChange {
@@ -453,6 +511,74 @@ mod tests {
             process.host.contains("unreadable record"),
             "{}",
             process.host
+        );
+    }
+
+    #[test]
+    fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is_behind() {
+        let entry = |at: Millis, written_at: Millis, revision: u64| StoredEntry {
+            at,
+            value: Ok("1".into()),
+            origin: Some(crate::store::Origin {
+                write: format!("w{revision}"),
+                written_at,
+                by: "test".into(),
+                revision,
+            }),
+        };
+        // Revisions 1, 2 and 3 written at 1 s, 2 s and 3 s.
+        let fetched = Fetched {
+            store_micros: Some(3_400_000),
+            revision: 3,
+            fields: BTreeMap::from([
+                (
+                    "f".to_owned(),
+                    vec![entry(0, 1_000, 1), entry(5_000, 2_000, 2)],
+                ),
+                ("g".to_owned(), vec![entry(9_000, 3_000, 3)]),
+            ]),
+            ..Fetched::default()
+        };
+        let record = |id: &str, seen: Millis, revision: u64, tick_ms: i64| Reported {
+            process: id.into(),
+            seen,
+            revision,
+            body: serde_json::json!({
+                "id": id, "host": "h", "pid": 1, "program": "p", "tick_ms": tick_ms
+            })
+            .to_string(),
+        };
+        // A 1 s tick: a fetch timeout of 250 ms.
+        let records = vec![
+            // Fetched 100 ms after revision 3: a replica may not hold it yet.
+            record("fresh", 3_100, 2, 1_000),
+            // Fetched 300 ms after it, and served revision 1.
+            record("behind", 3_300, 1, 1_000),
+            record("current", 3_300, 3, 1_000),
+            // A record that does not say its tick is not judged.
+            record("untold", 3_300, 1, 0),
+        ];
+        let fleet = Fleet::of(
+            "ns",
+            &fetched,
+            Reports {
+                store_now: 3_400,
+                records,
+            },
+        );
+        let behind: BTreeMap<&str, Option<u64>> = fleet
+            .processes
+            .iter()
+            .map(|p| (p.id.as_str(), p.behind))
+            .collect();
+        assert_eq!(
+            behind,
+            BTreeMap::from([
+                ("behind", Some(3)),
+                ("current", None),
+                ("fresh", None),
+                ("untold", None)
+            ])
         );
     }
 }

@@ -124,6 +124,14 @@ pub trait Store: Send + Sync + 'static {
     fn replica_fallbacks(&self) -> u64 {
         0
     }
+
+    /// How many fetches a replica of this store could not serve because it
+    /// was promoted or follows another primary (see
+    /// [`Status::replica_failovers`](crate::Status::replica_failovers)); 0
+    /// for a store without replicas.
+    fn replica_failovers(&self) -> u64 {
+        0
+    }
 }
 
 /// A shared store is a store: `Arc<RedisStore>` and `Arc<dyn Store>` serve
@@ -180,6 +188,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn replica_fallbacks(&self) -> u64 {
         (**self).replica_fallbacks()
+    }
+
+    fn replica_failovers(&self) -> u64 {
+        (**self).replica_failovers()
     }
 }
 

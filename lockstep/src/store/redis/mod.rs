@@ -152,21 +152,28 @@ impl RedisStore {
     }
 
     /// A fetch through the replicas: from this process's replica, or
-    /// another, or the primary (see [`replicas`]); with a report, the record
-    /// goes to the primary in a call of its own, off the fetch's path.
+    /// another, or the primary (see [`replicas`]), all within the fetch's
+    /// deadline; with a report, the record goes to the primary in a call of
+    /// its own, off the fetch's path.
     async fn fetch_replicated(
         &self,
         replicas: &Replicas,
-        namespace: &str,
-        keys: &[&str],
-        report: Option<&Report>,
-        held: Option<&Held>,
+        fetch: Fetch<'_>,
     ) -> Result<Fetched, Error> {
+        let (namespace, keys) = (fetch.namespace(), fetch.keys());
+        let report = fetch.report();
         let redis_keys = [meta_key(namespace)];
-        let args = fetch_args(namespace, keys, held, None);
+        let args = fetch_args(namespace, keys, fetch.held(), None);
         let script = &self.scripts.fetch;
         let fetched = match replicas
-            .fetch(namespace, script, &redis_keys, &args, keys)
+            .fetch(
+                namespace,
+                script,
+                &redis_keys,
+                &args,
+                keys,
+                fetch.deadline(),
+            )
             .await
         {
             Some(fetched) => {
@@ -379,9 +386,7 @@ impl super::Store for RedisStore {
             let report = fetch.report();
             check_name("namespace", namespace)?;
             if let Some(replicas) = &self.replicas {
-                return self
-                    .fetch_replicated(replicas, namespace, keys, report, held)
-                    .await;
+                return self.fetch_replicated(replicas, fetch).await;
             }
             let reported = match self.reporting.send(namespace, report) {
                 Some(report) => self.fetch_and_report(namespace, keys, report, held).await?,
@@ -644,6 +649,10 @@ impl super::Store for RedisStore {
 
     fn replica_fallbacks(&self) -> u64 {
         self.replicas.as_ref().map_or(0, |r| r.fallbacks())
+    }
+
+    fn replica_failovers(&self) -> u64 {
+        self.replicas.as_ref().map_or(0, |r| r.failovers())
     }
 }
 

@@ -42,7 +42,8 @@ pub(super) fn connectors(
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    Ok((primary, writes, Some(Replicas::new(nodes))))
+    let replicas = Replicas::new(nodes, primary.clone());
+    Ok((primary, writes, Some(replicas)))
 }
 
 /// The CA certificates named by `LOCKSTEP_CA_FILE`, for `rediss` URLs.

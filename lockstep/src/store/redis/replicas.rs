@@ -3,23 +3,41 @@
 //!
 //! Each process reads one replica, its *home*: the one at its process id
 //! modulo the number of replicas, so a fleet spreads over them evenly. A
-//! fetch is one pipeline to the home replica: `ROLE`, then the read-only
-//! fetch script, so the replica's link to its primary travels in the same
-//! round trip as the data. `ROLE` rather than `INFO replication`: its reply
-//! is a few bytes, and its fourth element is the link's state
-//! (`connected`, `connect`, `connecting`, `sync`, `handshake`), which is all
-//! a fetch needs. The answer is used when the replica says it is a replica
-//! whose link is `connected` and it serves a revision no older than the one
-//! this store served last for the registry (a replica never takes a process
-//! back in time). Otherwise the fetch is answered by the next replica, the
-//! same way, or by the primary, and counted as a *fallback*
+//! fetch is one pipeline to the home replica: `INFO replication`, then the
+//! read-only fetch script, so the replica's state travels in the same
+//! round trip as the data. The answer is used when the replica says it is
+//! a replica whose link to its primary is up, that follows this store's
+//! primary (its replication id is the primary's), and that serves a
+//! revision no older than the one this store served last for the registry
+//! (a replica never takes a process back in time). Otherwise the fetch is
+//! answered by the next replica, the same way, or by the primary, and
+//! counted as a *fallback*
 //! ([`Status::replica_fallbacks`](crate::Status::replica_fallbacks)), with
 //! a warning at most once a minute (with the count of those left out).
 //!
-//! A connected replica may still lag a write by a little: the writer's
-//! `WAIT` (in [`RedisStore::commit`](super::RedisStore)) makes sure every
-//! replica holds a write a tick before its first instant, and names the
-//! replicas that did not ([`Committed::lagging`]).
+//! **Deadlines.** A replica that does not answer is left within the same
+//! fetch: each replica asked gets half of what is left of the fetch's
+//! deadline ([`Fetch::within`](crate::store::Fetch::within), the tick's
+//! fetch timeout, which is also the horizon's margin), so a frozen home
+//! replica costs half the deadline and the primary always has at least a
+//! quarter of it. A fetch sent at its tick, whichever servers answer it,
+//! is answered before the instant of any write made before it.
+//!
+//! **Failovers.** A replica promoted to a primary, or following another
+//! primary (its replication id is not this store's primary's), is not read
+//! and counted as a *failover*
+//! ([`Status::replica_failovers`](crate::Status::replica_failovers)). The
+//! primary's replication id is asked of the primary (`INFO replication`)
+//! at the first fetch, and again, at most once a second, whenever a replica
+//! says another; a primary that cannot be asked leaves the replicas read
+//! (no write can go through it either).
+//!
+//! A replica may still lag a write by a little: the writer's `WAIT` (in
+//! [`RedisStore::commit`](super::RedisStore)) makes sure every replica
+//! holds a write a tick before its first instant, and names the replicas
+//! that did not ([`Committed::lagging`](crate::store::Committed::lagging)),
+//! asking each for its state within the tick's fetch timeout: a frozen
+//! replica never holds the writer past the instant.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +60,10 @@ const MAX_WAIT_MS: Millis = 2_000;
 /// How often a fallback is logged at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the primary is asked its replication id at most, while a
+/// replica says another.
+const ASK_PRIMARY_EVERY: Duration = Duration::from_secs(1);
+
 /// One replica: its `host:port` as the URL names it (never with the
 /// password), and how to reach it.
 pub(super) struct Node {
@@ -49,35 +71,68 @@ pub(super) struct Node {
     pub(super) connector: Connector,
 }
 
-/// The replicas of a store, and what its fetches learned of them.
+/// The replicas of a store, the primary they follow, and what its fetches
+/// learned of them.
 pub(super) struct Replicas {
     nodes: Vec<Node>,
+    /// The primary, asked for its replication id.
+    primary: Connector,
     /// The index of this process's replica.
     home: usize,
     /// The highest revision served per namespace.
     served: Mutex<HashMap<String, u64>>,
+    /// The primary's replication id, and when it was asked.
+    primary_id: Mutex<Option<(String, Instant)>>,
     fallbacks: AtomicU64,
+    failovers: AtomicU64,
     /// When the last fallback warning was logged, and how many were left
     /// out since.
     warned: Mutex<Option<(Instant, u64)>>,
 }
 
 /// Why an answer was not used.
-struct Unfit(String);
+struct Unfit {
+    reason: String,
+    /// The replica was promoted, or follows another primary.
+    failover: bool,
+}
+
+impl Unfit {
+    fn new(reason: impl Into<String>) -> Unfit {
+        Unfit {
+            reason: reason.into(),
+            failover: false,
+        }
+    }
+}
+
+/// What a server says of its place in replication (`INFO replication`).
+#[derive(Debug, PartialEq, Eq)]
+enum Replication {
+    /// A primary: its replication id and offset.
+    Primary { id: String, offset: i64 },
+    /// A replica: whether its link to its primary is up, the replication
+    /// id it follows, and the offset it has processed.
+    Replica {
+        linked: bool,
+        id: String,
+        offset: i64,
+    },
+}
 
 impl Replicas {
-    /// `nodes` (at least one), read from the one at this process's id.
-    pub(super) fn new(nodes: Vec<Node>) -> Replicas {
+    /// `nodes` (at least one) following `primary`, read from the one at
+    /// this process's id.
+    pub(super) fn new(nodes: Vec<Node>, primary: Connector) -> Replicas {
         let home = std::process::id() as usize % nodes.len();
-        Replicas::with_home(nodes, home)
-    }
-
-    fn with_home(nodes: Vec<Node>, home: usize) -> Replicas {
         Replicas {
             nodes,
+            primary,
             home,
             served: Mutex::default(),
+            primary_id: Mutex::new(None),
             fallbacks: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
             warned: Mutex::new(None),
         }
     }
@@ -92,9 +147,16 @@ impl Replicas {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
+    /// How many fetches a replica could not serve because it was promoted
+    /// or follows another primary.
+    pub(super) fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
     /// The fetch of `fields` of `namespace` (the read-only `script` with
-    /// `keys` and `args`): from the home replica if it is fit to serve, else
-    /// from the next fit one, else `None` (the primary's turn).
+    /// `keys` and `args`) within `deadline`: from the home replica if it is
+    /// fit to serve, else from the next fit one, else `None` (the primary's
+    /// turn, with what is left of the deadline).
     pub(super) async fn fetch(
         &self,
         namespace: &str,
@@ -102,12 +164,29 @@ impl Replicas {
         keys: &[String],
         args: &[String],
         fields: &[&str],
+        deadline: Duration,
     ) -> Option<Fetched> {
+        let started = Instant::now();
         let held = self.held(namespace);
         let mut why = Vec::new();
         for i in 0..self.nodes.len() {
             let node = &self.nodes[(self.home + i) % self.nodes.len()];
-            match fetch_from(node, script, keys, args, fields, held).await {
+            let share = deadline.saturating_sub(started.elapsed()) / 2;
+            let attempt = async {
+                let (fetched, id) = fetch_from(node, script, keys, args, fields, held).await?;
+                self.check_follows(&id).await?;
+                Ok(fetched)
+            };
+            let answer = tokio::time::timeout(share, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Unfit::new(format!(
+                        "it did not answer within {} ms (half of what was left of the fetch's \
+                         deadline)",
+                        share.as_millis()
+                    )))
+                });
+            match answer {
                 Ok(fetched) => {
                     if i > 0 {
                         self.fell_back(namespace, &why, &node.name);
@@ -115,11 +194,70 @@ impl Replicas {
                     self.served(namespace, fetched.revision);
                     return Some(fetched);
                 }
-                Err(Unfit(reason)) => why.push(format!("{}: {reason}", node.name)),
+                Err(unfit) => {
+                    if unfit.failover {
+                        self.failovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    why.push(format!("{}: {}", node.name, unfit.reason));
+                }
             }
         }
         self.fell_back(namespace, &why, "the primary");
         None
+    }
+
+    /// Whether a replica following replication `id` follows this store's
+    /// primary: asked of the primary when its id is not known yet, or is
+    /// another and was asked over [`ASK_PRIMARY_EVERY`] ago.
+    async fn check_follows(&self, id: &str) -> Result<(), Unfit> {
+        let known = self
+            .primary_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let primary = match known {
+            Some((primary, _)) if primary == id => return Ok(()),
+            Some((primary, asked)) if asked.elapsed() < ASK_PRIMARY_EVERY => primary,
+            known => match self.ask_primary().await {
+                Some(primary) => primary,
+                // The primary cannot say: nothing is written through it
+                // either, and the replica serves what it holds.
+                None if known.is_none() => return Ok(()),
+                None => known.map(|(p, _)| p).unwrap_or_default(),
+            },
+        };
+        if primary == id {
+            return Ok(());
+        }
+        Err(Unfit {
+            reason: format!(
+                "it follows another primary (replication id {id}; this store's primary's is \
+                 {primary}): a failover this process's URL does not name"
+            ),
+            failover: true,
+        })
+    }
+
+    /// The primary's replication id, kept for [`Replicas::check_follows`].
+    async fn ask_primary(&self) -> Option<String> {
+        let asked = async {
+            let mut connection = self.primary.connection().await.ok()?;
+            let info: Value = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut connection)
+                .await
+                .ok()?;
+            match replication(&info)? {
+                Replication::Primary { id, .. } => Some(id),
+                Replication::Replica { .. } => None,
+            }
+        }
+        .await;
+        if let Some(id) = &asked {
+            *self.primary_id.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((id.clone(), Instant::now()));
+        }
+        asked
     }
 
     /// A replica answered with `revision`.
@@ -155,9 +293,10 @@ impl Replicas {
                     reason = why.join("; "),
                     answered_by = to,
                     left_out,
-                    "lockstep: this process's replica cannot serve the fetch (its link to the \
-                     primary is down, or it is behind what this process holds); answered by \
-                     another server (counted in status: replica_fallbacks)"
+                    "lockstep: this process's replica cannot serve the fetch (it does not \
+                     answer in time, its link to the primary is down, it follows another \
+                     primary, or it is behind what this process holds); answered by another \
+                     server (counted in status: replica_fallbacks)"
                 );
                 *warned = Some((Instant::now(), 0));
             }
@@ -166,7 +305,9 @@ impl Replicas {
 
     /// After a commit on `connection` (to the primary of `store`): `WAIT`
     /// for every replica until a tick before `first` (ms), and the replicas
-    /// that did not acknowledge it.
+    /// that did not acknowledge it, each asked within the tick's fetch
+    /// timeout: the whole wait ends a tick less the fetch timeout before
+    /// `first` at the latest, or after 2 s and the fetch timeout.
     pub(super) async fn wait(
         &self,
         connection: &mut Connection,
@@ -179,20 +320,23 @@ impl Replicas {
         let timeout = wait_timeout(first, tick.as_millis(), now, MAX_WAIT_MS);
         let mut pipe = redis::pipe();
         pipe.ignore_errors()
-            .cmd("ROLE")
+            .cmd("INFO")
+            .arg("replication")
             .cmd("WAIT")
             .arg(names.len())
             .arg(timeout);
         let replies = connection.req_packed_commands(&pipe, 0, 2).await;
-        let (offset, acknowledged) = match replies.as_deref() {
-            Ok([role, Value::Int(n)]) => (primary_offset(role), *n as usize),
+        let (primary, acknowledged) = match replies.as_deref() {
+            Ok([info, Value::Int(n)]) => (replication(info), *n as usize),
             _ => (None, 0),
         };
-        let lagging = match offset {
+        let lagging = match primary {
             _ if acknowledged >= names.len() => Vec::new(),
-            Some(offset) => self.lagging(offset).await,
+            Some(Replication::Primary { id, offset }) => {
+                self.lagging(&id, offset, tick.fetch_timeout()).await
+            }
             // The primary did not say where it is: none is known to hold it.
-            None => names,
+            _ => names,
         };
         if !lagging.is_empty() {
             tracing::warn!(
@@ -207,29 +351,49 @@ impl Replicas {
         lagging
     }
 
-    /// The replicas that do not hold what the primary held at
-    /// `primary_offset` (its replication offset right after a write): those
-    /// whose link is not `connected`, whose offset is lower, or that do not
-    /// answer.
-    async fn lagging(&self, primary_offset: i64) -> Vec<String> {
-        let mut lagging = Vec::new();
-        for node in &self.nodes {
-            let offset = async {
-                let mut connection = node.connector.connection().await.ok()?;
-                let role: Value = redis::cmd("ROLE").query_async(&mut connection).await.ok()?;
-                let (connected, offset) = replica_state(&role)?;
-                connected.then_some(offset)
-            }
-            .await;
-            if offset.is_none_or(|o| o < primary_offset) {
-                lagging.push(node.name.clone());
-            }
+    /// The replicas that do not hold what the primary (replication `id`)
+    /// held at `offset` (right after a write): those whose link is down,
+    /// that follow another primary, whose offset is lower, or that do not
+    /// answer within `within`. Asked all at once.
+    async fn lagging(&self, id: &str, offset: i64, within: Duration) -> Vec<String> {
+        let mut asked = tokio::task::JoinSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let connector = node.connector.clone();
+            asked.spawn(async move {
+                let state = tokio::time::timeout(within, async {
+                    let mut connection = connector.connection().await.ok()?;
+                    let info: Value = redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async(&mut connection)
+                        .await
+                        .ok()?;
+                    replication(&info)
+                })
+                .await
+                .ok()
+                .flatten();
+                (i, state)
+            });
         }
-        lagging
+        let mut behind = vec![true; self.nodes.len()];
+        while let Some(Ok((i, state))) = asked.join_next().await {
+            behind[i] = !matches!(
+                state,
+                Some(Replication::Replica { linked: true, id: ref followed, offset: at })
+                    if followed == id && at >= offset
+            );
+        }
+        self.nodes
+            .iter()
+            .zip(behind)
+            .filter(|(_, behind)| *behind)
+            .map(|(node, _)| node.name.clone())
+            .collect()
     }
 }
 
-/// One attempt at `node`: `ROLE` and the fetch in one pipeline.
+/// One attempt at `node`: `INFO replication` and the fetch in one
+/// pipeline; the fetch and the replication id the replica follows.
 async fn fetch_from(
     node: &Node,
     script: &Lua,
@@ -237,15 +401,16 @@ async fn fetch_from(
     args: &[String],
     fields: &[&str],
     held: u64,
-) -> Result<Fetched, Unfit> {
+) -> Result<(Fetched, String), Unfit> {
     let failed = |e: &RedisError| {
         node.connector.after(e);
-        Unfit(message(e))
+        Unfit::new(message(e))
     };
     let mut connection = node.connector.connection().await.map_err(|e| failed(&e))?;
     let mut pipe = redis::pipe();
     pipe.ignore_errors()
-        .cmd("ROLE")
+        .cmd("INFO")
+        .arg("replication")
         .add_command(script.call(keys, args));
     let mut replies = connection
         .req_packed_commands(&pipe, 0, 2)
@@ -265,73 +430,70 @@ async fn fetch_from(
             .await
             .map_err(|e| failed(&e))?;
     }
-    let [role, reply]: [Value; 2] = replies
+    let [info, reply]: [Value; 2] = replies
         .try_into()
-        .map_err(|_| Unfit("unexpected reply to a fetch".to_owned()))?;
-    match replica_state(&role) {
-        Some((true, _)) => {}
-        Some((false, _)) => {
-            let state = match &role {
-                Value::Array(items) => items.get(3).and_then(text),
-                _ => None,
-            };
-            return Err(Unfit(format!(
-                "its link to the primary is `{}`, not `connected`",
-                state.unwrap_or_default()
-            )));
+        .map_err(|_| Unfit::new("unexpected reply to a fetch"))?;
+    let id = match replication(&info) {
+        Some(Replication::Replica {
+            linked: true, id, ..
+        }) => id,
+        Some(Replication::Replica { linked: false, .. }) => {
+            return Err(Unfit::new("its link to the primary is down"));
+        }
+        Some(Replication::Primary { .. }) => {
+            return Err(Unfit {
+                reason: "it answers as a primary, not as a replica: it was promoted".to_owned(),
+                failover: true,
+            });
         }
         None => {
-            let role = match &role {
-                Value::Array(items) => items.first().and_then(text),
-                _ => None,
+            let why = match info {
+                Value::ServerError(e) => format!("INFO replication was refused: {e:?}"),
+                _ => "its INFO replication says neither primary nor replica".to_owned(),
             };
-            return Err(Unfit(format!(
-                "it answers as a {}, not as a replica",
-                role.unwrap_or_else(|| "server".to_owned())
-            )));
+            return Err(Unfit::new(why));
         }
-    }
+    };
     let reply = reply.extract_error().map_err(|e| failed(&e))?;
     let (fetched, _) = reply::fetched(reply, fields)
         .filter(|(_, recorded)| !matches!(recorded, Recorded::Refused(_)))
-        .ok_or_else(|| Unfit("unexpected reply to a fetch".to_owned()))?;
+        .ok_or_else(|| Unfit::new("unexpected reply to a fetch"))?;
     if fetched.revision < held {
-        return Err(Unfit(format!(
+        return Err(Unfit::new(format!(
             "it serves revision {}, older than the {held} this process holds",
             fetched.revision
         )));
     }
-    Ok(fetched)
+    Ok((fetched, id))
 }
 
-/// `(whether the link to the primary is connected, the replication offset
-/// processed)` from a replica's `ROLE`; `None` from anything but a replica.
-fn replica_state(role: &Value) -> Option<(bool, i64)> {
-    let Value::Array(items) = role else {
-        return None;
+/// A server's place in replication, from its `INFO replication`; `None`
+/// from anything else.
+fn replication(info: &Value) -> Option<Replication> {
+    let text = match info {
+        Value::VerbatimString { text, .. } => text.clone(),
+        other => text(other)?,
     };
-    if text(items.first()?)? != "slave" {
-        return None;
-    }
-    let connected = text(items.get(3)?)? == "connected";
-    let offset = match items.get(4)? {
-        Value::Int(n) => *n,
-        other => text(other)?.parse().ok()?,
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(str::trim)
+        })
     };
-    Some((connected, offset))
-}
-
-/// The primary's replication offset from its `ROLE`.
-fn primary_offset(role: &Value) -> Option<i64> {
-    let Value::Array(items) = role else {
-        return None;
-    };
-    if text(items.first()?)? != "master" {
-        return None;
-    }
-    match items.get(1)? {
-        Value::Int(n) => Some(*n),
-        other => text(other)?.parse().ok(),
+    let id = field("master_replid")?.to_owned();
+    match field("role")? {
+        "master" => Some(Replication::Primary {
+            id,
+            offset: field("master_repl_offset")?.parse().ok()?,
+        }),
+        "slave" => Some(Replication::Replica {
+            linked: field("master_link_status")? == "up"
+                && field("master_sync_in_progress").is_none_or(|s| s == "0"),
+            id,
+            offset: field("slave_repl_offset")?.parse().ok()?,
+        }),
+        _ => None,
     }
 }
 
@@ -351,25 +513,88 @@ mod tests {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
-    #[test]
-    fn a_replica_is_fit_only_when_its_link_is_connected() {
-        let role = |state: &str| {
-            Value::Array(vec![
-                bulk("slave"),
-                bulk("127.0.0.1"),
-                Value::Int(6379),
-                bulk(state),
-                Value::Int(1234),
-            ])
-        };
-        assert_eq!(replica_state(&role("connected")), Some((true, 1234)));
-        for state in ["connect", "connecting", "sync", "handshake"] {
-            assert_eq!(replica_state(&role(state)), Some((false, 1234)), "{state}");
+    /// `INFO replication` as Redis 7 writes it, with `role` and `lines`.
+    fn info(role: &str, lines: &[&str]) -> Value {
+        let mut text = format!("# Replication\r\nrole:{role}\r\n");
+        for line in lines {
+            text.push_str(line);
+            text.push_str("\r\n");
         }
-        let master = Value::Array(vec![bulk("master"), Value::Int(99), Value::Array(vec![])]);
-        assert_eq!(replica_state(&master), None);
-        assert_eq!(primary_offset(&master), Some(99));
-        assert_eq!(primary_offset(&role("connected")), None);
+        bulk(&text)
+    }
+
+    #[test]
+    fn a_replica_is_fit_only_when_its_link_is_up_and_it_says_whom_it_follows() {
+        let replica = |status: &str, syncing: &str| {
+            info(
+                "slave",
+                &[
+                    "master_host:127.0.0.1",
+                    "master_port:6379",
+                    &format!("master_link_status:{status}"),
+                    &format!("master_sync_in_progress:{syncing}"),
+                    "slave_repl_offset:1234",
+                    "connected_slaves:0",
+                    "master_replid:56ae749e6a51ac5bdcd07030c54a3c891f805121",
+                    "master_repl_offset:1234",
+                ],
+            )
+        };
+        let id = "56ae749e6a51ac5bdcd07030c54a3c891f805121".to_owned();
+        assert_eq!(
+            replication(&replica("up", "0")),
+            Some(Replication::Replica {
+                linked: true,
+                id: id.clone(),
+                offset: 1234
+            })
+        );
+        for (status, syncing) in [("down", "0"), ("up", "1")] {
+            assert_eq!(
+                replication(&replica(status, syncing)),
+                Some(Replication::Replica {
+                    linked: false,
+                    id: id.clone(),
+                    offset: 1234
+                }),
+                "{status} {syncing}"
+            );
+        }
+        let primary = info(
+            "master",
+            &[
+                "connected_slaves:2",
+                "master_replid:094822c8684a996779cf047862a15da9f92f3bc9",
+                "master_replid2:0000000000000000000000000000000000000000",
+                "master_repl_offset:99",
+            ],
+        );
+        assert_eq!(
+            replication(&primary),
+            Some(Replication::Primary {
+                id: "094822c8684a996779cf047862a15da9f92f3bc9".to_owned(),
+                offset: 99
+            })
+        );
+        // RESP3 answers a verbatim string.
+        let verbatim = Value::VerbatimString {
+            format: redis::VerbatimFormat::Text,
+            text: "role:master\r\nmaster_replid:abc\r\nmaster_repl_offset:7\r\n".to_owned(),
+        };
+        assert_eq!(
+            replication(&verbatim),
+            Some(Replication::Primary {
+                id: "abc".to_owned(),
+                offset: 7
+            })
+        );
+        for not_info in [
+            bulk("OK"),
+            Value::Nil,
+            info("sentinel", &["master_replid:x"]),
+        ] {
+            assert_eq!(replication(&not_info), None);
+        }
     }
 
     #[test]
