@@ -334,3 +334,14 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The read-only user of docs/stores.md, word for word: the words of its
+/// `ACL SETUSER reader …`, to send as a command.
+pub fn documented_reader_acl() -> Vec<String> {
+    let docs = include_str!("../docs/stores.md");
+    let line = docs
+        .split('`')
+        .find(|s| s.starts_with("ACL SETUSER reader "))
+        .expect("docs/stores.md gives a read-only user as `ACL SETUSER reader …`");
+    line.split_whitespace().map(str::to_owned).collect()
+}

@@ -76,8 +76,16 @@ impl Crew {
     fn start() -> Crew {
         let server = RedisServer::start();
         let url = server.url();
-        let mut members: Vec<Probe> = (0..MEMBERS)
-            .map(|_| Probe::spawn(env!("CARGO_BIN_EXE_member"), &url, &[]))
+        Crew::start_on(server, &vec![url; MEMBERS])
+    }
+
+    /// A member on each of `urls` (of `server`), and waits until the view
+    /// lists every one; the command line uses the server's own URL.
+    fn start_on(server: RedisServer, urls: &[String]) -> Crew {
+        let url = server.url();
+        let mut members: Vec<Probe> = urls
+            .iter()
+            .map(|url| Probe::spawn(env!("CARGO_BIN_EXE_member"), url, &[]))
             .collect();
         for member in &mut members {
             assert_eq!(member.line(), "ready");
@@ -184,6 +192,37 @@ fn eight_processes_hold_a_change_before_it_activates_and_set_wait_says_so() {
         "{}",
         set.stdout
     );
+}
+
+#[test]
+fn readers_with_the_documented_read_only_user_are_in_the_view_and_counted_by_wait() {
+    let _alone = alone();
+    let server = RedisServer::start();
+    let acl = lockstep_suite::documented_reader_acl();
+    let words: Vec<&str> = acl.iter().map(String::as_str).collect();
+    let _: () = server.cmd(&words);
+    let password = acl
+        .iter()
+        .find_map(|word| word.strip_prefix('>'))
+        .expect("a password in the documented ACL");
+    let reader = format!("redis://reader:{password}@127.0.0.1:{}", server.port());
+    // Two members with every permission (they publish the schema), two as
+    // the documented reader.
+    let urls = [server.url(), server.url(), reader.clone(), reader];
+    // Returns once the view lists all four.
+    let crew = Crew::start_on(server, &urls);
+    let set = crew.lockstep(&["set", "crew.release", "3", "--wait"]);
+    assert_eq!(set.code, 0, "{}{}", set.stdout, set.stderr);
+    assert!(
+        set.stdout.contains("held by all 4 live processes"),
+        "{}",
+        set.stdout
+    );
+    let view = crew.view();
+    for member in &crew.members {
+        let process = process(&view, member.pid()).unwrap_or_else(|| panic!("{view:#}"));
+        assert_eq!(process["behind"], Value::Null, "{process}");
+    }
 }
 
 #[test]

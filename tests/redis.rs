@@ -527,20 +527,10 @@ struct Unpermitted {
     level: u32,
 }
 
-/// The read-only user of docs/stores.md, word for word.
-fn documented_reader_acl() -> Vec<String> {
-    let docs = include_str!("../docs/stores.md");
-    let line = docs
-        .split('`')
-        .find(|s| s.starts_with("ACL SETUSER reader "))
-        .expect("docs/stores.md gives a read-only user as `ACL SETUSER reader …`");
-    line.split_whitespace().map(str::to_owned).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_read_only_user_reads_and_one_lacking_a_permission_fails_start() {
     let server = RedisServer::start();
-    let acl = documented_reader_acl();
+    let acl = lockstep_suite::documented_reader_acl();
     let args: Vec<&str> = acl.iter().map(String::as_str).collect();
     let _: () = server.cmd(&args);
     let password = acl

@@ -468,9 +468,9 @@ async fn a_flushed_store_holds_no_schema() {
     assert_eq!(fetched.epoch, None);
 }
 
-/// Round trips of fetch scripts a server saw: `EVALSHA` and `EVALSHA_RO`,
-/// run or refused before running (`rejected_calls`: ACL, READONLY, OOM).
-fn fetch_round_trips(server: &RedisServer) -> u64 {
+/// Calls of fetch scripts a server saw: `EVALSHA` and `EVALSHA_RO`, run or
+/// refused before running (`rejected_calls`: ACL, READONLY, OOM).
+fn fetch_calls(server: &RedisServer) -> u64 {
     let info: String = server.cmd(&["INFO", "commandstats"]);
     info.lines()
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_evalsha_ro:"))
@@ -490,12 +490,15 @@ fn report(process: &str) -> lockstep::store::Report {
 }
 
 /// Where the server will not keep a process's record — a user that may
-/// only read lockstep's keys (the fetch with a report is refused whole), a
-/// user that may not run write commands (refused inside the script), a
-/// replica, a fleet key of the wrong type — every fetch with a report is
-/// served all the same, as written, and costs one round trip, but for the
-/// first, refused one: the store then fetches without a report for a
-/// while.
+/// only read lockstep's keys (the fetch with a report is refused whole,
+/// then its record apart), a user that may not run write commands (refused
+/// inside the script), a replica, a fleet key of the wrong type — every
+/// fetch with a report is served all the same, as written, and costs one
+/// call in one round trip, but for the first, refused one: the store then
+/// fetches without a report for a while. The user that may only read costs
+/// one call more: its first fetch is the fetch with a report, refused, then
+/// its record apart, refused too, and the read-only fetch, pipelined (three
+/// calls in two round trips).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_each() {
     let server = RedisServer::start();
@@ -557,6 +560,8 @@ async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_eac
             &wrong_type,
         ),
     ];
+    // The calls beyond one a fetch.
+    let refused_calls = |case: &str| if case == "a read-only user" { 2 } else { 1 };
     const FETCHES: u64 = 10;
     for (case, url, counted) in cases {
         let store = RedisStore::open(&url).unwrap();
@@ -575,11 +580,11 @@ async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_eac
             assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("7"), "{case}");
             assert_eq!(fetched.revision, revision, "{case}");
         }
-        let trips = fetch_round_trips(counted);
-        println!("{case}: {FETCHES} fetches in {trips} round trips");
+        let calls = fetch_calls(counted);
+        println!("{case}: {FETCHES} fetches in {calls} calls");
         assert!(
-            (FETCHES..=FETCHES + 1).contains(&trips),
-            "{case}: {trips} round trips for {FETCHES} fetches"
+            (FETCHES..=FETCHES + refused_calls(case)).contains(&calls),
+            "{case}: {calls} calls for {FETCHES} fetches"
         );
         let records = writer.reports("kept").await.unwrap().records;
         assert!(
@@ -615,12 +620,12 @@ async fn a_server_out_of_memory_serves_fetches_and_keeps_their_records() {
             .is_err_and(|e| e.to_string().contains("OOM")),
         "{refused:?}"
     );
-    let before = fetch_round_trips(&server);
+    let before = fetch_calls(&server);
     let fetched = store
         .fetch_with(Fetch::new("full", &["a"]).reporting(Some(&report("p"))))
         .await
         .unwrap();
-    assert_eq!(fetch_round_trips(&server) - before, 1);
+    assert_eq!(fetch_calls(&server) - before, 1);
     assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("1"));
     let _: () = server.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
     let records = store.reports("full").await.unwrap().records;

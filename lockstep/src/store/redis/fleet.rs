@@ -41,6 +41,10 @@ const LONGEST: Millis = 1_000_000_000_000;
 pub(super) struct Reporting {
     /// Fetches left to go without a report.
     paused: AtomicU32,
+    /// Whether records go in a script of their own, which names only the
+    /// fleet's keys (the server refused the fetch with a report for a key
+    /// the user may only read).
+    apart: AtomicBool,
     warned: AtomicBool,
 }
 
@@ -65,6 +69,27 @@ impl Reporting {
             .paused
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         paused.is_err().then_some(report)
+    }
+
+    /// Whether records go apart from the fetch (see [`Reporting::record_apart`]).
+    pub(super) fn apart(&self) -> bool {
+        self.apart.load(Ordering::Relaxed)
+    }
+
+    /// The server refused a fetch with a report of `namespace` for a key
+    /// the user may not write (`why`): from now on the record goes in a
+    /// script of its own naming only the fleet's keys, pipelined with the
+    /// read-only fetch, which a user allowed to write those keys alone
+    /// (docs/stores.md, "a reader that reports") may run.
+    pub(super) fn record_apart(&self, namespace: &str, why: &str) {
+        if !self.apart.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                namespace,
+                reason = why,
+                "lockstep: this store's user may not write the registry's keys; its fleet record \
+                 goes in a script of its own, in the same round trip as the fetch"
+            );
+        }
     }
 
     /// The server refused a fetch with a report of `namespace` whole, for
@@ -103,6 +128,13 @@ pub(super) fn refused_whole(e: &RedisError) -> bool {
         e.code(),
         Some("NOPERM" | "READONLY" | "OOM" | "MISCONF" | "NOREPLICAS")
     )
+}
+
+/// Whether the server refused a script for a key its user may not write
+/// (`NOPERM`, naming the keys): a record apart, naming only the fleet's
+/// keys, may be allowed.
+pub(super) fn refused_for_keys(e: &RedisError) -> bool {
+    e.code() == Some("NOPERM") && e.detail().is_some_and(|d| d.contains("keys"))
 }
 
 /// The arguments `report.lua` reads after `fetch.lua`'s (`ARGV[3..]`).

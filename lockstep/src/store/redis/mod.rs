@@ -207,33 +207,72 @@ impl RedisStore {
 
     /// Keeps `report` on the primary, with the revision a replica served.
     async fn record(&self, namespace: &str, report: &Report, revision: u64) {
-        let keys = [
-            meta_key(namespace),
-            fleet_key(namespace),
-            fleet_expiry_key(namespace),
-        ];
-        // ARGV[1..4] are the fetch's, which this script does not read.
-        let mut args = vec![String::new(); 4];
-        args.extend(fleet::args(report));
-        args.push(revision.to_string());
+        let (keys, args) = record_call(namespace, report, Some(revision));
         match self.send(&self.scripts.record, &keys, &args, true).await {
-            Ok(Ok(Value::Array(out))) => match out.get(6) {
-                Some(Value::Int(1)) => {}
-                other => {
-                    let why = other.and_then(reply::text).unwrap_or_default();
-                    self.reporting.not_kept(namespace, &why);
-                }
-            },
+            Ok(Ok(reply)) => self.recorded(namespace, &reply),
             Ok(Err(e)) if fleet::refused_whole(&e) => {
                 self.reporting.refused(namespace, &errors::message(&e));
             }
-            Ok(other) => tracing::debug!(
+            Ok(Err(e)) => tracing::debug!(
                 namespace,
-                reply = ?other.map(|_| ()).map_err(|e| errors::message(&e)),
+                error = errors::message(&e),
                 "lockstep: the fleet record on the primary failed"
             ),
             Err(e) => tracing::debug!(namespace, error = %e, "lockstep: no fleet record"),
         }
+    }
+
+    /// What the record script answered: a record it did not keep is told.
+    fn recorded(&self, namespace: &str, reply: &Value) {
+        let kept = match reply {
+            Value::Array(out) => out.get(6),
+            _ => None,
+        };
+        match kept {
+            Some(Value::Int(1)) => {}
+            other => {
+                let why = other.and_then(reply::text).unwrap_or_default();
+                self.reporting.not_kept(namespace, &why);
+            }
+        }
+    }
+
+    /// The fetch with its record apart, for a user that may write the
+    /// fleet's keys but not the registry's: the record script, then the
+    /// read-only fetch, in one pipeline. Record first: it keeps the
+    /// revision the registry holds when it runs, and the fetch after it
+    /// serves that one or a later one, never less than the record says.
+    async fn fetch_recording_apart(
+        &self,
+        namespace: &str,
+        fetch_args: &[String],
+        report: &Report,
+    ) -> Result<Value, Error> {
+        let (record_keys, record_args) = record_call(namespace, report, None);
+        let meta = [meta_key(namespace)];
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .add_command(self.scripts.record.call(&record_keys, &record_args))
+            .add_command(self.scripts.fetch.call(&meta, fetch_args));
+        let mut connection = self.connection().await?;
+        let scripts = [&self.scripts.record, &self.scripts.fetch];
+        let replies = scripts::pipelined(&mut connection, &pipe, 2, &scripts)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let [recorded, fetched]: [Value; 2] =
+            replies.try_into().map_err(|_| self.garbled("a fetch"))?;
+        match recorded.extract_error() {
+            Ok(reply) => self.recorded(namespace, &reply),
+            Err(e) if fleet::refused_whole(&e) => {
+                self.reporting.refused(namespace, &errors::message(&e));
+            }
+            Err(e) => tracing::debug!(
+                namespace,
+                error = errors::message(&e),
+                "lockstep: the fleet record failed"
+            ),
+        }
+        fetched.extract_error().map_err(|e| self.error(&e))
     }
 
     async fn connection(&self) -> Result<Connection, Error> {
@@ -295,6 +334,15 @@ impl RedisStore {
         let script = &self.scripts.fetch_reporting;
         match self.send(script, &redis_keys, &args, true).await? {
             Ok(reply) => Ok(Some(reply)),
+            Err(e) if fleet::refused_for_keys(&e) => {
+                // A user that may not write the registry's keys: its record
+                // goes apart, from now on, and this fetch is sent so.
+                self.reporting.record_apart(namespace, &errors::message(&e));
+                let args = fetch_args(namespace, keys, held, None);
+                self.fetch_recording_apart(namespace, &args, report)
+                    .await
+                    .map(Some)
+            }
             Err(e) if fleet::refused_whole(&e) => {
                 self.reporting.refused(namespace, &errors::message(&e));
                 Ok(None)
@@ -348,6 +396,23 @@ fn fetch_args(
     args
 }
 
+/// The keys and arguments of the record script (see [`Scripts::record`]):
+/// with the revision served, or without, for the one the registry holds
+/// when it runs.
+fn record_call(
+    namespace: &str,
+    report: &Report,
+    revision: Option<u64>,
+) -> ([String; 2], Vec<String>) {
+    let keys = [fleet_key(namespace), fleet_expiry_key(namespace)];
+    // ARGV[1..4] are the fetch's, which this script does not read.
+    let mut args = vec![String::new(); 4];
+    args.extend(fleet::args(report));
+    args.push(revision.map(|r| r.to_string()).unwrap_or_default());
+    args.push(meta_key(namespace));
+    (keys, args)
+}
+
 fn margin(tick: Tick) -> Millis {
     tick.fetch_timeout().as_millis() as Millis
 }
@@ -389,6 +454,10 @@ impl super::Store for RedisStore {
                 return self.fetch_replicated(replicas, fetch).await;
             }
             let reported = match self.reporting.send(namespace, report) {
+                Some(report) if self.reporting.apart() => {
+                    let args = fetch_args(namespace, keys, held, None);
+                    Some(self.fetch_recording_apart(namespace, &args, report).await?)
+                }
                 Some(report) => self.fetch_and_report(namespace, keys, report, held).await?,
                 None => None,
             };

@@ -45,12 +45,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
-use redis::{RedisError, ServerErrorKind, Value};
+use redis::{RedisError, Value};
 
 use super::connection::{Connection, Connector};
 use super::errors::message;
 use super::reply::{self, Recorded, text};
-use super::scripts::Lua;
+use super::scripts::{Lua, pipelined};
 use crate::store::Fetched;
 use crate::tick::{Millis, Tick};
 
@@ -412,24 +412,9 @@ async fn fetch_from(
         .cmd("INFO")
         .arg("replication")
         .add_command(script.call(keys, args));
-    let mut replies = connection
-        .req_packed_commands(&pipe, 0, 2)
+    let replies = pipelined(&mut connection, &pipe, 2, &[script])
         .await
         .map_err(|e| failed(&e))?;
-    if let Some(Value::ServerError(e)) = replies.get(1)
-        && e.kind() == Some(ServerErrorKind::NoScript)
-    {
-        // Loaded once per server; the next fetches find it.
-        script
-            .load()
-            .exec_async(&mut connection)
-            .await
-            .map_err(|e| failed(&e))?;
-        replies = connection
-            .req_packed_commands(&pipe, 0, 2)
-            .await
-            .map_err(|e| failed(&e))?;
-    }
     let [info, reply]: [Value; 2] = replies
         .try_into()
         .map_err(|_| Unfit::new("unexpected reply to a fetch"))?;

@@ -63,13 +63,38 @@ impl Lua {
     }
 }
 
+/// Sends `pipe`, whose calls are `count` (the calls of `scripts` among
+/// them); when the server does not know a script yet (`NOSCRIPT`), loads
+/// `scripts` and sends it again: once per server, the next calls find
+/// them.
+pub(super) async fn pipelined(
+    connection: &mut impl ConnectionLike,
+    pipe: &redis::Pipeline,
+    count: usize,
+    scripts: &[&Lua],
+) -> RedisResult<Vec<Value>> {
+    let replies = connection.req_packed_commands(pipe, 0, count).await?;
+    let unknown = |reply: &Value| matches!(reply, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript));
+    if !replies.iter().any(unknown) {
+        return Ok(replies);
+    }
+    for script in scripts {
+        script.load().exec_async(&mut *connection).await?;
+    }
+    connection.req_packed_commands(pipe, 0, count).await
+}
+
 /// Every script of the store.
 pub(super) struct Scripts {
     pub(super) fetch: Lua,
     pub(super) fetch_reporting: Lua,
-    /// The record of a process whose fetch a replica served, kept on the
-    /// primary: `report.lua` after what `fetch.lua` would leave it
-    /// (`ARGV[10]`: the revision served).
+    /// The record of a process, in a script of its own: of a fetch a
+    /// replica served, kept on the primary, or sent before the read-only
+    /// fetch for a user that may write only the fleet's keys. `report.lua`
+    /// after what `fetch.lua` would leave it; `KEYS`: the fleet's two keys
+    /// alone (a script's keys need write access); `ARGV[10]`: the revision
+    /// served, or empty for the one the registry's meta hash, named by
+    /// `ARGV[11]`, holds now (read, not named as a key).
     pub(super) record: Lua,
     pub(super) reports: Lua,
     pub(super) commit: Lua,
@@ -98,6 +123,7 @@ impl Scripts {
                 concat!(
                     "#!lua flags=allow-oom\n",
                     include_str!("lua/fetch.lua"),
+                    "local fleet_key, expiry_key = KEYS[2], KEYS[3]\n",
                     include_str!("lua/report.lua")
                 ),
                 false,
@@ -106,7 +132,9 @@ impl Scripts {
                 concat!(
                     "#!lua flags=allow-oom\n",
                     "local t = redis.call('TIME')\n",
+                    "local fleet_key, expiry_key = KEYS[1], KEYS[2]\n",
                     "local revision = tonumber(ARGV[10])\n",
+                    "  or tonumber(redis.call('HGET', ARGV[11], 'revision') or '0')\n",
                     "local out = {0, 0, 0, 0, 0, 0, false}\n",
                     include_str!("lua/report.lua")
                 ),

@@ -1,7 +1,8 @@
--- Follows fetch.lua, in the same script: keeps the record of the process
--- that fetched, atomically with what it read. KEYS[2]: the fleet's hash
--- (process id -> record), KEYS[3]: its expiry set (process id -> expiry,
--- ms). ARGV[5]: the process id, ARGV[6]: its body, ARGV[7]: how long the
+-- Follows fetch.lua, in the same script, or a prelude of its own (the
+-- record script, see scripts.rs): keeps the record of the process that
+-- fetched. `fleet_key`: the fleet's hash (process id -> record),
+-- `expiry_key`: its expiry set (process id -> expiry, ms); `t`: the
+-- store's TIME; `revision`: the revision served. ARGV[5]: the process id, ARGV[6]: its body, ARGV[7]: how long the
 -- record lasts (ms), ARGV[8]: the largest body kept, ARGV[9]: how many
 -- expired records to delete at most. The record is
 -- {"seen":<store ms>,"revision":<the revision served>,"body":"<body>"}.
@@ -20,20 +21,20 @@ local function record()
   -- reads and a later sweep deletes: never a record without its expiry.
   -- Expired records go, a bounded number per fetch: their ids from the set
   -- last.
-  local gone = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[9]))
+  local gone = redis.call('ZRANGE', expiry_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[9]))
   if #gone > 0 then
-    redis.call('HDEL', KEYS[2], unpack(gone))
-    redis.call('ZREM', KEYS[3], unpack(gone))
+    redis.call('HDEL', fleet_key, unpack(gone))
+    redis.call('ZREM', expiry_key, unpack(gone))
   end
   -- The expiry first.
-  redis.call('ZADD', KEYS[3], string.format('%d', expires), process)
-  redis.call('HSET', KEYS[2], process, '{"seen":' .. string.format('%d', now) ..
+  redis.call('ZADD', expiry_key, string.format('%d', expires), process)
+  redis.call('HSET', fleet_key, process, '{"seen":' .. string.format('%d', now) ..
     ',"revision":' .. string.format('%d', revision) .. ',"body":' .. cjson.encode(body) .. '}')
   -- Both keys go by themselves when the last record expires: their expiry
   -- only ever moves later (GT), set first on a key that has none (NX).
-  for k = 2, 3 do
-    if redis.call('PEXPIREAT', KEYS[k], string.format('%d', expires), 'GT') == 0 then
-      redis.call('PEXPIREAT', KEYS[k], string.format('%d', expires), 'NX')
+  for _, key in ipairs({fleet_key, expiry_key}) do
+    if redis.call('PEXPIREAT', key, string.format('%d', expires), 'GT') == 0 then
+      redis.call('PEXPIREAT', key, string.format('%d', expires), 'NX')
     end
   end
 end
