@@ -1239,3 +1239,43 @@ fn fleet_flags_a_process_served_an_older_revision_than_the_store_held_before_its
     );
     drop(shop);
 }
+
+#[test]
+fn a_record_that_claims_to_live_for_ever_is_left_out_and_set_wait_still_answers() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let shop = Shop::start(&url);
+    // Planted by hand: a process that fetched a minute ago and whose
+    // record never expires.
+    let seen = store_millis(&server) - 60_000;
+    let body = json!({"id": "forged", "host": "h", "pid": 9, "program": "x", "tick_ms": 1000});
+    let record = json!({"seen": seen, "revision": 0, "body": body.to_string()});
+    let _: () = server.cmd(&[
+        "HSET",
+        "lockstep:{shop}:fleet",
+        "forged",
+        &record.to_string(),
+    ]);
+    let _: () = server.cmd(&["ZADD", "lockstep:{shop}:fleet:expiry", "+inf", "forged"]);
+    let set = ok(&url, &["set", "shop.limit", "9", "--wait"]);
+    assert!(
+        set.stdout.contains("held by all 1 live process of `shop`"),
+        "{}",
+        set.stdout
+    );
+    let view = ok(&url, &["fleet", "shop", "--json"]).json();
+    assert_eq!(view["ignored"], 1, "{view}");
+    let ids: Vec<&Value> = view["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["id"])
+        .collect();
+    assert!(!ids.contains(&&json!("forged")), "{view}");
+    let text = ok(&url, &["fleet", "shop"]).stdout;
+    assert!(
+        text.contains("1 record left out: it claims to live longer than the registry's expiry"),
+        "{text}"
+    );
+    drop(shop);
+}

@@ -7,7 +7,7 @@ use lockstep::Fleet;
 use lockstep::store::from_datetime;
 use lockstep::store::{PendingChange, Process};
 
-use crate::context::Ctx;
+use crate::context::{Ctx, tick_of};
 use crate::failure::Failure;
 use crate::outcome::Outcome;
 use crate::view::{self, instant, relative, span, table};
@@ -21,7 +21,9 @@ pub async fn read(ctx: &Ctx, namespace: &str) -> Result<(Fleet, bool), Failure> 
         .iter()
         .flat_map(|s| s.fields.iter().map(|f| f.key.as_str()))
         .collect();
-    let fleet = lockstep::store::fleet(&*ctx.store, namespace, &keys).await?;
+    // A schema whose tick is invalid leaves the records unjudged.
+    let tick = schema.as_ref().and_then(|s| tick_of(s).ok());
+    let fleet = lockstep::store::fleet(&*ctx.store, namespace, &keys, tick).await?;
     Ok((fleet, schema.is_some()))
 }
 
@@ -86,6 +88,20 @@ fn text(fleet: &Fleet, schema: bool) -> String {
         rows.extend(fleet.processes.iter().map(|p| process_row(p, now)));
         out.push_str(&table(&rows, "  "));
         out.push_str(&behind_text(fleet));
+    }
+    if fleet.ignored > 0 {
+        out.push_str(&format!(
+            "  {} record{} left out: {} to live longer than the registry's expiry rule allows \
+             (a last fetch over 3 ticks ago, or after the store's clock): planted by hand, or \
+             kept while the store's clock stepped back\n",
+            fleet.ignored,
+            if fleet.ignored == 1 { "" } else { "s" },
+            if fleet.ignored == 1 {
+                "it claims"
+            } else {
+                "they claim"
+            },
+        ));
     }
     out.push('\n');
     if !schema {
@@ -223,7 +239,7 @@ mod tests {
                     .fetch_with(Fetch::new("shop", &["limit"]).reporting(Some(&report("a", 10))))
                     .await
                     .unwrap();
-                let fleet = lockstep::store::fleet(&store, "shop", &["limit"])
+                let fleet = lockstep::store::fleet(&store, "shop", &["limit"], None)
                     .await
                     .unwrap();
                 let shown = text(&fleet, true);

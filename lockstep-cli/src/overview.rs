@@ -8,7 +8,7 @@ use lockstep::store::{Fetched, StoredEntry};
 use lockstep::{Fleet, Schema, ValueType};
 use serde_json::{Value, json};
 
-use crate::context::{Ctx, store_now};
+use crate::context::{Ctx, store_now, tick_of};
 use crate::failure::Failure;
 use crate::fleet::{change_at, held_text};
 use crate::outcome::Outcome;
@@ -70,7 +70,8 @@ impl Overview {
         self.fleet = match &self.fetched {
             Some(fetched) if self.next_change(now).is_some() => {
                 let reports = ctx.store.reports(&self.namespace).await?;
-                Some(Fleet::of(&self.namespace, fetched, reports))
+                let tick = self.schema.as_ref().and_then(|s| tick_of(s).ok());
+                Some(Fleet::of(&self.namespace, tick, fetched, reports))
             }
             _ => None,
         };

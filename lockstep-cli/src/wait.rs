@@ -210,7 +210,9 @@ pub async fn until_held(ctx: &Ctx, written: &Written) -> (Outcome, Option<Failur
     let keys = [written.field.as_str()];
     let poll = poll_every(written.tick);
     loop {
-        let fleet = match lockstep::store::fleet(&*ctx.store, &written.namespace, &keys).await {
+        let tick = Some(written.tick);
+        let fleet = match lockstep::store::fleet(&*ctx.store, &written.namespace, &keys, tick).await
+        {
             Ok(fleet) => fleet,
             Err(e) => {
                 let message = format!(

@@ -203,7 +203,7 @@ impl<S: Fields> Registry<S> {
         let store = started.engine.store.clone();
         let keys = started.engine.keys.clone();
         crate::host::run_on(&started.writer.runtime, async move {
-            crate::store::fleet(&*store, S::DEF.namespace, &keys).await
+            crate::store::fleet(&*store, S::DEF.namespace, &keys, Some(S::DEF.tick)).await
         })
         .await
     }

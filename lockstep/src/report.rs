@@ -8,11 +8,8 @@
 use chrono::DateTime;
 
 use crate::status::StatusData;
-use crate::store::{MAX_REPORT_BYTES, Process, Refused, Report};
+use crate::store::{EXPIRY_TICKS, MAX_REPORT_BYTES, Process, Refused, Report};
 use crate::tick::{Millis, Tick, to_datetime};
-
-/// How many ticks a process's record outlives its last fetch.
-pub(crate) const EXPIRY_TICKS: i64 = 3;
 
 /// At most this many refused entries go in a record (the first ones); fewer
 /// if their names are long (the record stays within [`MAX_REPORT_BYTES`]).

@@ -8,7 +8,7 @@ use lockstep::{Schema, ValueType};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::timeline;
-use crate::context::{Ctx, store_now};
+use crate::context::{Ctx, store_now, tick_of};
 use crate::failure::Failure;
 use crate::view::{self, instant, relative, span, split};
 
@@ -39,7 +39,8 @@ impl Registry {
         let (fetched, fleet) = if schema.is_some() {
             let fetched = ctx.store.fetch(namespace, &keys).await?;
             let reports = ctx.store.reports(namespace).await?;
-            let fleet = Fleet::of(namespace, &fetched, reports);
+            let tick = schema.as_ref().and_then(|s| tick_of(s).ok());
+            let fleet = Fleet::of(namespace, tick, &fetched, reports);
             (Some(fetched), Some(fleet))
         } else {
             (None, None)

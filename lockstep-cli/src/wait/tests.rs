@@ -78,7 +78,7 @@ impl Bench {
     }
 
     async fn fleet(&self) -> Fleet {
-        lockstep::store::fleet(&self.store, "shop", &["limit"])
+        lockstep::store::fleet(&self.store, "shop", &["limit"], None)
             .await
             .unwrap()
     }

@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Fetched, Reported, Reports, Store, StoredEntry};
 use crate::error::Error;
-use crate::tick::{Millis, to_datetime};
+use crate::tick::{Millis, Tick, to_datetime};
+
+/// How many ticks a process's record outlives its last fetch.
+pub(crate) const EXPIRY_TICKS: i64 = 3;
 
 /// A registry's fleet at one moment: its live processes and, for each
 /// pending change, which of them hold it.
@@ -37,6 +40,12 @@ pub struct Fleet {
     pub processes: Vec<Process>,
     /// The changes waiting for their instant, soonest first.
     pub pending: Vec<PendingChange>,
+    /// How many records the store returned that the view leaves out: they
+    /// claim to live longer than the expiry rule allows (a last fetch more
+    /// than [`EXPIRY_TICKS`] ticks ago, or later than the store's clock),
+    /// so no process of this registry wrote them as they stand: planted by
+    /// hand, or kept by a store whose clock stepped back.
+    pub ignored: usize,
 }
 
 /// One live process, as it reported itself.
@@ -146,15 +155,22 @@ impl Fleet {
     /// The fleet of `namespace` from a fetch of the registry and the
     /// processes' records read after it ([`Store::reports`]): what
     /// [`fleet()`] returns, for a tool that already fetched the registry
-    /// for its own use, without fetching it again.
-    pub fn of(namespace: &str, fetched: &Fetched, reports: Reports) -> Fleet {
+    /// for its own use, without fetching it again. With the registry's
+    /// `tick` (its published schema's), a record whose last fetch is more
+    /// than [`EXPIRY_TICKS`] ticks and a fetch timeout before the store's
+    /// clock, or more than a fetch timeout after it, is left out and counted
+    /// in [`Fleet::ignored`]; without, every record the store returns is
+    /// taken as live.
+    pub fn of(namespace: &str, tick: Option<Tick>, fetched: &Fetched, reports: Reports) -> Fleet {
         let now = fetched
             .store_micros
             .map_or(reports.store_now, |us| us.div_euclid(1000));
         let written = Written::of(fetched);
+        let total = reports.records.len();
         let mut processes: Vec<Process> = reports
             .records
             .into_iter()
+            .filter(|record| tick.is_none_or(|tick| live(record, tick, now)))
             .map(|record| {
                 let mut process = process(record);
                 process.behind = written.unheld_by(&process);
@@ -179,6 +195,7 @@ impl Fleet {
             namespace: namespace.to_owned(),
             store_time: to_datetime(now),
             revision: fetched.revision,
+            ignored: total - processes.len(),
             processes,
             pending,
         }
@@ -215,24 +232,42 @@ fn as_json<S: serde::Serializer>(
 }
 
 /// The fleet of `namespace` in `store`, for tools: its live processes and,
-/// for every pending change of the fields its published schema lists, which
-/// of them hold it. Two calls: the registry's fetch, then the processes'
-/// records (a process that fetches between them is seen holding more, never
-/// less).
+/// for every pending change of the fields `keys`, which of them hold it;
+/// with the registry's `tick`, records that outlive the expiry rule are
+/// left out (see [`Fleet::of`]). Two calls: the registry's fetch, then the
+/// processes' records (a process that fetches between them is seen holding
+/// more, never less).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), lockstep::Error> {
 /// let store = lockstep::store::open("memory://fleet-docs")?;
-/// let fleet = lockstep::store::fleet(&*store, "flags", &["theme"]).await?;
+/// let tick = lockstep::Tick::new(std::time::Duration::from_secs(1)).ok();
+/// let fleet = lockstep::store::fleet(&*store, "flags", &["theme"], tick).await?;
 /// assert!(fleet.processes.is_empty() && fleet.pending.is_empty());
 /// # Ok(())
 /// # }
 /// ```
-pub async fn fleet(store: &dyn Store, namespace: &str, keys: &[&str]) -> Result<Fleet, Error> {
+pub async fn fleet(
+    store: &dyn Store,
+    namespace: &str,
+    keys: &[&str],
+    tick: Option<Tick>,
+) -> Result<Fleet, Error> {
     let fetched = store.fetch(namespace, keys).await?;
     let reports = store.reports(namespace).await?;
-    Ok(Fleet::of(namespace, &fetched, reports))
+    Ok(Fleet::of(namespace, tick, &fetched, reports))
+}
+
+/// Whether `record` lives by the expiry rule of a registry ticking every
+/// `tick`, at `now` (the store's clock): its last fetch at most
+/// [`EXPIRY_TICKS`] ticks ago, and not later than now, each give or take a
+/// fetch timeout.
+fn live(record: &Reported, tick: Tick, now: Millis) -> bool {
+    let margin = tick.fetch_timeout().as_millis() as Millis;
+    let expiry = tick.as_millis().saturating_mul(EXPIRY_TICKS);
+    record.seen > now.saturating_sub(expiry).saturating_sub(margin)
+        && record.seen <= now.saturating_add(margin)
 }
 
 /// A stored record as a process; one whose body cannot be read still
@@ -435,7 +470,7 @@ mod tests {
                             s.commit(&w).await.unwrap();
                         }
                         Op::Cancel(n) | Op::Purge(n) => {
-                            let view = fleet(s, "m", &KEYS).await.unwrap();
+                            let view = fleet(s, "m", &KEYS, None).await.unwrap();
                             if let Some(c) = view.pending.get(n) {
                                 let at = crate::tick::from_datetime(c.at);
                                 // Too close to the horizon by now: refused,
@@ -456,7 +491,7 @@ mod tests {
                         }
                         Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
                     }
-                    let view = fleet(s, "m", &KEYS).await.unwrap();
+                    let view = fleet(s, "m", &KEYS, None).await.unwrap();
                     prop_assert_eq!(view.processes.len(), served.len());
                     for change in &view.pending {
                         let entry: Held = (
@@ -560,6 +595,7 @@ mod tests {
         ];
         let fleet = Fleet::of(
             "ns",
+            None,
             &fetched,
             Reports {
                 store_now: 3_400,
@@ -580,5 +616,47 @@ mod tests {
                 ("untold", None)
             ])
         );
+    }
+
+    #[test]
+    fn records_that_outlive_the_expiry_rule_are_ignored() {
+        let record = |id: &str, seen: Millis| Reported {
+            process: id.into(),
+            seen,
+            revision: 1,
+            body: serde_json::json!({"id": id, "host": "h", "pid": 1, "program": "p"}).to_string(),
+        };
+        let now = 100_000;
+        // A 1 s tick: records live 3 s, give or take a fetch timeout (250 ms).
+        let records = vec![
+            record("now", now),
+            record("three ticks ago", now - 3_000),
+            record("just in the margin", now - 3_249),
+            record("older", now - 3_251),
+            record("a year old", now - 31_536_000_000),
+            record("clocks a little apart", now + 250),
+            record("from the future", now + 251),
+        ];
+        let reports = || Reports {
+            store_now: now,
+            records: records.clone(),
+        };
+        let fetched = Fetched::default();
+        let tick = Tick::new(Duration::from_secs(1)).ok();
+        let view = Fleet::of("ns", tick, &fetched, reports());
+        let ids: BTreeSet<&str> = view.processes.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            BTreeSet::from([
+                "now",
+                "three ticks ago",
+                "just in the margin",
+                "clocks a little apart"
+            ])
+        );
+        assert_eq!(view.ignored, 3);
+        // Without the registry's tick, every record the store returns.
+        let view = Fleet::of("ns", None, &fetched, reports());
+        assert_eq!((view.processes.len(), view.ignored), (7, 0));
     }
 }

@@ -19,6 +19,7 @@ mod write;
 
 pub use crate::tick::{from_datetime, to_datetime};
 pub use fetch::{FETCH_DEADLINE, Fetch, Fetched, Held};
+pub(crate) use fleet::EXPIRY_TICKS;
 pub use fleet::{Fleet, PendingChange, Process, Refused, fleet};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
