@@ -412,27 +412,70 @@ fn reporting_costs_no_round_trip_one_fetch_per_process_per_tick_plus_one_at_star
     assert_eq!(steady.get("evalsha_ro"), None, "{steady:?}");
 }
 
-/// Plants `n` records of processes that never fetch in `namespace`'s fleet,
-/// each live for 10 minutes by the store's clock.
-fn plant_records(server: &RedisServer, namespace: &str, n: usize) {
+/// Plants `n` records of processes in `namespace`'s fleet on
+/// `connection`, each last fetched 3 s ago by the store's clock (again if
+/// planted before), at revision 0, expiring in 10 minutes: processes that
+/// stopped fetching a tick and a half ago, missing their fetches, still
+/// within the 3 ticks (6 s) a record lives.
+fn plant_records(connection: &mut redis::Connection, namespace: &str, n: usize) {
     let script = r#"
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         for i = 1, tonumber(ARGV[1]) do
           local id = 'fake' .. i
           local body = cjson.encode({id = id, host = 'h', pid = i, program = 'fake'})
-          redis.call('HSET', KEYS[1], id, cjson.encode({seen = now, revision = 0, body = body}))
+          redis.call('HSET', KEYS[1], id, cjson.encode({seen = now - 3000, revision = 0, body = body}))
           redis.call('ZADD', KEYS[2], now + 600000, id)
         end
         return 1"#;
-    let _: i64 = server.cmd(&[
-        "EVAL",
-        script,
-        "2",
-        &format!("lockstep:{{{namespace}}}:fleet"),
-        &format!("lockstep:{{{namespace}}}:fleet:expiry"),
-        &n.to_string(),
-    ]);
+    let _: i64 = redis::cmd("EVAL")
+        .arg(script)
+        .arg(2)
+        .arg(format!("lockstep:{{{namespace}}}:fleet"))
+        .arg(format!("lockstep:{{{namespace}}}:fleet:expiry"))
+        .arg(n)
+        .query(connection)
+        .expect("planting records");
+}
+
+/// Planted records kept as [`plant_records`] plants them, whatever time
+/// passes: planted again every half tick, on a thread of its own, until
+/// dropped (the view leaves out a record whose last fetch is over 3 ticks
+/// old, and a slow machine may take longer than that).
+struct Planted {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Planted {
+    fn keep(server: &RedisServer, namespace: &'static str, n: usize) -> Planted {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut connection = server.connection().expect("connect");
+        plant_records(&mut connection, namespace, n);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(TICK_MS as u64 / 2));
+                    plant_records(&mut connection, namespace, n);
+                }
+            }
+        });
+        Planted {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[test]
@@ -442,7 +485,7 @@ fn a_hundred_thousand_records_are_judged_before_the_instant() {
     let url = server.url();
     let mut member = Probe::spawn(env!("CARGO_BIN_EXE_member"), &url, &[]);
     assert_eq!(member.line(), "ready");
-    plant_records(&server, "crew", 100_000);
+    let planted = Planted::keep(&server, "crew", 100_000);
     for json in [true, false] {
         let mut args = vec!["set", "crew.release", "5", "--at", "+30s", "--wait"];
         if json {
@@ -474,4 +517,5 @@ fn a_hundred_thousand_records_are_judged_before_the_instant() {
             );
         }
     }
+    drop(planted);
 }
