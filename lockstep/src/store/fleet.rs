@@ -158,19 +158,23 @@ impl Fleet {
     /// for its own use, without fetching it again. With the registry's
     /// `tick` (its published schema's), a record whose last fetch is more
     /// than [`EXPIRY_TICKS`] ticks and a fetch timeout before the store's
-    /// clock, or more than a fetch timeout after it, is left out and counted
-    /// in [`Fleet::ignored`]; without, every record the store returns is
-    /// taken as live.
+    /// clock when the records were read ([`Reports::store_now`]), or more
+    /// than a fetch timeout after it, is left out and counted in
+    /// [`Fleet::ignored`]; without, every record the store returns is taken
+    /// as live.
     pub fn of(namespace: &str, tick: Option<Tick>, fetched: &Fetched, reports: Reports) -> Fleet {
         let now = fetched
             .store_micros
             .map_or(reports.store_now, |us| us.div_euclid(1000));
         let written = Written::of(fetched);
         let total = reports.records.len();
+        // Records are judged by the store's clock when they were read: a
+        // tool may read them anew beside an older fetch.
+        let read = reports.store_now;
         let mut processes: Vec<Process> = reports
             .records
             .into_iter()
-            .filter(|record| tick.is_none_or(|tick| live(record, tick, now)))
+            .filter(|record| tick.is_none_or(|tick| live(record, tick, read)))
             .map(|record| {
                 let mut process = process(record);
                 process.behind = written.unheld_by(&process);
@@ -641,7 +645,12 @@ mod tests {
             store_now: now,
             records: records.clone(),
         };
-        let fetched = Fetched::default();
+        // A fetch made a while before the records were read (a tool that
+        // reads them anew each frame): they are judged when read.
+        let fetched = Fetched {
+            store_micros: Some((now - 900) * 1000),
+            ..Fetched::default()
+        };
         let tick = Tick::new(Duration::from_secs(1)).ok();
         let view = Fleet::of("ns", tick, &fetched, reports());
         let ids: BTreeSet<&str> = view.processes.iter().map(|p| p.id.as_str()).collect();
