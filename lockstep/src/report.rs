@@ -94,6 +94,7 @@ fn body_of(process: &Process) -> String {
     if let Some(object) = value.as_object_mut() {
         object.remove("last_fetch");
         object.remove("revision");
+        object.remove("behind");
     }
     value.to_string()
 }
