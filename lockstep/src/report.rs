@@ -88,7 +88,8 @@ impl Identity {
 }
 
 /// The JSON a process sends: what it is and how it does, without the
-/// fields the store fills in.
+/// fields the store fills in (`last_fetch`, `revision`) or the view does
+/// (`behind`).
 fn body_of(process: &Process) -> String {
     let mut value = serde_json::to_value(process).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {

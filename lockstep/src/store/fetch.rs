@@ -122,7 +122,7 @@ pub struct Fetched {
     pub schema_held: bool,
     /// The registry's revision: every commit, cancel and purge advances it,
     /// and each entry carries the revision that wrote it
-    /// ([`Origin::revision`]). 0 for a registry never written.
+    /// ([`Origin::revision`](super::Origin::revision)). 0 for a registry never written.
     pub revision: u64,
     /// Whether the store answered a conditional fetch
     /// ([`Fetch::holding`]) with "unchanged": the registry's

@@ -1,0 +1,296 @@
+//! The fleet view's tests: a model test of who holds what, and the rules
+//! a view applies to the records it reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::store::{Fetch, MemoryStore, Report, Write};
+use crate::tick::Tick;
+
+const KEYS: [&str; 2] = ["a", "b"];
+
+fn tick() -> Tick {
+    Tick::from_secs(1).unwrap()
+}
+
+fn report_of(id: &str) -> Report {
+    Report {
+        process: id.to_owned(),
+        body: format!(r#"{{"id":"{id}","host":"h","pid":1,"program":"p"}}"#),
+        expires_after: 600_000,
+    }
+}
+
+/// What one step of the model does.
+#[derive(Clone, Debug)]
+enum Op {
+    /// A commit of `key` = `value` this many ticks past the horizon.
+    Commit(usize, u8, i64),
+    /// A cancel of the `n`th pending entry, if any.
+    Cancel(usize),
+    /// A purge of the `n`th pending entry, if any.
+    Purge(usize),
+    /// Process `p` fetches with its report.
+    Fetch(usize),
+    /// Time passes, in ms.
+    Pass(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..KEYS.len(), any::<u8>(), 0..4i64).prop_map(|(k, v, t)| Op::Commit(k, v, t)),
+        1 => (0..8usize).prop_map(Op::Cancel),
+        1 => (0..8usize).prop_map(Op::Purge),
+        4 => (0..3usize).prop_map(Op::Fetch),
+        1 => (0..2_500u64).prop_map(Op::Pass),
+    ]
+}
+
+/// An entry as a process holds it: field, instant, value, write.
+type Held = (String, Millis, Result<String, String>, Option<String>);
+
+fn held(fetched: &crate::store::Fetched) -> BTreeSet<Held> {
+    fetched
+        .fields
+        .iter()
+        .flat_map(|(key, entries)| {
+            entries.iter().map(move |e| {
+                (
+                    key.clone(),
+                    e.at,
+                    e.value.clone(),
+                    e.origin.as_ref().map(|o| o.write.clone()),
+                )
+            })
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever commits, overwrites, cancels, purges and fetches
+    /// interleave, the view says a process holds a pending change
+    /// exactly when that very entry (field, instant, value, write) was in
+    /// the last fetch the process was served.
+    #[test]
+    fn the_view_says_held_exactly_when_the_last_fetch_served_it(
+        ops in proptest::collection::vec(op(), 1..60)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let clock = ManualClock::new(chrono::Utc::now());
+            let store = MemoryStore::with_clock(&clock);
+            let s: &dyn Store = &store;
+            let mut served: BTreeMap<String, BTreeSet<Held>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Commit(k, v, t) => {
+                        let w = Write::builder("m", tick())
+                            .set(KEYS[k], serde_json::json!(v))
+                            .after_horizon(Duration::from_secs(t as u64))
+                            .build()
+                            .unwrap();
+                        s.commit(&w).await.unwrap();
+                    }
+                    Op::Cancel(n) | Op::Purge(n) => {
+                        let view = fleet(s, "m", &KEYS, None).await.unwrap();
+                        if let Some(c) = view.pending.get(n) {
+                            let at = crate::tick::from_datetime(c.at);
+                            // Too close to the horizon by now: refused,
+                            // which changes nothing.
+                            let _ = match op {
+                                Op::Cancel(_) => s.cancel("m", tick(), &c.field, at).await.map(|_| ()),
+                                _ => s.purge("m", tick(), &c.field, &at.to_string(), false).await,
+                            };
+                        }
+                    }
+                    Op::Fetch(p) => {
+                        let id = format!("p{p}");
+                        let fetched = s
+                            .fetch_with(Fetch::new("m", &KEYS).reporting(Some(&report_of(&id))))
+                            .await
+                            .unwrap();
+                        served.insert(id, held(&fetched));
+                    }
+                    Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
+                }
+                let view = fleet(s, "m", &KEYS, None).await.unwrap();
+                prop_assert_eq!(view.processes.len(), served.len());
+                for change in &view.pending {
+                    let entry: Held = (
+                        change.field.clone(),
+                        crate::tick::from_datetime(change.at),
+                        change.value.clone(),
+                        change.write.clone(),
+                    );
+                    for process in &view.processes {
+                        let holds = !change.missing.contains(&process.id);
+                        prop_assert_eq!(
+                            holds,
+                            served[&process.id].contains(&entry),
+                            "{} and {:?}", process.id, entry
+                        );
+                    }
+                    prop_assert_eq!(change.held_by + change.missing.len(), change.of);
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn an_entry_a_process_refused_is_not_held() {
+    let mut process = process(Reported {
+        process: "x".into(),
+        seen: 0,
+        revision: 5,
+        body: r#"{"id":"x","host":"h","pid":1,"program":"p","refused":[{"field":"a","at":1000}]}"#
+            .into(),
+    });
+    assert!(!holds(&process, "a", 1000, 3));
+    assert!(holds(&process, "a", 2000, 3));
+    assert!(!holds(&process, "b", 2000, 6));
+    process.refused.clear();
+    assert!(holds(&process, "a", 1000, 5));
+}
+
+#[test]
+fn an_unreadable_record_still_counts_under_its_id() {
+    let process = process(Reported {
+        process: "odd".into(),
+        seen: 1_000,
+        revision: 2,
+        body: "not json".into(),
+    });
+    assert_eq!((process.id.as_str(), process.revision), ("odd", 2));
+    assert!(
+        process.host.contains("unreadable record"),
+        "{}",
+        process.host
+    );
+}
+
+#[test]
+fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is_behind() {
+    let entry = |at: Millis, written_at: Millis, revision: u64| StoredEntry {
+        at,
+        value: Ok("1".into()),
+        origin: Some(crate::store::Origin {
+            write: format!("w{revision}"),
+            written_at,
+            by: "test".into(),
+            revision,
+        }),
+    };
+    // Revisions 1, 2 and 3 written at 1 s, 2 s and 3 s.
+    let fetched = Fetched {
+        store_micros: Some(3_400_000),
+        revision: 3,
+        fields: BTreeMap::from([
+            (
+                "f".to_owned(),
+                vec![entry(0, 1_000, 1), entry(5_000, 2_000, 2)],
+            ),
+            ("g".to_owned(), vec![entry(9_000, 3_000, 3)]),
+        ]),
+        ..Fetched::default()
+    };
+    let record = |id: &str, seen: Millis, revision: u64, tick_ms: i64| Reported {
+        process: id.into(),
+        seen,
+        revision,
+        body: serde_json::json!({
+            "id": id, "host": "h", "pid": 1, "program": "p", "tick_ms": tick_ms
+        })
+        .to_string(),
+    };
+    // A 1 s tick: a fetch timeout of 250 ms.
+    let records = vec![
+        // Fetched 100 ms after revision 3: a replica may not hold it yet.
+        record("fresh", 3_100, 2, 1_000),
+        // Fetched 300 ms after it, and served revision 1.
+        record("behind", 3_300, 1, 1_000),
+        record("current", 3_300, 3, 1_000),
+        // A record that does not say its tick is not judged.
+        record("untold", 3_300, 1, 0),
+    ];
+    let fleet = Fleet::of(
+        "ns",
+        None,
+        &fetched,
+        Reports {
+            store_now: 3_400,
+            records,
+        },
+    );
+    let behind: BTreeMap<&str, Option<u64>> = fleet
+        .processes
+        .iter()
+        .map(|p| (p.id.as_str(), p.behind))
+        .collect();
+    assert_eq!(
+        behind,
+        BTreeMap::from([
+            ("behind", Some(3)),
+            ("current", None),
+            ("fresh", None),
+            ("untold", None)
+        ])
+    );
+}
+
+#[test]
+fn records_that_outlive_the_expiry_rule_are_ignored() {
+    let record = |id: &str, seen: Millis| Reported {
+        process: id.into(),
+        seen,
+        revision: 1,
+        body: serde_json::json!({"id": id, "host": "h", "pid": 1, "program": "p"}).to_string(),
+    };
+    let now = 100_000;
+    // A 1 s tick: records live 3 s, give or take a fetch timeout (250 ms).
+    let records = vec![
+        record("now", now),
+        record("three ticks ago", now - 3_000),
+        record("just in the margin", now - 3_249),
+        record("older", now - 3_251),
+        record("a year old", now - 31_536_000_000),
+        record("clocks a little apart", now + 250),
+        record("from the future", now + 251),
+    ];
+    let reports = || Reports {
+        store_now: now,
+        records: records.clone(),
+    };
+    // A fetch made a while before the records were read (a tool that
+    // reads them anew each frame): they are judged when read.
+    let fetched = Fetched {
+        store_micros: Some((now - 900) * 1000),
+        ..Fetched::default()
+    };
+    let tick = Tick::new(Duration::from_secs(1)).ok();
+    let view = Fleet::of("ns", tick, &fetched, reports());
+    let ids: BTreeSet<&str> = view.processes.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            "now",
+            "three ticks ago",
+            "just in the margin",
+            "clocks a little apart"
+        ])
+    );
+    assert_eq!(view.ignored, 3);
+    // Without the registry's tick, every record the store returns.
+    let view = Fleet::of("ns", None, &fetched, reports());
+    assert_eq!((view.processes.len(), view.ignored), (7, 0));
+}
