@@ -516,3 +516,60 @@ async fn a_replica_following_another_primary_is_a_failover_not_read_and_the_writ
 async fn a_promoted_replica_is_a_failover_not_read_and_the_writer_is_told() {
     a_flip_across(Fault::Promote).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_reader_reads_its_replica_and_keeps_its_record_on_the_primary() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    // The read-only user of docs/stores.md, word for word, on every server
+    // (ACLs do not replicate).
+    let acl = lockstep_suite::documented_reader_acl();
+    let words: Vec<&str> = acl.iter().map(String::as_str).collect();
+    for server in std::iter::once(&set.primary).chain(&set.replicas) {
+        let _: () = server.cmd(&words);
+    }
+    let password = acl
+        .iter()
+        .find_map(|word| word.strip_prefix('>'))
+        .expect("a password in the documented ACL");
+    let url = format!(
+        "redis://reader:{password}@127.0.0.1:{}?replicas={}",
+        set.primary.port(),
+        set.names().join(",")
+    );
+    let writer = RedisStore::open(&set.url()).unwrap();
+    schedule(&writer, 5).await;
+    let reader = RedisStore::open(&url).unwrap();
+    let report = lockstep_suite::sample_report();
+    for _ in 0..3 {
+        let fetched = reader
+            .fetch_with(Fetch::new("fleet", &["generation"]).reporting(Some(&report)))
+            .await
+            .unwrap();
+        assert_eq!(fetched.fields["generation"][0].value.as_deref(), Ok("5"));
+    }
+    assert_eq!(
+        (reader.replica_fallbacks(), reader.replica_failovers()),
+        (0, 0),
+        "the reader may ask its replica's state, and reads it"
+    );
+    assert_eq!(
+        set.primary.calls("evalsha_ro"),
+        0,
+        "no fetch reached the primary"
+    );
+    wait_for_async(
+        "the reader's record on the primary",
+        Duration::from_millis(20),
+        || {
+            let records: std::collections::HashMap<String, String> =
+                set.primary.cmd(&["HGETALL", "lockstep:{fleet}:fleet"]);
+            if records.contains_key(&report.process) {
+                Ok(())
+            } else {
+                Err(format!("{records:?}"))
+            }
+        },
+    )
+    .await;
+}
