@@ -49,7 +49,7 @@ pub use mariadb::MariadbServer;
 pub use probe::{Probe, in_a_session_of_its_own};
 pub use proxy::Proxy;
 pub use replicas::RedisReplicas;
-pub use server::{RedisServer, documented_reader_acl};
+pub use server::{RedisServer, documented_reader};
 pub use wait::{PATIENCE, wait_for, wait_for_async, wait_for_switch};
 pub use writes::{entries_write, raw_write, sample_report};
 

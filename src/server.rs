@@ -335,13 +335,22 @@ impl Drop for RedisServer {
     }
 }
 
-/// The read-only user of docs/stores.md, word for word: the words of its
-/// `ACL SETUSER reader …`, to send as a command.
-pub fn documented_reader_acl() -> Vec<String> {
+/// Creates the read-only user of docs/stores.md, word for word (its
+/// `ACL SETUSER reader …`), on each of `servers` (ACLs do not replicate);
+/// returns its password.
+pub fn documented_reader(servers: &[&RedisServer]) -> String {
     let docs = include_str!("../docs/stores.md");
     let line = docs
         .split('`')
         .find(|s| s.starts_with("ACL SETUSER reader "))
         .expect("docs/stores.md gives a read-only user as `ACL SETUSER reader …`");
-    line.split_whitespace().map(str::to_owned).collect()
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for server in servers {
+        let _: () = server.cmd(&words);
+    }
+    words
+        .iter()
+        .find_map(|word| word.strip_prefix('>'))
+        .expect("a password in the documented ACL")
+        .to_owned()
 }

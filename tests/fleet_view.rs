@@ -198,13 +198,7 @@ fn eight_processes_hold_a_change_before_it_activates_and_set_wait_says_so() {
 fn readers_with_the_documented_read_only_user_are_in_the_view_and_counted_by_wait() {
     let _alone = alone();
     let server = RedisServer::start();
-    let acl = lockstep_suite::documented_reader_acl();
-    let words: Vec<&str> = acl.iter().map(String::as_str).collect();
-    let _: () = server.cmd(&words);
-    let password = acl
-        .iter()
-        .find_map(|word| word.strip_prefix('>'))
-        .expect("a password in the documented ACL");
+    let password = lockstep_suite::documented_reader(&[&server]);
     let reader = format!("redis://reader:{password}@127.0.0.1:{}", server.port());
     // Two members with every permission (they publish the schema), two as
     // the documented reader.

@@ -530,13 +530,7 @@ struct Unpermitted {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_read_only_user_reads_and_one_lacking_a_permission_fails_start() {
     let server = RedisServer::start();
-    let acl = lockstep_suite::documented_reader_acl();
-    let args: Vec<&str> = acl.iter().map(String::as_str).collect();
-    let _: () = server.cmd(&args);
-    let password = acl
-        .iter()
-        .find_map(|word| word.strip_prefix('>'))
-        .expect("a password in the documented ACL");
+    let password = lockstep_suite::documented_reader(&[&server]);
     let url = format!("{}?user=reader&pass={password}", server.socket_url());
     // A writer with every permission sets the value the reader must see.
     let admin = RedisStore::open(&server.url()).unwrap();

@@ -523,15 +523,9 @@ async fn the_documented_reader_reads_its_replica_and_keeps_its_record_on_the_pri
     let set = RedisReplicas::start(2);
     // The read-only user of docs/stores.md, word for word, on every server
     // (ACLs do not replicate).
-    let acl = lockstep_suite::documented_reader_acl();
-    let words: Vec<&str> = acl.iter().map(String::as_str).collect();
-    for server in std::iter::once(&set.primary).chain(&set.replicas) {
-        let _: () = server.cmd(&words);
-    }
-    let password = acl
-        .iter()
-        .find_map(|word| word.strip_prefix('>'))
-        .expect("a password in the documented ACL");
+    let servers: Vec<&lockstep_suite::RedisServer> =
+        std::iter::once(&set.primary).chain(&set.replicas).collect();
+    let password = lockstep_suite::documented_reader(&servers);
     let url = format!(
         "redis://reader:{password}@127.0.0.1:{}?replicas={}",
         set.primary.port(),

@@ -185,7 +185,7 @@ pub mod bits {
     pub const fn f64(v: f64) -> u64 {
         v.to_bits()
     }
-    pub const fn Percent(v: crate::Percent) -> u64 {
+    pub const fn Percent(v: crate::percent::Percent) -> u64 {
         v.thousandths() as u64
     }
 }
