@@ -567,3 +567,32 @@ async fn the_documented_reader_reads_its_replica_and_keeps_its_record_on_the_pri
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_leaves_the_replicas_read_from_the_first_fetch() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let writer = RedisStore::open(&set.url()).unwrap();
+    schedule(&writer, 3).await;
+    // A process starting while its primary is frozen cannot ask it whom
+    // the replicas should follow: it reads them all the same.
+    let reader = RedisStore::open(&set.url()).unwrap();
+    set.primary.freeze();
+    // The fetch's deadline, which a registry keeps (a fetch that overruns
+    // it has failed): 2 s here, where the frozen primary would hold the
+    // fetch for its client's 5 s response timeout.
+    let deadline = Duration::from_secs(2);
+    let fields = ["generation"];
+    let fetch = Fetch::new("fleet", &fields).within(deadline);
+    let fetched = tokio::time::timeout(deadline, reader.fetch_with(fetch)).await;
+    set.primary.thaw();
+    let fetched = fetched
+        .expect("the fetch answered within its deadline")
+        .expect("a replica serves the fetch");
+    assert_eq!(fetched.fields["generation"][0].value.as_deref(), Ok("3"));
+    assert_eq!(
+        (reader.replica_fallbacks(), reader.replica_failovers()),
+        (0, 0),
+        "its own replica served it"
+    );
+}

@@ -19,9 +19,11 @@
 //! fetch: each replica asked gets half of what is left of the fetch's
 //! deadline ([`Fetch::within`](crate::store::Fetch::within), the tick's
 //! fetch timeout, which is also the horizon's margin), so a frozen home
-//! replica costs half the deadline and the primary always has at least a
-//! quarter of it. A fetch sent at its tick, whichever servers answer it,
-//! is answered before the instant of any write made before it.
+//! replica costs half the deadline, and the primary has what the last
+//! replica left (a quarter of the deadline with two frozen replicas). A
+//! fetch sent at its tick is answered, whichever server answers it, or
+//! given up, within that deadline: before the instant of any write made
+//! before it.
 //!
 //! **Failovers.** A replica promoted to a primary, or following another
 //! primary (its replication id is not this store's primary's), is not read
@@ -29,8 +31,9 @@
 //! ([`Status::replica_failovers`](crate::Status::replica_failovers)). The
 //! primary's replication id is asked of the primary (`INFO replication`)
 //! at the first fetch, and again, at most once a second, whenever a replica
-//! says another; a primary that cannot be asked leaves the replicas read
-//! (no write can go through it either).
+//! says another, each time within half of what is left of the fetch's
+//! deadline; a primary that cannot be asked in time leaves the replicas
+//! read (no write can go through it either).
 //!
 //! A replica may still lag a write by a little: the writer's `WAIT` (in
 //! [`RedisStore::commit`](super::RedisStore)) makes sure every replica
@@ -172,20 +175,21 @@ impl Replicas {
         for i in 0..self.nodes.len() {
             let node = &self.nodes[(self.home + i) % self.nodes.len()];
             let share = deadline.saturating_sub(started.elapsed()) / 2;
-            let attempt = async {
-                let (fetched, id) = fetch_from(node, script, keys, args, fields, held).await?;
-                self.check_follows(&id).await?;
-                Ok(fetched)
+            let attempt = fetch_from(node, script, keys, args, fields, held);
+            let answer = match tokio::time::timeout(share, attempt).await {
+                Ok(Ok((fetched, id))) => {
+                    // The primary, if it must be asked, within half of
+                    // what is left after the replica answered.
+                    let within = deadline.saturating_sub(started.elapsed()) / 2;
+                    self.check_follows(&id, within).await.map(|()| fetched)
+                }
+                Ok(Err(unfit)) => Err(unfit),
+                Err(_) => Err(Unfit::new(format!(
+                    "it did not answer within {} ms (half of what was left of the fetch's \
+                     deadline)",
+                    share.as_millis()
+                ))),
             };
-            let answer = tokio::time::timeout(share, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Unfit::new(format!(
-                        "it did not answer within {} ms (half of what was left of the fetch's \
-                         deadline)",
-                        share.as_millis()
-                    )))
-                });
             match answer {
                 Ok(fetched) => {
                     if i > 0 {
@@ -207,9 +211,10 @@ impl Replicas {
     }
 
     /// Whether a replica following replication `id` follows this store's
-    /// primary: asked of the primary when its id is not known yet, or is
-    /// another and was asked over [`ASK_PRIMARY_EVERY`] ago.
-    async fn check_follows(&self, id: &str) -> Result<(), Unfit> {
+    /// primary: asked of the primary, `within` that time, when its id is
+    /// not known yet, or is another and was asked over
+    /// [`ASK_PRIMARY_EVERY`] ago.
+    async fn check_follows(&self, id: &str, within: Duration) -> Result<(), Unfit> {
         let known = self
             .primary_id
             .lock()
@@ -218,10 +223,14 @@ impl Replicas {
         let primary = match known {
             Some((primary, _)) if primary == id => return Ok(()),
             Some((primary, asked)) if asked.elapsed() < ASK_PRIMARY_EVERY => primary,
-            known => match self.ask_primary().await {
+            known => match tokio::time::timeout(within, self.ask_primary())
+                .await
+                .ok()
+                .flatten()
+            {
                 Some(primary) => primary,
-                // The primary cannot say: nothing is written through it
-                // either, and the replica serves what it holds.
+                // The primary cannot say (in time): nothing is written
+                // through it either, and the replica serves what it holds.
                 None if known.is_none() => return Ok(()),
                 None => known.map(|(p, _)| p).unwrap_or_default(),
             },
