@@ -39,7 +39,7 @@
 //! [`RedisStore::commit`](super::RedisStore)) makes sure every replica
 //! holds a write a tick before its first instant, and names the replicas
 //! that did not ([`Committed::lagging`](crate::store::Committed::lagging)),
-//! asking each for its state within the tick's fetch timeout: a frozen
+//! asking each for its state within half a tick (at most 5 s): a frozen
 //! replica never holds the writer past the instant.
 
 use std::collections::HashMap;
@@ -314,9 +314,9 @@ impl Replicas {
 
     /// After a commit on `connection` (to the primary of `store`): `WAIT`
     /// for every replica until a tick before `first` (ms), and the replicas
-    /// that did not acknowledge it, each asked within the tick's fetch
-    /// timeout: the whole wait ends a tick less the fetch timeout before
-    /// `first` at the latest, or after 2 s and the fetch timeout.
+    /// that did not acknowledge it, each asked within [`ask_within`]: the
+    /// whole wait ends half a tick before `first` at the latest, or after
+    /// 2 s and that.
     pub(super) async fn wait(
         &self,
         connection: &mut Connection,
@@ -342,7 +342,7 @@ impl Replicas {
         let lagging = match primary {
             _ if acknowledged >= names.len() => Vec::new(),
             Some(Replication::Primary { id, offset }) => {
-                self.lagging(&id, offset, tick.fetch_timeout()).await
+                self.lagging(&id, offset, ask_within(tick)).await
             }
             // The primary did not say where it is: none is known to hold it.
             _ => names,
@@ -489,6 +489,14 @@ fn replication(info: &Value) -> Option<Replication> {
         }),
         _ => None,
     }
+}
+
+/// How long each replica that did not acknowledge a commit has to say
+/// where it is: half a tick, at most 5 s. Ample for a replica that answers
+/// (a fresh connection included, on a loaded machine), and the commit
+/// still returns half a tick before its first instant at the latest.
+fn ask_within(tick: Tick) -> Duration {
+    (tick.as_duration() / 2).min(Duration::from_secs(5))
 }
 
 /// How long a commit waits for the replicas (ms): until a tick before its
