@@ -46,6 +46,7 @@ mod fleet;
 mod keys;
 mod open;
 mod replicas;
+mod replication;
 mod reply;
 mod scripts;
 

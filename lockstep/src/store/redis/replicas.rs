@@ -52,7 +52,8 @@ use redis::{RedisError, Value};
 
 use super::connection::{Connection, Connector};
 use super::errors::message;
-use super::reply::{self, Recorded, text};
+use super::replication::{self, Replication};
+use super::reply::{self, Recorded};
 use super::scripts::{Lua, pipelined};
 use crate::store::Fetched;
 use crate::tick::{Millis, Tick};
@@ -107,20 +108,6 @@ impl Unfit {
             failover: false,
         }
     }
-}
-
-/// What a server says of its place in replication (`INFO replication`).
-#[derive(Debug, PartialEq, Eq)]
-enum Replication {
-    /// A primary: its replication id and offset.
-    Primary { id: String, offset: i64 },
-    /// A replica: whether its link to its primary is up, the replication
-    /// id it follows, and the offset it has processed.
-    Replica {
-        linked: bool,
-        id: String,
-        offset: i64,
-    },
 }
 
 impl Replicas {
@@ -250,13 +237,7 @@ impl Replicas {
     /// The primary's replication id, kept for [`Replicas::check_follows`].
     async fn ask_primary(&self) -> Option<String> {
         let asked = async {
-            let mut connection = self.primary.connection().await.ok()?;
-            let info: Value = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut connection)
-                .await
-                .ok()?;
-            match replication(&info)? {
+            match replication::ask(&self.primary).await? {
                 Replication::Primary { id, .. } => Some(id),
                 Replication::Replica { .. } => None,
             }
@@ -336,7 +317,7 @@ impl Replicas {
             .arg(timeout);
         let replies = connection.req_packed_commands(&pipe, 0, 2).await;
         let (primary, acknowledged) = match replies.as_deref() {
-            Ok([info, Value::Int(n)]) => (replication(info), *n as usize),
+            Ok([info, Value::Int(n)]) => (replication::parse(info), *n as usize),
             _ => (None, 0),
         };
         let lagging = match primary {
@@ -369,18 +350,10 @@ impl Replicas {
         for (i, node) in self.nodes.iter().enumerate() {
             let connector = node.connector.clone();
             asked.spawn(async move {
-                let state = tokio::time::timeout(within, async {
-                    let mut connection = connector.connection().await.ok()?;
-                    let info: Value = redis::cmd("INFO")
-                        .arg("replication")
-                        .query_async(&mut connection)
-                        .await
-                        .ok()?;
-                    replication(&info)
-                })
-                .await
-                .ok()
-                .flatten();
+                let state = tokio::time::timeout(within, replication::ask(&connector))
+                    .await
+                    .ok()
+                    .flatten();
                 (i, state)
             });
         }
@@ -427,7 +400,7 @@ async fn fetch_from(
     let [info, reply]: [Value; 2] = replies
         .try_into()
         .map_err(|_| Unfit::new("unexpected reply to a fetch"))?;
-    let id = match replication(&info) {
+    let id = match replication::parse(&info) {
         Some(Replication::Replica {
             linked: true, id, ..
         }) => id,
@@ -461,36 +434,6 @@ async fn fetch_from(
     Ok((fetched, id))
 }
 
-/// A server's place in replication, from its `INFO replication`; `None`
-/// from anything else.
-fn replication(info: &Value) -> Option<Replication> {
-    let text = match info {
-        Value::VerbatimString { text, .. } => text.clone(),
-        other => text(other)?,
-    };
-    let field = |name: &str| {
-        text.lines().find_map(|line| {
-            line.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .map(str::trim)
-        })
-    };
-    let id = field("master_replid")?.to_owned();
-    match field("role")? {
-        "master" => Some(Replication::Primary {
-            id,
-            offset: field("master_repl_offset")?.parse().ok()?,
-        }),
-        "slave" => Some(Replication::Replica {
-            linked: field("master_link_status")? == "up"
-                && field("master_sync_in_progress").is_none_or(|s| s == "0"),
-            id,
-            offset: field("slave_repl_offset")?.parse().ok()?,
-        }),
-        _ => None,
-    }
-}
-
 /// How long each replica that did not acknowledge a commit has to say
 /// where it is: half a tick, at most 5 s. Ample for a replica that answers
 /// (a fresh connection included, on a loaded machine), and the commit
@@ -510,94 +453,6 @@ fn wait_timeout(first_instant: i64, tick: i64, now: i64, cap: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    /// `INFO replication` as Redis 7 writes it, with `role` and `lines`.
-    fn info(role: &str, lines: &[&str]) -> Value {
-        let mut text = format!("# Replication\r\nrole:{role}\r\n");
-        for line in lines {
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        bulk(&text)
-    }
-
-    #[test]
-    fn a_replica_is_fit_only_when_its_link_is_up_and_it_says_whom_it_follows() {
-        let replica = |status: &str, syncing: &str| {
-            info(
-                "slave",
-                &[
-                    "master_host:127.0.0.1",
-                    "master_port:6379",
-                    &format!("master_link_status:{status}"),
-                    &format!("master_sync_in_progress:{syncing}"),
-                    "slave_repl_offset:1234",
-                    "connected_slaves:0",
-                    "master_replid:56ae749e6a51ac5bdcd07030c54a3c891f805121",
-                    "master_repl_offset:1234",
-                ],
-            )
-        };
-        let id = "56ae749e6a51ac5bdcd07030c54a3c891f805121".to_owned();
-        assert_eq!(
-            replication(&replica("up", "0")),
-            Some(Replication::Replica {
-                linked: true,
-                id: id.clone(),
-                offset: 1234
-            })
-        );
-        for (status, syncing) in [("down", "0"), ("up", "1")] {
-            assert_eq!(
-                replication(&replica(status, syncing)),
-                Some(Replication::Replica {
-                    linked: false,
-                    id: id.clone(),
-                    offset: 1234
-                }),
-                "{status} {syncing}"
-            );
-        }
-        let primary = info(
-            "master",
-            &[
-                "connected_slaves:2",
-                "master_replid:094822c8684a996779cf047862a15da9f92f3bc9",
-                "master_replid2:0000000000000000000000000000000000000000",
-                "master_repl_offset:99",
-            ],
-        );
-        assert_eq!(
-            replication(&primary),
-            Some(Replication::Primary {
-                id: "094822c8684a996779cf047862a15da9f92f3bc9".to_owned(),
-                offset: 99
-            })
-        );
-        // RESP3 answers a verbatim string.
-        let verbatim = Value::VerbatimString {
-            format: redis::VerbatimFormat::Text,
-            text: "role:master\r\nmaster_replid:abc\r\nmaster_repl_offset:7\r\n".to_owned(),
-        };
-        assert_eq!(
-            replication(&verbatim),
-            Some(Replication::Primary {
-                id: "abc".to_owned(),
-                offset: 7
-            })
-        );
-        for not_info in [
-            bulk("OK"),
-            Value::Nil,
-            info("sentinel", &["master_replid:x"]),
-        ] {
-            assert_eq!(replication(&not_info), None);
-        }
-    }
 
     #[test]
     fn a_commit_waits_until_a_tick_before_its_instant_but_never_for_ever() {
