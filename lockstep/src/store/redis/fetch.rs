@@ -110,22 +110,25 @@ impl RedisStore {
     async fn record(&self, namespace: &str, report: &Report, revision: u64) {
         let (keys, args) = record_call(namespace, report, Some(revision));
         match self.send(&self.scripts.record, &keys, &args, true).await {
-            Ok(Ok(reply)) => self.recorded(namespace, &reply),
-            Ok(Err(e)) if fleet::refused_whole(&e) => {
-                self.reporting.refused(namespace, &errors::message(&e));
-            }
-            Ok(Err(e)) => tracing::debug!(
-                namespace,
-                error = errors::message(&e),
-                "lockstep: the fleet record on the primary failed"
-            ),
+            Ok(answer) => self.recorded(namespace, answer),
             Err(e) => tracing::debug!(namespace, error = %e, "lockstep: no fleet record"),
         }
     }
 
-    /// What the record script answered: a record it did not keep is told.
-    fn recorded(&self, namespace: &str, reply: &Value) {
-        let kept = match reply {
+    /// What the record script answered: a record it did not keep is told,
+    /// one refused whole pauses reporting.
+    fn recorded(&self, namespace: &str, answer: redis::RedisResult<Value>) {
+        let reply = match answer {
+            Ok(reply) => reply,
+            Err(e) if fleet::refused_whole(&e) => {
+                return self.reporting.refused(namespace, &errors::message(&e));
+            }
+            Err(e) => {
+                let error = errors::message(&e);
+                return tracing::debug!(namespace, error, "lockstep: the fleet record failed");
+            }
+        };
+        let kept = match &reply {
             Value::Array(out) => out.get(6),
             _ => None,
         };
@@ -162,17 +165,7 @@ impl RedisStore {
             .map_err(|e| self.error(&e))?;
         let [recorded, fetched]: [Value; 2] =
             replies.try_into().map_err(|_| self.garbled("a fetch"))?;
-        match recorded.extract_error() {
-            Ok(reply) => self.recorded(namespace, &reply),
-            Err(e) if fleet::refused_whole(&e) => {
-                self.reporting.refused(namespace, &errors::message(&e));
-            }
-            Err(e) => tracing::debug!(
-                namespace,
-                error = errors::message(&e),
-                "lockstep: the fleet record failed"
-            ),
-        }
+        self.recorded(namespace, recorded.extract_error());
         fetched.extract_error().map_err(|e| self.error(&e))
     }
 
