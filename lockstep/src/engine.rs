@@ -19,7 +19,7 @@ use crate::host::Host;
 use crate::published::Published;
 use crate::report::Identity;
 use crate::status::{Pending, Status, StatusData};
-use crate::store::{Epoch, Fetched, Held, Report, Store};
+use crate::store::{Epoch, Fetched, Held, Report, Store, StoredSchema};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -38,6 +38,9 @@ pub(crate) struct Engine<S: Fields> {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: ClockSource,
     pub(crate) keys: Vec<&'static str>,
+    /// The registry's schema as this build publishes it: each fetch names
+    /// it, so the store says when it no longer holds it.
+    pub(crate) schema: Arc<StoredSchema>,
     pub(crate) state: Mutex<State>,
     /// The flipper thread, once started: woken when a fetch was applied.
     flipper: OnceLock<std::thread::Thread>,
@@ -155,6 +158,7 @@ impl<S: Fields> Engine<S> {
         clock: ClockSource,
         published: &'static Published<S>,
         host: Host,
+        schema: StoredSchema,
         identity: Option<Identity>,
         realtime_flips: bool,
     ) -> Self {
@@ -163,6 +167,7 @@ impl<S: Fields> Engine<S> {
             store,
             clock,
             keys: S::DEF.fields.iter().map(|f| f.key).collect(),
+            schema: Arc::new(schema),
             state: Mutex::new(State::new(S::DEF.fields.len())),
             flipper: OnceLock::new(),
             fetching: tokio::sync::Mutex::new(None),

@@ -129,6 +129,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
     let (mut task, sent, held) = in_flight.take().unwrap_or_else(|| {
         let store = engine.store.clone();
         let keys = engine.keys.clone();
+        let schema = engine.schema.clone();
         let report = engine.report();
         let held = conditional.then(|| engine.lock().held.clone()).flatten();
         let asked = held.clone();
@@ -137,6 +138,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
             let fetch = Fetch::new(S::DEF.namespace, &keys)
                 .reporting(report.as_ref())
                 .holding(asked.as_ref())
+                .publishing(Some(&schema))
                 .within(deadline);
             store.fetch_with(fetch).await
         });

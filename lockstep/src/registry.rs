@@ -468,14 +468,16 @@ impl<S: Fields> Builder<S> {
                     .await?
             }
         };
+        let schema = crate::store::StoredSchema::of(&S::DEF.schema());
         let identity = self
             .report
-            .then(|| Identity::of_this_process(clock.now_millis()));
+            .then(|| Identity::of_this_process(clock.now_millis(), schema.digest()));
         let engine = Arc::new(Engine::new(
             store.clone(),
             clock,
             &self.registry.published,
             host,
+            schema,
             identity,
             self.realtime_flips,
         ));

@@ -1,6 +1,7 @@
 //! Reporting: the record a process leaves in the store with each fetch, for
 //! the fleet view ([`crate::store::fleet()`]). It says who the process is
-//! (host name, pid, program name, a random id per start, lockstep's version)
+//! (host name, pid, program name, a random id per start, lockstep's version,
+//! its build's schema digest)
 //! and how it is doing (fetch and failure counts, late flips, rejected
 //! values, the clock offset): never the store's URL, the environment or a
 //! value.
@@ -23,11 +24,13 @@ pub(crate) struct Identity {
     pid: u32,
     program: String,
     started: Millis,
+    schema: String,
 }
 
 impl Identity {
-    /// This process, started now.
-    pub(crate) fn of_this_process(now: Millis) -> Identity {
+    /// This process, started now, running the build whose schema has the
+    /// digest `schema`.
+    pub(crate) fn of_this_process(now: Millis, schema: &str) -> Identity {
         Identity {
             id: format!("{:016x}", fastrand::u64(..)),
             host: host_name(),
@@ -37,6 +40,7 @@ impl Identity {
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_default(),
             started: now,
+            schema: schema.to_owned(),
         }
     }
 
@@ -55,6 +59,7 @@ impl Identity {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started: Some(to_datetime(self.started)),
             tick_ms: tick.as_millis(),
+            schema: Some(self.schema.clone()),
             last_fetch: DateTime::UNIX_EPOCH,
             revision: 0,
             behind: None,
@@ -122,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_report_stays_within_the_bound_and_says_nothing_secret() {
-        let identity = Identity::of_this_process(0);
+        let identity = Identity::of_this_process(0, "0123456789abcdef");
         let status = StatusData {
             fetches: 3,
             ..StatusData::default()
@@ -150,6 +155,7 @@ mod tests {
             "version",
             "started",
             "tick_ms",
+            "schema",
             "fetches",
             "failed_fetches",
             "late_flips",
@@ -161,5 +167,6 @@ mod tests {
         assert_eq!(keys, expected.into_iter().collect());
         assert_eq!(body["pid"], std::process::id());
         assert_eq!(body["fetches"], 3);
+        assert_eq!(body["schema"], "0123456789abcdef");
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Epoch, Report, StoredEntry, Unplaced};
+use super::{Epoch, Report, StoredEntry, StoredSchema, Unplaced};
 
 /// How long a fetch waits for its answer unless told otherwise: the
 /// longest deadline of any tick ([`Tick::fetch_timeout`](crate::Tick::fetch_timeout)).
@@ -33,6 +33,7 @@ pub struct Fetch<'a> {
     keys: &'a [&'a str],
     report: Option<&'a Report>,
     held: Option<&'a Held>,
+    schema: Option<&'a StoredSchema>,
     deadline: Duration,
 }
 
@@ -45,6 +46,7 @@ impl<'a> Fetch<'a> {
             keys,
             report: None,
             held: None,
+            schema: None,
             deadline: FETCH_DEADLINE,
         }
     }
@@ -64,6 +66,16 @@ impl<'a> Fetch<'a> {
     /// recorded either way. `None` asks for everything.
     pub fn holding(mut self, held: Option<&'a Held>) -> Fetch<'a> {
         self.held = held;
+        self
+    }
+
+    /// With the schema the caller's build publishes: then
+    /// [`Fetched::schema_held`] says whether the store holds that very
+    /// schema (its digest, with a text of its length), and the caller
+    /// publishes it again when not. `None` (tools): whether the store holds
+    /// any schema of the namespace.
+    pub fn publishing(mut self, schema: Option<&'a StoredSchema>) -> Fetch<'a> {
+        self.schema = schema;
         self
     }
 
@@ -96,6 +108,11 @@ impl<'a> Fetch<'a> {
         self.held
     }
 
+    /// The schema the caller's build publishes, if it said.
+    pub fn schema(&self) -> Option<&'a StoredSchema> {
+        self.schema
+    }
+
     /// How long the caller waits for the answer.
     pub fn deadline(&self) -> Duration {
         self.deadline
@@ -116,9 +133,12 @@ pub struct Fetched {
     /// Per key, the entries whose instant is not a number: they have no
     /// place on a timeline, and tools show them so they can be purged.
     pub unplaced: BTreeMap<String, Vec<Unplaced>>,
-    /// Whether the store holds a schema of the namespace; a registry
-    /// publishes its own again when it does not (a store that was down at
-    /// start-up, or lost its data).
+    /// Whether the store holds the schema the fetch named
+    /// ([`Fetch::publishing`]), or any schema of the namespace for a fetch that
+    /// named none; a registry publishes its own again when it does not (a
+    /// store that was down at start-up, lost its data, dropped a schema
+    /// nobody published for [`SCHEMA_KEPT`](super::SCHEMA_KEPT), or holds it
+    /// changed by hand).
     pub schema_held: bool,
     /// The registry's revision: every commit, cancel and purge advances it,
     /// and each entry carries the revision that wrote it

@@ -18,7 +18,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Fetched, Reported, Reports, Store, StoredEntry};
+use super::{Builds, Fetched, Refusal, Reported, Reports, Store, StoredEntry};
 use crate::error::Error;
 use crate::tick::{Millis, Tick, to_datetime};
 
@@ -40,6 +40,9 @@ pub struct Fleet {
     pub processes: Vec<Process>,
     /// The changes waiting for their instant, soonest first.
     pub pending: Vec<PendingChange>,
+    /// The builds the live processes run (more than one during a rolling
+    /// deploy), largest first.
+    pub builds: Vec<super::Build>,
     /// How many records the store returned that the view leaves out: they
     /// claim to live longer than the expiry rule allows (a last fetch more
     /// than three ticks ago, or later than the store's clock),
@@ -69,6 +72,11 @@ pub struct Process {
     /// The registry's tick, in ms, as this process declares it.
     #[serde(default)]
     pub tick_ms: i64,
+    /// The digest of its build's schema ([`StoredSchema`](super::StoredSchema)):
+    /// processes with the same one run the same build of the registry.
+    /// `None` from lockstep versions that did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// When it last fetched, by the store's clock.
     #[serde(skip_deserializing, default = "epoch_start")]
     pub last_fetch: DateTime<Utc>,
@@ -142,6 +150,10 @@ pub struct PendingChange {
     pub of: usize,
     /// The ids of the live processes that do not hold it.
     pub missing: Vec<String>,
+    /// The live processes that will not serve it, by build, and why: their
+    /// build lacks the field or cannot decode the value, or they reported
+    /// they could not decode it. They are among [`PendingChange::missing`].
+    pub rejected: Vec<Refusal>,
 }
 
 impl PendingChange {
@@ -171,6 +183,7 @@ impl Fleet {
         // Records are judged by the store's clock when they were read: a
         // tool may read them anew beside an older fetch.
         let read = reports.store_now;
+        let schemas = reports.schemas;
         let mut processes: Vec<Process> = reports
             .records
             .into_iter()
@@ -184,6 +197,7 @@ impl Fleet {
         processes.sort_by(|a, b| {
             (&a.host, &a.program, a.pid, &a.id).cmp(&(&b.host, &b.program, b.pid, &b.id))
         });
+        let builds = Builds::of(&processes, &schemas);
         let mut pending: Vec<PendingChange> = fetched
             .fields
             .iter()
@@ -191,7 +205,7 @@ impl Fleet {
                 entries
                     .iter()
                     .filter(|e| e.at > now)
-                    .map(|e| pending_change(field, e, &processes))
+                    .map(|e| pending_change(field, e, &processes, &builds))
             })
             .collect();
         pending.sort_by(|a, b| (a.at, &a.field).cmp(&(b.at, &b.field)));
@@ -202,6 +216,7 @@ impl Fleet {
             ignored: total - processes.len(),
             processes,
             pending,
+            builds: builds.all().to_vec(),
         }
     }
 
@@ -267,7 +282,7 @@ pub async fn fleet(
 /// `tick`, at `now` (the store's clock): its last fetch at most
 /// [`EXPIRY_TICKS`] ticks ago, and not later than now, each give or take a
 /// fetch timeout.
-fn live(record: &Reported, tick: Tick, now: Millis) -> bool {
+pub(super) fn live(record: &Reported, tick: Tick, now: Millis) -> bool {
     let margin = tick.fetch_timeout().as_millis() as Millis;
     let expiry = tick.as_millis().saturating_mul(EXPIRY_TICKS);
     record.seen > now.saturating_sub(expiry).saturating_sub(margin)
@@ -276,7 +291,7 @@ fn live(record: &Reported, tick: Tick, now: Millis) -> bool {
 
 /// A stored record as a process; one whose body cannot be read still
 /// counts, under its id.
-fn process(record: Reported) -> Process {
+pub(super) fn process(record: Reported) -> Process {
     let mut process: Process = serde_json::from_str(&record.body).unwrap_or_else(|e| Process {
         id: record.process.clone(),
         host: format!("(unreadable record: {e})"),
@@ -285,6 +300,7 @@ fn process(record: Reported) -> Process {
         version: String::new(),
         started: None,
         tick_ms: 0,
+        schema: None,
         last_fetch: DateTime::UNIX_EPOCH,
         revision: 0,
         behind: None,
@@ -342,11 +358,55 @@ impl Written {
     }
 }
 
-fn pending_change(field: &str, entry: &StoredEntry, processes: &[Process]) -> PendingChange {
+fn pending_change(
+    field: &str,
+    entry: &StoredEntry,
+    processes: &[Process],
+    builds: &Builds,
+) -> PendingChange {
     let revision = entry.origin.as_ref().map_or(0, |o| o.revision);
+    let mut rejected = match &entry.value {
+        Ok(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(value) => builds.refusals(field, &value),
+            Err(e) => vec![Refusal {
+                build: "every build".to_owned(),
+                processes: processes.iter().map(|p| p.id.clone()).collect(),
+                reason: format!("the stored value is not JSON: {e}"),
+            }],
+        },
+        Err(_) => Vec::new(),
+    };
+    let refusing: std::collections::HashSet<&str> = rejected
+        .iter()
+        .flat_map(|r| r.processes.iter().map(String::as_str))
+        .collect();
+    // What processes reported they could not decode, by build, beside what
+    // their build's schema refuses.
+    let mut reported: Vec<Refusal> = Vec::new();
+    for process in processes {
+        if refusing.contains(process.id.as_str()) || !reported_refused(process, field, entry.at) {
+            continue;
+        }
+        let build = builds
+            .of_process(&process.id)
+            .map_or_else(|| "a build".to_owned(), super::Build::name);
+        match reported.iter_mut().find(|r| r.build == build) {
+            Some(refusal) => refusal.processes.push(process.id.clone()),
+            None => reported.push(Refusal {
+                build,
+                processes: vec![process.id.clone()],
+                reason: "its processes reported they could not decode it".to_owned(),
+            }),
+        }
+    }
+    rejected.extend(reported);
+    let refusing: std::collections::HashSet<&str> = rejected
+        .iter()
+        .flat_map(|r| r.processes.iter().map(String::as_str))
+        .collect();
     let missing: Vec<String> = processes
         .iter()
-        .filter(|p| !holds(p, field, entry.at, revision))
+        .filter(|p| p.revision < revision || refusing.contains(p.id.as_str()))
         .map(|p| p.id.clone())
         .collect();
     PendingChange {
@@ -359,17 +419,17 @@ fn pending_change(field: &str, entry: &StoredEntry, processes: &[Process]) -> Pe
         held_by: processes.len() - missing.len(),
         of: processes.len(),
         missing,
+        rejected,
     }
 }
 
-/// Whether `process` holds the entry of `field` at `at` written at
-/// `revision`.
-fn holds(process: &Process, field: &str, at: Millis, revision: u64) -> bool {
-    process.revision >= revision
-        && !process
-            .refused
-            .iter()
-            .any(|r| r.field == field && r.at == at)
+/// Whether `process` reported the entry of `field` at `at` as one it could
+/// not decode.
+fn reported_refused(process: &Process, field: &str, at: Millis) -> bool {
+    process
+        .refused
+        .iter()
+        .any(|r| r.field == field && r.at == at)
 }
 
 #[cfg(test)]

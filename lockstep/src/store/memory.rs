@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{
     BoxFuture, Committed, Epoch, Fetch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports,
-    StoredEntry, Write, check_cancel, check_name, resolve_instants,
+    StoredEntry, StoredSchema, Write, check_cancel, check_name, resolve_instants,
 };
 use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
@@ -50,6 +50,8 @@ struct State {
 struct Namespace {
     epoch: Option<Epoch>,
     schema: Option<Schema>,
+    /// Every build's schema by digest, with when it was last published.
+    schemas: HashMap<String, (StoredSchema, Millis)>,
     revision: u64,
     fields: BTreeMap<String, Timeline<(String, Origin)>>,
     /// The processes' records by id, each with when it expires.
@@ -129,6 +131,7 @@ impl MemoryStore {
         keys: &[&str],
         report: Option<&Report>,
         held: Option<&Held>,
+        published: Option<&StoredSchema>,
     ) -> Fetched {
         let mut state = self.lock();
         let now = self.clock.now_millis();
@@ -156,7 +159,13 @@ impl MemoryStore {
             store_micros: Some(now * 1000),
             epoch: ns.epoch.clone(),
             unplaced: BTreeMap::new(),
-            schema_held: ns.schema.is_some(),
+            schema_held: match published {
+                Some(own) => ns
+                    .schemas
+                    .get(own.digest())
+                    .is_some_and(|(stored, _)| stored.json().len() == own.json().len()),
+                None => ns.schema.is_some(),
+            },
             revision: ns.revision,
             fields: BTreeMap::new(),
             unchanged: false,
@@ -298,6 +307,7 @@ fn namespace<'a>(state: &'a mut State, name: &str) -> &'a mut Namespace {
         .or_insert_with(|| Namespace {
             epoch: None,
             schema: None,
+            schemas: HashMap::new(),
             revision: 0,
             fields: BTreeMap::new(),
             reports: HashMap::new(),
@@ -326,6 +336,7 @@ impl super::Store for MemoryStore {
                 fetch.keys(),
                 fetch.report(),
                 fetch.held(),
+                fetch.schema(),
             ))
         })
     }
@@ -345,9 +356,15 @@ impl super::Store for MemoryStore {
                         .collect()
                 })
                 .unwrap_or_default();
+            let schemas = state
+                .namespaces
+                .get(namespace)
+                .map(|ns| ns.schemas.values().map(|(s, _)| s.clone()).collect())
+                .unwrap_or_default();
             Ok(Reports {
                 store_now: now,
                 records,
+                schemas,
             })
         })
     }
@@ -379,7 +396,15 @@ impl super::Store for MemoryStore {
 
     fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            namespace(&mut self.lock(), &schema.namespace).schema = Some(schema.clone());
+            let now = self.clock.now_millis();
+            let stored = StoredSchema::of(schema);
+            let kept = super::SCHEMA_KEPT.as_millis() as Millis;
+            let mut state = self.lock();
+            let ns = namespace(&mut state, &schema.namespace);
+            ns.schema = Some(schema.clone());
+            ns.schemas
+                .retain(|_, (_, published)| *published > now.saturating_sub(kept));
+            ns.schemas.insert(stored.digest().to_owned(), (stored, now));
             Ok(())
         })
     }

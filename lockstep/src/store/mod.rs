@@ -7,6 +7,7 @@
 //! Stores speak raw JSON text; decoding into the fields' types is the
 //! registry's business, so a value one process cannot decode hurts no other.
 
+mod builds;
 mod fetch;
 mod fleet;
 pub(crate) mod memory;
@@ -18,6 +19,7 @@ pub mod url;
 mod write;
 
 pub use crate::tick::{from_datetime, to_datetime};
+pub use builds::{Build, Builds, Refusal};
 pub use fetch::{FETCH_DEADLINE, Fetch, Fetched, Held};
 pub(crate) use fleet::EXPIRY_TICKS;
 pub use fleet::{Fleet, PendingChange, Process, Refused, fleet};
@@ -74,7 +76,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The records of the processes that fetched `namespace` with a report
-    /// and whose record has not expired, by the store's clock.
+    /// and whose record has not expired, by the store's clock, and the
+    /// schemas of the registry's builds, in one round trip where the store
+    /// allows it.
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>>;
 
     /// Commits every step of `write` atomically, or nothing. Instants are
@@ -110,10 +114,16 @@ pub trait Store: Send + Sync + 'static {
     /// The namespaces the store holds, sorted.
     fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>>;
 
-    /// Stores `schema` so that tools can read it.
+    /// Stores `schema` so that tools can read it: as the registry's latest
+    /// ([`Store::schema`]), and as its build's among the schemas of every
+    /// build, by digest ([`StoredSchema`], read back in
+    /// [`Reports::schemas`]); in the same call, removes the builds' schemas
+    /// nobody published in the last [`SCHEMA_KEPT`]. A live process whose
+    /// build's schema is gone publishes it again after its next fetch (see
+    /// [`Fetch::publishing`]).
     fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>>;
 
-    /// The published schema of `namespace`, if any.
+    /// The schema of `namespace` published last, if any.
     fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>>;
 
     /// The store's name for logs and errors, never with a password.
@@ -196,6 +206,93 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
 }
 
+/// How long the store keeps a build's schema nobody publishes: a week.
+/// Only the schemas of builds with live processes count (see
+/// [`Builds`]); each live process publishes its own again as soon as a
+/// fetch finds it gone ([`Fetch::publishing`]), so the bound only keeps dead builds from piling up.
+pub const SCHEMA_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// One build's schema as the store keeps it: its JSON text, under the
+/// text's digest (16 hex digits of its XXH64, seed 0). Each process names
+/// its build's digest in its record ([`Process::schema`]), so tools know
+/// which schemas are live and check a value against each (promise 17).
+///
+/// A stored text that does not hash to its digest (rewritten by hand) is
+/// damaged: [`StoredSchema::read`] refuses it, tools do not trust it, and
+/// the processes of that build publish theirs again (the store answers a
+/// fetch of theirs as not holding it when its length differs).
+///
+/// ```
+/// use lockstep::store::StoredSchema;
+///
+/// let schema = lockstep::Schema { namespace: "flags".into(), tick_secs: 10, fields: vec![] };
+/// let stored = StoredSchema::of(&schema);
+/// assert_eq!(stored.digest().len(), 16);
+/// assert_eq!(stored.read().unwrap(), schema);
+///
+/// let damaged = StoredSchema::stored(stored.digest(), stored.json().replace("10", "20"));
+/// assert!(damaged.read().unwrap_err().contains("does not match its digest"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSchema {
+    digest: String,
+    json: String,
+}
+
+impl StoredSchema {
+    /// `schema` as its build publishes it.
+    pub fn of(schema: &Schema) -> StoredSchema {
+        let json = serde_json::to_string(schema).unwrap_or_default();
+        StoredSchema {
+            digest: StoredSchema::digest_of(&json),
+            json,
+        }
+    }
+
+    /// A schema as a store holds it: `json` under `digest`, as read back,
+    /// checked only by [`StoredSchema::read`].
+    pub fn stored(digest: impl Into<String>, json: impl Into<String>) -> StoredSchema {
+        StoredSchema {
+            digest: digest.into(),
+            json: json.into(),
+        }
+    }
+
+    /// The digest of a schema's JSON text: 16 lowercase hex digits of its
+    /// XXH64 (seed 0).
+    pub fn digest_of(json: &str) -> String {
+        format!("{:016x}", xxhash_rust::xxh64::xxh64(json.as_bytes(), 0))
+    }
+
+    /// The digest it is stored under.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Its JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The schema, if its text hashes to its digest and reads as one.
+    pub fn read(&self) -> Result<Schema, String> {
+        let digest = StoredSchema::digest_of(&self.json);
+        if digest != self.digest {
+            return Err(format!(
+                "the schema stored under digest {} does not match its digest (its text hashes \
+                 to {digest}): it was changed in the store, and is not trusted",
+                self.digest
+            ));
+        }
+        serde_json::from_str(&self.json).map_err(|e| {
+            format!(
+                "the schema stored under digest {} does not read: {e}",
+                self.digest
+            )
+        })
+    }
+}
+
 /// What a process tells the store about itself with each fetch, for the
 /// fleet view: the store keeps it, with the store's clock and the
 /// registry's revision the fetch served, until `expires_after` has passed
@@ -214,13 +311,18 @@ pub struct Report {
 /// The largest [`Report::body`] a store keeps.
 pub const MAX_REPORT_BYTES: usize = 4096;
 
-/// The records of one registry's live processes, from [`Store::reports`].
+/// The records of one registry's live processes, and the schemas of its
+/// builds, from [`Store::reports`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reports {
     /// The store's clock when it answered, in ms since the Unix epoch.
     pub store_now: Millis,
     /// One per live process, in no particular order.
     pub records: Vec<Reported>,
+    /// The schemas the store keeps for the registry's builds, by digest
+    /// (see [`Store::publish_schema`]), in no particular order; empty from a
+    /// store that keeps only the latest.
+    pub schemas: Vec<StoredSchema>,
 }
 
 /// One process's record, as the store keeps it.

@@ -12,14 +12,14 @@ use super::replicas::Replicas;
 use super::reply::{self, Recorded};
 use super::{MAX_ENVELOPE_BYTES, RedisStore, errors, fleet, scripts};
 use crate::error::Error;
-use crate::store::{Fetch, Fetched, Held, Report, check_name};
+use crate::store::{Fetch, Fetched, Report, check_name};
 
 impl RedisStore {
     /// One fetch, as [`Store::fetch_with`](super::Store::fetch_with) asks:
     /// through the replicas, or with its report in the same script, or
     /// with its record apart, or read-only.
     pub(super) async fn fetch_one(&self, fetch: Fetch<'_>) -> Result<Fetched, Error> {
-        let (namespace, keys, held) = (fetch.namespace(), fetch.keys(), fetch.held());
+        let (namespace, keys) = (fetch.namespace(), fetch.keys());
         let report = fetch.report();
         check_name("namespace", namespace)?;
         if let Some(replicas) = &self.replicas {
@@ -27,17 +27,17 @@ impl RedisStore {
         }
         let reported = match self.reporting.send(namespace, report) {
             Some(report) if self.reporting.apart() => {
-                let args = fetch_args(namespace, keys, held, None);
+                let args = fetch_args(&fetch, None);
                 Some(self.fetch_recording_apart(namespace, &args, report).await?)
             }
-            Some(report) => self.fetch_and_report(namespace, keys, report, held).await?,
+            Some(report) => self.fetch_and_report(&fetch, report).await?,
             None => None,
         };
         let reply = match reported {
             Some(reply) => reply,
             None => {
                 let redis_keys = [meta_key(namespace)];
-                let args = fetch_args(namespace, keys, held, None);
+                let args = fetch_args(&fetch, None);
                 // A fetch only reads: sent again on a new connection if
                 // need be.
                 self.run(&self.scripts.fetch, &redis_keys, &args, true, |_| None)
@@ -64,7 +64,7 @@ impl RedisStore {
         let (namespace, keys) = (fetch.namespace(), fetch.keys());
         let report = fetch.report();
         let redis_keys = [meta_key(namespace)];
-        let args = fetch_args(namespace, keys, fetch.held(), None);
+        let args = fetch_args(&fetch, None);
         let script = &self.scripts.fetch;
         let fetched = match replicas
             .fetch(
@@ -173,17 +173,16 @@ impl RedisStore {
     /// refused it whole for its writes (the read-only fetch serves then).
     async fn fetch_and_report(
         &self,
-        namespace: &str,
-        keys: &[&str],
+        fetch: &Fetch<'_>,
         report: &Report,
-        held: Option<&Held>,
     ) -> Result<Option<Value>, Error> {
+        let namespace = fetch.namespace();
         let redis_keys = [
             meta_key(namespace),
             fleet_key(namespace),
             fleet_expiry_key(namespace),
         ];
-        let args = fetch_args(namespace, keys, held, Some(report));
+        let args = fetch_args(fetch, Some(report));
         // Recording again is harmless: sent again as a fetch is.
         let script = &self.scripts.fetch_reporting;
         match self.send(script, &redis_keys, &args, true).await? {
@@ -192,7 +191,7 @@ impl RedisStore {
                 // A user that may not write the registry's keys: its record
                 // goes apart, from now on, and this fetch is sent so.
                 self.reporting.record_apart(namespace, &errors::message(&e));
-                let args = fetch_args(namespace, keys, held, None);
+                let args = fetch_args(fetch, None);
                 self.fetch_recording_apart(namespace, &args, report)
                     .await
                     .map(Some)
@@ -209,25 +208,28 @@ impl RedisStore {
 /// The arguments of `fetch.lua` (and, with a report, of `report.lua`
 /// after it): the largest envelope shipped; the fields' names as one JSON
 /// array; the epoch and revision held, or empty texts; the report's
-/// arguments; last, the prefix of the fields' hash keys.
-fn fetch_args(
-    namespace: &str,
-    keys: &[&str],
-    held: Option<&Held>,
-    report: Option<&Report>,
-) -> Vec<String> {
+/// arguments; the schema the fetching build publishes, as
+/// `<digest>:<length>`, or an empty text; last, the prefix of the fields'
+/// hash keys.
+fn fetch_args(fetch: &Fetch<'_>, report: Option<&Report>) -> Vec<String> {
     let mut args = vec![
         MAX_ENVELOPE_BYTES.to_string(),
-        serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned()),
+        serde_json::to_string(fetch.keys()).unwrap_or_else(|_| "[]".to_owned()),
     ];
-    match held {
+    match fetch.held() {
         Some(held) => args.extend([held.epoch.clone(), held.revision.to_string()]),
         None => args.extend([String::new(), String::new()]),
     }
     if let Some(report) = report {
         args.extend(fleet::args(report));
     }
-    args.push(field_key(namespace, ""));
+    args.push(
+        fetch
+            .schema()
+            .map(|s| format!("{}:{}", s.digest(), s.json().len()))
+            .unwrap_or_default(),
+    );
+    args.push(field_key(fetch.namespace(), ""));
     args
 }
 

@@ -23,7 +23,7 @@ use redis::{RedisError, Value};
 use serde::Deserialize;
 
 use super::reply::text;
-use crate::store::{MAX_REPORT_BYTES, Report, Reported, Reports};
+use crate::store::{MAX_REPORT_BYTES, Report, Reported, Reports, StoredSchema};
 use crate::tick::Millis;
 
 /// How many expired records a fetch deletes at most.
@@ -164,7 +164,19 @@ pub(super) fn reports(reply: Value) -> Option<Reports> {
     };
     let secs: i64 = text(items.first()?)?.parse().ok()?;
     let micros: i64 = text(items.get(1)?)?.parse().ok()?;
-    let records = items[2..]
+    let Value::Array(flat) = items.get(2)? else {
+        return None;
+    };
+    let schemas = flat
+        .chunks(2)
+        .filter_map(|pair| {
+            Some(StoredSchema::stored(
+                text(pair.first()?)?,
+                text(pair.get(1)?)?,
+            ))
+        })
+        .collect();
+    let records = items[3..]
         .chunks(2)
         .filter_map(|pair| {
             let process = text(pair.first()?)?;
@@ -180,6 +192,7 @@ pub(super) fn reports(reply: Value) -> Option<Reports> {
     Some(Reports {
         store_now: secs * 1000 + micros / 1000,
         records,
+        schemas,
     })
 }
 
@@ -204,6 +217,7 @@ mod tests {
         let reply = Value::Array(vec![
             bulk("1700000000"),
             bulk("250999"),
+            Value::Array(vec![bulk("0123456789abcdef"), bulk("{}")]),
             bulk("p1"),
             bulk(r#"{"seen":1700000000100,"revision":3,"body":"{\"id\":\"p1\",\"a\":\"x\/y\"}"}"#),
             bulk("p2"),
@@ -219,6 +233,10 @@ mod tests {
                 revision: 3,
                 body: r#"{"id":"p1","a":"x/y"}"#.to_owned(),
             }]
+        );
+        assert_eq!(
+            reports.schemas,
+            [StoredSchema::stored("0123456789abcdef", "{}")]
         );
     }
 

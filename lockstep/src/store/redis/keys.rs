@@ -33,6 +33,16 @@ pub fn fleet_expiry_key(namespace: &str) -> String {
     key(namespace, "fleet:expiry")
 }
 
+/// The hash of every build's schema: digest -> JSON.
+pub fn schemas_key(namespace: &str) -> String {
+    key(namespace, "schemas")
+}
+
+/// The sorted set of when each build's schema was last published, in ms.
+pub fn schemas_published_key(namespace: &str) -> String {
+    key(namespace, "schemas:published")
+}
+
 /// The pattern of every registry's meta key, for `SCAN`.
 pub const META_PATTERN: &str = "lockstep:{*}:meta";
 
@@ -60,6 +70,11 @@ mod tests {
         assert_eq!(write_key("flags", "ab"), "lockstep:{flags}:write:ab");
         assert_eq!(fleet_key("flags"), "lockstep:{flags}:fleet");
         assert_eq!(fleet_expiry_key("flags"), "lockstep:{flags}:fleet:expiry");
+        assert_eq!(schemas_key("flags"), "lockstep:{flags}:schemas");
+        assert_eq!(
+            schemas_published_key("flags"),
+            "lockstep:{flags}:schemas:published"
+        );
         assert_eq!(namespace_of_meta("lockstep:{flags}:meta"), Some("flags"));
         // A registry that only has a fleet is not listed.
         assert_eq!(namespace_of_meta("lockstep:{flags}:fleet"), None);

@@ -17,9 +17,12 @@
 //! | `lockstep:{ns}:write:<id>` | string | the instants a write took effect at, for a day, so a retried write takes effect once |
 //! | `lockstep:{ns}:fleet` | hash | one record per process that fetched with a report: field = its id, value = `{"seen":<ms, store clock>,"revision":<served>,"body":"<its report>"}` ([`fleet`]) |
 //! | `lockstep:{ns}:fleet:expiry` | sorted set | when each record expires (ms, store clock) |
+//! | `lockstep:{ns}:schemas` | hash | every build's schema: field = its digest ([`StoredSchema`]), value = its JSON |
+//! | `lockstep:{ns}:schemas:published` | sorted set | when each build's schema was last published (ms, store clock); one not published for [`SCHEMA_KEPT`] goes at the next publish |
 //!
 //! A fetch is one `EVALSHA_RO` of a `no-writes` script returning `TIME`,
-//! the epoch, whether a schema is held, the revision and every field's
+//! the epoch, whether the fetching build's schema is held (at its digest,
+//! with a text of its length: `HSTRLEN`), the revision and every field's
 //! hash; a conditional fetch whose held epoch and revision are the meta
 //! hash's returns that header alone, before it touches any field key
 //! (the fields' names travel as one argument, a JSON array the script
@@ -61,13 +64,14 @@ use self::connection::{Connection, Connector};
 use self::errors::{before_horizon, classify, closed_under_us, refused};
 use self::fleet::Reporting;
 use self::keys::{
-    META_PATTERN, field_key, fleet_expiry_key, fleet_key, meta_key, namespace_of_meta, write_key,
+    META_PATTERN, field_key, fleet_expiry_key, fleet_key, meta_key, namespace_of_meta, schemas_key,
+    schemas_published_key, write_key,
 };
 use self::replicas::Replicas;
 use self::scripts::{Lua, Scripts};
 use super::{
-    BoxFuture, Committed, Fetch, Fetched, HISTORY, Reports, StepAt, StoredEntry, Write, check_name,
-    redact,
+    BoxFuture, Committed, Fetch, Fetched, HISTORY, Reports, SCHEMA_KEPT, StepAt, StoredEntry,
+    StoredSchema, Write, check_name, redact,
 };
 use crate::error::Error;
 use crate::schema::Schema;
@@ -251,7 +255,11 @@ impl super::Store for RedisStore {
     fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
-            let keys = [fleet_key(namespace), fleet_expiry_key(namespace)];
+            let keys = [
+                fleet_key(namespace),
+                fleet_expiry_key(namespace),
+                schemas_key(namespace),
+            ];
             let reply = self
                 .run(&self.scripts.reports, &keys, &[], true, |_| None)
                 .await?;
@@ -406,16 +414,23 @@ impl super::Store for RedisStore {
 
     fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            check_name("namespace", &schema.namespace)?;
-            let json = serde_json::to_string(schema).map_err(|e| self.garbled(&e.to_string()))?;
-            let mut connection = self.connection().await?;
-            redis::cmd("HSET")
-                .arg(meta_key(&schema.namespace))
-                .arg("schema")
-                .arg(json)
-                .exec_async(&mut connection)
+            let namespace = schema.namespace.as_str();
+            check_name("namespace", namespace)?;
+            let stored = StoredSchema::of(schema);
+            let keys = [
+                meta_key(namespace),
+                schemas_key(namespace),
+                schemas_published_key(namespace),
+            ];
+            let args = [
+                stored.json().to_owned(),
+                stored.digest().to_owned(),
+                SCHEMA_KEPT.as_millis().to_string(),
+            ];
+            // Publishing again is harmless: sent again as a fetch is.
+            self.run(&self.scripts.publish, &keys, &args, true, |_| None)
                 .await
-                .map_err(|e| self.error(&e))
+                .map(drop)
         })
     }
 

@@ -97,6 +97,7 @@ pub(super) struct Scripts {
     /// `ARGV[11]`, holds now (read, not named as a key).
     pub(super) record: Lua,
     pub(super) reports: Lua,
+    pub(super) publish: Lua,
     pub(super) commit: Lua,
     pub(super) cancel: Lua,
     pub(super) purge: Lua,
@@ -144,6 +145,7 @@ impl Scripts {
                 concat!("#!lua flags=no-writes\n", include_str!("lua/reports.lua")),
                 true,
             ),
+            publish: Lua::new(concat!("#!lua\n", include_str!("lua/publish.lua")), false),
             commit: Lua::new(
                 concat!(
                     "#!lua\n",

@@ -4,7 +4,8 @@
 -- (`lockstep:{ns}:field:`, meta's hash tag, so its slot): not KEYS, which
 -- the server sets up one by one, and as short as can be, since every byte
 -- of a call costs the server; ARGV[3], ARGV[4]: the epoch and revision the
--- caller holds ('' for none). Builds the reply in `out`: the store's TIME, the epoch, whether a
+-- caller holds ('' for none); the one before last: the schema the fetching
+-- build publishes, `<digest>:<length>` ('' for none). Builds the reply in `out`: the store's TIME, the epoch, whether a
 -- schema is held, the registry's revision, whether a record was kept (false
 -- here: the report script sets it), whether the registry is unchanged (its
 -- epoch and revision those held: then nothing more, and no field key is
@@ -18,7 +19,16 @@ local limit = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'created', 'revision')
 local revision = tonumber(meta[3]) or 0
-local held = redis.call('HEXISTS', KEYS[1], 'schema')
+-- Whether the schema is held: the build's own, at its length (one
+-- rewritten by hand is published again), or, for a tool, any.
+local held = 0
+local digest, length = string.match(ARGV[#ARGV - 1], '^(%x+):(%d+)$')
+if digest then
+  local n = redis.pcall('HSTRLEN', string.sub(KEYS[1], 1, -5) .. 'schemas', digest)
+  if n == tonumber(length) then held = 1 end
+else
+  held = redis.call('HEXISTS', KEYS[1], 'schema')
+end
 local unchanged = ARGV[3] ~= '' and meta[1] == ARGV[3] and meta[2] ~= false
   and string.format('%d', revision) == ARGV[4]
 local out = {t[1], t[2], meta[1], meta[2], held, revision, false, unchanged and 1 or 0}

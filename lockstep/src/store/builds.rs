@@ -1,0 +1,233 @@
+//! Builds: the versions of a registry's struct that run at once, as during a
+//! rolling deploy (promise 17).
+//!
+//! Each process names its build's schema by digest in its record
+//! ([`Process::schema`]), and the store keeps every build's schema under its
+//! digest ([`StoredSchema`]): so a tool knows which schemas are live, checks a
+//! value against each before it writes it, and counts a process as holding a
+//! change only if its build can decode it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Process, Reports, Store, StoredSchema};
+use crate::error::Error;
+use crate::schema::Schema;
+use crate::tick::Tick;
+
+/// The live builds of a registry: its live processes, grouped by the schema
+/// their records name.
+///
+/// ```
+/// use lockstep::store::{Builds, StoredSchema};
+/// use lockstep::{FieldSchema, Schema, ValueType};
+///
+/// let build = |ty: ValueType| Schema {
+///     namespace: "roll".into(),
+///     tick_secs: 1,
+///     fields: vec![FieldSchema {
+///         key: "level".into(),
+///         rust_type: String::new(),
+///         value_type: Some(ty),
+///         default: 0.into(),
+///         doc: String::new(),
+///     }],
+/// };
+/// let v1 = StoredSchema::of(&build(ValueType::of::<u8>()));
+/// let v2 = StoredSchema::of(&build(ValueType::of::<u32>()));
+/// let record = |id: &str, digest: &str| {
+///     serde_json::from_value(serde_json::json!({
+///         "id": id, "host": "h", "pid": 1, "program": "app", "schema": digest,
+///     }))
+///     .unwrap()
+/// };
+/// let processes = [record("a", v1.digest()), record("b", v2.digest())];
+/// let builds = Builds::of(&processes, &[v1.clone(), v2]);
+/// assert!(builds.differ());
+///
+/// let refusals = builds.refusals("level", &serde_json::json!(300));
+/// assert_eq!(refusals.len(), 1);
+/// assert_eq!(refusals[0].processes, ["a"]);
+/// assert!(refusals[0].reason.contains("out of range for u8"), "{}", refusals[0].reason);
+/// assert!(builds.refusals("level", &serde_json::json!(200)).is_empty());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Builds {
+    builds: Vec<Build>,
+}
+
+/// One build of a registry and its live processes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Build {
+    /// The digest of its schema, as its processes' records name it; `None`
+    /// for processes of lockstep versions that do not say.
+    pub digest: Option<String>,
+    /// Its schema, where the store holds it intact.
+    #[serde(skip)]
+    pub schema: Option<Schema>,
+    /// Why its schema is unknown, when it is: the store does not hold it
+    /// (yet), or holds it damaged. Its values cannot be checked.
+    pub unknown: Option<String>,
+    /// The ids of its live processes.
+    pub processes: Vec<String>,
+    /// The programs they run (file names), sorted, once each.
+    pub programs: Vec<String>,
+}
+
+/// A build that cannot decode a value: who, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The build, as messages name it ([`Build::name`]).
+    pub build: String,
+    /// The ids of its live processes that will not serve the value.
+    pub processes: Vec<String>,
+    /// Why: a field it lacks, a value outside its type, or a process that
+    /// reported it could not decode it.
+    pub reason: String,
+}
+
+impl Build {
+    /// How messages name it: `build 3f2a9c1b… (2 processes of roll-v1)`.
+    pub fn name(&self) -> String {
+        let digest = self
+            .digest
+            .as_deref()
+            .map_or_else(|| "without a schema digest".to_owned(), short);
+        let count = match self.processes.len() {
+            1 => "1 process".to_owned(),
+            n => format!("{n} processes"),
+        };
+        let programs = self.programs.join(", ");
+        if programs.is_empty() {
+            format!("build {digest} ({count})")
+        } else {
+            format!("build {digest} ({count} of {programs})")
+        }
+    }
+
+    /// Why this build cannot decode `value` as field `key`, if it cannot:
+    /// it has no such field, or the value is outside the field's type.
+    /// `None` when it can, or when its schema (or the field's type) is
+    /// unknown.
+    pub fn refuses(&self, key: &str, value: &serde_json::Value) -> Option<String> {
+        let schema = self.schema.as_ref()?;
+        let Some(field) = schema.field(key) else {
+            return Some(format!("it has no field `{key}`"));
+        };
+        let value_type = field.value_type.as_ref()?;
+        value_type
+            .check(value)
+            .err()
+            .map(|e| format!("its `{key}` is {}: {e}", field.rust_type))
+    }
+}
+
+/// The first 8 digits of a digest, as messages show it.
+fn short(digest: &str) -> String {
+    digest.chars().take(8).collect()
+}
+
+impl Builds {
+    /// The builds of `processes` (live ones), with the schemas the store
+    /// keeps (see [`Reports::schemas`]): one per digest the records name,
+    /// largest first.
+    pub fn of(processes: &[Process], schemas: &[StoredSchema]) -> Builds {
+        let mut by_digest: BTreeMap<Option<&str>, Vec<&Process>> = BTreeMap::new();
+        for process in processes {
+            by_digest
+                .entry(process.schema.as_deref())
+                .or_default()
+                .push(process);
+        }
+        let mut builds: Vec<Build> = by_digest
+            .into_iter()
+            .map(|(digest, members)| {
+                let stored = digest.and_then(|d| schemas.iter().find(|s| s.digest() == d));
+                let (schema, unknown) = match (digest, stored.map(StoredSchema::read)) {
+                    (None, _) => (
+                        None,
+                        Some("its processes run a lockstep that does not name its schema".into()),
+                    ),
+                    (Some(_), None) => (None, Some("the store does not hold its schema".into())),
+                    (Some(_), Some(Ok(schema))) => (Some(schema), None),
+                    (Some(_), Some(Err(e))) => (None, Some(e)),
+                };
+                let mut programs: Vec<String> = members.iter().map(|p| p.program.clone()).collect();
+                programs.sort();
+                programs.dedup();
+                Build {
+                    digest: digest.map(str::to_owned),
+                    schema,
+                    unknown,
+                    processes: members.iter().map(|p| p.id.clone()).collect(),
+                    programs,
+                }
+            })
+            .collect();
+        builds.sort_by(|a, b| (b.processes.len(), &a.digest).cmp(&(a.processes.len(), &b.digest)));
+        Builds { builds }
+    }
+
+    /// The live builds of `namespace` in `store`, read in one call
+    /// ([`Store::reports`]): with the registry's `tick`, records that
+    /// outlive the expiry rule are left out, as in [`Fleet::of`](super::Fleet::of).
+    pub async fn read(
+        store: &dyn Store,
+        namespace: &str,
+        tick: Option<Tick>,
+    ) -> Result<Builds, Error> {
+        let reports = store.reports(namespace).await?;
+        Ok(Builds::from_reports(tick, reports))
+    }
+
+    /// The builds of the live records of `reports`.
+    pub(crate) fn from_reports(tick: Option<Tick>, reports: Reports) -> Builds {
+        let now = reports.store_now;
+        let processes: Vec<Process> = reports
+            .records
+            .into_iter()
+            .filter(|record| tick.is_none_or(|tick| super::fleet::live(record, tick, now)))
+            .map(super::fleet::process)
+            .collect();
+        Builds::of(&processes, &reports.schemas)
+    }
+
+    /// Every build, largest first.
+    pub fn all(&self) -> &[Build] {
+        &self.builds
+    }
+
+    /// Whether the live processes run more than one build.
+    pub fn differ(&self) -> bool {
+        self.builds.len() > 1
+    }
+
+    /// The build of the process with id `id`.
+    pub fn of_process(&self, id: &str) -> Option<&Build> {
+        self.builds
+            .iter()
+            .find(|b| b.processes.iter().any(|p| p == id))
+    }
+
+    /// The builds that cannot decode `value` as field `key`, and why.
+    pub fn refusals(&self, key: &str, value: &serde_json::Value) -> Vec<Refusal> {
+        self.builds
+            .iter()
+            .filter_map(|build| {
+                build.refuses(key, value).map(|reason| Refusal {
+                    build: build.name(),
+                    processes: build.processes.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// The builds whose values cannot be checked: their schema is unknown.
+    pub fn unchecked(&self) -> impl Iterator<Item = &Build> {
+        self.builds.iter().filter(|b| b.schema.is_none())
+    }
+}
