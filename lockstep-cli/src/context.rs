@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::store::{Fetched, Store, StoredEntry, Unplaced};
+use lockstep::store::{Builds, Fetched, Store, StoredEntry, Unplaced, Write};
 use lockstep::{FieldSchema, Schema, Tick, ValueType};
 
 use crate::args::{Cli, FieldPath, Unchecked};
@@ -128,19 +128,77 @@ pub fn field_of<'a>(schema: &'a Schema, path: &FieldPath) -> Result<&'a FieldSch
     })
 }
 
-/// A field a write goes to: the registry's tick, and the field's type when
-/// the schema says it.
+/// A field a write goes to: the registry's tick, the field's type when
+/// the schema says it, and the live builds the write is checked against.
 pub struct Target {
     /// The registry's tick.
     pub tick: Tick,
     /// The field, when a schema describes it.
     pub field: Option<FieldSchema>,
+    /// The builds of the registry's live processes.
+    pub builds: Builds,
+    /// Whether the write goes through even if some live build cannot
+    /// decode it (`--force`).
+    pub force: bool,
 }
 
 impl Target {
+    /// Refuses `write` if some live build cannot decode it, naming the
+    /// builds, their processes and why; with `--force`, lets it through and
+    /// returns the warning to print once it is committed.
+    pub fn check(&self, write: &Write) -> Result<Option<String>, Failure> {
+        let e = match self.builds.check(write) {
+            Ok(()) => return Ok(None),
+            Err(e) => e,
+        };
+        let lockstep::Error::NotServed { key, refusals, .. } = &e else {
+            return Err(e.into());
+        };
+        if !self.force {
+            return Err(Failure::refused(format!(
+                "{e} (to write it anyway, pass --force: those processes keep serving what they \
+                 hold)"
+            )));
+        }
+        let builds: Vec<String> = refusals
+            .iter()
+            .map(|r| format!("{}: {}", r.build, r.reason))
+            .collect();
+        Ok(Some(format!(
+            "warning: written with --force; these live builds will not serve `{}.{key}` (they \
+             keep serving what they hold, and `lockstep fleet {}` lists them as rejecting \
+             it): {}",
+            write.namespace,
+            write.namespace,
+            builds.join("; ")
+        )))
+    }
+
     /// The field's type, when known.
     pub fn value_type(&self) -> Option<&ValueType> {
         self.field.as_ref().and_then(|f| f.value_type.as_ref())
+    }
+
+    /// Reads `text` with `read` as the field's type (see [`value::parse`](crate::value::parse)),
+    /// or, when live builds declare it with other types, as the first of
+    /// theirs that reads it: which builds can decode the value is
+    /// [`Target::check`]'s to say, naming them.
+    pub fn read<T>(
+        &self,
+        text: &str,
+        read: impl Fn(&str, Option<&ValueType>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let first = read(text, self.value_type());
+        if first.is_ok() {
+            return first;
+        }
+        let key = self.field.as_ref().map(|f| f.key.as_str());
+        self.builds
+            .all()
+            .iter()
+            .filter_map(|b| b.schema.as_ref()?.field(key?)?.value_type.as_ref())
+            .find_map(|ty| read(text, Some(ty)).ok())
+            .map_or(first, Ok)
     }
 
     /// `shop.limit (u8)`, for messages.
@@ -194,6 +252,17 @@ impl Ctx {
         }
     }
 
+    /// The registry as its live builds see it ([`Builds::merged`]: every
+    /// field some live build or the latest published schema has), and
+    /// those builds; `None` if the registry exists in the store without a
+    /// schema. An unknown namespace is refused, listing the known ones.
+    pub async fn live(&self, namespace: &str) -> Result<(Option<Schema>, Builds), Failure> {
+        let latest = self.registry(namespace).await?;
+        let tick = latest.as_ref().and_then(|s| tick_of(s).ok());
+        let builds = Builds::read(&*self.store, namespace, tick).await?;
+        Ok((builds.merged(latest.as_ref()), builds))
+    }
+
     fn unknown_namespace(&self, namespace: &str, known: &[String]) -> String {
         let store = self.store.describe();
         if known.is_empty() {
@@ -239,8 +308,17 @@ impl Ctx {
                 ))
             })?;
             let tick = Tick::new(tick).map_err(|e| Failure::usage(format!("--tick: {e}")))?;
-            return Ok(Target { tick, field: None });
+            return Ok(Target {
+                tick,
+                field: None,
+                builds: Builds::default(),
+                force: true,
+            });
         };
+        // Checked against the live builds: their fields, types and the
+        // longest of their ticks (see `Builds::merged`).
+        let builds = Builds::read(&*self.store, &path.namespace, tick_of(&schema).ok()).await?;
+        let schema = builds.merged(Some(&schema)).unwrap_or(schema);
         let tick = tick_of(&schema)?;
         if let Some(given) = unchecked.tick
             && given != tick.as_duration()
@@ -264,6 +342,8 @@ impl Ctx {
         Ok(Target {
             tick,
             field: Some(field),
+            builds,
+            force: unchecked.force,
         })
     }
 

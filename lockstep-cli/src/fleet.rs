@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use lockstep::Fleet;
 use lockstep::store::from_datetime;
-use lockstep::store::{PendingChange, Process};
+use lockstep::store::{Build, PendingChange, Process};
 
 use crate::context::{Ctx, tick_of};
 use crate::failure::Failure;
@@ -13,10 +13,11 @@ use crate::outcome::Outcome;
 use crate::view::{self, instant, relative, span, table};
 use crate::wait::NAMED;
 
-/// The fleet view of `namespace`, over the fields its published schema
-/// lists (none when it published none: the processes alone).
+/// The fleet view of `namespace`, over the fields its live builds and its
+/// latest published schema list (none when it published none: the
+/// processes alone).
 pub async fn read(ctx: &Ctx, namespace: &str) -> Result<(Fleet, bool), Failure> {
-    let schema = ctx.registry(namespace).await?;
+    let (schema, _) = ctx.live(namespace).await?;
     let keys: Vec<&str> = schema
         .iter()
         .flat_map(|s| s.fields.iter().map(|f| f.key.as_str()))
@@ -86,8 +87,17 @@ fn text(fleet: &Fleet, schema: bool) -> String {
             .to_vec(),
         ];
         rows.extend(fleet.processes.iter().map(|p| process_row(p, now)));
+        // During a rolling deploy, which build each process runs.
+        if fleet.builds.len() > 1 {
+            rows[0].push("BUILD".to_owned());
+            for (row, p) in rows[1..].iter_mut().zip(&fleet.processes) {
+                let digest = p.schema.as_deref().unwrap_or("-");
+                row.push(digest.chars().take(8).collect());
+            }
+        }
         out.push_str(&table(&rows, "  "));
         out.push_str(&behind_text(fleet));
+        out.push_str(&builds_text(&fleet.builds));
     }
     if fleet.ignored > 0 {
         out.push_str(&format!(
@@ -162,6 +172,23 @@ fn behind_text(fleet: &Fleet) -> String {
     )
 }
 
+/// The builds the live processes run, when they run more than one (a
+/// rolling deploy) or one whose schema is unknown.
+pub fn builds_text(builds: &[Build]) -> String {
+    if builds.len() < 2 && builds.iter().all(|b| b.unknown.is_none()) {
+        return String::new();
+    }
+    let mut out = format!("  {} builds run:\n", builds.len());
+    for build in builds {
+        out.push_str(&format!("    {}", build.name()));
+        if let Some(why) = &build.unknown {
+            out.push_str(&format!(": its values cannot be checked ({why})"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A pending change, who holds it and (the first [`NAMED`]) who does not.
 fn change_text(
     fleet: &Fleet,
@@ -179,6 +206,12 @@ fn change_text(
         relative(at, now),
         held_text(change)
     );
+    for refusal in &change.rejected {
+        out.push_str(&format!(
+            "    rejected by {}: {}\n",
+            refusal.build, refusal.reason
+        ));
+    }
     for id in change.missing.iter().take(NAMED) {
         let name = by_id
             .get(id.as_str())
@@ -263,7 +296,7 @@ mod tests {
                     json["pending"][0],
                     json!({"field": "limit", "at": json["pending"][0]["at"], "value": 5,
                            "write": write.id, "by": json["pending"][0]["by"], "revision": 1,
-                           "held_by": 1, "of": 2, "missing": ["b"]})
+                           "held_by": 1, "of": 2, "missing": ["b"], "rejected": []})
                 );
             });
     }

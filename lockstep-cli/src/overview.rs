@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::store::PendingChange;
+use lockstep::store::{Builds, PendingChange};
 use lockstep::store::{Fetched, StoredEntry};
 use lockstep::{Fleet, Schema, ValueType};
 use serde_json::{Value, json};
@@ -18,7 +18,10 @@ use crate::view::{self, instant, relative, split, table};
 pub struct Overview {
     /// The registry's namespace.
     pub namespace: String,
+    /// The registry as its live builds see it (see [`Ctx::live`]).
     schema: Option<Schema>,
+    /// The builds its live processes run.
+    builds: Builds,
     /// The fetch, when a schema said which fields to fetch.
     pub fetched: Option<Fetched>,
     /// Who holds each pending change, when read (`watch` reads it).
@@ -28,9 +31,10 @@ pub struct Overview {
 }
 
 impl Overview {
-    /// Fetches `namespace`'s schema and every field it names.
+    /// Fetches `namespace`'s schema (its live builds') and every field it
+    /// names.
     pub async fn fetch(ctx: &Ctx, namespace: &str) -> Result<Overview, Failure> {
-        let schema = ctx.store.schema(namespace).await?;
+        let (schema, builds) = ctx.live(namespace).await?;
         let fetched = match &schema {
             Some(schema) => {
                 let keys: Vec<&str> = schema.fields.iter().map(|f| f.key.as_str()).collect();
@@ -41,6 +45,7 @@ impl Overview {
         Ok(Overview {
             namespace: namespace.to_owned(),
             schema,
+            builds,
             fetched,
             fleet: None,
             unreadable: None,
@@ -57,6 +62,7 @@ impl Overview {
             .unwrap_or_else(|failure| Overview {
                 namespace: namespace.to_owned(),
                 schema: None,
+                builds: Builds::default(),
                 fetched: None,
                 fleet: None,
                 unreadable: Some(failure.message),
@@ -181,7 +187,57 @@ impl Overview {
             ]);
         }
         out.push_str(&table(&rows, "  "));
+        out.push_str(&self.builds_text());
         out
+    }
+
+    /// The live builds' schemas, when they differ: each build with its
+    /// fields and their types.
+    fn builds_text(&self) -> String {
+        if !self.builds.differ() {
+            return String::new();
+        }
+        let mut out = format!(
+            "  {} live builds with different schemas (a rolling deploy): a value is written \
+             only if every one decodes it\n",
+            self.builds.all().len()
+        );
+        for build in self.builds.all() {
+            let fields = match (&build.schema, &build.unknown) {
+                (Some(schema), _) => schema
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.key, f.rust_type))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (None, Some(why)) => format!("schema unknown ({why})"),
+                (None, None) => "schema unknown".to_owned(),
+            };
+            out.push_str(&format!("    {}: {fields}\n", build.name()));
+        }
+        out
+    }
+
+    fn builds_json(&self) -> Value {
+        let builds: Vec<Value> = self
+            .builds
+            .all()
+            .iter()
+            .map(|b| {
+                let fields: Option<Vec<Value>> = b.schema.as_ref().map(|s| {
+                    s.fields
+                        .iter()
+                        .map(|f| {
+                            json!({"key": f.key, "rust_type": f.rust_type,
+                                   "type": f.value_type.as_ref().map(ValueType::to_string)})
+                        })
+                        .collect()
+                });
+                json!({"digest": b.digest, "processes": b.processes.len(),
+                       "programs": b.programs, "fields": fields, "unknown": b.unknown})
+            })
+            .collect();
+        Value::Array(builds)
     }
 
     /// As JSON.
@@ -223,6 +279,7 @@ impl Overview {
             "schema": true,
             "tick_secs": schema.tick_secs,
             "fields": fields,
+            "builds": self.builds_json(),
         })
     }
 }

@@ -6,13 +6,13 @@
 //! The decision is [`decide`], a pure function of one fleet view; the loop
 //! around it ([`until_held`]) only reads the view and sleeps.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lockstep::Fleet;
 use lockstep::Tick;
-use lockstep::store::Process;
 use lockstep::store::{Committed, Write, from_datetime};
+use lockstep::store::{Process, Refusal};
 use serde_json::{Value, json};
 
 use crate::args::FieldPath;
@@ -76,7 +76,8 @@ pub enum Why {
         /// How long ago it last fetched, in ms.
         ago_ms: i64,
     },
-    /// It fetched the write but could not decode its value.
+    /// It cannot decode the write's value: its build lacks the field or
+    /// cannot decode the value, or it fetched it and said it could not.
     Refused,
     /// Less than one poll remains before the write activates.
     OutOfTime,
@@ -89,6 +90,8 @@ pub struct Lag<'a> {
     pub process: &'a Process,
     /// Why.
     pub why: Why,
+    /// For [`Why::Refused`], the refusal: its build and why.
+    pub refusal: Option<&'a Refusal>,
 }
 
 /// What one fleet view says about a write.
@@ -156,6 +159,12 @@ pub fn decide<'a>(fleet: &'a Fleet, written: &Written, poll: Duration) -> Verdic
         .iter()
         .map(|e| e.missing.iter().map(String::as_str).collect())
         .collect();
+    // Who will not serve an entry, whatever it fetches: by process id.
+    let refused: HashMap<&str, &Refusal> = entries
+        .iter()
+        .flat_map(|e| &e.rejected)
+        .flat_map(|r| r.processes.iter().map(move |id| (id.as_str(), r)))
+        .collect();
     let lagging: Vec<Lag<'a>> = fleet
         .processes
         .iter()
@@ -176,7 +185,8 @@ pub fn decide<'a>(fleet: &'a Fleet, written: &Written, poll: Duration) -> Verdic
                 written.tick.as_millis()
             };
             let timeout = written.tick.fetch_timeout().as_millis() as i64;
-            let why = if lacks.iter().any(|e| process.revision >= e.revision) {
+            let refusal = refused.get(process.id.as_str()).copied();
+            let why = if refusal.is_some() {
                 Why::Refused
             } else if ago_ms > tick + timeout {
                 Why::Missed { ago_ms }
@@ -185,7 +195,11 @@ pub fn decide<'a>(fleet: &'a Fleet, written: &Written, poll: Duration) -> Verdic
             } else {
                 Why::Due
             };
-            Some(Lag { process, why })
+            Some(Lag {
+                process,
+                why,
+                refusal,
+            })
         })
         .collect();
     if lagging.is_empty() {
@@ -259,8 +273,13 @@ fn late_json(lagging: &[Lag], of: usize) -> Value {
                 Why::Refused => "cannot decode it",
                 Why::OutOfTime => "out of time",
             };
-            json!({"id": l.process.id, "host": l.process.host, "pid": l.process.pid,
-                   "program": l.process.program, "why": why})
+            let mut process = json!({"id": l.process.id, "host": l.process.host,
+                   "pid": l.process.pid, "program": l.process.program, "why": why});
+            if let Some(refusal) = l.refusal {
+                process["build"] = json!(refusal.build);
+                process["reason"] = json!(refusal.reason);
+            }
+            process
         })
         .collect();
     let mut out = wait_json(of - lagging.len(), of, true);
@@ -301,7 +320,10 @@ fn lag_text(lag: &Lag, tick: Tick) -> String {
              a fetch (stopped, frozen, or cut off from the store)",
             span(ago_ms)
         ),
-        Why::Refused => "fetched the write but cannot decode its value".to_owned(),
+        Why::Refused => match lag.refusal {
+            Some(refusal) => format!("rejects it ({}): {}", refusal.build, refusal.reason),
+            None => "cannot decode its value".to_owned(),
+        },
         Why::OutOfTime => {
             "not fetched since the write, and it activates before the next look".to_owned()
         }

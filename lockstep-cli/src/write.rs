@@ -52,6 +52,9 @@ pub struct Planned {
     pub write: Write,
     /// The values, in the write's order (one per step).
     pub values: Vec<Value>,
+    /// What to warn of once committed: the live builds that will not serve
+    /// a forced write.
+    pub warning: Option<String>,
 }
 
 /// The instants a planned write would take, by the store's clock now.
@@ -77,7 +80,8 @@ pub async fn plan_set(
 ) -> Result<Planned, Failure> {
     let target = ctx.target(path, unchecked).await?;
     let name = target.name(path);
-    let value = value::parse(text, target.value_type())
+    let value = target
+        .read(text, value::parse)
         .map_err(|e| Failure::refused(format!("{name}: {e}; nothing was written")))?;
     let mut write = Write::builder(&path.namespace, target.tick)
         .by_user(tool, &user())
@@ -86,10 +90,12 @@ pub async fn plan_set(
         write = write.at(resolve(when, "--at", target.tick, Duration::ZERO)?);
     }
     let write = write.build().map_err(write_failure)?;
+    let warning = target.check(&write)?;
     Ok(Planned {
         path: path.clone(),
         write,
         values: vec![value],
+        warning,
     })
 }
 
@@ -106,7 +112,8 @@ pub async fn plan_ramp(
 ) -> Result<Planned, Failure> {
     let target = ctx.target(path, unchecked).await?;
     let name = target.name(path);
-    let values = value::parse_list(text, target.value_type())
+    let values = target
+        .read(text, value::parse_list)
         .map_err(|e| Failure::refused(format!("{name}: {e}; nothing was written")))?;
     if values.len() > MAX_STEPS {
         return Err(Failure::refused(format!(
@@ -150,10 +157,12 @@ pub async fn plan_ramp(
         write = write.set(&path.key, value.clone());
     }
     let write = write.build().map_err(write_failure)?;
+    let warning = target.check(&write)?;
     Ok(Planned {
         path: path.clone(),
         write,
         values,
+        warning,
     })
 }
 
@@ -179,6 +188,9 @@ impl Planned {
     pub async fn commit(&self, ctx: &Ctx) -> Result<Committed, Failure> {
         let committed = ctx.store.commit(&self.write).await.map_err(write_failure)?;
         warn_if_lagging(&committed);
+        if let Some(warning) = &self.warning {
+            crate::outcome::warn(warning);
+        }
         Ok(committed)
     }
 }

@@ -104,6 +104,21 @@ pub enum Error {
         /// The latest instant allowed.
         latest: DateTime<Utc>,
     },
+    /// A write some live build of the registry cannot decode (promise 17):
+    /// during a rolling deploy, a field one build lacks or a value outside
+    /// its type. Nothing was written; a writer may force it (then those
+    /// processes keep serving what they hold, and the fleet view says so).
+    #[error("{}", not_served(namespace, key, value, refusals))]
+    NotServed {
+        /// The registry's namespace.
+        namespace: String,
+        /// The field.
+        key: String,
+        /// The value, as JSON.
+        value: String,
+        /// Each build that cannot decode it: which processes, and why.
+        refusals: Vec<crate::store::Refusal>,
+    },
     /// `start` was called twice.
     #[error("registry `{namespace}` is already started")]
     AlreadyStarted {
@@ -173,6 +188,30 @@ fn too_soon(
     } else {
         format!("{requested} is too soon for `{namespace}`: {why}")
     }
+}
+
+/// The message of [`Error::NotServed`]: the value, then each build that
+/// cannot decode it with its processes and why.
+fn not_served(
+    namespace: &str,
+    key: &str,
+    value: &str,
+    refusals: &[crate::store::Refusal],
+) -> String {
+    let builds: Vec<String> = refusals
+        .iter()
+        .map(|r| format!("{}: {}", r.build, r.reason))
+        .collect();
+    let value: String = if value.chars().count() > 60 {
+        value.chars().take(57).chain("…".chars()).collect()
+    } else {
+        value.to_owned()
+    };
+    format!(
+        "`{namespace}.{key}` = {value} would not be served by every live build of `{namespace}` \
+         (a rolling deploy runs several): {}; nothing was written",
+        builds.join("; ")
+    )
 }
 
 /// The message of [`Error::NotWholeTicks`].

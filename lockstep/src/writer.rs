@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::contract::Fields;
 use crate::error::Error;
 use crate::host::run_on;
-use crate::store::{Store, StoredEntry, Write, WriteBuilder};
+use crate::store::{Builds, Store, StoredEntry, Write, WriteBuilder};
 use crate::tick::{Millis, from_datetime, to_datetime};
 use crate::value::encode;
 use tracing::Instrument;
@@ -28,10 +28,15 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Commits `write`; a refused write writes nothing. In a span
-    /// `lockstep.commit` with the registry, the store, the number of steps
-    /// and the outcome.
-    pub(crate) async fn commit(&self, write: Write) -> Result<Vec<DateTime<Utc>>, Error> {
+    /// Commits `write`, checked first against every live build of the
+    /// registry unless `forced` (see [`Change::force`]); a refused write
+    /// writes nothing. In a span `lockstep.commit` with the registry, the
+    /// store, the number of steps and the outcome.
+    pub(crate) async fn commit(
+        &self,
+        write: Write,
+        forced: bool,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
         let span = tracing::info_span!(
             "lockstep.commit",
             namespace = write.namespace.as_str(),
@@ -42,7 +47,15 @@ impl Writer {
         );
         let namespace = write.namespace.clone();
         let store = self.store.clone();
-        let work = async move { store.commit(&write).await }.instrument(span.clone());
+        let work = async move {
+            if !forced {
+                Builds::read(&*store, &write.namespace, Some(write.tick))
+                    .await?
+                    .check(&write)?;
+            }
+            store.commit(&write).await
+        }
+        .instrument(span.clone());
         let committed = outcome(&span, &namespace, run_on(&self.runtime, work).await)?;
         Ok(committed.instants.into_iter().map(to_datetime).collect())
     }
@@ -238,6 +251,7 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 pub struct Change<S: Fields> {
     writer: Result<Writer, Error>,
     write: WriteBuilder,
+    forced: bool,
     _fields: PhantomData<fn() -> S>,
 }
 
@@ -248,6 +262,7 @@ impl<S: Fields> Change<S> {
         Change {
             writer,
             write: Write::builder(S::DEF.namespace, S::DEF.tick),
+            forced: false,
             _fields: PhantomData,
         }
     }
@@ -287,10 +302,24 @@ impl<S: Fields> Change<S> {
         self
     }
 
+    /// Writes the change even if some live build of the registry cannot
+    /// decode it. By default a change is checked first against the schema
+    /// of every build whose processes run (during a rolling deploy, several)
+    /// and refused with [`Error::NotServed`] when one lacks a field or
+    /// cannot decode a value: forced, those processes keep serving what they
+    /// hold, and the fleet view ([`Registry::fleet`](crate::Registry::fleet))
+    /// lists them as rejecting it.
+    pub fn force(mut self) -> Self {
+        self.forced = true;
+        self
+    }
+
     /// Writes every step in one atomic commit; returns the instant each step
-    /// takes effect. A refused change writes nothing.
+    /// takes effect. A refused change writes nothing: among the refusals, a
+    /// value some live build of the registry cannot decode
+    /// ([`Error::NotServed`], unless [`Change::force`]d).
     pub async fn apply(self) -> Result<Vec<DateTime<Utc>>, Error> {
         let write = self.write.build()?;
-        self.writer?.commit(write).await
+        self.writer?.commit(write, self.forced).await
     }
 }

@@ -31,7 +31,11 @@ impl Registry {
     /// Reads `namespace`: its schema and, when it has one, its entries and
     /// fleet (the records beside the fetch, not a second fetch).
     async fn read(ctx: &Ctx, namespace: &str) -> Result<Registry, lockstep::Error> {
-        let schema = ctx.store.schema(namespace).await?;
+        let latest = ctx.store.schema(namespace).await?;
+        let tick = latest.as_ref().and_then(|s| tick_of(s).ok());
+        let schema = lockstep::store::Builds::read(&*ctx.store, namespace, tick)
+            .await?
+            .merged(latest.as_ref());
         let keys: Vec<&str> = schema
             .iter()
             .flat_map(|s| s.fields.iter().map(|f| f.key.as_str()))

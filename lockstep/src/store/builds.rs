@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Process, Reports, Store, StoredSchema};
+use super::{Process, Reports, Store, StoredSchema, Write};
 use crate::error::Error;
 use crate::schema::Schema;
 use crate::tick::Tick;
@@ -195,6 +195,30 @@ impl Builds {
         Builds::of(&processes, &reports.schemas)
     }
 
+    /// The registry as its live builds see it, for tools that list its
+    /// fields and write to it: the largest build's schema whose schema is
+    /// known (else `latest`, the one published last), with the fields only
+    /// other builds, or `latest`, have appended, and the longest tick of
+    /// the live builds (a write must land beyond every build's horizon).
+    /// `None` when no schema is known.
+    pub fn merged(&self, latest: Option<&Schema>) -> Option<Schema> {
+        let mut known = self.builds.iter().filter_map(|b| b.schema.as_ref());
+        let mut merged = known.next().or(latest)?.clone();
+        let others = self.builds.iter().filter_map(|b| b.schema.as_ref());
+        for schema in others {
+            merged.tick_secs = merged.tick_secs.max(schema.tick_secs);
+        }
+        let others = self.builds.iter().filter_map(|b| b.schema.as_ref());
+        for schema in others.chain(latest) {
+            for field in &schema.fields {
+                if merged.field(&field.key).is_none() {
+                    merged.fields.push(field.clone());
+                }
+            }
+        }
+        Some(merged)
+    }
+
     /// Every build, largest first.
     pub fn all(&self) -> &[Build] {
         &self.builds
@@ -224,6 +248,53 @@ impl Builds {
                 })
             })
             .collect()
+    }
+
+    /// Refuses `write` if some live build cannot decode one of its values,
+    /// or ticks slower than the write assumes (its processes might not
+    /// hold it before it activates): [`Error::NotServed`], naming the first
+    /// such value, the builds and why. Values of fields every build has,
+    /// of types every build decodes, pass.
+    pub fn check(&self, write: &Write) -> Result<(), Error> {
+        let tick_secs = write.tick.as_secs();
+        for step in &write.steps {
+            for (key, text) in &step.values {
+                let mut refusals = match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(value) => self.refusals(key, &value),
+                    // The writer encoded it: it is JSON. Stores refuse it
+                    // otherwise.
+                    Err(_) => continue,
+                };
+                for build in &self.builds {
+                    let Some(schema) = &build.schema else {
+                        continue;
+                    };
+                    if schema.tick_secs > tick_secs
+                        && !refusals.iter().any(|r| r.build == build.name())
+                    {
+                        refusals.push(Refusal {
+                            build: build.name(),
+                            processes: build.processes.clone(),
+                            reason: format!(
+                                "it ticks every {} s, slower than this write's {tick_secs} s: \
+                                 its processes may not hold it before it activates (write \
+                                 with the longer tick)",
+                                schema.tick_secs
+                            ),
+                        });
+                    }
+                }
+                if !refusals.is_empty() {
+                    return Err(Error::NotServed {
+                        namespace: write.namespace.clone(),
+                        key: key.clone(),
+                        value: text.clone(),
+                        refusals,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The builds whose values cannot be checked: their schema is unknown.

@@ -147,20 +147,150 @@ proptest! {
     }
 }
 
+/// A schema of `roll` whose `level` is a `T`, with `extra` or not.
+fn roll<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
+    extra: bool,
+) -> crate::store::StoredSchema {
+    let field = |key: &str, value_type: crate::ValueType| crate::schema::FieldSchema {
+        key: key.into(),
+        rust_type: value_type.to_string(),
+        value_type: Some(value_type),
+        default: 0.into(),
+        doc: String::new(),
+    };
+    let mut fields = vec![field("level", crate::ValueType::of::<T>())];
+    if extra {
+        fields.push(field("extra", crate::ValueType::of::<u32>()));
+    }
+    crate::store::StoredSchema::of(&crate::Schema {
+        namespace: "roll".into(),
+        tick_secs: 1,
+        fields,
+    })
+}
+
 #[test]
-fn an_entry_a_process_refused_is_not_held() {
-    let mut process = process(Reported {
-        process: "x".into(),
+fn a_process_holds_an_entry_only_if_its_build_decodes_it_and_it_did_not_refuse_it() {
+    let (v1, v2) = (roll::<u8>(false), roll::<u32>(true));
+    let record = |id: &str, digest: Option<&str>, revision: u64, refused: &str| Reported {
+        process: id.into(),
         seen: 0,
-        revision: 5,
-        body: r#"{"id":"x","host":"h","pid":1,"program":"p","refused":[{"field":"a","at":1000}]}"#
-            .into(),
-    });
-    assert!(!holds(&process, "a", 1000, 3));
-    assert!(holds(&process, "a", 2000, 3));
-    assert!(!holds(&process, "b", 2000, 6));
-    process.refused.clear();
-    assert!(holds(&process, "a", 1000, 5));
+        revision,
+        body: serde_json::json!({
+            "id": id, "host": "h", "pid": 1, "program": "p", "schema": digest,
+            "refused": serde_json::from_str::<serde_json::Value>(refused).unwrap(),
+        })
+        .to_string(),
+    };
+    let entry = |at: Millis, value: &str| StoredEntry {
+        at,
+        value: Ok(value.into()),
+        origin: Some(crate::store::Origin {
+            write: format!("w{at}"),
+            written_at: 0,
+            by: "t".into(),
+            revision: 3,
+        }),
+    };
+    let fetched = Fetched {
+        store_micros: Some(0),
+        revision: 3,
+        fields: [
+            (
+                "level".to_owned(),
+                vec![entry(1_000, "300"), entry(2_000, "7")],
+            ),
+            ("extra".to_owned(), vec![entry(1_000, "6")]),
+        ]
+        .into(),
+        ..Fetched::default()
+    };
+    let reports = Reports {
+        store_now: 0,
+        records: vec![
+            record("old", Some(v1.digest()), 5, "[]"),
+            record("new", Some(v2.digest()), 5, "[]"),
+            // Fetched it, and said it could not decode it.
+            record(
+                "said",
+                Some(v2.digest()),
+                5,
+                r#"[{"field":"level","at":2000}]"#,
+            ),
+            // Not fetched since it was written.
+            record("slow", Some(v2.digest()), 2, "[]"),
+        ],
+        schemas: vec![v1.clone(), v2.clone()],
+    };
+    let fleet = Fleet::of("roll", None, &fetched, reports);
+    assert_eq!(fleet.builds.len(), 2);
+    let change = |field: &str, at: Millis| {
+        fleet
+            .pending
+            .iter()
+            .find(|c| c.field == field && crate::tick::from_datetime(c.at) == at)
+            .unwrap()
+    };
+    let ids = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let set = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+
+    // 300 is out of range for the old build's u8.
+    let high = change("level", 1_000);
+    assert_eq!((high.held_by, high.of), (2, 4));
+    assert_eq!(ids(&high.missing), set(&["old", "slow"]));
+    assert_eq!(high.rejected.len(), 1);
+    assert_eq!(high.rejected[0].processes, ["old"]);
+    assert!(
+        high.rejected[0].reason.contains("out of range for u8"),
+        "{:?}",
+        high.rejected
+    );
+    assert!(high.rejected[0].build.contains(&v1.digest()[..8]));
+
+    // The old build has no `extra`.
+    let extra = change("extra", 1_000);
+    assert_eq!(ids(&extra.missing), set(&["old", "slow"]));
+    assert_eq!(extra.rejected[0].reason, "it has no field `extra`");
+
+    // 7 every build decodes; one process said it could not.
+    let low = change("level", 2_000);
+    assert_eq!(ids(&low.missing), set(&["said", "slow"]));
+    assert_eq!(low.rejected.len(), 1);
+    assert_eq!(low.rejected[0].processes, ["said"]);
+    assert!(
+        low.rejected[0].reason.contains("reported"),
+        "{:?}",
+        low.rejected
+    );
+}
+
+#[test]
+fn a_schema_changed_in_the_store_is_not_trusted() {
+    let v1 = roll::<u8>(false);
+    let damaged = crate::store::StoredSchema::stored(v1.digest(), v1.json().replace("255", "999"));
+    let process: Process = serde_json::from_value(serde_json::json!({
+        "id": "a", "host": "h", "pid": 1, "program": "p", "schema": v1.digest(),
+    }))
+    .unwrap();
+    let builds = crate::store::Builds::of(std::slice::from_ref(&process), &[damaged]);
+    let build = &builds.all()[0];
+    assert!(build.schema.is_none());
+    assert!(
+        build
+            .unknown
+            .as_deref()
+            .unwrap()
+            .contains("does not match its digest"),
+        "{:?}",
+        build.unknown
+    );
+    // Its values cannot be checked: none is refused for it.
+    assert!(builds.refusals("level", &serde_json::json!(300)).is_empty());
+    assert_eq!(builds.unchecked().count(), 1);
 }
 
 #[test]
@@ -230,6 +360,7 @@ fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is
         Reports {
             store_now: 3_400,
             records,
+            schemas: Vec::new(),
         },
     );
     let behind: BTreeMap<&str, Option<u64>> = fleet
@@ -270,6 +401,7 @@ fn records_that_outlive_the_expiry_rule_are_ignored() {
     let reports = || Reports {
         store_now: now,
         records: records.clone(),
+        schemas: Vec::new(),
     };
     // A fetch made a while before the records were read (a tool that
     // reads them anew each frame): they are judged when read.

@@ -1,0 +1,314 @@
+//! Rolling deploys (promise 17): two builds of the `roll` registry
+//! (`src/bin/roll.rs`: v1 `level: u8, code: u32`; v2 `level: u32,
+//! code: String, extra: u32`) in processes of their own on one real
+//! redis-server, written to with the real `lockstep` binary and the Rust
+//! API. A value some live build cannot decode is refused, naming the build
+//! and its processes; forced, `--wait` and `lockstep fleet` say who rejects
+//! it, and those processes do keep their value; `ls` shows both schemas;
+//! once the old build is gone, its limits go with it.
+//!
+//! The machine may stall any thread for a while: every check judges what
+//! a view or a process said, with generous deadlines, never how soon
+//! something woke.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lockstep::lockstep;
+use lockstep_suite::{CliRun, Probe, RedisServer, run_cli, wait_for};
+use serde_json::Value;
+
+/// The new build, as an application of it writes through the Rust API
+/// (without reporting: it is not one of the fleet's processes).
+#[lockstep(tick = "2s", backend = "redis", namespace = "roll")]
+pub struct Roll {
+    /// The level.
+    pub level: u32,
+    /// A code.
+    pub code: String,
+    /// What the new build adds.
+    pub extra: u32,
+}
+
+/// A private redis-server with two processes of each build on it.
+struct Deploy {
+    server: RedisServer,
+    url: String,
+    /// By build: `v1`, `v2`.
+    builds: BTreeMap<&'static str, Vec<Probe>>,
+}
+
+impl Deploy {
+    fn start() -> Deploy {
+        let server = RedisServer::start();
+        let url = server.url();
+        let mut deploy = Deploy {
+            server,
+            url,
+            builds: BTreeMap::new(),
+        };
+        for build in ["v1", "v1", "v2", "v2"] {
+            deploy.spawn(build);
+        }
+        deploy.until_live(4);
+        deploy
+    }
+
+    fn spawn(&mut self, build: &'static str) {
+        let mut probe = Probe::spawn(env!("CARGO_BIN_EXE_roll"), &self.url, &[build]);
+        assert_eq!(probe.line(), "ready");
+        self.builds.entry(build).or_default().push(probe);
+    }
+
+    fn lockstep(&self, args: &[&str]) -> CliRun {
+        run_cli(Some(&self.url), args)
+    }
+
+    /// `lockstep fleet roll --json`.
+    fn view(&self) -> Value {
+        let run = self.lockstep(&["fleet", "roll", "--json"]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        run.json()
+    }
+
+    /// Waits until the view lists exactly `n` live processes, each of a
+    /// build the store holds the schema of; returns that view.
+    fn until_live(&self, n: usize) -> Value {
+        wait_for(
+            &format!("{n} live processes"),
+            Duration::from_millis(200),
+            || {
+                let view = self.view();
+                let live = view["processes"].as_array().map_or(0, Vec::len);
+                let known = view["builds"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().all(|b| b["unknown"].is_null()));
+                if live == n && known {
+                    Ok(view)
+                } else {
+                    Err(view)
+                }
+            },
+        )
+    }
+
+    /// The schema digest each build's processes report.
+    fn digest(&self, view: &Value, build: &str) -> String {
+        let pid = self.builds[build][0].pid();
+        let process = view["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .unwrap_or_else(|| panic!("pid {pid} in {view}"));
+        process["schema"].as_str().expect("a digest").to_owned()
+    }
+
+    /// What each process of `build` serves now.
+    fn shown(&mut self, build: &str) -> Vec<Value> {
+        self.builds
+            .get_mut(build)
+            .unwrap()
+            .iter_mut()
+            .map(|p| {
+                p.tell("show");
+                serde_json::from_str(&p.line()).expect("a JSON line")
+            })
+            .collect()
+    }
+
+    fn pids(&self, build: &str) -> Vec<u32> {
+        self.builds[build].iter().map(Probe::pid).collect()
+    }
+}
+
+/// The pending entries of `field` in a view.
+fn pending<'a>(view: &'a Value, field: &str) -> Vec<&'a Value> {
+    view["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["field"] == field)
+        .collect()
+}
+
+#[test]
+fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects_a_forced_write() {
+    let mut deploy = Deploy::start();
+    let view = deploy.view();
+    let (v1, v2) = (deploy.digest(&view, "v1"), deploy.digest(&view, "v2"));
+    assert_ne!(v1, v2);
+    let v1_name = format!("build {} (2 processes of roll)", &v1[..8]);
+
+    // Values one build cannot decode, a field one build lacks: refused,
+    // naming the build, its processes and why; nothing written.
+    for (path, value, why) in [
+        (
+            "roll.level",
+            "300",
+            "its `level` is u8: 300 is out of range for u8",
+        ),
+        (
+            "roll.code",
+            "abc",
+            "its `code` is u32: \"abc\" is not an integer",
+        ),
+        ("roll.extra", "6", "it has no field `extra`"),
+    ] {
+        let run = deploy.lockstep(&["set", path, value]);
+        assert_eq!(run.code, 1, "{path}: {}{}", run.stdout, run.stderr);
+        for part in [v1_name.as_str(), why, "nothing was written", "--force"] {
+            assert!(
+                run.stderr.contains(part),
+                "{path}: {part:?} in {}",
+                run.stderr
+            );
+        }
+        assert!(!run.stderr.contains(&v2[..8]), "{}", run.stderr);
+    }
+    assert_eq!(
+        deploy.view()["revision"],
+        0,
+        "a refused write wrote nothing"
+    );
+
+    // The Rust API refuses the same, naming the same build.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        ROLL.builder()
+            .url(deploy.url.clone())
+            .report(false)
+            .start()
+            .await
+            .unwrap();
+        let refused = ROLL.set(Roll::LEVEL, 300).await.unwrap_err();
+        assert!(
+            matches!(&refused, lockstep::Error::NotServed { refusals, .. }
+                if refusals.len() == 1 && refusals[0].processes.len() == 2),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains(&v1_name), "{refused}");
+        // Forced, it is written.
+        ROLL.change()
+            .set(Roll::CODE, "x")
+            .force()
+            .apply()
+            .await
+            .unwrap();
+    });
+    assert_eq!(deploy.view()["revision"], 1, "only the forced write");
+
+    // What every build decodes goes through as before.
+    let run = deploy.lockstep(&["set", "roll.level", "200", "--wait"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("held by all 4 live processes"),
+        "{}",
+        run.stdout
+    );
+
+    // Forced: written, with a warning naming who will not serve it; `--wait`
+    // does not say "all hold it", and names the old build's processes as
+    // rejecting it.
+    let run = deploy.lockstep(&["set", "roll.level", "400", "--force", "--wait", "--json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("written with --force"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&v1_name), "{}", run.stderr);
+    let out = run.json();
+    let at = out["at_ms"].as_i64().expect("the write's instant");
+    let rejecting: Vec<u64> = out["wait"]["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["why"] == "cannot decode it")
+        .map(|m| {
+            assert!(m["build"].as_str().unwrap().contains(&v1[..8]), "{m}");
+            m["pid"].as_u64().unwrap()
+        })
+        .collect();
+    let mut expected: Vec<u64> = deploy.pids("v1").into_iter().map(u64::from).collect();
+    expected.sort_unstable();
+    let mut rejecting = rejecting;
+    rejecting.sort_unstable();
+    assert_eq!(rejecting, expected, "{out}");
+    assert!(out["wait"]["held_by"].as_u64().unwrap() <= 2, "{out}");
+
+    // `lockstep fleet` says the same, as text and JSON, before the instant.
+    let view = deploy.view();
+    let change = pending(&view, "level")
+        .into_iter()
+        .find(|c| c["value"] == 400)
+        .cloned();
+    if let Some(change) = change {
+        let rejected = change["rejected"].as_array().unwrap();
+        assert_eq!(rejected.len(), 1, "{change}");
+        assert_eq!(rejected[0]["processes"].as_array().unwrap().len(), 2);
+        assert!(change["held_by"].as_u64().unwrap() <= 2, "{change}");
+        let text = deploy.lockstep(&["fleet", "roll"]).stdout;
+        assert!(text.contains(&format!("rejected by {v1_name}")), "{text}");
+        assert!(text.contains("BUILD"), "{text}");
+    }
+
+    // After the instant: the new build serves 400, the old one keeps 200,
+    // as the view said.
+    wait_for("the instant of 400", Duration::from_millis(200), || {
+        let now = chrono::Utc::now().timestamp_millis();
+        if now > at + 2_500 { Ok(()) } else { Err(now) }
+    });
+    for shown in deploy.shown("v2") {
+        assert_eq!(shown["level"], 400, "{shown}");
+    }
+    for shown in deploy.shown("v1") {
+        assert_eq!(shown["level"], 200, "{shown}");
+        assert!(shown["rejected"].as_u64().unwrap() >= 1, "{shown}");
+    }
+
+    // `ls` shows both live schemas.
+    let ls = deploy.lockstep(&["ls", "roll"]);
+    assert!(
+        ls.stdout.contains("2 live builds with different schemas"),
+        "{}",
+        ls.stdout
+    );
+    assert!(ls.stdout.contains("level: u8, code: u32"), "{}", ls.stdout);
+    assert!(
+        ls.stdout.contains("level: u32, code: String, extra: u32"),
+        "{}",
+        ls.stdout
+    );
+    let ls = deploy.lockstep(&["ls", "roll", "--json"]);
+    let builds = &ls.json()["namespaces"][0]["builds"];
+    assert_eq!(builds.as_array().unwrap().len(), 2, "{builds}");
+
+    // An old process restarts (the schema published last is v1's again):
+    // the new field is still refused naming the old build, not "no field".
+    deploy.builds.get_mut("v1").unwrap().remove(0);
+    deploy.spawn("v1");
+    let run = deploy.lockstep(&["set", "roll.extra", "6"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("it has no field `extra`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&v1[..8]), "{}", run.stderr);
+
+    // The old build gone (its records expired), its limits go with it.
+    deploy.builds.remove("v1");
+    deploy.until_live(2);
+    let run = deploy.lockstep(&["set", "roll.extra", "6", "--wait"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("held by all 2 live processes"),
+        "{}",
+        run.stdout
+    );
+    runtime.block_on(async {
+        ROLL.set(Roll::LEVEL, 70_000).await.unwrap();
+    });
+    drop(deploy.server);
+}
