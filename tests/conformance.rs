@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lockstep::store::{
     BoxFuture, Fetch, Fetched, HISTORY, Held, MemoryStore, PostgresStore, RedisStore, Report,
-    SqliteStore, StepAt, Store, StoredEntry, Write,
+    SqliteStore, StepAt, Store, StoredEntry, StoredSchema, Write,
 };
 use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
@@ -145,6 +145,7 @@ conformance! {
         history_keeps_the_active_entry_and_the_superseded_ones_allowed,
         a_fetch_returns_the_fields_asked_for,
         schemas_are_kept_and_namespaces_listed,
+        schemas_are_kept_by_digest_for_every_build,
         names_the_layout_cannot_hold_are_refused,
         concurrent_writers_lose_nothing,
         a_cancel_returns_the_entry_it_removed_as_stored,
@@ -454,6 +455,51 @@ async fn schemas_are_kept_and_namespaces_listed(s: &Subject) {
     let names = s.store.namespaces().await.unwrap();
     assert!(names.contains(&one) && names.contains(&two), "{names:?}");
     assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted: {names:?}");
+}
+
+/// Two builds of one registry (a field's type changed between them)
+/// publish their schemas: the store keeps both, by digest, and the last one
+/// as the latest; a fetch naming a build's schema says whether the store
+/// holds that very one, with or without a report.
+async fn schemas_are_kept_by_digest_for_every_build(s: &Subject) {
+    let ns = s.namespace("builds");
+    let old = schema(&ns, "a");
+    let mut new = old.clone();
+    new.fields[0].rust_type = "u32".to_owned();
+    new.fields[0].value_type = Some(lockstep::ValueType::of::<u32>());
+    let never = schema(&ns, "b");
+    let (a, b, c) = (
+        StoredSchema::of(&old),
+        StoredSchema::of(&new),
+        StoredSchema::of(&never),
+    );
+    assert!(a.digest() != b.digest() && a.digest() != c.digest());
+    s.store.publish_schema(&old).await.unwrap();
+    s.store.publish_schema(&new).await.unwrap();
+    let mut kept = s.store.reports(&ns).await.unwrap().schemas;
+    kept.sort_by(|x, y| x.digest().cmp(y.digest()));
+    let mut published = vec![a.clone(), b.clone()];
+    published.sort_by(|x, y| x.digest().cmp(y.digest()));
+    assert_eq!(kept, published);
+    let read: Vec<Schema> = kept.iter().map(|k| k.read().unwrap()).collect();
+    assert!(read.contains(&old) && read.contains(&new), "{read:?}");
+    assert_eq!(s.store.schema(&ns).await.unwrap(), Some(new.clone()));
+    let with = report("p1", r#"{"id":"p1"}"#, 60_000);
+    for report in [None, Some(&with)] {
+        let held = async |named: Option<&StoredSchema>| {
+            let fetch = Fetch::new(&ns, &["a"]).reporting(report).publishing(named);
+            s.store.fetch_with(fetch).await.unwrap().schema_held
+        };
+        assert!(held(Some(&a)).await, "{report:?}");
+        assert!(held(Some(&b)).await, "{report:?}");
+        assert!(!held(Some(&c)).await, "{report:?}");
+        assert!(held(None).await, "{report:?}");
+    }
+    // Another registry holds none of them.
+    let other = s.namespace("builds-other");
+    let fetch = Fetch::new(&other, &["a"]).publishing(Some(&a));
+    assert!(!s.store.fetch_with(fetch).await.unwrap().schema_held);
+    assert!(s.store.reports(&other).await.unwrap().schemas.is_empty());
 }
 
 async fn names_the_layout_cannot_hold_are_refused(s: &Subject) {

@@ -2,13 +2,17 @@
 //! PostgreSQL, SQLite and MySQL/MariaDB, against the real databases: cancel
 //! says what it removed, purge removes what no process can use, an oversized
 //! value never crosses the network, the fetch says whether the schema is
-//! held, misconfiguration is told apart from an outage, a SQLite file
-//! deleted and created again is noticed, tables of the first layout are
-//! upgraded in place, and a reader that may only read still fetches.
+//! held (a build's schema changed by hand is not), a build's schema nobody
+//! published for `SCHEMA_KEPT` goes, misconfiguration is told apart from an
+//! outage, a SQLite file deleted and created again is noticed, tables of
+//! the first layout are upgraded in place, and a reader that may only read
+//! still fetches.
 
 use std::sync::Arc;
 
-use lockstep::store::{Fetch, MysqlStore, PostgresStore, Report, SqliteStore, StepAt, Store};
+use lockstep::store::{
+    Fetch, MysqlStore, PostgresStore, Report, SCHEMA_KEPT, SqliteStore, StepAt, Store, StoredSchema,
+};
 use lockstep::{Error, Millis, Schema, Tick};
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 
@@ -194,10 +198,95 @@ async fn the_fetch_says_whether_the_schema_is_held(db: &Db) {
     assert!(!s.fetch("held", &["a"]).await.unwrap().schema_held);
 }
 
+/// Whether a fetch of `ns` naming `schema` (with or without a report) says
+/// the store holds it: both ways must agree.
+async fn held(s: &dyn Store, ns: &str, schema: &StoredSchema) -> bool {
+    let report = report("p1");
+    let mut answers = Vec::new();
+    for with in [None, Some(&report)] {
+        let fetch = Fetch::new(ns, &["a"])
+            .reporting(with)
+            .publishing(Some(schema));
+        answers.push(s.fetch_with(fetch).await.unwrap().schema_held);
+    }
+    assert_eq!(answers[0], answers[1], "with and without a report");
+    answers[0]
+}
+
+/// Replaces the row of `lockstep_schemas` of `ns` and `digest` by one with
+/// `json` and `published`, by SQL (naming no column: MySQL quotes `schema`,
+/// PostgreSQL does not).
+fn replace_schema_row(db: &Db, ns: &str, digest: &str, json: &str, published: Millis) {
+    (db.execute)(&format!(
+        "DELETE FROM lockstep_schemas WHERE namespace = '{ns}' AND digest = '{digest}'"
+    ));
+    (db.execute)(&format!(
+        "INSERT INTO lockstep_schemas VALUES ('{ns}', '{digest}', '{json}', {published})"
+    ));
+}
+
+/// A build's schema is held by its digest and the length in bytes of its
+/// text: one changed by hand in `lockstep_schemas` (same digest, another
+/// length) is not held, and not trusted, until the build publishes it
+/// again. A build's schema nobody published for [`SCHEMA_KEPT`] is
+/// deleted by the next publish of any schema of its registry, and only of
+/// its registry.
+async fn a_schema_changed_by_hand_or_kept_too_long_is_not_held(db: &Db) {
+    let s = &*db.store;
+    let build = |namespace: &str, tick_secs: u32| Schema {
+        namespace: namespace.to_owned(),
+        tick_secs,
+        fields: Vec::new(),
+    };
+    let (old, new) = (build("builds", 1), build("builds", 2));
+    let (a, b) = (StoredSchema::of(&old), StoredSchema::of(&new));
+    s.publish_schema(&old).await.unwrap();
+    assert!(held(s, "builds", &a).await);
+    // Changed by hand: same digest, as many characters, one byte more (a
+    // length in characters would not tell).
+    let changed = a.json().replace(r#""builds""#, r#""buildé""#);
+    assert_eq!(changed.chars().count(), a.json().chars().count());
+    assert_eq!(changed.len(), a.json().len() + 1);
+    let now = store_now(s).await;
+    replace_schema_row(db, "builds", a.digest(), &changed, now);
+    assert!(!held(s, "builds", &a).await);
+    let kept = s.reports("builds").await.unwrap().schemas;
+    assert_eq!(kept, [StoredSchema::stored(a.digest(), &changed)]);
+    assert!(kept[0].read().is_err());
+    // A fetch that names no schema asks for the latest, which is there.
+    assert!(s.fetch("builds", &["a"]).await.unwrap().schema_held);
+    s.publish_schema(&old).await.unwrap();
+    assert!(held(s, "builds", &a).await);
+    assert_eq!(
+        s.reports("builds").await.unwrap().schemas,
+        std::slice::from_ref(&a)
+    );
+    // Not published for SCHEMA_KEPT and a minute: gone at the next publish
+    // of another build of its registry, and only of its registry.
+    let long_ago = store_now(s).await - SCHEMA_KEPT.as_millis() as Millis - 60_000;
+    replace_schema_row(db, "builds", a.digest(), a.json(), long_ago);
+    let elsewhere = StoredSchema::of(&build("elsewhere", 1));
+    s.publish_schema(&build("elsewhere", 1)).await.unwrap();
+    replace_schema_row(
+        db,
+        "elsewhere",
+        elsewhere.digest(),
+        elsewhere.json(),
+        long_ago,
+    );
+    assert!(held(s, "builds", &a).await);
+    s.publish_schema(&new).await.unwrap();
+    assert!(!held(s, "builds", &a).await);
+    assert!(held(s, "builds", &b).await);
+    assert_eq!(s.reports("builds").await.unwrap().schemas, [b]);
+    assert_eq!(s.reports("elsewhere").await.unwrap().schemas, [elsewhere]);
+}
+
 async fn every_check(db: Db) {
     cancel_returns_the_entry_it_removed(&db).await;
     purge_removes_only_what_no_process_serves(&db).await;
     an_oversized_value_never_crosses_the_network(&db).await;
+    a_schema_changed_by_hand_or_kept_too_long_is_not_held(&db).await;
     the_fetch_says_whether_the_schema_is_held(&db).await;
 }
 
@@ -321,13 +410,14 @@ fn report(process: &str) -> Report {
     }
 }
 
-/// The tables of the first layout, before revisions and reports: this
-/// layout without its `revision` columns and `lockstep_reports`, which is
-/// the SQL that release created them with.
+/// The tables of the first layout, before revisions, reports and schemas
+/// by build: this layout without its `revision` columns,
+/// `lockstep_reports` and `lockstep_schemas`, which is the SQL that release
+/// created them with.
 fn first_layout(layout: &str) -> Vec<String> {
     let statements: Vec<String> = layout
         .split_inclusive(";\n")
-        .filter(|s| !s.contains("lockstep_reports"))
+        .filter(|s| !s.contains("lockstep_reports") && !s.contains("lockstep_schemas"))
         .map(|s| {
             let lines: Vec<&str> = s.lines().filter(|l| !l.contains("revision")).collect();
             lines.join("\n")
@@ -340,7 +430,7 @@ fn first_layout(layout: &str) -> Vec<String> {
 
 /// A database whose tables the first layout created, holding an entry and
 /// an epoch, is upgraded when the store connects: what it held reads with
-/// revision 0, and writes and reports work from there.
+/// revision 0, and writes, reports and schemas by build work from there.
 async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
     for statement in first_layout(layout) {
         (db.execute)(&statement);
@@ -377,6 +467,15 @@ async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
         .collect();
     assert_eq!(revisions, [0, 1]);
     assert_eq!(fetched.epoch.map(|e| e.id), Some("e0".to_owned()));
+    let schema = Schema {
+        namespace: "old".to_owned(),
+        tick_secs: 1,
+        fields: Vec::new(),
+    };
+    s.publish_schema(&schema).await.unwrap();
+    let stored = StoredSchema::of(&schema);
+    assert!(held(s, "old", &stored).await);
+    assert_eq!(s.reports("old").await.unwrap().schemas, [stored]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

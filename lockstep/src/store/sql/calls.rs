@@ -9,8 +9,8 @@ use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
 use super::link::Failure;
 use crate::error::Error;
 use crate::store::{
-    Committed, Epoch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports, StoredEntry,
-    Write, check_cancel, check_name, resolve_instants,
+    Committed, Epoch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports, SCHEMA_KEPT,
+    StoredEntry, StoredSchema, Write, check_cancel, check_name, resolve_instants,
 };
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
@@ -47,7 +47,14 @@ const ENTRY_KINDS: &[Kind] = &[
     Kind::Text,
     Kind::Int,
 ];
-const REPORT_KINDS: &[Kind] = &[Kind::Text, Kind::Int, Kind::Int, Kind::Text, Kind::Int];
+const REPORT_KINDS: &[Kind] = &[
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+    Kind::Text,
+];
 
 /// The values a call binds, by [`Param`]; a statement takes those its
 /// dialect lists.
@@ -63,7 +70,8 @@ pub(crate) struct Values<'a> {
     pub now: Millis,
     pub expired: Millis,
     pub keep: i64,
-    pub schema: &'a str,
+    /// The schema a publish stores, or the one a fetch names (its build's).
+    pub schema: Option<&'a StoredSchema>,
     pub by: &'a str,
     pub entry: Option<&'a NewEntry<'a>>,
     pub entries: &'a [NewEntry<'a>],
@@ -84,7 +92,15 @@ impl<'a> Values<'a> {
             Param::Now => Arg::Int(self.now),
             Param::Expired => Arg::Int(self.expired),
             Param::Keep => Arg::Int(self.keep),
-            Param::Schema => Arg::Text(self.schema),
+            Param::Schema => Arg::Text(self.schema.map_or("", StoredSchema::json)),
+            Param::SchemaDigest => Arg::Text(self.schema.map_or("", StoredSchema::digest)),
+            // A length beyond i64 is none the database can hold.
+            Param::SchemaBytes => Arg::Int(
+                self.schema
+                    .and_then(|s| i64::try_from(s.json().len()).ok())
+                    .unwrap_or(-1),
+            ),
+            Param::SchemaKept => Arg::Int(SCHEMA_KEPT.as_millis() as i64),
             Param::Limit => Arg::Int(MAX_VALUE_BYTES as i64),
             Param::By => Arg::Text(self.by),
             Param::Field => match self.entry {
@@ -152,19 +168,22 @@ async fn scalar<D: Dialect>(
 
 /// A fetch: one query, or with a report the statements that also record
 /// it, sent as the dialect sends them; with `held`, its entries are read
-/// only if the registry changed since.
+/// only if the registry changed since; with `schema` (the fetching build's),
+/// it says whether the store holds that very schema.
 pub(crate) async fn fetch<D: Dialect>(
     c: &mut D::Conn,
     namespace: &str,
     keys: &[&str],
     report: Option<&Report>,
     held: Option<&Held>,
+    schema: Option<&StoredSchema>,
 ) -> Result<Fetched, Failure> {
     let values = Values {
         namespace,
         keys,
         report,
         held,
+        schema,
         ..Values::default()
     };
     let out = match report {
@@ -181,7 +200,8 @@ pub(crate) async fn fetch<D: Dialect>(
     assemble(out.rows, keys)
 }
 
-/// The live records of `namespace`, by the database's clock.
+/// The live records of `namespace`, by the database's clock, and the
+/// schemas of its builds: one statement.
 pub(crate) async fn reports<D: Dialect>(
     c: &mut D::Conn,
     namespace: &str,
@@ -191,16 +211,29 @@ pub(crate) async fn reports<D: Dialect>(
         ..Values::default()
     };
     let out = run::<D>(c, &D::SQL.reports, &values, REPORT_KINDS).await?;
+    assemble_reports(out.rows)
+}
+
+/// The rows of [`Statements::reports`](super::dialect::Statements::reports)
+/// as [`Reports`]: a schema's row has a digest, the others are the clock's
+/// and the records'.
+fn assemble_reports(rows: Vec<Vec<Cell>>) -> Result<Reports, Failure> {
+    let no_clock = || Failure::Store("the database did not say its time".to_owned());
     let mut reports = Reports::default();
-    for row in out.rows {
-        let Ok::<[Cell; 5], _>([process, seen, revision, body, now]) = row.try_into() else {
+    let mut clock = None;
+    for row in rows {
+        let Ok::<[Cell; 6], _>([process, seen, revision, body, now, digest]) = row.try_into()
+        else {
             return Err(Failure::Store(
-                "a report row without its 5 columns".to_owned(),
+                "a report row without its 6 columns".to_owned(),
             ));
         };
-        reports.store_now = now
-            .int()
-            .ok_or_else(|| Failure::Store("the database did not say its time".to_owned()))?;
+        if let Some(digest) = digest.text() {
+            let json = body.text().unwrap_or_default();
+            reports.schemas.push(StoredSchema::stored(digest, json));
+            continue;
+        }
+        clock = Some(now.int().ok_or_else(no_clock)?);
         if let Some(process) = process.text() {
             reports.records.push(Reported {
                 process,
@@ -210,7 +243,29 @@ pub(crate) async fn reports<D: Dialect>(
             });
         }
     }
+    reports.store_now = clock.ok_or_else(no_clock)?;
     Ok(reports)
+}
+
+/// Publishes `schema` of `namespace`: the dialect's statements in turn, in
+/// one write transaction (each is idempotent, so a publish sent again is
+/// harmless).
+pub(crate) async fn publish<D: Dialect>(
+    c: &mut D::Conn,
+    namespace: &str,
+    schema: &StoredSchema,
+) -> Result<(), Failure> {
+    let values = Values {
+        namespace,
+        schema: Some(schema),
+        ..Values::default()
+    };
+    let mut tx = c.begin_with(D::BEGIN_WRITE).await?;
+    for stmt in D::SQL.publish {
+        run::<D>(&mut tx, stmt, &values, &[]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A revision as stored; `NULL` (a registry never written) is 0.

@@ -38,8 +38,18 @@ pub enum Param {
     Expired,
     /// How many entries at or before now a field keeps.
     Keep,
-    /// The published schema (JSON).
+    /// The schema published (its JSON).
     Schema,
+    /// The digest of the schema published, or of the one a fetch names
+    /// ([`StoredSchema`](crate::store::StoredSchema)); `''` for none, which
+    /// no digest is.
+    SchemaDigest,
+    /// The length in bytes of the JSON of the schema a fetch names (-1 for
+    /// none, which no text has).
+    SchemaBytes,
+    /// How long a build's schema nobody publishes is kept (ms):
+    /// [`SCHEMA_KEPT`](crate::store::SCHEMA_KEPT).
+    SchemaKept,
     /// [`crate::value::MAX_VALUE_BYTES`]: larger values are never shipped.
     Limit,
     /// The writer's name.
@@ -96,7 +106,10 @@ pub enum Upsert {
 /// longer than [`Param::Limit`]), `size` (the value's length in bytes),
 /// `written_at`, `write_id`, `writer`, `revision`. The first row has a
 /// `NULL` field and the database's clock in µs (`at_ms`), the epoch
-/// (`value`), whether the schema is held, 1 or 0 (`size`), the epoch's
+/// (`value`), whether the schema is held, 1 or 0 (`size`: with a
+/// [`Param::SchemaDigest`], whether `lockstep_schemas` has that digest with
+/// a text of [`Param::SchemaBytes`] bytes, one lookup of its primary key;
+/// without, whether `lockstep_meta` has a schema), the epoch's
 /// creation (`written_at`), `'unchanged'` when the registry's epoch and
 /// revision are [`Param::HeldEpoch`] and [`Param::HeldRevision`], else
 /// `NULL` (`write_id`), and the registry's revision. The entries follow
@@ -112,9 +125,11 @@ pub struct Statements {
     /// [`Dialect::run_reporting`] sends, the last returning the fetch's
     /// rows.
     pub reporting: &'static [Stmt],
-    /// The live records of a registry (`process`, `seen`, `revision`,
-    /// `body`) with the database's clock in ms on every row; one row with a
-    /// `NULL` process when there are none.
+    /// The live records of a registry and the schemas of its builds, in
+    /// six columns: `process`, `seen`, `revision`, `body`, the database's
+    /// clock in ms, and `NULL` (one row with a `NULL` process when there are
+    /// no records), `UNION ALL` one row per schema of `lockstep_schemas`:
+    /// `NULL`, `published`, `NULL`, its JSON, `NULL`, its digest.
     pub reports: Stmt,
     /// Takes the registry's write lock, creating its epoch if it has none,
     /// and advances its revision (undone with the transaction when the call
@@ -137,9 +152,13 @@ pub struct Statements {
     pub entry: Stmt,
     /// Deletes the entry of a key at an instant.
     pub delete: Stmt,
-    /// Stores a schema.
-    pub publish: Stmt,
-    /// A schema.
+    /// Publishes a schema, in turn in one write transaction: as the
+    /// registry's latest (`lockstep_meta`), as its build's in
+    /// `lockstep_schemas` with the database's clock, and deletes the
+    /// registry's schemas published before that clock less
+    /// [`Param::SchemaKept`].
+    pub publish: &'static [Stmt],
+    /// The registry's latest schema.
     pub schema: Stmt,
     /// Every namespace.
     pub namespaces: Stmt,
@@ -159,7 +178,9 @@ pub mod standard {
         sql: "DELETE FROM lockstep_entries WHERE namespace = $1 AND field = $2 AND at_ms = $3",
         binds: &[Namespace, Key, At],
     };
-    pub const PUBLISH: Stmt = Stmt {
+    /// A published schema as the registry's latest: the first statement of
+    /// [`Statements::publish`](super::Statements::publish).
+    pub const PUBLISH_LATEST: Stmt = Stmt {
         sql: "INSERT INTO lockstep_meta (namespace, schema) VALUES ($1, $2) \
             ON CONFLICT (namespace) DO UPDATE SET schema = excluded.schema",
         binds: &[Namespace, Schema],

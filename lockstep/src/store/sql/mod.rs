@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! Four tables, created on first use when missing (each store's `LAYOUT`
+//! Five tables, created on first use when missing (each store's `LAYOUT`
 //! and `docs/stores.md` give the SQL, for a database administrator who would
 //! rather create them by hand):
 //!
@@ -14,10 +14,12 @@
 //! | `lockstep_meta` | registry | `namespace` (primary key), `epoch` (random id, `NULL` until the first write), `created` (ms, the database's clock), `revision` (0 until the first write), `schema` (JSON) |
 //! | `lockstep_writes` | write | `namespace`, `write_id` (primary key together), `instants` (comma-separated ms), `written_at`; kept a day so a retried write takes effect once |
 //! | `lockstep_reports` | process fetching a registry with a report | `namespace`, `process` (primary key together), `seen` (ms, the database's clock), `revision` (the one its fetch served), `expires` (ms), `body` (JSON); index `(namespace, expires)` |
+//! | `lockstep_schemas` | build of a registry ([`StoredSchema`]) | `namespace`, `digest` (primary key together), `schema` (JSON), `published` (ms, the database's clock, when it was last published) |
 //!
-//! Tables of the first layout (without `revision` and `lockstep_reports`)
-//! are upgraded in place when a store connects: the missing table and
-//! columns are added, and what they held reads with revision 0.
+//! Tables of an earlier layout (without `revision`, `lockstep_reports` or
+//! `lockstep_schemas`) are upgraded in place when a store connects: the
+//! missing tables and columns are added, and what they held reads with
+//! revision 0.
 //!
 //! A fetch is one `SELECT`: a row with the database's clock, the epoch and
 //! the revision, `UNION ALL` the entries of the fields asked for, read
@@ -45,8 +47,17 @@
 //! A fetch never ships a value over [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES):
 //! the database sends its size instead, and the entry comes back as
 //! unreadable ("N bytes, over the limit"); commits refuse such values.
-//! The first row of a fetch also says whether the registry's schema is held
-//! ([`Fetched::schema_held`]). Instants are integers in every dialect, so
+//! The first row of a fetch also says whether the schema is held
+//! ([`Fetched::schema_held`]): for a fetch that names its build's
+//! ([`Fetch::publishing`]), whether `lockstep_schemas` has its digest with a
+//! text of its length in bytes (one lookup of the primary key, so a schema
+//! changed by hand is published again); for one that names none, whether
+//! `lockstep_meta` has a schema. Publishing a schema stores it as the
+//! registry's latest in `lockstep_meta` and as its build's in
+//! `lockstep_schemas`, and deletes the registry's schemas nobody published
+//! for [`SCHEMA_KEPT`](super::SCHEMA_KEPT), in one transaction;
+//! [`Store::reports`] reads the records and every build's schema in one
+//! `SELECT`. Instants are integers in every dialect, so
 //! [`Fetched::unplaced`] stays empty.
 //!
 //! Each dialect (`postgres.rs`, `sqlite.rs`, `mysql.rs`) says how one step
@@ -66,7 +77,10 @@ mod report;
 
 use std::sync::Arc;
 
-use super::{BoxFuture, Committed, Fetch, Fetched, Reports, Store, StoredEntry, Write, check_name};
+use super::{
+    BoxFuture, Committed, Fetch, Fetched, Reports, Store, StoredEntry, StoredSchema, Write,
+    check_name,
+};
 use crate::error::Error;
 use crate::schema::Schema;
 use crate::tick::{Millis, Tick};
@@ -137,6 +151,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             let (namespace, keys, held) = (fetch.namespace(), fetch.keys(), fetch.held());
+            let schema = fetch.schema();
             let report = fetch.report();
             check_name("namespace", namespace)?;
             let report = self.reporting.admit(namespace, report)?;
@@ -145,7 +160,8 @@ impl<D: Dialect> Store for SqlStore<D> {
             self.link
                 .call(true, |mut c| {
                     Box::pin(async move {
-                        let result = calls::fetch::<D>(&mut c, namespace, keys, report, held).await;
+                        let result =
+                            calls::fetch::<D>(&mut c, namespace, keys, report, held, schema).await;
                         let result = match result {
                             Err(Failure::Sql(e))
                                 if report.is_some()
@@ -156,7 +172,7 @@ impl<D: Dialect> Store for SqlStore<D> {
                                         &e.to_string(),
                                     ) =>
                             {
-                                calls::fetch::<D>(&mut c, namespace, keys, None, held).await
+                                calls::fetch::<D>(&mut c, namespace, keys, None, held, schema).await
                             }
                             result => result,
                         };
@@ -263,16 +279,16 @@ impl<D: Dialect> Store for SqlStore<D> {
         Box::pin(async move {
             let namespace = schema.namespace.as_str();
             check_name("namespace", namespace)?;
-            let json = serde_json::to_string(schema).map_err(|e| Error::Store {
-                store: self.link.shown().to_owned(),
-                message: format!("cannot encode the schema: {e}"),
-            })?;
-            let values = Values {
-                namespace,
-                schema: &json,
-                ..Values::default()
-            };
-            self.one(&D::SQL.publish, values, &[]).await.map(|_| ())
+            let stored = &StoredSchema::of(schema);
+            // Publishing again is harmless: sent again as a fetch is.
+            self.link
+                .call(true, |mut c| {
+                    Box::pin(async move {
+                        let result = calls::publish::<D>(&mut c, namespace, stored).await;
+                        (c, result)
+                    })
+                })
+                .await
         })
     }
 

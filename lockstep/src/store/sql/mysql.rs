@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS lockstep_reports (
     PRIMARY KEY (namespace, process),
     KEY lockstep_reports_expires (namespace, expires)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS lockstep_schemas (
+    namespace  VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    digest     VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    `schema`   LONGTEXT NOT NULL,
+    published  BIGINT   NOT NULL,
+    PRIMARY KEY (namespace, digest)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 ";
 
 /// How many of the layout's tables exist, how many of them are not InnoDB,
@@ -81,10 +88,10 @@ const PRESENT: &str = "SELECT count(*), CAST(coalesce(sum(engine <> 'InnoDB'), 0
         AND column_name = 'revision') \
     FROM information_schema.tables WHERE table_schema = DATABASE() \
     AND table_name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', \
-        'lockstep_reports')";
+        'lockstep_reports', 'lockstep_schemas')";
 
 /// How many tables the layout has.
-const TABLES: i64 = 4;
+const TABLES: i64 = 5;
 
 /// ER_DUP_FIELDNAME: a column another process added meanwhile.
 const DUPLICATE_COLUMN: u16 = 1060;
@@ -113,11 +120,14 @@ macro_rules! keys {
 /// The fetch: the entries are read only when the registry's row is not at
 /// the epoch and revision held (an uncorrelated `NOT EXISTS` on its
 /// primary key, which the server evaluates once; epochs compared byte for
-/// byte).
+/// byte). The schema the fetch names is looked up by its primary key, its
+/// length in bytes compared.
 const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
-        "m.epoch AS value, CAST(m.`schema` IS NOT NULL AS SIGNED) AS size, ",
+        "m.epoch AS value, CAST(CASE WHEN ? = '' THEN m.`schema` IS NOT NULL ",
+        "ELSE EXISTS (SELECT 1 FROM lockstep_schemas AS s WHERE s.namespace = ? ",
+        "AND s.digest = ? AND OCTET_LENGTH(s.`schema`) = ?) END AS SIGNED) AS size, ",
         "m.created AS written_at, CASE WHEN m.epoch = ? COLLATE utf8mb4_bin ",
         "AND m.created IS NOT NULL ",
         "AND m.revision = ? THEN 'unchanged' END AS write_id, NULL AS writer, ",
@@ -134,6 +144,10 @@ const FETCH: Stmt = Stmt {
         "AND h.epoch = ? COLLATE utf8mb4_bin AND h.created IS NOT NULL AND h.revision = ?)"
     ),
     binds: &[
+        SchemaDigest,
+        Namespace,
+        SchemaDigest,
+        SchemaBytes,
         HeldEpoch,
         HeldRevision,
         Namespace,
@@ -184,13 +198,15 @@ const SQL: Statements = Statements {
     ],
     reports: Stmt {
         sql: concat!(
-            "SELECT CONVERT(r.process USING utf8mb4), r.seen, r.revision, r.body, clock.now ",
-            "FROM (SELECT ",
+            "SELECT CONVERT(r.process USING utf8mb4), r.seen, r.revision, r.body, clock.now, ",
+            "NULL AS digest FROM (SELECT ",
             now_ms!(),
             " AS now) AS clock LEFT JOIN lockstep_reports AS r ON r.namespace = ? ",
-            "AND r.expires > clock.now"
+            "AND r.expires > clock.now ",
+            "UNION ALL SELECT NULL, published, NULL, `schema`, NULL, ",
+            "CONVERT(digest USING utf8mb4) FROM lockstep_schemas WHERE namespace = ?"
         ),
-        binds: &[Namespace],
+        binds: &[Namespace, Namespace],
     },
     lock: Stmt {
         sql: concat!(
@@ -258,11 +274,31 @@ const SQL: Statements = Statements {
         sql: "DELETE FROM lockstep_entries WHERE namespace = ? AND field = ? AND at_ms = ?",
         binds: &[Namespace, Key, At],
     },
-    publish: Stmt {
-        sql: "INSERT INTO lockstep_meta (namespace, `schema`) VALUES (?, ?) \
-            ON DUPLICATE KEY UPDATE `schema` = VALUES(`schema`)",
-        binds: &[Namespace, Schema],
-    },
+    publish: &[
+        Stmt {
+            sql: "INSERT INTO lockstep_meta (namespace, `schema`) VALUES (?, ?) \
+                ON DUPLICATE KEY UPDATE `schema` = VALUES(`schema`)",
+            binds: &[Namespace, Schema],
+        },
+        Stmt {
+            sql: concat!(
+                "INSERT INTO lockstep_schemas (namespace, digest, `schema`, published) ",
+                "VALUES (?, ?, ?, ",
+                now_ms!(),
+                ") ON DUPLICATE KEY UPDATE `schema` = VALUES(`schema`), ",
+                "published = VALUES(published)"
+            ),
+            binds: &[Namespace, SchemaDigest, Schema],
+        },
+        Stmt {
+            sql: concat!(
+                "DELETE FROM lockstep_schemas WHERE namespace = ? AND published < ",
+                now_ms!(),
+                " - ?"
+            ),
+            binds: &[Namespace, SchemaKept],
+        },
+    ],
     schema: Stmt {
         sql: "SELECT `schema` FROM lockstep_meta WHERE namespace = ?",
         binds: &[Namespace],
@@ -430,9 +466,10 @@ impl Dialect for Mysql {
         }
         if tables < TABLES || other > 0 || !current(&upgraded) {
             return Err(sqlx::Error::Configuration(
-                "the tables lockstep_meta, lockstep_entries, lockstep_writes and \
-                 lockstep_reports must be InnoDB (a write refused midway would stay half \
-                 applied in any other engine): ALTER TABLE … ENGINE=InnoDB"
+                "the tables lockstep_meta, lockstep_entries, lockstep_writes, \
+                 lockstep_reports and lockstep_schemas must be InnoDB (a write refused \
+                 midway would stay half applied in any other engine): ALTER TABLE … \
+                 ENGINE=InnoDB"
                     .into(),
             ));
         }

@@ -63,10 +63,17 @@ CREATE TABLE IF NOT EXISTS lockstep_reports (
     PRIMARY KEY (namespace, process)
 );
 CREATE INDEX IF NOT EXISTS lockstep_reports_expires ON lockstep_reports (namespace, expires);
+CREATE TABLE IF NOT EXISTS lockstep_schemas (
+    namespace  text   NOT NULL,
+    digest     text   NOT NULL,
+    schema     text   NOT NULL,
+    published  bigint NOT NULL,
+    PRIMARY KEY (namespace, digest)
+);
 ";
 
 /// What turns tables of the first layout (before revisions) into this one,
-/// in place: run after [`LAYOUT`], which adds the missing table.
+/// in place: run after [`LAYOUT`], which adds the missing tables.
 const UPGRADE: &str = "\
 ALTER TABLE lockstep_meta ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0;
 ALTER TABLE lockstep_entries ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0;
@@ -78,6 +85,7 @@ const PRESENT: &str = "SELECT to_regclass('lockstep_meta') IS NOT NULL \
     AND to_regclass('lockstep_entries') IS NOT NULL \
     AND to_regclass('lockstep_writes') IS NOT NULL \
     AND to_regclass('lockstep_reports') IS NOT NULL \
+    AND to_regclass('lockstep_schemas') IS NOT NULL \
     AND (SELECT count(*) FROM pg_attribute WHERE attname = 'revision' AND NOT attisdropped \
         AND attrelid IN (to_regclass('lockstep_meta'), to_regclass('lockstep_entries'))) = 2";
 
@@ -95,16 +103,25 @@ macro_rules! now_ms {
 
 /// The fetch: the clock-and-epoch row `UNION ALL` the entries of the keys
 /// (`$1` the namespace, `$2` the keys, `$3` the size limit, `$e` and `$r`
-/// the epoch and revision held). The entries are read only when the
+/// the epoch and revision held, `$d` and `$n` the digest and length in
+/// bytes of the schema the fetch names). The entries are read only when the
 /// registry's row is not at the epoch and revision held: an uncorrelated
 /// `NOT EXISTS`, evaluated once before the scan (a one-time filter), so an
-/// unchanged fetch reads one row.
+/// unchanged fetch reads one row. The schema named is looked up by its
+/// primary key (`octet_length` reads the stored length, not the text).
 macro_rules! fetch {
-    ($e:literal, $r:literal) => {
+    ($e:literal, $r:literal, $d:literal, $n:literal) => {
         concat!(
             "SELECT NULL::text AS field, ",
             "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_ms, ",
-            "m.epoch AS value, (m.schema IS NOT NULL)::int::bigint AS size, ",
+            "m.epoch AS value, (CASE WHEN ",
+            $d,
+            " = '' THEN m.schema IS NOT NULL ELSE EXISTS (SELECT 1 FROM lockstep_schemas AS s ",
+            "WHERE s.namespace = $1 AND s.digest = ",
+            $d,
+            " AND octet_length(s.schema) = ",
+            $n,
+            ") END)::int::bigint AS size, ",
             "m.created AS written_at, ",
             "CASE WHEN m.epoch = ",
             $e,
@@ -129,8 +146,16 @@ macro_rules! fetch {
 
 const SQL: Statements = Statements {
     fetch: Stmt {
-        sql: fetch!("$4", "$5"),
-        binds: &[Namespace, Keys, Limit, HeldEpoch, HeldRevision],
+        sql: fetch!("$4", "$5", "$6", "$7"),
+        binds: &[
+            Namespace,
+            Keys,
+            Limit,
+            HeldEpoch,
+            HeldRevision,
+            SchemaDigest,
+            SchemaBytes,
+        ],
     },
     // One statement, one snapshot: the record takes the revision of the
     // meta row the fetch reads. Data-modifying CTEs run whether or not the
@@ -154,7 +179,7 @@ const SQL: Statements = Statements {
             "SELECT namespace, process FROM lockstep_reports WHERE namespace = $1 ",
             "AND process <> $4 AND expires <= (SELECT now FROM served) ",
             "ORDER BY expires LIMIT $7 FOR UPDATE SKIP LOCKED)) ",
-            fetch!("$8", "$9")
+            fetch!("$8", "$9", "$10", "$11")
         ),
         binds: &[
             Namespace,
@@ -166,14 +191,19 @@ const SQL: Statements = Statements {
             Sweep,
             HeldEpoch,
             HeldRevision,
+            SchemaDigest,
+            SchemaBytes,
         ],
     }],
     reports: Stmt {
         sql: concat!(
-            "SELECT r.process, r.seen, r.revision, r.body, clock.now FROM (SELECT ",
+            "SELECT r.process, r.seen, r.revision, r.body, clock.now, NULL::text AS digest ",
+            "FROM (SELECT ",
             now_ms!(),
             " AS now) AS clock LEFT JOIN lockstep_reports AS r ON r.namespace = $1 ",
-            "AND r.expires > clock.now"
+            "AND r.expires > clock.now ",
+            "UNION ALL SELECT NULL, published, NULL, schema, NULL, digest ",
+            "FROM lockstep_schemas WHERE namespace = $1"
         ),
         binds: &[Namespace],
     },
@@ -235,7 +265,27 @@ const SQL: Statements = Statements {
         binds: &[Namespace, Key, At, Limit],
     },
     delete: standard::DELETE,
-    publish: standard::PUBLISH,
+    publish: &[
+        standard::PUBLISH_LATEST,
+        Stmt {
+            sql: concat!(
+                "INSERT INTO lockstep_schemas (namespace, digest, schema, published) ",
+                "VALUES ($1, $2, $3, ",
+                now_ms!(),
+                ") ON CONFLICT (namespace, digest) DO UPDATE SET schema = excluded.schema, ",
+                "published = excluded.published"
+            ),
+            binds: &[Namespace, SchemaDigest, Schema],
+        },
+        Stmt {
+            sql: concat!(
+                "DELETE FROM lockstep_schemas WHERE namespace = $1 AND published < ",
+                now_ms!(),
+                " - $2"
+            ),
+            binds: &[Namespace, SchemaKept],
+        },
+    ],
     schema: standard::SCHEMA,
     namespaces: standard::NAMESPACES,
 };

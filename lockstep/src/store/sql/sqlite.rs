@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS lockstep_reports (
     PRIMARY KEY (namespace, process)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lockstep_reports_expires ON lockstep_reports (namespace, expires);
+CREATE TABLE IF NOT EXISTS lockstep_schemas (
+    namespace  TEXT    NOT NULL,
+    digest     TEXT    NOT NULL,
+    schema     TEXT    NOT NULL,
+    published  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, digest)
+) WITHOUT ROWID;
 ";
 
 /// Whether the table `?1` lacks its `revision` column: SQLite has no `ADD
@@ -77,8 +84,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN_RETRY: Duration = Duration::from_secs(4);
 
 /// Whether the layout is there already, columns and all.
-const PRESENT: &str = "SELECT (SELECT count(*) = 4 FROM sqlite_master WHERE type = 'table' \
-    AND name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', 'lockstep_reports')) \
+const PRESENT: &str = "SELECT (SELECT count(*) = 5 FROM sqlite_master WHERE type = 'table' \
+    AND name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', 'lockstep_reports', \
+        'lockstep_schemas')) \
     AND (SELECT count(*) FROM pragma_table_info('lockstep_meta') WHERE name = 'revision') \
     AND (SELECT count(*) FROM pragma_table_info('lockstep_entries') WHERE name = 'revision')";
 
@@ -90,15 +98,21 @@ macro_rules! now_ms {
     };
 }
 
-/// A value's length in bytes (`length` counts characters of a text).
+/// A text column's length in bytes (`length` counts characters of a
+/// text): of `value` unless another column is named.
 macro_rules! size {
     () => {
-        "length(CAST(value AS BLOB))"
+        size!("value")
+    };
+    ($column:literal) => {
+        concat!("length(CAST(", $column, " AS BLOB))")
     };
 }
 
 /// The fetch (`?1` the namespace, `?2` the keys, `?3` the size limit, `?4`
-/// and `?5` the epoch and revision held): the entries are read only when
+/// and `?5` the epoch and revision held, `?6` and `?7` the digest and
+/// length in bytes of the schema the fetch names, looked up by its primary
+/// key): the entries are read only when
 /// the registry's row is not at the epoch and revision held. That check is
 /// the outer loop (`CROSS JOIN` keeps SQLite's join order): unchanged, it
 /// yields no row, and neither the list of keys nor the entries are read
@@ -107,7 +121,11 @@ const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, ",
         now_ms!(),
-        " * 1000 AS at_ms, m.epoch AS value, m.schema IS NOT NULL AS size, ",
+        " * 1000 AS at_ms, m.epoch AS value, CASE WHEN ?6 = '' THEN m.schema IS NOT NULL ",
+        "ELSE EXISTS (SELECT 1 FROM lockstep_schemas AS s WHERE s.namespace = ?1 ",
+        "AND s.digest = ?6 AND ",
+        size!("s.schema"),
+        " = ?7) END AS size, ",
         "m.created AS written_at, CASE WHEN m.epoch = ?4 AND m.created IS NOT NULL ",
         "AND m.revision = ?5 THEN 'unchanged' END AS write_id, NULL AS writer, ",
         "coalesce(m.revision, 0) AS revision ",
@@ -123,7 +141,15 @@ const FETCH: Stmt = Stmt {
         "CROSS JOIN lockstep_entries ",
         "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
     ),
-    binds: &[Namespace, Keys, Limit, HeldEpoch, HeldRevision],
+    binds: &[
+        Namespace,
+        Keys,
+        Limit,
+        HeldEpoch,
+        HeldRevision,
+        SchemaDigest,
+        SchemaBytes,
+    ],
 };
 
 const SQL: Statements = Statements {
@@ -157,10 +183,13 @@ const SQL: Statements = Statements {
     ],
     reports: Stmt {
         sql: concat!(
-            "SELECT r.process, r.seen, r.revision, r.body, clock.now FROM (SELECT ",
+            "SELECT r.process, r.seen, r.revision, r.body, clock.now, NULL AS digest ",
+            "FROM (SELECT ",
             now_ms!(),
             " AS now) AS clock LEFT JOIN lockstep_reports AS r ON r.namespace = ?1 ",
-            "AND r.expires > clock.now"
+            "AND r.expires > clock.now ",
+            "UNION ALL SELECT NULL, published, NULL, schema, NULL, digest ",
+            "FROM lockstep_schemas WHERE namespace = ?1"
         ),
         binds: &[Namespace],
     },
@@ -228,7 +257,27 @@ const SQL: Statements = Statements {
         binds: &[Namespace, Key, At, Limit],
     },
     delete: standard::DELETE,
-    publish: standard::PUBLISH,
+    publish: &[
+        standard::PUBLISH_LATEST,
+        Stmt {
+            sql: concat!(
+                "INSERT INTO lockstep_schemas (namespace, digest, schema, published) ",
+                "VALUES (?1, ?2, ?3, ",
+                now_ms!(),
+                ") ON CONFLICT (namespace, digest) DO UPDATE SET schema = excluded.schema, ",
+                "published = excluded.published"
+            ),
+            binds: &[Namespace, SchemaDigest, Schema],
+        },
+        Stmt {
+            sql: concat!(
+                "DELETE FROM lockstep_schemas WHERE namespace = ?1 AND published < ",
+                now_ms!(),
+                " - ?2"
+            ),
+            binds: &[Namespace, SchemaKept],
+        },
+    ],
     schema: standard::SCHEMA,
     namespaces: standard::NAMESPACES,
 };

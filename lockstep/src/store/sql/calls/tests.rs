@@ -79,3 +79,49 @@ fn rows_become_a_fetch() {
     assert_eq!(parse_instants("1,2").ok(), Some(vec![1, 2]));
     assert!(parse_instants("x").is_err());
 }
+
+#[test]
+fn rows_become_reports_and_schemas() {
+    let t = |s: Option<&str>| Cell::Text(s.map(str::to_owned));
+    let i = |n: Option<i64>| Cell::Int(n);
+    let record = |process: Option<&str>, now| {
+        vec![
+            t(process),
+            i(process.map(|_| 10)),
+            i(process.map(|_| 3)),
+            t(process.map(|_| "{}")),
+            i(Some(now)),
+            t(None),
+        ]
+    };
+    let schema = |digest: &str, json: &str| {
+        vec![
+            t(None),
+            i(Some(5)),
+            i(None),
+            t(Some(json)),
+            i(None),
+            t(Some(digest)),
+        ]
+    };
+    let reports = assemble_reports(vec![
+        schema("00000000000000aa", r#"{"a":1}"#),
+        record(Some("p1"), 1_000),
+        record(Some("p2"), 1_000),
+    ])
+    .ok()
+    .unwrap();
+    assert_eq!(reports.store_now, 1_000);
+    let ids: Vec<_> = reports.records.iter().map(|r| r.process.as_str()).collect();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert_eq!(reports.records[0].revision, 3);
+    assert_eq!(
+        reports.schemas,
+        [StoredSchema::stored("00000000000000aa", r#"{"a":1}"#)]
+    );
+    // No record: the clock row alone.
+    let empty = assemble_reports(vec![record(None, 7)]).ok().unwrap();
+    assert_eq!((empty.store_now, empty.records.len()), (7, 0));
+    // Schemas without the clock row are no answer.
+    assert!(assemble_reports(vec![schema("x", "{}")]).is_err());
+}
