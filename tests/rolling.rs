@@ -39,7 +39,8 @@ struct Deploy {
 }
 
 impl Deploy {
-    fn start() -> Deploy {
+    /// A process of each of `builds`, once the view lists them all.
+    fn start(builds: &[&'static str]) -> Deploy {
         let server = RedisServer::start();
         let url = server.url();
         let mut deploy = Deploy {
@@ -47,10 +48,10 @@ impl Deploy {
             url,
             builds: BTreeMap::new(),
         };
-        for build in ["v1", "v1", "v2", "v2"] {
+        for build in builds {
             deploy.spawn(build);
         }
-        deploy.until_live(4);
+        deploy.until_live(builds.len());
         deploy
     }
 
@@ -134,7 +135,7 @@ fn pending<'a>(view: &'a Value, field: &str) -> Vec<&'a Value> {
 
 #[test]
 fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects_a_forced_write() {
-    let mut deploy = Deploy::start();
+    let mut deploy = Deploy::start(&["v1", "v1", "v2", "v2"]);
     let view = deploy.view();
     let (v1, v2) = (deploy.digest(&view, "v1"), deploy.digest(&view, "v2"));
     assert_ne!(v1, v2);
@@ -311,4 +312,63 @@ fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects
         ROLL.set(Roll::LEVEL, 70_000).await.unwrap();
     });
     drop(deploy.server);
+}
+
+#[test]
+fn a_build_publishes_its_schema_again_when_the_store_lost_it_or_holds_it_changed() {
+    let deploy = Deploy::start(&["v2"]);
+    let digest = deploy.digest(&deploy.view(), "v2");
+    let key = "lockstep:{roll}:schemas";
+    let stored: String = deploy.server.cmd(&["HGET", key, &digest]);
+    assert!(stored.contains("\"extra\""), "{stored}");
+    let until_restored = |what: &str| {
+        wait_for(what, Duration::from_millis(100), || {
+            let now: Option<String> = deploy.server.cmd(&["HGET", key, &digest]);
+            let latest: Option<String> =
+                deploy
+                    .server
+                    .cmd(&["HGET", "lockstep:{roll}:meta", "schema"]);
+            if now.as_deref() == Some(stored.as_str()) && latest.is_some() {
+                Ok(())
+            } else {
+                Err((now, latest))
+            }
+        })
+    };
+
+    // Removed, rewritten with a wrong type, the latest removed: the
+    // process's next fetch says so, and it publishes its own again.
+    let _: i64 = deploy.server.cmd(&["HDEL", key, &digest]);
+    until_restored("the schema published again after it was removed");
+    let wrong = stored.replace("\"max\":4294967295", "\"max\":255");
+    assert_ne!(wrong, stored);
+    let _: i64 = deploy.server.cmd(&["HSET", key, &digest, &wrong]);
+    until_restored("the schema published again after a wrong type was written over it");
+    let _: i64 = deploy
+        .server
+        .cmd(&["HDEL", "lockstep:{roll}:meta", "schema"]);
+    until_restored("the schema published again after the latest was removed");
+
+    // A change that keeps the length: no tool trusts it (it does not hash
+    // to its digest), and a write says it could not check that build.
+    let same_length = stored.replace("\"rust_type\":\"u32\"", "\"rust_type\":\"u64\"");
+    assert_eq!(
+        (same_length.len(), same_length != stored),
+        (stored.len(), true)
+    );
+    let _: i64 = deploy.server.cmd(&["HSET", key, &digest, &same_length]);
+    let ls = deploy.lockstep(&["ls", "roll"]);
+    assert!(
+        ls.stdout.contains("does not match its digest"),
+        "{}",
+        ls.stdout
+    );
+    let set = deploy.lockstep(&["set", "roll.level", "7"]);
+    assert_eq!(set.code, 0, "{}{}", set.stdout, set.stderr);
+    assert!(set.stderr.contains("was not checked"), "{}", set.stderr);
+    assert!(
+        set.stderr.contains("does not match its digest"),
+        "{}",
+        set.stderr
+    );
 }

@@ -144,34 +144,46 @@ pub struct Target {
 
 impl Target {
     /// Refuses `write` if some live build cannot decode it, naming the
-    /// builds, their processes and why; with `--force`, lets it through and
-    /// returns the warning to print once it is committed.
+    /// builds, their processes and why; with `--force`, lets it through.
+    /// Returns what to warn of once it is committed: a forced write's
+    /// builds that will not serve it, and the builds whose schema is
+    /// unknown, so the write was not checked against them.
     pub fn check(&self, write: &Write) -> Result<Option<String>, Failure> {
-        let e = match self.builds.check(write) {
-            Ok(()) => return Ok(None),
-            Err(e) => e,
-        };
-        let lockstep::Error::NotServed { key, refusals, .. } = &e else {
-            return Err(e.into());
-        };
-        if !self.force {
-            return Err(Failure::refused(format!(
-                "{e} (to write it anyway, pass --force: those processes keep serving what they \
-                 hold)"
-            )));
-        }
-        let builds: Vec<String> = refusals
-            .iter()
-            .map(|r| format!("{}: {}", r.build, r.reason))
+        let mut warnings: Vec<String> = self
+            .builds
+            .unchecked()
+            .map(|b| {
+                format!(
+                    "warning: {} was not checked: {}",
+                    b.name(),
+                    b.unknown.as_deref().unwrap_or("its schema is unknown")
+                )
+            })
             .collect();
-        Ok(Some(format!(
-            "warning: written with --force; these live builds will not serve `{}.{key}` (they \
-             keep serving what they hold, and `lockstep fleet {}` lists them as rejecting \
-             it): {}",
-            write.namespace,
-            write.namespace,
-            builds.join("; ")
-        )))
+        if let Err(e) = self.builds.check(write) {
+            let lockstep::Error::NotServed { key, refusals, .. } = &e else {
+                return Err(e.into());
+            };
+            if !self.force {
+                return Err(Failure::refused(format!(
+                    "{e} (to write it anyway, pass --force: those processes keep serving what \
+                     they hold)"
+                )));
+            }
+            let builds: Vec<String> = refusals
+                .iter()
+                .map(|r| format!("{}: {}", r.build, r.reason))
+                .collect();
+            warnings.push(format!(
+                "warning: written with --force; these live builds will not serve `{}.{key}` \
+                 (they keep serving what they hold, and `lockstep fleet {}` lists them as \
+                 rejecting it): {}",
+                write.namespace,
+                write.namespace,
+                builds.join("; ")
+            ));
+        }
+        Ok((!warnings.is_empty()).then(|| warnings.join("\n")))
     }
 
     /// The field's type, when known.

@@ -191,17 +191,20 @@ impl Overview {
         out
     }
 
-    /// The live builds' schemas, when they differ: each build with its
-    /// fields and their types.
+    /// The live builds' schemas, when they differ or one is unknown: each
+    /// build with its fields and their types.
     fn builds_text(&self) -> String {
-        if !self.builds.differ() {
+        let mut out = if self.builds.differ() {
+            format!(
+                "  {} live builds with different schemas (a rolling deploy): a value is \
+                 written only if every one decodes it\n",
+                self.builds.all().len()
+            )
+        } else if self.builds.unchecked().next().is_some() {
+            "  live build:\n".to_owned()
+        } else {
             return String::new();
-        }
-        let mut out = format!(
-            "  {} live builds with different schemas (a rolling deploy): a value is written \
-             only if every one decodes it\n",
-            self.builds.all().len()
-        );
+        };
         for build in self.builds.all() {
             let fields = match (&build.schema, &build.unknown) {
                 (Some(schema), _) => schema

@@ -52,8 +52,7 @@ pub struct Planned {
     pub write: Write,
     /// The values, in the write's order (one per step).
     pub values: Vec<Value>,
-    /// What to warn of once committed: the live builds that will not serve
-    /// a forced write.
+    /// What to warn of once committed (see [`crate::context::Target::check`]).
     pub warning: Option<String>,
 }
 

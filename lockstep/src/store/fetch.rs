@@ -133,9 +133,9 @@ pub struct Fetched {
     /// Per key, the entries whose instant is not a number: they have no
     /// place on a timeline, and tools show them so they can be purged.
     pub unplaced: BTreeMap<String, Vec<Unplaced>>,
-    /// Whether the store holds the schema the fetch named
-    /// ([`Fetch::publishing`]), or any schema of the namespace for a fetch that
-    /// named none; a registry publishes its own again when it does not (a
+    /// Whether the store holds a schema of the namespace and, when the
+    /// fetch named one ([`Fetch::publishing`]), that very schema (its
+    /// digest, with a text of its length); a registry publishes its own again when it does not (a
     /// store that was down at start-up, lost its data, dropped a schema
     /// nobody published for [`SCHEMA_KEPT`](super::SCHEMA_KEPT), or holds it
     /// changed by hand).

@@ -126,7 +126,8 @@ const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
         "m.epoch AS value, CAST(CASE WHEN ? = '' THEN m.`schema` IS NOT NULL ",
-        "ELSE EXISTS (SELECT 1 FROM lockstep_schemas AS s WHERE s.namespace = ? ",
+        "ELSE m.`schema` IS NOT NULL AND EXISTS (SELECT 1 FROM lockstep_schemas AS s ",
+        "WHERE s.namespace = ? ",
         "AND s.digest = ? AND OCTET_LENGTH(s.`schema`) = ?) END AS SIGNED) AS size, ",
         "m.created AS written_at, CASE WHEN m.epoch = ? COLLATE utf8mb4_bin ",
         "AND m.created IS NOT NULL ",

@@ -19,15 +19,13 @@ local limit = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'created', 'revision')
 local revision = tonumber(meta[3]) or 0
--- Whether the schema is held: the build's own, at its length (one
--- rewritten by hand is published again), or, for a tool, any.
-local held = 0
+-- Whether the schema is held: the latest, and the build's own at its
+-- length (one rewritten by hand is published again); for a tool, any.
+local held = redis.call('HEXISTS', KEYS[1], 'schema')
 local digest, length = string.match(ARGV[#ARGV - 1], '^(%x+):(%d+)$')
-if digest then
+if digest and held == 1 then
   local n = redis.pcall('HSTRLEN', string.sub(KEYS[1], 1, -5) .. 'schemas', digest)
-  if n == tonumber(length) then held = 1 end
-else
-  held = redis.call('HEXISTS', KEYS[1], 'schema')
+  if n ~= tonumber(length) then held = 0 end
 end
 local unchanged = ARGV[3] ~= '' and meta[1] == ARGV[3] and meta[2] ~= false
   and string.format('%d', revision) == ARGV[4]
