@@ -303,3 +303,46 @@ pub fn form_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A session of the console over plain HTTP: its cookie and CSRF token.
+pub struct Session {
+    /// The session cookie, `name=value`.
+    pub cookie: String,
+    /// The form's CSRF token.
+    pub csrf: String,
+}
+
+/// A new session: the page's cookie and CSRF token.
+pub fn session(console: &Console) -> Session {
+    let page = http(console.addr, "GET", "/", &[], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let csrf = page
+        .body
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_owned();
+    Session { cookie, csrf }
+}
+
+/// A form `body` posted to `path` of `console` with the session `cookie`
+/// and, when given, an `Origin` header.
+pub fn post(
+    console: &Console,
+    path: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    body: &str,
+) -> Response {
+    let mut headers = vec![("Cookie", cookie)];
+    if let Some(origin) = origin {
+        headers.push(("Origin", origin));
+    }
+    http(console.addr, "POST", path, &headers, body)
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use fantoccini::{Client, ClientBuilder, Locator};
 use lockstep::store::{RedisStore, Store, Write};
-use lockstep_suite::browser::{Response, form_encode};
+use lockstep_suite::browser::{Response, form_encode, post, session};
 use lockstep_suite::{
     Chromedriver, Console, PATIENCE, Probe, RedisServer, assert_all_switched_within_5_ms, http,
     wait_for,
@@ -255,38 +255,6 @@ async fn the_page_reads_sets_through_the_form_and_shows_both_processes_switch() 
     }
     assert_all_switched_within_5_ms(&switched, 0.0);
     client.close().await.unwrap();
-}
-
-/// A session of the console over plain HTTP: its cookie and CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
-}
-
-fn session(console: &Console) -> Session {
-    let page = http(console.addr, "GET", "/", &[], "");
-    assert_eq!(page.status, 200, "{}", page.body);
-    let cookie = page
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
-    let csrf = page
-        .body
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF token in the page")
-        .to_owned();
-    Session { cookie, csrf }
-}
-
-fn post(console: &Console, path: &str, cookie: &str, origin: Option<&str>, body: &str) -> Response {
-    let mut headers = vec![("Cookie", cookie)];
-    if let Some(origin) = origin {
-        headers.push(("Origin", origin));
-    }
-    http(console.addr, "POST", path, &headers, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lockstep::lockstep;
-use lockstep_suite::{CliRun, Probe, RedisServer, run_cli, wait_for};
+use lockstep_suite::browser::{form_encode, post, session};
+use lockstep_suite::{CliRun, Console, Probe, RedisServer, run_cli, wait_for};
 use serde_json::Value;
 
 /// The new build, as an application of it writes through the Rust API
@@ -167,6 +168,28 @@ fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects
         }
         assert!(!run.stderr.contains(&v2[..8]), "{}", run.stderr);
     }
+    assert_eq!(
+        deploy.view()["revision"],
+        0,
+        "a refused write wrote nothing"
+    );
+
+    // The console's forms refuse the same, for the preview and the write.
+    let console = Console::start(&deploy.url, &[]);
+    let origin = console.origin();
+    let s = session(&console);
+    let token = console.token.clone().expect("a write token");
+    let login = format!("csrf={}&token={}", s.csrf, form_encode(&token));
+    let r = post(&console, "/login", &s.cookie, Some(&origin), &login);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = format!("csrf={}&field=roll.level&value=300&at=", s.csrf);
+    for path in ["/preview/set", "/write/set"] {
+        let r = post(&console, path, &s.cookie, Some(&origin), &set);
+        assert_eq!(r.status, 422, "{path}: {}", r.body);
+        assert!(r.body.contains(&v1_name), "{path}: {}", r.body);
+        assert!(r.body.contains("out of range for u8"), "{path}: {}", r.body);
+    }
+    drop(console);
     assert_eq!(
         deploy.view()["revision"],
         0,
