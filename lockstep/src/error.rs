@@ -119,6 +119,22 @@ pub enum Error {
         /// Each build that cannot decode it: which processes, and why.
         refusals: Vec<crate::store::Refusal>,
     },
+    /// A write that would take the values of a registry's pending entries
+    /// beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES).
+    #[error(
+        "a write to `{namespace}` would bring the values of its pending entries to {pending} \
+         bytes, over the {limit} bytes one registry may hold pending (every process fetches \
+         them all); cancel or purge pending entries, or write fewer or smaller values; nothing \
+         was written"
+    )]
+    TooMuchPending {
+        /// The registry's namespace.
+        namespace: String,
+        /// The bytes its pending entries' values would hold after the write.
+        pending: u64,
+        /// The most allowed.
+        limit: u64,
+    },
     /// `start` was called twice.
     #[error("registry `{namespace}` is already started")]
     AlreadyStarted {

@@ -206,6 +206,39 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
 }
 
+/// The most bytes of values a registry's pending entries (those after the
+/// store's clock) may hold together: 4 MiB. Every process fetches every
+/// pending entry, so a commit that would take the registry beyond it, and
+/// adds more than it replaces, is refused whole ([`Error::TooMuchPending`]).
+pub const MAX_PENDING_BYTES: u64 = 4 << 20;
+
+/// The most bytes of values one fetch ships: 8 MiB. Whatever a store holds
+/// (data written by hand, or by an older lockstep, beyond
+/// [`MAX_PENDING_BYTES`]), a fetch ships its fields smallest first (by the
+/// bytes of their values, each counted up to
+/// [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES)); a field that does not fit
+/// whole is not shipped: each of its entries comes back unreadable
+/// ([`not_fetched`]), so the process keeps what it holds of that field
+/// alone, and its small fields (a kill switch) still flip on time. It
+/// bounds the store's time for one fetch too, so a wide registry never
+/// stalls its neighbours on a single-threaded server.
+pub const FETCH_BUDGET_BYTES: u64 = 8 << 20;
+
+/// What an entry a fetch did not ship reads as ([`FETCH_BUDGET_BYTES`]),
+/// the same from every store: its field's values hold `field_bytes`.
+///
+/// ```
+/// let why = lockstep::store::not_fetched(9_000_000);
+/// assert!(why.starts_with("not fetched: its field holds 9000000 bytes"), "{why}");
+/// ```
+pub fn not_fetched(field_bytes: u64) -> String {
+    format!(
+        "not fetched: its field holds {field_bytes} bytes of values, and one fetch ships at most \
+         {FETCH_BUDGET_BYTES} bytes of a registry's values (its smallest fields first); the \
+         process keeps what it holds of the field"
+    )
+}
+
 /// How long the store keeps a build's schema nobody publishes: a week.
 /// Only the schemas of builds with live processes count (see
 /// [`Builds`]); each live process publishes its own again as soon as a
