@@ -102,7 +102,7 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
                     // Reuse what an earlier fetch decoded from the same text.
                     match old
                         .active_at(entry.at)
-                        .filter(|(at, d)| *at == entry.at && *d.raw == *raw)
+                        .filter(|(at, d)| *at == entry.at && d.is_from(raw))
                     {
                         Some((_, known)) => Ok(known.clone()),
                         None => decode(field, raw),
@@ -125,8 +125,15 @@ pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now:
             // Nothing of the field can be read (a key of the wrong type, say):
             // that is the field unreadable, not one bad entry; keep what
             // this process knew of it. A full fetch is needed to read it
-            // again.
-            whole = false;
+            // again, unless the fetch's budget left it out: the store ships
+            // it again only once the registry changes, as a conditional
+            // fetch then finds.
+            let left_out = stored.iter().all(|e| {
+                e.value
+                    .as_ref()
+                    .is_err_and(|why| crate::store::is_not_fetched(why))
+            });
+            whole &= left_out;
             continue;
         }
         let mut new: Timeline<Decoded> = good.into_iter().collect();
@@ -262,17 +269,15 @@ fn answered(state: &mut State, fetched: &Fetched, now: Millis) -> Millis {
 fn same(a: Option<&(Millis, Decoded)>, b: Option<&(Millis, Decoded)>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => a.0 == b.0 && a.1.raw == b.1.raw,
+        (Some(a), Some(b)) => a.0 == b.0 && a.1.same_text(&b.1),
         _ => false,
     }
 }
 
 /// Decodes one stored value of `field`, within the size limit.
 fn decode(field: &FieldDef, raw: &str) -> Result<Decoded, String> {
-    Ok(Decoded {
-        raw: raw.into(),
-        value: crate::value::decode_within_limit(field.decode, raw)?,
-    })
+    let value = crate::value::decode_within_limit(field.decode, raw)?;
+    Ok(Decoded::of(raw, value))
 }
 
 /// The timeline before the switch instant, the new one from it on.
@@ -381,10 +386,11 @@ mod tests {
         let timelines = state
             .timelines
             .iter()
-            .map(|t| {
+            .zip(Model::DEF.fields)
+            .map(|(t, field)| {
                 t.entries()
                     .iter()
-                    .map(|(at, d)| (*at, d.raw.to_string()))
+                    .map(|(at, d)| (*at, (field.encode)(&d.value)))
                     .collect()
             })
             .collect();
@@ -478,10 +484,18 @@ mod tests {
                                 apply_answer::<Model>(&mut conditional, answer, held, now);
                                 apply_answer::<Model>(&mut full, whole, None, now);
                                 prop_assert_eq!(holding(&conditional), holding(&full));
-                                for (a, b) in conditional.timelines.iter().zip(&full.timelines) {
+                                for ((a, b), field) in conditional
+                                    .timelines
+                                    .iter()
+                                    .zip(&full.timelines)
+                                    .zip(Model::DEF.fields)
+                                {
+                                    let text = |(at, d): &(Millis, Decoded)| {
+                                        (*at, (field.encode)(&d.value))
+                                    };
                                     prop_assert_eq!(
-                                        a.active_at(now).map(|(at, d)| (*at, d.raw.clone())),
-                                        b.active_at(now).map(|(at, d)| (*at, d.raw.clone()))
+                                        a.active_at(now).map(text),
+                                        b.active_at(now).map(text)
                                     );
                                 }
                                 prop_assert_eq!(

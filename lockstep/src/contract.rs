@@ -99,6 +99,9 @@ pub struct FieldDef {
     pub doc: &'static str,
     /// Decodes JSON text into the field's type.
     pub decode: fn(&str) -> Result<Value, String>,
+    /// Encodes a value of the field's type (one `decode` made) as JSON
+    /// text.
+    pub encode: fn(&Value) -> String,
     /// The default as JSON.
     pub default_json: fn() -> serde_json::Value,
     /// What JSON values the field accepts.
@@ -128,6 +131,7 @@ impl FieldDef {
             rust_type,
             doc,
             decode: crate::value::decode::<T>,
+            encode: crate::value::encode_decoded::<T>,
             default_json,
             value_type: crate::schema::describe::<T>,
         }

@@ -26,11 +26,37 @@ use crate::timeline::Timeline;
 /// A fetch sent to the store, running on the host's runtime.
 pub(crate) type InFlight = tokio::task::JoinHandle<Result<Fetched, Error>>;
 
-/// A decoded entry value, with the JSON text it came from.
+/// A decoded entry value, and what tells the JSON text it came from: its
+/// length and XXH64. The text itself is not kept, so a process holds each
+/// value once (decoded), not twice.
 #[derive(Clone)]
 pub(crate) struct Decoded {
-    pub(crate) raw: Arc<str>,
+    text: (usize, u64),
     pub(crate) value: Value,
+}
+
+impl Decoded {
+    /// `value`, decoded from `raw`.
+    pub(crate) fn of(raw: &str, value: Value) -> Decoded {
+        Decoded {
+            text: Decoded::text_of(raw),
+            value,
+        }
+    }
+
+    /// Whether it was decoded from `raw`.
+    pub(crate) fn is_from(&self, raw: &str) -> bool {
+        self.text == Decoded::text_of(raw)
+    }
+
+    /// Whether it was decoded from the same text as `other`.
+    pub(crate) fn same_text(&self, other: &Decoded) -> bool {
+        self.text == other.text
+    }
+
+    fn text_of(raw: &str) -> (usize, u64) {
+        (raw.len(), xxhash_rust::xxh64::xxh64(raw.as_bytes(), 0))
+    }
 }
 
 /// A started registry's moving parts.
@@ -229,7 +255,7 @@ impl<S: Fields> Engine<S> {
                 timeline.pending_after(now).iter().map(|(at, d)| Pending {
                     key: field.key,
                     at: to_datetime(*at),
-                    value: d.raw.to_string(),
+                    value: (field.encode)(&d.value),
                 })
             })
             .collect();

@@ -55,6 +55,15 @@ pub fn decode<T: FieldType>(json: &str) -> Result<Value, String> {
     }
 }
 
+/// Encodes a value [`decode`] made for a `T` as JSON text (`null` for a
+/// value of another type, which a field never holds).
+pub fn encode_decoded<T: FieldType>(value: &Value) -> String {
+    value
+        .downcast_ref::<T>()
+        .and_then(|v| serde_json::to_string(v).ok())
+        .unwrap_or_else(|| "null".to_owned())
+}
+
 /// The start of `json`, for messages.
 fn excerpt(json: &str) -> String {
     let mut end = json.len().min(40);

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Epoch, Report, StoredEntry, StoredSchema, Unplaced};
+use super::{Epoch, FETCH_BUDGET_BYTES, Report, StoredEntry, StoredSchema, Unplaced, not_fetched};
+use crate::value::MAX_VALUE_BYTES;
 
 /// How long a fetch waits for its answer unless told otherwise: the
 /// longest deadline of any tick ([`Tick::fetch_timeout`](crate::Tick::fetch_timeout)).
@@ -205,4 +206,44 @@ pub struct Held {
     pub epoch: String,
     /// [`Fetched::revision`].
     pub revision: u64,
+}
+
+/// Keeps a fetch within [`FETCH_BUDGET_BYTES`]: the fields of `fields`,
+/// smallest first by the bytes of their values (each counted as 0 when over
+/// [`MAX_VALUE_BYTES`], since such a value is never shipped; ties by key),
+/// are shipped while the running total stays within the budget; every
+/// entry of a field past it becomes unreadable ([`not_fetched`]). What every
+/// store does, here for one that has its entries at hand (the memory
+/// store); the others do it on the server, so that what is not shipped is
+/// not read either.
+pub(crate) fn within_budget(fields: &mut BTreeMap<String, Vec<StoredEntry>>) {
+    let bytes = |entries: &[StoredEntry]| -> u64 {
+        entries
+            .iter()
+            .filter_map(|e| e.value.as_ref().ok())
+            .map(|v| {
+                if v.len() > MAX_VALUE_BYTES {
+                    0
+                } else {
+                    v.len() as u64
+                }
+            })
+            .sum()
+    };
+    let mut sizes: Vec<(u64, String)> = fields
+        .iter()
+        .map(|(key, entries)| (bytes(entries), key.clone()))
+        .collect();
+    sizes.sort();
+    let mut total = 0u64;
+    for (size, key) in sizes {
+        total = total.saturating_add(size);
+        if total > FETCH_BUDGET_BYTES
+            && let Some(entries) = fields.get_mut(&key)
+        {
+            for entry in entries {
+                entry.value = Err(not_fetched(size));
+            }
+        }
+    }
 }

@@ -176,7 +176,7 @@ impl MemoryStore {
                 ..header
             };
         }
-        Fetched {
+        let mut fetched = Fetched {
             fields: ns
                 .fields
                 .iter()
@@ -195,7 +195,9 @@ impl MemoryStore {
                 })
                 .collect(),
             ..header
-        }
+        };
+        super::fetch::within_budget(&mut fetched.fields);
+        fetched
     }
 
     fn commit_now(&self, write: &Write) -> Result<Committed, Error> {
@@ -207,6 +209,27 @@ impl MemoryStore {
         let now = self.clock.now_millis();
         let instants = resolve_instants(write, now)?;
         let ns = namespace(&mut state, &write.namespace);
+        let pending = |key: &str, at: Millis| -> u64 {
+            ns.fields
+                .get(key)
+                .and_then(|t| t.entries().iter().find(|(a, _)| *a == at))
+                .map_or(0, |(_, (value, _))| value.len() as u64)
+        };
+        let before: u64 = ns
+            .fields
+            .values()
+            .flat_map(|t| t.entries().iter())
+            .filter(|(at, _)| *at > now)
+            .map(|(_, (value, _))| value.len() as u64)
+            .sum();
+        let (mut replaced, mut added) = (0u64, 0u64);
+        for (step, &at) in write.steps.iter().zip(&instants) {
+            for (key, value) in &step.values {
+                replaced += pending(key, at);
+                added += value.len() as u64;
+            }
+        }
+        super::write::check_pending(&write.namespace, before, replaced, added)?;
         ns.epoch.get_or_insert_with(|| Epoch {
             id: super::new_write_id(),
             created: now,

@@ -209,8 +209,16 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 /// The most bytes of values a registry's pending entries (those after the
 /// store's clock) may hold together: 4 MiB. Every process fetches every
 /// pending entry, so a commit that would take the registry beyond it, and
-/// adds more than it replaces, is refused whole ([`Error::TooMuchPending`]).
+/// adds more than it replaces, is refused whole ([`Error::TooMuchPending`]);
+/// a registry already beyond it (data planted by hand, or written by an
+/// older lockstep) still takes writes of at most [`SMALL_WRITE_BYTES`], so
+/// that its kill switch can be flipped.
 pub const MAX_PENDING_BYTES: u64 = 4 << 20;
+
+/// The most bytes of values a write may add to a registry whose pending
+/// entries are already beyond [`MAX_PENDING_BYTES`]: 4 KiB, a flag, a
+/// number or a short string at a time.
+pub const SMALL_WRITE_BYTES: u64 = 4 << 10;
 
 /// The most bytes of values one fetch ships: 8 MiB. Whatever a store holds
 /// (data written by hand, or by an older lockstep, beyond
@@ -233,10 +241,20 @@ pub const FETCH_BUDGET_BYTES: u64 = 8 << 20;
 /// ```
 pub fn not_fetched(field_bytes: u64) -> String {
     format!(
-        "not fetched: its field holds {field_bytes} bytes of values, and one fetch ships at most \
+        "{NOT_FETCHED}its field holds {field_bytes} bytes of values, and one fetch ships at most \
          {FETCH_BUDGET_BYTES} bytes of a registry's values (its smallest fields first); the \
          process keeps what it holds of the field"
     )
+}
+
+/// How [`not_fetched`] begins.
+const NOT_FETCHED: &str = "not fetched: ";
+
+/// Whether an entry read as `why` was left out by a fetch's budget
+/// ([`not_fetched`]): the store holds it, and will ship it again only
+/// once the registry changes.
+pub(crate) fn is_not_fetched(why: &str) -> bool {
+    why.starts_with(NOT_FETCHED)
 }
 
 /// How long the store keeps a build's schema nobody publishes: a week.

@@ -508,3 +508,30 @@ mod tests {
         assert!(e.contains("1001 steps") && e.contains("1000"), "{e}");
     }
 }
+
+/// Refuses a commit that would take the values of the pending entries of
+/// `namespace` beyond [`MAX_PENDING_BYTES`](super::MAX_PENDING_BYTES): they
+/// hold `before` bytes, and the write replaces `replaced` of them and adds
+/// `added`. A write that does not grow them passes, however many there are;
+/// so does one of at most [`SMALL_WRITE_BYTES`](super::SMALL_WRITE_BYTES)
+/// to a registry already beyond the bound (data planted by hand, or
+/// written by an older lockstep), so that its kill switch can still be
+/// flipped.
+pub(crate) fn check_pending(
+    namespace: &str,
+    before: u64,
+    replaced: u64,
+    added: u64,
+) -> Result<(), Error> {
+    let limit = super::MAX_PENDING_BYTES;
+    let after = before.saturating_sub(replaced).saturating_add(added);
+    let small_to_full = before > limit && added <= super::SMALL_WRITE_BYTES;
+    if after > limit && after > before && !small_to_full {
+        return Err(Error::TooMuchPending {
+            namespace: namespace.to_owned(),
+            pending: after,
+            limit: super::MAX_PENDING_BYTES,
+        });
+    }
+    Ok(())
+}

@@ -113,6 +113,20 @@ pub(super) fn before_horizon(e: &RedisError, namespace: &str, tick: Tick) -> Opt
     })
 }
 
+/// The `TOO_MUCH_PENDING <bytes> <limit>` error of the commit script.
+pub(super) fn too_much_pending(e: &RedisError, namespace: &str) -> Option<Error> {
+    let detail = reply(e)?;
+    let rest = detail.strip_prefix("TOO_MUCH_PENDING ")?;
+    let mut parts = rest.split_whitespace().map(|p| p.parse::<u64>());
+    let pending = parts.next()?.ok()?;
+    let limit = parts.next()?.ok()?;
+    Some(Error::TooMuchPending {
+        namespace: namespace.to_owned(),
+        pending,
+        limit,
+    })
+}
+
 /// The `WRONGTYPE_KEY <key> <type>` and `TOO_LARGE <key> <bytes>` errors of
 /// the scripts, raised before anything is written.
 pub(super) fn refused(e: &RedisError, store: &str) -> Option<Error> {

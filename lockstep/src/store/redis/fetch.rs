@@ -12,7 +12,7 @@ use super::replicas::Replicas;
 use super::reply::{self, Recorded};
 use super::{MAX_ENVELOPE_BYTES, RedisStore, errors, fleet, scripts};
 use crate::error::Error;
-use crate::store::{Fetch, Fetched, Report, check_name};
+use crate::store::{FETCH_BUDGET_BYTES, Fetch, Fetched, Report, check_name};
 
 impl RedisStore {
     /// One fetch, as [`Store::fetch_with`](super::Store::fetch_with) asks:
@@ -206,14 +206,15 @@ impl RedisStore {
 }
 
 /// The arguments of `fetch.lua` (and, with a report, of `report.lua`
-/// after it): the largest envelope shipped; the fields' names as one JSON
+/// after it): the largest envelope shipped and the fetch's budget; the
+/// fields' names as one JSON
 /// array; the epoch and revision held, or empty texts; the report's
 /// arguments; the schema the fetching build publishes, as
 /// `<digest>:<length>`, or an empty text; last, the prefix of the fields'
 /// hash keys.
 fn fetch_args(fetch: &Fetch<'_>, report: Option<&Report>) -> Vec<String> {
     let mut args = vec![
-        MAX_ENVELOPE_BYTES.to_string(),
+        format!("{MAX_ENVELOPE_BYTES}:{FETCH_BUDGET_BYTES}"),
         serde_json::to_string(fetch.keys()).unwrap_or_else(|_| "[]".to_owned()),
     ];
     match fetch.held() {

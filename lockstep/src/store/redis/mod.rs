@@ -61,7 +61,7 @@ use redis::Value;
 pub use envelope::open_envelope;
 
 use self::connection::{Connection, Connector};
-use self::errors::{before_horizon, classify, closed_under_us, refused};
+use self::errors::{before_horizon, classify, closed_under_us, refused, too_much_pending};
 use self::fleet::Reporting;
 use self::keys::{
     META_PATTERN, field_key, fleet_expiry_key, fleet_key, meta_key, namespace_of_meta, schemas_key,
@@ -70,8 +70,8 @@ use self::keys::{
 use self::replicas::Replicas;
 use self::scripts::{Lua, Scripts};
 use super::{
-    BoxFuture, Committed, Fetch, Fetched, HISTORY, Reports, SCHEMA_KEPT, StepAt, StoredEntry,
-    StoredSchema, Write, check_name, redact,
+    BoxFuture, Committed, Fetch, Fetched, HISTORY, MAX_PENDING_BYTES, Reports, SCHEMA_KEPT,
+    SMALL_WRITE_BYTES, StepAt, StoredEntry, StoredSchema, Write, check_name, redact,
 };
 use crate::error::Error;
 use crate::schema::Schema;
@@ -200,7 +200,11 @@ impl RedisStore {
     fn refusal(&self, namespace: &str, tick: Tick) -> impl Fn(&redis::RedisError) -> Option<Error> {
         let namespace = namespace.to_owned();
         let shown = self.shown.clone();
-        move |e| before_horizon(e, &namespace, tick).or_else(|| refused(e, &shown))
+        move |e| {
+            before_horizon(e, &namespace, tick)
+                .or_else(|| too_much_pending(e, &namespace))
+                .or_else(|| refused(e, &shown))
+        }
     }
 
     fn error(&self, e: &redis::RedisError) -> Error {
@@ -303,6 +307,8 @@ impl super::Store for RedisStore {
                 write.id.clone(),
                 write.by.clone(),
                 MAX_VALUE_BYTES.to_string(),
+                MAX_PENDING_BYTES.to_string(),
+                SMALL_WRITE_BYTES.to_string(),
             ];
             // The write's id makes a retried write take effect once.
             let refusal = self.refusal(namespace, write.tick);

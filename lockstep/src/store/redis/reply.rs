@@ -8,7 +8,7 @@ use redis::Value;
 
 use super::envelope::open_envelope;
 use super::keys::instant;
-use crate::store::{Epoch, Fetched, StoredEntry, Unplaced};
+use crate::store::{Epoch, Fetched, StoredEntry, Unplaced, not_fetched};
 use crate::tick::Millis;
 use crate::value::MAX_VALUE_BYTES;
 
@@ -19,16 +19,20 @@ enum Read {
     Unplaced(Unplaced),
 }
 
-/// An envelope's value as the scripts return it: the envelope, or `{its
-/// length}` in place of one over the limit.
+/// An envelope's value as the scripts return it: the envelope, `{its
+/// length}` in place of one over the limit, or `{its field's bytes, 0}` for
+/// an entry of a field past the fetch's budget.
 pub(super) fn value(value: &Value) -> (Result<String, String>, Option<crate::store::Origin>) {
     match value {
         Value::BulkString(b) => open_envelope(b),
-        Value::Array(length) => match length.first() {
-            Some(Value::Int(n)) => (
+        Value::Array(marker) => match marker.as_slice() {
+            [Value::Int(n)] => (
                 Err(format!("{n} bytes, over the limit of {MAX_VALUE_BYTES}")),
                 None,
             ),
+            [Value::Int(n), Value::Int(0)] => {
+                (Err(not_fetched(u64::try_from(*n).unwrap_or(0))), None)
+            }
             _ => (Err("not a string".to_owned()), None),
         },
         _ => (Err("not a string".to_owned()), None),

@@ -1,8 +1,9 @@
 -- KEYS[1]: meta; KEYS[2]: the write id's key; KEYS[3..]: the fields'
 -- hashes. ARGV: tick, margin, history, a new epoch id, the steps as JSON
 -- ([{"h": after} or {"a": at}, "v": [[key index, value JSON], ...]]), the
--- write id, the writer, the largest value. Everything that could fail is
--- checked before the first write: all or nothing.
+-- write id, the writer, the largest value, the most bytes the registry's
+-- pending entries may hold, the most a write may add to one beyond that. Everything that could fail is checked before
+-- the first write: all or nothing.
 local done = redis.call('GET', KEYS[2])
 if done then return done end
 local tick = tonumber(ARGV[1])
@@ -35,6 +36,49 @@ for _, step in ipairs(steps) do
       return redis.error_reply('TOO_LARGE ' .. KEYS[kv[1]] .. ' ' .. #kv[2])
     end
   end
+end
+-- The pending bound: what the registry's pending entries hold (envelopes,
+-- by HSTRLEN) over every field a build's schema names and those written,
+-- before and after the write; refused if it grows them beyond the bound.
+local head_bytes = 80 + #ARGV[6] + #ARGV[7]
+local keys = {}
+for k = 3, #KEYS do keys[KEYS[k]] = true end
+local prefix = string.sub(KEYS[1], 1, -5)
+local schemas = redis.pcall('HVALS', prefix .. 'schemas')
+if not schemas.err then
+  for _, json in ipairs(schemas) do
+    local ok, schema = pcall(cjson.decode, json)
+    if ok and type(schema) == 'table' and type(schema.fields) == 'table' then
+      for _, field in ipairs(schema.fields) do
+        if type(field) == 'table' and type(field.key) == 'string' then
+          keys[prefix .. 'field:' .. field.key] = true
+        end
+      end
+    end
+  end
+end
+local before = 0
+for key in pairs(keys) do
+  if redis.call('TYPE', key)['ok'] == 'hash' then
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      local n = placed(f)
+      if n and n > now then before = before + redis.call('HSTRLEN', key, f) end
+    end
+  end
+end
+-- A write of at most ARGV[10] bytes to a registry already beyond the
+-- bound passes (its kill switch can still be flipped): as
+-- write::check_pending says.
+local after, added = before, 0
+for i, step in ipairs(steps) do
+  for _, kv in ipairs(step.v) do
+    after = after - redis.call('HSTRLEN', KEYS[kv[1]], ms(instants[i])) + head_bytes + #kv[2]
+    added = added + #kv[2]
+  end
+end
+local bound = tonumber(ARGV[9])
+if after > bound and after > before and not (before > bound and added <= tonumber(ARGV[10])) then
+  return redis.error_reply('TOO_MUCH_PENDING ' .. ms(after) .. ' ' .. ARGV[9])
 end
 -- Every check passed: the first write advances the registry's revision,
 -- which every entry of the write carries.
