@@ -247,3 +247,43 @@ pub(crate) fn within_budget(fields: &mut BTreeMap<String, Vec<StoredEntry>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(values: &[usize]) -> Vec<StoredEntry> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, len)| StoredEntry {
+                at: i as i64,
+                value: Ok("x".repeat(*len)),
+                origin: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fetch_ships_the_smallest_fields_whole_within_its_budget() {
+        let big = 50_000;
+        // 100 entries of 50 000 bytes: 5 MB a field.
+        let mut fields = BTreeMap::from([
+            ("kill".to_owned(), entries(&[4])),
+            ("b".to_owned(), entries(&[big; 100])),
+            ("a".to_owned(), entries(&[big; 100])),
+            // Over the value limit: never shipped, so it weighs nothing.
+            ("huge".to_owned(), entries(&[MAX_VALUE_BYTES + 1])),
+        ]);
+        within_budget(&mut fields);
+        let shipped = |key: &str| fields[key].iter().all(|e| e.value.is_ok());
+        assert!(shipped("kill") && shipped("a") && shipped("huge"));
+        // `b` ties `a` and comes after it: 10 MB would not fit.
+        assert!(
+            fields["b"]
+                .iter()
+                .all(|e| e.value.as_ref().unwrap_err() == &not_fetched(5_000_000))
+        );
+        assert!(crate::store::is_not_fetched(&not_fetched(1)));
+    }
+}

@@ -535,3 +535,29 @@ pub(crate) fn check_pending(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+    use crate::store::{MAX_PENDING_BYTES, SMALL_WRITE_BYTES};
+
+    #[test]
+    fn the_pending_bound_refuses_only_what_grows_a_registry_beyond_it() {
+        let limit = MAX_PENDING_BYTES;
+        assert!(check_pending("ns", 0, 0, limit).is_ok());
+        let refused = check_pending("ns", limit - 10, 0, 11).unwrap_err();
+        assert!(
+            matches!(refused, Error::TooMuchPending { pending, limit: l, .. } if pending == limit + 1 && l == limit)
+        );
+        assert!(
+            refused.to_string().contains("over the 4194304 bytes"),
+            "{refused}"
+        );
+        // Replacing by as much or less passes, however full.
+        assert!(check_pending("ns", 3 * limit, 100, 100).is_ok());
+        // A small write to a registry already beyond the bound passes (its
+        // kill switch), a larger one does not.
+        assert!(check_pending("ns", 3 * limit, 0, SMALL_WRITE_BYTES).is_ok());
+        assert!(check_pending("ns", 3 * limit, 0, SMALL_WRITE_BYTES + 1).is_err());
+    }
+}
