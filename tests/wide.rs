@@ -111,7 +111,7 @@ fn a_wide_registry_is_fetched_within_its_budget_its_kill_switch_flips_and_its_ne
     assert_eq!(shown["late_flips"], 0, "{shown}");
     assert_eq!(shown["failed"], 0, "{shown}");
     let rejected = shown["rejected"].as_u64().unwrap() as usize;
-    assert!(rejected > 0 && rejected % ENTRIES == 0, "{shown}");
+    assert!(rejected > 0 && rejected.is_multiple_of(ENTRIES), "{shown}");
     let status = NEIGHBOUR.status();
     assert_eq!(status.failed_fetches, 0, "{status:?}");
     assert!(status.fetches >= 3, "{status:?}");
