@@ -101,3 +101,11 @@ pub fn run_cli(url: Option<&str>, args: &[&str]) -> CliRun {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// `lockstep fleet NAMESPACE --json` on the store `url`: the view, checked
+/// to have been read.
+pub fn fleet_view(url: &str, namespace: &str) -> serde_json::Value {
+    let run = run_cli(Some(url), &["fleet", namespace, "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.json()
+}

@@ -42,7 +42,7 @@ pub mod wait;
 pub mod writes;
 
 pub use browser::{Chromedriver, Console, http};
-pub use cli::{CliRun, cli_binary, run_cli};
+pub use cli::{CliRun, cli_binary, fleet_view, run_cli};
 pub use cluster::RedisCluster;
 pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check, ms_after};
 pub use mariadb::MariadbServer;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lockstep_suite::{CliRun, Probe, RedisServer, run_cli, wait_for};
+use lockstep_suite::{CliRun, Probe, RedisServer, fleet_view, run_cli, wait_for};
 use serde_json::Value;
 
 const MEMBERS: usize = 8;
@@ -109,9 +109,7 @@ impl Crew {
 
     /// `lockstep fleet crew --json`.
     fn view(&self) -> Value {
-        let run = self.lockstep(&["fleet", "crew", "--json"]);
-        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-        run.json()
+        fleet_view(&self.url, "crew")
     }
 
     /// The first view for which `holds` is true, read every 200 ms; panics

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lockstep::lockstep;
 use lockstep_suite::browser::{form_encode, post, session};
-use lockstep_suite::{CliRun, Console, Probe, RedisServer, run_cli, wait_for};
+use lockstep_suite::{CliRun, Console, Probe, RedisServer, fleet_view, run_cli, wait_for};
 use serde_json::Value;
 
 /// The new build, as an application of it writes through the Rust API
@@ -66,11 +66,18 @@ impl Deploy {
         run_cli(Some(&self.url), args)
     }
 
+    /// Runs a write with `--wait`, which must say all `n` live processes
+    /// hold it.
+    fn held_by_all(&self, args: &[&str], n: usize) {
+        let run = self.lockstep(args);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        let said = format!("held by all {n} live processes");
+        assert!(run.stdout.contains(&said), "{}", run.stdout);
+    }
+
     /// `lockstep fleet roll --json`.
     fn view(&self) -> Value {
-        let run = self.lockstep(&["fleet", "roll", "--json"]);
-        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-        run.json()
+        fleet_view(&self.url, "roll")
     }
 
     /// Waits until the view lists exactly `n` live processes, each of a
@@ -223,13 +230,7 @@ fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects
     assert_eq!(deploy.view()["revision"], 1, "only the forced write");
 
     // What every build decodes goes through as before.
-    let run = deploy.lockstep(&["set", "roll.level", "200", "--wait"]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains("held by all 4 live processes"),
-        "{}",
-        run.stdout
-    );
+    deploy.held_by_all(&["set", "roll.level", "200", "--wait"], 4);
 
     // Forced: written, with a warning naming who will not serve it; `--wait`
     // does not say "all hold it", and names the old build's processes as
@@ -324,13 +325,7 @@ fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects
     // The old build gone (its records expired), its limits go with it.
     deploy.builds.remove("v1");
     deploy.until_live(2);
-    let run = deploy.lockstep(&["set", "roll.extra", "6", "--wait"]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains("held by all 2 live processes"),
-        "{}",
-        run.stdout
-    );
+    deploy.held_by_all(&["set", "roll.extra", "6", "--wait"], 2);
     runtime.block_on(async {
         ROLL.set(Roll::LEVEL, 70_000).await.unwrap();
     });
