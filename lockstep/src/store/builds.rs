@@ -90,7 +90,8 @@ pub struct Refusal {
 }
 
 impl Build {
-    /// How messages name it: `build 3f2a9c1b… (2 processes of roll-v1)`.
+    /// How messages name it: `build 3f2a9c1b (2 processes of checkout)`
+    /// (the first 8 digits of its digest, and at most three programs).
     pub fn name(&self) -> String {
         let digest = self
             .digest
@@ -100,7 +101,16 @@ impl Build {
             1 => "1 process".to_owned(),
             n => format!("{n} processes"),
         };
-        let programs = self.programs.join(", ");
+        let mut programs = self
+            .programs
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.programs.len() > 3 {
+            programs.push_str(", …");
+        }
         if programs.is_empty() {
             format!("build {digest} ({count})")
         } else {
