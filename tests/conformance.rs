@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lockstep::store::{
-    BoxFuture, Fetch, Fetched, HISTORY, Held, MemoryStore, PostgresStore, RedisStore, Report,
-    SqliteStore, StepAt, Store, StoredEntry, StoredSchema, Write,
+    BoxFuture, FETCH_BUDGET_BYTES, Fetch, Fetched, HISTORY, Held, MAX_PENDING_BYTES, MemoryStore,
+    PostgresStore, RedisStore, Report, SqliteStore, StepAt, Store, StoredEntry, StoredSchema,
+    Write,
 };
-use lockstep::{Error, FieldSchema, ManualClock, Millis, Schema, Tick};
+use lockstep::{Error, FieldSchema, MAX_VALUE_BYTES, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 
@@ -29,11 +30,23 @@ const TICK: Tick = match Tick::from_secs(1) {
 /// all before the store's clock: `(namespace, key, n)`.
 type Plant = Box<dyn Fn(String, String, usize) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Puts entries of a field, at instants after the store's clock, with
+/// values as given, past the bounds of a commit (as a hand, or an older
+/// lockstep, could have written them): `(namespace, key, [(instant,
+/// value)])`, instants ascending. The memory store has no way in but a
+/// commit: it moves its clock to just before the first instant, commits
+/// and moves it back, so what one call puts must be within
+/// [`MAX_PENDING_BYTES`] together with the registry's entries after its
+/// first instant (put each field after those put before it).
+type Place =
+    Box<dyn Fn(String, String, Vec<(Millis, String)>) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// A backend under test, and what it runs on (a server, a schema, a file:
 /// removed when the subject is dropped, at the end of its test).
 struct Subject {
     store: Arc<dyn Store>,
     plant: Plant,
+    place: Place,
     namespaces: AtomicU64,
     /// The store's clock, where the test drives it.
     clock: Option<ManualClock>,
@@ -44,11 +57,13 @@ impl Subject {
     fn new(
         store: Arc<dyn Store>,
         plant: Plant,
+        place: Place,
         runs_on: impl std::any::Any + Send + Sync,
     ) -> Subject {
         Subject {
             store,
             plant,
+            place,
             namespaces: AtomicU64::new(0),
             clock: None,
             _runs_on: Box::new(runs_on),
@@ -158,6 +173,8 @@ conformance! {
         an_unchanged_registry_answers_unchanged_with_no_entries,
         any_commit_cancel_or_purge_makes_the_next_conditional_fetch_full,
         a_different_epoch_or_revision_answers_in_full,
+        a_write_beyond_the_pending_bound_is_refused_whole,
+        a_fetch_ships_the_smallest_fields_within_its_budget,
     ]
 }
 
@@ -599,9 +616,26 @@ async fn memory_subject() -> Subject {
             clock.advance_to(lockstep_time(last + 3_000)).await;
         })
     });
+    let (placer, clock) = (store.clone(), driven.clone());
+    let place: Place = Box::new(move |ns, key, entries| {
+        let store = placer.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let back = clock.now();
+            let first = entries.first().expect("entries to put").0;
+            clock.advance_to(lockstep_time(first - 10_000)).await;
+            let steps = entries
+                .iter()
+                .map(|(at, value)| (StepAt::At(*at), vec![(key.as_str(), value.as_str())]))
+                .collect();
+            let instants = store.commit(&write(&ns, steps)).await.unwrap().instants;
+            assert_eq!(instants, entries.iter().map(|e| e.0).collect::<Vec<_>>());
+            clock.advance_to(back).await;
+        })
+    });
     Subject {
         clock: Some(driven),
-        ..Subject::new(store, plant, ())
+        ..Subject::new(store, plant, place, ())
     }
 }
 
@@ -636,17 +670,45 @@ async fn redis_subject() -> Subject {
             }
         })
     });
-    Subject::new(store, plant, server)
+    let placer = server.clone();
+    let place: Place = Box::new(move |ns, key, entries| {
+        let server = placer.clone();
+        Box::pin(async move {
+            let hash = format!("lockstep:{{{ns}}}:field:{key}");
+            for (at, value) in entries {
+                let envelope = format!(
+                    r#"{{"f":1,"v":{value},"w":"placed","t":{},"by":"place"}}"#,
+                    at - 5_000
+                );
+                let _: () = server.cmd(&["HSET", &hash, &at.to_string(), &envelope]);
+            }
+        })
+    });
+    Subject::new(store, plant, place, server)
 }
 
 /// Rows "written long ago" in a SQL store, as `INSERT` statements.
 fn planted_rows(ns: &str, key: &str, now: Millis, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let at = past(now, n, i);
+    let entries: Vec<(Millis, String)> = (0..n).map(|i| (past(now, n, i), i.to_string())).collect();
+    rows(ns, key, &entries, "planted")
+}
+
+/// `entries` of a field as rows of a SQL store, by `INSERT` statements of
+/// the write `write_id` (the values written as SQL literals: no backslash,
+/// which MySQL reads as an escape).
+fn rows(ns: &str, key: &str, entries: &[(Millis, String)], write_id: &str) -> Vec<String> {
+    entries
+        .iter()
+        .map(|(at, value)| {
+            assert!(
+                !value.contains('\\'),
+                "no backslash in a value written as SQL"
+            );
             format!(
                 "INSERT INTO lockstep_entries (namespace, field, at_ms, value, write_id, \
-                 written_at, writer) VALUES ('{ns}', '{key}', {at}, '{i}', 'planted', {}, 'plant')",
+                 written_at, writer) VALUES ('{ns}', '{key}', {at}, '{}', '{write_id}', {}, \
+                 'plant')",
+                value.replace('\'', "''"),
                 at - 5_000
             )
         })
@@ -668,12 +730,19 @@ async fn postgres_subject() -> Subject {
             schema.execute(&rows);
         })
     });
-    Subject::new(store, plant, schema)
+    let placer = schema.clone();
+    let place: Place = Box::new(move |ns, key, entries| {
+        let schema = placer.clone();
+        Box::pin(async move {
+            let rows = rows(&ns, &key, &entries, "placed");
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            schema.execute(&rows);
+        })
+    });
+    Subject::new(store, plant, place, schema)
 }
 
 async fn sqlite_subject() -> Subject {
-    use sqlx::Connection;
-
     let file = SqliteFile::create();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&file.url()).unwrap());
     let clock = store.clone();
@@ -683,14 +752,30 @@ async fn sqlite_subject() -> Subject {
         let url = url.clone();
         Box::pin(async move {
             let now = store_now(&*clock).await;
-            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            for row in planted_rows(&ns, &key, now, n) {
-                sqlx::Executor::execute(&mut c, row.as_str()).await.unwrap();
-            }
-            c.close().await.unwrap();
+            sqlite_execute(&url, planted_rows(&ns, &key, now, n)).await;
         })
     });
-    Subject::new(store, plant, file)
+    let url = file.url();
+    let place: Place = Box::new(move |ns, key, entries| {
+        let url = url.clone();
+        Box::pin(async move { sqlite_execute(&url, rows(&ns, &key, &entries, "placed")).await })
+    });
+    Subject::new(store, plant, place, file)
+}
+
+/// Runs `statements` on the SQLite file of `url`, in one transaction.
+async fn sqlite_execute(url: &str, statements: Vec<String>) {
+    use sqlx::Connection;
+
+    let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+    let mut tx = c.begin().await.unwrap();
+    for statement in statements {
+        sqlx::Executor::execute(&mut *tx, statement.as_str())
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    c.close().await.unwrap();
 }
 
 /// Every process on the machine reads the same clock: SQLite's is this
@@ -907,7 +992,16 @@ async fn mysql_subject() -> Subject {
             db.execute(&rows);
         })
     });
-    Subject::new(store, plant, db)
+    let placer = db.clone();
+    let place: Place = Box::new(move |ns, key, entries| {
+        let db = placer.clone();
+        Box::pin(async move {
+            let rows = rows(&ns, &key, &entries, "placed");
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            db.execute(&rows);
+        })
+    });
+    Subject::new(store, plant, place, db)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1287,4 +1381,179 @@ async fn a_different_epoch_or_revision_answers_in_full(s: &Subject) {
     let elsewhere = s.namespace("epochs-other");
     let answer = conditional(s, &elsewhere, &keys, Some(&held), None).await;
     assert!(!answer.unchanged && answer.epoch.is_none(), "{answer:?}");
+}
+
+/// A JSON string of `bytes` bytes.
+fn text_of(bytes: usize) -> String {
+    format!("\"{}\"", "x".repeat(bytes - 2))
+}
+
+/// A write of `value` to each of `keys` at each instant of `at`.
+fn spread(ns: &str, keys: &[&str], at: impl Iterator<Item = Millis>, value: &str) -> Write {
+    let steps = at
+        .map(|at| {
+            let values = keys.iter().map(|k| (*k, value)).collect();
+            (StepAt::At(at), values)
+        })
+        .collect();
+    write(ns, steps)
+}
+
+async fn a_write_beyond_the_pending_bound_is_refused_whole(s: &Subject) {
+    let ns = s.namespace("pending");
+    let keys = ["p0", "p1", "p2", "small", "placed"];
+    let base = TICK.ceil(s.now().await + 300_000);
+    let tick = |i: i64| base + i * 1000;
+    // 69 values of 60 000 bytes, 4 140 000 in all, just under the bound,
+    // in three commits.
+    let value = text_of(60_000);
+    for key in ["p0", "p1", "p2"] {
+        s.commit(&spread(&ns, &[key], (0..23).map(tick), &value))
+            .await
+            .unwrap();
+    }
+    let pending = 69 * 60_000;
+    assert!(pending < MAX_PENDING_BYTES && pending + 60_000 > MAX_PENDING_BYTES);
+    let before = s.store.fetch(&ns, &keys).await.unwrap();
+    // One more value would take them over: refused whole, a small value in
+    // another step too, and the revision is not advanced.
+    let over = write(
+        &ns,
+        vec![
+            (StepAt::At(tick(0)), vec![("small", "1")]),
+            (StepAt::At(tick(23)), vec![("p0", value.as_str())]),
+        ],
+    );
+    let refused = s.commit(&over).await.unwrap_err();
+    let Error::TooMuchPending {
+        namespace,
+        pending: after,
+        limit,
+    } = &refused
+    else {
+        panic!("{refused}");
+    };
+    assert_eq!(
+        (namespace.as_str(), *after, *limit),
+        (ns.as_str(), pending + 1 + 60_000, MAX_PENDING_BYTES)
+    );
+    let unchanged = s.store.fetch(&ns, &keys).await.unwrap();
+    assert_eq!(timeless(unchanged), timeless(before.clone()));
+    // What a write replaces (the same field and instant) is not counted
+    // twice: a value 500 bytes longer in place of one passes.
+    let longer = text_of(60_500);
+    s.commit(&spread(&ns, &["p0"], [tick(0)].into_iter(), &longer))
+        .await
+        .unwrap();
+    let pending = pending + 500;
+    let p0 = s.entries(&ns, "p0").await;
+    assert_eq!(p0.len(), 23);
+    assert_eq!(p0[0].value.as_deref(), Ok(longer.as_str()));
+    // Beyond the bound already (entries put there by hand): a write that
+    // does not grow them passes, one that does is refused.
+    (s.place)(
+        ns.clone(),
+        "placed".to_owned(),
+        vec![(tick(100), value.clone()), (tick(101), value.clone())],
+    )
+    .await;
+    let pending = pending + 120_000;
+    assert!(pending > MAX_PENDING_BYTES);
+    s.commit(&spread(&ns, &["p1"], [tick(0)].into_iter(), "2"))
+        .await
+        .unwrap();
+    let pending = pending - 60_000 + 1;
+    assert!(pending > MAX_PENDING_BYTES);
+    let same = text_of(60_000).replace('x', "y");
+    s.commit(&spread(&ns, &["p2"], [tick(0)].into_iter(), &same))
+        .await
+        .unwrap();
+    let before = s.store.fetch(&ns, &keys).await.unwrap();
+    assert_eq!(before.fields["p1"][0].value.as_deref(), Ok("2"));
+    assert_eq!(before.fields["p2"][0].value.as_deref(), Ok(same.as_str()));
+    assert_eq!(before.fields["placed"].len(), 2);
+    let one_more = spread(&ns, &["small"], [tick(5)].into_iter(), &value);
+    let refused = s.commit(&one_more).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::TooMuchPending { pending: p, .. } if *p == pending + 60_000),
+        "{refused}"
+    );
+    let unchanged = s.store.fetch(&ns, &keys).await.unwrap();
+    assert_eq!(timeless(unchanged), timeless(before));
+}
+
+async fn a_fetch_ships_the_smallest_fields_within_its_budget(s: &Subject) {
+    let ns = s.namespace("budget");
+    let at = TICK.ceil(s.now().await + 300_000);
+    s.commit(&write(
+        &ns,
+        vec![(StepAt::At(at), vec![("a", "1"), ("b", "true")])],
+    ))
+    .await
+    .unwrap();
+    // Fields of 2 096 500 bytes each (35 values of 59 900), one of
+    // 2 695 500, and one value over the size limit (which counts as 0: it
+    // is never shipped), put there by hand, each later than the last:
+    // smallest first, ties by name, the fields up to m3 fit the budget
+    // (2 603 bytes to spare: the value over the limit, counted, would push
+    // m3 out), m4 and the largest do not, though its name comes first.
+    let value = text_of(59_900);
+    let mut next = at + 60_000;
+    let mut put = Vec::new();
+    for (key, n) in [
+        ("m0", 35),
+        ("m1", 35),
+        ("m2", 35),
+        ("m3", 35),
+        ("m4", 35),
+        ("a_wide", 45),
+    ] {
+        let entries: Vec<(Millis, String)> =
+            (0..n).map(|i| (next + i * 1000, value.clone())).collect();
+        next += (n + 60) * 1000;
+        (s.place)(ns.clone(), key.to_owned(), entries.clone()).await;
+        put.push((key, entries));
+    }
+    let huge = text_of(MAX_VALUE_BYTES + 1_000);
+    (s.place)(ns.clone(), "huge".to_owned(), vec![(next, huge)]).await;
+    let shipped = 1 + 4 + 4 * 35 * 59_900;
+    assert!(shipped <= FETCH_BUDGET_BYTES && shipped + 35 * 59_900 > FETCH_BUDGET_BYTES);
+    assert!(shipped + (MAX_VALUE_BYTES as u64 + 1_000) > FETCH_BUDGET_BYTES);
+    let keys = ["a", "a_wide", "b", "huge", "m0", "m1", "m2", "m3", "m4"];
+    let fetched = s.store.fetch(&ns, &keys).await.unwrap();
+    assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("1"));
+    assert_eq!(fetched.fields["b"][0].value.as_deref(), Ok("true"));
+    assert_eq!(fetched.fields["huge"].len(), 1);
+    for (key, entries) in &put {
+        let got = &fetched.fields[*key];
+        let instants: Vec<Millis> = got.iter().map(|e| e.at).collect();
+        assert_eq!(
+            instants,
+            entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+            "{key}: every instant"
+        );
+        if ["m0", "m1", "m2", "m3"].contains(key) {
+            assert!(
+                got.iter().all(|e| e.value.as_deref() == Ok(value.as_str())),
+                "{key} is shipped"
+            );
+            continue;
+        }
+        let bytes = entries.len() as u64 * 59_900;
+        for entry in got {
+            let why = entry.value.as_ref().expect_err(key);
+            let held = why
+                .strip_prefix("not fetched: its field holds ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(held.is_some_and(|n| n >= bytes), "{key}: {why}");
+        }
+    }
+    assert!(fetched.unplaced.is_empty(), "{fetched:?}");
+    // Nothing changed since: a conditional fetch still answers unchanged.
+    let held = fetched.held().expect("a registry written has an epoch");
+    for with in [None, Some(&report("p1", r#"{"id":"p1"}"#, 60_000))] {
+        let answer = conditional(s, &ns, &keys, Some(&held), with).await;
+        assert!(answer.unchanged && answer.fields.is_empty(), "{answer:?}");
+    }
 }

@@ -1,7 +1,8 @@
 //! What the SQL stores promise beyond the shared contract, on each of
 //! PostgreSQL, SQLite and MySQL/MariaDB, against the real databases: cancel
 //! says what it removed, purge removes what no process can use, an oversized
-//! value never crosses the network, the fetch says whether the schema is
+//! value never crosses the network, a field beyond a fetch's budget is not
+//! shipped and its bytes are counted as bytes, the fetch says whether the schema is
 //! held (a build's schema changed by hand is not), a build's schema nobody
 //! published for `SCHEMA_KEPT` goes, misconfiguration is told apart from an
 //! outage, a SQLite file deleted and created again is noticed, tables of
@@ -282,10 +283,51 @@ async fn a_schema_changed_by_hand_or_kept_too_long_is_not_held(db: &Db) {
     assert_eq!(s.reports("elsewhere").await.unwrap().schemas, [elsewhere]);
 }
 
+/// A field of 150 pending values of 60 000 bytes (30 001 characters: `é`
+/// is two bytes), put there by hand: 9 000 000 bytes, beyond a fetch's
+/// budget on its own. Every entry comes back as not fetched, saying the
+/// field's bytes as counted in bytes, not characters; the small field is
+/// shipped.
+async fn a_field_beyond_the_budget_is_not_shipped_and_counted_in_bytes(db: &Db) {
+    let s = &*db.store;
+    s.commit(&set("wide", "switch", "true", StepAt::Horizon { after: 0 }))
+        .await
+        .unwrap();
+    let far = TICK.ceil(store_now(s).await + 600_000);
+    let value = format!("\"{}\"", "é".repeat(29_999));
+    assert_eq!(value.len(), 60_000);
+    let rows: Vec<String> = (0..150)
+        .map(|i| {
+            format!(
+                "('wide', 'big', {}, '{value}', 'planted', {far}, 'plant')",
+                far + i * 1000
+            )
+        })
+        .collect();
+    (db.execute)(&format!(
+        "INSERT INTO lockstep_entries (namespace, field, at_ms, value, write_id, written_at, \
+         writer) VALUES {}",
+        rows.join(", ")
+    ));
+    let fetched = s.fetch("wide", &["big", "switch"]).await.unwrap();
+    assert_eq!(fetched.fields["switch"][0].value.as_deref(), Ok("true"));
+    let big = &fetched.fields["big"];
+    assert_eq!(big.len(), 150);
+    for (i, entry) in big.iter().enumerate() {
+        assert_eq!(entry.at, far + i as Millis * 1000);
+        assert_eq!(entry.value, Err(lockstep::store::not_fetched(9_000_000)));
+        assert_eq!(
+            entry.origin.as_ref().map(|o| o.write.as_str()),
+            Some("planted")
+        );
+    }
+}
+
 async fn every_check(db: Db) {
     cancel_returns_the_entry_it_removed(&db).await;
     purge_removes_only_what_no_process_serves(&db).await;
     an_oversized_value_never_crosses_the_network(&db).await;
+    a_field_beyond_the_budget_is_not_shipped_and_counted_in_bytes(&db).await;
     a_schema_changed_by_hand_or_kept_too_long_is_not_held(&db).await;
     the_fetch_says_whether_the_schema_is_held(&db).await;
 }

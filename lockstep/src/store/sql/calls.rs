@@ -9,8 +9,9 @@ use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
 use super::link::Failure;
 use crate::error::Error;
 use crate::store::{
-    Committed, Epoch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports, SCHEMA_KEPT,
-    StoredEntry, StoredSchema, Write, check_cancel, check_name, resolve_instants,
+    Committed, Epoch, FETCH_BUDGET_BYTES, Fetched, HISTORY, Held, MAX_PENDING_BYTES, Origin,
+    Report, Reported, Reports, SCHEMA_KEPT, StoredEntry, StoredSchema, Write, check_cancel,
+    check_name, not_fetched, resolve_instants,
 };
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
@@ -37,6 +38,7 @@ const FETCH_KINDS: &[Kind] = &[
     Kind::Int,
     Kind::Text,
     Kind::Text,
+    Kind::Int,
     Kind::Int,
 ];
 const ENTRY_KINDS: &[Kind] = &[
@@ -102,6 +104,7 @@ impl<'a> Values<'a> {
             ),
             Param::SchemaKept => Arg::Int(SCHEMA_KEPT.as_millis() as i64),
             Param::Limit => Arg::Int(MAX_VALUE_BYTES as i64),
+            Param::Budget => Arg::Int(FETCH_BUDGET_BYTES as i64),
             Param::By => Arg::Text(self.by),
             Param::Field => match self.entry {
                 Some(e) => Arg::Text(e.field),
@@ -115,6 +118,7 @@ impl<'a> Values<'a> {
                 Some(e) => Arg::Text(e.value),
                 None => Arg::Texts(self.entries.iter().map(|e| e.value).collect()),
             },
+            Param::Written => Arg::Written(self.entries.iter().map(|e| (e.field, e.at)).collect()),
             Param::Process => Arg::Text(self.report.map_or("", |r| r.process.as_str())),
             Param::Body => Arg::Text(self.report.map_or("", |r| r.body.as_str())),
             Param::ExpiresAfter => Arg::Int(self.report.map_or(0, |r| r.expires_after)),
@@ -274,7 +278,8 @@ fn revision_of(cell: &Cell) -> u64 {
 }
 
 /// The rows of a fetch as a [`Fetched`]: every key asked for, each with its
-/// entries ordered by instant.
+/// entries ordered by instant; an entry of a field the fetch did not ship
+/// reads as [`not_fetched`].
 fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
     let mut fetched = Fetched {
         fields: keys.iter().map(|k| ((*k).to_owned(), Vec::new())).collect(),
@@ -282,7 +287,7 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
     };
     let mut header = false;
     for row in rows {
-        let Ok::<[Cell; 8], _>(
+        let Ok::<[Cell; 9], _>(
             [
                 field,
                 at,
@@ -292,11 +297,12 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
                 write_id,
                 writer,
                 revision,
+                unshipped,
             ],
         ) = row.try_into()
         else {
             return Err(Failure::Store(
-                "a fetch row without its 8 columns".to_owned(),
+                "a fetch row without its 9 columns".to_owned(),
             ));
         };
         let (at, size, written_at) = (at.int(), size.int(), written_at.int());
@@ -317,17 +323,21 @@ fn assemble(rows: Vec<Vec<Cell>>, keys: &[&str]) -> Result<Fetched, Failure> {
                 "an entry of {field} without an instant"
             )));
         };
-        let entry = stored(
-            at,
-            value.text(),
-            size,
-            Written {
-                write_id: write_id.text(),
-                written_at,
-                writer: writer.text(),
-                revision: revision_of(&revision),
+        let written = Written {
+            write_id: write_id.text(),
+            written_at,
+            writer: writer.text(),
+            revision: revision_of(&revision),
+        };
+        let entry = match unshipped.int() {
+            // A field's bytes are a sum of lengths: never negative.
+            Some(field_bytes) => StoredEntry {
+                at,
+                value: Err(not_fetched(field_bytes.max(0) as u64)),
+                origin: written.origin(),
             },
-        );
+            None => stored(at, value.text(), size, written),
+        };
         fetched.fields.entry(field).or_default().push(entry);
     }
     if !header {
@@ -353,6 +363,21 @@ struct Written {
     revision: u64,
 }
 
+impl Written {
+    /// The entry's origin, when the database said who wrote it and when.
+    fn origin(self) -> Option<Origin> {
+        match (self.write_id, self.written_at) {
+            (Some(write), Some(written_at)) => Some(Origin {
+                write,
+                written_at,
+                by: self.writer.unwrap_or_default(),
+                revision: self.revision,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// An entry as the database returned it; a value over the limit comes back
 /// as its size only.
 fn stored(at: Millis, value: Option<String>, size: Option<i64>, written: Written) -> StoredEntry {
@@ -363,20 +388,17 @@ fn stored(at: Millis, value: Option<String>, size: Option<i64>, written: Written
         }
         (None, _) => Err("the entry has no value".to_owned()),
     };
-    let origin = match (written.write_id, written.written_at) {
-        (Some(write), Some(written_at)) => Some(Origin {
-            write,
-            written_at,
-            by: written.writer.unwrap_or_default(),
-            revision: written.revision,
-        }),
-        _ => None,
-    };
-    StoredEntry { at, value, origin }
+    StoredEntry {
+        at,
+        value,
+        origin: written.origin(),
+    }
 }
 
 /// A commit: one transaction, started again if a tick boundary passed while
-/// it ran and made an instant too soon.
+/// it ran and made an instant too soon; before it writes, refused whole
+/// (rolled back, revision and all) if it would take the registry's pending
+/// entries beyond [`MAX_PENDING_BYTES`].
 pub(crate) async fn commit<D: Dialect>(
     c: &mut D::Conn,
     write: &Write,
@@ -412,6 +434,7 @@ pub(crate) async fn commit<D: Dialect>(
         let entries = last_write_wins(write, &instants);
         values.now = now;
         values.expired = now - WRITE_ID_KEPT;
+        pending::<D>(&mut tx, &values, &entries).await?;
         upsert::<D>(&mut tx, &values, &entries).await?;
         run::<D>(&mut tx, &sql.prune, &values, &[]).await?;
         let joined = instants
@@ -439,6 +462,50 @@ pub(crate) async fn commit<D: Dialect>(
         "a tick boundary passed during each of {COMMIT_TRIES} tries to commit; nothing was \
          written"
     )))
+}
+
+/// Refuses `entries` when writing them would take the values of the
+/// registry's pending entries (after `values.now`, the database's clock)
+/// beyond [`MAX_PENDING_BYTES`]: the dialect's
+/// [`pending`](super::dialect::Statements::pending) says what they hold and
+/// what of it the entries replace (every instant written is beyond the
+/// horizon, so each entry written is pending), [`check_pending`] judges.
+async fn pending<D: Dialect>(
+    c: &mut D::Conn,
+    values: &Values<'_>,
+    entries: &[NewEntry<'_>],
+) -> Result<(), Failure> {
+    let values = Values { entries, ..*values };
+    let out = run::<D>(c, &D::SQL.pending, &values, &[Kind::Int, Kind::Int]).await?;
+    let bytes = |cell: Option<&Cell>| {
+        cell.and_then(Cell::int)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                Failure::Store("the database did not say what the pending entries hold".to_owned())
+            })
+    };
+    let row = out.rows.first();
+    let before = bytes(row.and_then(|r| r.first()))?;
+    let replaced = bytes(row.and_then(|r| r.get(1)))?;
+    let added = entries.iter().map(|e| e.value.len() as u64).sum();
+    check_pending(values.namespace, before, replaced, added).map_err(Failure::Refused)
+}
+
+/// Refuses a write to `namespace` that would take the values of its
+/// pending entries beyond [`MAX_PENDING_BYTES`]: they hold `before` bytes,
+/// and the write replaces `replaced` of them and adds `added`. A write that
+/// does not grow them passes, however much they hold (entries planted
+/// beyond the bound can still be replaced by smaller ones).
+fn check_pending(namespace: &str, before: u64, replaced: u64, added: u64) -> Result<(), Error> {
+    let after = before.saturating_sub(replaced).saturating_add(added);
+    if after > MAX_PENDING_BYTES && after > before {
+        return Err(Error::TooMuchPending {
+            namespace: namespace.to_owned(),
+            pending: after,
+            limit: MAX_PENDING_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// The database's clock in ms, as the statement returns it.

@@ -52,6 +52,9 @@ pub enum Param {
     SchemaKept,
     /// [`crate::value::MAX_VALUE_BYTES`]: larger values are never shipped.
     Limit,
+    /// [`FETCH_BUDGET_BYTES`](crate::store::FETCH_BUDGET_BYTES): the most
+    /// bytes of values one fetch ships.
+    Budget,
     /// The writer's name.
     By,
     /// An upserted entry's field (one per row, or all of them as an array).
@@ -60,6 +63,10 @@ pub enum Param {
     EntryAt,
     /// An upserted entry's value.
     Value,
+    /// The fields and instants a commit writes, as one list of `[field,
+    /// instant]` pairs (JSON, for SQLite's `json_each` and MySQL's
+    /// `JSON_TABLE`).
+    Written,
     /// The reporting process's id.
     Process,
     /// The reporting process's record (JSON).
@@ -102,22 +109,32 @@ pub enum Upsert {
 
 /// Every statement of the layout, in one dialect.
 ///
-/// Fetch rows have eight columns: `field`, `at_ms`, `value` (`NULL` when
-/// longer than [`Param::Limit`]), `size` (the value's length in bytes),
-/// `written_at`, `write_id`, `writer`, `revision`. The first row has a
-/// `NULL` field and the database's clock in µs (`at_ms`), the epoch
-/// (`value`), whether the schema is held, 1 or 0 (`size`: with a
+/// Fetch rows have nine columns: `field`, `at_ms`, `value` (`NULL` when
+/// longer than [`Param::Limit`], or when its field is not shipped), `size`
+/// (the value's length in bytes), `written_at`, `write_id`, `writer`,
+/// `revision`, and `unshipped`: `NULL`, or, for each entry of a field the
+/// fetch does not ship, its field's bytes. A fetch ships at most
+/// [`Param::Budget`] bytes of values: the fields asked for, ordered by
+/// their bytes (the sum of their values' lengths in bytes, each counted as
+/// 0 when longer than [`Param::Limit`], since it is never shipped) and then
+/// by name, byte for byte, are shipped whole while the running total of
+/// their bytes, the field's own included, is within the budget; the fields'
+/// bytes are measured without reading the values where the database allows
+/// it, and no value of a field not shipped is read beyond that. The first
+/// row has a `NULL` field and the database's clock in µs (`at_ms`), the
+/// epoch (`value`), whether the schema is held, 1 or 0 (`size`: with a
 /// [`Param::SchemaDigest`], whether `lockstep_schemas` has that digest with
 /// a text of [`Param::SchemaBytes`] bytes, one lookup of its primary key;
-/// without, whether `lockstep_meta` has a schema), the epoch's
-/// creation (`written_at`), `'unchanged'` when the registry's epoch and
-/// revision are [`Param::HeldEpoch`] and [`Param::HeldRevision`], else
-/// `NULL` (`write_id`), and the registry's revision. The entries follow
+/// without, whether `lockstep_meta` has a schema), the epoch's creation
+/// (`written_at`), `'unchanged'` when the registry's epoch and revision are
+/// [`Param::HeldEpoch`] and [`Param::HeldRevision`], else `NULL`
+/// (`write_id`), the registry's revision, and `NULL`. The entries follow
 /// only when it is not unchanged: their part of the statement is
 /// conditional on the registry's row, in the same snapshot, so an unchanged
 /// fetch reads one row of `lockstep_meta` and no entry.
 pub struct Statements {
-    /// The clock-and-epoch row `UNION ALL` the entries of the keys.
+    /// The clock-and-epoch row `UNION ALL` the entries of the keys, within
+    /// the budget.
     pub fetch: Stmt,
     /// A fetch that also records the process's report, with the revision
     /// it serves (never a newer one), and deletes at most [`Param::Sweep`]
@@ -139,6 +156,10 @@ pub struct Statements {
     pub done: Stmt,
     /// The database's clock in ms.
     pub now: Stmt,
+    /// Two integers: the bytes of the values of the registry's pending
+    /// entries (those after [`Param::Now`]), and of those among them that
+    /// the commit replaces (at the fields and instants it writes).
+    pub pending: Stmt,
     /// Writes entries, the same field and instant replaced, each with the
     /// registry's revision as `lock` advanced it.
     pub upsert: Upsert,
@@ -218,6 +239,9 @@ pub enum Arg<'a> {
     Texts(Vec<&'a str>),
     /// An array of integers (only for [`Upsert::Arrays`]).
     Ints(Vec<i64>),
+    /// The fields and instants a commit writes ([`Param::Written`]), bound
+    /// as [`json_written`] text.
+    Written(Vec<(&'a str, i64)>),
 }
 
 /// What a column of a result is read as (always nullable).
@@ -416,7 +440,7 @@ where
     match *arg {
         Arg::Text(t) => query.bind(t),
         Arg::Int(i) => query.bind(i),
-        Arg::Keys(_) | Arg::Texts(_) | Arg::Ints(_) => query,
+        Arg::Keys(_) | Arg::Texts(_) | Arg::Ints(_) | Arg::Written(_) => query,
     }
 }
 
@@ -424,4 +448,10 @@ where
 /// read.
 pub fn json_keys(keys: &[&str]) -> String {
     serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The fields and instants a commit writes as the JSON array of `[field,
+/// instant]` pairs SQLite's `json_each` and MySQL's `JSON_TABLE` read.
+pub fn json_written(written: &[(&str, i64)]) -> String {
+    serde_json::to_string(written).unwrap_or_else(|_| "[]".to_owned())
 }

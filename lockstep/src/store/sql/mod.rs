@@ -23,20 +23,37 @@
 //!
 //! A fetch is one `SELECT`: a row with the database's clock, the epoch and
 //! the revision, `UNION ALL` the entries of the fields asked for, read
-//! through the primary key. A conditional fetch reads the entries only if
-//! the registry's row does not have the epoch and revision held, in the
-//! same statement: unchanged, it reads one row. A fetch with a report also records it, with the
-//! revision it serves (never a newer one), and deletes a few expired records
-//! of the registry, in the same round trip where the database allows it
-//! (PostgreSQL: one statement; MySQL: one text of several statements;
+//! through the primary key. A conditional fetch reads the entries only if the
+//! registry's row does not have the epoch and revision held, in the same
+//! statement: unchanged, it reads one row. The same statement keeps the fetch
+//! within [`FETCH_BUDGET_BYTES`](super::FETCH_BUDGET_BYTES): each field's
+//! bytes are the lengths of its values (one over
+//! [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES) counts as 0: it is never
+//! shipped), the fields are taken smallest first, ties by name byte for byte,
+//! and a field is shipped whole while the running total of their bytes, its
+//! own included, is within the budget; each entry of a field past it comes
+//! back with its instant and origin, no value, and its field's bytes, and
+//! reads as [`not_fetched`](super::not_fetched). Each dialect measures the
+//! values without reading them where the database allows it (PostgreSQL:
+//! `octet_length` reads a value kept apart by its pointer; SQLite: by its
+//! record's header, though a range of its `WITHOUT ROWID` table reads each
+//! row whole; MySQL reads a long value to measure it), and reads no value of
+//! a field not shipped beyond that. A fetch with a report also records it,
+//! with the revision it serves (never a newer one), and deletes a few expired
+//! records of the registry, in the same round trip where the database allows
+//! it (PostgreSQL: one statement; MySQL: one text of several statements;
 //! SQLite: one transaction on the local file); a database that refuses the
 //! record (read-only credentials) gets the fetch again without it (see
 //! `report.rs`). A commit is one transaction that holds the registry's write
 //! lock (PostgreSQL and MySQL: its `lockstep_meta` row, locked by an upsert
 //! that also creates the epoch and advances the revision; SQLite: `BEGIN
 //! IMMEDIATE`, the database's write lock), reads the database's clock,
-//! refuses instants before its horizon, writes every entry with the new
-//! revision (the same field and instant keeps the last write), prunes
+//! refuses instants before its horizon, sums the values of the registry's
+//! pending entries (after that clock) and of those the write replaces (the
+//! same field and instant; one query), and refuses a write that would take
+//! them beyond [`MAX_PENDING_BYTES`](super::MAX_PENDING_BYTES) while adding
+//! more than it replaces ([`Error::TooMuchPending`]), writes every entry with
+//! the new revision (the same field and instant keeps the last write), prunes
 //! history beyond the active entry plus [`HISTORY`] superseded ones, records
 //! the write id, and reads the clock once more just before `COMMIT`: if a
 //! tick boundary passed meanwhile and an instant is now before the horizon,

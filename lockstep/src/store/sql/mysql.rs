@@ -23,7 +23,7 @@ use sqlx::{Connection, MySql};
 use super::SqlStore;
 use super::dialect::{
     Arg, Class, Dialect, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt, Upsert,
-    add_revision, bind_scalar, cells, common_class, json_keys, run_with,
+    add_revision, bind_scalar, cells, common_class, json_keys, json_written, run_with,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -117,11 +117,29 @@ macro_rules! keys {
     };
 }
 
+/// What an entry's value counts towards its field's bytes: its length in
+/// bytes (one placeholder: the size limit), 0 over the limit (it is never
+/// shipped).
+macro_rules! counted {
+    () => {
+        "CASE WHEN LENGTH(value) > ? THEN 0 ELSE LENGTH(value) END"
+    };
+}
+
 /// The fetch: the entries are read only when the registry's row is not at
 /// the epoch and revision held (an uncorrelated `NOT EXISTS` on its
-/// primary key, which the server evaluates once; epochs compared byte for
-/// byte). The schema the fetch names is looked up by its primary key, its
-/// length in bytes compared.
+/// primary key, epochs compared byte for byte, on the outermost `SELECT`
+/// of the entries: the server evaluates it once, first, and unchanged it
+/// neither reads the entries nor sets up the windows' tables). Each entry
+/// gets its field's bytes (a window over the field), then the running
+/// total of the fields' bytes, smallest field first, ties by name
+/// (`ascii_bin`, byte for byte; the default frame takes in the whole
+/// field); the windows see the values' lengths only (InnoDB reads a long
+/// value to measure it: it keeps no length apart), and a value is looked
+/// up by its primary key only when its field's total is within the budget,
+/// so no value not shipped goes through the windows' temporary tables. The
+/// schema the fetch names is looked up by its primary key, its length in
+/// bytes compared.
 const FETCH: Stmt = Stmt {
     sql: concat!(
         "SELECT NULL AS field, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS at_ms, ",
@@ -132,16 +150,26 @@ const FETCH: Stmt = Stmt {
         "m.created AS written_at, CASE WHEN m.epoch = ? COLLATE utf8mb4_bin ",
         "AND m.created IS NOT NULL ",
         "AND m.revision = ? THEN 'unchanged' END AS write_id, NULL AS writer, ",
-        "CAST(COALESCE(m.revision, 0) AS SIGNED) AS revision ",
+        "CAST(COALESCE(m.revision, 0) AS SIGNED) AS revision, NULL AS unshipped ",
         "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ? ",
         "UNION ALL ",
         // Names are read as utf8mb4: sqlx reads `ascii_bin` as bytes.
         "SELECT CONVERT(field USING utf8mb4), at_ms, ",
-        "CASE WHEN LENGTH(value) > ? THEN NULL ELSE value END, ",
-        "CAST(LENGTH(value) AS SIGNED), written_at, write_id, writer, revision ",
+        "CASE WHEN shipped > ? OR size > ? THEN NULL ELSE (SELECT v.value ",
+        "FROM lockstep_entries AS v WHERE v.namespace = ? AND v.field = ranked.field ",
+        "AND v.at_ms = ranked.at_ms) END, size, written_at, write_id, writer, revision, ",
+        "CASE WHEN shipped > ? THEN field_bytes END ",
+        "FROM (SELECT sized.*, CAST(SUM(counted) OVER (ORDER BY field_bytes, field) ",
+        "AS SIGNED) AS shipped FROM (SELECT field, at_ms, CAST(LENGTH(value) AS SIGNED) AS size, ",
+        "written_at, write_id, writer, revision, ",
+        counted!(),
+        " AS counted, CAST(SUM(",
+        counted!(),
+        ") OVER (PARTITION BY field) AS SIGNED) AS field_bytes ",
         "FROM lockstep_entries WHERE namespace = ? AND field IN ",
         keys!(),
-        " AND NOT EXISTS (SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ? ",
+        ") AS sized) AS ranked ",
+        "WHERE NOT EXISTS (SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ? ",
         "AND h.epoch = ? COLLATE utf8mb4_bin AND h.created IS NOT NULL AND h.revision = ?)"
     ),
     binds: &[
@@ -152,6 +180,11 @@ const FETCH: Stmt = Stmt {
         HeldEpoch,
         HeldRevision,
         Namespace,
+        Budget,
+        Limit,
+        Namespace,
+        Budget,
+        Limit,
         Limit,
         Namespace,
         Keys,
@@ -226,6 +259,17 @@ const SQL: Statements = Statements {
     now: Stmt {
         sql: concat!("SELECT ", now_ms!()),
         binds: &[],
+    },
+    // The entries written as `[field, instant]` pairs (`JSON_TABLE`), each
+    // looked up by its primary key.
+    pending: Stmt {
+        sql: "SELECT CAST(COALESCE(SUM(LENGTH(value)), 0) AS SIGNED), \
+            (SELECT CAST(COALESCE(SUM(LENGTH(e.value)), 0) AS SIGNED) FROM JSON_TABLE(?, '$[*]' \
+            COLUMNS (f VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin PATH '$[0]', \
+            a BIGINT PATH '$[1]')) AS w JOIN lockstep_entries AS e ON e.namespace = ? \
+            AND e.field = w.f AND e.at_ms = w.a AND e.at_ms > ?) \
+            FROM lockstep_entries WHERE namespace = ? AND at_ms > ?",
+        binds: &[Written, Namespace, Now, Namespace, Now],
     },
     upsert: Upsert::Rows {
         head: "INSERT INTO lockstep_entries \
@@ -361,6 +405,7 @@ pub struct Mysql {
 fn bind<'q>(query: SqlxQuery<'q, MySql>, arg: Arg<'q>) -> SqlxQuery<'q, MySql> {
     match arg {
         Arg::Keys(keys) => query.bind(json_keys(keys)),
+        Arg::Written(written) => query.bind(json_written(&written)),
         scalar => bind_scalar(query, &scalar),
     }
 }
@@ -411,6 +456,7 @@ fn inline(sql: &str, args: Vec<Arg<'_>>) -> String {
                 }
                 Some(Arg::Text(t)) => literal(&mut out, t),
                 Some(Arg::Keys(keys)) => literal(&mut out, &json_keys(keys)),
+                Some(Arg::Written(written)) => literal(&mut out, &json_written(&written)),
                 Some(Arg::Texts(_) | Arg::Ints(_)) | None => out.push_str("NULL"),
             }
         }

@@ -17,7 +17,7 @@ use sqlx::{Connection, Postgres as Pg};
 use super::SqlStore;
 use super::dialect::{
     Arg, Class, Dialect, Kind, Out, Param::*, SqlxQuery, Statements, Stmt, Upsert, bind_scalar,
-    common_class, in_turn, run_with, standard,
+    common_class, in_turn, json_written, run_with, standard,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -101,16 +101,33 @@ macro_rules! now_ms {
     };
 }
 
+/// What an entry's value counts towards its field's bytes: its length in
+/// bytes (`$3` the size limit), 0 over the limit (it is never shipped).
+/// `octet_length` reads the stored length, not the text: of a value kept
+/// apart (TOAST), only the pointer that stands for it.
+macro_rules! counted {
+    () => {
+        "CASE WHEN octet_length(value) > $3 THEN 0 ELSE octet_length(value) END"
+    };
+}
+
 /// The fetch: the clock-and-epoch row `UNION ALL` the entries of the keys
 /// (`$1` the namespace, `$2` the keys, `$3` the size limit, `$e` and `$r`
 /// the epoch and revision held, `$d` and `$n` the digest and length in
-/// bytes of the schema the fetch names). The entries are read only when the
-/// registry's row is not at the epoch and revision held: an uncorrelated
-/// `NOT EXISTS`, evaluated once before the scan (a one-time filter), so an
-/// unchanged fetch reads one row. The schema named is looked up by its
-/// primary key (`octet_length` reads the stored length, not the text).
+/// bytes of the schema the fetch names, `$b` the budget). The entries are
+/// read only when the registry's row is not at the epoch and revision held:
+/// an uncorrelated `NOT EXISTS`, evaluated once before the scan (a
+/// one-time filter), so an unchanged fetch reads one row. Each entry gets
+/// its field's bytes (a window over the field), then the running total of
+/// the fields' bytes, smallest field first, ties by name byte for byte
+/// (`COLLATE "C"`; the default frame takes in the whole field); a value is
+/// shipped only when its field's total is within the budget. The values
+/// travel through the windows as they are stored (a value kept apart, as
+/// its pointer): only those shipped are read. The schema named is looked
+/// up by its primary key (`octet_length` reads the stored length, not the
+/// text).
 macro_rules! fetch {
-    ($e:literal, $r:literal, $d:literal, $n:literal) => {
+    ($e:literal, $r:literal, $d:literal, $n:literal, $b:literal) => {
         concat!(
             "SELECT NULL::text AS field, ",
             "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_ms, ",
@@ -129,25 +146,36 @@ macro_rules! fetch {
             " AND m.created IS NOT NULL AND m.revision = ",
             $r,
             " THEN 'unchanged' END::text AS write_id, NULL::text AS writer, ",
-            "coalesce(m.revision, 0) AS revision ",
+            "coalesce(m.revision, 0) AS revision, NULL::bigint AS unshipped ",
             "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = $1 ",
             "UNION ALL ",
-            "SELECT field, at_ms, CASE WHEN octet_length(value) > $3 THEN NULL ELSE value END, ",
-            "octet_length(value)::bigint, written_at, write_id, writer, revision ",
+            "SELECT field, at_ms, CASE WHEN shipped > ",
+            $b,
+            " OR size > $3 THEN NULL ELSE value END, size, written_at, write_id, writer, ",
+            "revision, CASE WHEN shipped > ",
+            $b,
+            " THEN field_bytes END ",
+            "FROM (SELECT sized.*, sum(counted) OVER (ORDER BY field_bytes, field COLLATE \"C\") ",
+            "AS shipped FROM (SELECT field, at_ms, value, octet_length(value)::bigint AS size, ",
+            "written_at, write_id, writer, revision, ",
+            counted!(),
+            " AS counted, sum(",
+            counted!(),
+            ") OVER (PARTITION BY field) AS field_bytes ",
             "FROM lockstep_entries WHERE namespace = $1 AND field = ANY($2) ",
             "AND NOT EXISTS (SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = $1 ",
             "AND h.epoch = ",
             $e,
             " AND h.created IS NOT NULL AND h.revision = ",
             $r,
-            ")"
+            ")) AS sized) AS ranked"
         )
     };
 }
 
 const SQL: Statements = Statements {
     fetch: Stmt {
-        sql: fetch!("$4", "$5", "$6", "$7"),
+        sql: fetch!("$4", "$5", "$6", "$7", "$8"),
         binds: &[
             Namespace,
             Keys,
@@ -156,6 +184,7 @@ const SQL: Statements = Statements {
             HeldRevision,
             SchemaDigest,
             SchemaBytes,
+            Budget,
         ],
     },
     // One statement, one snapshot: the record takes the revision of the
@@ -180,7 +209,7 @@ const SQL: Statements = Statements {
             "SELECT namespace, process FROM lockstep_reports WHERE namespace = $1 ",
             "AND process <> $4 AND expires <= (SELECT now FROM served) ",
             "ORDER BY expires LIMIT $7 FOR UPDATE SKIP LOCKED)) ",
-            fetch!("$8", "$9", "$10", "$11")
+            fetch!("$8", "$9", "$10", "$11", "$12")
         ),
         binds: &[
             Namespace,
@@ -194,6 +223,7 @@ const SQL: Statements = Statements {
             HeldRevision,
             SchemaDigest,
             SchemaBytes,
+            Budget,
         ],
     }],
     reports: Stmt {
@@ -222,6 +252,19 @@ const SQL: Statements = Statements {
     now: Stmt {
         sql: concat!("SELECT ", now_ms!()),
         binds: &[],
+    },
+    // The entries written, as arrays (`unnest`), each looked up by its
+    // primary key; `octet_length` reads no value kept apart.
+    pending: Stmt {
+        sql: concat!(
+            "SELECT coalesce(sum(octet_length(value)), 0)::bigint, ",
+            "(SELECT coalesce(sum(octet_length(e.value)), 0)::bigint ",
+            "FROM unnest($2::text[], $3::bigint[]) AS w(field, at_ms) ",
+            "JOIN lockstep_entries AS e ON e.namespace = $1 AND e.field = w.field ",
+            "AND e.at_ms = w.at_ms AND e.at_ms > $4) ",
+            "FROM lockstep_entries WHERE namespace = $1 AND at_ms > $4"
+        ),
+        binds: &[Namespace, Field, EntryAt, Now],
     },
     upsert: Upsert::Arrays(Stmt {
         sql: concat!(
@@ -348,6 +391,7 @@ fn bind<'q>(query: SqlxQuery<'q, Pg>, arg: Arg<'q>) -> SqlxQuery<'q, Pg> {
         Arg::Keys(keys) => query.bind(keys),
         Arg::Texts(texts) => query.bind(texts),
         Arg::Ints(ints) => query.bind(ints),
+        Arg::Written(written) => query.bind(json_written(&written)),
         scalar => bind_scalar(query, &scalar),
     }
 }

@@ -20,7 +20,8 @@ use sqlx::{Connection, Sqlite as Lite};
 use super::SqlStore;
 use super::dialect::{
     Arg, Class, Dialect, Identity, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt,
-    Upsert, add_revision, bind_scalar, common_class, in_turn, json_keys, run_with, standard,
+    Upsert, add_revision, bind_scalar, common_class, in_turn, json_keys, json_written, run_with,
+    standard,
 };
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
@@ -99,26 +100,60 @@ macro_rules! now_ms {
 }
 
 /// A text column's length in bytes (`length` counts characters of a
-/// text): of `value` unless another column is named.
+/// text): of `value` unless another column is named. `octet_length` of a
+/// column reads its length from the record's header, not the text from the
+/// overflow pages a long one fills.
 macro_rules! size {
     () => {
         size!("value")
     };
     ($column:literal) => {
-        concat!("length(CAST(", $column, " AS BLOB))")
+        concat!("octet_length(", $column, ")")
+    };
+}
+
+/// What an entry's value counts towards its field's bytes: its length in
+/// bytes (`?3` the size limit), 0 over the limit (it is never shipped).
+macro_rules! counted {
+    () => {
+        concat!("CASE WHEN ", size!(), " > ?3 THEN 0 ELSE ", size!(), " END")
     };
 }
 
 /// The fetch (`?1` the namespace, `?2` the keys, `?3` the size limit, `?4`
 /// and `?5` the epoch and revision held, `?6` and `?7` the digest and
 /// length in bytes of the schema the fetch names, looked up by its primary
-/// key): the entries are read only when
-/// the registry's row is not at the epoch and revision held. That check is
-/// the outer loop (`CROSS JOIN` keeps SQLite's join order): unchanged, it
-/// yields no row, and neither the list of keys nor the entries are read
-/// (as a `WHERE` term, SQLite built the list of keys first).
+/// key, `?8` the budget), in three parts `UNION ALL`: the clock-and-epoch
+/// row, the entries of the fields shipped, the entries of the fields not.
+///
+/// `sized` holds the entries asked for without their values (each value's
+/// length, from its record's header), read only when the registry's row is
+/// not at the epoch and revision held: that check is the outer loop
+/// (`CROSS JOIN` keeps SQLite's join order), so unchanged it yields no row,
+/// and neither the list of keys nor the entries are read (as a `WHERE`
+/// term, SQLite built the list of keys first). `ranked` sums each field's
+/// bytes and the running total of the fields' bytes, smallest field first,
+/// ties by name (a window over the fields alone). The fields within the
+/// budget are read again, by their primary key, with their values; the
+/// others' entries come from `sized`. Both are `MATERIALIZED`: SQLite
+/// would otherwise copy each row, value and all, into the sorters of the
+/// windows. A range of this table reads each row whole, value included
+/// (`WITHOUT ROWID`: a row is its key), so a fetch reads every entry of the
+/// fields asked for once, and those shipped twice.
 const FETCH: Stmt = Stmt {
     sql: concat!(
+        "WITH sized AS MATERIALIZED (SELECT field, at_ms, ",
+        size!(),
+        " AS size, ",
+        counted!(),
+        " AS counted, written_at, write_id, writer, revision FROM (SELECT 1 WHERE NOT EXISTS (",
+        "SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ?1 AND h.epoch = ?4 ",
+        "AND h.created IS NOT NULL AND h.revision = ?5)) AS changed ",
+        "CROSS JOIN lockstep_entries ",
+        "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))), ",
+        "ranked AS MATERIALIZED (SELECT field, field_bytes, ",
+        "sum(field_bytes) OVER (ORDER BY field_bytes, field) AS shipped ",
+        "FROM (SELECT field, sum(counted) AS field_bytes FROM sized GROUP BY field)) ",
         "SELECT NULL AS field, ",
         now_ms!(),
         " * 1000 AS at_ms, m.epoch AS value, CASE WHEN ?6 = '' THEN m.schema IS NOT NULL ",
@@ -129,18 +164,20 @@ const FETCH: Stmt = Stmt {
         " = ?7) END AS size, ",
         "m.created AS written_at, CASE WHEN m.epoch = ?4 AND m.created IS NOT NULL ",
         "AND m.revision = ?5 THEN 'unchanged' END AS write_id, NULL AS writer, ",
-        "coalesce(m.revision, 0) AS revision ",
+        "coalesce(m.revision, 0) AS revision, NULL AS unshipped ",
         "FROM (SELECT 1) AS clock LEFT JOIN lockstep_meta AS m ON m.namespace = ?1 ",
         "UNION ALL ",
-        "SELECT field, at_ms, CASE WHEN ",
-        size!(),
-        " > ?3 THEN NULL ELSE value END, ",
-        size!(),
-        ", written_at, write_id, writer, revision FROM (SELECT 1 WHERE NOT EXISTS (",
-        "SELECT 1 FROM lockstep_meta AS h WHERE h.namespace = ?1 AND h.epoch = ?4 ",
-        "AND h.created IS NOT NULL AND h.revision = ?5)) AS changed ",
-        "CROSS JOIN lockstep_entries ",
-        "WHERE namespace = ?1 AND field IN (SELECT value FROM json_each(?2))"
+        "SELECT e.field, e.at_ms, CASE WHEN ",
+        size!("e.value"),
+        " > ?3 THEN NULL ELSE e.value END, ",
+        size!("e.value"),
+        ", e.written_at, e.write_id, e.writer, e.revision, NULL ",
+        "FROM ranked AS r CROSS JOIN lockstep_entries AS e ",
+        "ON e.namespace = ?1 AND e.field = r.field WHERE r.shipped <= ?8 ",
+        "UNION ALL ",
+        "SELECT s.field, s.at_ms, NULL, s.size, s.written_at, s.write_id, s.writer, ",
+        "s.revision, r.field_bytes FROM ranked AS r CROSS JOIN sized AS s ",
+        "ON s.field = r.field WHERE r.shipped > ?8"
     ),
     binds: &[
         Namespace,
@@ -150,6 +187,7 @@ const FETCH: Stmt = Stmt {
         HeldRevision,
         SchemaDigest,
         SchemaBytes,
+        Budget,
     ],
 };
 
@@ -209,6 +247,20 @@ const SQL: Statements = Statements {
     now: Stmt {
         sql: concat!("SELECT ", now_ms!()),
         binds: &[],
+    },
+    // The entries written as `[field, instant]` pairs (`json_each`), each
+    // looked up by its primary key.
+    pending: Stmt {
+        sql: concat!(
+            "SELECT coalesce(sum(",
+            size!(),
+            "), 0), (SELECT coalesce(sum(",
+            size!("e.value"),
+            "), 0) FROM json_each(?2) AS w JOIN lockstep_entries AS e ",
+            "ON e.namespace = ?1 AND e.field = w.value ->> 0 AND e.at_ms = w.value ->> 1 ",
+            "AND e.at_ms > ?3) FROM lockstep_entries WHERE namespace = ?1 AND at_ms > ?3"
+        ),
+        binds: &[Namespace, Written, Now],
     },
     upsert: Upsert::Rows {
         head: "INSERT INTO lockstep_entries \
@@ -355,6 +407,7 @@ pub struct Sqlite {
 fn bind<'q>(query: SqlxQuery<'q, Lite>, arg: Arg<'q>) -> SqlxQuery<'q, Lite> {
     match arg {
         Arg::Keys(keys) => query.bind(json_keys(keys)),
+        Arg::Written(written) => query.bind(json_written(&written)),
         scalar => bind_scalar(query, &scalar),
     }
 }

@@ -34,6 +34,7 @@ fn rows_become_a_fetch() {
             t(field.map(|_| "w")),
             t(Some("me")),
             i(Some(if field.is_some() { at / 1000 } else { 9 })),
+            i(None),
         ]
     };
     let fetched = assemble(
@@ -78,6 +79,76 @@ fn rows_become_a_fetch() {
     assert_eq!(parse_instants("").ok(), Some(vec![]));
     assert_eq!(parse_instants("1,2").ok(), Some(vec![1, 2]));
     assert!(parse_instants("x").is_err());
+}
+
+#[test]
+fn the_entries_of_a_field_not_shipped_read_as_not_fetched_with_their_origin() {
+    let t = |s: Option<&str>| Cell::Text(s.map(str::to_owned));
+    let i = |n: Option<i64>| Cell::Int(n);
+    let row = |field: Option<&str>, at, value: Option<&str>, size, unshipped| {
+        vec![
+            t(field),
+            i(Some(at)),
+            t(value),
+            i(Some(size)),
+            i(Some(5)),
+            t(field.map(|_| "w")),
+            t(Some("me")),
+            i(Some(2)),
+            i(unshipped),
+        ]
+    };
+    let fetched = assemble(
+        vec![
+            row(None, 7_000_000, Some("epoch"), 0, None),
+            row(Some("small"), 1_000, Some("1"), 1, None),
+            row(Some("wide"), 2_000, None, 60_000, Some(9_000_000)),
+            // Over the size limit, in a field not shipped: not fetched too.
+            row(Some("wide"), 1_000, None, 70_000, Some(9_000_000)),
+        ],
+        &["small", "wide"],
+    )
+    .ok()
+    .unwrap();
+    assert_eq!(fetched.fields["small"][0].value.as_deref(), Ok("1"));
+    let wide = &fetched.fields["wide"];
+    assert_eq!(
+        wide.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [1_000, 2_000]
+    );
+    for entry in wide {
+        assert_eq!(entry.value, Err(crate::store::not_fetched(9_000_000)));
+        let origin = entry.origin.as_ref().expect("who wrote it");
+        assert_eq!((origin.write.as_str(), origin.revision), ("w", 2));
+    }
+    assert!(fetched.unplaced.is_empty());
+}
+
+#[test]
+fn a_write_may_not_grow_the_pending_entries_beyond_the_bound() {
+    let max = MAX_PENDING_BYTES;
+    // Within the bound, whatever it adds.
+    assert!(check_pending("ns", 0, 0, max).is_ok());
+    assert!(check_pending("ns", max - 10, 0, 10).is_ok());
+    // Over it, and more than it replaces: refused, saying what it would be.
+    let refused = check_pending("ns", max - 10, 0, 11).unwrap_err();
+    let Error::TooMuchPending {
+        namespace,
+        pending,
+        limit,
+    } = refused
+    else {
+        panic!("{refused}");
+    };
+    assert_eq!((namespace.as_str(), pending, limit), ("ns", max + 1, max));
+    // What it replaces is taken off first.
+    assert!(check_pending("ns", max, 100, 100).is_ok());
+    assert!(check_pending("ns", max, 100, 101).is_err());
+    // Beyond the bound already (planted by hand): no growth passes.
+    assert!(check_pending("ns", max + 500, 100, 50).is_ok());
+    assert!(check_pending("ns", max + 500, 100, 100).is_ok());
+    assert!(check_pending("ns", max + 500, 100, 101).is_err());
+    assert!(check_pending("ns", max + 500, 0, 1).is_err());
 }
 
 #[test]
