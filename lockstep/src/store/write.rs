@@ -553,6 +553,9 @@ mod pending_tests {
             refused.to_string().contains("over the 4194304 bytes"),
             "{refused}"
         );
+        // What it replaces is taken off first.
+        assert!(check_pending("ns", limit, 100, 100).is_ok());
+        assert!(check_pending("ns", limit, 100, 101).is_err());
         // Replacing by as much or less passes, however full.
         assert!(check_pending("ns", 3 * limit, 100, 100).is_ok());
         // A small write to a registry already beyond the bound passes (its

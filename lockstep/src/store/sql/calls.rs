@@ -9,9 +9,9 @@ use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
 use super::link::Failure;
 use crate::error::Error;
 use crate::store::{
-    Committed, Epoch, FETCH_BUDGET_BYTES, Fetched, HISTORY, Held, MAX_PENDING_BYTES, Origin,
-    Report, Reported, Reports, SCHEMA_KEPT, StoredEntry, StoredSchema, Write, check_cancel,
-    check_name, not_fetched, resolve_instants,
+    Committed, Epoch, FETCH_BUDGET_BYTES, Fetched, HISTORY, Held, Origin, Report, Reported,
+    Reports, SCHEMA_KEPT, StoredEntry, StoredSchema, Write, check_cancel, check_name, not_fetched,
+    resolve_instants,
 };
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
@@ -398,7 +398,7 @@ fn stored(at: Millis, value: Option<String>, size: Option<i64>, written: Written
 /// A commit: one transaction, started again if a tick boundary passed while
 /// it ran and made an instant too soon; before it writes, refused whole
 /// (rolled back, revision and all) if it would take the registry's pending
-/// entries beyond [`MAX_PENDING_BYTES`].
+/// entries beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES).
 pub(crate) async fn commit<D: Dialect>(
     c: &mut D::Conn,
     write: &Write,
@@ -466,10 +466,11 @@ pub(crate) async fn commit<D: Dialect>(
 
 /// Refuses `entries` when writing them would take the values of the
 /// registry's pending entries (after `values.now`, the database's clock)
-/// beyond [`MAX_PENDING_BYTES`]: the dialect's
+/// beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES): the dialect's
 /// [`pending`](super::dialect::Statements::pending) says what they hold and
 /// what of it the entries replace (every instant written is beyond the
-/// horizon, so each entry written is pending), [`check_pending`] judges.
+/// horizon, so each entry written is pending), the store's one rule
+/// (`write::check_pending`) judges.
 async fn pending<D: Dialect>(
     c: &mut D::Conn,
     values: &Values<'_>,
@@ -488,24 +489,8 @@ async fn pending<D: Dialect>(
     let before = bytes(row.and_then(|r| r.first()))?;
     let replaced = bytes(row.and_then(|r| r.get(1)))?;
     let added = entries.iter().map(|e| e.value.len() as u64).sum();
-    check_pending(values.namespace, before, replaced, added).map_err(Failure::Refused)
-}
-
-/// Refuses a write to `namespace` that would take the values of its
-/// pending entries beyond [`MAX_PENDING_BYTES`]: they hold `before` bytes,
-/// and the write replaces `replaced` of them and adds `added`. A write that
-/// does not grow them passes, however much they hold (entries planted
-/// beyond the bound can still be replaced by smaller ones).
-fn check_pending(namespace: &str, before: u64, replaced: u64, added: u64) -> Result<(), Error> {
-    let after = before.saturating_sub(replaced).saturating_add(added);
-    if after > MAX_PENDING_BYTES && after > before {
-        return Err(Error::TooMuchPending {
-            namespace: namespace.to_owned(),
-            pending: after,
-            limit: MAX_PENDING_BYTES,
-        });
-    }
-    Ok(())
+    crate::store::write::check_pending(values.namespace, before, replaced, added)
+        .map_err(Failure::Refused)
 }
 
 /// The database's clock in ms, as the statement returns it.

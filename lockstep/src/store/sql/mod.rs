@@ -52,7 +52,9 @@
 //! pending entries (after that clock) and of those the write replaces (the
 //! same field and instant; one query), and refuses a write that would take
 //! them beyond [`MAX_PENDING_BYTES`](super::MAX_PENDING_BYTES) while adding
-//! more than it replaces ([`Error::TooMuchPending`]), writes every entry with
+//! more than it replaces, unless it adds at most
+//! [`SMALL_WRITE_BYTES`](super::SMALL_WRITE_BYTES) to a registry already
+//! beyond it ([`Error::TooMuchPending`]), writes every entry with
 //! the new revision (the same field and instant keeps the last write), prunes
 //! history beyond the active entry plus [`HISTORY`] superseded ones, records
 //! the write id, and reads the clock once more just before `COMMIT`: if a

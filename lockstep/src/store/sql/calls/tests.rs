@@ -125,33 +125,6 @@ fn the_entries_of_a_field_not_shipped_read_as_not_fetched_with_their_origin() {
 }
 
 #[test]
-fn a_write_may_not_grow_the_pending_entries_beyond_the_bound() {
-    let max = MAX_PENDING_BYTES;
-    // Within the bound, whatever it adds.
-    assert!(check_pending("ns", 0, 0, max).is_ok());
-    assert!(check_pending("ns", max - 10, 0, 10).is_ok());
-    // Over it, and more than it replaces: refused, saying what it would be.
-    let refused = check_pending("ns", max - 10, 0, 11).unwrap_err();
-    let Error::TooMuchPending {
-        namespace,
-        pending,
-        limit,
-    } = refused
-    else {
-        panic!("{refused}");
-    };
-    assert_eq!((namespace.as_str(), pending, limit), ("ns", max + 1, max));
-    // What it replaces is taken off first.
-    assert!(check_pending("ns", max, 100, 100).is_ok());
-    assert!(check_pending("ns", max, 100, 101).is_err());
-    // Beyond the bound already (planted by hand): no growth passes.
-    assert!(check_pending("ns", max + 500, 100, 50).is_ok());
-    assert!(check_pending("ns", max + 500, 100, 100).is_ok());
-    assert!(check_pending("ns", max + 500, 100, 101).is_err());
-    assert!(check_pending("ns", max + 500, 0, 1).is_err());
-}
-
-#[test]
 fn rows_become_reports_and_schemas() {
     let t = |s: Option<&str>| Cell::Text(s.map(str::to_owned));
     let i = |n: Option<i64>| Cell::Int(n);
