@@ -18,6 +18,7 @@
 //! | `lockstep:{ns}:fleet` | hash | one record per process that fetched with a report: field = its id, value = `{"seen":<ms, store clock>,"revision":<served>,"body":"<its report>"}` ([`fleet`]) |
 //! | `lockstep:{ns}:fleet:expiry` | sorted set | when each record expires (ms, store clock) |
 //! | `lockstep:{ns}:schemas` | hash | every build's schema: field = its digest ([`StoredSchema`]), value = its JSON |
+//! | `lockstep:{ns}:fields` | set | the keys of the fields lockstep has written, which a commit weighs for [`MAX_PENDING_BYTES`] |
 //! | `lockstep:{ns}:schemas:published` | sorted set | when each build's schema was last published (ms, store clock); one not published for [`SCHEMA_KEPT`] goes at the next publish |
 //!
 //! A fetch is one `EVALSHA_RO` of a `no-writes` script returning `TIME`,

@@ -38,12 +38,23 @@ for _, step in ipairs(steps) do
   end
 end
 -- The pending bound: what the registry's pending entries hold (envelopes,
--- by HSTRLEN) over every field a build's schema names and those written,
--- before and after the write; refused if it grows them beyond the bound.
-local head_bytes = 80 + #ARGV[6] + #ARGV[7]
+-- by HSTRLEN) over every field lockstep wrote (the set `fields`), every
+-- field a build's schema names and those written now, before and after
+-- the write; refused if it grows them beyond the bound.
+-- Each entry's envelope, as written below: its strings encoded by cjson,
+-- the value as the JSON text it was given (decoding and encoding it again
+-- would round its numbers); its head carries the revision this write makes.
+local revision = (tonumber(redis.call('HGET', KEYS[1], 'revision')) or 0) + 1
+local head = '{"f":1,"w":' .. cjson.encode(ARGV[6]) .. ',"t":' .. ms(now) ..
+  ',"by":' .. cjson.encode(ARGV[7]) .. ',"r":' .. ms(revision) .. ',"v":'
+local head_bytes = #head + 1
 local keys = {}
 for k = 3, #KEYS do keys[KEYS[k]] = true end
 local prefix = string.sub(KEYS[1], 1, -5)
+local written = redis.pcall('SMEMBERS', prefix .. 'fields')
+if not written.err then
+  for _, key in ipairs(written) do keys[key] = true end
+end
 local schemas = redis.pcall('HVALS', prefix .. 'schemas')
 if not schemas.err then
   for _, json in ipairs(schemas) do
@@ -80,16 +91,12 @@ local bound = tonumber(ARGV[9])
 if after > bound and after > before and not (before > bound and added <= tonumber(ARGV[10])) then
   return redis.error_reply('TOO_MUCH_PENDING ' .. ms(after) .. ' ' .. ARGV[9])
 end
--- Every check passed: the first write advances the registry's revision,
--- which every entry of the write carries.
-local revision = redis.call('HINCRBY', KEYS[1], 'revision', 1)
+-- Every check passed: the first write advances the registry's revision
+-- (to `revision`, which every entry's envelope carries).
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
 if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
   redis.call('HSET', KEYS[1], 'epoch', ARGV[4], 'created', ms(now))
 end
--- The envelope: its strings encoded by cjson, the value as the JSON text it
--- was given (decoding and encoding it again would round its numbers).
-local head = '{"f":1,"w":' .. cjson.encode(ARGV[6]) .. ',"t":' .. ms(now) ..
-  ',"by":' .. cjson.encode(ARGV[7]) .. ',"r":' .. ms(revision) .. ',"v":'
 local writes = {}
 for i, step in ipairs(steps) do
   for _, kv in ipairs(step.v) do
@@ -99,6 +106,7 @@ end
 for _, w in ipairs(writes) do
   redis.call('HSET', w[1], w[2], w[3])
 end
+for k = 3, #KEYS do redis.pcall('SADD', prefix .. 'fields', KEYS[k]) end
 for k = 3, #KEYS do
   local ats = {}
   for _, f in ipairs(redis.call('HKEYS', KEYS[k])) do
