@@ -148,6 +148,7 @@ fn dump(server: &RedisServer, ns: &str) -> BTreeMap<String, Vec<(String, String)
             let mut content: Vec<(String, String)> = match kind.as_str() {
                 "hash" if key.ends_with(":fleet") => members(server.cmd(&["HKEYS", &key])),
                 "zset" => members(server.cmd(&["ZRANGE", &key, "0", "-1"])),
+                "set" => members(server.cmd(&["SMEMBERS", &key])),
                 "hash" => server.cmd(&["HGETALL", &key]),
                 _ => vec![(kind, server.cmd(&["GET", &key]))],
             };
