@@ -1,7 +1,7 @@
 //! The SQL calls' tests.
 
 use super::*;
-use crate::store::StepAt;
+use crate::store::{Epoch, StepAt};
 
 #[test]
 fn the_same_field_and_instant_keeps_the_last_value() {
