@@ -496,6 +496,50 @@ async fn a_frozen_replica_is_left_within_each_fetch_and_the_writer_is_told_befor
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_did_not_answer_in_time_is_asked_after_the_others_for_a_while() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let set = RedisReplicas::start(2);
+    let store = RedisStore::open(&set.url()).unwrap();
+    schedule(&store, 1).await;
+    let fields = ["generation"];
+    let fetch = || Fetch::new("fleet", &fields).within(Duration::from_millis(250));
+    assert_eq!(store.fetch_with(fetch()).await.unwrap().revision, 1);
+    let home = std::process::id() as usize % 2;
+    set.reset_stats();
+    set.replicas[home].freeze();
+    // Five fetches, each answered by the other replica: the frozen one is
+    // sent the first only (its share of that fetch's deadline spent), then
+    // left out of the next ones instead of costing each half its deadline.
+    for _ in 0..5 {
+        assert_eq!(store.fetch_with(fetch()).await.unwrap().revision, 1);
+    }
+    set.replicas[home].thaw();
+    let other = &set.replicas[1 - home];
+    assert_eq!(
+        other.calls_of(["evalsha_ro", "script|load"]),
+        [6, 1],
+        "the other replica served all five, the first once it had loaded the script"
+    );
+    // What the frozen replica was sent sits in one connection's buffer,
+    // read in one go once it runs again.
+    wait_for_async(
+        "the thawed replica to read what it was sent",
+        Duration::from_millis(20),
+        || match set.replicas[home].calls("evalsha_ro") {
+            0 => Err("nothing yet".to_owned()),
+            _ => Ok(()),
+        },
+    )
+    .await;
+    assert_eq!(
+        set.replicas[home].calls("evalsha_ro"),
+        1,
+        "the frozen replica was asked once, by the first of the five fetches"
+    );
+    assert_eq!(store.replica_fallbacks(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_clients_are_paused_is_left_and_the_writer_is_told_before_the_instant() {
     // A replica's paused clients include its link to the primary: it does
     // not acknowledge the write either.

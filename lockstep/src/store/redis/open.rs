@@ -36,10 +36,8 @@ pub(super) fn connectors(
         .replicas
         .into_iter()
         .map(|(name, replica_url)| {
-            Ok(Node {
-                name,
-                connector: connector(&replica_url, shown, ca_pem.clone())?,
-            })
+            let connector = connector(&replica_url, shown, ca_pem.clone())?;
+            Ok(Node::new(name, connector))
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let replicas = Replicas::new(nodes, primary.clone());

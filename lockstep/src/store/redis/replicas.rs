@@ -23,7 +23,10 @@
 //! replica left (a quarter of the deadline with two frozen replicas). A
 //! fetch sent at its tick is answered, whichever server answers it, or
 //! given up, within that deadline: before the instant of any write made
-//! before it.
+//! before it. A replica that did not answer within its share is asked
+//! after the others for the next [`ASK_LAST_FOR`]: they answer with the
+//! whole deadline before them, and a frozen replica costs its share once
+//! in that time, not every tick.
 //!
 //! **Failovers.** A replica promoted to a primary, or following another
 //! primary (its replication id is not this store's primary's), is not read
@@ -64,6 +67,11 @@ const MAX_WAIT_MS: Millis = 2_000;
 /// How often a fallback is logged at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// How long a replica that did not answer within its share of a fetch's
+/// deadline is asked after the others; then it is asked in its turn
+/// again.
+const ASK_LAST_FOR: Duration = Duration::from_secs(10);
+
 /// How often the primary is asked its replication id at most, while a
 /// replica says another.
 const ASK_PRIMARY_EVERY: Duration = Duration::from_secs(1);
@@ -73,6 +81,30 @@ const ASK_PRIMARY_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Node {
     pub(super) name: String,
     pub(super) connector: Connector,
+    /// When it last did not answer within its share of a fetch's deadline.
+    silent: Mutex<Option<Instant>>,
+}
+
+impl Node {
+    /// The replica `name`, reached through `connector`.
+    pub(super) fn new(name: String, connector: Connector) -> Node {
+        Node {
+            name,
+            connector,
+            silent: Mutex::new(None),
+        }
+    }
+
+    /// Whether it did not answer in time in the last [`ASK_LAST_FOR`].
+    fn recently_silent(&self) -> bool {
+        let silent = self.silent.lock().unwrap_or_else(|e| e.into_inner());
+        silent.is_some_and(|at| at.elapsed() < ASK_LAST_FOR)
+    }
+
+    /// Notes whether it answered a fetch in time.
+    fn answered(&self, in_time: bool) {
+        *self.silent.lock().unwrap_or_else(|e| e.into_inner()) = (!in_time).then(Instant::now);
+    }
 }
 
 /// The replicas of a store, the primary they follow, and what its fetches
@@ -146,7 +178,8 @@ impl Replicas {
     /// The fetch of `fields` of `namespace` (the read-only `script` with
     /// `keys` and `args`) within `deadline`: from the home replica if it is
     /// fit to serve, else from the next fit one, else `None` (the primary's
-    /// turn, with what is left of the deadline).
+    /// turn, with what is left of the deadline). The replicas that recently
+    /// did not answer in time are asked after the others.
     pub(super) async fn fetch(
         &self,
         namespace: &str,
@@ -159,11 +192,27 @@ impl Replicas {
         let started = Instant::now();
         let held = self.held(namespace);
         let mut why = Vec::new();
-        for i in 0..self.nodes.len() {
-            let node = &self.nodes[(self.home + i) % self.nodes.len()];
+        let mut order: Vec<usize> = (0..self.nodes.len())
+            .map(|i| (self.home + i) % self.nodes.len())
+            .collect();
+        // A stable sort: the home replica, then the next, among those that
+        // answer and among the recently silent alike.
+        order.sort_by_key(|&n| self.nodes[n].recently_silent());
+        if order[0] != self.home {
+            why.push(format!(
+                "{}: it did not answer a fetch in time in the last {} s, so the others were \
+                 asked first",
+                self.nodes[self.home].name,
+                ASK_LAST_FOR.as_secs()
+            ));
+        }
+        for n in order {
+            let node = &self.nodes[n];
             let share = deadline.saturating_sub(started.elapsed()) / 2;
             let attempt = fetch_from(node, script, keys, args, fields, held);
-            let answer = match tokio::time::timeout(share, attempt).await {
+            let answered = tokio::time::timeout(share, attempt).await;
+            node.answered(answered.is_ok());
+            let answer = match answered {
                 Ok(Ok((fetched, id))) => {
                     // The primary, if it must be asked, within half of
                     // what is left after the replica answered.
@@ -179,7 +228,7 @@ impl Replicas {
             };
             match answer {
                 Ok(fetched) => {
-                    if i > 0 {
+                    if n != self.home {
                         self.fell_back(namespace, &why, &node.name);
                     }
                     self.served(namespace, fetched.revision);
