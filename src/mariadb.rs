@@ -18,8 +18,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
-
 use crate::wait::PATIENCE;
 
 /// The database the server is started with, named by [`MariadbServer::url`].
@@ -151,22 +149,7 @@ impl MariadbServer {
     pub fn execute(&self, statements: &[&str]) {
         let url = format!("mysql://root@127.0.0.1:{}", self.port);
         let statements: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
-        let done = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-                .block_on(async move {
-                    let mut c = sqlx::MySqlConnection::connect(&url).await?;
-                    for statement in statements {
-                        sqlx::Executor::execute(&mut c, statement.as_str()).await?;
-                    }
-                    c.close().await
-                })
-        })
-        .join()
-        .expect("the SQL thread panicked");
-        if let Err(e) = done {
+        if let Err(e) = crate::sql::mysql_execute(&url, statements) {
             panic!("the private MariaDB failed: {e}; its log: {}", self.log());
         }
     }

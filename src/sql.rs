@@ -181,36 +181,39 @@ impl MysqlDatabase {
         );
     }
 
+    /// The one integer `query` returns, in the database.
+    pub fn scalar(&self, query: &str) -> i64 {
+        let (url, query) = (self.url(), query.to_owned());
+        on_thread(async move {
+            let mut c = sqlx::MySqlConnection::connect(&url).await?;
+            let n: i64 = sqlx::query_scalar(&query).fetch_one(&mut c).await?;
+            c.close().await?;
+            Ok(n)
+        })
+        .unwrap_or_else(|e| panic!("the test MySQL failed: {e}"))
+    }
+
     /// Kills (`KILL CONNECTION`) every connection to the database but the
     /// one this call makes: lockstep's, as `information_schema.processlist`
     /// lists them. Returns their ids.
     pub fn kill_connections(&self) -> Vec<u64> {
         let url = self.url();
         let name = self.name.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-                .block_on(async move {
-                    let mut c = sqlx::MySqlConnection::connect(&url).await?;
-                    let ids: Vec<u64> = sqlx::query_scalar(
-                        "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist \
-                         WHERE db = ? AND id <> CONNECTION_ID()",
-                    )
-                    .bind(name)
-                    .fetch_all(&mut c)
-                    .await?;
-                    for id in &ids {
-                        sqlx::Executor::execute(&mut c, format!("KILL CONNECTION {id}").as_str())
-                            .await?;
-                    }
-                    c.close().await?;
-                    Ok::<_, sqlx::Error>(ids)
-                })
+        on_thread(async move {
+            let mut c = sqlx::MySqlConnection::connect(&url).await?;
+            let ids: Vec<u64> = sqlx::query_scalar(
+                "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist \
+                 WHERE db = ? AND id <> CONNECTION_ID()",
+            )
+            .bind(name)
+            .fetch_all(&mut c)
+            .await?;
+            for id in &ids {
+                sqlx::Executor::execute(&mut c, format!("KILL CONNECTION {id}").as_str()).await?;
+            }
+            c.close().await?;
+            Ok(ids)
         })
-        .join()
-        .expect("the SQL thread panicked")
         .unwrap_or_else(|e| panic!("the test MySQL failed: {e}"))
     }
 
@@ -229,23 +232,7 @@ impl Drop for MysqlDatabase {
 }
 
 fn mysql_run(url: &str, statements: Vec<String>) {
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(async move {
-                let mut c = sqlx::MySqlConnection::connect(&url).await?;
-                for statement in statements {
-                    sqlx::Executor::execute(&mut c, statement.as_str()).await?;
-                }
-                c.close().await
-            })
-    })
-    .join()
-    .expect("the SQL thread panicked")
-    .unwrap_or_else(|e| {
+    mysql_execute(url, statements).unwrap_or_else(|e| {
         panic!(
             "the test MySQL failed: {e}. {MYSQL_ENV} must name a MySQL or MariaDB server \
              where the user may create databases (e.g. mysql://root@127.0.0.1:3306); unset, \
@@ -271,11 +258,23 @@ pub(crate) fn connects<C: Connection>(url: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Runs `statements` on a MySQL connection of their own to `url`, in turn.
+pub(crate) fn mysql_execute(url: &str, statements: Vec<String>) -> Result<(), sqlx::Error> {
+    let url = url.to_owned();
+    on_thread(async move {
+        let mut c = sqlx::MySqlConnection::connect(&url).await?;
+        for statement in statements {
+            sqlx::Executor::execute(&mut c, statement.as_str()).await?;
+        }
+        c.close().await
+    })
+}
+
 /// Runs `fut` to completion on a runtime of its own, on a thread of its own
-/// (the caller may be inside a runtime already).
-fn on_own_runtime<T: Send + 'static>(
+/// (the caller may be inside a runtime already), and returns what it did.
+pub(crate) fn on_thread<T: Send + 'static>(
     fut: impl Future<Output = Result<T, sqlx::Error>> + Send + 'static,
-) -> T {
+) -> Result<T, sqlx::Error> {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -285,7 +284,13 @@ fn on_own_runtime<T: Send + 'static>(
     })
     .join()
     .expect("the SQL thread panicked")
-    .unwrap_or_else(|e| {
+}
+
+/// [`on_thread`], for the test PostgreSQL.
+fn on_own_runtime<T: Send + 'static>(
+    fut: impl Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+) -> T {
+    on_thread(fut).unwrap_or_else(|e| {
         panic!(
             "the test PostgreSQL failed: {e}. {POSTGRES_ENV} must name a server where the user \
              may create schemas (e.g. postgres://postgres@127.0.0.1:5432/test); unset, the tests \

@@ -453,15 +453,27 @@ fn report(process: &str) -> Report {
 }
 
 /// The tables of the first layout, before revisions, reports and schemas
-/// by build: this layout without its `revision` columns,
-/// `lockstep_reports` and `lockstep_schemas`, which is the SQL that release
-/// created them with.
+/// by build, and measured values: this layout without its `revision` and
+/// `value_bytes` columns, `lockstep_reports` and `lockstep_schemas`, and on
+/// SQLite with the entries `WITHOUT ROWID`, `value` after the instant,
+/// which is the SQL that release created them with.
 fn first_layout(layout: &str) -> Vec<String> {
+    let sqlite = layout == SqliteStore::LAYOUT;
     let statements: Vec<String> = layout
         .split_inclusive(";\n")
         .filter(|s| !s.contains("lockstep_reports") && !s.contains("lockstep_schemas"))
         .map(|s| {
-            let lines: Vec<&str> = s.lines().filter(|l| !l.contains("revision")).collect();
+            let mut lines: Vec<&str> = s
+                .lines()
+                .filter(|l| !l.contains("revision") && !l.contains("value_bytes"))
+                .collect();
+            if sqlite && s.contains("TABLE IF NOT EXISTS lockstep_entries") {
+                let value = lines.iter().position(|l| l.contains("value ")).unwrap();
+                let value = lines.remove(value);
+                let at = lines.iter().position(|l| l.contains("at_ms ")).unwrap();
+                lines.insert(at + 1, value);
+                *lines.last_mut().unwrap() = ") WITHOUT ROWID;";
+            }
             lines.join("\n")
         })
         .collect();
@@ -518,6 +530,20 @@ async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
     let stored = StoredSchema::of(&schema);
     assert!(held(s, "old", &stored).await);
     assert_eq!(s.reports("old").await.unwrap().schemas, [stored]);
+    // The entries are measured without reading their values: MySQL keeps
+    // their lengths, SQLite's table has a rowid and its values last (each
+    // statement fails otherwise).
+    if layout == MysqlStore::LAYOUT {
+        (db.execute)("SELECT value_bytes FROM lockstep_entries");
+    }
+    if layout == SqliteStore::LAYOUT {
+        (db.execute)(
+            "SELECT CASE WHEN (SELECT name FROM pragma_table_info('lockstep_entries') \
+             ORDER BY cid DESC LIMIT 1) = 'value' AND (SELECT sql FROM sqlite_master \
+             WHERE name = 'lockstep_entries') NOT LIKE '%WITHOUT ROWID%' THEN 1 \
+             ELSE abs(-9223372036854775808) END",
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,6 +559,43 @@ async fn sqlite_upgrades_the_first_layout_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_upgrades_the_first_layout_in_place() {
     an_old_layout_is_upgraded_in_place(mysql(), MysqlStore::LAYOUT).await;
+}
+
+/// MySQL keeps each value's length apart (`value_bytes`), so that a fetch
+/// measures the values it does not ship without reading them: every write
+/// stores it; a row put there without it (by hand, or by an older
+/// lockstep) is measured by reading its value until the next commit to its
+/// registry stores its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_keeps_each_value_length_and_measures_rows_written_without_it() {
+    let db = MysqlDatabase::create();
+    let s = MysqlStore::open(&db.url()).unwrap();
+    let far = TICK.ceil(store_now(&s).await + 60_000);
+    s.commit(&set("sized", "a", "\"written\"", StepAt::At(far)))
+        .await
+        .unwrap();
+    let unmeasured = "SELECT count(*) FROM lockstep_entries WHERE value_bytes IS NULL";
+    let wrong = "SELECT count(*) FROM lockstep_entries WHERE value_bytes <> LENGTH(value)";
+    assert_eq!((db.scalar(unmeasured), db.scalar(wrong)), (0, 0));
+    db.execute(&[&format!(
+        "INSERT INTO lockstep_entries (namespace, field, at_ms, value, write_id, written_at, \
+         writer) VALUES ('sized', 'b', {far}, '\"by hand\"', 'planted', {far}, 'plant')"
+    )]);
+    assert_eq!(db.scalar(unmeasured), 1);
+    let fetched = s.fetch("sized", &["a", "b"]).await.unwrap();
+    assert_eq!(
+        fetched.fields["b"][0].value.as_deref(),
+        Ok("\"by hand\""),
+        "a row without its length is measured, and shipped"
+    );
+    s.commit(&set("sized", "a", "2", StepAt::At(far + 1_000)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (db.scalar(unmeasured), db.scalar(wrong)),
+        (0, 0),
+        "the commit stored the planted row's length"
+    );
 }
 
 /// `url` with the user `user` (password `pw`) instead of its own.

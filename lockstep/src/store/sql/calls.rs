@@ -278,6 +278,9 @@ pub(crate) async fn commit<D: Dialect>(
         let entries = last_write_wins(write, &instants);
         values.now = now;
         values.expired = now - WRITE_ID_KEPT;
+        if let Some(measure) = &sql.measure {
+            run::<D>(&mut tx, measure, &values, &[]).await?;
+        }
         pending::<D>(&mut tx, &values, &entries).await?;
         upsert::<D>(&mut tx, &values, &entries).await?;
         run::<D>(&mut tx, &sql.prune, &values, &[]).await?;

@@ -156,6 +156,12 @@ pub struct Statements {
     pub done: Stmt,
     /// The database's clock in ms.
     pub now: Stmt,
+    /// Where a database keeps each value's length apart (MySQL's
+    /// `value_bytes`): fills it in for the registry's rows written without
+    /// it (by hand, or by an older lockstep), reading only those rows'
+    /// values. A commit runs it first, so that the next fetches measure
+    /// every value without reading it.
+    pub measure: Option<Stmt>,
     /// Two integers: the bytes of the values of the registry's pending
     /// entries (those after [`Param::Now`]), and of those among them that
     /// the commit replaces (at the fields and instants it writes).

@@ -36,9 +36,9 @@
 //! reads as [`not_fetched`](super::not_fetched). Each dialect measures the
 //! values without reading them where the database allows it (PostgreSQL:
 //! `octet_length` reads a value kept apart by its pointer; SQLite: by its
-//! record's header, though a range of its `WITHOUT ROWID` table reads each
-//! row whole; MySQL reads a long value to measure it), and reads no value of
-//! a field not shipped beyond that. A fetch with a report also records it,
+//! record's header, the value the row's last column; MySQL: by the
+//! `value_bytes` every write stores), and reads no value of a field not
+//! shipped. A fetch with a report also records it,
 //! with the revision it serves (never a newer one), and deletes a few expired
 //! records of the registry, in the same round trip where the database allows
 //! it (PostgreSQL: one statement; MySQL: one text of several statements;

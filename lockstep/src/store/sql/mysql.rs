@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS lockstep_entries (
     field      VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     at_ms      BIGINT   NOT NULL,
     value      LONGTEXT NOT NULL,
+    value_bytes BIGINT,
     write_id   VARCHAR(200) NOT NULL,
     written_at BIGINT   NOT NULL,
     writer     TEXT     NOT NULL,
@@ -81,20 +82,41 @@ CREATE TABLE IF NOT EXISTS lockstep_schemas (
 ";
 
 /// How many of the layout's tables exist, how many of them are not InnoDB,
-/// and which of [`REVISIONED`] have their `revision` column (MySQL has no
-/// `ADD COLUMN IF NOT EXISTS`, MariaDB has). The names are constants: a
-/// lookup of `information_schema.columns` correlated with the tables takes
-/// MariaDB some 80 ms, this one 2.
+/// and which of the columns added after the first layout they have, as
+/// `table.column` ([`ADDED`]: MySQL has no `ADD COLUMN IF NOT EXISTS`,
+/// MariaDB has). The names are constants: a lookup of
+/// `information_schema.columns` correlated with the tables takes MariaDB
+/// some 80 ms, this one 2.
 const PRESENT: &str = "SELECT count(*), CAST(coalesce(sum(engine <> 'InnoDB'), 0) AS SIGNED), \
-    (SELECT CAST(group_concat(table_name) AS CHAR) FROM information_schema.columns \
+    (SELECT CAST(group_concat(table_name, '.', column_name) AS CHAR) \
+        FROM information_schema.columns \
         WHERE table_schema = DATABASE() AND table_name IN ('lockstep_meta', 'lockstep_entries') \
-        AND column_name = 'revision') \
+        AND column_name IN ('revision', 'value_bytes')) \
     FROM information_schema.tables WHERE table_schema = DATABASE() \
     AND table_name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', \
         'lockstep_reports', 'lockstep_schemas')";
 
 /// How many tables the layout has.
 const TABLES: i64 = 5;
+
+/// Each value's length in bytes, a column every write fills: InnoDB reads a
+/// long value whole to measure it, and a fetch measures the values it does
+/// not ship. (A generated column does not do: MariaDB reads the value it is
+/// generated from whenever it is read.) `NULL` where a row was written
+/// without it (by hand, or by an older lockstep during a rolling deploy):
+/// that row's value is measured by reading it ([`measured!`]). Added to the
+/// entries of a layout without it, then filled in.
+const VALUE_BYTES: [&str; 2] = [
+    "ALTER TABLE lockstep_entries ADD COLUMN value_bytes BIGINT",
+    "UPDATE lockstep_entries SET value_bytes = LENGTH(value) WHERE value_bytes IS NULL",
+];
+
+/// The columns added after the first layout, as `table.column`.
+const ADDED: [&str; 3] = [
+    "lockstep_meta.revision",
+    "lockstep_entries.revision",
+    "lockstep_entries.value_bytes",
+];
 
 /// ER_DUP_FIELDNAME: a column another process added meanwhile.
 const DUPLICATE_COLUMN: u16 = 1060;
@@ -120,12 +142,40 @@ macro_rules! keys {
     };
 }
 
+/// The length in bytes of the value of the entry `$row` (the table's name
+/// or alias in the statement): its `value_bytes`, or, where a row was
+/// written without it, its value's length, read by a lookup of its own, so
+/// that only that row's value is read (the value in the outer query's
+/// columns would have InnoDB read every row's).
+macro_rules! measured {
+    ($row:literal) => {
+        concat!(
+            "COALESCE(",
+            $row,
+            ".value_bytes, (SELECT LENGTH(unmeasured.value) FROM lockstep_entries AS unmeasured ",
+            "WHERE unmeasured.namespace = ",
+            $row,
+            ".namespace AND unmeasured.field = ",
+            $row,
+            ".field AND unmeasured.at_ms = ",
+            $row,
+            ".at_ms))"
+        )
+    };
+}
+
 /// What an entry's value counts towards its field's bytes: its length in
 /// bytes (one placeholder: the size limit), 0 over the limit (it is never
 /// shipped).
 macro_rules! counted {
     () => {
-        "CASE WHEN LENGTH(value) > ? THEN 0 ELSE LENGTH(value) END"
+        concat!(
+            "CASE WHEN ",
+            measured!("lockstep_entries"),
+            " > ? THEN 0 ELSE ",
+            measured!("lockstep_entries"),
+            " END"
+        )
     };
 }
 
@@ -137,8 +187,8 @@ macro_rules! counted {
 /// gets its field's bytes (a window over the field), then the running
 /// total of the fields' bytes, smallest field first, ties by name
 /// (`ascii_bin`, byte for byte; the default frame takes in the whole
-/// field); the windows see the values' lengths only (InnoDB reads a long
-/// value to measure it: it keeps no length apart), and a value is looked
+/// field); the windows see the values' lengths only (the stored
+/// `value_bytes`, so no value is read to be measured), and a value is looked
 /// up by its primary key only when its field's total is within the budget,
 /// so no value not shipped goes through the windows' temporary tables. The
 /// schema the fetch names is looked up by its primary key, its length in
@@ -163,7 +213,9 @@ const FETCH: Stmt = Stmt {
         "AND v.at_ms = ranked.at_ms) END, size, written_at, write_id, writer, revision, ",
         "CASE WHEN shipped > ? THEN field_bytes END ",
         "FROM (SELECT sized.*, CAST(SUM(counted) OVER (ORDER BY field_bytes, field) ",
-        "AS SIGNED) AS shipped FROM (SELECT field, at_ms, CAST(LENGTH(value) AS SIGNED) AS size, ",
+        "AS SIGNED) AS shipped FROM (SELECT field, at_ms, CAST(",
+        measured!("lockstep_entries"),
+        " AS SIGNED) AS size, ",
         "written_at, write_id, writer, revision, ",
         counted!(),
         " AS counted, CAST(SUM(",
@@ -263,38 +315,66 @@ const SQL: Statements = Statements {
         sql: concat!("SELECT ", now_ms!()),
         binds: &[],
     },
+    // The rows without a length, found without reading any value (a
+    // derived table, kept apart: MySQL refuses to merge into an `UPDATE` a
+    // table it updates), then each joined by its primary key: with none,
+    // no row is read whole (`WHERE … IN (…)` had MariaDB read every row,
+    // value and all, 1 s for the 180 MB of `wide_fetch_cost`).
+    measure: Some(Stmt {
+        sql: "UPDATE /*+ NO_MERGE(unmeasured) */ lockstep_entries AS e JOIN (\
+            SELECT field, at_ms FROM lockstep_entries WHERE namespace = ? \
+            AND value_bytes IS NULL) AS unmeasured ON e.namespace = ? \
+            AND e.field = unmeasured.field AND e.at_ms = unmeasured.at_ms \
+            SET e.value_bytes = LENGTH(e.value)",
+        binds: &[Namespace, Namespace],
+    }),
     // The entries written as `[field, instant]` pairs (`JSON_TABLE`), each
     // looked up by its primary key.
     pending: Stmt {
-        sql: "SELECT CAST(COALESCE(SUM(LENGTH(value)), 0) AS SIGNED), \
-            (SELECT CAST(COALESCE(SUM(LENGTH(e.value)), 0) AS SIGNED) FROM JSON_TABLE(?, '$[*]' \
+        sql: concat!(
+            "SELECT CAST(COALESCE(SUM(",
+            measured!("lockstep_entries"),
+            "), 0) AS SIGNED), (SELECT CAST(COALESCE(SUM(",
+            measured!("e"),
+            "), 0) AS SIGNED) FROM JSON_TABLE(?, '$[*]' \
             COLUMNS (f VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin PATH '$[0]', \
             a BIGINT PATH '$[1]')) AS w JOIN lockstep_entries AS e ON e.namespace = ? \
             AND e.field = w.f AND e.at_ms = w.a AND e.at_ms > ?) \
-            FROM lockstep_entries WHERE namespace = ? AND at_ms > ?",
+            FROM lockstep_entries WHERE namespace = ? AND at_ms > ?"
+        ),
         binds: &[Written, Namespace, Now, Namespace, Now],
     },
     upsert: Upsert::Rows {
         head: "INSERT INTO lockstep_entries \
-            (namespace, field, at_ms, value, write_id, written_at, writer, revision) VALUES ",
-        row: "(?, ?, ?, ?, ?, ?, ?, (SELECT revision FROM lockstep_meta WHERE namespace = ?))",
-        tail: " ON DUPLICATE KEY UPDATE value = VALUES(value), write_id = VALUES(write_id), \
+            (namespace, field, at_ms, value, value_bytes, write_id, written_at, writer, revision) \
+            VALUES ",
+        // `LENGTH(value)`: the value this row sets, earlier in its list.
+        row: "(?, ?, ?, ?, LENGTH(value), ?, ?, ?, \
+            (SELECT revision FROM lockstep_meta WHERE namespace = ?))",
+        tail: " ON DUPLICATE KEY UPDATE value = VALUES(value), \
+            value_bytes = VALUES(value_bytes), write_id = VALUES(write_id), \
             written_at = VALUES(written_at), writer = VALUES(writer), \
             revision = VALUES(revision)",
         binds: &[Namespace, Field, EntryAt, Value, Id, Now, By, Namespace],
         // A prepared statement binds at most 65 535 parameters.
         max: 1_000,
     },
+    // The entries to delete, found among the fields written (a derived
+    // table, kept apart as `measure`'s), each then joined by its primary
+    // key: `WHERE (field, at_ms) IN (…)` had MariaDB read every row of the
+    // registry, value and all (a commit to the 180 MB of `wide_fetch_cost`
+    // took 950 ms).
     prune: Stmt {
         sql: concat!(
-            "DELETE FROM lockstep_entries WHERE namespace = ? AND (field, at_ms) IN (",
+            "DELETE /*+ NO_MERGE(old) */ e FROM lockstep_entries AS e JOIN (",
             "SELECT field, at_ms FROM (",
             "SELECT field, at_ms, row_number() OVER (PARTITION BY field ORDER BY at_ms DESC) ",
             "AS rnk FROM lockstep_entries WHERE namespace = ? AND at_ms <= ? AND field IN ",
             keys!(),
-            ") AS past WHERE rnk > ?)"
+            ") AS past WHERE rnk > ?) AS old ON e.namespace = ? AND e.field = old.field ",
+            "AND e.at_ms = old.at_ms"
         ),
-        binds: &[Namespace, Namespace, Now, Keys, Keep],
+        binds: &[Namespace, Now, Keys, Keep, Namespace],
     },
     // No `RETURNING` on MySQL: the clock is read by a statement of its own.
     record: &[
@@ -413,8 +493,8 @@ fn bind<'q>(query: SqlxQuery<'q, MySql>, arg: Arg<'q>) -> SqlxQuery<'q, MySql> {
     }
 }
 
-/// The layout's tables: how many exist, how many are not InnoDB, and the
-/// names of those with a `revision` column, comma-separated.
+/// The layout's tables: how many exist, how many are not InnoDB, and which
+/// of [`ADDED`] they have, comma-separated.
 async fn present(c: &mut MySqlConnection) -> Result<(i64, i64, String), sqlx::Error> {
     let (tables, other, upgraded): (i64, i64, Option<String>) =
         sqlx::query_as(PRESENT).fetch_one(c).await?;
@@ -424,17 +504,23 @@ async fn present(c: &mut MySqlConnection) -> Result<(i64, i64, String), sqlx::Er
 /// Adds the columns tables of the first layout lack; a column another
 /// process added meanwhile is no fault.
 async fn upgrade(c: &mut MySqlConnection, upgraded: &str) -> Result<(), sqlx::Error> {
-    for table in REVISIONED {
-        if upgraded.split(',').any(|t| t == table) {
+    let adds = REVISIONED
+        .map(|table| (format!("{table}.revision"), add_revision(table, "BIGINT")))
+        .into_iter()
+        .chain([(ADDED[2].to_owned(), VALUE_BYTES[0].to_owned())]);
+    for (column, add) in adds {
+        if upgraded.split(',').any(|c| c == column) {
             continue;
         }
-        let add = add_revision(table, "BIGINT");
         match sqlx::Executor::execute(&mut *c, add.as_str()).await {
             Err(sqlx::Error::Database(e))
                 if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
                     .is_some_and(|e| e.number() == DUPLICATE_COLUMN) => {}
             other => {
                 other?;
+                if add == VALUE_BYTES[0] {
+                    sqlx::Executor::execute(&mut *c, VALUE_BYTES[1]).await?;
+                }
             }
         }
     }
@@ -456,9 +542,9 @@ impl Dialect for Mysql {
         }
         let (mut tables, mut other, mut upgraded) = present(&mut c).await?;
         let current = |upgraded: &str| {
-            REVISIONED
+            ADDED
                 .iter()
-                .all(|table| upgraded.split(',').any(|t| t == *table))
+                .all(|column| upgraded.split(',').any(|c| c == *column))
         };
         if tables < TABLES || !current(&upgraded) {
             for create in LAYOUT.split_inclusive(";\n") {

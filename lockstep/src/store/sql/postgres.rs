@@ -255,6 +255,7 @@ const SQL: Statements = Statements {
     },
     // The entries written, as arrays (`unnest`), each looked up by its
     // primary key; `octet_length` reads no value kept apart.
+    measure: None,
     pending: Stmt {
         sql: concat!(
             "SELECT coalesce(sum(octet_length(value)), 0)::bigint, ",

@@ -26,8 +26,32 @@ use super::dialect::{
 use crate::error::Error;
 use crate::store::url::{redact, scrub, secrets};
 
+/// The entries' table, named `$name`: a table with a rowid, its `value`
+/// last (see [`ENTRIES_BEFORE`]).
+macro_rules! entries {
+    ($name:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS ",
+            $name,
+            " (
+    namespace  TEXT    NOT NULL,
+    field      TEXT    NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    write_id   TEXT    NOT NULL,
+    written_at INTEGER NOT NULL,
+    writer     TEXT    NOT NULL,
+    revision   INTEGER NOT NULL DEFAULT 0,
+    value      TEXT    NOT NULL,
+    PRIMARY KEY (namespace, field, at_ms)
+);
+"
+        )
+    };
+}
+
 /// The tables lockstep creates in SQLite when they are missing.
-const LAYOUT: &str = "\
+const LAYOUT: &str = concat!(
+    "\
 CREATE TABLE IF NOT EXISTS lockstep_meta (
     namespace  TEXT PRIMARY KEY,
     epoch      TEXT,
@@ -35,17 +59,9 @@ CREATE TABLE IF NOT EXISTS lockstep_meta (
     revision   INTEGER NOT NULL DEFAULT 0,
     schema     TEXT
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lockstep_entries (
-    namespace  TEXT    NOT NULL,
-    field      TEXT    NOT NULL,
-    at_ms      INTEGER NOT NULL,
-    value      TEXT    NOT NULL,
-    write_id   TEXT    NOT NULL,
-    written_at INTEGER NOT NULL,
-    writer     TEXT    NOT NULL,
-    revision   INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (namespace, field, at_ms)
-) WITHOUT ROWID;
+",
+    entries!("lockstep_entries"),
+    "\
 CREATE TABLE IF NOT EXISTS lockstep_writes (
     namespace  TEXT    NOT NULL,
     write_id   TEXT    NOT NULL,
@@ -71,7 +87,8 @@ CREATE TABLE IF NOT EXISTS lockstep_schemas (
     published  INTEGER NOT NULL,
     PRIMARY KEY (namespace, digest)
 ) WITHOUT ROWID;
-";
+"
+);
 
 /// Whether the table `?1` lacks its `revision` column: SQLite has no `ADD
 /// COLUMN IF NOT EXISTS`.
@@ -84,12 +101,40 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// retried (switching to write-ahead logging cannot wait for a lock).
 const OPEN_RETRY: Duration = Duration::from_secs(4);
 
-/// Whether the layout is there already, columns and all.
+/// Whether the layout is there already, columns and all, the entries'
+/// `value` last.
 const PRESENT: &str = "SELECT (SELECT count(*) = 5 FROM sqlite_master WHERE type = 'table' \
     AND name IN ('lockstep_meta', 'lockstep_entries', 'lockstep_writes', 'lockstep_reports', \
         'lockstep_schemas')) \
     AND (SELECT count(*) FROM pragma_table_info('lockstep_meta') WHERE name = 'revision') \
-    AND (SELECT count(*) FROM pragma_table_info('lockstep_entries') WHERE name = 'revision')";
+    AND (SELECT count(*) FROM pragma_table_info('lockstep_entries') WHERE name = 'revision') \
+    AND coalesce(( \
+        SELECT name = 'value' FROM pragma_table_info('lockstep_entries') ORDER BY cid DESC LIMIT 1 \
+    ), 0)";
+
+/// Whether the entries' table is of an older layout: a `WITHOUT ROWID`
+/// table with its `value` before other columns. Such a table measures a
+/// value by reading it: a range of an index b-tree compares each row's
+/// whole record, overflow pages and all, and the columns after a long
+/// value are read through its overflow pages.
+const ENTRIES_BEFORE: &str = "SELECT coalesce(( \
+    SELECT name <> 'value' FROM pragma_table_info('lockstep_entries') ORDER BY cid DESC LIMIT 1 \
+), 0)";
+
+/// Rebuilds an older layout's entries as [`LAYOUT`] has them, in the
+/// transaction that creates the layout: every row kept, `revision` added
+/// first if it lacked it.
+const ENTRIES_REBUILT: &str = concat!(
+    entries!("lockstep_entries_rebuilt"),
+    "\
+INSERT INTO lockstep_entries_rebuilt
+    (namespace, field, at_ms, write_id, written_at, writer, revision, value)
+    SELECT namespace, field, at_ms, write_id, written_at, writer, revision, value
+    FROM lockstep_entries;
+DROP TABLE lockstep_entries;
+ALTER TABLE lockstep_entries_rebuilt RENAME TO lockstep_entries;
+"
+);
 
 /// SQLite's clock in ms (`'now'` has millisecond resolution and is the same
 /// throughout one statement).
@@ -137,9 +182,9 @@ macro_rules! counted {
 /// budget are read again, by their primary key, with their values; the
 /// others' entries come from `sized`. Both are `MATERIALIZED`: SQLite
 /// would otherwise copy each row, value and all, into the sorters of the
-/// windows. A range of this table reads each row whole, value included
-/// (`WITHOUT ROWID`: a row is its key), so a fetch reads every entry of the
-/// fields asked for once, and those shipped twice.
+/// windows. The range is read through the primary key's index, and each
+/// row up to its `value`, the last column, whose length its record's header
+/// gives: a value is read only when it is shipped.
 const FETCH: Stmt = Stmt {
     sql: concat!(
         "WITH sized AS MATERIALIZED (SELECT field, at_ms, ",
@@ -250,6 +295,7 @@ const SQL: Statements = Statements {
     },
     // The entries written as `[field, instant]` pairs (`json_each`), each
     // looked up by its primary key.
+    measure: None,
     pending: Stmt {
         sql: concat!(
             "SELECT coalesce(sum(",
@@ -440,6 +486,12 @@ impl Sqlite {
                     let add = add_revision(table, "INTEGER");
                     sqlx::Executor::execute(&mut *tx, add.as_str()).await?;
                 }
+            }
+            let before: bool = sqlx::query_scalar(ENTRIES_BEFORE)
+                .fetch_one(&mut *tx)
+                .await?;
+            if before {
+                sqlx::Executor::execute(&mut *tx, ENTRIES_REBUILT).await?;
             }
             tx.commit().await?;
         }
