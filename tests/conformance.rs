@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lockstep::store::{
-    BoxFuture, FETCH_BUDGET_BYTES, Fetch, Fetched, HISTORY, Held, MAX_PENDING_BYTES, MemoryStore,
-    PostgresStore, RedisStore, Report, SqliteStore, StepAt, Store, StoredEntry, StoredSchema,
-    Write,
+    BoxFuture, FETCH_BUDGET_BYTES, Fetch, Fetched, HISTORY, Held, MAX_PENDING_BYTES,
+    MAX_REPORT_BYTES, MemoryStore, PostgresStore, RedisStore, Report, SqliteStore, StepAt, Store,
+    StoredEntry, StoredSchema, Write,
 };
 use lockstep::{Error, FieldSchema, MAX_VALUE_BYTES, ManualClock, Millis, Schema, Tick};
 use lockstep_suite::RedisServer;
@@ -29,6 +29,9 @@ const TICK: Tick = match Tick::from_secs(1) {
 /// Plants `n` entries of a field, values `0` to `n - 1`, one tick apart,
 /// all before the store's clock: `(namespace, key, n)`.
 type Plant = Box<dyn Fn(String, String, usize) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Makes a store refuse the records of the namespace it is given.
+type Refuse = Box<dyn Fn(String) + Send + Sync>;
 
 /// Puts entries of a field, at instants after the store's clock, with
 /// values as given, past the bounds of a commit (as a hand, or an older
@@ -47,6 +50,9 @@ struct Subject {
     store: Arc<dyn Store>,
     plant: Plant,
     place: Place,
+    /// Makes the store refuse the records of a namespace, as a store
+    /// refuses writes (the memory store cannot).
+    refuse_records: Option<Refuse>,
     namespaces: AtomicU64,
     /// The store's clock, where the test drives it.
     clock: Option<ManualClock>,
@@ -64,9 +70,19 @@ impl Subject {
             store,
             plant,
             place,
+            refuse_records: None,
             namespaces: AtomicU64::new(0),
             clock: None,
             _runs_on: Box::new(runs_on),
+        }
+    }
+
+    /// The subject, with `refuse` making its store refuse a namespace's
+    /// records.
+    fn refusing_records(self, refuse: Refuse) -> Subject {
+        Subject {
+            refuse_records: Some(refuse),
+            ..self
         }
     }
 
@@ -168,6 +184,7 @@ conformance! {
         the_store_says_whether_it_holds_the_schema,
         every_write_cancel_and_purge_advances_the_revision,
         a_fetch_with_a_report_records_the_process_and_the_revision_it_served,
+        a_report_the_store_cannot_keep_is_left_out_and_the_fetch_served,
         a_report_expires_when_the_process_stops_fetching,
         reports_are_kept_per_namespace_and_per_process,
         an_unchanged_registry_answers_unchanged_with_no_entries,
@@ -176,6 +193,22 @@ conformance! {
         a_write_beyond_the_pending_bound_is_refused_whole,
         a_fetch_ships_the_smallest_fields_within_its_budget,
     ]
+}
+
+/// The checks of what a store does when it refuses to keep a record, on
+/// every store that can refuse one (not the memory store).
+mod refusing {
+    use super::*;
+
+    conformance! {
+        backends: [
+            redis = redis_subject,
+            postgres = postgres_subject,
+            sqlite = sqlite_subject,
+            mysql = mysql_subject,
+        ],
+        checks: [a_record_the_store_refuses_costs_the_fetch_nothing]
+    }
 }
 
 async fn a_fresh_namespace_is_empty_and_the_store_tells_its_time(s: &Subject) {
@@ -684,7 +717,12 @@ async fn redis_subject() -> Subject {
             }
         })
     });
-    Subject::new(store, plant, place, server)
+    let refuser = server.clone();
+    let refuse: Refuse = Box::new(move |ns| {
+        // A fleet key of the wrong type: the script refuses the record.
+        let _: () = refuser.cmd(&["SET", &format!("lockstep:{{{ns}}}:fleet"), "not a hash"]);
+    });
+    Subject::new(store, plant, place, server).refusing_records(refuse)
 }
 
 /// Rows "written long ago" in a SQL store, as `INSERT` statements.
@@ -739,7 +777,19 @@ async fn postgres_subject() -> Subject {
             schema.execute(&rows);
         })
     });
-    Subject::new(store, plant, place, schema)
+    let refuser = schema.clone();
+    let refuse: Refuse = Box::new(move |ns| {
+        refuser.execute(&[&refuse_check(&ns, '"')]);
+    });
+    Subject::new(store, plant, place, schema).refusing_records(refuse)
+}
+
+/// A constraint that refuses the records of `ns` (`quote` quotes its name).
+fn refuse_check(ns: &str, quote: char) -> String {
+    format!(
+        "ALTER TABLE lockstep_reports ADD CONSTRAINT {quote}refuse {ns}{quote} \
+         CHECK (namespace <> '{ns}')"
+    )
 }
 
 async fn sqlite_subject() -> Subject {
@@ -760,7 +810,24 @@ async fn sqlite_subject() -> Subject {
         let url = url.clone();
         Box::pin(async move { sqlite_execute(&url, rows(&ns, &key, &entries, "placed")).await })
     });
-    Subject::new(store, plant, place, file)
+    let url = file.url();
+    let refuse: Refuse = Box::new(move |ns| {
+        let trigger = format!(
+            "CREATE TRIGGER \"refuse {ns}\" BEFORE INSERT ON lockstep_reports \
+             WHEN NEW.namespace = '{ns}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        );
+        let url = url.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(sqlite_execute(&url, vec![trigger]))
+        })
+        .join()
+        .unwrap();
+    });
+    Subject::new(store, plant, place, file).refusing_records(refuse)
 }
 
 /// Runs `statements` on the SQLite file of `url`, in one transaction.
@@ -1001,7 +1068,11 @@ async fn mysql_subject() -> Subject {
             db.execute(&rows);
         })
     });
-    Subject::new(store, plant, place, db)
+    let refuser = db.clone();
+    let refuse: Refuse = Box::new(move |ns| {
+        refuser.execute(&[&refuse_check(&ns, '`')]);
+    });
+    Subject::new(store, plant, place, db).refusing_records(refuse)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1110,6 +1181,53 @@ async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s:
     // A fetch without a report records nothing.
     s.store.fetch(&ns, &["a"]).await.unwrap();
     assert_eq!(s.store.reports(&ns).await.unwrap().records, records);
+}
+
+async fn a_report_the_store_cannot_keep_is_left_out_and_the_fetch_served(s: &Subject) {
+    let ns = s.namespace("unkept");
+    s.commit(&set(&ns, "a", "1", NOW)).await.unwrap();
+    let large = "x".repeat(MAX_REPORT_BYTES + 1);
+    for report in [
+        report("big", &large, 60_000),
+        report("not a name", "{}", 60_000),
+    ] {
+        let fetched = s
+            .store
+            .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report)))
+            .await
+            .unwrap();
+        assert_eq!(fetched.fields["a"].len(), 1, "the fetch is served");
+    }
+    assert!(s.store.reports(&ns).await.unwrap().records.is_empty());
+    // Reporting goes on: the next report that fits is kept.
+    s.store
+        .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p1", "{}", 60_000))))
+        .await
+        .unwrap();
+    let records = s.store.reports(&ns).await.unwrap().records;
+    assert_eq!(records.len(), 1, "{records:?}");
+}
+
+async fn a_record_the_store_refuses_costs_the_fetch_nothing(s: &Subject) {
+    let ns = s.namespace("refused");
+    s.commit(&set(&ns, "a", "1", NOW)).await.unwrap();
+    let refuse = s.refuse_records.as_ref().expect("a store that can refuse");
+    refuse(ns.clone());
+    for _ in 0..3 {
+        let fetched = s
+            .store
+            .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p1", "{}", 60_000))))
+            .await
+            .unwrap();
+        assert_eq!(fetched.fields["a"].len(), 1, "the fetch is served");
+    }
+    // No record; the view may instead say why it cannot read them (Redis:
+    // the fleet key is not a hash).
+    let reports = s.store.reports(&ns).await;
+    assert!(
+        reports.as_ref().map_or(true, |r| r.records.is_empty()),
+        "{reports:?}"
+    );
 }
 
 async fn a_report_expires_when_the_process_stops_fetching(s: &Subject) {

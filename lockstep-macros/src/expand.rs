@@ -19,7 +19,11 @@ pub fn registry(args: TokenStream, item: &DeriveInput) -> TokenStream {
     let input = Input::from_syn(&cx, args, item);
     let checked = input.as_ref().and_then(|input| valid::check(&cx, input));
     if let Err(errors) = cx.check() {
-        return fallback::expand(item, errors);
+        // The backend is checked against lockstep's store kinds all the
+        // same, so that a wrong one is told with the other mistakes.
+        let mut tokens = fallback::expand(item, errors);
+        tokens.extend(input.as_ref().map(store_check));
+        return tokens;
     }
     match (input, checked) {
         (Some(input), Some(checked)) => generate(&input, &checked),
@@ -28,6 +32,19 @@ pub fn registry(args: TokenStream, item: &DeriveInput) -> TokenStream {
             item,
             syn::Error::new(Span::call_site(), "#[lockstep] could not read this struct"),
         ),
+    }
+}
+
+/// The check that the declared backend is one of lockstep's store kinds,
+/// built with its feature: a constant lockstep evaluates
+/// (`store::kind::declared`), its error pointing at the backend's name.
+/// None for a name the macro already told is another's.
+fn store_check(input: &Input) -> TokenStream {
+    match &input.attrs.backend {
+        Required::Given(lit) if valid::hint(&lit.value()).is_none() => {
+            quote_spanned!(lit.span()=> const _: () = ::lockstep::__private::store_kind(#lit);)
+        }
+        _ => TokenStream::new(),
     }
 }
 
@@ -52,14 +69,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
     let tick_secs = checked.tick_secs;
     let store_clock = checked.store_clock;
     let backend = &checked.backend;
-    let backend_check = {
-        let span = match &input.attrs.backend {
-            Required::Given(lit) => lit.span(),
-            _ => Span::call_site(),
-        };
-        let check = format_ident!("__backend_{}", backend, span = span);
-        quote_spanned!(span=> ::lockstep::#check!{})
-    };
+    let backend_check = store_check(input);
 
     let fields: Vec<Generated> = input
         .fields

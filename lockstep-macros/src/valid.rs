@@ -1,6 +1,6 @@
-//! Checks of meaning: a tick that parses and is in bounds, a known backend,
-//! names the store can hold, keys that are unique, a struct the macro can
-//! serve. Each error points at the offending token and says what is right.
+//! Checks of meaning: a tick that parses and is in bounds, a backend not
+//! named after another, names the store can hold, keys that are unique, a
+//! struct the macro can serve. Each error points at the offending token and says what is right.
 
 use std::collections::HashMap;
 
@@ -9,9 +9,6 @@ use syn::LitStr;
 use crate::ast::{Input, unraw};
 use crate::attr::Required;
 use crate::ctxt::Ctxt;
-
-/// The backends a registry may declare, for messages.
-const BACKENDS: &str = "\"redis\", \"postgres\", \"sqlite\", \"mysql\", \"memory\"";
 
 /// What the checks found out, for expansion.
 pub struct Checked {
@@ -51,25 +48,13 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
         }
     };
     let backend = match &input.attrs.backend {
-        Required::Given(lit) => match lit.value().as_str() {
-            b @ ("redis" | "postgres" | "sqlite" | "mysql" | "memory") => Some(b.to_owned()),
-            other => {
-                let hint = match other.to_ascii_lowercase().as_str() {
-                    "postgresql" | "pg" | "psql" | "pgsql" => "; did you mean \"postgres\"?",
-                    "sqlite3" | "sqlite2" | "lite" => "; did you mean \"sqlite\"?",
-                    "mariadb" | "mysql8" | "percona" => "; MariaDB and MySQL use \"mysql\"",
-                    "valkey" | "keydb" | "dragonfly" => {
-                        "; servers that speak the Redis protocol use \"redis\""
-                    }
-                    "redis" | "memory" | "postgres" | "sqlite" | "mysql" => {
-                        "; backends are lowercase"
-                    }
-                    _ => "",
-                };
-                cx.error_spanned_by(
-                    lit,
-                    format!("unknown backend \"{other}\"; expected one of: {BACKENDS}{hint}"),
-                );
+        // Which kinds there are is lockstep's table of store kinds: the
+        // expansion checks the name against it when it is compiled. Here,
+        // the names people mean another kind by.
+        Required::Given(lit) => match hint(&lit.value()) {
+            None => Some(lit.value()),
+            Some(hint) => {
+                cx.error_spanned_by(lit, format!("unknown backend \"{}\"; {hint}", lit.value()));
                 None
             }
         },
@@ -77,9 +62,8 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
         Required::Missing => {
             cx.syn_error(syn::Error::new(
                 proc_macro2::Span::call_site(),
-                format!(
-                    "#[lockstep] needs a backend: add `backend = \"redis\"` (one of: {BACKENDS})"
-                ),
+                "#[lockstep] needs a backend: add `backend = \"redis\"`, or the name of another \
+                 kind of store lockstep opens (`lockstep::store::supported_schemes()`)",
             ));
             None
         }
@@ -169,4 +153,18 @@ fn name(cx: &Ctxt, lit: &LitStr, what: &str) {
             ),
         );
     }
+}
+
+/// What to say of a backend named after another kind, if `name` is one
+/// such name: another database's name, a driver's, or a kind in capitals.
+pub fn hint(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "postgresql" | "pg" | "psql" | "pgsql" => "did you mean \"postgres\"?",
+        "sqlite3" | "sqlite2" | "lite" => "did you mean \"sqlite\"?",
+        "mariadb" | "mysql8" | "percona" => "MariaDB and MySQL use \"mysql\"",
+        "valkey" | "keydb" | "dragonfly" => "servers that speak the Redis protocol use \"redis\"",
+        _ if lower != name => "backends are lowercase",
+        _ => return None,
+    })
 }

@@ -196,14 +196,10 @@ impl<S: Fields> RegistryDef<S> {
 
 /// The local default URL of a declared store kind.
 fn default_url_of(store: &str) -> &'static str {
-    match store {
-        "redis" => "redis://127.0.0.1:6379",
-        "postgres" => "postgres://127.0.0.1:5432/postgres",
-        "mysql" => "mysql://root@127.0.0.1:3306/lockstep",
-        "sqlite" => "sqlite://lockstep.db",
-        "memory" => "memory://",
-        other => unreachable!("`#[lockstep]` accepts no store kind `{other}`"),
-    }
+    crate::store::kind::named(store).map_or_else(
+        || unreachable!("`#[lockstep]` accepts no store kind `{store}`"),
+        |kind| kind.default_url,
+    )
 }
 
 /// Fields without `default = …` take `Default::default()`.

@@ -4,6 +4,21 @@ use chrono::{DateTime, Utc};
 
 use crate::tick::Tick;
 
+/// A build that cannot decode a value: who, and why ([`Error::NotServed`],
+/// and the fleet view's pending changes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The build, as messages name it (its digest's first 8 digits, its
+    /// process count and programs).
+    pub build: String,
+    /// The ids of its live processes that will not serve the value.
+    pub processes: Vec<String>,
+    /// Why: a field it lacks, a value outside its type, or a process that
+    /// reported it could not decode it.
+    pub reason: String,
+}
+
 /// Everything that can go wrong when starting a registry or writing to it.
 ///
 /// Reading a field never fails; a value the process cannot decode is not an
@@ -117,7 +132,7 @@ pub enum Error {
         /// The value, as JSON.
         value: String,
         /// Each build that cannot decode it: which processes, and why.
-        refusals: Vec<crate::store::Refusal>,
+        refusals: Vec<Refusal>,
     },
     /// A write that would take the values of a registry's pending entries
     /// beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES).
@@ -208,12 +223,7 @@ fn too_soon(
 
 /// The message of [`Error::NotServed`]: the value, then each build that
 /// cannot decode it with its processes and why.
-fn not_served(
-    namespace: &str,
-    key: &str,
-    value: &str,
-    refusals: &[crate::store::Refusal],
-) -> String {
+fn not_served(namespace: &str, key: &str, value: &str, refusals: &[Refusal]) -> String {
     let builds: Vec<String> = refusals
         .iter()
         .map(|r| format!("{}: {}", r.build, r.reason))

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Process, Reports, Store, StoredSchema, Write};
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::schema::Schema;
 use crate::tick::Tick;
 
@@ -74,19 +74,6 @@ pub struct Build {
     pub processes: Vec<String>,
     /// The programs they run (file names), sorted, once each.
     pub programs: Vec<String>,
-}
-
-/// A build that cannot decode a value: who, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct Refusal {
-    /// The build, as messages name it ([`Build::name`]).
-    pub build: String,
-    /// The ids of its live processes that will not serve the value.
-    pub processes: Vec<String>,
-    /// Why: a field it lacks, a value outside its type, or a process that
-    /// reported it could not decode it.
-    pub reason: String,
 }
 
 impl Build {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use super::reporting::Reporting;
 use super::{
     BoxFuture, Committed, Epoch, Fetch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports,
     StoredEntry, StoredSchema, Write, check_cancel, check_name, resolve_instants,
@@ -38,6 +39,7 @@ pub struct MemoryStore {
     name: Arc<str>,
     state: Arc<Mutex<State>>,
     clock: ClockSource,
+    reporting: Arc<Reporting>,
 }
 
 #[derive(Default)]
@@ -86,6 +88,7 @@ impl MemoryStore {
             name: name.into(),
             state: Arc::default(),
             clock,
+            reporting: Arc::default(),
         }
     }
 
@@ -357,7 +360,7 @@ impl super::Store for MemoryStore {
             Ok(self.fetch_now(
                 fetch.namespace(),
                 fetch.keys(),
-                fetch.report(),
+                self.reporting.send(fetch.namespace(), fetch.report()),
                 fetch.held(),
                 fetch.schema(),
             ))

@@ -10,19 +10,23 @@
 mod builds;
 mod fetch;
 mod fleet;
+pub(crate) mod kind;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+mod reporting;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub(crate) mod sql;
 pub mod url;
 mod write;
 
+pub use crate::error::Refusal;
 pub use crate::tick::{from_datetime, to_datetime};
-pub use builds::{Build, Builds, Refusal};
+pub use builds::{Build, Builds};
 pub use fetch::{FETCH_DEADLINE, Fetch, Fetched, Held};
 pub(crate) use fleet::EXPIRY_TICKS;
 pub use fleet::{Fleet, PendingChange, Process, Refused, fleet};
+pub use kind::supported_schemes;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
@@ -495,50 +499,18 @@ pub(crate) async fn connect(
 
 fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Store>, Error> {
     let parsed = StoreUrl::parse(url);
-    let scheme = url::check(&parsed)?;
-    #[cfg_attr(
-        all(
-            feature = "redis",
-            feature = "postgres",
-            feature = "sqlite",
-            feature = "mysql"
-        ),
-        allow(unused_variables)
-    )]
-    let needs = |feature: &str| Error::Url {
-        url: parsed.redacted(),
-        reason: format!("{scheme}: URLs need the cargo feature `{feature}` of lockstep"),
-    };
-    let opened: Result<Arc<dyn Store>, Error> = match scheme {
-        "memory" => Ok(Arc::new(memory::MemoryStore::from_url(url, clock)?)),
-        #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
-            redis::RedisStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>)
-        }
-        #[cfg(not(feature = "redis"))]
-        "redis" | "rediss" | "redis+unix" | "unix" | "redis+cluster" | "rediss+cluster" => {
-            Err(needs("redis"))
-        }
-        #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => {
-            sql::postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>)
-        }
-        #[cfg(not(feature = "postgres"))]
-        "postgres" | "postgresql" => Err(needs("postgres")),
-        #[cfg(feature = "sqlite")]
-        "sqlite" => sql::sqlite::SqliteStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>),
-        #[cfg(not(feature = "sqlite"))]
-        "sqlite" => Err(needs("sqlite")),
-        #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => {
-            sql::mysql::MysqlStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>)
-        }
-        #[cfg(not(feature = "mysql"))]
-        "mysql" | "mariadb" => Err(needs("mysql")),
-        _ => unreachable!("url::check accepts only the schemes above"),
+    let (kind, scheme) = kind::check(&parsed)?;
+    let Some(open) = kind.open else {
+        return Err(Error::Url {
+            url: parsed.redacted(),
+            reason: format!(
+                "{}: URLs need the cargo feature `{}` of lockstep",
+                scheme.name, kind.feature
+            ),
+        });
     };
     // Whatever a driver said about the URL, its secrets go.
-    opened.map_err(|e| url::scrub_error(e, &parsed))
+    open(url, clock).map_err(|e| url::scrub_error(e, &parsed))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ impl RedisStore {
             return self.fetch_replicated(replicas, fetch).await;
         }
         let reported = match self.reporting.send(namespace, report) {
-            Some(report) if self.reporting.apart() => {
+            Some(report) if self.record_apart.is_on() => {
                 let args = fetch_args(&fetch, None);
                 Some(self.fetch_recording_apart(namespace, &args, report).await?)
             }
@@ -190,7 +190,7 @@ impl RedisStore {
             Err(e) if fleet::refused_for_keys(&e) => {
                 // A user that may not write the registry's keys: its record
                 // goes apart, from now on, and this fetch is sent so.
-                self.reporting.record_apart(namespace, &errors::message(&e));
+                self.record_apart.turn_on(namespace, &errors::message(&e));
                 let args = fetch_args(fetch, None);
                 self.fetch_recording_apart(namespace, &args, report)
                     .await

@@ -13,11 +13,10 @@
 //! server refusing writes (`MISCONF`, `NOREPLICAS`), a fleet key of the
 //! wrong type, a body over [`MAX_REPORT_BYTES`]. The fetch is served all
 //! the same (by the read-only script when the server refused the reporting
-//! one whole, which costs that one fetch a second round trip), a warning is
-//! logged once, and the next [`PAUSE`] fetches of this store go without a
-//! report, in one round trip each, before it tries again.
+//! one whole, which costs that one fetch a second round trip), as every
+//! store's [`Reporting`](crate::store::reporting) rule has it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::{RedisError, Value};
 use serde::Deserialize;
@@ -29,51 +28,20 @@ use crate::tick::Millis;
 /// How many expired records a fetch deletes at most.
 pub(super) const SWEEP: usize = 32;
 
-/// How many fetches go without a report after a server refused one.
-pub(super) const PAUSE: u32 = 100;
-
 /// The longest a record is kept after its fetch (about 31 years): an
 /// instant the scripts compute exactly.
 const LONGEST: Millis = 1_000_000_000_000;
 
-/// Whether a store's fetches send their reports.
+/// Whether a store's records go in a script of their own, which names only
+/// the fleet's keys (the server refused the fetch with a report for a key
+/// the user may only read).
 #[derive(Default)]
-pub(super) struct Reporting {
-    /// Fetches left to go without a report.
-    paused: AtomicU32,
-    /// Whether records go in a script of their own, which names only the
-    /// fleet's keys (the server refused the fetch with a report for a key
-    /// the user may only read).
-    apart: AtomicBool,
-    warned: AtomicBool,
-}
+pub(super) struct RecordApart(AtomicBool);
 
-impl Reporting {
-    /// The report to send with this fetch: `report`, unless the server
-    /// refused one lately or it is over [`MAX_REPORT_BYTES`].
-    pub(super) fn send<'a>(
-        &self,
-        namespace: &str,
-        report: Option<&'a Report>,
-    ) -> Option<&'a Report> {
-        let report = report?;
-        if report.body.len() > MAX_REPORT_BYTES {
-            let why = format!(
-                "the report is {} bytes, over the {MAX_REPORT_BYTES} a store keeps",
-                report.body.len()
-            );
-            self.refused(namespace, &why);
-            return None;
-        }
-        let paused = self
-            .paused
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        paused.is_err().then_some(report)
-    }
-
-    /// Whether records go apart from the fetch (see [`Reporting::record_apart`]).
-    pub(super) fn apart(&self) -> bool {
-        self.apart.load(Ordering::Relaxed)
+impl RecordApart {
+    /// Whether records go apart from the fetch.
+    pub(super) fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 
     /// The server refused a fetch with a report of `namespace` for a key
@@ -81,42 +49,14 @@ impl Reporting {
     /// script of its own naming only the fleet's keys, pipelined with the
     /// read-only fetch, which a user allowed to write those keys alone
     /// (docs/stores.md, "a reader that reports") may run.
-    pub(super) fn record_apart(&self, namespace: &str, why: &str) {
-        if !self.apart.swap(true, Ordering::Relaxed) {
+    pub(super) fn turn_on(&self, namespace: &str, why: &str) {
+        if !self.0.swap(true, Ordering::Relaxed) {
             tracing::info!(
                 namespace,
                 reason = why,
                 "lockstep: this store's user may not write the registry's keys; its fleet record \
                  goes in a script of its own, in the same round trip as the fetch"
             );
-        }
-    }
-
-    /// The server refused a fetch with a report of `namespace` whole, for
-    /// `why`: the fetch was sent again without it (a second round trip),
-    /// so the next [`PAUSE`] fetches go without a report.
-    pub(super) fn refused(&self, namespace: &str, why: &str) {
-        self.paused.store(PAUSE, Ordering::Relaxed);
-        self.not_kept(namespace, why);
-    }
-
-    /// The server served a fetch of `namespace` but did not keep its
-    /// record, for `why` (refused inside the script: a key of the wrong
-    /// type, a user that may not write). That cost nothing, so reports go
-    /// on: the record is kept again at the first fetch after the store is
-    /// repaired.
-    pub(super) fn not_kept(&self, namespace: &str, why: &str) {
-        if !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                namespace,
-                reason = why,
-                "lockstep: the store does not keep this process's fleet record; fetches go \
-                 on, and the fleet view does not show this process until the store keeps \
-                 its record again (tried with every fetch, or every {PAUSE} fetches when \
-                 the server refuses the fetch with a report whole)"
-            );
-        } else {
-            tracing::debug!(namespace, reason = why, "lockstep: fleet record refused");
         }
     }
 }
@@ -204,14 +144,6 @@ mod tests {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
-    fn report(body: String) -> Report {
-        Report {
-            process: "p".to_owned(),
-            body,
-            expires_after: 3_000,
-        }
-    }
-
     #[test]
     fn records_read_back_as_kept_and_garbage_is_left_out() {
         let reply = Value::Array(vec![
@@ -238,22 +170,6 @@ mod tests {
             reports.schemas,
             [StoredSchema::stored("0123456789abcdef", "{}")]
         );
-    }
-
-    #[test]
-    fn a_report_is_not_sent_while_the_store_refuses_them_nor_when_too_large() {
-        let reporting = Reporting::default();
-        let small = report("{}".to_owned());
-        assert!(reporting.send("ns", Some(&small)).is_some());
-        assert!(reporting.send("ns", None).is_none());
-        reporting.refused("ns", "NOPERM");
-        for _ in 0..PAUSE {
-            assert!(reporting.send("ns", Some(&small)).is_none());
-        }
-        assert!(reporting.send("ns", Some(&small)).is_some());
-        let large = report("x".repeat(MAX_REPORT_BYTES + 1));
-        assert!(reporting.send("ns", Some(&large)).is_none());
-        assert!(reporting.send("ns", Some(&small)).is_none(), "paused");
     }
 
     #[test]

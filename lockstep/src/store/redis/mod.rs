@@ -63,13 +63,14 @@ pub use envelope::open_envelope;
 
 use self::connection::{Connection, Connector};
 use self::errors::{before_horizon, classify, closed_under_us, refused, too_much_pending};
-use self::fleet::Reporting;
+use self::fleet::RecordApart;
 use self::keys::{
     META_PATTERN, field_key, fleet_expiry_key, fleet_key, meta_key, namespace_of_meta, schemas_key,
     schemas_published_key, write_key,
 };
 use self::replicas::Replicas;
 use self::scripts::{Lua, Scripts};
+use super::reporting::Reporting;
 use super::{
     BoxFuture, Committed, Fetch, Fetched, HISTORY, MAX_PENDING_BYTES, Reports, SCHEMA_KEPT,
     SMALL_WRITE_BYTES, StepAt, StoredEntry, StoredSchema, Write, check_name, redact,
@@ -98,6 +99,7 @@ pub struct RedisStore {
     connector: Connector,
     scripts: Arc<Scripts>,
     reporting: Arc<Reporting>,
+    record_apart: Arc<RecordApart>,
     /// With `?replicas=`: the replicas fetches go to.
     replicas: Option<Arc<Replicas>>,
     /// With `?replicas=`: the primary's connection for commits, each
@@ -130,6 +132,7 @@ impl RedisStore {
             connector,
             scripts: Arc::new(Scripts::new()),
             reporting: Arc::default(),
+            record_apart: Arc::default(),
             replicas: replicas.map(Arc::new),
             writes,
             recording: Arc::default(),

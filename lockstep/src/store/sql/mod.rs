@@ -44,7 +44,7 @@
 //! it (PostgreSQL: one statement; MySQL: one text of several statements;
 //! SQLite: one transaction on the local file); a database that refuses the
 //! record (read-only credentials) gets the fetch again without it (see
-//! `report.rs`). A commit is one transaction that holds the registry's write
+//! `store::reporting`). A commit is one transaction that holds the registry's write
 //! lock (PostgreSQL and MySQL: its `lockstep_meta` row, locked by an upsert
 //! that also creates the epoch and advances the revision; SQLite: `BEGIN
 //! IMMEDIATE`, the database's write lock), reads the database's clock,
@@ -92,10 +92,10 @@ pub mod sqlite;
 mod calls;
 mod dialect;
 mod link;
-mod report;
 
 use std::sync::Arc;
 
+use super::reporting::Reporting;
 use super::{
     BoxFuture, Committed, Fetch, Fetched, Reports, Store, StoredEntry, StoredSchema, Write,
     check_name,
@@ -105,9 +105,8 @@ use crate::schema::Schema;
 use crate::tick::{Millis, Tick};
 
 use calls::Values;
-use dialect::{Dialect, Kind};
+use dialect::{Class, Dialect, Kind};
 use link::{Failure, Link};
-use report::Reporting;
 
 /// A store in a SQL database: one type for every database, aliased per
 /// database ([`PostgresStore`](super::PostgresStore),
@@ -173,7 +172,7 @@ impl<D: Dialect> Store for SqlStore<D> {
             let schema = fetch.schema();
             let report = fetch.report();
             check_name("namespace", namespace)?;
-            let report = self.reporting.admit(namespace, report)?;
+            let report = self.reporting.send(namespace, report);
             // A fetch only reads, and its record replaces the process's
             // own: safe to send again.
             self.link
@@ -182,15 +181,17 @@ impl<D: Dialect> Store for SqlStore<D> {
                         let result =
                             calls::fetch::<D>(&mut c, namespace, keys, report, held, schema).await;
                         let result = match result {
+                            // The statement refused on a connection that
+                            // is fine: read-only credentials, a read-only
+                            // database or transaction, a full disk.
                             Err(Failure::Sql(e))
                                 if report.is_some()
-                                    && self.reporting.refused(
+                                    && matches!(
                                         D::class(&e),
-                                        self.link.shown(),
-                                        namespace,
-                                        &e.to_string(),
+                                        Class::Misconfigured | Class::Refused
                                     ) =>
                             {
+                                self.reporting.refused(namespace, &e.to_string());
                                 calls::fetch::<D>(&mut c, namespace, keys, None, held, schema).await
                             }
                             result => result,
