@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Process, Reports, Store, StoredSchema, Write};
+use super::contract::Store;
+use super::fleet::member::{Process, record_lives, record_process};
+use super::stored::{Reports, StoredSchema};
+use super::write::Write;
 use crate::error::{Error, Refusal};
 use crate::schema::Schema;
 use crate::tick::Tick;
@@ -186,8 +189,8 @@ impl Builds {
         let processes: Vec<Process> = reports
             .records
             .into_iter()
-            .filter(|record| tick.is_none_or(|tick| super::fleet::live(record, tick, now)))
-            .map(super::fleet::process)
+            .filter(|record| tick.is_none_or(|tick| record_lives(record, tick, now)))
+            .map(record_process)
             .collect();
         Builds::of(&processes, &reports.schemas)
     }

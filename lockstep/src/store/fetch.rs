@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Epoch, FETCH_BUDGET_BYTES, Report, StoredEntry, StoredSchema, Unplaced, not_fetched};
+use super::stored::{
+    Epoch, FETCH_BUDGET_BYTES, Report, StoredEntry, StoredSchema, Unplaced, not_fetched,
+};
 use crate::value::MAX_VALUE_BYTES;
 
 /// How long a fetch waits for its answer unless told otherwise: the
@@ -138,7 +140,7 @@ pub struct Fetched {
     /// fetch named one ([`Fetch::publishing`]), that very schema (its
     /// digest, with a text of its length); a registry publishes its own again when it does not (a
     /// store that was down at start-up, lost its data, dropped a schema
-    /// nobody published for [`SCHEMA_KEPT`](super::SCHEMA_KEPT), or holds it
+    /// nobody published for [`SCHEMA_KEPT`](super::stored::SCHEMA_KEPT), or holds it
     /// changed by hand).
     pub schema_held: bool,
     /// The registry's revision: every commit, cancel and purge advances it,
@@ -284,6 +286,6 @@ mod tests {
                 .iter()
                 .all(|e| e.value.as_ref().unwrap_err() == &not_fetched(5_000_000))
         );
-        assert!(crate::store::is_not_fetched(&not_fetched(1)));
+        assert!(crate::store::stored::is_not_fetched(&not_fetched(1)));
     }
 }

@@ -16,14 +16,18 @@
 //! URL, the environment or a value.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{Builds, Fetched, Refusal, Reported, Reports, Store, StoredEntry};
+use super::builds::Builds;
+use super::contract::Store;
+use super::fetch::Fetched;
+use super::stored::{Reports, StoredEntry};
 use crate::error::Error;
+use crate::error::Refusal;
 use crate::tick::{Millis, Tick, to_datetime};
-
-/// How many ticks a process's record outlives its last fetch.
-pub(crate) const EXPIRY_TICKS: i64 = 3;
+pub(crate) use member::EXPIRY_TICKS;
+pub use member::{Process, Refused};
+use member::{record_lives, record_process};
 
 /// A registry's fleet at one moment: its live processes and, for each
 /// pending change, which of them hold it.
@@ -42,89 +46,13 @@ pub struct Fleet {
     pub pending: Vec<PendingChange>,
     /// The builds the live processes run (more than one during a rolling
     /// deploy), largest first.
-    pub builds: Vec<super::Build>,
+    pub builds: Vec<super::builds::Build>,
     /// How many records the store returned that the view leaves out: they
     /// claim to live longer than the expiry rule allows (a last fetch more
     /// than three ticks ago, or later than the store's clock),
     /// so no process of this registry wrote them as they stand: planted by
     /// hand, or kept by a store whose clock stepped back.
     pub ignored: usize,
-}
-
-/// One live process, as it reported itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Process {
-    /// A random id, new at each start of the registry.
-    pub id: String,
-    /// The machine's host name.
-    pub host: String,
-    /// The process id.
-    pub pid: u32,
-    /// The program's file name.
-    pub program: String,
-    /// The lockstep version it runs.
-    #[serde(default)]
-    pub version: String,
-    /// When the registry started, by the process's clock.
-    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
-    pub started: Option<DateTime<Utc>>,
-    /// The registry's tick, in ms, as this process declares it.
-    #[serde(default)]
-    pub tick_ms: i64,
-    /// The digest of its build's schema ([`StoredSchema`](super::StoredSchema)):
-    /// processes with the same one run the same build of the registry.
-    /// `None` from lockstep versions that did not say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<String>,
-    /// When it last fetched, by the store's clock.
-    #[serde(skip_deserializing, default = "epoch_start")]
-    pub last_fetch: DateTime<Utc>,
-    /// The registry's revision that fetch served.
-    #[serde(skip_deserializing)]
-    pub revision: u64,
-    /// The registry's revision this process should hold and does not, if
-    /// any: the newest revision written over a fetch timeout (of its tick)
-    /// before its last fetch, when that fetch was served an older one. It
-    /// reads a server that lags far behind or no longer follows the primary
-    /// (a replica after a failover its URL does not name); it will not
-    /// switch to what it lacks.
-    #[serde(skip_deserializing)]
-    pub behind: Option<u64>,
-    /// Successful fetches since start.
-    #[serde(default)]
-    pub fetches: u64,
-    /// Failed fetches since start.
-    #[serde(default)]
-    pub failed_fetches: u64,
-    /// Changes it learned only once active.
-    #[serde(default)]
-    pub late_flips: u64,
-    /// Stored entries it could not decode, counted once each.
-    #[serde(default)]
-    pub rejected: u64,
-    /// The entries of its last fetch it could not decode.
-    #[serde(default)]
-    pub refused: Vec<Refused>,
-    /// The store's clock minus its own, in ms, where it measured it.
-    #[serde(default)]
-    pub clock_offset_ms: Option<f64>,
-    /// Whether it is serving what it held before the store lost its data.
-    #[serde(default)]
-    pub store_lost: bool,
-}
-
-fn epoch_start() -> DateTime<Utc> {
-    DateTime::UNIX_EPOCH
-}
-
-/// An entry a process could not decode.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refused {
-    /// The field's key.
-    pub field: String,
-    /// The entry's instant, in ms since the Unix epoch.
-    pub at: Millis,
 }
 
 /// A change waiting for its instant, and who holds it.
@@ -187,9 +115,9 @@ impl Fleet {
         let mut processes: Vec<Process> = reports
             .records
             .into_iter()
-            .filter(|record| tick.is_none_or(|tick| live(record, tick, read)))
+            .filter(|record| tick.is_none_or(|tick| record_lives(record, tick, read)))
             .map(|record| {
-                let mut process = process(record);
+                let mut process = record_process(record);
                 process.behind = written.unheld_by(&process);
                 process
             })
@@ -223,16 +151,6 @@ impl Fleet {
     /// The process with id `id`.
     pub fn process(&self, id: &str) -> Option<&Process> {
         self.processes.iter().find(|p| p.id == id)
-    }
-}
-
-impl Process {
-    /// How messages name it: `host pid 123 (program, id)`.
-    pub fn name(&self) -> String {
-        format!(
-            "{} pid {} ({}, {})",
-            self.host, self.pid, self.program, self.id
-        )
     }
 }
 
@@ -276,46 +194,6 @@ pub async fn fleet(
     let fetched = store.fetch(namespace, keys).await?;
     let reports = store.reports(namespace).await?;
     Ok(Fleet::of(namespace, tick, &fetched, reports))
-}
-
-/// Whether `record` lives by the expiry rule of a registry ticking every
-/// `tick`, at `now` (the store's clock): its last fetch at most
-/// [`EXPIRY_TICKS`] ticks ago, and not later than now, each give or take a
-/// fetch timeout.
-pub(super) fn live(record: &Reported, tick: Tick, now: Millis) -> bool {
-    let margin = tick.fetch_timeout().as_millis() as Millis;
-    let expiry = tick.as_millis().saturating_mul(EXPIRY_TICKS);
-    record.seen > now.saturating_sub(expiry).saturating_sub(margin)
-        && record.seen <= now.saturating_add(margin)
-}
-
-/// A stored record as a process; one whose body cannot be read still
-/// counts, under its id.
-pub(super) fn process(record: Reported) -> Process {
-    let mut process: Process = serde_json::from_str(&record.body).unwrap_or_else(|e| Process {
-        id: record.process.clone(),
-        host: format!("(unreadable record: {e})"),
-        pid: 0,
-        program: String::new(),
-        version: String::new(),
-        started: None,
-        tick_ms: 0,
-        schema: None,
-        last_fetch: DateTime::UNIX_EPOCH,
-        revision: 0,
-        behind: None,
-        fetches: 0,
-        failed_fetches: 0,
-        late_flips: 0,
-        rejected: 0,
-        refused: Vec::new(),
-        clock_offset_ms: None,
-        store_lost: false,
-    });
-    process.id = record.process;
-    process.last_fetch = to_datetime(record.seen);
-    process.revision = record.revision;
-    process
 }
 
 /// When each revision of a fetch's entries was written: for
@@ -389,7 +267,7 @@ fn pending_change(
         }
         let build = builds
             .of_process(&process.id)
-            .map_or_else(|| "a build".to_owned(), super::Build::name);
+            .map_or_else(|| "a build".to_owned(), super::builds::Build::name);
         match reported.iter_mut().find(|r| r.build == build) {
             Some(refusal) => refusal.processes.push(process.id.clone()),
             None => reported.push(Refusal {
@@ -432,5 +310,6 @@ fn reported_refused(process: &Process, field: &str, at: Millis) -> bool {
         .any(|r| r.field == field && r.at == at)
 }
 
+pub(super) mod member;
 #[cfg(test)]
 mod tests;

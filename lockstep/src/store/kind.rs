@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::Store;
+use super::contract::Store;
 use super::url::StoreUrl;
 use crate::clock::ClockSource;
 use crate::error::Error;

@@ -7,11 +7,14 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use super::contract::BoxFuture;
+use super::fetch::{Fetch, Fetched, Held};
 use super::reporting::Reporting;
-use super::{
-    BoxFuture, Committed, Epoch, Fetch, Fetched, HISTORY, Held, Origin, Report, Reported, Reports,
-    StoredEntry, StoredSchema, Write, check_cancel, check_name, resolve_instants,
+use super::stored::{
+    Epoch, HISTORY, Origin, Report, Reported, Reports, StoredEntry, StoredSchema, check_cancel,
+    check_name,
 };
+use super::write::{Committed, Write, resolve_instants};
 use crate::clock::{ClockSource, ManualClock};
 use crate::error::Error;
 use crate::schema::Schema;
@@ -234,7 +237,7 @@ impl MemoryStore {
         }
         super::write::check_pending(&write.namespace, before, replaced, added)?;
         ns.epoch.get_or_insert_with(|| Epoch {
-            id: super::new_write_id(),
+            id: super::write::new_write_id(),
             created: now,
         });
         ns.revision += 1;
@@ -354,7 +357,7 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-impl super::Store for MemoryStore {
+impl super::contract::Store for MemoryStore {
     fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
             Ok(self.fetch_now(
@@ -424,7 +427,7 @@ impl super::Store for MemoryStore {
         Box::pin(async move {
             let now = self.clock.now_millis();
             let stored = StoredSchema::of(schema);
-            let kept = super::SCHEMA_KEPT.as_millis() as Millis;
+            let kept = super::stored::SCHEMA_KEPT.as_millis() as Millis;
             let mut state = self.lock();
             let ns = namespace(&mut state, &schema.namespace);
             ns.schema = Some(schema.clone());

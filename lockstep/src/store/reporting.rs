@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{MAX_REPORT_BYTES, Report, check_name};
+use super::stored::{MAX_REPORT_BYTES, Report, check_name};
 
 /// How long a store's fetches go without a report after it refused one.
 pub(crate) const PAUSE: Duration = Duration::from_secs(60);

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::tick::{Millis, Tick, to_datetime};
 use crate::value::MAX_VALUE_BYTES;
 
-use super::check_name;
+use super::stored::check_name;
 
 /// The latest instant a write may name: the last millisecond of the year
 /// 9999, the last instant every path (RFC 3339 in the CLI, `TIMESTAMPTZ`,
@@ -510,10 +510,10 @@ mod tests {
 }
 
 /// Refuses a commit that would take the values of the pending entries of
-/// `namespace` beyond [`MAX_PENDING_BYTES`](super::MAX_PENDING_BYTES): they
+/// `namespace` beyond [`MAX_PENDING_BYTES`](super::stored::MAX_PENDING_BYTES): they
 /// hold `before` bytes, and the write replaces `replaced` of them and adds
 /// `added`. A write that does not grow them passes, however many there are;
-/// so does one of at most [`SMALL_WRITE_BYTES`](super::SMALL_WRITE_BYTES)
+/// so does one of at most [`SMALL_WRITE_BYTES`](super::stored::SMALL_WRITE_BYTES)
 /// to a registry already beyond the bound (data planted by hand, or
 /// written by an older lockstep), so that its kill switch can still be
 /// flipped.
@@ -523,14 +523,14 @@ pub(crate) fn check_pending(
     replaced: u64,
     added: u64,
 ) -> Result<(), Error> {
-    let limit = super::MAX_PENDING_BYTES;
+    let limit = super::stored::MAX_PENDING_BYTES;
     let after = before.saturating_sub(replaced).saturating_add(added);
-    let small_to_full = before > limit && added <= super::SMALL_WRITE_BYTES;
+    let small_to_full = before > limit && added <= super::stored::SMALL_WRITE_BYTES;
     if after > limit && after > before && !small_to_full {
         return Err(Error::TooMuchPending {
             namespace: namespace.to_owned(),
             pending: after,
-            limit: super::MAX_PENDING_BYTES,
+            limit: super::stored::MAX_PENDING_BYTES,
         });
     }
     Ok(())
@@ -539,7 +539,7 @@ pub(crate) fn check_pending(
 #[cfg(test)]
 mod pending_tests {
     use super::*;
-    use crate::store::{MAX_PENDING_BYTES, SMALL_WRITE_BYTES};
+    use crate::store::stored::{MAX_PENDING_BYTES, SMALL_WRITE_BYTES};
 
     #[test]
     fn the_pending_bound_refuses_only_what_grows_a_registry_beyond_it() {

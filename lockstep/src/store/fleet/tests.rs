@@ -8,7 +8,11 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::store::{Fetch, MemoryStore, Report, Write};
+use crate::store::fetch::Fetch;
+use crate::store::memory::MemoryStore;
+use crate::store::stored::Report;
+use crate::store::stored::Reported;
+use crate::store::write::Write;
 use crate::tick::Tick;
 
 const KEYS: [&str; 2] = ["a", "b"];
@@ -53,7 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// An entry as a process holds it: field, instant, value, write.
 type Held = (String, Millis, Result<String, String>, Option<String>);
 
-fn held(fetched: &crate::store::Fetched) -> BTreeSet<Held> {
+fn held(fetched: &crate::store::fetch::Fetched) -> BTreeSet<Held> {
     fetched
         .fields
         .iter()
@@ -150,7 +154,7 @@ proptest! {
 /// A schema of `roll` whose `level` is a `T`, with `extra` or not.
 fn roll<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
     extra: bool,
-) -> crate::store::StoredSchema {
+) -> crate::store::stored::StoredSchema {
     let field = |key: &str, value_type: crate::ValueType| crate::schema::FieldSchema {
         key: key.into(),
         rust_type: value_type.to_string(),
@@ -185,7 +189,7 @@ fn a_process_holds_an_entry_only_if_its_build_decodes_it_and_it_did_not_refuse_i
     let entry = |at: Millis, value: &str| StoredEntry {
         at,
         value: Ok(value.into()),
-        origin: Some(crate::store::Origin {
+        origin: Some(crate::store::stored::Origin {
             write: format!("w{at}"),
             written_at: 0,
             by: "t".into(),
@@ -295,7 +299,7 @@ fn a_schema_changed_in_the_store_is_not_trusted() {
 
 #[test]
 fn an_unreadable_record_still_counts_under_its_id() {
-    let process = process(Reported {
+    let process = record_process(Reported {
         process: "odd".into(),
         seen: 1_000,
         revision: 2,
@@ -314,7 +318,7 @@ fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is
     let entry = |at: Millis, written_at: Millis, revision: u64| StoredEntry {
         at,
         value: Ok("1".into()),
-        origin: Some(crate::store::Origin {
+        origin: Some(crate::store::stored::Origin {
             write: format!("w{revision}"),
             written_at,
             by: "test".into(),

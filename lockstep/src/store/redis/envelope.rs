@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::store::Origin;
+use crate::store::stored::Origin;
 use crate::tick::Millis;
 
 /// The format version of stored envelopes this build reads and writes.

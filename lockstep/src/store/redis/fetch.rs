@@ -12,7 +12,8 @@ use super::replicas::Replicas;
 use super::reply::{self, Recorded};
 use super::{MAX_ENVELOPE_BYTES, RedisStore, errors, fleet, scripts};
 use crate::error::Error;
-use crate::store::{FETCH_BUDGET_BYTES, Fetch, Fetched, Report, check_name};
+use crate::store::fetch::{Fetch, Fetched};
+use crate::store::stored::{FETCH_BUDGET_BYTES, Report, check_name};
 
 impl RedisStore {
     /// One fetch, as [`Store::fetch_with`](super::Store::fetch_with) asks:

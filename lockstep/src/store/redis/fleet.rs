@@ -22,7 +22,7 @@ use redis::{RedisError, Value};
 use serde::Deserialize;
 
 use super::reply::text;
-use crate::store::{MAX_REPORT_BYTES, Report, Reported, Reports, StoredSchema};
+use crate::store::stored::{MAX_REPORT_BYTES, Report, Reported, Reports, StoredSchema};
 use crate::tick::Millis;
 
 /// How many expired records a fetch deletes at most.

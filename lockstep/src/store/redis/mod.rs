@@ -71,12 +71,16 @@ use self::keys::{
 use self::replicas::Replicas;
 use self::scripts::{Lua, Scripts};
 use super::reporting::Reporting;
-use super::{
-    BoxFuture, Committed, Fetch, Fetched, HISTORY, MAX_PENDING_BYTES, Reports, SCHEMA_KEPT,
-    SMALL_WRITE_BYTES, StepAt, StoredEntry, StoredSchema, Write, check_name, redact,
-};
 use crate::error::Error;
 use crate::schema::Schema;
+use crate::store::contract::BoxFuture;
+use crate::store::fetch::{Fetch, Fetched};
+use crate::store::stored::{
+    HISTORY, MAX_PENDING_BYTES, Reports, SCHEMA_KEPT, SMALL_WRITE_BYTES, StoredEntry, StoredSchema,
+    check_name,
+};
+use crate::store::url::redact;
+use crate::store::write::{Committed, StepAt, Write};
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
 
@@ -255,7 +259,7 @@ fn check_write(write: &Write) -> Result<(), Error> {
     Ok(())
 }
 
-impl super::Store for RedisStore {
+impl crate::store::contract::Store for RedisStore {
     fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(self.fetch_one(fetch))
     }
@@ -306,7 +310,7 @@ impl super::Store for RedisStore {
                 write.tick.as_millis().to_string(),
                 margin(write.tick).to_string(),
                 HISTORY.to_string(),
-                super::new_write_id(),
+                crate::store::write::new_write_id(),
                 serde_json::Value::Array(steps).to_string(),
                 write.id.clone(),
                 write.by.clone(),

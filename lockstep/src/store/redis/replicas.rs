@@ -17,7 +17,7 @@
 //!
 //! **Deadlines.** A replica that does not answer is left within the same
 //! fetch: each replica asked gets half of what is left of the fetch's
-//! deadline ([`Fetch::within`](crate::store::Fetch::within), the tick's
+//! deadline ([`Fetch::within`](crate::store::fetch::Fetch::within), the tick's
 //! fetch timeout, which is also the horizon's margin), so a frozen home
 //! replica costs half the deadline, and the primary has what the last
 //! replica left (a quarter of the deadline with two frozen replicas). A
@@ -41,7 +41,7 @@
 //! A replica may still lag a write by a little: the writer's `WAIT` (in
 //! [`RedisStore::commit`](super::RedisStore)) makes sure every replica
 //! holds a write a tick before its first instant, and names the replicas
-//! that did not ([`Committed::lagging`](crate::store::Committed::lagging)),
+//! that did not ([`Committed::lagging`](crate::store::write::Committed::lagging)),
 //! asking each for its state within half a tick (at most 5 s): a frozen
 //! replica never holds the writer past the instant.
 
@@ -58,7 +58,7 @@ use super::errors::message;
 use super::replication::{self, Replication};
 use super::reply::{self, Recorded};
 use super::scripts::{Lua, pipelined};
-use crate::store::Fetched;
+use crate::store::fetch::Fetched;
 use crate::tick::{Millis, Tick};
 
 /// The longest a commit waits for its replicas.
@@ -308,7 +308,7 @@ impl Replicas {
 
     /// The primary answered with `revision`: what it holds is the truth,
     /// even a lower revision (the store lost its data, see
-    /// [`Epoch`](crate::store::Epoch)), and the replicas are measured
+    /// [`Epoch`](crate::store::stored::Epoch)), and the replicas are measured
     /// against it from now on.
     pub(super) fn primary_served(&self, namespace: &str, revision: u64) {
         let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,7 +8,8 @@ use redis::Value;
 
 use super::envelope::open_envelope;
 use super::keys::instant;
-use crate::store::{Epoch, Fetched, StoredEntry, Unplaced, not_fetched};
+use crate::store::fetch::Fetched;
+use crate::store::stored::{Epoch, StoredEntry, Unplaced, not_fetched};
 use crate::tick::Millis;
 use crate::value::MAX_VALUE_BYTES;
 
@@ -22,7 +23,9 @@ enum Read {
 /// An envelope's value as the scripts return it: the envelope, `{its
 /// length}` in place of one over the limit, or `{its field's bytes, 0}` for
 /// an entry of a field past the fetch's budget.
-pub(super) fn value(value: &Value) -> (Result<String, String>, Option<crate::store::Origin>) {
+pub(super) fn value(
+    value: &Value,
+) -> (Result<String, String>, Option<crate::store::stored::Origin>) {
     match value {
         Value::BulkString(b) => open_envelope(b),
         Value::Array(marker) => match marker.as_slice() {

@@ -8,10 +8,12 @@ use sqlx::Connection;
 use super::dialect::{Arg, Cell, Dialect, Kind, Param, Stmt, Upsert};
 use super::link::Failure;
 use crate::error::Error;
-use crate::store::{
-    Committed, FETCH_BUDGET_BYTES, Fetched, HISTORY, Held, Report, Reports, SCHEMA_KEPT,
-    StoredEntry, StoredSchema, Write, check_cancel, check_name, resolve_instants,
+use crate::store::fetch::{Fetched, Held};
+use crate::store::stored::{
+    FETCH_BUDGET_BYTES, HISTORY, Report, Reports, SCHEMA_KEPT, StoredEntry, StoredSchema,
+    check_cancel, check_name,
 };
+use crate::store::write::{Committed, Write, resolve_instants};
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
 use rows::{Written, assemble, assemble_reports, revision_of, stored};
@@ -242,13 +244,13 @@ pub(crate) async fn publish<D: Dialect>(
 /// A commit: one transaction, started again if a tick boundary passed while
 /// it ran and made an instant too soon; before it writes, refused whole
 /// (rolled back, revision and all) if it would take the registry's pending
-/// entries beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES).
+/// entries beyond [`MAX_PENDING_BYTES`](crate::store::stored::MAX_PENDING_BYTES).
 pub(crate) async fn commit<D: Dialect>(
     c: &mut D::Conn,
     write: &Write,
 ) -> Result<Committed, Failure> {
     let keys = written_keys(write);
-    let epoch = crate::store::new_write_id();
+    let epoch = crate::store::write::new_write_id();
     let mut values = Values {
         namespace: &write.namespace,
         keys: &keys,
@@ -313,7 +315,7 @@ pub(crate) async fn commit<D: Dialect>(
 
 /// Refuses `entries` when writing them would take the values of the
 /// registry's pending entries (after `values.now`, the database's clock)
-/// beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES): the dialect's
+/// beyond [`MAX_PENDING_BYTES`](crate::store::stored::MAX_PENDING_BYTES): the dialect's
 /// [`pending`](super::dialect::Statements::pending) says what they hold and
 /// what of it the entries replace (every instant written is beyond the
 /// horizon, so each entry written is pending), the store's one rule
@@ -435,7 +437,7 @@ pub(crate) async fn cancel<D: Dialect>(
     key: &str,
     at: Millis,
 ) -> Result<StoredEntry, Failure> {
-    let epoch = crate::store::new_write_id();
+    let epoch = crate::store::write::new_write_id();
     let values = Values {
         namespace,
         key,
@@ -465,7 +467,7 @@ pub(crate) async fn purge<D: Dialect>(
             at: crate::tick::to_datetime(Millis::MIN),
         }));
     };
-    let epoch = crate::store::new_write_id();
+    let epoch = crate::store::write::new_write_id();
     let values = Values {
         namespace,
         key,

@@ -41,18 +41,18 @@ pub enum Param {
     /// The schema published (its JSON).
     Schema,
     /// The digest of the schema published, or of the one a fetch names
-    /// ([`StoredSchema`](crate::store::StoredSchema)); `''` for none, which
+    /// ([`StoredSchema`](crate::store::stored::StoredSchema)); `''` for none, which
     /// no digest is.
     SchemaDigest,
     /// The length in bytes of the JSON of the schema a fetch names (-1 for
     /// none, which no text has).
     SchemaBytes,
     /// How long a build's schema nobody publishes is kept (ms):
-    /// [`SCHEMA_KEPT`](crate::store::SCHEMA_KEPT).
+    /// [`SCHEMA_KEPT`](crate::store::stored::SCHEMA_KEPT).
     SchemaKept,
     /// [`crate::value::MAX_VALUE_BYTES`]: larger values are never shipped.
     Limit,
-    /// [`FETCH_BUDGET_BYTES`](crate::store::FETCH_BUDGET_BYTES): the most
+    /// [`FETCH_BUDGET_BYTES`](crate::store::stored::FETCH_BUDGET_BYTES): the most
     /// bytes of values one fetch ships.
     Budget,
     /// The writer's name.

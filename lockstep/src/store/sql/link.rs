@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::dialect::{Class, Dialect, Identity};
 use crate::error::Error;
-use crate::store::BoxFuture;
+use crate::store::contract::BoxFuture;
 use crate::store::url::{redact, scrub, secrets};
 
 /// Why a call failed: the database or the connection, a refusal of

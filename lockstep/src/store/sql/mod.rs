@@ -26,14 +26,14 @@
 //! through the primary key. A conditional fetch reads the entries only if the
 //! registry's row does not have the epoch and revision held, in the same
 //! statement: unchanged, it reads one row. The same statement keeps the fetch
-//! within [`FETCH_BUDGET_BYTES`](super::FETCH_BUDGET_BYTES): each field's
+//! within [`FETCH_BUDGET_BYTES`](crate::store::stored::FETCH_BUDGET_BYTES): each field's
 //! bytes are the lengths of its values (one over
 //! [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES) counts as 0: it is never
 //! shipped), the fields are taken smallest first, ties by name byte for byte,
 //! and a field is shipped whole while the running total of their bytes, its
 //! own included, is within the budget; each entry of a field past it comes
 //! back with its instant and origin, no value, and its field's bytes, and
-//! reads as [`not_fetched`](super::not_fetched). Each dialect measures the
+//! reads as [`not_fetched`](crate::store::stored::not_fetched). Each dialect measures the
 //! values without reading them where the database allows it (PostgreSQL:
 //! `octet_length` reads a value kept apart by its pointer; SQLite: by its
 //! record's header, the value the row's last column; MySQL: by the
@@ -51,9 +51,9 @@
 //! refuses instants before its horizon, sums the values of the registry's
 //! pending entries (after that clock) and of those the write replaces (the
 //! same field and instant; one query), and refuses a write that would take
-//! them beyond [`MAX_PENDING_BYTES`](super::MAX_PENDING_BYTES) while adding
+//! them beyond [`MAX_PENDING_BYTES`](crate::store::stored::MAX_PENDING_BYTES) while adding
 //! more than it replaces, unless it adds at most
-//! [`SMALL_WRITE_BYTES`](super::SMALL_WRITE_BYTES) to a registry already
+//! [`SMALL_WRITE_BYTES`](crate::store::stored::SMALL_WRITE_BYTES) to a registry already
 //! beyond it ([`Error::TooMuchPending`]), writes every entry with
 //! the new revision (the same field and instant keeps the last write), prunes
 //! history beyond the active entry plus [`HISTORY`] superseded ones, records
@@ -74,7 +74,7 @@
 //! `lockstep_meta` has a schema. Publishing a schema stores it as the
 //! registry's latest in `lockstep_meta` and as its build's in
 //! `lockstep_schemas`, and deletes the registry's schemas nobody published
-//! for [`SCHEMA_KEPT`](super::SCHEMA_KEPT), in one transaction;
+//! for [`SCHEMA_KEPT`](crate::store::stored::SCHEMA_KEPT), in one transaction;
 //! [`Store::reports`] reads the records and every build's schema in one
 //! `SELECT`. Instants are integers in every dialect, so
 //! [`Fetched::unplaced`] stays empty.
@@ -96,12 +96,12 @@ mod link;
 use std::sync::Arc;
 
 use super::reporting::Reporting;
-use super::{
-    BoxFuture, Committed, Fetch, Fetched, Reports, Store, StoredEntry, StoredSchema, Write,
-    check_name,
-};
 use crate::error::Error;
 use crate::schema::Schema;
+use crate::store::contract::{BoxFuture, Store};
+use crate::store::fetch::{Fetch, Fetched};
+use crate::store::stored::{Reports, StoredEntry, StoredSchema, check_name};
+use crate::store::write::{Committed, Write};
 use crate::tick::{Millis, Tick};
 
 use calls::Values;

@@ -4,8 +4,9 @@
 
 use super::super::dialect::Cell;
 use super::super::link::Failure;
-use crate::store::{
-    Epoch, Fetched, Origin, Reported, Reports, StoredEntry, StoredSchema, not_fetched,
+use crate::store::fetch::Fetched;
+use crate::store::stored::{
+    Epoch, Origin, Reported, Reports, StoredEntry, StoredSchema, not_fetched,
 };
 use crate::tick::Millis;
 use crate::value::MAX_VALUE_BYTES;

@@ -1,7 +1,8 @@
 //! The SQL calls' tests.
 
 use super::*;
-use crate::store::{Epoch, StepAt};
+use crate::store::stored::Epoch;
+use crate::store::write::StepAt;
 
 #[test]
 fn the_same_field_and_instant_keeps_the_last_value() {
@@ -117,7 +118,10 @@ fn the_entries_of_a_field_not_shipped_read_as_not_fetched_with_their_origin() {
         [1_000, 2_000]
     );
     for entry in wide {
-        assert_eq!(entry.value, Err(crate::store::not_fetched(9_000_000)));
+        assert_eq!(
+            entry.value,
+            Err(crate::store::stored::not_fetched(9_000_000))
+        );
         let origin = entry.origin.as_ref().expect("who wrote it");
         assert_eq!((origin.write.as_str(), origin.revision), ("w", 2));
     }
