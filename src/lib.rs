@@ -31,6 +31,7 @@
 pub mod browser;
 pub mod cli;
 pub mod cluster;
+pub mod forwarding;
 pub mod hammer;
 pub mod mariadb;
 pub mod probe;
@@ -44,6 +45,7 @@ pub mod writes;
 pub use browser::{Chromedriver, Console, http};
 pub use cli::{CliRun, cli_binary, fleet_view, run_cli};
 pub use cluster::RedisCluster;
+pub use forwarding::Forwarding;
 pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check, ms_after};
 pub use mariadb::MariadbServer;
 pub use probe::{Probe, in_a_session_of_its_own};

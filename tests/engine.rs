@@ -2,15 +2,13 @@
 //! 12, and schema republishing): against the memory store, wrapped where a
 //! test needs a store that refuses or holds entries it cannot place.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use lockstep::store::{
-    BoxFuture, Committed, Fetch, Fetched, Reports, StepAt, Store, StoredEntry, Unplaced, Write,
-};
-use lockstep::{Error, ManualClock, MemoryStore, Schema, Tick, lockstep};
+use lockstep::store::{StepAt, Store, Write};
+use lockstep::{Error, ManualClock, MemoryStore, Tick, lockstep};
+use lockstep_suite::Forwarding;
 
 fn clock() -> ManualClock {
     ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap())
@@ -18,123 +16,6 @@ fn clock() -> ManualClock {
 
 fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
-}
-
-/// A memory store that may refuse fetches or schemas with a
-/// misconfiguration, counts schema publishes, and adds an entry whose
-/// instant is not a number to every fetch when asked.
-#[derive(Clone)]
-struct Wrapped {
-    inner: MemoryStore,
-    refuse_fetch: bool,
-    refuse_schema: bool,
-    unplaced: bool,
-    /// Fetches and schema publishes fail as a store that is down does.
-    down: Arc<AtomicBool>,
-    schema_publishes: Arc<AtomicUsize>,
-}
-
-impl Wrapped {
-    fn new(inner: MemoryStore) -> Wrapped {
-        Wrapped {
-            inner,
-            refuse_fetch: false,
-            refuse_schema: false,
-            unplaced: false,
-            down: Arc::default(),
-            schema_publishes: Arc::default(),
-        }
-    }
-
-    fn outage(&self) -> Error {
-        Error::Store {
-            store: self.describe(),
-            message: "connection refused (a test store)".to_owned(),
-        }
-    }
-
-    fn refused(&self, what: &str) -> Error {
-        Error::Misconfigured {
-            store: self.describe(),
-            message: format!("permission denied to {what} (a test store)"),
-        }
-    }
-}
-
-impl Store for Wrapped {
-    fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
-        Box::pin(async move {
-            if self.refuse_fetch {
-                return Err(self.refused("read"));
-            }
-            if self.down.load(Ordering::SeqCst) {
-                return Err(self.outage());
-            }
-            let mut fetched = self.inner.fetch_with(fetch.holding(None)).await?;
-            if self.unplaced {
-                fetched.unplaced.insert(
-                    "value".to_owned(),
-                    vec![Unplaced {
-                        at: "soon".to_owned(),
-                        reason: "the instant is not a number".to_owned(),
-                    }],
-                );
-            }
-            Ok(fetched)
-        })
-    }
-
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-        self.inner.reports(namespace)
-    }
-
-    fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
-        self.inner.commit(write)
-    }
-
-    fn cancel<'a>(
-        &'a self,
-        namespace: &'a str,
-        tick: Tick,
-        key: &'a str,
-        at: i64,
-    ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
-        self.inner.cancel(namespace, tick, key, at)
-    }
-
-    fn purge<'a>(
-        &'a self,
-        namespace: &'a str,
-        tick: Tick,
-        key: &'a str,
-        at: &'a str,
-        undecodable: bool,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        self.inner.purge(namespace, tick, key, at, undecodable)
-    }
-
-    fn namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
-        self.inner.namespaces()
-    }
-
-    fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {
-        self.schema_publishes.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Box::pin(async move { Err(self.outage()) });
-        }
-        if self.refuse_schema {
-            return Box::pin(async move { Err(self.refused("write")) });
-        }
-        self.inner.publish_schema(schema)
-    }
-
-    fn schema<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Option<Schema>, Error>> {
-        self.inner.schema(namespace)
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
 }
 
 /// A good entry (50), an undecodable one (`"not json"` for a `u8`) a tick
@@ -219,7 +100,7 @@ struct WithUnplaced {
 async fn entries_without_a_numeric_instant_are_counted_once_and_shown() {
     let clock = clock();
     let memory = MemoryStore::with_clock(&clock);
-    let mut store = Wrapped::new(memory.clone());
+    let mut store = Forwarding::new(memory.clone());
     store.unplaced = true;
     WITH_UNPLACED
         .builder()
@@ -244,7 +125,7 @@ struct Misconfigured {
 
 #[tokio::test]
 async fn a_misconfigured_store_fails_start_at_once_and_leaves_it_unstarted() {
-    let mut store = Wrapped::new(MemoryStore::new());
+    let mut store = Forwarding::new(MemoryStore::new());
     store.refuse_fetch = true;
     // A boot timeout far longer than the test may take: start must not
     // wait for it.
@@ -278,7 +159,7 @@ struct ReadOnly {
 async fn a_refused_schema_does_not_fail_start_and_is_not_retried_every_tick() {
     let clock = clock();
     let memory = MemoryStore::with_clock(&clock);
-    let mut store = Wrapped::new(memory.clone());
+    let mut store = Forwarding::new(memory.clone());
     store.refuse_schema = true;
     let publishes = store.schema_publishes.clone();
     READ_ONLY
@@ -333,7 +214,7 @@ struct DownAtBoot {
 async fn a_store_down_at_boot_gets_the_schema_once_it_answers() {
     let clock = clock();
     let memory = MemoryStore::with_clock(&clock);
-    let store = Wrapped::new(memory.clone());
+    let store = Forwarding::new(memory.clone());
     store.down.store(true, Ordering::SeqCst);
     DOWN_AT_BOOT
         .builder()
