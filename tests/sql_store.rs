@@ -17,7 +17,10 @@ use lockstep::store::{
 use lockstep::{Error, Millis, Schema, Tick};
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 
-const TICK: Tick = Tick::__from_secs(1);
+const TICK: Tick = match Tick::from_secs(1) {
+    Ok(tick) => tick,
+    Err(_) => panic!("a tick of 1 s"),
+};
 
 /// A SQL store and a way to run SQL in its database.
 struct Db {

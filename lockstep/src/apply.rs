@@ -332,7 +332,7 @@ mod tests {
     const KEYS: [&str; 3] = ["level", "name", "other"];
 
     fn tick() -> Tick {
-        Tick::__from_secs(1)
+        Tick::from_secs(1).unwrap()
     }
 
     /// A value for field `k`: `bad` ones do not decode as its type.

@@ -464,7 +464,7 @@ impl<S: Fields> Builder<S> {
             Some(store) => store,
             None => {
                 let (url, clock) = (url.clone().unwrap_or_default(), clock.clone());
-                host.run(async move { crate::store::connect(&url, &clock).await })
+                host.run(async move { crate::store::open_with(&url, &clock) })
                     .await?
             }
         };

@@ -80,13 +80,6 @@ impl Tick {
         }
     }
 
-    /// A tick of `secs` seconds, checked at compile time by `#[lockstep]`.
-    #[doc(hidden)]
-    pub const fn __from_secs(secs: u32) -> Tick {
-        assert!(secs >= 1 && secs <= 86_400, "tick out of bounds");
-        Tick { secs }
-    }
-
     /// The tick as a duration.
     pub fn as_duration(self) -> Duration {
         Duration::from_secs(u64::from(self.secs))

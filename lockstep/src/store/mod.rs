@@ -75,15 +75,12 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, Error> {
     open_with(url, &crate::clock::ClockSource::System)
 }
 
-/// Opens the store at `url`.
-pub(crate) async fn connect(
+/// Opens the store at `url`, its clock `clock` (a memory store's: a
+/// registry's manual clock).
+pub(crate) fn open_with(
     url: &str,
     clock: &crate::clock::ClockSource,
 ) -> Result<Arc<dyn Store>, Error> {
-    open_with(url, clock)
-}
-
-fn open_with(url: &str, clock: &crate::clock::ClockSource) -> Result<Arc<dyn Store>, Error> {
     let parsed = StoreUrl::parse(url);
     let (kind, scheme) = kind::check(&parsed)?;
     let Some(open) = kind.open else {

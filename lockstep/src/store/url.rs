@@ -147,11 +147,6 @@ impl StoreUrl {
         &self.raw[self.path.clone()]
     }
 
-    /// The database: the path without its leading `/`, percent-decoded.
-    pub fn database(&self) -> String {
-        percent_decode(self.path().trim_start_matches('/'))
-    }
-
     /// The query, without its `?`.
     pub fn query(&self) -> Option<&str> {
         self.query.clone().map(|r| &self.raw[r])

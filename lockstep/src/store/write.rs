@@ -387,7 +387,7 @@ mod tests {
     use serde_json::json;
 
     fn tick() -> Tick {
-        Tick::__from_secs(10)
+        Tick::from_secs(10).unwrap()
     }
 
     #[test]

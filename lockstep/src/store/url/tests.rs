@@ -41,7 +41,6 @@ fn parts_are_found() {
     assert_eq!(url.password(), Some("s%40cret"));
     assert_eq!(url.host(), "db:5432");
     assert_eq!(url.path(), "/or%64ers");
-    assert_eq!(url.database(), "orders");
     assert_eq!(url.query(), Some("sslmode=require"));
     assert!(!url.token());
     let sqlite = StoreUrl::parse("sqlite:data/lockstep.db");

@@ -6,7 +6,7 @@ use crate::store::write::StepAt;
 
 #[test]
 fn the_same_field_and_instant_keeps_the_last_value() {
-    let write = Write::builder("ns", Tick::__from_secs(1))
+    let write = Write::builder("ns", Tick::from_secs(1).unwrap())
         .at(1_500)
         .set("a", serde_json::json!(1))
         .set("a", serde_json::json!(2))
