@@ -157,15 +157,36 @@
 //!
 //! # What it promises
 //!
-//! Every server agrees (no write changes a value before the horizon of its
-//! commit, by the store's clock); changes flip together, at their instant,
-//! never before; one store round trip per registry per tick per process;
-//! reads take no lock, make no system call, allocate nothing and never
-//! fail; outages degrade, never break; nothing acknowledged is lost; a
-//! refused write writes nothing; one bad entry spoils only itself; a
-//! misconfigured store fails [`start`](Registry::start) at once; no
-//! password appears in any output. The repository's `docs/design.md` says
-//! each in full, with what it assumes (synchronised clocks).
+//! 1. Every server agrees: no write changes a value before the horizon of
+//!    its commit, by the store's clock.
+//! 2. Changes flip together, at the instant, never before it; fields
+//!    written together switch together.
+//! 3. One store round trip per registry per tick per process, whatever the
+//!    number of fields.
+//! 4. The hot path is free: no lock, no system call, no allocation, never
+//!    fails.
+//! 5. Changes can be scheduled, and ramps are one atomic write.
+//! 6. Outages degrade, never break: the last fetched timeline keeps
+//!    serving.
+//! 7. Nothing is lost, and concurrent writers only meet at the same field
+//!    and instant.
+//! 8. Mistakes are compile errors, pointing at the offending token.
+//! 9. Independent of its host: a registry keeps refreshing whatever happens
+//!    to the runtime that started it.
+//! 10. Misconfiguration is not an outage: a wrong password fails
+//!     [`start`](Registry::start) at once, naming the problem.
+//! 11. All or nothing: a refused write writes nothing, on every store.
+//! 12. One bad entry spoils only itself.
+//! 13. Secrets stay secret: no password in any log, error or output.
+//! 14. The fleet is visible: for every pending change, how many live
+//!     processes hold it and which do not, before it activates.
+//! 15. An unchanged registry costs the store almost nothing.
+//! 16. Replicas never break agreement.
+//! 17. Mixed builds agree or are told: a write some live build cannot
+//!     decode is refused, naming the build.
+//!
+//! The repository's `docs/design.md` says each in full, with what it
+//! assumes (synchronised clocks).
 
 // The unit tests use `#[lockstep]`, whose code names `::lockstep`.
 #[cfg(test)]
