@@ -23,8 +23,16 @@ use crate::store::{Epoch, Fetched, Held, Report, Store, StoredSchema};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
-/// A fetch sent to the store, running on the host's runtime.
-pub(crate) type InFlight = tokio::task::JoinHandle<Result<Fetched, Error>>;
+/// A fetch that overran its deadline and is still on the wire: the next
+/// fetch waits for its answer instead of sending another.
+pub(crate) struct InFlight {
+    /// The task awaiting the store's answer.
+    pub(crate) task: tokio::task::JoinHandle<Result<Fetched, Error>>,
+    /// When it was sent, by this process's clock (ns since the Unix epoch).
+    pub(crate) sent_nanos: i64,
+    /// What it told the store this process held.
+    pub(crate) held: Option<Held>,
+}
 
 /// A decoded entry value, and what tells the JSON text it came from: its
 /// length and XXH64. The text itself is not kept, so a process holds each
@@ -71,9 +79,8 @@ pub(crate) struct Engine<S: Fields> {
     /// The flipper thread, once started: woken when a fetch was applied.
     flipper: OnceLock<std::thread::Thread>,
     /// Held while fetching, so one fetch runs at a time; holds a fetch that
-    /// overran its deadline and is still unanswered, with when it was sent
-    /// and what it said this process held.
-    pub(crate) fetching: tokio::sync::Mutex<Option<(InFlight, i64, Option<Held>)>>,
+    /// overran its deadline and is still unanswered.
+    pub(crate) fetching: tokio::sync::Mutex<Option<InFlight>>,
     pub(crate) phase: Millis,
     pub(crate) published: &'static Published<S>,
     pub(crate) host: Host,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{ClockSource, Driven};
 use crate::contract::Fields;
-use crate::engine::{Engine, SchemaNeed, State};
+use crate::engine::{Engine, InFlight, SchemaNeed, State};
 use crate::error::Error;
 use crate::flip::{flip, flip_now, spawn_flipper};
 use crate::observe;
@@ -126,7 +126,11 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
     // answer instead of sending another, so a slow or frozen store never has
     // more than one fetch of this registry to answer, and no burst when it
     // wakes up.
-    let (mut task, sent, held) = in_flight.take().unwrap_or_else(|| {
+    let InFlight {
+        mut task,
+        sent_nanos: sent,
+        held,
+    } = in_flight.take().unwrap_or_else(|| {
         let store = engine.store.clone();
         let keys = engine.keys.clone();
         let schema = engine.schema.clone();
@@ -142,7 +146,11 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
                 .within(deadline);
             store.fetch_with(fetch).await
         });
-        (task, sent, held)
+        InFlight {
+            task,
+            sent_nanos: sent,
+            held,
+        }
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {
         Ok(Ok(result)) => result,
@@ -151,7 +159,11 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
             message: format!("the fetch task failed: {join}"),
         }),
         Err(_) => {
-            *in_flight = Some((task, sent, held.clone()));
+            *in_flight = Some(InFlight {
+                task,
+                sent_nanos: sent,
+                held: held.clone(),
+            });
             Err(Error::Store {
                 store: engine.store.describe(),
                 message: format!(
