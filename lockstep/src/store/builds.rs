@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::contract::Store;
-use super::fleet::member::{Process, record_lives, record_process};
+use super::member::{Process, record_lives, record_process};
 use super::stored::{Reports, StoredSchema};
 use super::write::Write;
 use crate::error::{Error, Refusal};

@@ -21,13 +21,11 @@ use serde::Serialize;
 use super::builds::Builds;
 use super::contract::Store;
 use super::fetch::Fetched;
+use super::member::{Process, record_lives, record_process};
 use super::stored::{Reports, StoredEntry};
 use crate::error::Error;
 use crate::error::Refusal;
 use crate::tick::{Millis, Tick, to_datetime};
-pub(crate) use member::EXPIRY_TICKS;
-pub use member::{Process, Refused};
-use member::{record_lives, record_process};
 
 /// A registry's fleet at one moment: its live processes and, for each
 /// pending change, which of them hold it.
@@ -310,6 +308,5 @@ fn reported_refused(process: &Process, field: &str, at: Millis) -> bool {
         .any(|r| r.field == field && r.at == at)
 }
 
-pub(super) mod member;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ mod contract;
 mod fetch;
 mod fleet;
 pub(crate) mod kind;
+mod member;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
@@ -27,9 +28,10 @@ pub use crate::tick::{from_datetime, to_datetime};
 pub use builds::{Build, Builds};
 pub use contract::{BoxFuture, Store};
 pub use fetch::{FETCH_DEADLINE, Fetch, Fetched, Held};
-pub(crate) use fleet::EXPIRY_TICKS;
-pub use fleet::{Fleet, PendingChange, Process, Refused, fleet};
+pub use fleet::{Fleet, PendingChange, fleet};
 pub use kind::supported_schemes;
+pub(crate) use member::EXPIRY_TICKS;
+pub use member::{Process, Refused};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;

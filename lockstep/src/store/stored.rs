@@ -69,7 +69,7 @@ pub const SCHEMA_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 
 
 /// One build's schema as the store keeps it: its JSON text, under the
 /// text's digest (16 hex digits of its XXH64, seed 0). Each process names
-/// its build's digest in its record ([`Process::schema`](crate::store::fleet::Process::schema)), so tools know
+/// its build's digest in its record ([`Process::schema`](crate::store::member::Process::schema)), so tools know
 /// which schemas are live and check a value against each (promise 17).
 ///
 /// A stored text that does not hash to its digest (rewritten by hand) is
@@ -154,10 +154,10 @@ impl StoredSchema {
 /// without another fetch of that process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// The process's id, new at each start (see [`Process`](crate::store::fleet::Process)).
+    /// The process's id, new at each start (see [`Process`](crate::store::member::Process)).
     pub process: String,
     /// The process's record: a JSON object of at most [`MAX_REPORT_BYTES`]
-    /// (see [`Process`](crate::store::fleet::Process) for its fields).
+    /// (see [`Process`](crate::store::member::Process) for its fields).
     pub body: String,
     /// How long the record stays after the process's last fetch.
     pub expires_after: Millis,
