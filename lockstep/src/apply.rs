@@ -251,7 +251,7 @@ fn apply_unchanged(state: &mut State, fetched: Fetched, held: Option<Held>, now:
 /// time and count, the store's clock, whether to publish the schema.
 /// Returns the instant it is applied at (never before one published).
 fn answered(state: &mut State, fetched: &Fetched, now: Millis) -> Millis {
-    let now = now.max(state.high_water);
+    let now = state.not_before_published(now);
     let status = &mut state.status;
     status.fetches += 1;
     status.consecutive_failures = 0;

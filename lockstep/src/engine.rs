@@ -170,6 +170,12 @@ impl State {
             status: StatusData::default(),
         }
     }
+
+    /// `now`, or the latest instant published if the clock stepped back
+    /// since: the one clamp that keeps values from going back in time.
+    pub(crate) fn not_before_published(&self, now: Millis) -> Millis {
+        now.max(self.high_water)
+    }
 }
 
 /// Whether this process must publish its registry's schema.

@@ -38,7 +38,7 @@ pub(crate) fn flip<S: Fields>(
     state: &mut State,
     now: Millis,
 ) -> Option<Millis> {
-    let now = now.max(state.high_water);
+    let now = state.not_before_published(now);
     let active = active_at(state, now);
     let fresh = match &state.published {
         Some((generation, published)) => *generation != state.generation || *published != active,
@@ -63,7 +63,7 @@ pub(crate) fn prepare_next<S: Fields>(
     state: &State,
     now: Millis,
 ) -> Option<Millis> {
-    let next = next_change(state, now.max(state.high_water));
+    let next = next_change(state, state.not_before_published(now));
     engine.next.store(next.map(|at| {
         Arc::new(Prepared {
             at,
