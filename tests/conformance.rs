@@ -31,7 +31,7 @@ const TICK: Tick = match Tick::from_secs(1) {
 type Plant = Box<dyn Fn(String, String, usize) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Makes a store refuse the records of the namespace it is given.
-type Refuse = Box<dyn Fn(String) + Send + Sync>;
+type Refuse = Box<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Puts entries of a field, at instants after the store's clock, with
 /// values as given, past the bounds of a commit (as a hand, or an older
@@ -734,6 +734,7 @@ async fn redis_subject() -> Subject {
     let refuse: Refuse = Box::new(move |ns| {
         // A fleet key of the wrong type: the script refuses the record.
         let _: () = refuser.cmd(&["SET", &format!("lockstep:{{{ns}}}:fleet"), "not a hash"]);
+        Box::pin(async {})
     });
     Subject::new(store, plant, place, server).refusing_records(refuse)
 }
@@ -793,6 +794,7 @@ async fn postgres_subject() -> Subject {
     let refuser = schema.clone();
     let refuse: Refuse = Box::new(move |ns| {
         refuser.execute(&[&refuse_check(&ns, '"')]);
+        Box::pin(async {})
     });
     Subject::new(store, plant, place, schema).refusing_records(refuse)
 }
@@ -830,15 +832,7 @@ async fn sqlite_subject() -> Subject {
              WHEN NEW.namespace = '{ns}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
         );
         let url = url.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(sqlite_execute(&url, vec![trigger]))
-        })
-        .join()
-        .unwrap();
+        Box::pin(async move { sqlite_execute(&url, vec![trigger]).await })
     });
     Subject::new(store, plant, place, file).refusing_records(refuse)
 }
@@ -1084,6 +1078,7 @@ async fn mysql_subject() -> Subject {
     let refuser = db.clone();
     let refuse: Refuse = Box::new(move |ns| {
         refuser.execute(&[&refuse_check(&ns, '`')]);
+        Box::pin(async {})
     });
     Subject::new(store, plant, place, db).refusing_records(refuse)
 }
@@ -1225,7 +1220,7 @@ async fn a_record_the_store_refuses_costs_the_fetch_nothing(s: &Subject) {
     let ns = s.namespace("refused");
     s.commit(&set(&ns, "a", "1", NOW)).await.unwrap();
     let refuse = s.refuse_records.as_ref().expect("a store that can refuse");
-    refuse(ns.clone());
+    refuse(ns.clone()).await;
     for _ in 0..3 {
         let fetched = s
             .store

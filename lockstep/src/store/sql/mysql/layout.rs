@@ -103,14 +103,26 @@ async fn present(c: &mut MySqlConnection) -> Result<(i64, i64, String), sqlx::Er
     Ok((tables, other, upgraded.unwrap_or_default()))
 }
 
-/// Adds the columns tables of the first layout lack; a column another
-/// process added meanwhile is no fault.
+/// Adds the columns tables of the first layout lack, each followed by what
+/// fills it in; a column another process added meanwhile is no fault (and
+/// `NULL` lengths it left are measured where they are read).
 async fn upgrade(c: &mut MySqlConnection, upgraded: &str) -> Result<(), sqlx::Error> {
+    let [add_length, fill_length] = VALUE_BYTES;
     let adds = REVISIONED
-        .map(|table| (format!("{table}.revision"), add_revision(table, "BIGINT")))
+        .map(|table| {
+            (
+                format!("{table}.revision"),
+                add_revision(table, "BIGINT"),
+                None,
+            )
+        })
         .into_iter()
-        .chain([(ADDED[2].to_owned(), VALUE_BYTES[0].to_owned())]);
-    for (column, add) in adds {
+        .chain([(
+            ADDED[2].to_owned(),
+            add_length.to_owned(),
+            Some(fill_length),
+        )]);
+    for (column, add, fill) in adds {
         if upgraded.split(',').any(|c| c == column) {
             continue;
         }
@@ -120,8 +132,8 @@ async fn upgrade(c: &mut MySqlConnection, upgraded: &str) -> Result<(), sqlx::Er
                     .is_some_and(|e| e.number() == DUPLICATE_COLUMN) => {}
             other => {
                 other?;
-                if add == VALUE_BYTES[0] {
-                    sqlx::Executor::execute(&mut *c, VALUE_BYTES[1]).await?;
+                if let Some(fill) = fill {
+                    sqlx::Executor::execute(&mut *c, fill).await?;
                 }
             }
         }
