@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use lockstep::store::{
-    BoxFuture, Committed, Fetch, Fetched, Reports, Store, StoredEntry, Unplaced, Write,
-};
-use lockstep::{Error, MemoryStore, Schema, Tick};
+use lockstep::schema::Schema;
+use lockstep::store::MemoryStore;
+use lockstep::store::driver::{BoxFuture, Records, Unplaced};
+use lockstep::store::{Committed, Fetch, Fetched, Store, StoredEntry, Write};
+use lockstep::{Error, Tick};
 
 /// A store that forwards every call to a memory store, for tests that
 /// intercept one: it may refuse fetches or schemas with a
@@ -80,8 +81,8 @@ impl Store for Forwarding {
         })
     }
 
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-        self.inner.reports(namespace)
+    fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>> {
+        self.inner.records(namespace)
     }
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {

@@ -14,7 +14,7 @@
 //! - [`probe`]: [`Probe`], a fleet member (`src/bin/probe.rs`) or another
 //!   helper binary in a process of its own, that lives until its test ends
 //!   it or ends;
-//! - [`writes`]: [`entries_write`] and [`raw_write`], the writes tests plant;
+//! - [`writes`]: [`entries_write`], [`raw_write`] and [`raw_builder`], the writes tests plant;
 //!   [`sample_report`], a typical process's fleet report;
 //! - [`browser`]: [`Console`], `lockstep console` in a process of its
 //!   own, [`Chromedriver`], a headless chromium to drive, and [`http`], one
@@ -53,7 +53,7 @@ pub use proxy::Proxy;
 pub use replicas::RedisReplicas;
 pub use server::{RedisServer, documented_reader};
 pub use wait::{PATIENCE, wait_for, wait_for_async, wait_for_switch};
-pub use writes::{entries_write, raw_write, sample_report};
+pub use writes::{entries_write, raw_builder, raw_write, sample_report};
 
 /// A free loopback port (the SQL helpers' servers use it too).
 pub(crate) use server::free_port;

@@ -23,49 +23,51 @@ pub fn entries_write(
     write.build().expect("a valid write")
 }
 
-/// A write of `steps` exactly as given (names, texts, duplicates and
-/// empty steps all), for tests of what a store does with what it is handed:
-/// built with the write builder, then its parts put in place, as a hostile
-/// or buggy writer could.
+/// A write of `steps` with each value's text exactly as given (JSON or
+/// not), for tests that plant what a registry must cope with: built with
+/// the write builder, which still refuses what no store may hold.
 pub fn raw_write(
     namespace: &str,
     tick: lockstep::Tick,
     by: &str,
     steps: Vec<(lockstep::store::StepAt, Vec<(&str, &str)>)>,
 ) -> lockstep::store::Write {
-    let mut builder = lockstep::store::Write::builder("raw", tick).by(by);
-    for (i, (at, _)) in steps.iter().enumerate() {
+    raw_builder(namespace, tick, by, steps)
+        .build()
+        .expect("a write the builder accepts")
+}
+
+/// The builder of [`raw_write`], for a test that wants to see what
+/// [`WriteBuilder::build`](lockstep::store::WriteBuilder::build) says.
+pub fn raw_builder(
+    namespace: &str,
+    tick: lockstep::Tick,
+    by: &str,
+    steps: Vec<(lockstep::store::StepAt, Vec<(&str, &str)>)>,
+) -> lockstep::store::WriteBuilder {
+    let mut builder = lockstep::store::Write::builder(namespace, tick).by(by);
+    for (i, (at, values)) in steps.into_iter().enumerate() {
         builder = if i == 0 {
-            builder.when(*at)
+            builder.when(at)
         } else {
-            builder.then(*at)
+            builder.then(at)
         };
-        builder = builder.set("raw", serde_json::Value::Null);
+        for (key, text) in values {
+            builder = builder.set_text(key, text);
+        }
     }
-    let mut write = builder.build().expect("a valid write");
-    write.namespace = namespace.to_owned();
-    for (step, (_, values)) in write.steps.iter_mut().zip(steps) {
-        step.values = values
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    }
-    write
+    builder
 }
 
 /// The fleet report a typical process sends with its fetch (a body of
 /// about 270 bytes, kept for 30 s), as the benchmarks that price
 /// reporting send it.
-pub fn sample_report() -> lockstep::store::Report {
+pub fn sample_report() -> lockstep::store::driver::Record {
     let body = serde_json::json!({
         "id": "0123456789abcdef", "host": "web-17.example.internal", "pid": 48213,
         "program": "checkout-service", "version": "0.1.0", "started": 1_767_225_600_000_i64,
         "tick_ms": 10_000, "fetches": 8_640, "failed_fetches": 3, "late_flips": 0,
         "rejected": 0, "refused": [], "clock_offset_ms": -0.42, "store_lost": false
     });
-    lockstep::store::Report {
-        process: "0123456789abcdef".to_owned(),
-        body: body.to_string(),
-        expires_after: 30_000,
-    }
+    lockstep::store::driver::Record::new("0123456789abcdef".to_owned(), body.to_string(), 30_000)
 }

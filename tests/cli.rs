@@ -10,8 +10,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lockstep::schema::{FieldSchema, Schema};
 use lockstep::store::{Fetch, RedisStore, Store, Write};
-use lockstep::{FieldSchema, Schema};
 // `lockstep(url, args)`: one run of the workspace's binary.
 use lockstep_suite::run_cli as lockstep;
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
@@ -1062,11 +1062,11 @@ fn hostile_store_contents_never_reach_the_terminal_and_a_bad_registry_spoils_onl
     // A process's record naming its host and program with escapes.
     block_on(async {
         let store = RedisStore::open(&url).unwrap();
-        let report = lockstep::store::Report {
-            process: "evil".into(),
-            body: json!({"id": "evil", "host": title, "pid": 1, "program": clear}).to_string(),
-            expires_after: 600_000,
-        };
+        let report = lockstep::store::driver::Record::new(
+            "evil",
+            json!({"id": "evil", "host": title, "pid": 1, "program": clear}).to_string(),
+            600_000,
+        );
         store
             .fetch_with(Fetch::new("shop", &["theme"]).reporting(Some(&report)))
             .await

@@ -12,12 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use lockstep::schema::{FieldSchema, Schema};
+use lockstep::store::Millis;
+use lockstep::store::driver::{
+    BoxFuture, FETCH_BUDGET_BYTES, Held, MAX_PENDING_BYTES, MAX_RECORD_BYTES, Record,
+};
 use lockstep::store::{
-    BoxFuture, FETCH_BUDGET_BYTES, Fetch, Fetched, HISTORY, Held, MAX_PENDING_BYTES,
-    MAX_REPORT_BYTES, MemoryStore, PostgresStore, RedisStore, Report, SqliteStore, StepAt, Store,
+    Fetch, Fetched, HISTORY, MemoryStore, PostgresStore, RedisStore, SqliteStore, StepAt, Store,
     StoredEntry, StoredSchema, Write,
 };
-use lockstep::{Error, FieldSchema, MAX_VALUE_BYTES, ManualClock, Millis, Schema, Tick};
+use lockstep::{Error, MAX_VALUE_BYTES, ManualClock, Tick};
 use lockstep_suite::RedisServer;
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 
@@ -313,8 +317,8 @@ async fn values_and_origins_come_back_as_written(s: &Subject) {
             "{key}: byte for byte"
         );
         let origin = entries[0].origin.as_ref().expect("who wrote it");
-        assert_eq!(origin.write, w.id);
-        assert_eq!(origin.by, w.by);
+        assert_eq!(origin.write, w.id());
+        assert_eq!(origin.by, w.by());
         assert!(
             (before..=after).contains(&origin.written_at),
             "written at {} by the store's clock, not in {before}..={after}",
@@ -381,7 +385,7 @@ async fn the_same_field_and_instant_keeps_the_last_write(s: &Subject) {
     let entries = s.entries(&ns, "a").await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].value.as_deref(), Ok("2"));
-    assert_eq!(entries[0].origin.as_ref().unwrap().write, second.id);
+    assert_eq!(entries[0].origin.as_ref().unwrap().write, second.id());
     // Within one write too: a later value, or a later step rounded up to
     // the same boundary, wins.
     let within = write(
@@ -484,7 +488,7 @@ fn schema(namespace: &str, key: &str) -> Schema {
         fields: vec![FieldSchema {
             key: key.to_owned(),
             rust_type: "u8".to_owned(),
-            value_type: Some(lockstep::ValueType::of::<u8>()),
+            value_type: Some(lockstep::schema::ValueType::of::<u8>()),
             default: serde_json::json!(7),
             doc: "A field.".to_owned(),
         }],
@@ -517,7 +521,7 @@ async fn schemas_are_kept_by_digest_for_every_build(s: &Subject) {
     let old = schema(&ns, "a");
     let mut new = old.clone();
     new.fields[0].rust_type = "u32".to_owned();
-    new.fields[0].value_type = Some(lockstep::ValueType::of::<u32>());
+    new.fields[0].value_type = Some(lockstep::schema::ValueType::of::<u32>());
     let never = schema(&ns, "b");
     let (a, b, c) = (
         StoredSchema::of(&old),
@@ -527,7 +531,7 @@ async fn schemas_are_kept_by_digest_for_every_build(s: &Subject) {
     assert!(a.digest() != b.digest() && a.digest() != c.digest());
     s.store.publish_schema(&old).await.unwrap();
     s.store.publish_schema(&new).await.unwrap();
-    let mut kept = s.store.reports(&ns).await.unwrap().schemas;
+    let mut kept = s.store.records(&ns).await.unwrap().schemas;
     kept.sort_by(|x, y| x.digest().cmp(y.digest()));
     let mut published = vec![a.clone(), b.clone()];
     published.sort_by(|x, y| x.digest().cmp(y.digest()));
@@ -550,10 +554,11 @@ async fn schemas_are_kept_by_digest_for_every_build(s: &Subject) {
     let other = s.namespace("builds-other");
     let fetch = Fetch::new(&other, &["a"]).publishing(Some(&a));
     assert!(!s.store.fetch_with(fetch).await.unwrap().schema_held);
-    assert!(s.store.reports(&other).await.unwrap().schemas.is_empty());
+    assert!(s.store.records(&other).await.unwrap().schemas.is_empty());
 }
 
 async fn names_the_layout_cannot_hold_are_refused(s: &Subject) {
+    let at = TICK.ceil(s.now().await + 60_000);
     for bad in [
         "",
         "a b",
@@ -565,7 +570,17 @@ async fn names_the_layout_cannot_hold_are_refused(s: &Subject) {
         "ä",
         &"x".repeat(101),
     ] {
-        let err = s.commit(&set(bad, "a", "1", NOW)).await.unwrap_err();
+        // A write never reaches a store with one: its builder is the gate.
+        let err = lockstep_suite::raw_builder(bad, TICK, "test", vec![(NOW, vec![("a", "1")])])
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        // The calls that take a name as it comes refuse it in the store.
+        let err = s.store.fetch(bad, &["a"]).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        let err = s.store.cancel(bad, TICK, "a", at).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        let err = s.store.cancel("ok", TICK, bad, at).await.unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
     }
     assert!(
@@ -643,7 +658,9 @@ fn memory_behind(store: fn(MemoryStore) -> Arc<dyn Store>) -> Subject {
     // A manual clock: planting is writing, then letting time pass.
     let clock = ManualClock::new(chrono::Utc::now());
     let driven = clock.clone();
-    let store = store(MemoryStore::with_clock(&clock));
+    let memory = MemoryStore::with_clock(&clock);
+    let placer = memory.clone();
+    let store = store(memory);
     let planter = store.clone();
     let plant: Plant = Box::new(move |ns, key, n| {
         let store = planter.clone();
@@ -662,21 +679,13 @@ fn memory_behind(store: fn(MemoryStore) -> Arc<dyn Store>) -> Subject {
             clock.advance_to(lockstep_time(last + 3_000)).await;
         })
     });
-    let (placer, clock) = (store.clone(), driven.clone());
+    // Placing is what a hand does: the memory store's `place`.
     let place: Place = Box::new(move |ns, key, entries| {
-        let store = placer.clone();
-        let clock = clock.clone();
+        let memory = placer.clone();
         Box::pin(async move {
-            let back = clock.now();
-            let first = entries.first().expect("entries to put").0;
-            clock.advance_to(lockstep_time(first - 10_000)).await;
-            let steps = entries
-                .iter()
-                .map(|(at, value)| (StepAt::At(*at), vec![(key.as_str(), value.as_str())]))
-                .collect();
-            let instants = store.commit(&write(&ns, steps)).await.unwrap().instants;
-            assert_eq!(instants, entries.iter().map(|e| e.0).collect::<Vec<_>>());
-            clock.advance_to(back).await;
+            let entries: Vec<(Millis, &str)> =
+                entries.iter().map(|(at, v)| (*at, v.as_str())).collect();
+            memory.place(&ns, &key, &entries);
         })
     });
     Subject {
@@ -1007,7 +1016,10 @@ async fn a_cancel_returns_the_entry_it_removed_as_stored(s: &Subject) {
     assert_eq!(removed.at, at);
     assert_eq!(removed.value.as_deref(), Ok(r#"{"x": [1, "ü"]}"#));
     let origin = removed.origin.expect("who wrote it");
-    assert_eq!((origin.write, origin.by), (w.id.clone(), w.by.clone()));
+    assert_eq!(
+        (origin.write, origin.by),
+        (w.id().to_owned(), w.by().to_owned())
+    );
     assert!(s.entries(&ns, "a").await.is_empty());
 }
 
@@ -1090,12 +1102,8 @@ async fn mysql_tables_dropped_under_the_store_come_back() {
     dropped_tables_come_back_empty_with_a_new_epoch(&store, || db.execute(&[DROP_TABLES])).await;
 }
 
-fn report(process: &str, body: &str, expires_after: Millis) -> Report {
-    Report {
-        process: process.to_owned(),
-        body: body.to_owned(),
-        expires_after,
-    }
+fn report(process: &str, body: &str, expires_after: Millis) -> Record {
+    Record::new(process, body, expires_after)
 }
 
 async fn every_write_cancel_and_purge_advances_the_revision(s: &Subject) {
@@ -1154,7 +1162,7 @@ async fn every_write_cancel_and_purge_advances_the_revision(s: &Subject) {
 
 async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s: &Subject) {
     let ns = s.namespace("reported");
-    assert!(s.store.reports(&ns).await.unwrap().records.is_empty());
+    assert!(s.store.records(&ns).await.unwrap().records.is_empty());
     let body = r#"{"id":"p1","host":"h","pid":7,"program":"app"}"#;
     let before = s.now().await;
     let fetched = s
@@ -1163,7 +1171,7 @@ async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s:
         .await
         .unwrap();
     assert_eq!(fetched.revision, 0);
-    let reports = s.store.reports(&ns).await.unwrap();
+    let reports = s.store.records(&ns).await.unwrap();
     assert_eq!(reports.records.len(), 1, "{reports:?}");
     let record = &reports.records[0];
     assert_eq!(
@@ -1176,25 +1184,25 @@ async fn a_fetch_with_a_report_records_the_process_and_the_revision_it_served(s:
     // its next fetch.
     let at = TICK.ceil(s.now().await + 30_000);
     s.commit(&set(&ns, "a", "1", StepAt::At(at))).await.unwrap();
-    assert_eq!(s.store.reports(&ns).await.unwrap().records[0].revision, 0);
+    assert_eq!(s.store.records(&ns).await.unwrap().records[0].revision, 0);
     let fetched = s
         .store
         .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p1", body, 60_000))))
         .await
         .unwrap();
-    let records = s.store.reports(&ns).await.unwrap().records;
+    let records = s.store.records(&ns).await.unwrap().records;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].revision, fetched.revision);
     assert!(fetched.revision > 0);
     // A fetch without a report records nothing.
     s.store.fetch(&ns, &["a"]).await.unwrap();
-    assert_eq!(s.store.reports(&ns).await.unwrap().records, records);
+    assert_eq!(s.store.records(&ns).await.unwrap().records, records);
 }
 
 async fn a_report_the_store_cannot_keep_is_left_out_and_the_fetch_served(s: &Subject) {
     let ns = s.namespace("unkept");
     s.commit(&set(&ns, "a", "1", NOW)).await.unwrap();
-    let large = "x".repeat(MAX_REPORT_BYTES + 1);
+    let large = "x".repeat(MAX_RECORD_BYTES + 1);
     for report in [
         report("big", &large, 60_000),
         report("not a name", "{}", 60_000),
@@ -1206,13 +1214,13 @@ async fn a_report_the_store_cannot_keep_is_left_out_and_the_fetch_served(s: &Sub
             .unwrap();
         assert_eq!(fetched.fields["a"].len(), 1, "the fetch is served");
     }
-    assert!(s.store.reports(&ns).await.unwrap().records.is_empty());
+    assert!(s.store.records(&ns).await.unwrap().records.is_empty());
     // Reporting goes on: the next report that fits is kept.
     s.store
         .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p1", "{}", 60_000))))
         .await
         .unwrap();
-    let records = s.store.reports(&ns).await.unwrap().records;
+    let records = s.store.records(&ns).await.unwrap().records;
     assert_eq!(records.len(), 1, "{records:?}");
 }
 
@@ -1231,7 +1239,7 @@ async fn a_record_the_store_refuses_costs_the_fetch_nothing(s: &Subject) {
     }
     // No record; the view may instead say why it cannot read them (Redis:
     // the fleet key is not a hash).
-    let reports = s.store.reports(&ns).await;
+    let reports = s.store.records(&ns).await;
     assert!(
         reports.as_ref().map_or(true, |r| r.records.is_empty()),
         "{reports:?}"
@@ -1249,24 +1257,24 @@ async fn a_report_expires_when_the_process_stops_fetching(s: &Subject) {
         .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("long", body, 600_000))))
         .await
         .unwrap();
-    let ids = |records: &[lockstep::store::Reported]| {
+    let ids = |records: &[lockstep::store::driver::StoredRecord]| {
         let mut ids: Vec<String> = records.iter().map(|r| r.process.clone()).collect();
         ids.sort();
         ids
     };
     assert_eq!(
-        ids(&s.store.reports(&ns).await.unwrap().records),
+        ids(&s.store.records(&ns).await.unwrap().records),
         ["long", "short"]
     );
     s.pass(Duration::from_millis(2_500)).await;
     // Judged by the store's clock: gone from the view, whether or not a
     // later fetch has deleted it yet.
-    assert_eq!(ids(&s.store.reports(&ns).await.unwrap().records), ["long"]);
+    assert_eq!(ids(&s.store.records(&ns).await.unwrap().records), ["long"]);
     s.store
         .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("long", body, 600_000))))
         .await
         .unwrap();
-    assert_eq!(ids(&s.store.reports(&ns).await.unwrap().records), ["long"]);
+    assert_eq!(ids(&s.store.records(&ns).await.unwrap().records), ["long"]);
 }
 
 async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
@@ -1286,18 +1294,18 @@ async fn reports_are_kept_per_namespace_and_per_process(s: &Subject) {
         .fetch_with(Fetch::new(&ns, &["a"]).reporting(Some(&report("p0", newer, 60_000))))
         .await
         .unwrap();
-    let records = s.store.reports(&ns).await.unwrap().records;
+    let records = s.store.records(&ns).await.unwrap().records;
     assert_eq!(records.len(), 5, "{records:?}");
     let p0 = records.iter().find(|r| r.process == "p0").unwrap();
     assert_eq!(p0.body, newer);
-    assert!(s.store.reports(&other).await.unwrap().records.is_empty());
+    assert!(s.store.records(&other).await.unwrap().records.is_empty());
     // The body is kept as sent, whatever characters it holds.
     let odd = r#"{"id":"p9","host":"it's \"quoted\" ü ' ; --"}"#;
     s.store
         .fetch_with(Fetch::new(&other, &["a"]).reporting(Some(&report("p9", odd, 60_000))))
         .await
         .unwrap();
-    assert_eq!(s.store.reports(&other).await.unwrap().records[0].body, odd);
+    assert_eq!(s.store.records(&other).await.unwrap().records[0].body, odd);
     // Namespaces only processes reported to are no registries.
     let listed = s.store.namespaces().await.unwrap();
     assert!(
@@ -1312,7 +1320,7 @@ async fn conditional(
     ns: &str,
     keys: &[&str],
     held: Option<&Held>,
-    report: Option<&Report>,
+    report: Option<&Record>,
 ) -> Fetched {
     s.store
         .fetch_with(Fetch::new(ns, keys).reporting(report).holding(held))
@@ -1364,11 +1372,11 @@ async fn an_unchanged_registry_answers_unchanged_with_no_entries(s: &Subject) {
         if let Some(report) = report {
             // The unchanged fetch still records the process, with the
             // revision it holds.
-            let records = s.store.reports(&ns).await.unwrap().records;
+            let records = s.store.records(&ns).await.unwrap().records;
             assert_eq!(records.len(), 1, "{records:?}");
             assert_eq!(
                 (records[0].process.as_str(), records[0].revision),
-                (report.process.as_str(), full.revision)
+                (report.process(), full.revision)
             );
         }
     }

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use lockstep::store::MemoryStore;
 use lockstep::store::{StepAt, Store, Write};
-use lockstep::{Error, ManualClock, MemoryStore, Tick, lockstep};
+use lockstep::{Error, ManualClock, Tick, lockstep};
 use lockstep_suite::Forwarding;
 
 fn clock() -> ManualClock {

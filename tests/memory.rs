@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use lockstep::store::MemoryStore;
 use lockstep::store::{StepAt, Store};
-use lockstep::{Error, ManualClock, MemoryStore, Percent, lockstep};
+use lockstep::{Error, ManualClock, Percent, lockstep};
 
 fn now_nanos() -> i64 {
     Utc::now().timestamp_nanos_opt().unwrap()
@@ -280,7 +281,7 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
     assert_eq!(GUARDED_TWO.status().rejected, 6);
 }
 
-fn lockstep_time(at: lockstep::Millis) -> chrono::DateTime<Utc> {
+fn lockstep_time(at: lockstep::store::Millis) -> chrono::DateTime<Utc> {
     Utc.timestamp_millis_opt(at).unwrap()
 }
 

@@ -10,8 +10,9 @@ use std::sync::{Arc, LazyLock, Once};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use lockstep::store::MemoryStore;
 use lockstep::store::{Store, Write};
-use lockstep::{ManualClock, MemoryStore, lockstep};
+use lockstep::{ManualClock, lockstep};
 use lockstep_suite::RedisServer;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use lockstep::{ManualClock, MemoryStore, lockstep};
+use lockstep::store::MemoryStore;
+use lockstep::{ManualClock, lockstep};
 use lockstep_suite::RedisServer;
 use tracing_subscriber::fmt::format::FmtSpan;
 

@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use lockstep::schema::{FieldSchema, Schema};
+use lockstep::store::Millis;
 use lockstep::store::{Fetch, RedisStore, StepAt, Store, Write};
-use lockstep::{Error, FieldSchema, Millis, Schema, Tick, lockstep};
+use lockstep::{Error, Tick, lockstep};
 use lockstep_suite::{RedisServer, wait_for_async, wait_for_switch};
 
 const TICK: Tick = match Tick::from_secs(1) {
@@ -325,13 +327,17 @@ async fn an_oversized_value_is_never_shipped() {
     assert_eq!(banner[1].at, committed.instants[0]);
     assert_eq!(fetched.fields["small"][0].value.as_deref(), Ok("5"));
 
-    // A value over the limit that bypassed the builder: refused by the
-    // script, nothing written.
+    // A write of a value over the limit is refused by its builder: no
+    // store is handed one, nothing written.
     let over = format!("\"{}\"", "y".repeat(lockstep::MAX_VALUE_BYTES));
-    let err = store
-        .commit(&write("big", vec![("small", "6"), ("banner", &over)], NOW))
-        .await
-        .unwrap_err();
+    let err = lockstep_suite::raw_builder(
+        "big",
+        TICK,
+        "test",
+        vec![(NOW, vec![("small", "6"), ("banner", &over)])],
+    )
+    .build()
+    .unwrap_err();
     assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
     assert!(err.to_string().contains("65538 bytes"), "{err}");
     assert_eq!(hash(&server, "lockstep:{big}:field:small").len(), 1);
@@ -416,12 +422,12 @@ async fn write_ids_are_checked_and_writer_names_encoded() {
     let server = RedisServer::start();
     let store = RedisStore::open(&server.url()).unwrap();
     for id in ["", "a\"b", "a}b", "x:y", &"z".repeat(101)] {
-        let w = Write::builder("ids", TICK)
+        // Refused by the write's builder: no store is handed one.
+        let err = Write::builder("ids", TICK)
             .set("a", serde_json::json!(1))
             .id(id)
             .build()
-            .unwrap();
-        let err = store.commit(&w).await.unwrap_err();
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }), "{id:?}: {err}");
     }
     let by = r#"cli "o'brien"\ ,"v":666} ünï / ☃"#;
@@ -481,12 +487,12 @@ fn fetch_calls(server: &RedisServer) -> u64 {
         .sum()
 }
 
-fn report(process: &str) -> lockstep::store::Report {
-    lockstep::store::Report {
-        process: process.to_owned(),
-        body: format!(r#"{{"id":"{process}"}}"#),
-        expires_after: 60_000,
-    }
+fn report(process: &str) -> lockstep::store::driver::Record {
+    lockstep::store::driver::Record::new(
+        process.to_owned(),
+        format!(r#"{{"id":"{process}"}}"#),
+        60_000,
+    )
 }
 
 /// Where the server will not keep a process's record — a user that may
@@ -586,7 +592,7 @@ async fn a_store_that_will_not_keep_records_serves_fetches_in_one_round_trip_eac
             (FETCHES..=FETCHES + refused_calls(case)).contains(&calls),
             "{case}: {calls} calls for {FETCHES} fetches"
         );
-        let records = writer.reports("kept").await.unwrap().records;
+        let records = writer.records("kept").await.unwrap().records;
         assert!(
             records.iter().all(|r| r.process != case),
             "{case}: {records:?}"
@@ -628,7 +634,7 @@ async fn a_server_out_of_memory_serves_fetches_and_keeps_their_records() {
     assert_eq!(fetch_calls(&server) - before, 1);
     assert_eq!(fetched.fields["a"][0].value.as_deref(), Ok("1"));
     let _: () = server.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
-    let records = store.reports("full").await.unwrap().records;
+    let records = store.records("full").await.unwrap().records;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].revision, fetched.revision);
 }
@@ -658,7 +664,7 @@ async fn a_fleet_key_repaired_keeps_records_again_from_the_next_fetch() {
         .fetch_with(Fetch::new("healed", &["a"]).reporting(Some(&report("p"))))
         .await
         .unwrap();
-    let records = store.reports("healed").await.unwrap().records;
+    let records = store.records("healed").await.unwrap().records;
     assert_eq!(
         records
             .iter()

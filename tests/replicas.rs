@@ -146,7 +146,7 @@ async fn processes_on_two_replicas_switch_together_never_early_each_fetching_its
         split.join(", ")
     );
     // The fleet view reads the records on the primary.
-    let reports = writer.reports("fleet").await.unwrap();
+    let reports = writer.records("fleet").await.unwrap();
     assert_eq!(
         reports.records.len(),
         probes.len(),
@@ -602,7 +602,7 @@ async fn the_documented_reader_reads_its_replica_and_keeps_its_record_on_the_pri
         || {
             let records: std::collections::HashMap<String, String> =
                 set.primary.cmd(&["HGETALL", "lockstep:{fleet}:fleet"]);
-            if records.contains_key(&report.process) {
+            if records.contains_key(report.process()) {
                 Ok(())
             } else {
                 Err(format!("{records:?}"))

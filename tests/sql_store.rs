@@ -11,10 +11,11 @@
 
 use std::sync::Arc;
 
-use lockstep::store::{
-    Fetch, MysqlStore, PostgresStore, Report, SCHEMA_KEPT, SqliteStore, StepAt, Store, StoredSchema,
-};
-use lockstep::{Error, Millis, Schema, Tick};
+use lockstep::schema::Schema;
+use lockstep::store::Millis;
+use lockstep::store::driver::{Record, SCHEMA_KEPT};
+use lockstep::store::{Fetch, MysqlStore, PostgresStore, SqliteStore, StepAt, Store, StoredSchema};
+use lockstep::{Error, Tick};
 use lockstep_suite::sql::{MysqlDatabase, PostgresSchema, SqliteFile};
 
 const TICK: Tick = match Tick::from_secs(1) {
@@ -117,7 +118,7 @@ async fn cancel_returns_the_entry_it_removed(db: &Db) {
     let origin = removed.origin.unwrap();
     assert_eq!(
         (origin.write, origin.by),
-        (write.id.clone(), "sql-store".to_owned())
+        (write.id().to_owned(), "sql-store".to_owned())
     );
     assert!(s.fetch("cancel", &["a"]).await.unwrap().fields["a"].is_empty());
     let again = s.cancel("cancel", TICK, "a", far).await.unwrap_err();
@@ -168,7 +169,8 @@ async fn an_oversized_value_never_crosses_the_network(db: &Db) {
         .unwrap();
     // A write of one is refused, and writes nothing.
     let over = format!("\"{}\"", "y".repeat(lockstep::MAX_VALUE_BYTES));
-    let write = lockstep_suite::raw_write(
+    // The write's builder refuses it: no store is ever handed one.
+    let refused = lockstep_suite::raw_builder(
         "big",
         TICK,
         "sql-store",
@@ -176,8 +178,9 @@ async fn an_oversized_value_never_crosses_the_network(db: &Db) {
             StepAt::Horizon { after: 0 },
             vec![("small", "8"), ("huge", &over)],
         )],
-    );
-    let refused = s.commit(&write).await.unwrap_err();
+    )
+    .build()
+    .unwrap_err();
     assert!(matches!(refused, Error::InvalidValue { .. }), "{refused}");
     let fetched = s.fetch("big", &["huge", "small"]).await.unwrap();
     assert!(fetched.fields["huge"].is_empty());
@@ -254,7 +257,7 @@ async fn a_schema_changed_by_hand_or_kept_too_long_is_not_held(db: &Db) {
     let now = store_now(s).await;
     replace_schema_row(db, "builds", a.digest(), &changed, now);
     assert!(!held(s, "builds", &a).await);
-    let kept = s.reports("builds").await.unwrap().schemas;
+    let kept = s.records("builds").await.unwrap().schemas;
     assert_eq!(kept, [StoredSchema::stored(a.digest(), &changed)]);
     assert!(kept[0].read().is_err());
     // A fetch that names no schema asks for the latest, which is there.
@@ -262,7 +265,7 @@ async fn a_schema_changed_by_hand_or_kept_too_long_is_not_held(db: &Db) {
     s.publish_schema(&old).await.unwrap();
     assert!(held(s, "builds", &a).await);
     assert_eq!(
-        s.reports("builds").await.unwrap().schemas,
+        s.records("builds").await.unwrap().schemas,
         std::slice::from_ref(&a)
     );
     // Not published for SCHEMA_KEPT and a minute: gone at the next publish
@@ -282,8 +285,8 @@ async fn a_schema_changed_by_hand_or_kept_too_long_is_not_held(db: &Db) {
     s.publish_schema(&new).await.unwrap();
     assert!(!held(s, "builds", &a).await);
     assert!(held(s, "builds", &b).await);
-    assert_eq!(s.reports("builds").await.unwrap().schemas, [b]);
-    assert_eq!(s.reports("elsewhere").await.unwrap().schemas, [elsewhere]);
+    assert_eq!(s.records("builds").await.unwrap().schemas, [b]);
+    assert_eq!(s.records("elsewhere").await.unwrap().schemas, [elsewhere]);
 }
 
 /// A field of 150 pending values of 60 000 bytes (30 001 characters: `é`
@@ -318,7 +321,10 @@ async fn a_field_beyond_the_budget_is_not_shipped_and_counted_in_bytes(db: &Db) 
     assert_eq!(big.len(), 150);
     for (i, entry) in big.iter().enumerate() {
         assert_eq!(entry.at, far + i as Millis * 1000);
-        assert_eq!(entry.value, Err(lockstep::store::not_fetched(9_000_000)));
+        assert_eq!(
+            entry.value,
+            Err(lockstep::store::driver::not_fetched(9_000_000))
+        );
         assert_eq!(
             entry.origin.as_ref().map(|o| o.write.as_str()),
             Some("planted")
@@ -447,12 +453,12 @@ async fn a_sqlite_file_deleted_and_created_again_is_opened_anew() {
     assert_eq!(values, vec![Ok("2".to_owned())]);
 }
 
-fn report(process: &str) -> Report {
-    Report {
-        process: process.to_owned(),
-        body: format!(r#"{{"id":"{process}"}}"#),
-        expires_after: 600_000,
-    }
+fn report(process: &str) -> Record {
+    Record::new(
+        process.to_owned(),
+        format!(r#"{{"id":"{process}"}}"#),
+        600_000,
+    )
 }
 
 /// The tables of the first layout, before revisions, reports and schemas
@@ -507,7 +513,7 @@ async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
     let old = &fetched.fields["a"][0];
     assert_eq!((old.at, old.value.as_deref()), (long_ago, Ok("1")));
     assert_eq!(old.origin.as_ref().map(|o| o.revision), Some(0));
-    let records = s.reports("old").await.unwrap().records;
+    let records = s.records("old").await.unwrap().records;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(
         (records[0].process.as_str(), records[0].revision),
@@ -532,7 +538,7 @@ async fn an_old_layout_is_upgraded_in_place(db: Db, layout: &str) {
     s.publish_schema(&schema).await.unwrap();
     let stored = StoredSchema::of(&schema);
     assert!(held(s, "old", &stored).await);
-    assert_eq!(s.reports("old").await.unwrap().schemas, [stored]);
+    assert_eq!(s.records("old").await.unwrap().schemas, [stored]);
     // The entries are measured without reading their values: MySQL keeps
     // their lengths, SQLite's table has a rowid and its values last (each
     // statement fails otherwise).
@@ -632,7 +638,7 @@ async fn a_reader_that_may_only_read_still_fetches(db: &Db, reader: impl FnOnce(
         assert_eq!(fetched.revision, 1);
         assert_eq!(fetched.fields["a"][0].at, far);
     }
-    let records = reader.reports("read").await.unwrap().records;
+    let records = reader.records("read").await.unwrap().records;
     let ids: Vec<&str> = records.iter().map(|r| r.process.as_str()).collect();
     assert_eq!(ids, ["writer"]);
     // Its writes are refused as before: a misconfiguration.
@@ -724,7 +730,7 @@ where
         .await
         .unwrap();
     assert_eq!(fetched.revision, 1);
-    let records = s.reports("busy").await.unwrap().records;
+    let records = s.records("busy").await.unwrap().records;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].revision, 1);
     tx.rollback().await.unwrap();

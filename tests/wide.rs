@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use lockstep::lockstep;
-use lockstep::store::{FETCH_BUDGET_BYTES, MAX_PENDING_BYTES};
+use lockstep::store::driver::{FETCH_BUDGET_BYTES, MAX_PENDING_BYTES};
 use lockstep_suite::{Probe, RedisServer, run_cli, wait_for};
 use serde_json::Value;
 

@@ -96,8 +96,8 @@ async fn eight_concurrent_writers_lose_nothing() {
                 }
                 let write = write.build().unwrap();
                 let committed = store.commit(&write).await.expect("a write was refused");
-                for (step, at) in write.steps.iter().zip(committed.instants) {
-                    for (key, value) in &step.values {
+                for (step, at) in write.steps().iter().zip(committed.instants) {
+                    for (key, value) in step.values() {
                         acked.push((key.clone(), at, value.clone()));
                     }
                 }

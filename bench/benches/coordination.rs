@@ -1230,11 +1230,8 @@ fn record(
         .ok_or("a record without a body")?
         .to_owned();
     for i in 0..RECORDS {
-        let report = lockstep::store::Report {
-            process: format!("{:016x}", i),
-            body: body.clone(),
-            expires_after: 3_000,
-        };
+        let report =
+            lockstep::store::driver::Record::new(format!("{:016x}", i), body.clone(), 3_000);
         runtime
             .block_on(store.fetch_with(Fetch::new("coordination", &[]).reporting(Some(&report))))?;
     }
@@ -1259,11 +1256,11 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
     let tick = lockstep::Tick::new(Duration::from_secs(1))?;
     let record = record(server, &runtime, &store)?;
     // One process fetching again and again: its record replaced each time.
-    let report = lockstep::store::Report {
-        process: "0123456789abcdef".to_owned(),
-        body: record.body.clone(),
-        expires_after: 3_000,
-    };
+    let report = lockstep::store::driver::Record::new(
+        "0123456789abcdef".to_owned(),
+        record.body.clone(),
+        3_000,
+    );
     let mut rows = Vec::new();
     for fields in [1usize, 10, 50, 200] {
         for entries in [2usize, 17] {
@@ -1274,7 +1271,7 @@ fn cost(server: &RedisServer, opts: &Options) -> Result<Vec<Cost>> {
             let write = entries_write("cost", tick, "coordination benchmark", &keys, entries);
             runtime.block_on(store.commit(&write))?;
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let fetch = |report: Option<&lockstep::store::Report>| -> Result<()> {
+            let fetch = |report: Option<&lockstep::store::driver::Record>| -> Result<()> {
                 let fetched = runtime
                     .block_on(store.fetch_with(Fetch::new("cost", &key_refs).reporting(report)))?;
                 debug_assert_eq!(fetched.fields.len(), fields);

@@ -18,7 +18,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep::store::{Fetch, MysqlStore, PostgresStore, Report, SqliteStore, Store};
+use lockstep::store::driver::Record;
+use lockstep::store::{Fetch, MysqlStore, PostgresStore, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use lockstep_suite::{MariadbServer, entries_write, sample_report};
 use sqlx::Connection;
@@ -100,7 +101,7 @@ async fn medians(
     store: &dyn Store,
     ns: &str,
     keys: &[&str],
-    report: &Report,
+    report: &Record,
     n: usize,
 ) -> Result<(f64, f64), lockstep::Error> {
     let mut plain = Vec::with_capacity(n);

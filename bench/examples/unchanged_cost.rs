@@ -46,9 +46,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lockstep::store::{
-    Fetch, Fetched, Held, MysqlStore, PostgresStore, RedisStore, Report, SqliteStore, Store,
-};
+use lockstep::store::driver::{Held, Record};
+use lockstep::store::{Fetch, Fetched, MysqlStore, PostgresStore, RedisStore, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
 use lockstep_suite::{MariadbServer, RedisReplicas, RedisServer, entries_write, sample_report};
 use sqlx::Connection;
@@ -60,7 +59,7 @@ const BLOCK: usize = 100;
 
 /// What is measured: a name, the store fetched through, where its cost is
 /// read, and the report each fetch sends, if any.
-type Subject<'a> = (&'a str, Arc<dyn Store>, Server<'a>, Option<&'a Report>);
+type Subject<'a> = (&'a str, Arc<dyn Store>, Server<'a>, Option<&'a Record>);
 
 /// Where a fetch's cost to the store is read.
 enum Server<'a> {
@@ -251,7 +250,7 @@ impl Server<'_> {
 async fn measure(
     store: &dyn Store,
     server: &Server<'_>,
-    report: Option<&Report>,
+    report: Option<&Record>,
     fields: usize,
     n: usize,
 ) -> Result<Cost, Box<dyn std::error::Error>> {

@@ -1,5 +1,5 @@
 //! What a fetch costs on each SQL store when a registry is wider than one
-//! fetch's budget (`lockstep::store::FETCH_BUDGET_BYTES`): 300 fields of 10
+//! fetch's budget (`lockstep::store::driver::FETCH_BUDGET_BYTES`): 300 fields of 10
 //! pending values of 60 000 bytes each (180 MB, put there by SQL, as the
 //! bound on pending entries now keeps a commit from doing), beside a
 //! registry within the budget (300 fields of 10 values of 2 700 bytes,
@@ -23,7 +23,7 @@
 //! value: a small one to the everyday registry (accepted; it sums its
 //! pending entries first), a small one to the wide registry (accepted: a
 //! registry already beyond the pending bound still takes writes within
-//! `lockstep::store::SMALL_WRITE_BYTES`, its kill switch) and one of 8 000
+//! `lockstep::store::driver::SMALL_WRITE_BYTES`, its kill switch) and one of 8 000
 //! bytes to it (refused: beyond the bound).
 
 use std::sync::Arc;
@@ -64,7 +64,7 @@ const SHAPES: [Shape; 3] = [
 ];
 
 /// How rows are put in a database: one statement of many rows at a time.
-type Execute = Box<dyn Fn(String) -> lockstep::store::BoxFuture<'static, ()>>;
+type Execute = Box<dyn Fn(String) -> lockstep::store::driver::BoxFuture<'static, ()>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use lockstep::store::{Builds, Fetched, Store, StoredEntry, Unplaced, Write};
-use lockstep::{FieldSchema, Schema, Tick, ValueType};
+use lockstep::Tick;
+use lockstep::schema::{FieldSchema, Schema, ValueType};
+use lockstep::store::driver::Unplaced;
+use lockstep::store::{Builds, Fetched, Store, StoredEntry, Write};
 
 use crate::args::{Cli, FieldPath, Unchecked};
 use crate::failure::Failure;
@@ -24,11 +26,7 @@ pub fn store_url(cli: &Cli) -> Result<String, Failure> {
 /// this command, a process of its own, would only ever see an empty store
 /// of its own.
 fn refuse_memory(url: &str) -> Result<(), Failure> {
-    let parsed = lockstep::store::url::StoreUrl::parse(url);
-    if parsed
-        .scheme()
-        .is_some_and(|s| s.eq_ignore_ascii_case("memory"))
-    {
+    if lockstep::store::scheme(url).is_some_and(|s| s.eq_ignore_ascii_case("memory")) {
         return Err(Failure::usage(
             "memory:// stores live inside the process that made them: the lockstep command, a \
              process of its own, can never see a registry's memory store; give the URL of the \
@@ -41,7 +39,7 @@ fn refuse_memory(url: &str) -> Result<(), Failure> {
 /// The URL as given, whatever its scheme.
 fn given_url(cli: &Cli) -> Result<String, Failure> {
     if let Some(url) = &cli.url {
-        if !lockstep::store::url::secrets(url).is_empty() {
+        if !lockstep::store::secrets(url).is_empty() {
             eprintln!(
                 "warning: a password given with --url is visible to other users of this machine; \
                  use LOCKSTEP_URL or --url-file"
@@ -178,8 +176,8 @@ impl Target {
                 "warning: written with --force; these live builds will not serve `{}.{key}` \
                  (they keep serving what they hold, and `lockstep fleet {}` lists them as \
                  rejecting it): {}",
-                write.namespace,
-                write.namespace,
+                write.namespace(),
+                write.namespace(),
                 builds.join("; ")
             ));
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use lockstep::Fleet;
+use lockstep::store::Fleet;
 use lockstep::store::from_datetime;
 use lockstep::store::{Build, PendingChange, Process};
 
@@ -231,18 +231,19 @@ fn change_text(
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use lockstep::store::{Fetch, MemoryStore, Report, Store, Write};
+    use lockstep::store::driver::Record;
+    use lockstep::store::{Fetch, MemoryStore, Store, Write};
     use lockstep::{ManualClock, Tick};
     use serde_json::json;
 
-    fn report(id: &str, pid: u32) -> Report {
-        Report {
-            process: id.to_owned(),
-            body: json!({"id": id, "host": "vm", "pid": pid, "program": "shop",
+    fn report(id: &str, pid: u32) -> Record {
+        Record::new(
+            id.to_owned(),
+            json!({"id": id, "host": "vm", "pid": pid, "program": "shop",
                          "late_flips": 2, "clock_offset_ms": 1.5})
             .to_string(),
-            expires_after: 3_000,
-        }
+            3_000,
+        )
     }
 
     #[test]
@@ -295,7 +296,7 @@ mod tests {
                 assert_eq!(
                     json["pending"][0],
                     json!({"field": "limit", "at": json["pending"][0]["at"], "value": 5,
-                           "write": write.id, "by": json["pending"][0]["by"], "revision": 1,
+                           "write": write.id(), "by": json["pending"][0]["by"], "revision": 1,
                            "held_by": 1, "of": 2, "missing": ["b"], "rejected": []})
                 );
             });

@@ -213,7 +213,7 @@ impl Secrets {
 
     /// These and the secrets of `url`, longest first.
     fn with(mut self, url: &str) -> Secrets {
-        self.0.extend(lockstep::store::url::secrets(url));
+        self.0.extend(lockstep::store::secrets(url));
         self.0.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         self.0.dedup();
         self
@@ -221,7 +221,7 @@ impl Secrets {
 
     /// `text` with every secret replaced by `***`.
     fn hide(&self, text: &str) -> String {
-        lockstep::store::url::scrub(text, &self.0)
+        lockstep::store::scrub(text, &self.0)
     }
 }
 

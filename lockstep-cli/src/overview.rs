@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use lockstep::schema::{Schema, ValueType};
+use lockstep::store::Fleet;
 use lockstep::store::{Builds, PendingChange};
 use lockstep::store::{Fetched, StoredEntry};
-use lockstep::{Fleet, Schema, ValueType};
 use serde_json::{Value, json};
 
 use crate::context::{Ctx, store_now, tick_of};
@@ -75,7 +76,7 @@ impl Overview {
     pub async fn read_fleet(&mut self, ctx: &Ctx, now: i64) -> Result<(), Failure> {
         self.fleet = match &self.fetched {
             Some(fetched) if self.next_change(now).is_some() => {
-                let reports = ctx.store.reports(&self.namespace).await?;
+                let reports = ctx.store.records(&self.namespace).await?;
                 let tick = self.schema.as_ref().and_then(|s| tick_of(s).ok());
                 Some(Fleet::of(&self.namespace, tick, fetched, reports))
             }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use lockstep::store::{StoredEntry, Unplaced};
+use lockstep::store::StoredEntry;
+use lockstep::store::driver::Unplaced;
 use serde_json::{Value, json};
 
 use crate::args::FieldPath;

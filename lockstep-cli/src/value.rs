@@ -1,7 +1,7 @@
 //! Values typed on the command line: parsed as JSON, checked against the
 //! field's type before anything is written.
 
-use lockstep::ValueType;
+use lockstep::schema::ValueType;
 use serde_json::Value;
 
 /// Parses `text` as a value of `ty`.

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use lockstep::FieldSchema;
+use lockstep::schema::FieldSchema;
 use lockstep::store::StoredEntry;
 use serde_json::{Value, json};
 

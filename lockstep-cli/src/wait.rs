@@ -9,8 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use lockstep::Fleet;
 use lockstep::Tick;
+use lockstep::store::Fleet;
 use lockstep::store::{Committed, Write, from_datetime};
 use lockstep::store::{Process, Refusal};
 use serde_json::{Value, json};
@@ -46,9 +46,9 @@ impl Written {
         Written {
             namespace: path.namespace.clone(),
             field: path.key.clone(),
-            write: write.id.clone(),
+            write: write.id().to_owned(),
             instants: committed.instants.clone(),
-            tick: write.tick,
+            tick: write.tick(),
         }
     }
 

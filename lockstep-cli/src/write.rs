@@ -175,10 +175,10 @@ impl Planned {
         let fetched = ctx.store.fetch(&self.path.namespace, &keys).await?;
         let now = store_now(&fetched);
         let instants =
-            lockstep::store::resolve_instants(&self.write, now).map_err(write_failure)?;
+            lockstep::store::driver::resolve_instants(&self.write, now).map_err(write_failure)?;
         Ok(Preview {
             now,
-            horizon: self.write.tick.horizon(now),
+            horizon: self.write.tick().horizon(now),
             instants,
         })
     }
@@ -221,7 +221,7 @@ pub async fn set(
             "value": value,
             "at": instant(at),
             "at_ms": at,
-            "write": write.id,
+            "write": write.id(),
         }),
     );
     Ok((outcome, written))
@@ -263,7 +263,7 @@ pub async fn ramp(
             table(&rows, "  ")
         ),
         json!({"namespace": path.namespace, "field": path.key, "entries": entries,
-               "write": write.id}),
+               "write": write.id()}),
     );
     Ok((outcome, Written::of(&planned.path, write, &committed)))
 }

@@ -55,7 +55,8 @@ use std::time::Instant;
 
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
-use lockstep::{MemoryStore, lockstep};
+use lockstep::lockstep;
+use lockstep::store::MemoryStore;
 
 /// The registry that is started, with pending entries.
 #[lockstep(tick = "10m", backend = "memory")]

@@ -11,7 +11,8 @@
 
 use crate::contract::{FieldDef, Fields};
 use crate::engine::{Decoded, SchemaNeed, State};
-use crate::store::{Fetched, Held};
+use crate::store::Fetched;
+use crate::store::driver::Held;
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -516,7 +517,7 @@ mod tests {
     #[test]
     fn an_unchanged_answer_for_another_revision_is_refused() {
         let fetched = Fetched {
-            epoch: Some(crate::store::Epoch {
+            epoch: Some(crate::store::driver::Epoch {
                 id: "e".into(),
                 created: 0,
             }),

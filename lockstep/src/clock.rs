@@ -21,13 +21,14 @@ use crate::tick::Millis;
 /// [`ManualClock::advance`] moves time forward and, before it returns, has
 /// every such registry fetch (when a tick boundary was crossed since its last
 /// fetch) and switch to the values of the new instant. A
-/// [`MemoryStore`](crate::MemoryStore) built with the same clock checks its
+/// [`MemoryStore`](crate::store::MemoryStore) built with the same clock checks its
 /// horizon by it too, so a whole ramp plays out deterministically:
 ///
 /// ```
 /// use std::time::Duration;
 /// use chrono::{TimeZone, Utc};
-/// use lockstep::{lockstep, ManualClock, MemoryStore};
+/// use lockstep::store::MemoryStore;
+/// use lockstep::{lockstep, ManualClock};
 ///
 /// #[lockstep(tick = "1m", backend = "memory")]
 /// pub struct Rollout {

@@ -31,7 +31,7 @@ pub trait Sealed {}
 /// use lockstep::{Fields, Registry, lockstep};
 ///
 /// /// The namespace and the number of fields of any registry.
-/// fn describe<S: Fields>(registry: &Registry<S>) -> (String, usize) {
+/// fn shape<S: Fields>(registry: &Registry<S>) -> (String, usize) {
 ///     (registry.namespace().to_owned(), registry.schema().fields.len())
 /// }
 ///
@@ -41,7 +41,7 @@ pub trait Sealed {}
 ///     pub per_second: u32,
 /// }
 ///
-/// assert_eq!(describe(&LIMITS), ("limits".to_owned(), 1));
+/// assert_eq!(shape(&LIMITS), ("limits".to_owned(), 1));
 /// ```
 pub trait Fields: Sealed + Sized + Send + Sync + 'static {
     /// The per-field slots the accessors read.
@@ -133,7 +133,7 @@ impl FieldDef {
             decode: crate::value::decode::<T>,
             encode: crate::value::encode_decoded::<T>,
             default_json,
-            value_type: crate::schema::describe::<T>,
+            value_type: crate::schema::traced::<T>,
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::host::Host;
 use crate::published::Published;
 use crate::report::Identity;
 use crate::status::{Pending, Status, StatusData};
-use crate::store::{Epoch, Fetched, Held, Report, Store, StoredSchema};
+use crate::store::driver::{Epoch, Held, Record};
+use crate::store::{Fetched, Store, StoredSchema};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
@@ -250,7 +251,7 @@ impl<S: Fields> Engine<S> {
     }
 
     /// The record this process sends with its next fetch, if it reports.
-    pub(crate) fn report(&self) -> Option<Report> {
+    pub(crate) fn report(&self) -> Option<Record> {
         let identity = self.identity.as_ref()?;
         let state = self.lock();
         Some(identity.report(S::DEF.tick, &state.status, &state.refused))

@@ -135,7 +135,7 @@ pub enum Error {
         refusals: Vec<Refusal>,
     },
     /// A write that would take the values of a registry's pending entries
-    /// beyond [`MAX_PENDING_BYTES`](crate::store::MAX_PENDING_BYTES).
+    /// beyond [`MAX_PENDING_BYTES`](crate::store::driver::MAX_PENDING_BYTES).
     #[error(
         "a write to `{namespace}` would bring the values of its pending entries to {pending} \
          bytes, over the {limit} bytes one registry may hold pending (every process fetches \

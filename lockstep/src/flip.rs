@@ -259,8 +259,9 @@ fn raise_priority() -> FlipperPriority {
 
 #[cfg(test)]
 mod tests {
+    use crate::lockstep;
     use crate::status::FlipperPriority;
-    use crate::{MemoryStore, lockstep};
+    use crate::store::MemoryStore;
 
     #[lockstep(tick = "1s", backend = "memory", namespace = "zflip_realtime")]
     struct Realtime {

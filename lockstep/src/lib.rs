@@ -96,14 +96,15 @@
 //!
 //! # Testing with the manual clock
 //!
-//! A [`ManualClock`] and a [`MemoryStore::with_clock`] make time stand still
+//! A [`ManualClock`] and a [`MemoryStore::with_clock`](store::MemoryStore::with_clock) make time stand still
 //! until the test moves it: [`ManualClock::advance_to`] has every registry
 //! on the clock fetch and flip before it returns, so a ramp plays out
 //! without sleeping.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
-//! use lockstep::{ManualClock, MemoryStore, lockstep};
+//! use lockstep::store::MemoryStore;
+//! use lockstep::{ManualClock, lockstep};
 //!
 //! #[lockstep(tick = "1m", backend = "memory")]
 //! pub struct Limits {
@@ -205,7 +206,7 @@ mod published;
 mod refresh;
 mod registry;
 mod report;
-mod schema;
+pub mod schema;
 mod slot;
 mod status;
 pub mod store;
@@ -458,11 +459,8 @@ pub use contract::{FieldType, Fields};
 pub use error::Error;
 pub use percent::Percent;
 pub use registry::{Builder, Registry, Snapshot};
-pub use schema::{FieldSchema, NamedType, Schema, ValueType, Variant};
 pub use slot::Ref;
 pub use status::{FlipperPriority, Pending, Status};
-pub use store::{Fleet, MemoryStore};
-pub use tick::{Millis, Tick, TickError};
-pub use timeline::Timeline;
+pub use tick::{Tick, TickError};
 pub use value::MAX_VALUE_BYTES;
 pub use writer::{Change, Field, IntoValue};

@@ -18,7 +18,8 @@ use crate::engine::{Engine, InFlight, SchemaNeed, State};
 use crate::error::Error;
 use crate::flip::{flip, flip_now, spawn_flipper};
 use crate::observe;
-use crate::store::{Fetch, Fetched, Held};
+use crate::store::driver::Held;
+use crate::store::{Fetch, Fetched};
 use crate::tick::Millis;
 use tracing::Instrument;
 

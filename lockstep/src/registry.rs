@@ -327,7 +327,7 @@ impl<S: Fields> Builder<S> {
         self
     }
 
-    /// An already opened store, e.g. a [`MemoryStore`](crate::MemoryStore).
+    /// An already opened store, e.g. a [`MemoryStore`](crate::store::MemoryStore).
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
         self

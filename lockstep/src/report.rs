@@ -9,11 +9,12 @@
 use chrono::DateTime;
 
 use crate::status::StatusData;
-use crate::store::{EXPIRY_TICKS, MAX_REPORT_BYTES, Process, Refused, Report};
+use crate::store::driver::{MAX_RECORD_BYTES, Record};
+use crate::store::{EXPIRY_TICKS, Process, Refused};
 use crate::tick::{Millis, Tick, to_datetime};
 
 /// At most this many refused entries go in a record (the first ones); fewer
-/// if their names are long (the record stays within [`MAX_REPORT_BYTES`]).
+/// if their names are long (the record stays within [`MAX_RECORD_BYTES`]).
 const MAX_REFUSED: usize = 32;
 
 /// Who this process is, fixed at start.
@@ -50,7 +51,7 @@ impl Identity {
         tick: Tick,
         status: &StatusData,
         refused: &[(&'static str, Millis)],
-    ) -> Report {
+    ) -> Record {
         let mut process = Process {
             id: self.id.clone(),
             host: self.host.clone(),
@@ -81,14 +82,14 @@ impl Identity {
         let mut body = body_of(&process);
         // A record stays small whatever the process saw: the refused
         // entries are the only part that can grow.
-        while body.len() > MAX_REPORT_BYTES && process.refused.pop().is_some() {
+        while body.len() > MAX_RECORD_BYTES && process.refused.pop().is_some() {
             body = body_of(&process);
         }
-        Report {
-            process: self.id.clone(),
+        Record::new(
+            self.id.clone(),
             body,
-            expires_after: tick.as_millis().saturating_mul(EXPIRY_TICKS),
-        }
+            tick.as_millis().saturating_mul(EXPIRY_TICKS),
+        )
     }
 }
 
@@ -135,12 +136,12 @@ mod tests {
         let refused: Vec<(&'static str, Millis)> = (0..10_000).map(|i| ("field", i)).collect();
         let report = identity.report(tick(), &status, &refused);
         assert!(
-            report.body.len() <= MAX_REPORT_BYTES,
+            report.body().len() <= MAX_RECORD_BYTES,
             "{}",
-            report.body.len()
+            report.body().len()
         );
-        assert_eq!(report.expires_after, 3_000);
-        let body: serde_json::Value = serde_json::from_str(&report.body).unwrap();
+        assert_eq!(report.expires_after(), 3_000);
+        let body: serde_json::Value = serde_json::from_str(report.body()).unwrap();
         let keys: BTreeSet<&str> = body
             .as_object()
             .unwrap()

@@ -3,15 +3,15 @@
 //! [`ValueType`], so that a tool can check a value before it writes it.
 
 mod convert;
-mod describe;
 mod explore;
 mod guard;
+mod trace;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use describe::describe;
+pub(crate) use trace::traced;
 
 /// A registry as tools see it: its namespace, tick and fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,7 +58,7 @@ pub struct FieldSchema {
 /// published schema it is JSON tagged by `"type"`:
 ///
 /// ```
-/// use lockstep::ValueType;
+/// use lockstep::schema::ValueType;
 ///
 /// let u8_type = ValueType::of::<u8>();
 /// assert_eq!(u8_type, ValueType::Integer { min: 0, max: 255 });
@@ -186,7 +186,7 @@ impl ValueType {
     /// its schema.
     ///
     /// ```
-    /// use lockstep::ValueType;
+    /// use lockstep::schema::ValueType;
     ///
     /// #[derive(serde::Serialize, serde::Deserialize)]
     /// enum Mode {
@@ -201,7 +201,7 @@ impl ValueType {
     /// assert!(mode.check(&serde_json::json!("Sepia")).is_err());
     /// ```
     pub fn of<T: Serialize + serde::de::DeserializeOwned + 'static>() -> ValueType {
-        describe::<T>()
+        traced::<T>()
     }
 
     /// Whether `value` is a value of this type; if not, a message saying
@@ -209,7 +209,7 @@ impl ValueType {
     /// when it is nested (`at .limits[2]: …`).
     ///
     /// ```
-    /// use lockstep::ValueType;
+    /// use lockstep::schema::ValueType;
     ///
     /// let list = ValueType::of::<Vec<Option<bool>>>();
     /// assert!(list.check(&serde_json::json!([true, null])).is_ok());

@@ -6,20 +6,10 @@
 
 use crate::tick::Millis;
 
-/// The entries of one field, ordered by instant, at most one per instant.
-///
-/// ```
-/// use lockstep::Timeline;
-///
-/// let mut t = Timeline::new();
-/// t.insert(10, "a");
-/// t.insert(20, "b");
-/// assert_eq!(t.value_at(9), None);
-/// assert_eq!(t.value_at(15), Some(&"a"));
-/// assert_eq!(t.next_change_after(15), Some(20));
-/// ```
+/// The entries of one field, ordered by instant, at most one per instant
+/// (see `tests::an_entry_decides_from_its_instant_to_the_next`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Timeline<V> {
+pub(crate) struct Timeline<V> {
     entries: Vec<(Millis, V)>,
 }
 
@@ -59,11 +49,6 @@ impl<V> Timeline<V> {
     /// The entries, ordered by instant.
     pub fn entries(&self) -> &[(Millis, V)] {
         &self.entries
-    }
-
-    /// Whether the timeline has no entry.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// The number of entries.
@@ -167,6 +152,16 @@ mod tests {
         let mut t: Timeline<u8> = [(10, 10)].into_iter().collect();
         assert_eq!(t.prune(5, 0), 0);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_decides_from_its_instant_to_the_next() {
+        let mut t = Timeline::new();
+        t.insert(10, "a");
+        t.insert(20, "b");
+        assert_eq!(t.value_at(9), None);
+        assert_eq!(t.value_at(15), Some(&"a"));
+        assert_eq!(t.next_change_after(15), Some(20));
     }
 
     proptest! {

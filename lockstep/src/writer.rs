@@ -39,17 +39,17 @@ impl Writer {
     ) -> Result<Vec<DateTime<Utc>>, Error> {
         let span = tracing::info_span!(
             "lockstep.commit",
-            namespace = write.namespace.as_str(),
+            namespace = write.namespace(),
             store = %self.store.describe(),
-            steps = write.steps.len(),
+            steps = write.steps().len(),
             outcome = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let namespace = write.namespace.clone();
+        let namespace = write.namespace().to_owned();
         let store = self.store.clone();
         let work = async move {
             if !forced {
-                Builds::read(&*store, &write.namespace, Some(write.tick))
+                Builds::read(&*store, write.namespace(), Some(write.tick()))
                     .await?
                     .check(&write)?;
             }
@@ -276,7 +276,7 @@ impl<S: Fields> Change<S> {
     ) -> Self {
         let value: T = value.into_value();
         self.write = match encode(S::DEF.namespace, field.key, &value) {
-            Ok(json) => self.write.set_json(field.key.to_owned(), json),
+            Ok(json) => self.write.set_text(field.key, json),
             Err(e) => self.write.fail_with(e),
         };
         self

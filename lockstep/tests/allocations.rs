@@ -12,7 +12,8 @@ use std::cell::Cell;
 use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
-use lockstep::{ManualClock, MemoryStore, Percent, lockstep};
+use lockstep::store::MemoryStore;
+use lockstep::{ManualClock, Percent, lockstep};
 
 /// `System`, counting what the arming thread allocates and frees.
 struct Counting;

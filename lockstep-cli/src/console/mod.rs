@@ -401,7 +401,7 @@ async fn preview(
                     .fetch(&planned.path.namespace, &keys)
                     .await?;
                 let now = crate::context::store_now(&fetched);
-                lockstep::store::check_cancel(
+                lockstep::store::driver::check_cancel(
                     &planned.path.namespace,
                     planned.tick,
                     planned.at,
@@ -461,7 +461,7 @@ async fn commit(
         match plan(&console, &kind, &form).await? {
             Plan::Write(planned) => {
                 let committed = planned.commit(&console.ctx).await?;
-                let what = format!("{} {} (write {})", kind, planned.path, planned.write.id);
+                let what = format!("{} {} (write {})", kind, planned.path, planned.write.id());
                 Ok::<Markup, Failure>(page::done(
                     &store,
                     &what,

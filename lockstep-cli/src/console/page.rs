@@ -3,8 +3,8 @@
 //! which escapes every value it is given: names, values and history are
 //! text, never markup.
 
+use lockstep::schema::{Schema, ValueType};
 use lockstep::store::{Fetched, Fleet, PendingChange, StoredEntry, from_datetime};
-use lockstep::{Schema, ValueType};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::timeline;
@@ -42,7 +42,7 @@ impl Registry {
             .collect();
         let (fetched, fleet) = if schema.is_some() {
             let fetched = ctx.store.fetch(namespace, &keys).await?;
-            let reports = ctx.store.reports(namespace).await?;
+            let reports = ctx.store.records(namespace).await?;
             let tick = schema.as_ref().and_then(|s| tick_of(s).ok());
             let fleet = Fleet::of(namespace, tick, &fetched, reports);
             (Some(fetched), Some(fleet))

@@ -3,7 +3,8 @@
 use super::*;
 use chrono::{TimeZone, Utc};
 use lockstep::ManualClock;
-use lockstep::store::{Fetch, MemoryStore, Report, Store};
+use lockstep::store::driver::Record;
+use lockstep::store::{Fetch, MemoryStore, Store};
 
 const TICK_MS: i64 = 2_000;
 
@@ -50,11 +51,7 @@ impl Bench {
         let body = json!({"id": id, "host": "vm", "pid": 7, "program": "shop",
                           "tick_ms": TICK_MS})
         .to_string();
-        let report = Report {
-            process: id.to_owned(),
-            body,
-            expires_after: 3 * TICK_MS,
-        };
+        let report = Record::new(id.to_owned(), body, 3 * TICK_MS);
         self.store
             .fetch_with(Fetch::new("shop", &["limit"]).reporting(Some(&report)))
             .await
@@ -207,11 +204,7 @@ fn a_process_that_cannot_decode_the_value_is_late() {
         let body = json!({"id": "old", "host": "vm", "pid": 8, "program": "shop",
                           "refused": [{"field": "limit", "at": written.instants[0]}]})
         .to_string();
-        let report = Report {
-            process: "old".into(),
-            body,
-            expires_after: 3 * TICK_MS,
-        };
+        let report = Record::new("old", body, 3 * TICK_MS);
         bench
             .store
             .fetch_with(Fetch::new("shop", &["limit"]).reporting(Some(&report)))

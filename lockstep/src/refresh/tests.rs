@@ -6,11 +6,11 @@ use super::*;
 mod conditional {
     use std::sync::Mutex;
 
-    use crate::store::{
-        BoxFuture, Committed, Fetch, Fetched, Held, MemoryStore, Reports, Store, StoredEntry, Write,
-    };
+    use crate::schema::Schema;
+    use crate::store::driver::{BoxFuture, Held, Records};
+    use crate::store::{Committed, Fetch, Fetched, MemoryStore, Store, StoredEntry, Write};
     use crate::tick::{Millis, Tick};
-    use crate::{Error, ManualClock, Schema};
+    use crate::{Error, ManualClock};
 
     /// Per fetch, what the store was told the process held and whether
     /// it answered unchanged.
@@ -35,8 +35,8 @@ mod conditional {
             })
         }
 
-        fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-            self.inner.reports(namespace)
+        fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>> {
+            self.inner.records(namespace)
         }
 
         fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {

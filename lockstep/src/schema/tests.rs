@@ -1,4 +1,4 @@
-//! `describe` and `check` for every family of types.
+//! `traced` and `check` for every family of types.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,7 +9,7 @@ use super::*;
 use crate::Percent;
 
 fn ok<T: Serialize + serde::de::DeserializeOwned + 'static>(value: serde_json::Value) {
-    let ty = describe::<T>();
+    let ty = traced::<T>();
     assert_eq!(ty.check(&value), Ok(()), "{value} as {ty}");
     // The check agrees with serde_json.
     serde_json::from_value::<T>(value.clone())
@@ -19,19 +19,19 @@ fn ok<T: Serialize + serde::de::DeserializeOwned + 'static>(value: serde_json::V
 fn refused<T: Serialize + serde::de::DeserializeOwned + 'static>(
     value: serde_json::Value,
 ) -> String {
-    let ty = describe::<T>();
+    let ty = traced::<T>();
     ty.check(&value).expect_err(&format!("{value} as {ty}"))
 }
 
 #[test]
 fn booleans_and_unit() {
-    assert_eq!(describe::<bool>(), ValueType::Bool);
+    assert_eq!(traced::<bool>(), ValueType::Bool);
     ok::<bool>(json!(true));
     assert_eq!(
         refused::<bool>(json!("yes")),
         r#""yes" is not a boolean: expected true or false"#
     );
-    assert_eq!(describe::<()>(), ValueType::Unit);
+    assert_eq!(traced::<()>(), ValueType::Unit);
     ok::<()>(json!(null));
     assert!(refused::<()>(json!(0)).contains("expected null"));
 }
@@ -67,7 +67,7 @@ fn integers_have_their_ranges() {
     ok::<usize>(json!(12));
     ok::<i128>(json!(-5));
     assert_eq!(
-        describe::<u128>(),
+        traced::<u128>(),
         ValueType::Integer {
             min: 0,
             max: u64::MAX
@@ -77,7 +77,7 @@ fn integers_have_their_ranges() {
 
 #[test]
 fn floats_are_finite_numbers() {
-    assert_eq!(describe::<f64>(), ValueType::Float { bits: 64 });
+    assert_eq!(traced::<f64>(), ValueType::Float { bits: 64 });
     ok::<f64>(json!(1.5));
     ok::<f64>(json!(3));
     ok::<f32>(json!(-2.25));
@@ -100,13 +100,13 @@ fn chars_and_strings() {
         refused::<String>(json!(42)),
         "42 is not a string: expected a string"
     );
-    assert!(describe::<String>().accepts_string());
-    assert!(!describe::<u8>().accepts_string());
+    assert!(traced::<String>().accepts_string());
+    assert!(!traced::<u8>().accepts_string());
 }
 
 #[test]
 fn percentages_anywhere() {
-    assert_eq!(describe::<Percent>(), ValueType::Percent);
+    assert_eq!(traced::<Percent>(), ValueType::Percent);
     ok::<Percent>(json!(12.5));
     ok::<Percent>(json!(100));
     assert_eq!(
@@ -114,7 +114,7 @@ fn percentages_anywhere() {
         "300 is not a percentage: expected a number from 0 to 100 (a percentage)"
     );
     assert_eq!(
-        describe::<Option<Percent>>(),
+        traced::<Option<Percent>>(),
         ValueType::Option {
             some: Box::new(ValueType::Percent)
         }
@@ -147,7 +147,7 @@ fn options_lists_arrays_tuples() {
     );
     assert!(refused::<Vec<u16>>(json!({"a": 1})).contains("is not a list"));
     assert_eq!(
-        describe::<[u8; 3]>(),
+        traced::<[u8; 3]>(),
         ValueType::List {
             items: Box::new(ValueType::Integer { min: 0, max: 255 }),
             len: Some(3)
@@ -211,7 +211,7 @@ fn structs_need_their_fields_and_no_others() {
 
 #[test]
 fn enums_are_externally_tagged_with_every_variant() {
-    let ty = describe::<Mode>();
+    let ty = traced::<Mode>();
     assert_eq!(
         ty.to_string(),
         r#""Light" | "Dark" | {"Custom": {"hue": u16}} | {"Fixed": u8} | {"Pair": [u8, bool]}"#
@@ -264,7 +264,7 @@ fn newtype_tuple_and_unit_structs() {
     struct Point(i32, i32);
     #[derive(Serialize, Deserialize)]
     struct Nothing;
-    assert_eq!(describe::<Millis>(), describe::<u64>());
+    assert_eq!(traced::<Millis>(), traced::<u64>());
     ok::<Point>(json!([1, -2]));
     ok::<Nothing>(json!(null));
 }
@@ -283,9 +283,9 @@ fn what_cannot_be_traced_is_any() {
         A { x: u8 },
         B,
     }
-    assert_eq!(describe::<Loose>(), ValueType::Any);
-    assert_eq!(describe::<Tagged>(), ValueType::Any);
-    assert_eq!(describe::<serde_json::Value>(), ValueType::Any);
+    assert_eq!(traced::<Loose>(), ValueType::Any);
+    assert_eq!(traced::<Tagged>(), ValueType::Any);
+    assert_eq!(traced::<serde_json::Value>(), ValueType::Any);
     assert_eq!(ValueType::Any.check(&json!({"anything": [1]})), Ok(()));
     // A field the serialization skips would make the description refuse
     // the type's own values: no description then.
@@ -297,7 +297,7 @@ fn what_cannot_be_traced_is_any() {
     fn is_zero(n: &u8) -> bool {
         *n == 0
     }
-    assert_eq!(describe::<Sparse>(), ValueType::Any);
+    assert_eq!(traced::<Sparse>(), ValueType::Any);
 }
 
 #[test]
@@ -308,13 +308,13 @@ fn recursive_types_end() {
         Cons(u8, Box<List>),
         Nil,
     }
-    let _ = describe::<List>();
+    let _ = traced::<List>();
     #[derive(Serialize, Deserialize)]
     struct Tree {
         label: String,
         children: Vec<Tree>,
     }
-    let tree = describe::<Tree>();
+    let tree = traced::<Tree>();
     ok::<Tree>(json!({"label": "a", "children": [{"label": "b", "children": []}]}));
     assert!(
         matches!(tree, ValueType::Struct { .. } | ValueType::Any),
@@ -325,11 +325,11 @@ fn recursive_types_end() {
 #[test]
 fn value_types_travel_as_tagged_json() {
     for ty in [
-        describe::<Limits>(),
-        describe::<Mode>(),
-        describe::<Option<[u8; 2]>>(),
-        describe::<HashMap<String, (bool, f32)>>(),
-        describe::<Percent>(),
+        traced::<Limits>(),
+        traced::<Mode>(),
+        traced::<Option<[u8; 2]>>(),
+        traced::<HashMap<String, (bool, f32)>>(),
+        traced::<Percent>(),
         ValueType::Any,
     ] {
         let json = serde_json::to_string(&ty).unwrap();
@@ -337,7 +337,7 @@ fn value_types_travel_as_tagged_json() {
         assert_eq!(back, ty, "{json}");
     }
     assert_eq!(
-        serde_json::to_value(describe::<Option<bool>>()).unwrap(),
+        serde_json::to_value(traced::<Option<bool>>()).unwrap(),
         json!({"type": "option", "some": {"type": "bool"}})
     );
     // A type a newer lockstep describes reads as Any.
@@ -368,10 +368,10 @@ fn common_std_types() {
     ok::<HashSet<String>>(json!(["a", "b"]));
     ok::<BTreeSet<u8>>(json!([1, 2]));
     ok::<Box<u8>>(json!(3));
-    assert_eq!(describe::<Box<u8>>(), describe::<u8>());
+    assert_eq!(traced::<Box<u8>>(), traced::<u8>());
     ok::<Option<Option<u8>>>(json!(4));
     ok::<Vec<(String, Percent)>>(json!([["a", 50]]));
     // Types whose Deserialize validates what it reads cannot be traced.
-    assert_eq!(describe::<NonZeroU8>(), ValueType::Any);
-    assert_eq!(describe::<IpAddr>(), ValueType::Any);
+    assert_eq!(traced::<NonZeroU8>(), ValueType::Any);
+    assert_eq!(traced::<IpAddr>(), ValueType::Any);
 }

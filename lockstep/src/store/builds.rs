@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::contract::Store;
 use super::member::{Process, record_lives, record_process};
-use super::stored::{Reports, StoredSchema};
+use super::stored::{Records, StoredSchema};
 use super::write::Write;
 use crate::error::{Error, Refusal};
 use crate::schema::Schema;
@@ -24,7 +24,7 @@ use crate::tick::Tick;
 ///
 /// ```
 /// use lockstep::store::{Builds, StoredSchema};
-/// use lockstep::{FieldSchema, Schema, ValueType};
+/// use lockstep::schema::{FieldSchema, Schema, ValueType};
 ///
 /// let build = |ty: ValueType| Schema {
 ///     namespace: "roll".into(),
@@ -132,7 +132,7 @@ fn short(digest: &str) -> String {
 
 impl Builds {
     /// The builds of `processes` (live ones), with the schemas the store
-    /// keeps (see [`Reports::schemas`]): one per digest the records name,
+    /// keeps (see [`Records::schemas`]): one per digest the records name,
     /// largest first.
     pub fn of(processes: &[Process], schemas: &[StoredSchema]) -> Builds {
         let mut by_digest: BTreeMap<Option<&str>, Vec<&Process>> = BTreeMap::new();
@@ -172,19 +172,19 @@ impl Builds {
     }
 
     /// The live builds of `namespace` in `store`, read in one call
-    /// ([`Store::reports`]): with the registry's `tick`, records that
+    /// ([`Store::records`]): with the registry's `tick`, records that
     /// outlive the expiry rule are left out, as in [`Fleet::of`](super::Fleet::of).
     pub async fn read(
         store: &dyn Store,
         namespace: &str,
         tick: Option<Tick>,
     ) -> Result<Builds, Error> {
-        let reports = store.reports(namespace).await?;
+        let reports = store.records(namespace).await?;
         Ok(Builds::from_reports(tick, reports))
     }
 
     /// The builds of the live records of `reports`.
-    pub(crate) fn from_reports(tick: Option<Tick>, reports: Reports) -> Builds {
+    pub(crate) fn from_reports(tick: Option<Tick>, reports: Records) -> Builds {
         let now = reports.store_now;
         let processes: Vec<Process> = reports
             .records
@@ -256,9 +256,9 @@ impl Builds {
     /// such value, the builds and why. Values of fields every build has,
     /// of types every build decodes, pass.
     pub fn check(&self, write: &Write) -> Result<(), Error> {
-        let tick_secs = write.tick.as_secs();
-        for step in &write.steps {
-            for (key, text) in &step.values {
+        let tick_secs = write.tick().as_secs();
+        for step in write.steps() {
+            for (key, text) in step.values() {
                 let mut refusals = match serde_json::from_str::<serde_json::Value>(text) {
                     Ok(value) => self.refusals(key, &value),
                     // The writer encoded it: it is JSON. Stores refuse it
@@ -286,7 +286,7 @@ impl Builds {
                 }
                 if !refusals.is_empty() {
                     return Err(Error::NotServed {
-                        namespace: write.namespace.clone(),
+                        namespace: write.namespace().to_owned(),
                         key: key.clone(),
                         value: text.clone(),
                         refusals,

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::fetch::{Fetch, Fetched};
-use super::stored::{Reports, StoredEntry};
+use super::stored::{Records, StoredEntry};
 use super::write::{Committed, Write};
 use crate::error::Error;
 use crate::schema::Schema;
@@ -39,7 +39,7 @@ pub trait Store: Send + Sync + 'static {
     /// and whose record has not expired, by the store's clock, and the
     /// schemas of the registry's builds, in one round trip where the store
     /// allows it.
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>>;
+    fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>>;
 
     /// Commits every step of `write` atomically, or nothing. Instants are
     /// resolved and checked against the horizon by the store's clock.
@@ -77,7 +77,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores `schema` so that tools can read it: as the registry's latest
     /// ([`Store::schema`]), and as its build's among the schemas of every
     /// build, by digest ([`StoredSchema`](crate::store::stored::StoredSchema), read back in
-    /// [`Reports::schemas`]); in the same call, removes the builds' schemas
+    /// [`Records::schemas`]); in the same call, removes the builds' schemas
     /// nobody published in the last [`SCHEMA_KEPT`](crate::store::stored::SCHEMA_KEPT). A live process whose
     /// build's schema is gone publishes it again after its next fetch (see
     /// [`Fetch::publishing`]).
@@ -112,8 +112,8 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         (**self).fetch_with(fetch)
     }
 
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
-        (**self).reports(namespace)
+    fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>> {
+        (**self).records(namespace)
     }
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {

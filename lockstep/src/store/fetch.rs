@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::stored::{
-    Epoch, FETCH_BUDGET_BYTES, Report, StoredEntry, StoredSchema, Unplaced, not_fetched,
+    Epoch, FETCH_BUDGET_BYTES, Record, StoredEntry, StoredSchema, Unplaced, not_fetched,
 };
 use crate::value::MAX_VALUE_BYTES;
 
@@ -14,12 +14,13 @@ use crate::value::MAX_VALUE_BYTES;
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One fetch of a registry's fields, as [`Store::fetch_with`](super::Store::fetch_with)
-/// takes it: which fields, and optionally the process's report, what it
+/// takes it: which fields, and optionally the process's record, what it
 /// already holds, and how long it waits.
 ///
 /// ```
 /// use std::time::Duration;
-/// use lockstep::store::{Fetch, Held};
+/// use lockstep::store::Fetch;
+/// use lockstep::store::driver::Held;
 ///
 /// let held = Held { epoch: "e1".into(), revision: 7 };
 /// let fetch = Fetch::new("flags", &["percent"])
@@ -27,37 +28,37 @@ pub const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 ///     .within(Duration::from_millis(250));
 /// assert_eq!(fetch.namespace(), "flags");
 /// assert_eq!(fetch.held(), Some(&held));
-/// assert_eq!(fetch.report(), None);
+/// assert_eq!(fetch.record(), None);
 /// assert_eq!(fetch.deadline(), Duration::from_millis(250));
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Fetch<'a> {
     namespace: &'a str,
     keys: &'a [&'a str],
-    report: Option<&'a Report>,
+    record: Option<&'a Record>,
     held: Option<&'a Held>,
     schema: Option<&'a StoredSchema>,
     deadline: Duration,
 }
 
 impl<'a> Fetch<'a> {
-    /// The fields `keys` of `namespace`, in full, without a report, within
+    /// The fields `keys` of `namespace`, in full, without a record, within
     /// [`FETCH_DEADLINE`].
     pub fn new(namespace: &'a str, keys: &'a [&'a str]) -> Fetch<'a> {
         Fetch {
             namespace,
             keys,
-            report: None,
+            record: None,
             held: None,
             schema: None,
             deadline: FETCH_DEADLINE,
         }
     }
 
-    /// With the process's report, which the store records in the same
-    /// round trip (see [`Report`]); `None` reports nothing.
-    pub fn reporting(mut self, report: Option<&'a Report>) -> Fetch<'a> {
-        self.report = report;
+    /// Reporting the process's [`Record`], which the store keeps in the
+    /// same round trip; `None` reports nothing.
+    pub fn reporting(mut self, record: Option<&'a Record>) -> Fetch<'a> {
+        self.record = record;
         self
     }
 
@@ -101,9 +102,9 @@ impl<'a> Fetch<'a> {
         self.keys
     }
 
-    /// The report to record, if any.
-    pub fn report(&self) -> Option<&'a Report> {
-        self.report
+    /// The record to keep, if any.
+    pub fn record(&self) -> Option<&'a Record> {
+        self.record
     }
 
     /// What the caller holds, if it asks conditionally.
@@ -161,7 +162,8 @@ impl Fetched {
     /// `None` for a registry never written (nothing to hold).
     ///
     /// ```
-    /// use lockstep::store::{Epoch, Fetched, Held};
+    /// use lockstep::store::Fetched;
+    /// use lockstep::store::driver::{Epoch, Held};
     ///
     /// let fetched = Fetched {
     ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),
@@ -182,7 +184,8 @@ impl Fetched {
     /// revision.
     ///
     /// ```
-    /// use lockstep::store::{Epoch, Fetched, Held};
+    /// use lockstep::store::Fetched;
+    /// use lockstep::store::driver::{Epoch, Held};
     ///
     /// let fetched = Fetched {
     ///     epoch: Some(Epoch { id: "e1".into(), created: 0 }),

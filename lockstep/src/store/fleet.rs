@@ -22,7 +22,7 @@ use super::builds::Builds;
 use super::contract::Store;
 use super::fetch::Fetched;
 use super::member::{Process, record_lives, record_process};
-use super::stored::{Reports, StoredEntry};
+use super::stored::{Records, StoredEntry};
 use crate::error::Error;
 use crate::error::Refusal;
 use crate::tick::{Millis, Tick, to_datetime};
@@ -91,16 +91,16 @@ impl PendingChange {
 
 impl Fleet {
     /// The fleet of `namespace` from a fetch of the registry and the
-    /// processes' records read after it ([`Store::reports`]): what
+    /// processes' records read after it ([`Store::records`]): what
     /// [`fleet()`] returns, for a tool that already fetched the registry
     /// for its own use, without fetching it again. With the registry's
     /// `tick` (its published schema's), a record whose last fetch is more
     /// than three ticks and a fetch timeout before the store's
-    /// clock when the records were read ([`Reports::store_now`]), or more
+    /// clock when the records were read ([`Records::store_now`]), or more
     /// than a fetch timeout after it, is left out and counted in
     /// [`Fleet::ignored`]; without, every record the store returns is taken
     /// as live.
-    pub fn of(namespace: &str, tick: Option<Tick>, fetched: &Fetched, reports: Reports) -> Fleet {
+    pub fn of(namespace: &str, tick: Option<Tick>, fetched: &Fetched, reports: Records) -> Fleet {
         let now = fetched
             .store_micros
             .map_or(reports.store_now, |us| us.div_euclid(1000));
@@ -190,7 +190,7 @@ pub async fn fleet(
     tick: Option<Tick>,
 ) -> Result<Fleet, Error> {
     let fetched = store.fetch(namespace, keys).await?;
-    let reports = store.reports(namespace).await?;
+    let reports = store.records(namespace).await?;
     Ok(Fleet::of(namespace, tick, &fetched, reports))
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::stored::Reported;
+use crate::store::stored::StoredRecord;
 use crate::tick::{Millis, Tick, to_datetime};
 
 /// How many ticks a process's record outlives its last fetch.
@@ -101,7 +101,7 @@ impl Process {
 /// `tick`, at `now` (the store's clock): its last fetch at most
 /// [`EXPIRY_TICKS`] ticks ago, and not later than now, each give or take a
 /// fetch timeout.
-pub(crate) fn record_lives(record: &Reported, tick: Tick, now: Millis) -> bool {
+pub(crate) fn record_lives(record: &StoredRecord, tick: Tick, now: Millis) -> bool {
     let margin = tick.fetch_timeout().as_millis() as Millis;
     let expiry = tick.as_millis().saturating_mul(EXPIRY_TICKS);
     record.seen > now.saturating_sub(expiry).saturating_sub(margin)
@@ -110,7 +110,7 @@ pub(crate) fn record_lives(record: &Reported, tick: Tick, now: Millis) -> bool {
 
 /// A stored record as a process; one whose body cannot be read still
 /// counts, under its id.
-pub(crate) fn record_process(record: Reported) -> Process {
+pub(crate) fn record_process(record: StoredRecord) -> Process {
     let mut process: Process = serde_json::from_str(&record.body).unwrap_or_else(|e| Process {
         id: record.process.clone(),
         host: format!("(unreadable record: {e})"),

@@ -11,7 +11,7 @@ use super::contract::BoxFuture;
 use super::fetch::{Fetch, Fetched, Held};
 use super::reporting::Reporting;
 use super::stored::{
-    Epoch, HISTORY, Origin, Report, Reported, Reports, StoredEntry, StoredSchema, check_cancel,
+    Epoch, HISTORY, Origin, Record, Records, StoredEntry, StoredRecord, StoredSchema, check_cancel,
     check_name,
 };
 use super::write::{Committed, Write, resolve_instants};
@@ -30,7 +30,7 @@ const REMEMBERED_WRITES: usize = 4096;
 /// process that uses the same name; `memory://` is the store named `default`.
 ///
 /// ```
-/// use lockstep::MemoryStore;
+/// use lockstep::store::MemoryStore;
 ///
 /// let a = MemoryStore::named("demo");
 /// let b = MemoryStore::named("demo");
@@ -60,7 +60,7 @@ struct Namespace {
     revision: u64,
     fields: BTreeMap<String, Timeline<(String, Origin)>>,
     /// The processes' records by id, each with when it expires.
-    reports: HashMap<String, (Reported, Millis)>,
+    reports: HashMap<String, (StoredRecord, Millis)>,
 }
 
 static NAMED: LazyLock<Mutex<HashMap<String, MemoryStore>>> = LazyLock::new(Default::default);
@@ -122,6 +122,43 @@ impl MemoryStore {
         Arc::ptr_eq(&self.state, &other.state)
     }
 
+    /// Puts `entries` (instant, value's text) for `key` of the registry
+    /// `namespace` as they are, without the checks a write passes (the
+    /// horizon, the size limit, JSON): as a hand or another program writes
+    /// into a shared store, for tests of what a registry does with what it
+    /// finds there. Each counts as a change of the registry.
+    ///
+    /// ```
+    /// use lockstep::store::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.place("flags", "limit", &[(1_000, "not json")]);
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let fetched = runtime.block_on(store.fetch("flags", &["limit"])).unwrap();
+    /// assert_eq!(fetched.fields["limit"][0].value.as_deref(), Ok("not json"));
+    /// ```
+    pub fn place(&self, registry: &str, key: &str, entries: &[(Millis, &str)]) {
+        let now = self.clock.now_millis();
+        let mut state = self.lock();
+        let ns = namespace(&mut state, registry);
+        ns.epoch.get_or_insert_with(|| Epoch {
+            id: super::write::new_write_id(),
+            created: now,
+        });
+        ns.revision += 1;
+        let revision = ns.revision;
+        let timeline = ns.fields.entry(key.to_owned()).or_default();
+        for (at, value) in entries {
+            let origin = Origin {
+                write: "placed".to_owned(),
+                written_at: now,
+                by: "place".to_owned(),
+                revision,
+            };
+            timeline.insert(*at, ((*value).to_owned(), origin));
+        }
+    }
+
     /// Forgets everything, as a store restarted without persistence would.
     pub fn clear(&self) {
         *self.lock() = State::default();
@@ -135,7 +172,7 @@ impl MemoryStore {
         &self,
         namespace: &str,
         keys: &[&str],
-        report: Option<&Report>,
+        report: Option<&Record>,
         held: Option<&Held>,
         published: Option<&StoredSchema>,
     ) -> Fetched {
@@ -144,15 +181,15 @@ impl MemoryStore {
         if let Some(report) = report {
             let ns = self::namespace(&mut state, namespace);
             ns.reports.retain(|_, (_, expires)| *expires > now);
-            let record = Reported {
-                process: report.process.clone(),
+            let record = StoredRecord {
+                process: report.process().to_owned(),
                 seen: now,
                 revision: ns.revision,
-                body: report.body.clone(),
+                body: report.body().to_owned(),
             };
             ns.reports.insert(
-                report.process.clone(),
-                (record, now.saturating_add(report.expires_after)),
+                report.process().to_owned(),
+                (record, now.saturating_add(report.expires_after())),
             );
         }
         let Some(ns) = state.namespaces.get(namespace) else {
@@ -208,13 +245,12 @@ impl MemoryStore {
 
     fn commit_now(&self, write: &Write) -> Result<Committed, Error> {
         let mut state = self.lock();
-        if let Some(instants) = state.writes.get(&write.id) {
+        if let Some(instants) = state.writes.get(write.id()) {
             return Ok(Committed::at(instants.clone()));
         }
-        check_name("namespace", &write.namespace)?;
         let now = self.clock.now_millis();
         let instants = resolve_instants(write, now)?;
-        let ns = namespace(&mut state, &write.namespace);
+        let ns = namespace(&mut state, write.namespace());
         let pending = |key: &str, at: Millis| -> u64 {
             ns.fields
                 .get(key)
@@ -229,34 +265,34 @@ impl MemoryStore {
             .map(|(_, (value, _))| value.len() as u64)
             .sum();
         let (mut replaced, mut added) = (0u64, 0u64);
-        for (step, &at) in write.steps.iter().zip(&instants) {
-            for (key, value) in &step.values {
+        for (step, &at) in write.steps().iter().zip(&instants) {
+            for (key, value) in step.values() {
                 replaced += pending(key, at);
                 added += value.len() as u64;
             }
         }
-        super::write::check_pending(&write.namespace, before, replaced, added)?;
+        super::write::check_pending(write.namespace(), before, replaced, added)?;
         ns.epoch.get_or_insert_with(|| Epoch {
             id: super::write::new_write_id(),
             created: now,
         });
         ns.revision += 1;
         let revision = ns.revision;
-        for (step, &at) in write.steps.iter().zip(&instants) {
-            for (key, value) in &step.values {
+        for (step, &at) in write.steps().iter().zip(&instants) {
+            for (key, value) in step.values() {
                 let timeline = ns.fields.entry(key.clone()).or_default();
                 let origin = Origin {
-                    write: write.id.clone(),
+                    write: write.id().to_owned(),
                     written_at: now,
-                    by: write.by.clone(),
+                    by: write.by().to_owned(),
                     revision,
                 };
                 timeline.insert(at, (value.clone(), origin));
                 timeline.prune(now, HISTORY);
             }
         }
-        state.writes.insert(write.id.clone(), instants.clone());
-        state.write_order.push_back(write.id.clone());
+        state.writes.insert(write.id().to_owned(), instants.clone());
+        state.write_order.push_back(write.id().to_owned());
         if state.write_order.len() > REMEMBERED_WRITES
             && let Some(old) = state.write_order.pop_front()
         {
@@ -360,17 +396,18 @@ impl std::fmt::Debug for MemoryStore {
 impl super::contract::Store for MemoryStore {
     fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>> {
         Box::pin(async move {
+            check_name("namespace", fetch.namespace())?;
             Ok(self.fetch_now(
                 fetch.namespace(),
                 fetch.keys(),
-                self.reporting.send(fetch.namespace(), fetch.report()),
+                self.reporting.send(fetch.namespace(), fetch.record()),
                 fetch.held(),
                 fetch.schema(),
             ))
         })
     }
 
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+    fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>> {
         Box::pin(async move {
             let now = self.clock.now_millis();
             let state = self.lock();
@@ -390,7 +427,7 @@ impl super::contract::Store for MemoryStore {
                 .get(namespace)
                 .map(|ns| ns.schemas.values().map(|(s, _)| s.clone()).collect())
                 .unwrap_or_default();
-            Ok(Reports {
+            Ok(Records {
                 store_now: now,
                 records,
                 schemas,
@@ -409,7 +446,11 @@ impl super::contract::Store for MemoryStore {
         key: &'a str,
         at: Millis,
     ) -> BoxFuture<'a, Result<StoredEntry, Error>> {
-        Box::pin(async move { self.cancel_now(namespace, tick, key, at) })
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            check_name("key", key)?;
+            self.cancel_now(namespace, tick, key, at)
+        })
     }
 
     fn purge<'a>(
@@ -420,7 +461,11 @@ impl super::contract::Store for MemoryStore {
         at: &'a str,
         undecodable: bool,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { self.purge_now(namespace, tick, key, at, undecodable) })
+        Box::pin(async move {
+            check_name("namespace", namespace)?;
+            check_name("key", key)?;
+            self.purge_now(namespace, tick, key, at, undecodable)
+        })
     }
 
     fn publish_schema<'a>(&'a self, schema: &'a Schema) -> BoxFuture<'a, Result<(), Error>> {

@@ -1,5 +1,7 @@
-//! Stores: where a registry's timelines live, for tools and for those who
-//! implement a store of their own.
+//! Stores: where a registry's timelines live, for tools that read and
+//! write them (the `lockstep` command, a deploy script, a test): open one by
+//! URL, fetch a registry, commit a [`Write`], see the [`Fleet`]. Those who
+//! write a store of their own find the rest of the contract in [`driver`].
 //!
 //! A store fetches a whole registry in one call, commits a set of entries
 //! atomically with the horizon checked by the store's own clock, cancels a
@@ -9,6 +11,7 @@
 
 mod builds;
 mod contract;
+pub mod driver;
 mod fetch;
 mod fleet;
 pub(crate) mod kind;
@@ -20,14 +23,14 @@ mod reporting;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub(crate) mod sql;
 mod stored;
-pub mod url;
+pub(crate) mod url;
 mod write;
 
 pub use crate::error::Refusal;
-pub use crate::tick::{from_datetime, to_datetime};
+pub use crate::tick::{Millis, from_datetime, to_datetime};
 pub use builds::{Build, Builds};
-pub use contract::{BoxFuture, Store};
-pub use fetch::{FETCH_DEADLINE, Fetch, Fetched, Held};
+pub use contract::Store;
+pub use fetch::{FETCH_DEADLINE, Fetch, Fetched};
 pub use fleet::{Fleet, PendingChange, fleet};
 pub use kind::supported_schemes;
 pub(crate) use member::EXPIRY_TICKS;
@@ -44,16 +47,10 @@ pub use sql::postgres::{Postgres, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{Sqlite, SqliteStore};
 pub(crate) use stored::is_not_fetched;
-pub use stored::{
-    Epoch, FETCH_BUDGET_BYTES, HISTORY, MAX_PENDING_BYTES, MAX_REPORT_BYTES, Origin, Report,
-    Reported, Reports, SCHEMA_KEPT, SMALL_WRITE_BYTES, StoredEntry, StoredSchema, Unplaced,
-    check_cancel, check_name, not_fetched,
-};
+pub use stored::{HISTORY, Origin, StoredEntry, StoredSchema};
 use url::StoreUrl;
-pub use url::redact;
-pub use write::{
-    Committed, MAX_INSTANT, MAX_STEPS, Step, StepAt, Write, WriteBuilder, resolve_instants,
-};
+pub use url::{redact, scheme, scrub, secrets};
+pub use write::{Committed, MAX_INSTANT, MAX_STEPS, Step, StepAt, Write, WriteBuilder};
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! view. One rule for every store.
 //!
 //! A report a store cannot keep (a process id that is not a name, a body
-//! over [`MAX_REPORT_BYTES`]) is not sent: the fetch goes on without it,
+//! over [`MAX_RECORD_BYTES`]) is not sent: the fetch goes on without it,
 //! and a warning is logged once. A store that refuses a fetch with a report
 //! whole (read-only credentials, a replica, a server refusing writes)
 //! serves the fetch again without it, and the store's fetches then go
@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::stored::{MAX_REPORT_BYTES, Report, check_name};
+use super::stored::{MAX_RECORD_BYTES, Record, check_name};
 
 /// How long a store's fetches go without a report after it refused one.
 pub(crate) const PAUSE: Duration = Duration::from_secs(60);
@@ -37,8 +37,8 @@ impl Reporting {
     pub(crate) fn send<'a>(
         &self,
         namespace: &str,
-        report: Option<&'a Report>,
-    ) -> Option<&'a Report> {
+        report: Option<&'a Record>,
+    ) -> Option<&'a Record> {
         let report = report?;
         if let Err(why) = keepable(report) {
             self.not_kept(namespace, &why);
@@ -82,13 +82,13 @@ impl Reporting {
 }
 
 /// Why a store cannot keep `report`, if it cannot.
-fn keepable(report: &Report) -> Result<(), String> {
-    check_name("process", &report.process).map_err(|e| e.to_string())?;
-    if report.body.len() > MAX_REPORT_BYTES {
+fn keepable(report: &Record) -> Result<(), String> {
+    check_name("process", report.process()).map_err(|e| e.to_string())?;
+    if report.body().len() > MAX_RECORD_BYTES {
         return Err(format!(
-            "the report of {} is {} bytes; a store keeps at most {MAX_REPORT_BYTES}",
-            report.process,
-            report.body.len()
+            "the report of {} is {} bytes; a store keeps at most {MAX_RECORD_BYTES}",
+            report.process(),
+            report.body().len()
         ));
     }
     Ok(())
@@ -98,21 +98,17 @@ fn keepable(report: &Report) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn report(process: &str, body: usize) -> Report {
-        Report {
-            process: process.to_owned(),
-            body: "x".repeat(body),
-            expires_after: 1_000,
-        }
+    fn report(process: &str, body: usize) -> Record {
+        Record::new(process.to_owned(), "x".repeat(body), 1_000)
     }
 
     #[test]
     fn a_report_a_store_cannot_keep_is_not_sent() {
         let reporting = Reporting::default();
-        let fine = report("p1", MAX_REPORT_BYTES);
+        let fine = report("p1", MAX_RECORD_BYTES);
         assert_eq!(reporting.send("ns", Some(&fine)), Some(&fine));
         assert_eq!(reporting.send("ns", None), None);
-        let large = report("p1", MAX_REPORT_BYTES + 1);
+        let large = report("p1", MAX_RECORD_BYTES + 1);
         assert_eq!(reporting.send("ns", Some(&large)), None);
         assert_eq!(reporting.send("ns", Some(&report("p 1", 2))), None);
         assert_eq!(reporting.send("ns", Some(&fine)), Some(&fine), "not paused");

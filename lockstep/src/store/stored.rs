@@ -40,7 +40,7 @@ pub const FETCH_BUDGET_BYTES: u64 = 8 << 20;
 /// the same from every store: its field's values hold `field_bytes`.
 ///
 /// ```
-/// let why = lockstep::store::not_fetched(9_000_000);
+/// let why = lockstep::store::driver::not_fetched(9_000_000);
 /// assert!(why.starts_with("not fetched: its field holds 9000000 bytes"), "{why}");
 /// ```
 pub fn not_fetched(field_bytes: u64) -> String {
@@ -80,7 +80,7 @@ pub const SCHEMA_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 
 /// ```
 /// use lockstep::store::StoredSchema;
 ///
-/// let schema = lockstep::Schema { namespace: "flags".into(), tick_secs: 10, fields: vec![] };
+/// let schema = lockstep::schema::Schema { namespace: "flags".into(), tick_secs: 10, fields: vec![] };
 /// let stored = StoredSchema::of(&schema);
 /// assert_eq!(stored.digest().len(), 16);
 /// assert_eq!(stored.read().unwrap(), schema);
@@ -150,30 +150,68 @@ impl StoredSchema {
 
 /// What a process tells the store about itself with each fetch, for the
 /// fleet view: the store keeps it, with the store's clock and the
-/// registry's revision the fetch served, until `expires_after` has passed
-/// without another fetch of that process.
+/// registry's revision the fetch served, until its
+/// [`expires_after`](Record::expires_after) has passed without another
+/// fetch of that process. Made with [`Record::new`] and never changed
+/// after: whether a store can keep it is decided once, by the rule every
+/// store shares (a process id that is a name, a body of at most
+/// [`MAX_RECORD_BYTES`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
-    /// The process's id, new at each start (see [`Process`](crate::store::member::Process)).
-    pub process: String,
-    /// The process's record: a JSON object of at most [`MAX_REPORT_BYTES`]
-    /// (see [`Process`](crate::store::member::Process) for its fields).
-    pub body: String,
-    /// How long the record stays after the process's last fetch.
-    pub expires_after: Millis,
+pub struct Record {
+    process: String,
+    body: String,
+    expires_after: Millis,
 }
 
-/// The largest [`Report::body`] a store keeps.
-pub const MAX_REPORT_BYTES: usize = 4096;
+impl Record {
+    /// The record of the process `process` (its id, new at each start),
+    /// whose `body` is a JSON object (see
+    /// [`Process`](crate::store::member::Process) for its fields), kept for
+    /// `expires_after` ms after the process's last fetch.
+    ///
+    /// ```
+    /// let record = lockstep::store::driver::Record::new("p1", "{}", 60_000);
+    /// assert_eq!(record.process(), "p1");
+    /// ```
+    pub fn new(
+        process: impl Into<String>,
+        body: impl Into<String>,
+        expires_after: Millis,
+    ) -> Record {
+        Record {
+            process: process.into(),
+            body: body.into(),
+            expires_after,
+        }
+    }
+
+    /// The process's id, new at each start.
+    pub fn process(&self) -> &str {
+        &self.process
+    }
+
+    /// The record itself: a JSON object.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// How long the record stays after the process's last fetch (ms).
+    pub fn expires_after(&self) -> Millis {
+        self.expires_after
+    }
+}
+
+/// The largest [`Record::body`] a store keeps.
+pub const MAX_RECORD_BYTES: usize = 4096;
 
 /// The records of one registry's live processes, and the schemas of its
-/// builds, from [`Store::reports`](crate::store::contract::Store::reports).
+/// builds, from [`Store::records`](crate::store::contract::Store::records).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reports {
+pub struct Records {
     /// The store's clock when it answered, in ms since the Unix epoch.
     pub store_now: Millis,
     /// One per live process, in no particular order.
-    pub records: Vec<Reported>,
+    pub records: Vec<StoredRecord>,
     /// The schemas the store keeps for the registry's builds, by digest
     /// (see [`Store::publish_schema`](crate::store::contract::Store::publish_schema)), in no particular order; empty from a
     /// store that keeps only the latest.
@@ -182,15 +220,15 @@ pub struct Reports {
 
 /// One process's record, as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reported {
-    /// [`Report::process`].
+pub struct StoredRecord {
+    /// [`Record::process`].
     pub process: String,
     /// When the process last fetched, by the store's clock (ms).
     pub seen: Millis,
     /// The registry's revision that fetch served: the process holds every
     /// entry of that revision or older.
     pub revision: u64,
-    /// [`Report::body`].
+    /// [`Record::body`].
     pub body: String,
 }
 

@@ -6,16 +6,14 @@
 //! the user name, the host and the database stay readable:
 //!
 //! ```
-//! use lockstep::store::url::{StoreUrl, redact};
+//! use lockstep::store::{redact, scheme, scrub, secrets};
 //!
 //! assert_eq!(redact("postgres://app:Sl/ash@db:5432/orders"), "postgres://app:***@db:5432/orders");
 //! assert_eq!(redact("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
 //! assert_eq!(redact("redis:/u:pw@host"), "redis:/u:***@host");
-//! let url = StoreUrl::parse("redis://u:s%40cret@cache:6379/2");
-//! assert_eq!(url.scheme(), Some("redis"));
-//! assert_eq!(url.user(), Some("u"));
-//! assert_eq!(url.host(), "cache:6379");
-//! assert_eq!(url.scrub("auth failed for s@cret"), "auth failed for ***");
+//! let url = "redis://u:s%40cret@cache:6379/2";
+//! assert_eq!(scheme(url).as_deref(), Some("redis"));
+//! assert_eq!(scrub("auth failed for s@cret", &secrets(url)), "auth failed for ***");
 //! ```
 
 use std::ops::Range;
@@ -204,12 +202,6 @@ impl StoreUrl {
         found.dedup();
         found
     }
-
-    /// `message` (a driver's error, say) with every secret of this URL
-    /// replaced by `***`.
-    pub fn scrub(&self, message: &str) -> String {
-        scrub(message, &self.secrets())
-    }
 }
 
 impl std::fmt::Debug for StoreUrl {
@@ -229,6 +221,17 @@ impl std::fmt::Display for StoreUrl {
 /// `password=` query values (how `redis+unix://` URLs carry one).
 pub fn redact(url: &str) -> String {
     StoreUrl::parse(url).redacted()
+}
+
+/// The scheme of `url` as written (`redis`, `postgres`, `memory`…), or
+/// `None` if it has none (no `:`).
+///
+/// ```
+/// assert_eq!(lockstep::store::scheme("memory://docs"), Some("memory".to_owned()));
+/// assert_eq!(lockstep::store::scheme("web-1"), None);
+/// ```
+pub fn scheme(url: &str) -> Option<String> {
+    StoreUrl::parse(url).scheme().map(str::to_owned)
 }
 
 /// The secrets of `url`, as written and percent-decoded, longest first: what

@@ -27,30 +27,62 @@ pub const MAX_INSTANT: Millis = 253_402_300_799_999;
 pub const MAX_STEPS: usize = 1000;
 
 /// A write: one or more steps, each a set of field values for one instant.
-/// Made with [`Write::builder`]; stores read it.
+/// Made with [`Write::builder`], the one gate: a built write holds only
+/// names a store can keep, values within the size limit and instants it can
+/// write, and cannot be changed after; stores read it.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct Write {
+    namespace: String,
+    tick: Tick,
+    id: String,
+    by: String,
+    steps: Vec<Step>,
+}
+
+impl Write {
     /// The registry's namespace.
-    pub namespace: String,
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The registry's tick, which sets the horizon and the grid.
-    pub tick: Tick,
-    /// A unique id; a retried write with the same id takes effect once.
-    pub id: String,
+    pub fn tick(&self) -> Tick {
+        self.tick
+    }
+
+    /// A unique id: a retried write with the same id takes effect once.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Who writes, for history (e.g. `app pid 42 on web-1`, `cli root@ops`).
-    pub by: String,
-    /// The steps, each with its instant.
-    pub steps: Vec<Step>,
+    pub fn by(&self) -> &str {
+        &self.by
+    }
+
+    /// The steps, each with its instant, in the order they were built.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
 }
 
 /// Values of several fields that activate together.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct Step {
+    at: StepAt,
+    values: Vec<(String, String)>,
+}
+
+impl Step {
     /// When.
-    pub at: StepAt,
-    /// `(key, JSON text)` pairs.
-    pub values: Vec<(String, String)>,
+    pub fn at(&self) -> StepAt {
+        self.at
+    }
+
+    /// `(field, JSON text)` pairs, one a field.
+    pub fn values(&self) -> &[(String, String)] {
+        &self.values
+    }
 }
 
 /// When a [`Step`] activates.
@@ -111,9 +143,9 @@ impl Write {
     ///     .set("rollout", json!(50))
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(write.steps.len(), 2);
-    /// assert_eq!(write.steps[1].at, StepAt::Horizon { after: 10_000 });
-    /// assert_eq!(write.steps[1].values, [("rollout".to_owned(), "50".to_owned())]);
+    /// assert_eq!(write.steps().len(), 2);
+    /// assert_eq!(write.steps()[1].at(), StepAt::Horizon { after: 10_000 });
+    /// assert_eq!(write.steps()[1].values(), [("rollout".to_owned(), "50".to_owned())]);
     ///
     /// // What a store would refuse is refused here, before any store sees it.
     /// let huge = json!("x".repeat(lockstep::MAX_VALUE_BYTES));
@@ -150,7 +182,7 @@ pub struct WriteBuilder {
 impl WriteBuilder {
     fn current(&mut self) -> &mut Step {
         // `steps` always holds at least one step.
-        let last = self.write.steps.len() - 1;
+        let last = self.write.steps().len() - 1;
         &mut self.write.steps[last]
     }
 
@@ -173,14 +205,28 @@ impl WriteBuilder {
     /// against the published schema).
     pub fn set(self, key: impl Into<String>, value: serde_json::Value) -> Self {
         let text = value.to_string();
-        self.set_json(key.into(), text)
+        self.set_text(key, text)
     }
 
-    /// Sets `key` to `json`, JSON text already checked to be valid.
-    pub(crate) fn set_json(mut self, key: String, json: String) -> Self {
+    /// Sets `key` to the text `json` exactly as given, unchecked: for a tool
+    /// that holds a value already encoded (by another language's writer, a
+    /// file), and for tests that plant a value a registry cannot decode (it
+    /// rejects it for its field alone). The size limit holds as for
+    /// [`set`](WriteBuilder::set).
+    ///
+    /// ```
+    /// let tick = lockstep::Tick::from_secs(10).unwrap();
+    /// let write = lockstep::store::Write::builder("flags", tick)
+    ///     .set_text("rollout", "not json")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(write.steps()[0].values()[0].1, "not json");
+    /// ```
+    pub fn set_text(mut self, key: impl Into<String>, json: impl Into<String>) -> Self {
+        let (key, json) = (key.into(), json.into());
         if json.len() > MAX_VALUE_BYTES {
             let error = Error::InvalidValue {
-                namespace: self.write.namespace.clone(),
+                namespace: self.write.namespace().to_owned(),
                 key,
                 reason: format!(
                     "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
@@ -236,11 +282,11 @@ impl WriteBuilder {
     /// [`build`](WriteBuilder::build) ([`Error::NotWholeTicks`], naming the
     /// whole-tick spacings around it), as it could not land where asked.
     pub fn then_after(mut self, after: Duration) -> Self {
-        if let Some((below, above)) = self.write.tick.whole_ticks_around(after) {
+        if let Some((below, above)) = self.write.tick().whole_ticks_around(after) {
             let error = Error::NotWholeTicks {
-                namespace: self.write.namespace.clone(),
+                namespace: self.write.namespace().to_owned(),
                 after,
-                tick: self.write.tick,
+                tick: self.write.tick(),
                 below,
                 above,
             };
@@ -287,39 +333,40 @@ impl WriteBuilder {
             return Err(error);
         }
         let write = &mut self.write;
-        check_name("namespace", &write.namespace)?;
-        if write.steps.iter().any(|s| s.values.is_empty()) {
+        check_name("namespace", write.namespace())?;
+        check_name("write id", write.id())?;
+        if write.steps().iter().any(|s| s.values.is_empty()) {
             return Err(Error::EmptyWrite {
-                namespace: write.namespace.clone(),
+                namespace: write.namespace().to_owned(),
             });
         }
-        if write.steps.len() > MAX_STEPS {
+        if write.steps().len() > MAX_STEPS {
             return Err(Error::TooManySteps {
-                namespace: write.namespace.clone(),
-                steps: write.steps.len(),
+                namespace: write.namespace().to_owned(),
+                steps: write.steps().len(),
                 max: MAX_STEPS,
             });
         }
-        for step in &write.steps {
-            for (key, _) in &step.values {
+        for step in write.steps() {
+            for (key, _) in step.values() {
                 check_name("key", key)?;
             }
             // Where the step lands: its instant rounded up to a tick
             // boundary (the horizon is at most two ticks from now).
-            let latest = write.tick.ceil(match step.at {
+            let latest = write.tick().ceil(match step.at() {
                 StepAt::At(at) => at,
                 StepAt::Horizon { after } => crate::tick::now_millis()
-                    .saturating_add(2 * write.tick.as_millis())
+                    .saturating_add(2 * write.tick().as_millis())
                     .saturating_add(after),
             });
             if latest > MAX_INSTANT {
                 return Err(Error::TooLate {
-                    namespace: write.namespace.clone(),
+                    namespace: write.namespace().to_owned(),
                     latest: to_datetime(MAX_INSTANT),
                 });
             }
         }
-        if write.by.is_empty() {
+        if write.by().is_empty() {
             write.by = writer_name();
         }
         Ok(self.write)
@@ -358,20 +405,22 @@ fn host_name() -> String {
 /// refusing any before it. Stores whose transaction runs in Rust call it in
 /// the transaction; script-based stores do the same arithmetic in the store.
 pub fn resolve_instants(write: &Write, now: Millis) -> Result<Vec<Millis>, Error> {
-    let horizon = write.tick.horizon(now);
+    let horizon = write.tick().horizon(now);
     write
         .steps
         .iter()
-        .map(|step| match step.at {
-            StepAt::Horizon { after } => Ok(write.tick.ceil(horizon.saturating_add(after.max(0)))),
+        .map(|step| match step.at() {
+            StepAt::Horizon { after } => {
+                Ok(write.tick().ceil(horizon.saturating_add(after.max(0))))
+            }
             StepAt::At(at) => {
-                let at = write.tick.ceil(at);
+                let at = write.tick().ceil(at);
                 if at < horizon {
                     Err(Error::BeforeHorizon {
-                        namespace: write.namespace.clone(),
+                        namespace: write.namespace().to_owned(),
                         requested: to_datetime(at),
                         earliest: to_datetime(horizon),
-                        tick: write.tick,
+                        tick: write.tick(),
                     })
                 } else {
                     Ok(at)
@@ -440,11 +489,11 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            write.steps[0].values,
+            write.steps()[0].values,
             [("b".into(), "\"x\"".into()), ("a".into(), "2".into())]
         );
-        assert!(write.by.contains(" pid "), "{}", write.by);
-        assert_eq!(write.id.len(), 32);
+        assert!(write.by().contains(" pid "), "{}", write.by());
+        assert_eq!(write.id().len(), 32);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::store::fetch::Fetch;
 use crate::store::memory::MemoryStore;
-use crate::store::stored::Report;
-use crate::store::stored::Reported;
+use crate::store::stored::Record;
+use crate::store::stored::StoredRecord;
 use crate::store::write::Write;
 use crate::tick::Tick;
 
@@ -21,12 +21,12 @@ fn tick() -> Tick {
     Tick::from_secs(1).unwrap()
 }
 
-fn report_of(id: &str) -> Report {
-    Report {
-        process: id.to_owned(),
-        body: format!(r#"{{"id":"{id}","host":"h","pid":1,"program":"p"}}"#),
-        expires_after: 600_000,
-    }
+fn report_of(id: &str) -> Record {
+    Record::new(
+        id.to_owned(),
+        format!(r#"{{"id":"{id}","host":"h","pid":1,"program":"p"}}"#),
+        600_000,
+    )
 }
 
 /// What one step of the model does.
@@ -155,18 +155,18 @@ proptest! {
 fn roll<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
     extra: bool,
 ) -> crate::store::stored::StoredSchema {
-    let field = |key: &str, value_type: crate::ValueType| crate::schema::FieldSchema {
+    let field = |key: &str, value_type: crate::schema::ValueType| crate::schema::FieldSchema {
         key: key.into(),
         rust_type: value_type.to_string(),
         value_type: Some(value_type),
         default: 0.into(),
         doc: String::new(),
     };
-    let mut fields = vec![field("level", crate::ValueType::of::<T>())];
+    let mut fields = vec![field("level", crate::schema::ValueType::of::<T>())];
     if extra {
-        fields.push(field("extra", crate::ValueType::of::<u32>()));
+        fields.push(field("extra", crate::schema::ValueType::of::<u32>()));
     }
-    crate::store::StoredSchema::of(&crate::Schema {
+    crate::store::StoredSchema::of(&crate::schema::Schema {
         namespace: "roll".into(),
         tick_secs: 1,
         fields,
@@ -176,7 +176,7 @@ fn roll<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
 #[test]
 fn a_process_holds_an_entry_only_if_its_build_decodes_it_and_it_did_not_refuse_it() {
     let (v1, v2) = (roll::<u8>(false), roll::<u32>(true));
-    let record = |id: &str, digest: Option<&str>, revision: u64, refused: &str| Reported {
+    let record = |id: &str, digest: Option<&str>, revision: u64, refused: &str| StoredRecord {
         process: id.into(),
         seen: 0,
         revision,
@@ -209,7 +209,7 @@ fn a_process_holds_an_entry_only_if_its_build_decodes_it_and_it_did_not_refuse_i
         .into(),
         ..Fetched::default()
     };
-    let reports = Reports {
+    let reports = Records {
         store_now: 0,
         records: vec![
             record("old", Some(v1.digest()), 5, "[]"),
@@ -299,7 +299,7 @@ fn a_schema_changed_in_the_store_is_not_trusted() {
 
 #[test]
 fn an_unreadable_record_still_counts_under_its_id() {
-    let process = record_process(Reported {
+    let process = record_process(StoredRecord {
         process: "odd".into(),
         seen: 1_000,
         revision: 2,
@@ -338,7 +338,7 @@ fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is
         ]),
         ..Fetched::default()
     };
-    let record = |id: &str, seen: Millis, revision: u64, tick_ms: i64| Reported {
+    let record = |id: &str, seen: Millis, revision: u64, tick_ms: i64| StoredRecord {
         process: id.into(),
         seen,
         revision,
@@ -361,7 +361,7 @@ fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is
         "ns",
         None,
         &fetched,
-        Reports {
+        Records {
             store_now: 3_400,
             records,
             schemas: Vec::new(),
@@ -385,7 +385,7 @@ fn a_process_served_an_older_revision_than_was_written_a_fetch_timeout_before_is
 
 #[test]
 fn records_that_outlive_the_expiry_rule_are_ignored() {
-    let record = |id: &str, seen: Millis| Reported {
+    let record = |id: &str, seen: Millis| StoredRecord {
         process: id.into(),
         seen,
         revision: 1,
@@ -402,7 +402,7 @@ fn records_that_outlive_the_expiry_rule_are_ignored() {
         record("clocks a little apart", now + 250),
         record("from the future", now + 251),
     ];
-    let reports = || Reports {
+    let reports = || Records {
         store_now: now,
         records: records.clone(),
         schemas: Vec::new(),

@@ -13,7 +13,7 @@ use super::reply::{self, Recorded};
 use super::{MAX_ENVELOPE_BYTES, RedisStore, errors, fleet, scripts};
 use crate::error::Error;
 use crate::store::fetch::{Fetch, Fetched};
-use crate::store::stored::{FETCH_BUDGET_BYTES, Report, check_name};
+use crate::store::stored::{FETCH_BUDGET_BYTES, Record, check_name};
 
 impl RedisStore {
     /// One fetch, as [`Store::fetch_with`](super::Store::fetch_with) asks:
@@ -21,7 +21,7 @@ impl RedisStore {
     /// with its record apart, or read-only.
     pub(super) async fn fetch_one(&self, fetch: Fetch<'_>) -> Result<Fetched, Error> {
         let (namespace, keys) = (fetch.namespace(), fetch.keys());
-        let report = fetch.report();
+        let report = fetch.record();
         check_name("namespace", namespace)?;
         if let Some(replicas) = &self.replicas {
             return self.fetch_replicated(replicas, fetch).await;
@@ -63,7 +63,7 @@ impl RedisStore {
         fetch: Fetch<'_>,
     ) -> Result<Fetched, Error> {
         let (namespace, keys) = (fetch.namespace(), fetch.keys());
-        let report = fetch.report();
+        let report = fetch.record();
         let redis_keys = [meta_key(namespace)];
         let args = fetch_args(&fetch, None);
         let script = &self.scripts.fetch;
@@ -108,7 +108,7 @@ impl RedisStore {
     }
 
     /// Keeps `report` on the primary, with the revision a replica served.
-    async fn record(&self, namespace: &str, report: &Report, revision: u64) {
+    async fn record(&self, namespace: &str, report: &Record, revision: u64) {
         let (keys, args) = record_call(namespace, report, Some(revision));
         match self.send(&self.scripts.record, &keys, &args, true).await {
             Ok(answer) => self.recorded(namespace, answer),
@@ -151,7 +151,7 @@ impl RedisStore {
         &self,
         namespace: &str,
         fetch_args: &[String],
-        report: &Report,
+        report: &Record,
     ) -> Result<Value, Error> {
         let (record_keys, record_args) = record_call(namespace, report, None);
         let meta = [meta_key(namespace)];
@@ -175,7 +175,7 @@ impl RedisStore {
     async fn fetch_and_report(
         &self,
         fetch: &Fetch<'_>,
-        report: &Report,
+        report: &Record,
     ) -> Result<Option<Value>, Error> {
         let namespace = fetch.namespace();
         let redis_keys = [
@@ -213,7 +213,7 @@ impl RedisStore {
 /// arguments; the schema the fetching build publishes, as
 /// `<digest>:<length>`, or an empty text; last, the prefix of the fields'
 /// hash keys.
-fn fetch_args(fetch: &Fetch<'_>, report: Option<&Report>) -> Vec<String> {
+fn fetch_args(fetch: &Fetch<'_>, report: Option<&Record>) -> Vec<String> {
     let mut args = vec![
         format!("{MAX_ENVELOPE_BYTES}:{FETCH_BUDGET_BYTES}"),
         serde_json::to_string(fetch.keys()).unwrap_or_else(|_| "[]".to_owned()),
@@ -240,7 +240,7 @@ fn fetch_args(fetch: &Fetch<'_>, report: Option<&Report>) -> Vec<String> {
 /// when it runs.
 fn record_call(
     namespace: &str,
-    report: &Report,
+    report: &Record,
     revision: Option<u64>,
 ) -> ([String; 2], Vec<String>) {
     let keys = [fleet_key(namespace), fleet_expiry_key(namespace)];

@@ -11,7 +11,7 @@
 //!
 //! A server may refuse to keep a record: a read-only ACL user, a replica, a
 //! server refusing writes (`MISCONF`, `NOREPLICAS`), a fleet key of the
-//! wrong type, a body over [`MAX_REPORT_BYTES`]. The fetch is served all
+//! wrong type, a body over [`MAX_RECORD_BYTES`]. The fetch is served all
 //! the same (by the read-only script when the server refused the reporting
 //! one whole, which costs that one fetch a second round trip), as every
 //! store's [`Reporting`](crate::store::reporting) rule has it.
@@ -22,7 +22,7 @@ use redis::{RedisError, Value};
 use serde::Deserialize;
 
 use super::reply::text;
-use crate::store::stored::{MAX_REPORT_BYTES, Report, Reported, Reports, StoredSchema};
+use crate::store::stored::{MAX_RECORD_BYTES, Record, Records, StoredRecord, StoredSchema};
 use crate::tick::Millis;
 
 /// How many expired records a fetch deletes at most.
@@ -78,19 +78,19 @@ pub(super) fn refused_for_keys(e: &RedisError) -> bool {
 }
 
 /// The arguments `report.lua` reads after `fetch.lua`'s (`ARGV[3..]`).
-pub(super) fn args(report: &Report) -> [String; 5] {
+pub(super) fn args(report: &Record) -> [String; 5] {
     [
-        report.process.clone(),
-        report.body.clone(),
-        report.expires_after.clamp(0, LONGEST).to_string(),
-        MAX_REPORT_BYTES.to_string(),
+        report.process().to_owned(),
+        report.body().to_owned(),
+        report.expires_after().clamp(0, LONGEST).to_string(),
+        MAX_RECORD_BYTES.to_string(),
         SWEEP.to_string(),
     ]
 }
 
-/// A record as `report.lua` keeps it.
 #[derive(Deserialize)]
-struct Record {
+/// A record as `report.lua` keeps it.
+struct Kept {
     seen: Millis,
     revision: u64,
     body: String,
@@ -98,7 +98,7 @@ struct Record {
 
 /// The reply of `reports.lua`, or `None` if it is not one. A record that
 /// does not read as one (written by something else) is left out.
-pub(super) fn reports(reply: Value) -> Option<Reports> {
+pub(super) fn records(reply: Value) -> Option<Records> {
     let Value::Array(items) = reply else {
         return None;
     };
@@ -120,8 +120,8 @@ pub(super) fn reports(reply: Value) -> Option<Reports> {
         .chunks(2)
         .filter_map(|pair| {
             let process = text(pair.first()?)?;
-            let record: Record = serde_json::from_str(&text(pair.get(1)?)?).ok()?;
-            Some(Reported {
+            let record: Kept = serde_json::from_str(&text(pair.get(1)?)?).ok()?;
+            Some(StoredRecord {
                 process,
                 seen: record.seen,
                 revision: record.revision,
@@ -129,7 +129,7 @@ pub(super) fn reports(reply: Value) -> Option<Reports> {
             })
         })
         .collect();
-    Some(Reports {
+    Some(Records {
         store_now: secs * 1000 + micros / 1000,
         records,
         schemas,
@@ -155,11 +155,11 @@ mod tests {
             bulk("p2"),
             bulk("not a record"),
         ]);
-        let reports = reports(reply).unwrap();
+        let reports = records(reply).unwrap();
         assert_eq!(reports.store_now, 1_700_000_000_250);
         assert_eq!(
             reports.records,
-            [Reported {
+            [StoredRecord {
                 process: "p1".to_owned(),
                 seen: 1_700_000_000_100,
                 revision: 3,

@@ -76,7 +76,7 @@ use crate::schema::Schema;
 use crate::store::contract::BoxFuture;
 use crate::store::fetch::{Fetch, Fetched};
 use crate::store::stored::{
-    HISTORY, MAX_PENDING_BYTES, Reports, SCHEMA_KEPT, SMALL_WRITE_BYTES, StoredEntry, StoredSchema,
+    HISTORY, MAX_PENDING_BYTES, Records, SCHEMA_KEPT, SMALL_WRITE_BYTES, StoredEntry, StoredSchema,
     check_name,
 };
 use crate::store::url::redact;
@@ -240,19 +240,17 @@ fn no_such_entry(namespace: &str, key: &str, at: Millis) -> Error {
     }
 }
 
-/// Refuses what the store could not keep whole: a write id the key layout
-/// cannot hold, a writer name too long for the envelope's allowance.
+/// Refuses what the store could not keep whole: a writer name too long for
+/// the envelope's allowance (the write's builder checked its names).
 fn check_write(write: &Write) -> Result<(), Error> {
-    check_name("namespace", &write.namespace)?;
-    check_name("write id", &write.id)?;
-    if write.by.len() > MAX_WRITER_BYTES {
-        let key = write.steps.iter().flat_map(|s| &s.values).next();
+    if write.by().len() > MAX_WRITER_BYTES {
+        let key = write.steps().iter().flat_map(|s| s.values()).next();
         return Err(Error::InvalidValue {
-            namespace: write.namespace.clone(),
+            namespace: write.namespace().to_owned(),
             key: key.map(|(k, _)| k.clone()).unwrap_or_default(),
             reason: format!(
                 "the writer name (`by`) is {} bytes; at most {MAX_WRITER_BYTES} are kept",
-                write.by.len()
+                write.by().len()
             ),
         });
     }
@@ -264,7 +262,7 @@ impl crate::store::contract::Store for RedisStore {
         Box::pin(self.fetch_one(fetch))
     }
 
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+    fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             let keys = [
@@ -275,20 +273,19 @@ impl crate::store::contract::Store for RedisStore {
             let reply = self
                 .run(&self.scripts.reports, &keys, &[], true, |_| None)
                 .await?;
-            fleet::reports(reply).ok_or_else(|| self.garbled("a read of the fleet"))
+            fleet::records(reply).ok_or_else(|| self.garbled("a read of the fleet"))
         })
     }
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
         Box::pin(async move {
-            let namespace = write.namespace.as_str();
+            let namespace = write.namespace();
             check_write(write)?;
             let mut field_keys: Vec<&str> = Vec::new();
             let mut steps = Vec::new();
-            for step in &write.steps {
+            for step in write.steps() {
                 let mut values = Vec::new();
-                for (k, json) in &step.values {
-                    check_name("key", k)?;
+                for (k, json) in step.values() {
                     let index = match field_keys.iter().position(|f| f == k) {
                         Some(i) => i,
                         None => {
@@ -299,27 +296,27 @@ impl crate::store::contract::Store for RedisStore {
                     // KEYS[1] is meta, KEYS[2] the write id; fields from 3 (Lua is 1-based).
                     values.push(serde_json::json!([index + 3, json]));
                 }
-                steps.push(match step.at {
+                steps.push(match step.at() {
                     StepAt::Horizon { after } => serde_json::json!({"h": after, "v": values}),
                     StepAt::At(at) => serde_json::json!({"a": at, "v": values}),
                 });
             }
-            let mut keys = vec![meta_key(namespace), write_key(namespace, &write.id)];
+            let mut keys = vec![meta_key(namespace), write_key(namespace, write.id())];
             keys.extend(field_keys.iter().map(|k| field_key(namespace, k)));
             let args = [
-                write.tick.as_millis().to_string(),
-                margin(write.tick).to_string(),
+                write.tick().as_millis().to_string(),
+                margin(write.tick()).to_string(),
                 HISTORY.to_string(),
                 crate::store::write::new_write_id(),
                 serde_json::Value::Array(steps).to_string(),
-                write.id.clone(),
-                write.by.clone(),
+                write.id().to_owned(),
+                write.by().to_owned(),
                 MAX_VALUE_BYTES.to_string(),
                 MAX_PENDING_BYTES.to_string(),
                 SMALL_WRITE_BYTES.to_string(),
             ];
             // The write's id makes a retried write take effect once.
-            let refusal = self.refusal(namespace, write.tick);
+            let refusal = self.refusal(namespace, write.tick());
             let script = &self.scripts.commit;
             let (reply, connection) = match &self.replicas {
                 None => (self.run(script, &keys, &args, true, refusal).await?, None),
@@ -352,7 +349,7 @@ impl crate::store::contract::Store for RedisStore {
             if let (Some(replicas), Some(mut connection)) = (&self.replicas, connection) {
                 let first = committed.instants.iter().copied().min().unwrap_or(0);
                 committed.lagging = replicas
-                    .wait(&mut connection, &self.shown, write.tick, first)
+                    .wait(&mut connection, &self.shown, write.tick(), first)
                     .await;
             }
             Ok(committed)

@@ -10,13 +10,13 @@ use super::link::Failure;
 use crate::error::Error;
 use crate::store::fetch::{Fetched, Held};
 use crate::store::stored::{
-    FETCH_BUDGET_BYTES, HISTORY, Report, Reports, SCHEMA_KEPT, StoredEntry, StoredSchema,
-    check_cancel, check_name,
+    FETCH_BUDGET_BYTES, HISTORY, Record, Records, SCHEMA_KEPT, StoredEntry, StoredSchema,
+    check_cancel,
 };
 use crate::store::write::{Committed, Write, resolve_instants};
 use crate::tick::{Millis, Tick};
 use crate::value::MAX_VALUE_BYTES;
-use rows::{Written, assemble, assemble_reports, revision_of, stored};
+use rows::{Written, assemble, assemble_records, revision_of, stored};
 
 /// How long the database keeps a write's id, so a retry takes effect once:
 /// a day, as in Redis.
@@ -51,7 +51,7 @@ const ENTRY_KINDS: &[Kind] = &[
     Kind::Text,
     Kind::Int,
 ];
-const REPORT_KINDS: &[Kind] = &[
+const RECORD_KINDS: &[Kind] = &[
     Kind::Text,
     Kind::Int,
     Kind::Int,
@@ -79,7 +79,7 @@ pub(crate) struct Values<'a> {
     pub by: &'a str,
     pub entry: Option<&'a NewEntry<'a>>,
     pub entries: &'a [NewEntry<'a>],
-    pub report: Option<&'a Report>,
+    pub report: Option<&'a Record>,
     pub held: Option<&'a Held>,
 }
 
@@ -121,9 +121,9 @@ impl<'a> Values<'a> {
                 None => Arg::Texts(self.entries.iter().map(|e| e.value).collect()),
             },
             Param::Written => Arg::Written(self.entries.iter().map(|e| (e.field, e.at)).collect()),
-            Param::Process => Arg::Text(self.report.map_or("", |r| r.process.as_str())),
-            Param::Body => Arg::Text(self.report.map_or("", |r| r.body.as_str())),
-            Param::ExpiresAfter => Arg::Int(self.report.map_or(0, |r| r.expires_after)),
+            Param::Process => Arg::Text(self.report.map_or("", |r| r.process())),
+            Param::Body => Arg::Text(self.report.map_or("", |r| r.body())),
+            Param::ExpiresAfter => Arg::Int(self.report.map_or(0, |r| r.expires_after())),
             Param::Sweep => Arg::Int(SWEEP),
             Param::HeldEpoch => Arg::Text(self.held.map_or("", |h| h.epoch.as_str())),
             // A revision beyond i64 is none the database can hold.
@@ -180,7 +180,7 @@ pub(crate) async fn fetch<D: Dialect>(
     c: &mut D::Conn,
     namespace: &str,
     keys: &[&str],
-    report: Option<&Report>,
+    report: Option<&Record>,
     held: Option<&Held>,
     schema: Option<&StoredSchema>,
 ) -> Result<Fetched, Failure> {
@@ -208,16 +208,16 @@ pub(crate) async fn fetch<D: Dialect>(
 
 /// The live records of `namespace`, by the database's clock, and the
 /// schemas of its builds: one statement.
-pub(crate) async fn reports<D: Dialect>(
+pub(crate) async fn records<D: Dialect>(
     c: &mut D::Conn,
     namespace: &str,
-) -> Result<Reports, Failure> {
+) -> Result<Records, Failure> {
     let values = Values {
         namespace,
         ..Values::default()
     };
-    let out = run::<D>(c, &D::SQL.reports, &values, REPORT_KINDS).await?;
-    assemble_reports(out.rows)
+    let out = run::<D>(c, &D::SQL.records, &values, RECORD_KINDS).await?;
+    assemble_records(out.rows)
 }
 
 /// Publishes `schema` of `namespace`: the dialect's statements in turn, in
@@ -252,11 +252,11 @@ pub(crate) async fn commit<D: Dialect>(
     let keys = written_keys(write);
     let epoch = crate::store::write::new_write_id();
     let mut values = Values {
-        namespace: &write.namespace,
+        namespace: write.namespace(),
         keys: &keys,
         epoch: &epoch,
-        id: &write.id,
-        by: &write.by,
+        id: write.id(),
+        by: write.by(),
         keep: (HISTORY + 1) as i64,
         ..Values::default()
     };
@@ -300,7 +300,7 @@ pub(crate) async fn commit<D: Dialect>(
             run::<D>(&mut tx, stmt, &record, &[]).await?;
         }
         let end = clock::<D>(&mut tx, last, &record).await?;
-        if instants.iter().any(|&at| at < write.tick.horizon(end)) {
+        if instants.iter().any(|&at| at < write.tick().horizon(end)) {
             tx.rollback().await?;
             continue;
         }
@@ -486,33 +486,11 @@ pub(crate) async fn purge<D: Dialect>(
     .map(|_| ())
 }
 
-/// Refuses names the layout would take but lockstep does not allow, and
-/// values over the size limit, as the other stores do.
-pub(crate) fn check_write(write: &Write) -> Result<(), Error> {
-    check_name("namespace", &write.namespace)?;
-    for step in &write.steps {
-        for (key, value) in &step.values {
-            check_name("key", key)?;
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(Error::InvalidValue {
-                    namespace: write.namespace.clone(),
-                    key: key.clone(),
-                    reason: format!(
-                        "it is {} bytes of JSON; values are at most {MAX_VALUE_BYTES} bytes",
-                        value.len()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The keys a write touches, each once.
 fn written_keys(write: &Write) -> Vec<&str> {
     let mut keys: Vec<&str> = Vec::new();
-    for step in &write.steps {
-        for (key, _) in &step.values {
+    for step in write.steps() {
+        for (key, _) in step.values() {
             if !keys.contains(&key.as_str()) {
                 keys.push(key);
             }
@@ -527,8 +505,8 @@ fn written_keys(write: &Write) -> Vec<&str> {
 fn last_write_wins<'a>(write: &'a Write, instants: &[Millis]) -> Vec<NewEntry<'a>> {
     let mut slots: BTreeMap<(&str, Millis), usize> = BTreeMap::new();
     let mut entries: Vec<NewEntry<'a>> = Vec::new();
-    for (step, &at) in write.steps.iter().zip(instants) {
-        for (field, value) in &step.values {
+    for (step, &at) in write.steps().iter().zip(instants) {
+        for (field, value) in step.values() {
             let entry = NewEntry { field, at, value };
             match slots.get(&(field.as_str(), at)) {
                 Some(&i) => entries[i] = entry,

@@ -10,7 +10,7 @@ use sqlx::query::Query;
 use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 /// Which file a connection reads, where a store can tell: device and inode.
-pub type Identity = Option<(u64, u64)>;
+pub type FileId = Option<(u64, u64)>;
 
 /// A value a statement takes, named by what it means; each dialect lists,
 /// per statement, the parameters in the order its placeholders bind them
@@ -147,7 +147,7 @@ pub struct Statements {
     /// clock in ms, and `NULL` (one row with a `NULL` process when there are
     /// no records), `UNION ALL` one row per schema of `lockstep_schemas`:
     /// `NULL`, `published`, `NULL`, its JSON, `NULL`, its digest.
-    pub reports: Stmt,
+    pub records: Stmt,
     /// Takes the registry's write lock, creating its epoch if it has none,
     /// and advances its revision (undone with the transaction when the call
     /// is refused).
@@ -323,7 +323,7 @@ pub trait Dialect: Send + Sync + 'static {
     /// What the file a new connection would open is now, for a store that
     /// can tell (SQLite: device and inode of the path); a connection opened
     /// when it was something else no longer reads the store the URL names.
-    fn identity(&self) -> Identity {
+    fn file_id(&self) -> FileId {
         None
     }
 

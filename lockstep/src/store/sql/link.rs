@@ -19,7 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::dialect::{Class, Dialect, Identity};
+use super::dialect::{Class, Dialect, FileId};
 use crate::error::Error;
 use crate::store::contract::BoxFuture;
 use crate::store::url::{redact, scrub, secrets};
@@ -53,7 +53,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Link<D: Dialect> {
     dialect: D,
     /// Idle connections, and what the store's file was when each opened.
-    idle: Mutex<Vec<(D::Conn, Identity)>>,
+    idle: Mutex<Vec<(D::Conn, FileId)>>,
     shown: Arc<str>,
     secrets: Vec<String>,
 }
@@ -85,7 +85,7 @@ impl<D: Dialect> Link<D> {
     ) -> Result<T, Error> {
         let mut retry = retry;
         loop {
-            let identity = self.dialect.identity();
+            let identity = self.dialect.file_id();
             let idle = {
                 let mut idle = self.lock();
                 if idle.last().is_some_and(|(_, was)| *was != identity) {
@@ -101,7 +101,7 @@ impl<D: Dialect> Link<D> {
                 Some((conn, _)) => (conn, identity),
                 // What the file is once this connection opened (it may have
                 // created it).
-                None => (self.connect().await?, self.dialect.identity()),
+                None => (self.connect().await?, self.dialect.file_id()),
             };
             let Ok((conn, result)) = tokio::time::timeout(CALL_TIMEOUT, op(conn)).await else {
                 return Err(self.store_error(format!(
@@ -149,14 +149,14 @@ impl<D: Dialect> Link<D> {
         }
     }
 
-    fn give_back(&self, conn: D::Conn, identity: Identity) {
+    fn give_back(&self, conn: D::Conn, identity: FileId) {
         let mut idle = self.lock();
         if idle.len() < IDLE {
             idle.push((conn, identity));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(D::Conn, Identity)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(D::Conn, FileId)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 

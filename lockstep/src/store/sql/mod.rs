@@ -100,7 +100,7 @@ use crate::error::Error;
 use crate::schema::Schema;
 use crate::store::contract::{BoxFuture, Store};
 use crate::store::fetch::{Fetch, Fetched};
-use crate::store::stored::{Reports, StoredEntry, StoredSchema, check_name};
+use crate::store::stored::{Records, StoredEntry, StoredSchema, check_name};
 use crate::store::write::{Committed, Write};
 use crate::tick::{Millis, Tick};
 
@@ -170,7 +170,7 @@ impl<D: Dialect> Store for SqlStore<D> {
         Box::pin(async move {
             let (namespace, keys, held) = (fetch.namespace(), fetch.keys(), fetch.held());
             let schema = fetch.schema();
-            let report = fetch.report();
+            let report = fetch.record();
             check_name("namespace", namespace)?;
             let report = self.reporting.send(namespace, report);
             // A fetch only reads, and its record replaces the process's
@@ -203,13 +203,13 @@ impl<D: Dialect> Store for SqlStore<D> {
         })
     }
 
-    fn reports<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Reports, Error>> {
+    fn records<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Records, Error>> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             self.link
                 .call(true, |mut c| {
                     Box::pin(async move {
-                        let result = calls::reports::<D>(&mut c, namespace).await;
+                        let result = calls::records::<D>(&mut c, namespace).await;
                         (c, result)
                     })
                 })
@@ -219,7 +219,6 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     fn commit<'a>(&'a self, write: &'a Write) -> BoxFuture<'a, Result<Committed, Error>> {
         Box::pin(async move {
-            calls::check_write(write)?;
             // The write id makes a commit sent again take effect once.
             self.link
                 .call(true, |mut c| {

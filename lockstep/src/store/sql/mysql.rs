@@ -197,7 +197,7 @@ const SQL: Statements = Statements {
         },
         FETCH,
     ],
-    reports: Stmt {
+    records: Stmt {
         sql: concat!(
             "SELECT CONVERT(r.process USING utf8mb4), r.seen, r.revision, r.body, clock.now, ",
             "NULL AS digest FROM (SELECT ",

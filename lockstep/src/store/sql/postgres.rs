@@ -226,7 +226,7 @@ const SQL: Statements = Statements {
             Budget,
         ],
     }],
-    reports: Stmt {
+    records: Stmt {
         sql: concat!(
             "SELECT r.process, r.seen, r.revision, r.body, clock.now, NULL::text AS digest ",
             "FROM (SELECT ",

@@ -19,7 +19,7 @@ use sqlx::{Connection, Sqlite as Lite};
 
 use super::SqlStore;
 use super::dialect::{
-    Arg, Class, Dialect, Identity, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt,
+    Arg, Class, Dialect, FileId, Kind, Out, Param::*, REVISIONED, SqlxQuery, Statements, Stmt,
     Upsert, add_revision, bind_scalar, common_class, in_turn, json_keys, json_written, run_with,
     standard,
 };
@@ -265,7 +265,7 @@ const SQL: Statements = Statements {
         },
         FETCH,
     ],
-    reports: Stmt {
+    records: Stmt {
         sql: concat!(
             "SELECT r.process, r.seen, r.revision, r.body, clock.now, NULL AS digest ",
             "FROM (SELECT ",
@@ -520,7 +520,7 @@ impl Dialect for Sqlite {
         }
     }
 
-    fn identity(&self) -> Identity {
+    fn file_id(&self) -> FileId {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(self.options.get_filename()).ok()?;
         Some((meta.dev(), meta.ino()))

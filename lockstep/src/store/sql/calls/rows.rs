@@ -1,22 +1,22 @@
 //! What the database's rows say: a fetch's rows as a [`Fetched`], the
-//! records' and schemas' rows as [`Reports`], one stored entry as a
+//! records' and schemas' rows as [`Records`], one stored entry as a
 //! [`StoredEntry`].
 
 use super::super::dialect::Cell;
 use super::super::link::Failure;
 use crate::store::fetch::Fetched;
 use crate::store::stored::{
-    Epoch, Origin, Reported, Reports, StoredEntry, StoredSchema, not_fetched,
+    Epoch, Origin, Records, StoredEntry, StoredRecord, StoredSchema, not_fetched,
 };
 use crate::tick::Millis;
 use crate::value::MAX_VALUE_BYTES;
 
 /// The rows of [`Statements::reports`](super::super::dialect::Statements::reports)
-/// as [`Reports`]: a schema's row has a digest, the others are the clock's
+/// as [`Records`]: a schema's row has a digest, the others are the clock's
 /// and the records'.
-pub(super) fn assemble_reports(rows: Vec<Vec<Cell>>) -> Result<Reports, Failure> {
+pub(super) fn assemble_records(rows: Vec<Vec<Cell>>) -> Result<Records, Failure> {
     let no_clock = || Failure::Store("the database did not say its time".to_owned());
-    let mut reports = Reports::default();
+    let mut reports = Records::default();
     let mut clock = None;
     for row in rows {
         let Ok::<[Cell; 6], _>([process, seen, revision, body, now, digest]) = row.try_into()
@@ -32,7 +32,7 @@ pub(super) fn assemble_reports(rows: Vec<Vec<Cell>>) -> Result<Reports, Failure>
         }
         clock = Some(now.int().ok_or_else(no_clock)?);
         if let Some(process) = process.text() {
-            reports.records.push(Reported {
+            reports.records.push(StoredRecord {
                 process,
                 seen: seen.int().unwrap_or_default(),
                 revision: revision_of(&revision),

@@ -152,7 +152,7 @@ fn rows_become_reports_and_schemas() {
             t(Some(digest)),
         ]
     };
-    let reports = assemble_reports(vec![
+    let reports = assemble_records(vec![
         schema("00000000000000aa", r#"{"a":1}"#),
         record(Some("p1"), 1_000),
         record(Some("p2"), 1_000),
@@ -168,8 +168,8 @@ fn rows_become_reports_and_schemas() {
         [StoredSchema::stored("00000000000000aa", r#"{"a":1}"#)]
     );
     // No record: the clock row alone.
-    let empty = assemble_reports(vec![record(None, 7)]).ok().unwrap();
+    let empty = assemble_records(vec![record(None, 7)]).ok().unwrap();
     assert_eq!((empty.store_now, empty.records.len()), (7, 0));
     // Schemas without the clock row are no answer.
-    assert!(assemble_reports(vec![schema("x", "{}")]).is_err());
+    assert!(assemble_records(vec![schema("x", "{}")]).is_err());
 }

@@ -1,4 +1,4 @@
-//! Describing a serde type as a [`ValueType`]: serde-reflection traces its
+//! Tracing a serde type into a [`ValueType`]: serde-reflection traces its
 //! `Deserialize` implementation, pass after pass, through a guard
 //! ([`guard`](super::guard)) that bounds the nesting, marks where a
 //! `Percent` is read and lets an [`Explorer`] pick the enum variants each
@@ -25,7 +25,7 @@ use super::guard::Guarded;
 const MAX_PASSES: usize = 1024;
 
 /// What JSON values a `T` accepts: see [`ValueType::of`].
-pub fn describe<T: Serialize + DeserializeOwned + 'static>() -> ValueType {
+pub(crate) fn traced<T: Serialize + DeserializeOwned + 'static>() -> ValueType {
     let Some((described, samples)) = trace::<T>() else {
         return ValueType::Any;
     };
