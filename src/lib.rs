@@ -15,7 +15,8 @@
 //!   helper binary in a process of its own, that lives until its test ends
 //!   it or ends;
 //! - [`writes`]: [`entries_write`], [`raw_write`] and [`raw_builder`], the writes tests plant;
-//!   [`sample_report`], a typical process's fleet report;
+//!   [`sample_record`], a typical process's fleet record;
+//! - [`clock`]: [`manual_clock`], the manual clock tests start from;
 //! - [`browser`]: [`Console`], `lockstep console` in a process of its
 //!   own, [`Chromedriver`], a headless chromium to drive, and [`http`], one
 //!   plain HTTP request;
@@ -30,6 +31,7 @@
 
 pub mod browser;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod forwarding;
 pub mod hammer;
@@ -44,6 +46,7 @@ pub mod writes;
 
 pub use browser::{Chromedriver, Console, http};
 pub use cli::{CliRun, cli_binary, fleet_view, run_cli};
+pub use clock::manual_clock;
 pub use cluster::RedisCluster;
 pub use forwarding::Forwarding;
 pub use hammer::{Hammer, Seen, Switched, assert_all_switched_within_5_ms, check, ms_after};
@@ -53,7 +56,7 @@ pub use proxy::Proxy;
 pub use replicas::RedisReplicas;
 pub use server::{RedisServer, documented_reader};
 pub use wait::{PATIENCE, wait_for, wait_for_async, wait_for_switch};
-pub use writes::{entries_write, raw_builder, raw_write, sample_report};
+pub use writes::{entries_write, raw_builder, raw_write, sample_record};
 
 /// A free loopback port (the SQL helpers' servers use it too).
 pub(crate) use server::free_port;

@@ -62,7 +62,7 @@ pub fn raw_builder(
 /// The fleet report a typical process sends with its fetch (a body of
 /// about 270 bytes, kept for 30 s), as the benchmarks that price
 /// reporting send it.
-pub fn sample_report() -> lockstep::store::driver::Record {
+pub fn sample_record() -> lockstep::store::driver::Record {
     let body = serde_json::json!({
         "id": "0123456789abcdef", "host": "web-17.example.internal", "pid": 48213,
         "program": "checkout-service", "version": "0.1.0", "started": 1_767_225_600_000_i64,

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Once};
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use lockstep::lockstep;
 use lockstep::store::MemoryStore;
 use lockstep::store::{Store, Write};
-use lockstep::{ManualClock, lockstep};
 use lockstep_suite::RedisServer;
+use lockstep_suite::manual_clock;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
 
@@ -104,10 +104,6 @@ fn histogram(seen: &HashMap<(String, String), Seen>, name: &str, namespace: &str
     }
 }
 
-fn clock() -> ManualClock {
-    ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap())
-}
-
 #[lockstep(tick = "1m", backend = "memory")]
 struct Fetched {
     level: u8,
@@ -116,12 +112,12 @@ struct Fetched {
 #[tokio::test]
 async fn a_successful_fetch_and_a_flip_on_time_are_counted() {
     install();
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     FETCHED
         .builder()
         .store(store)
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -170,11 +166,11 @@ struct Late {
 #[tokio::test]
 async fn a_late_flip_and_a_rejected_value_are_counted() {
     install();
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     LATE.builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -208,11 +204,11 @@ struct Failing {
 async fn a_failed_fetch_is_counted_with_the_age_of_the_last_good_one() {
     install();
     let mut server = RedisServer::start();
-    let clock = clock();
+    let clock = manual_clock();
     FAILING
         .builder()
         .url(server.url())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();

@@ -8,10 +8,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use lockstep::lockstep;
 use lockstep::store::MemoryStore;
-use lockstep::{ManualClock, lockstep};
 use lockstep_suite::RedisServer;
+use lockstep_suite::manual_clock;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Everything every `tracing` event of this process writes.
@@ -64,10 +64,6 @@ fn find<'a>(lines: &'a [String], all: &[&str]) -> Option<&'a String> {
         .find(|l| all.iter().all(|part| l.contains(part)))
 }
 
-fn clock() -> ManualClock {
-    ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap())
-}
-
 #[lockstep(tick = "1h", backend = "redis")]
 struct Outage {
     level: u8,
@@ -77,11 +73,11 @@ struct Outage {
 async fn fetches_are_spans_with_their_outcome_and_an_outage_ends_with_recovered() {
     logs();
     let mut server = RedisServer::start();
-    let clock = clock();
+    let clock = manual_clock();
     OUTAGE
         .builder()
         .url(server.url())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -121,11 +117,11 @@ struct Commits {
 #[tokio::test]
 async fn commits_and_cancels_are_spans_and_a_late_flip_is_one_warning() {
     logs();
-    let clock = clock();
+    let clock = manual_clock();
     COMMITS
         .builder()
         .store(MemoryStore::with_clock(&clock))
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();

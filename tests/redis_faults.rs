@@ -249,7 +249,7 @@ struct Wrong {
 }
 
 /// A registry started with a wrong password fails `start()` naming the
-/// cause (the engine's side: see `tests/faults.rs` once it lands), and the
+/// cause (the engine's side: see `tests/redis_outages.rs` once it lands), and the
 /// store-level fetch says `Misconfigured` at its first call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_refused_by_the_first_fetch() {

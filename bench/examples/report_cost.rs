@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use lockstep::store::driver::Record;
 use lockstep::store::{Fetch, MysqlStore, PostgresStore, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
-use lockstep_suite::{MariadbServer, entries_write, sample_report};
+use lockstep_suite::{MariadbServer, entries_write, sample_record};
 use sqlx::Connection;
 
 /// The counters of `SHOW GLOBAL STATUS` shown per fetch.
@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("MariaDB", Arc::new(MysqlStore::open(&mariadb.url())?)),
         ("SQLite", Arc::new(SqliteStore::open(&file.url())?)),
     ];
-    let report = sample_report();
+    let report = sample_record();
     println!("{n} fetches of each kind, interleaved; median µs as the caller waits\n");
     println!("| store | fields | without a report | with a report | added |");
     println!("|---|---|---|---|---|");

@@ -23,7 +23,7 @@
 //!   carries each way (`INFO stats`, `total_net_input_bytes` and
 //!   `total_net_output_bytes`), for sizing a server; "Redis, reporting,
 //!   all in" the same with the fleet report a registry sends with each
-//!   fetch (`lockstep_suite::sample_report`), as a primary serving its
+//!   fetch (`lockstep_suite::sample_record`), as a primary serving its
 //!   processes' fetches and records does; and with a primary and one
 //!   replica (`redis://primary?replicas=replica`), the replica's CPU for
 //!   the fetches it serves (with the `INFO replication` that rides with
@@ -49,7 +49,7 @@ use std::time::Duration;
 use lockstep::store::driver::{Held, Record};
 use lockstep::store::{Fetch, Fetched, MysqlStore, PostgresStore, RedisStore, SqliteStore, Store};
 use lockstep_suite::sql::{PostgresSchema, SqliteFile};
-use lockstep_suite::{MariadbServer, RedisReplicas, RedisServer, entries_write, sample_report};
+use lockstep_suite::{MariadbServer, RedisReplicas, RedisServer, entries_write, sample_record};
 use sqlx::Connection;
 
 const SIZES: [usize; 4] = [1, 10, 50, 200];
@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = SqliteFile::create();
     let app = format!("lockstep_unchanged_cost_{}", std::process::id());
     let pg = format!("{}&application_name={app}", schema.url());
-    let report = sample_report();
+    let report = sample_record();
     let subjects: Vec<Subject> = vec![
         (
             "Redis",

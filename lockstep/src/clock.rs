@@ -39,7 +39,7 @@ use crate::tick::Millis;
 /// # async fn main() -> Result<(), lockstep::Error> {
 /// let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
 /// let store = MemoryStore::with_clock(&clock);
-/// ROLLOUT.builder().store(store).clock(&clock).start().await?;
+/// ROLLOUT.builder().store(store).manual_clock(&clock).start().await?;
 ///
 /// let steps = ROLLOUT.ramp(Rollout::SHARE, [10, 50, 100]).await?;
 /// assert_eq!(ROLLOUT.share(), 0);

@@ -116,7 +116,7 @@
 //! # async fn main() -> Result<(), lockstep::Error> {
 //! let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
 //! let store = MemoryStore::with_clock(&clock);
-//! LIMITS.builder().store(store).clock(&clock).start().await?;
+//! LIMITS.builder().store(store).manual_clock(&clock).start().await?;
 //! let at = LIMITS.set(Limits::PER_SECOND, 250).await?;
 //! assert_eq!(LIMITS.per_second(), 100); // not yet
 //! clock.advance_to(at).await;

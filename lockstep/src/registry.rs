@@ -334,8 +334,11 @@ impl<S: Fields> Builder<S> {
     }
 
     /// A manual clock for tests: the registry then fetches and flips only
-    /// when the clock is advanced.
-    pub fn clock(mut self, clock: &ManualClock) -> Self {
+    /// when the clock is advanced. Give the same clock to a memory store
+    /// ([`MemoryStore::with_clock`](crate::store::MemoryStore::with_clock)),
+    /// or let the registry open one by URL (`memory://…`), which then
+    /// follows it.
+    pub fn manual_clock(mut self, clock: &ManualClock) -> Self {
         self.clock = ClockSource::Manual(clock.clone());
         self
     }

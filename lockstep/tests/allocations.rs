@@ -190,7 +190,7 @@ async fn reads_allocate_nothing_after_flips() {
     STEPPED
         .builder()
         .store(MemoryStore::with_clock(&clock))
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();

@@ -1,4 +1,4 @@
-//! A fleet member for the fleet view's tests (`tests/fleet_view.rs`):
+//! A fleet member for the fleet view's tests (`tests/redis_fleet_view.rs`):
 //! starts the `crew` registry (tick 2 s) on `LOCKSTEP_URL`, reporting as
 //! registries do by default, says `ready`, and keeps it fresh until killed
 //! or its standard input closes (its test ended it, or ended).

@@ -1,5 +1,5 @@
 //! One build of the `roll` registry, for the rolling deploy's tests
-//! (`tests/rolling.rs`): `roll v1` runs the old struct (`level: u8`,
+//! (`tests/redis_rolling_deploy.rs`): `roll v1` runs the old struct (`level: u8`,
 //! `code: u32`), `roll v2` the new one (`level: u32`, `code: String`, and
 //! a new field `extra`), both on `LOCKSTEP_URL`, reporting as registries do
 //! by default. Prints `ready`, then answers each line `show` on its

@@ -1,4 +1,4 @@
-//! A wide registry for the wide registry's tests (`tests/wide.rs`): `wide`
+//! A wide registry for the wide registry's tests (`tests/redis_wide.rs`): `wide`
 //! (tick 2 s) with a kill switch and 24 string fields, on `LOCKSTEP_URL`.
 //! Prints `ready`, then answers each line `show` on its standard input with
 //! one JSON line: the kill switch, how many bytes its string fields hold,

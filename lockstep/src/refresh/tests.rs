@@ -112,7 +112,7 @@ mod conditional {
         WATCH
             .builder()
             .store(store.clone())
-            .clock(&clock)
+            .manual_clock(&clock)
             .start()
             .await
             .unwrap();

@@ -5,15 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use lockstep::store::MemoryStore;
 use lockstep::store::{StepAt, Store, Write};
-use lockstep::{Error, ManualClock, Tick, lockstep};
+use lockstep::{Error, Tick, lockstep};
 use lockstep_suite::Forwarding;
-
-fn clock() -> ManualClock {
-    ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap())
-}
+use lockstep_suite::manual_clock;
 
 fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
@@ -52,12 +49,12 @@ struct SpoiledLater {
 
 #[tokio::test]
 async fn one_bad_entry_spoils_only_itself_on_running_and_later_processes() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     SPOILED
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -70,7 +67,7 @@ async fn one_bad_entry_spoils_only_itself_on_running_and_later_processes() {
     SPOILED_LATER
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -99,14 +96,14 @@ struct WithUnplaced {
 
 #[tokio::test]
 async fn entries_without_a_numeric_instant_are_counted_once_and_shown() {
-    let clock = clock();
+    let clock = manual_clock();
     let memory = MemoryStore::with_clock(&clock);
     let mut store = Forwarding::new(memory.clone());
     store.unplaced = true;
     WITH_UNPLACED
         .builder()
         .store(store)
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -158,7 +155,7 @@ struct ReadOnly {
 
 #[tokio::test]
 async fn a_refused_schema_does_not_fail_start_and_is_not_retried_every_tick() {
-    let clock = clock();
+    let clock = manual_clock();
     let memory = MemoryStore::with_clock(&clock);
     let mut store = Forwarding::new(memory.clone());
     store.refuse_schema = true;
@@ -166,7 +163,7 @@ async fn a_refused_schema_does_not_fail_start_and_is_not_retried_every_tick() {
     READ_ONLY
         .builder()
         .store(store)
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -186,12 +183,12 @@ struct Republished {
 
 #[tokio::test]
 async fn the_schema_is_published_again_after_store_loss() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     REPUBLISHED
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -213,14 +210,14 @@ struct DownAtBoot {
 /// through.
 #[tokio::test]
 async fn a_store_down_at_boot_gets_the_schema_once_it_answers() {
-    let clock = clock();
+    let clock = manual_clock();
     let memory = MemoryStore::with_clock(&clock);
     let store = Forwarding::new(memory.clone());
     store.down.store(true, Ordering::SeqCst);
     DOWN_AT_BOOT
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .boot_timeout(Duration::from_millis(300))
         .start()
         .await
@@ -257,26 +254,26 @@ struct Unseen {
 /// fetch, and none of those who could not decode it.
 #[tokio::test]
 async fn the_fleet_view_shows_who_holds_each_pending_change() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     SEEN_A
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
     SEEN_B
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
     UNSEEN
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .report(false)
         .start()
         .await

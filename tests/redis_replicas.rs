@@ -366,7 +366,7 @@ async fn a_process_reading_a_replica_lets_go_of_the_primary_when_it_has_nothing_
     // A process that reports sends its record to the primary every fetch,
     // and keeps its connection.
     let reporting = RedisStore::open(&set.url()).unwrap();
-    let report = lockstep_suite::sample_report();
+    let report = lockstep_suite::sample_record();
     for _ in 0..5 {
         reporting
             .fetch_with(Fetch::new("fleet", &fields).reporting(Some(&report)))
@@ -578,7 +578,7 @@ async fn the_documented_reader_reads_its_replica_and_keeps_its_record_on_the_pri
     let writer = RedisStore::open(&set.url()).unwrap();
     schedule(&writer, 5).await;
     let reader = RedisStore::open(&url).unwrap();
-    let report = lockstep_suite::sample_report();
+    let report = lockstep_suite::sample_record();
     for _ in 0..3 {
         let fetched = reader
             .fetch_with(Fetch::new("fleet", &["generation"]).reporting(Some(&report)))

@@ -8,14 +8,11 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use lockstep::store::MemoryStore;
 use lockstep::store::{StepAt, Store};
-use lockstep::{Error, ManualClock, Percent, lockstep};
+use lockstep::{Error, Percent, lockstep};
+use lockstep_suite::manual_clock;
 
 fn now_nanos() -> i64 {
     Utc::now().timestamp_nanos_opt().unwrap()
-}
-
-fn clock() -> ManualClock {
-    ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap())
 }
 
 /// The registry of the README, as written there.
@@ -39,12 +36,12 @@ async fn the_readme_registry_reads_defaults_then_switches_at_the_horizon() {
     assert!(!FLAGS.maintenance());
     assert!(!FLAGS.status().started);
 
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     FLAGS
         .builder()
         .store(store)
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -81,11 +78,11 @@ struct Ramp {
 
 #[tokio::test]
 async fn a_ramp_steps_one_tick_at_a_time_and_multi_field_steps_switch_together() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     RAMP.builder()
         .store(store)
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -127,12 +124,12 @@ struct Sched {
 
 #[tokio::test]
 async fn a_write_before_the_horizon_is_refused_naming_the_earliest_instant_and_writes_nothing() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     SCHED
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -204,12 +201,12 @@ async fn writes_that_would_not_read_back_are_refused_and_writes_before_start_too
         GUARDED.set(Guarded::RETRIES, 4).await,
         Err(Error::NotStarted { .. })
     ));
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     GUARDED
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -224,7 +221,7 @@ async fn writes_that_would_not_read_back_are_refused_and_writes_before_start_too
 
 #[tokio::test]
 async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     // Start with good values for every field.
     let write = |steps: Vec<(&str, &str)>| {
@@ -243,7 +240,7 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
     GUARDED_TWO
         .builder()
         .store(store.clone())
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
@@ -359,12 +356,12 @@ struct Backwards {
 
 #[tokio::test]
 async fn a_clock_stepping_back_never_flips_a_value_back() {
-    let clock = clock();
+    let clock = manual_clock();
     let store = MemoryStore::with_clock(&clock);
     BACKWARDS
         .builder()
         .store(store)
-        .clock(&clock)
+        .manual_clock(&clock)
         .start()
         .await
         .unwrap();
