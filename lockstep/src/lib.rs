@@ -210,6 +210,7 @@ pub mod schema;
 mod slot;
 mod status;
 pub mod store;
+mod this_process;
 mod tick;
 mod timeline;
 mod value;

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::this_process::{host_name, program_name};
 use crate::tick::{Millis, Tick, to_datetime};
 use crate::value::MAX_VALUE_BYTES;
 
@@ -384,21 +385,12 @@ pub(crate) fn new_write_id() -> String {
 
 /// Who this process is, for the history of its writes.
 fn writer_name() -> String {
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "lockstep".to_owned());
-    format!("{exe} pid {} on {}", std::process::id(), host_name())
-}
-
-/// This machine's name: `/etc/hostname`, else `HOSTNAME`.
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_owned())
+    format!(
+        "{} pid {} on {}",
+        program_name(),
+        std::process::id(),
+        host_name()
+    )
 }
 
 /// Resolves the instants of `write`'s steps against the horizon of `now`,
