@@ -19,13 +19,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A store of registries.
 pub trait Store: Send + Sync + 'static {
     /// The timelines of the fields of one registry, in one round trip, as
-    /// `fetch` asks (see [`Fetch`]): with its report, the same round trip
-    /// records that this process fetched them, for the fleet view
+    /// `fetch` asks (see [`Fetch`]): with its record, the same round trip
+    /// keeps that this process fetched them, for the fleet view
     /// ([`fleet()`](crate::store::fleet::fleet)); with what the caller holds, a store may answer
     /// [`Fetched::unchanged`] (answering in full is always correct).
     fn fetch_with<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Fetched, Error>>;
 
-    /// The fields `keys` of `namespace` in full, without a report, as
+    /// The fields `keys` of `namespace` in full, without a record, as
     /// tools fetch.
     fn fetch<'a>(
         &'a self,
@@ -35,7 +35,7 @@ pub trait Store: Send + Sync + 'static {
         self.fetch_with(Fetch::new(namespace, keys))
     }
 
-    /// The records of the processes that fetched `namespace` with a report
+    /// The records of the processes that fetched `namespace` with one
     /// and whose record has not expired, by the store's clock, and the
     /// schemas of the registry's builds, in one round trip where the store
     /// allows it.
