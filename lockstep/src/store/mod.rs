@@ -17,6 +17,8 @@ mod fleet;
 pub(crate) mod kind;
 mod member;
 pub(crate) mod memory;
+#[cfg(test)]
+pub(crate) mod model;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod reporting;

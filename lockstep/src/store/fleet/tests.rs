@@ -7,21 +7,14 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::clock::ManualClock;
 use crate::store::fetch::Fetch;
-use crate::store::memory::MemoryStore;
+use crate::store::model::{Change, Model, change};
 use crate::store::stored::Record;
 use crate::store::stored::StoredRecord;
-use crate::store::write::Write;
-use crate::tick::Tick;
 
 const KEYS: [&str; 2] = ["a", "b"];
 
-fn tick() -> Tick {
-    Tick::from_secs(1).unwrap()
-}
-
-fn report_of(id: &str) -> Record {
+fn record_of(id: &str) -> Record {
     Record::new(
         id.to_owned(),
         format!(r#"{{"id":"{id}","host":"h","pid":1,"program":"p"}}"#),
@@ -29,28 +22,19 @@ fn report_of(id: &str) -> Record {
     )
 }
 
-/// What one step of the model does.
+/// What one step of the model does: a change to the store, or process
+/// `p` fetching with its record.
 #[derive(Clone, Debug)]
 enum Op {
-    /// A commit of `key` = `value` this many ticks past the horizon.
-    Commit(usize, u8, i64),
-    /// A cancel of the `n`th pending entry, if any.
-    Cancel(usize),
-    /// A purge of the `n`th pending entry, if any.
-    Purge(usize),
-    /// Process `p` fetches with its report.
+    Change(Change),
     Fetch(usize),
-    /// Time passes, in ms.
-    Pass(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    let value = |_, v, _| serde_json::json!(v);
     prop_oneof![
-        3 => (0..KEYS.len(), any::<u8>(), 0..4i64).prop_map(|(k, v, t)| Op::Commit(k, v, t)),
-        1 => (0..8usize).prop_map(Op::Cancel),
-        1 => (0..8usize).prop_map(Op::Purge),
+        6 => change(KEYS.len(), value, false, 2_500).prop_map(Op::Change),
         4 => (0..3usize).prop_map(Op::Fetch),
-        1 => (0..2_500u64).prop_map(Op::Pass),
     ]
 }
 
@@ -90,41 +74,20 @@ proptest! {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let clock = ManualClock::new(chrono::Utc::now());
-            let store = MemoryStore::with_clock(&clock);
-            let s: &dyn Store = &store;
+            let model = Model::new("m", &KEYS);
+            let s: &dyn Store = &model.store;
             let mut served: BTreeMap<String, BTreeSet<Held>> = BTreeMap::new();
             for op in ops {
                 match op {
-                    Op::Commit(k, v, t) => {
-                        let w = Write::builder("m", tick())
-                            .set(KEYS[k], serde_json::json!(v))
-                            .after_horizon(Duration::from_secs(t as u64))
-                            .build()
-                            .unwrap();
-                        s.commit(&w).await.unwrap();
-                    }
-                    Op::Cancel(n) | Op::Purge(n) => {
-                        let view = fleet(s, "m", &KEYS, None).await.unwrap();
-                        if let Some(c) = view.pending.get(n) {
-                            let at = crate::tick::from_datetime(c.at);
-                            // Too close to the horizon by now: refused,
-                            // which changes nothing.
-                            let _ = match op {
-                                Op::Cancel(_) => s.cancel("m", tick(), &c.field, at).await.map(|_| ()),
-                                _ => s.purge("m", tick(), &c.field, &at.to_string(), false).await,
-                            };
-                        }
-                    }
+                    Op::Change(change) => model.make(&change).await,
                     Op::Fetch(p) => {
                         let id = format!("p{p}");
                         let fetched = s
-                            .fetch_with(Fetch::new("m", &KEYS).reporting(Some(&report_of(&id))))
+                            .fetch_with(Fetch::new("m", &KEYS).reporting(Some(&record_of(&id))))
                             .await
                             .unwrap();
                         served.insert(id, held(&fetched));
                     }
-                    Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
                 }
                 let view = fleet(s, "m", &KEYS, None).await.unwrap();
                 prop_assert_eq!(view.processes.len(), served.len());
