@@ -29,7 +29,7 @@ use crate::tick::Millis;
 /// use chrono::{TimeZone, Utc};
 /// use lockstep::{lockstep, ManualClock, MemoryStore};
 ///
-/// #[lockstep(tick = "1m", backend = "memory")]
+/// #[lockstep(tick = "1m", store = "memory")]
 /// pub struct Rollout {
 ///     pub share: u8,
 /// }

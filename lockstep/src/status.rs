@@ -19,7 +19,7 @@ use crate::tick::{Millis, to_datetime};
 /// ```
 /// use lockstep::lockstep;
 ///
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Flags {
 ///     pub maintenance: bool,
 /// }
