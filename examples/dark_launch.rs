@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 /// The dark launch's one flag. Without `LOCKSTEP_URL`, in the SQLite file
 /// `lockstep.db` of the working directory, which every worker opens.
-#[lockstep(tick = "1s", backend = "sqlite", namespace = "dark_launch")]
+#[lockstep(tick = "1s", store = "sqlite", namespace = "dark_launch")]
 pub struct Flags {
     /// Share of requests that take the new foobar path.
     pub foobar_percent: Percent,

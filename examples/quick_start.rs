@@ -3,7 +3,7 @@
 use lockstep::lockstep;
 
 /// The values this service reads on every request.
-#[lockstep(tick = "1s", backend = "memory")]
+#[lockstep(tick = "1s", store = "memory")]
 pub struct Flags {
     /// Share of traffic that sees foobar, in percent.
     #[lockstep(default = 0)]

@@ -222,8 +222,8 @@ fn a_good_set_reaches_a_registry_in_another_process_at_the_printed_instant() {
     // A bare word for a string field, with --json output.
     let theme = ok(&url, &["set", "shop.theme", "dark", "--json"]).json();
     assert_eq!(theme["value"], "dark");
-    let theme_at = theme["at_ms"].as_i64().unwrap();
-    assert_eq!(millis(theme["at"].as_str().unwrap()), theme_at);
+    // The instant as RFC 3339, to the millisecond.
+    let theme_at = millis(theme["at"].as_str().unwrap());
     // A user enum, a few ticks ahead.
     let run = ok(
         &url,
@@ -474,7 +474,7 @@ fn a_ramp_activates_one_entry_per_tick() {
     assert_eq!(entries.len(), 5);
     let instants: Vec<i64> = entries
         .iter()
-        .map(|e| e["at_ms"].as_i64().unwrap())
+        .map(|e| millis(e["at"].as_str().unwrap()))
         .collect();
     for pair in instants.windows(2) {
         assert_eq!(pair[1] - pair[0], 1000, "one tick apart: {instants:?}");
@@ -527,7 +527,7 @@ fn cancel_removes_a_pending_entry_and_only_beyond_the_horizon() {
     // An entry at the horizon or nearer is not cancelled any more: every
     // process may already hold it.
     let set = ok(&url, &["set", "shop.theme", "neon", "--json"]).json();
-    let theme_at = set["at_ms"].as_i64().unwrap();
+    let theme_at = millis(set["at"].as_str().unwrap());
     let wait = theme_at - 900 - Utc::now().timestamp_millis();
     std::thread::sleep(Duration::from_millis(wait.max(0) as u64));
     let late = lockstep(
@@ -547,7 +547,7 @@ fn cancel_removes_a_pending_entry_and_only_beyond_the_horizon() {
     let wait = banner_at - Utc::now().timestamp_millis();
     std::thread::sleep(Duration::from_millis(wait.max(0) as u64));
     let after = ok(&url, &["set", "shop.limit", "11", "--json"]).json();
-    assert!(after["at_ms"].as_i64().unwrap() > banner_at, "{after}");
+    assert!(millis(after["at"].as_str().unwrap()) > banner_at, "{after}");
     let (value, _) = shop.seen("limit", &mut pending);
     assert_eq!(value, 11);
     pending.extend(std::iter::from_fn(|| shop.change(Duration::ZERO)));
@@ -571,12 +571,15 @@ fn read_commands_print_text_and_json_that_parses() {
     assert!(ls.contains("next: 12.5 at "), "{ls}");
     let ls = ok(&url, &["ls", "shop", "--json"]).json();
     let fields = ls["namespaces"][0]["fields"].as_array().unwrap();
-    let keys: Vec<&str> = fields.iter().map(|f| f["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = fields
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["limit", "theme", "share", "mode", "banner"]);
     assert_eq!(fields[0]["value"], 10);
     assert_eq!(fields[0]["type"], "u8");
     assert_eq!(fields[2]["next"]["value"], 12.5);
-    assert_eq!(ls["namespaces"][0]["tick_secs"], 1);
+    assert_eq!(ls["namespaces"][0]["tick_ms"], 1000);
 
     let get = ok(&url, &["get", "shop.mode", "--json"]).json();
     assert_eq!(get["value"], "Light");
@@ -690,7 +693,7 @@ fn the_commands_work_on(url: &str, what: &str) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["at_ms"].as_i64().unwrap())
+        .map(|e| millis(e["at"].as_str().unwrap()))
         .collect();
     assert_eq!(share_at.len(), 2, "{what}: {ramp}");
     assert_eq!(share_at[1] - share_at[0], 1000, "{what}: one tick apart");
@@ -798,7 +801,7 @@ fn get_and_history_show_bad_entries_as_bad_and_set_still_works() {
     let url = server.url();
     let _shop = Shop::start(&url);
     let set = ok(&url, &["set", "shop.limit", "42", "--json"]).json();
-    let good_at = set["at_ms"].as_i64().unwrap();
+    let good_at = millis(set["at"].as_str().unwrap());
     std::thread::sleep(Duration::from_millis(
         (good_at + 100 - Utc::now().timestamp_millis()).max(0) as u64,
     ));
@@ -809,7 +812,7 @@ fn get_and_history_show_bad_entries_as_bad_and_set_still_works() {
     assert_eq!(get["value"], 42, "{get}");
     assert_eq!(get["since"], set["at"], "{get}");
     let bad = get["bad"].as_array().unwrap();
-    let bad_at: Vec<Option<i64>> = bad.iter().map(|b| b["at_ms"].as_i64()).collect();
+    let bad_at: Vec<Option<i64>> = bad.iter().map(|b| b["at"].as_str().map(millis)).collect();
     assert!(bad_at.contains(&Some(garbage)), "{get}");
     assert!(bad_at.contains(&Some(wrong)), "{get}");
     let reasons: Vec<&str> = bad.iter().map(|b| b["reason"].as_str().unwrap()).collect();
@@ -877,9 +880,9 @@ fn purge_removes_a_bad_entry_and_a_good_one_only_beyond_the_horizon() {
     let set = ok(&url, &["set", "shop.limit", "42", "--json"]).json();
     let good_at = set["at"].as_str().unwrap().to_owned();
     std::thread::sleep(Duration::from_millis(
-        (set["at_ms"].as_i64().unwrap() + 100 - Utc::now().timestamp_millis()).max(0) as u64,
+        (millis(set["at"].as_str().unwrap()) + 100 - Utc::now().timestamp_millis()).max(0) as u64,
     ));
-    let (garbage, _) = plant_bad_entries(&server, set["at_ms"].as_i64().unwrap());
+    let (garbage, _) = plant_bad_entries(&server, millis(set["at"].as_str().unwrap()));
     let garbage_at =
         lockstep::store::to_datetime(garbage).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
 
@@ -909,14 +912,18 @@ fn purge_removes_a_bad_entry_and_a_good_one_only_beyond_the_horizon() {
         &["purge", "shop.limit", "--at", &garbage_at, "--json"],
     )
     .json();
-    assert_eq!(purged["at_ms"], garbage, "{purged}");
+    assert_eq!(
+        millis(purged["purged"].as_str().unwrap()),
+        garbage,
+        "{purged}"
+    );
     assert_eq!(purged["undecodable"], true, "{purged}");
     let get = ok(&url, &["get", "shop.limit", "--json"]).json();
     let left: Vec<Option<i64>> = get["bad"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["at_ms"].as_i64())
+        .map(|b| b["at"].as_str().map(millis))
         .collect();
     assert!(!left.contains(&Some(garbage)), "{get}");
     // The entry whose instant is not a number goes by its stored text.
@@ -962,7 +969,7 @@ fn bad_entries_show_as_bad_on_a_sqlite_file() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["at_ms"].as_i64().unwrap())
+        .map(|b| millis(b["at"].as_str().unwrap()))
         .collect();
     assert_eq!(bad, [garbage, wrong], "{get}");
     let text = ok(&url, &["history", "shop.limit"]).stdout;
@@ -1043,7 +1050,7 @@ fn hostile_store_contents_never_reach_the_terminal_and_a_bad_registry_spoils_onl
         &["set", "shop.theme", r#""\u001b]0;pwned\u0007""#, "--json"],
     )
     .json();
-    let at = set["at_ms"].as_i64().unwrap();
+    let at = millis(set["at"].as_str().unwrap());
     // Planted by hand: an entry whose writer is named with escapes, and a
     // string of escapes where a number belongs (the reason it is refused
     // quotes it).
@@ -1175,7 +1182,9 @@ fn fleet_flags_a_process_served_an_older_revision_than_the_store_held_before_its
     let (revision, written) = {
         let entries: BTreeMap<String, String> =
             server.cmd(&["HGETALL", "lockstep:{shop}:field:theme"]);
-        let envelope: Value = serde_json::from_str(&entries[&set["at_ms"].to_string()]).unwrap();
+        let envelope: Value =
+            serde_json::from_str(&entries[&millis(set["at"].as_str().unwrap()).to_string()])
+                .unwrap();
         (
             envelope["r"].as_u64().unwrap(),
             envelope["t"].as_i64().unwrap(),

@@ -4,8 +4,8 @@
 //! the same instant, never before it, each fetching once per tick.
 //!
 //! The processes are `src/bin/probe.rs`, whose registry is declared with
-//! `backend = "redis"`: `LOCKSTEP_URL` picks the store. The registries
-//! declared here with `backend = "postgres"`, `"sqlite"` and `"mysql"` show the same
+//! `store = "redis"`: `LOCKSTEP_URL` picks the store. The registries
+//! declared here with `store = "postgres"`, `"sqlite"` and `"mysql"` show the same
 //! within one process, started on a URL of their own.
 
 use std::time::{Duration, Instant};
@@ -96,7 +96,7 @@ async fn eight_processes_on_one_sqlite_file_switch_together_never_before() {
 }
 
 /// A registry declared for PostgreSQL.
-#[lockstep(tick = "1s", backend = "postgres")]
+#[lockstep(tick = "1s", store = "postgres")]
 struct PgFlags {
     #[lockstep(default = 3)]
     level: u32,
@@ -104,7 +104,7 @@ struct PgFlags {
 }
 
 /// A registry declared for SQLite.
-#[lockstep(tick = "1s", backend = "sqlite")]
+#[lockstep(tick = "1s", store = "sqlite")]
 struct LiteFlags {
     #[lockstep(default = 3)]
     level: u32,
@@ -154,7 +154,7 @@ async fn eight_processes_on_one_mysql_database_switch_together_never_before() {
 }
 
 /// A registry declared for MySQL and MariaDB.
-#[lockstep(tick = "1s", backend = "mysql")]
+#[lockstep(tick = "1s", store = "mysql")]
 struct MyFlags {
     #[lockstep(default = 3)]
     level: u32,

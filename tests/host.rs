@@ -53,7 +53,7 @@ async fn start_blocking_needs_no_runtime() {
 
 /// One static shared by the two tests below, as an application's tests
 /// share its registry.
-#[lockstep(tick = "1s", backend = "memory", namespace = "shared")]
+#[lockstep(tick = "1s", store = "memory", namespace = "shared")]
 struct Shared {
     value: u64,
 }
@@ -127,7 +127,7 @@ async fn two_tokio_tests_share_one_static_second() {
 }
 
 /// Another URL than the running one is refused, naming the registry.
-#[lockstep(tick = "1s", backend = "memory", namespace = "twice")]
+#[lockstep(tick = "1s", store = "memory", namespace = "twice")]
 struct Twice {
     value: u64,
 }

@@ -32,7 +32,7 @@ pub struct Limits {
 /// A registry of every kind of field, with every option.
 #[lockstep(
     tick = "1m",
-    backend = "memory",
+    store = "memory",
     namespace = "every-kind_1",
     static_name = "EVERY"
 )]
@@ -97,7 +97,7 @@ pub struct EveryKind {
 }
 
 /// A private registry: its static and registry type are private too.
-#[lockstep(tick = "1s", backend = "memory")]
+#[lockstep(tick = "1s", store = "memory")]
 struct Private {
     #[lockstep(default = 1)]
     value: u8,
@@ -110,17 +110,18 @@ struct Private {
     try_into: u8,
 }
 
-/// A crate-visible registry.
+/// A crate-visible registry, its store declared by `backend`, the other
+/// name `store` is accepted under.
 #[lockstep(tick = "1d", backend = "memory")]
 pub(crate) struct CrateVisible {
     #[lockstep(default = "crate")]
     pub(crate) value: String,
 }
 
-/// The redis backend compiles when lockstep's `redis` feature is on, which it
+/// A redis store compiles when lockstep's `redis` feature is on, which it
 /// is by default (with it off, the same registry is a compile error naming
 /// the feature: see `tests/ui.rs`).
-#[lockstep(tick = "10m", backend = "redis")]
+#[lockstep(tick = "10m", store = "redis")]
 pub struct OnRedis {
     pub enabled: bool,
 }
@@ -162,7 +163,7 @@ mod shadowed {
     pub fn decode() {}
     pub const __LOCKSTEP_BITS_count: () = ();
 
-    #[::lockstep::lockstep(tick = "1h", backend = "memory")]
+    #[::lockstep::lockstep(tick = "1h", store = "memory")]
     pub struct Shadowed {
         #[lockstep(default = 5)]
         pub count: u32,
@@ -178,7 +179,7 @@ mod shadowed {
 /// No prelude at all: every path the generated code uses is absolute.
 #[no_implicit_prelude]
 mod no_prelude {
-    #[::lockstep::lockstep(tick = "30s", backend = "memory")]
+    #[::lockstep::lockstep(tick = "30s", store = "memory")]
     pub struct Bare {
         #[lockstep(default = 5)]
         pub count: u32,

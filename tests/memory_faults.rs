@@ -35,13 +35,13 @@ async fn plant_good_bad_good(store: &MemoryStore, namespace: &str) -> Vec<i64> {
     store.commit(&write).await.unwrap().instants
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "spoiled")]
+#[lockstep(tick = "1m", store = "memory", namespace = "spoiled")]
 struct Spoiled {
     #[lockstep(default = 1)]
     value: u8,
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "spoiled")]
+#[lockstep(tick = "1m", store = "memory", namespace = "spoiled")]
 struct SpoiledLater {
     #[lockstep(default = 1)]
     value: u8,
@@ -89,7 +89,7 @@ async fn one_bad_entry_spoils_only_itself_on_running_and_later_processes() {
     assert_eq!(SPOILED.value(), 10);
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "unplaced")]
+#[lockstep(tick = "1m", store = "memory", namespace = "unplaced")]
 struct WithUnplaced {
     value: u8,
 }
@@ -116,7 +116,7 @@ async fn entries_without_a_numeric_instant_are_counted_once_and_shown() {
     assert!(status.bad_entries[0].contains("`soon`"), "{status:?}");
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "misconfigured")]
+#[lockstep(tick = "1m", store = "memory", namespace = "misconfigured")]
 struct Misconfigured {
     value: u8,
 }
@@ -148,7 +148,7 @@ async fn a_misconfigured_store_fails_start_at_once_and_leaves_it_unstarted() {
     assert!(MISCONFIGURED.status().started);
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "read_only")]
+#[lockstep(tick = "1m", store = "memory", namespace = "read_only")]
 struct ReadOnly {
     value: u8,
 }
@@ -176,7 +176,7 @@ async fn a_refused_schema_does_not_fail_start_and_is_not_retried_every_tick() {
     assert_eq!(publishes.load(Ordering::SeqCst), 1, "tried once");
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "republished")]
+#[lockstep(tick = "1m", store = "memory", namespace = "republished")]
 struct Republished {
     value: u8,
 }
@@ -200,7 +200,7 @@ async fn the_schema_is_published_again_after_store_loss() {
     assert_eq!(schema, Some(REPUBLISHED.schema()));
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "down_at_boot")]
+#[lockstep(tick = "1m", store = "memory", namespace = "down_at_boot")]
 struct DownAtBoot {
     value: u8,
 }
@@ -230,19 +230,19 @@ async fn a_store_down_at_boot_gets_the_schema_once_it_answers() {
     assert!(memory.schema("down_at_boot").await.unwrap().is_some());
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "seen")]
+#[lockstep(tick = "1m", store = "memory", namespace = "seen")]
 struct SeenA {
     #[lockstep(default = 1)]
     value: u8,
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "seen")]
+#[lockstep(tick = "1m", store = "memory", namespace = "seen")]
 struct SeenB {
     #[lockstep(default = 1)]
     value: u8,
 }
 
-#[lockstep(tick = "1m", backend = "memory", namespace = "seen")]
+#[lockstep(tick = "1m", store = "memory", namespace = "seen")]
 struct Unseen {
     #[lockstep(default = 1)]
     value: u8,

@@ -16,7 +16,7 @@ fn now_nanos() -> i64 {
 }
 
 /// The registry of the README, as written there.
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     /// Share of traffic that sees foobar, in percent.
     #[lockstep(default = 0)]
@@ -69,7 +69,7 @@ async fn the_readme_registry_reads_defaults_then_switches_at_the_horizon() {
     assert!(status.pending.is_empty());
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Ramp {
     share: Percent,
     #[lockstep(default = "off")]
@@ -117,7 +117,7 @@ async fn a_ramp_steps_one_tick_at_a_time_and_multi_field_steps_switch_together()
     assert_eq!(RAMP.share().includes(user), snapshot.share.includes(user));
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Sched {
     limit: u32,
 }
@@ -186,7 +186,7 @@ async fn a_write_before_the_horizon_is_refused_naming_the_earliest_instant_and_w
     assert_eq!(SCHED.limit(), 8);
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Guarded {
     #[lockstep(default = 1.5)]
     ratio: f64,
@@ -232,7 +232,7 @@ async fn an_undecodable_stored_value_is_rejected_for_its_field_alone() {
             vec![(StepAt::Horizon { after: 0 }, steps)],
         )
     };
-    #[lockstep(tick = "1m", backend = "memory", namespace = "guarded_two")]
+    #[lockstep(tick = "1m", store = "memory", namespace = "guarded_two")]
     struct GuardedTwo {
         retries: u8,
         hosts: Vec<String>,
@@ -282,7 +282,7 @@ fn lockstep_time(at: lockstep::store::Millis) -> chrono::DateTime<Utc> {
     Utc.timestamp_millis_opt(at).unwrap()
 }
 
-#[lockstep(tick = "1s", backend = "memory")]
+#[lockstep(tick = "1s", store = "memory")]
 struct Live {
     generation: u64,
     twin: u64,
@@ -349,7 +349,7 @@ async fn in_real_time_a_flip_is_observed_at_its_instant_never_before() {
     assert_eq!(LIVE.status().late_flips, 0);
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Backwards {
     level: u32,
 }

@@ -104,7 +104,7 @@ fn histogram(seen: &HashMap<(String, String), Seen>, name: &str, namespace: &str
     }
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Fetched {
     level: u8,
 }
@@ -158,7 +158,7 @@ async fn a_successful_fetch_and_a_flip_on_time_are_counted() {
     assert_eq!(gauge(&seen, "lockstep_pending_changes", "fetched"), 0.0);
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Late {
     level: u8,
 }
@@ -195,7 +195,7 @@ async fn a_late_flip_and_a_rejected_value_are_counted() {
     assert_eq!(LATE.status().rejected, 1);
 }
 
-#[lockstep(tick = "1h", backend = "redis")]
+#[lockstep(tick = "1h", store = "redis")]
 struct Failing {
     level: u8,
 }
@@ -232,7 +232,7 @@ async fn a_failed_fetch_is_counted_with_the_age_of_the_last_good_one() {
     );
 }
 
-#[lockstep(tick = "1h", backend = "memory")]
+#[lockstep(tick = "1h", store = "memory")]
 struct Skewed {
     level: u8,
 }

@@ -41,7 +41,7 @@ async fn caught_up(registry: &'static FaultyRegistry, fetches: u64, within: Dura
     since.elapsed()
 }
 
-#[lockstep(tick = "1s", backend = "mysql", namespace = "faulty")]
+#[lockstep(tick = "1s", store = "mysql", namespace = "faulty")]
 struct Faulty {
     generation: u64,
     #[lockstep(default = "abc")]

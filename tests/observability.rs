@@ -64,7 +64,7 @@ fn find<'a>(lines: &'a [String], all: &[&str]) -> Option<&'a String> {
         .find(|l| all.iter().all(|part| l.contains(part)))
 }
 
-#[lockstep(tick = "1h", backend = "redis")]
+#[lockstep(tick = "1h", store = "redis")]
 struct Outage {
     level: u8,
 }
@@ -109,7 +109,7 @@ async fn fetches_are_spans_with_their_outcome_and_an_outage_ends_with_recovered(
     assert!(find(&lines, &["down_for=2m"]).is_some(), "{lines:#?}");
 }
 
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 struct Commits {
     level: u8,
 }
@@ -153,7 +153,7 @@ async fn commits_and_cancels_are_spans_and_a_late_flip_is_one_warning() {
     assert!(late.is_some(), "{lines:#?}");
 }
 
-#[lockstep(tick = "1h", backend = "memory")]
+#[lockstep(tick = "1h", store = "memory")]
 struct SteppedBack {
     level: u8,
 }

@@ -18,7 +18,7 @@ fn write(namespace: &str, key: &str, value: &str, at: StepAt) -> Write {
 }
 
 /// Twelve fields, fetched in one call.
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Wide {
     f01: u8,
     f02: u16,
@@ -80,7 +80,7 @@ async fn one_fetch_per_tick_plus_one_at_start_whatever_the_number_of_fields() {
     assert_eq!(fleet.processes.len(), 1, "{fleet:?}");
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Writes {
     #[lockstep(default = 1)]
     limit: u32,
@@ -209,7 +209,7 @@ async fn a_retried_write_takes_effect_once_and_history_stays_bounded() {
     );
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Lossy {
     level: u32,
 }
@@ -265,7 +265,7 @@ async fn sleep_until(at: chrono::DateTime<Utc>) {
     tokio::time::sleep(wait + Duration::from_millis(50)).await;
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Late {
     #[lockstep(default = 3)]
     level: u32,
@@ -324,7 +324,7 @@ async fn a_process_that_starts_while_the_store_is_down_serves_defaults_and_catch
     wait_for_switch("late.level", at, 9, || LATE.level()).await;
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Acl {
     #[lockstep(default = 1)]
     level: u32,
@@ -372,7 +372,7 @@ async fn an_acl_user_restricted_to_the_key_prefix_works_over_a_unix_socket() {
     assert!(err.contains("WRONGPASS") || err.contains("auth"), "{err}");
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Clustered {
     #[lockstep(default = 1)]
     level: u32,
@@ -420,13 +420,13 @@ async fn a_registry_works_on_a_redis_cluster() {
     assert_eq!(fleet.processes.len(), 1, "{fleet:?}");
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "tenant-a")]
+#[lockstep(tick = "1s", store = "redis", namespace = "tenant-a")]
 struct TenantA {
     #[lockstep(default = 1)]
     level: u32,
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "tenant-b")]
+#[lockstep(tick = "1s", store = "redis", namespace = "tenant-b")]
 struct TenantB {
     #[lockstep(default = 1)]
     level: u32,
@@ -517,13 +517,13 @@ async fn expired_records_are_swept_a_bounded_number_a_fetch_and_leave_with_the_l
     );
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "reader")]
+#[lockstep(tick = "1s", store = "redis", namespace = "reader")]
 struct Reader {
     #[lockstep(default = 1)]
     level: u32,
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "reader")]
+#[lockstep(tick = "1s", store = "redis", namespace = "reader")]
 struct Unpermitted {
     #[lockstep(default = 1)]
     level: u32,

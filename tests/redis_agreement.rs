@@ -30,7 +30,7 @@ const WRITING: Duration = Duration::from_millis(4_500);
 const ALLOWANCE_NS: i64 = 2_000_000;
 
 /// The registry the probes hold (`probe --record`), for writing.
-#[lockstep(tick = "1s", backend = "redis", namespace = "agreement")]
+#[lockstep(tick = "1s", store = "redis", namespace = "agreement")]
 struct Agreement {
     value: u64,
 }

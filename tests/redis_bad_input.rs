@@ -6,7 +6,7 @@ use chrono::Utc;
 use lockstep::lockstep;
 use lockstep_suite::{RedisServer, wait_for_switch};
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Victim {
     #[lockstep(default = 1)]
     count: u8,

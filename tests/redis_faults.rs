@@ -37,7 +37,7 @@ fn hash(server: &RedisServer, key: &str) -> Vec<(String, String)> {
     server.cmd(&["HGETALL", key])
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Pair {
     #[lockstep(default = 1)]
     a: u32,
@@ -122,7 +122,7 @@ async fn a_write_refused_midway_writes_nothing() {
     assert_eq!(hash(&server, "lockstep:{pair}:field:b").len(), 1);
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Reader {
     #[lockstep(default = 1)]
     level: u32,
@@ -242,7 +242,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Wrong {
     #[lockstep(default = 1)]
     level: u32,

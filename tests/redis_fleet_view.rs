@@ -55,7 +55,7 @@ fn process(view: &Value, pid: u32) -> Option<&Value> {
 /// Asserts that a `--wait` whose output is `set` ended (at `ended`, ms by
 /// this machine's clock) before the write's instant.
 fn assert_ended_before_the_instant(set: &Value, ended: i64) {
-    let at = set["at_ms"].as_i64().unwrap();
+    let at = millis(&set["at"]);
     assert!(
         ended < at,
         "--wait ended {} ms after the instant",
@@ -147,7 +147,7 @@ fn eight_processes_hold_a_change_before_it_activates_and_set_wait_says_so() {
     ]);
     assert_eq!(set.code, 0, "{}{}", set.stdout, set.stderr);
     let set = set.json();
-    let at = set["at_ms"].as_i64().unwrap();
+    let at = millis(&set["at"]);
     assert_eq!(set["wait"]["held_by"], MEMBERS, "{set}");
     assert_eq!(set["wait"]["of"], MEMBERS, "{set}");
     let view = crew.view();
@@ -242,7 +242,7 @@ fn a_frozen_process_is_named_by_the_view_and_by_wait_and_catches_up_when_continu
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let set = run.json();
     assert_ended_before_the_instant(&set, ended);
-    let at = set["at_ms"].as_i64().unwrap();
+    let at = millis(&set["at"]);
     assert!(
         run.stderr.contains(&format!(" pid {pid} (member, ")),
         "{}",

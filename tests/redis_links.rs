@@ -24,12 +24,7 @@ const KEYS: [&str; 5] = ["generation", "a", "b", "c", "d"];
 /// cut or a slow link lands in the middle of the fields.
 const PAD: usize = 2_000;
 
-#[lockstep(
-    tick = "1s",
-    backend = "redis",
-    namespace = "link",
-    static_name = "CUT"
-)]
+#[lockstep(tick = "1s", store = "redis", namespace = "link", static_name = "CUT")]
 struct Link {
     generation: u64,
     a: String,

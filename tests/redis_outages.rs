@@ -38,7 +38,7 @@ async fn sleep_until(at_ns: i64) {
     tokio::time::sleep(Duration::from_nanos(at_ns.saturating_sub(now).max(0) as u64)).await;
 }
 
-#[lockstep(tick = "1s", backend = "redis", namespace = "faulty")]
+#[lockstep(tick = "1s", store = "redis", namespace = "faulty")]
 struct Faulty {
     generation: u64,
     #[lockstep(default = "abc")]
@@ -212,7 +212,7 @@ async fn client_pause_longer_than_a_tick_costs_deadlines_only_and_no_burst_after
 
 #[lockstep(
     tick = "3s",
-    backend = "redis",
+    store = "redis",
     namespace = "faulty",
     static_name = "IDLE"
 )]

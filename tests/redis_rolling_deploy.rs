@@ -21,7 +21,7 @@ use serde_json::Value;
 
 /// The new build, as an application of it writes through the Rust API
 /// (without reporting: it is not one of the fleet's processes).
-#[lockstep(tick = "2s", backend = "redis", namespace = "roll")]
+#[lockstep(tick = "2s", store = "redis", namespace = "roll")]
 pub struct Roll {
     /// The level.
     pub level: u32,
@@ -244,7 +244,9 @@ fn a_rolling_deploy_refuses_what_a_live_build_cannot_decode_and_says_who_rejects
     );
     assert!(run.stderr.contains(&v1_name), "{}", run.stderr);
     let out = run.json();
-    let at = out["at_ms"].as_i64().expect("the write's instant");
+    let at = chrono::DateTime::parse_from_rfc3339(out["at"].as_str().expect("the write's instant"))
+        .expect("an RFC 3339 instant")
+        .timestamp_millis();
     let rejecting: Vec<u64> = out["wait"]["missing"]
         .as_array()
         .unwrap()

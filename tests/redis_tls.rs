@@ -31,7 +31,7 @@ fn certificates(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, PathBuf
     paths
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Secure {
     #[lockstep(default = 1)]
     level: u32,

@@ -19,7 +19,7 @@ use lockstep_suite::{Probe, RedisServer, run_cli, wait_for};
 use serde_json::Value;
 
 /// A registry beside the wide one, on the same server.
-#[lockstep(tick = "1s", backend = "redis", namespace = "neighbour")]
+#[lockstep(tick = "1s", store = "redis", namespace = "neighbour")]
 pub struct Neighbour {
     /// Anything.
     pub limit: u32,
@@ -81,7 +81,9 @@ fn a_wide_registry_is_fetched_within_its_budget_its_kill_switch_flips_and_its_ne
     // the bound already, and a small write still goes.
     let set = run_cli(Some(&url), &["set", "wide.kill", "true", "--json"]);
     assert_eq!(set.code, 0, "{}{}", set.stdout, set.stderr);
-    let at = set.json()["at_ms"].as_i64().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(set.json()["at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
 
     // A write that would grow the pending values by more: refused, naming
     // the bound, and nothing written.

@@ -15,7 +15,7 @@ const WRITES: usize = 500;
 const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
 
 /// The registry written to; its schema lets the CLI check every value.
-#[lockstep::lockstep(tick = "1s", backend = "redis", static_name = "SHARED")]
+#[lockstep::lockstep(tick = "1s", store = "redis", static_name = "SHARED")]
 struct Writers {
     a: String,
     b: String,

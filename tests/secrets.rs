@@ -25,7 +25,7 @@ impl Write for Captured {
     }
 }
 
-#[lockstep(tick = "1s", backend = "redis")]
+#[lockstep(tick = "1s", store = "redis")]
 struct Guarded {
     level: u32,
 }

@@ -2,10 +2,10 @@
 //! under `tests/ui/<kind>/`. Each `.stderr` is what rustc prints; regenerate
 //! them with `TRYBUILD=overwrite cargo test --test ui` and read the diff.
 //!
-//! One kind of case cannot be a file here: a `backend = "redis"` (or
-//! `"postgres"`, `"sqlite"`) registry in a crate that turns the backend's
+//! One kind of case cannot be a file here: a `store = "redis"` (or
+//! `"postgres"`, `"sqlite"`) registry in a crate that turns the store's
 //! feature off, since this package builds lockstep with them on.
-//! `a_backend_needs_its_feature` checks it with a tiny crate of its own
+//! `a_store_needs_its_feature` checks it with a tiny crate of its own
 //! (`cargo check`, a few seconds the first time); `tests/hygiene.rs` checks
 //! that the same registry compiles with the feature on.
 
@@ -15,13 +15,13 @@ fn ui() {
     t.compile_fail("tests/ui/*/*.rs");
 }
 
-/// A `backend = "redis"`, `"postgres"` or `"sqlite"` registry in a crate
+/// A `store = "redis"`, `"postgres"` or `"sqlite"` registry in a crate
 /// that turns lockstep's default features off fails to compile, with the
-/// message naming the feature, at the backend literal. A tiny crate,
+/// message naming the feature, at the store's literal. A tiny crate,
 /// checked (not built) in trybuild's target directory, so only lockstep
 /// itself is checked anew.
 #[test]
-fn a_backend_needs_its_feature() {
+fn a_store_needs_its_feature() {
     use std::path::Path;
     use std::process::Command;
 
@@ -42,9 +42,9 @@ fn a_backend_needs_its_feature() {
     let source: String = ["redis", "postgres", "sqlite"]
         .iter()
         .enumerate()
-        .map(|(i, backend)| {
+        .map(|(i, store)| {
             format!(
-                "#[lockstep::lockstep(tick = \"10m\", backend = \"{backend}\")]\n\
+                "#[lockstep::lockstep(tick = \"10m\", store = \"{store}\")]\n\
                  pub struct Flags{i} {{\n    pub enabled: bool,\n}}\n"
             )
         })
@@ -61,16 +61,16 @@ fn a_backend_needs_its_feature() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "compiled without the feature");
-    for (backend, line) in [("redis", 1), ("postgres", 5), ("sqlite", 9)] {
+    for (store, line) in [("redis", 1), ("postgres", 5), ("sqlite", 9)] {
         assert!(
             stderr.contains(&format!(
-                "backend \"{backend}\" needs the cargo feature `{backend}` of lockstep"
+                "store \"{store}\" needs the cargo feature `{store}` of lockstep"
             )),
             "{stderr}"
         );
         assert!(
-            stderr.contains(&format!("src/lib.rs:{line}:46")),
-            "{backend} not at the literal: {stderr}"
+            stderr.contains(&format!("src/lib.rs:{line}:44")),
+            "{store} not at the literal: {stderr}"
         );
     }
 }

@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
 /// The registry every `lockstep` worker holds.
-#[lockstep(tick = "1s", backend = "redis", namespace = "coordination")]
+#[lockstep(tick = "1s", store = "redis", namespace = "coordination")]
 pub struct Coordination {
     /// The value the benchmark changes: 1, 2, 3… at scheduled instants.
     pub value: u64,

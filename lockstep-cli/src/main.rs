@@ -28,6 +28,8 @@ mod console;
 mod context;
 mod failure;
 mod fleet;
+#[cfg(test)]
+mod json_rule;
 mod outcome;
 mod overview;
 mod read;

@@ -232,7 +232,7 @@ impl Overview {
                     s.fields
                         .iter()
                         .map(|f| {
-                            json!({"key": f.key, "rust_type": f.rust_type,
+                            json!({"field": f.key, "rust_type": f.rust_type,
                                    "type": f.value_type.as_ref().map(ValueType::to_string)})
                         })
                         .collect()
@@ -266,7 +266,7 @@ impl Overview {
                     next
                 });
                 json!({
-                    "key": field.key,
+                    "field": field.key,
                     "rust_type": field.rust_type,
                     "type": field.value_type.as_ref().map(ValueType::to_string),
                     "value": active.map_or(field.default.clone(), |e| view::value_json(&e.value)),
@@ -281,7 +281,7 @@ impl Overview {
         json!({
             "namespace": self.namespace,
             "schema": true,
-            "tick_secs": schema.tick_secs,
+            "tick_ms": u64::from(schema.tick_secs) * 1000,
             "fields": fields,
             "builds": self.builds_json(),
         })

@@ -14,16 +14,27 @@ use crate::view::{self, instant, relative, split, table};
 
 /// An entry no process serves, as `get` and `history` show it.
 struct Bad {
-    /// The instant as stored: RFC 3339, or the text that is not a number.
-    at: String,
-    at_ms: Option<i64>,
+    /// Its instant, when the store holds a number.
+    at: Option<i64>,
+    /// The instant as stored, when it is not a number.
+    stored_instant: Option<String>,
     stored: String,
     reason: String,
 }
 
 impl Bad {
+    /// Its instant for a person, and for `purge --at`: RFC 3339, or the
+    /// text that is not a number.
+    fn shown_at(&self) -> String {
+        match (self.at, &self.stored_instant) {
+            (Some(at), _) => instant(at),
+            (None, text) => text.clone().unwrap_or_default(),
+        }
+    }
+
     fn json(&self) -> Value {
-        json!({"at": self.at, "at_ms": self.at_ms, "stored": self.stored, "reason": self.reason})
+        json!({"at": self.at.map(instant), "stored_instant": self.stored_instant,
+               "stored": self.stored, "reason": self.reason})
     }
 }
 
@@ -33,15 +44,15 @@ fn bad_entries(path: &FieldPath, seen: &FieldEntries) -> Vec<Bad> {
     let field = seen.field(&path.key);
     let placed = seen.entries.iter().filter_map(|e| {
         view::bad(e, field).map(|reason| Bad {
-            at: instant(e.at),
-            at_ms: Some(e.at),
+            at: Some(e.at),
+            stored_instant: None,
             stored: view::stored_text(e),
             reason,
         })
     });
     let unplaced = seen.unplaced.iter().map(|u: &Unplaced| Bad {
-        at: u.at.clone(),
-        at_ms: None,
+        at: None,
+        stored_instant: Some(u.at.clone()),
         stored: String::new(),
         reason: u.reason.clone(),
     });
@@ -50,7 +61,7 @@ fn bad_entries(path: &FieldPath, seen: &FieldEntries) -> Vec<Bad> {
 
 /// How to remove `bad`, for a person.
 fn purge_hint(path: &FieldPath, bad: &Bad) -> String {
-    format!("remove: lockstep purge {path} --at '{}'", bad.at)
+    format!("remove: lockstep purge {path} --at '{}'", bad.shown_at())
 }
 
 /// `get`: the value now (the last entry that decodes), pending changes,
@@ -71,7 +82,7 @@ pub async fn get(ctx: &Ctx, path: &FieldPath) -> Result<Outcome, Failure> {
         "field": path.key,
         "rust_type": field.map(|f| f.rust_type.clone()),
         "value_type": field.and_then(|f| f.value_type.clone()),
-        "tick_secs": seen.schema.as_ref().map(|s| s.tick_secs),
+        "tick_ms": seen.schema.as_ref().map(|s| u64::from(s.tick_secs) * 1000),
         "now": instant(now),
         "value": value,
         "default": active.is_none(),
@@ -121,7 +132,7 @@ pub async fn get(ctx: &Ctx, path: &FieldPath) -> Result<Outcome, Failure> {
         rows.push(vec![
             "bad".to_owned(),
             b.stored.clone(),
-            format!("at {}", b.at),
+            format!("at {}", b.shown_at()),
             format!(
                 "{}; no process serves it ({})",
                 b.reason,
@@ -164,9 +175,9 @@ pub async fn history(ctx: &Ctx, path: &FieldPath) -> Result<Outcome, Failure> {
         })
         .collect();
     shown.extend(
-        seen.unplaced
-            .iter()
-            .map(|u| json!({"at": u.at, "at_ms": null, "state": "bad", "reason": u.reason})),
+        seen.unplaced.iter().map(
+            |u| json!({"at": null, "stored_instant": u.at, "state": "bad", "reason": u.reason}),
+        ),
     );
     let json = json!({
         "namespace": path.namespace,

@@ -74,7 +74,6 @@ pub fn value_json(value: &Result<String, String>) -> Value {
 pub fn entry_json(entry: &StoredEntry) -> Value {
     let mut out = json!({
         "at": instant(entry.at),
-        "at_ms": entry.at,
         "value": value_json(&entry.value),
     });
     if let Some(origin) = &entry.origin {

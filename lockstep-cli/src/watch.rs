@@ -107,7 +107,7 @@ fn frame(ctx: &Ctx, cached: &[Cached], now: i64, tty: bool) -> Outcome {
             let held = overview.held(key, *at);
             json!({
                 "field": format!("{}.{key}", overview.namespace), "at": instant(*at),
-                "at_ms": at, "in_ms": at - now, "value": view::value_json(value),
+                "in_ms": at - now, "value": view::value_json(value),
                 "held_by": held.map(|c| c.held_by), "of": held.map(|c| c.of),
             })
         }),

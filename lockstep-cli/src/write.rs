@@ -220,7 +220,6 @@ pub async fn set(
             "field": path.key,
             "value": value,
             "at": instant(at),
-            "at_ms": at,
             "write": write.id(),
         }),
     );
@@ -243,7 +242,7 @@ pub async fn ramp(
     let entries: Vec<Value> = values
         .iter()
         .zip(&committed.instants)
-        .map(|(v, at)| json!({"value": v, "at": instant(*at), "at_ms": at}))
+        .map(|(v, at)| json!({"value": v, "at": instant(*at)}))
         .collect();
     let rows: Vec<Vec<String>> = values
         .iter()
@@ -326,7 +325,6 @@ impl PlannedCancel {
                 "namespace": path.namespace,
                 "field": path.key,
                 "cancelled": instant(at),
-                "at_ms": at,
                 "value": view::value_json(&removed.value),
             }),
         ))
@@ -438,8 +436,8 @@ pub async fn purge(
         json!({
             "namespace": path.namespace,
             "field": path.key,
-            "purged": shown_at,
-            "at_ms": ms,
+            "purged": ms.map(instant),
+            "stored_instant": ms.is_none().then_some(&stored_at),
             "stored": stored,
             "undecodable": undecodable,
             "reason": reason,

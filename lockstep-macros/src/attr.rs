@@ -9,7 +9,10 @@ use syn::{Expr, Lit, LitStr};
 use crate::ctxt::Ctxt;
 
 /// The options the struct attribute accepts.
-const STRUCT_OPTIONS: &[&str] = &["tick", "backend", "namespace", "static_name", "clock"];
+const STRUCT_OPTIONS: &[&str] = &["tick", "store", "namespace", "static_name", "clock"];
+/// Other names an option is accepted under: (the other name, the option).
+/// `backend` is what `store` was first called.
+const ALIASES: &[(&str, &str)] = &[("backend", "store")];
 /// The options a field attribute accepts.
 const FIELD_OPTIONS: &[&str] = &["default", "key"];
 
@@ -18,6 +21,8 @@ pub struct Attr<'c, T> {
     cx: &'c Ctxt,
     name: &'static str,
     given: bool,
+    /// Whether it was given under another name (an alias) first.
+    by_alias: bool,
     value: Option<T>,
 }
 
@@ -27,19 +32,29 @@ impl<'c, T> Attr<'c, T> {
             cx,
             name,
             given: false,
+            by_alias: false,
             value: None,
         }
     }
 
     /// Records `value`, or that the option was written with a value already
-    /// reported as wrong (`None`); a second occurrence is an error at its key.
-    fn set(&mut self, key: impl ToTokens, value: Option<T>) {
+    /// reported as wrong (`None`); a second occurrence, under its name or
+    /// an alias, is an error at its key.
+    fn set(&mut self, key: &syn::Path, value: Option<T>) {
+        let by_alias = !key.is_ident(self.name);
         if self.given {
-            self.cx.error_spanned_by(
-                key,
-                format!("duplicate option `{}`: give it once", self.name),
-            );
+            let message = match alias_of(self.name) {
+                // `store = …, backend = …`, either way round.
+                Some(alias) if by_alias != self.by_alias => format!(
+                    "duplicate option `{}` (`{alias}` is another name for it): give it once",
+                    self.name
+                ),
+                Some(alias) if by_alias => format!("duplicate option `{alias}`: give it once"),
+                _ => format!("duplicate option `{}`: give it once", self.name),
+            };
+            self.cx.error_spanned_by(key, message);
         } else {
+            self.by_alias = by_alias;
             self.given = true;
             self.value = value;
         }
@@ -77,7 +92,8 @@ impl<T> Attr<'_, T> {
 /// The struct's options.
 pub struct StructAttrs {
     pub tick: Required<LitStr>,
-    pub backend: Required<LitStr>,
+    /// `store = "…"`, or its alias `backend = "…"`.
+    pub store: Required<LitStr>,
     pub namespace: Option<LitStr>,
     pub static_name: Option<LitStr>,
     pub clock: Option<LitStr>,
@@ -90,10 +106,11 @@ pub struct FieldAttrs {
 }
 
 impl StructAttrs {
-    /// Reads `tick = "…", backend = "…", …`.
+    /// Reads `tick = "…", store = "…", …` (`backend = "…"` is accepted
+    /// for `store`).
     pub fn parse(cx: &Ctxt, args: TokenStream) -> StructAttrs {
         let mut tick = Attr::none(cx, "tick");
-        let mut backend = Attr::none(cx, "backend");
+        let mut store = Attr::none(cx, "store");
         let mut namespace = Attr::none(cx, "namespace");
         let mut static_name = Attr::none(cx, "static_name");
         let mut clock = Attr::none(cx, "clock");
@@ -101,8 +118,14 @@ impl StructAttrs {
             let path = meta.path.clone();
             if path.is_ident("tick") {
                 tick.set(&path, string_value(cx, &meta, "tick", "\"10m\"")?);
-            } else if path.is_ident("backend") {
-                backend.set(&path, string_value(cx, &meta, "backend", "\"redis\"")?);
+            } else if path.is_ident("store") || path.is_ident("backend") {
+                // Errors name the option as written.
+                let written = if path.is_ident("store") {
+                    "store"
+                } else {
+                    "backend"
+                };
+                store.set(&path, string_value(cx, &meta, written, "\"redis\"")?);
             } else if path.is_ident("namespace") {
                 namespace.set(&path, string_value(cx, &meta, "namespace", "\"flags\"")?);
             } else if path.is_ident("static_name") {
@@ -123,7 +146,7 @@ impl StructAttrs {
         };
         StructAttrs {
             tick: tick.required(complete),
-            backend: backend.required(complete),
+            store: store.required(complete),
             namespace: namespace.get(),
             static_name: static_name.get(),
             clock: clock.get(),
@@ -241,14 +264,24 @@ fn skip_group(meta: &ParseNestedMeta) -> syn::Result<()> {
     Ok(())
 }
 
+/// The other name an option is accepted under, if it has one.
+fn alias_of(name: &str) -> Option<&'static str> {
+    ALIASES
+        .iter()
+        .find(|(_, option)| *option == name)
+        .map(|(alias, _)| *alias)
+}
+
 /// The known option `name` is most likely a misspelling of, if any: one at
-/// most two edits away (one for short names; ignoring case, `-` for `_`) or a usual other name.
+/// most two edits away from it or from one of its aliases (one for short
+/// names; ignoring case, `-` for `_`) or a usual other name.
 fn closest<'a>(name: &str, expected: &[&'a str]) -> Option<&'a str> {
     const OTHER_NAMES: &[(&str, &str)] = &[
         ("interval", "tick"),
         ("period", "tick"),
         ("refresh", "tick"),
-        ("store", "backend"),
+        ("database", "store"),
+        ("db", "store"),
         ("prefix", "namespace"),
         ("static", "static_name"),
         ("name", "key"),
@@ -261,12 +294,18 @@ fn closest<'a>(name: &str, expected: &[&'a str]) -> Option<&'a str> {
     {
         return Some(known);
     }
+    let aliases = ALIASES.iter().filter_map(|(alias, option)| {
+        let known = expected.iter().find(|e| *e == option)?;
+        Some((*alias, *known))
+    });
     expected
         .iter()
-        .map(|known| (edit_distance(&name, known), *known))
-        .filter(|(distance, known)| *distance <= if known.len() <= 4 { 1 } else { 2 })
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, known)| known)
+        .map(|known| (*known, *known))
+        .chain(aliases)
+        .map(|(spelling, known)| (edit_distance(&name, spelling), spelling, known))
+        .filter(|(distance, spelling, _)| *distance <= if spelling.len() <= 4 { 1 } else { 2 })
+        .min_by_key(|(distance, _, _)| *distance)
+        .map(|(_, _, known)| known)
 }
 
 /// Levenshtein distance, with a swap of two neighbours counting as one edit.
@@ -304,10 +343,13 @@ mod tests {
         assert_eq!(closest("rename", fields), Some("key"));
         assert_eq!(closest("skip", fields), None);
         assert_eq!(closest("def", fields), None);
-        let structs = &["tick", "backend", "namespace", "static_name"];
+        let structs = &["tick", "store", "namespace", "static_name"];
         assert_eq!(closest("ticks", structs), Some("tick"));
         assert_eq!(closest("static-name", structs), Some("static_name"));
-        assert_eq!(closest("store", structs), Some("backend"));
+        assert_eq!(closest("stroe", structs), Some("store"));
+        assert_eq!(closest("database", structs), Some("store"));
+        // Close to `backend`, the other name of `store`.
+        assert_eq!(closest("backends", structs), Some("store"));
         assert_eq!(closest("key", structs), None);
     }
 }

@@ -19,7 +19,7 @@ pub fn registry(args: TokenStream, item: &DeriveInput) -> TokenStream {
     let input = Input::from_syn(&cx, args, item);
     let checked = input.as_ref().and_then(|input| valid::check(&cx, input));
     if let Err(errors) = cx.check() {
-        // The backend is checked against lockstep's store kinds all the
+        // The store is checked against lockstep's store kinds all the
         // same, so that a wrong one is told with the other mistakes.
         let mut tokens = fallback::expand(item, errors);
         tokens.extend(input.as_ref().map(store_check));
@@ -35,12 +35,12 @@ pub fn registry(args: TokenStream, item: &DeriveInput) -> TokenStream {
     }
 }
 
-/// The check that the declared backend is one of lockstep's store kinds,
+/// The check that the declared store is one of lockstep's store kinds,
 /// built with its feature: a constant lockstep evaluates
-/// (`store::kind::declared`), its error pointing at the backend's name.
+/// (`store::kind::declared`), its error pointing at the store's name.
 /// None for a name the macro already told is another's.
 fn store_check(input: &Input) -> TokenStream {
-    match &input.attrs.backend {
+    match &input.attrs.store {
         Required::Given(lit) if valid::hint(&lit.value()).is_none() => {
             quote_spanned!(lit.span()=> const _: () = ::lockstep::__private::store_kind(#lit);)
         }
@@ -68,8 +68,8 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
     };
     let tick_secs = checked.tick_secs;
     let store_clock = checked.store_clock;
-    let backend = &checked.backend;
-    let backend_check = store_check(input);
+    let store = &checked.store;
+    let store_check = store_check(input);
 
     let fields: Vec<Generated> = input
         .fields
@@ -116,7 +116,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
         #vis static #static_name: #registry = #registry::new();
 
         const _: () = {
-            #backend_check
+            #store_check
             #(#consts)*
 
             pub struct __LockstepSlots {
@@ -134,7 +134,7 @@ fn generate(input: &Input, checked: &Checked) -> TokenStream {
                         ::core::result::Result::Ok(tick) => tick,
                         ::core::result::Result::Err(_) => ::core::panic!("checked by #[lockstep]"),
                     },
-                    store: #backend,
+                    store: #store,
                     store_clock: #store_clock,
                     fields: &[#(#defs),*],
                     access: &[#(#access),*],

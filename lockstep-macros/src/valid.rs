@@ -1,4 +1,4 @@
-//! Checks of meaning: a tick that parses and is in bounds, a backend not
+//! Checks of meaning: a tick that parses and is in bounds, a store kind not
 //! named after another, names the store can hold, keys that are unique, a
 //! struct the macro can serve. Each error points at the offending token and says what is right.
 
@@ -14,8 +14,8 @@ use crate::ctxt::Ctxt;
 pub struct Checked {
     /// The tick in seconds.
     pub tick_secs: u32,
-    /// The declared backend.
-    pub backend: String,
+    /// The declared kind of store.
+    pub store: String,
     /// Whether flips follow the store's clock (`clock = "store"`).
     pub store_clock: bool,
 }
@@ -47,14 +47,14 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
             None
         }
     };
-    let backend = match &input.attrs.backend {
+    let store = match &input.attrs.store {
         // Which kinds there are is lockstep's table of store kinds: the
         // expansion checks the name against it when it is compiled. Here,
         // the names people mean another kind by.
         Required::Given(lit) => match hint(&lit.value()) {
             None => Some(lit.value()),
             Some(hint) => {
-                cx.error_spanned_by(lit, format!("unknown backend \"{}\"; {hint}", lit.value()));
+                cx.error_spanned_by(lit, format!("unknown store \"{}\"; {hint}", lit.value()));
                 None
             }
         },
@@ -62,7 +62,7 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
         Required::Missing => {
             cx.syn_error(syn::Error::new(
                 proc_macro2::Span::call_site(),
-                "#[lockstep] needs a backend: add `backend = \"redis\"`, or the name of another \
+                "#[lockstep] needs a store: add `store = \"redis\"`, or the name of another \
                  kind of store lockstep opens (`lockstep::store::supported_schemes()`)",
             ));
             None
@@ -129,7 +129,7 @@ pub fn check(cx: &Ctxt, input: &Input) -> Option<Checked> {
     }
     Some(Checked {
         tick_secs: tick_secs?,
-        backend: backend?,
+        store: store?,
         store_clock,
     })
 }
@@ -155,7 +155,7 @@ fn name(cx: &Ctxt, lit: &LitStr, what: &str) {
     }
 }
 
-/// What to say of a backend named after another kind, if `name` is one
+/// What to say of a store named after another kind, if `name` is one
 /// such name: another database's name, a driver's, or a kind in capitals.
 pub fn hint(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
@@ -164,7 +164,7 @@ pub fn hint(name: &str) -> Option<&'static str> {
         "sqlite3" | "sqlite2" | "lite" => "did you mean \"sqlite\"?",
         "mariadb" | "mysql8" | "percona" => "MariaDB and MySQL use \"mysql\"",
         "valkey" | "keydb" | "dragonfly" => "servers that speak the Redis protocol use \"redis\"",
-        _ if lower != name => "backends are lowercase",
+        _ if lower != name => "store kinds are lowercase",
         _ => return None,
     })
 }

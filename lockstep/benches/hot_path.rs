@@ -59,7 +59,7 @@ use lockstep::lockstep;
 use lockstep::store::MemoryStore;
 
 /// The registry that is started, with pending entries.
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     /// Share of traffic that sees foobar, in percent.
     #[lockstep(default = 0)]
@@ -72,7 +72,7 @@ pub struct Flags {
 }
 
 /// The same registry, never started: it serves its defaults.
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Cold {
     /// Share of traffic that sees foobar, in percent.
     #[lockstep(default = 0)]

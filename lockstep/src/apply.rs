@@ -320,7 +320,7 @@ mod tests {
     use crate::store::{Fetch, MemoryStore, Store, Write};
     use crate::tick::Tick;
 
-    #[crate::lockstep(tick = "1s", backend = "memory")]
+    #[crate::lockstep(tick = "1s", store = "memory")]
     struct Model {
         #[lockstep(default = 1)]
         level: u8,

@@ -30,7 +30,7 @@ use crate::tick::Millis;
 /// use lockstep::store::MemoryStore;
 /// use lockstep::{lockstep, ManualClock};
 ///
-/// #[lockstep(tick = "1m", backend = "memory")]
+/// #[lockstep(tick = "1m", store = "memory")]
 /// pub struct Rollout {
 ///     pub share: u8,
 /// }

@@ -35,7 +35,7 @@ pub trait Sealed {}
 ///     (registry.namespace().to_owned(), registry.schema().fields.len())
 /// }
 ///
-/// #[lockstep(tick = "1m", backend = "memory")]
+/// #[lockstep(tick = "1m", store = "memory")]
 /// pub struct Limits {
 ///     #[lockstep(default = 100)]
 ///     pub per_second: u32,
@@ -78,7 +78,7 @@ pub struct RegistryDef<S: Fields> {
     pub namespace: &'static str,
     /// The tick.
     pub tick: Tick,
-    /// The declared store kind (`backend = "…"`: `"memory"`, `"redis"`, …).
+    /// The declared store kind (`store = "…"`: `"memory"`, `"redis"`, …).
     pub store: &'static str,
     /// Whether flips follow the store's clock (`clock = "store"`).
     pub store_clock: bool,

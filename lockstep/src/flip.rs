@@ -263,22 +263,22 @@ mod tests {
     use crate::status::FlipperPriority;
     use crate::store::MemoryStore;
 
-    #[lockstep(tick = "1s", backend = "memory", namespace = "zflip_realtime")]
+    #[lockstep(tick = "1s", store = "memory", namespace = "zflip_realtime")]
     struct Realtime {
         value: u8,
     }
 
-    #[lockstep(tick = "1s", backend = "memory", namespace = "yflip_normal")]
+    #[lockstep(tick = "1s", store = "memory", namespace = "yflip_normal")]
     struct Normal {
         value: u8,
     }
 
-    #[lockstep(tick = "1s", backend = "memory", namespace = "flip_locked")]
+    #[lockstep(tick = "1s", store = "memory", namespace = "flip_locked")]
     struct Locked {
         value: u8,
     }
 
-    #[lockstep(tick = "1s", backend = "memory", namespace = "flip_applying")]
+    #[lockstep(tick = "1s", store = "memory", namespace = "flip_applying")]
     struct Applying {
         value: u8,
     }

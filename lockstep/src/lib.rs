@@ -9,7 +9,7 @@
 //! ```
 //! use lockstep::lockstep;
 //!
-//! #[lockstep(tick = "10m", backend = "memory")]
+//! #[lockstep(tick = "10m", store = "memory")]
 //! pub struct Flags {
 //!     /// Share of traffic that sees foobar, in percent.
 //!     #[lockstep(default = 0)]
@@ -67,7 +67,7 @@
 //! ```
 //! use lockstep::{Percent, lockstep};
 //!
-//! #[lockstep(tick = "1m", backend = "memory")]
+//! #[lockstep(tick = "1m", store = "memory")]
 //! pub struct Rollout {
 //!     /// Share of users on the new checkout.
 //!     pub new_checkout: Percent,
@@ -106,7 +106,7 @@
 //! use lockstep::store::MemoryStore;
 //! use lockstep::{ManualClock, lockstep};
 //!
-//! #[lockstep(tick = "1m", backend = "memory")]
+//! #[lockstep(tick = "1m", store = "memory")]
 //! pub struct Limits {
 //!     #[lockstep(default = 100)]
 //!     pub per_second: u32,
@@ -227,7 +227,7 @@ pub mod __private;
 /// ```
 /// use lockstep::{Percent, lockstep};
 ///
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Flags {
 ///     /// Share of traffic that sees the new checkout.
 ///     pub new_checkout: Percent,
@@ -270,7 +270,7 @@ pub mod __private;
 /// # Struct options
 ///
 /// Written in the attribute itself, `#[lockstep(option = "…", …)]`, each at
-/// most once. `tick` and `backend` are required.
+/// most once. `tick` and `store` are required.
 ///
 /// ## `tick = "10m"`
 ///
@@ -281,7 +281,7 @@ pub mod __private;
 ///
 /// ```
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "1h 30m", backend = "memory")]
+/// #[lockstep(tick = "1h 30m", store = "memory")]
 /// pub struct Slow {
 ///     pub enabled: bool,
 /// }
@@ -289,18 +289,20 @@ pub mod __private;
 /// assert_eq!(SLOW.tick().as_secs(), 5400);
 /// ```
 ///
-/// ## `backend = "redis"`
+/// ## `store = "redis"`
 ///
 /// The kind of store the registry reads: `"redis"` (cargo feature `redis`,
 /// on by default), `"postgres"` (feature `postgres`), `"mysql"` (feature
 /// `mysql`: MySQL and MariaDB), `"sqlite"` (feature `sqlite`) or
-/// `"memory"` (always built; one process, for tests and examples). A backend whose feature is off is a compile error that names
-/// the feature. The URL is given at start ([`Builder::url`](crate::Builder::url))
-/// or by `LOCKSTEP_URL`, else the backend's local default.
+/// `"memory"` (always built; one process, for tests and examples). A store
+/// whose feature is off is a compile error that names the feature. The URL
+/// is given at start ([`Builder::url`](crate::Builder::url)) or by
+/// `LOCKSTEP_URL`, else the store's local default. `backend = "…"`, the
+/// option's first name, is accepted too (giving both is an error).
 ///
 /// ```no_run
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "10m", backend = "redis")]
+/// #[lockstep(tick = "10m", store = "redis")]
 /// pub struct Limits {
 ///     #[lockstep(default = 100)]
 ///     pub per_second: u32,
@@ -319,7 +321,7 @@ pub mod __private;
 ///
 /// ```
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "10m", backend = "memory", namespace = "checkout-v2")]
+/// #[lockstep(tick = "10m", store = "memory", namespace = "checkout-v2")]
 /// pub struct Checkout {
 ///     pub enabled: bool,
 /// }
@@ -334,7 +336,7 @@ pub mod __private;
 ///
 /// ```
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "10m", backend = "memory", static_name = "SITE")]
+/// #[lockstep(tick = "10m", store = "memory", static_name = "SITE")]
 /// pub struct SiteFlags {
 ///     pub maintenance: bool,
 /// }
@@ -351,7 +353,7 @@ pub mod __private;
 ///
 /// ```
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "1m", backend = "memory", clock = "store")]
+/// #[lockstep(tick = "1m", store = "memory", clock = "store")]
 /// pub struct Edge {
 ///     pub enabled: bool,
 /// }
@@ -373,7 +375,7 @@ pub mod __private;
 /// ```
 /// # use lockstep::{Percent, lockstep};
 /// # use std::collections::BTreeMap;
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Defaults {
 ///     #[lockstep(default = 25)]
 ///     pub retries: u8,
@@ -402,7 +404,7 @@ pub mod __private;
 ///
 /// ```
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Renamed {
 ///     #[lockstep(key = "foobar_percent", default = 10)]
 ///     pub foobar_share: u8,
@@ -429,7 +431,7 @@ pub mod __private;
 ///     Dark,
 /// }
 ///
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Site {
 ///     pub theme: Theme,
 /// }
@@ -440,7 +442,7 @@ pub mod __private;
 /// # Mistakes
 ///
 /// Every mistake is a compile error at the offending token, saying what
-/// is accepted: a bad or missing tick, an unknown backend or option (with
+/// is accepted: a bad or missing tick, an unknown store or option (with
 /// the closest valid name), a duplicate option or key, a default of the
 /// wrong type, a field type that is not a [`FieldType`],
 /// a generic, tuple or unit struct, an enum, and a field named like a
@@ -448,7 +450,7 @@ pub mod __private;
 ///
 /// ```compile_fail
 /// # use lockstep::lockstep;
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Flags {
 ///     pub status: bool, // `Registry::status` exists: rename the field
 /// }

@@ -35,7 +35,7 @@ use crate::writer::{Change, Field, IntoValue, Writer};
 /// ```
 /// use lockstep::lockstep;
 ///
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Flags {
 ///     /// Share of traffic that sees foobar, in percent.
 ///     #[lockstep(default = 0)]
@@ -181,7 +181,7 @@ impl<S: Fields> Registry<S> {
     ///
     /// ```
     /// # use lockstep::lockstep;
-    /// #[lockstep(tick = "10m", backend = "memory")]
+    /// #[lockstep(tick = "10m", store = "memory")]
     /// pub struct Flags {
     ///     pub maintenance: bool,
     /// }

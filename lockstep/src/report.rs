@@ -5,13 +5,19 @@
 //! and how it is doing (fetch and failure counts, late flips, rejected
 //! values, the clock offset): never the store's URL, the environment or a
 //! value.
+//!
+//! The record is a wire format between builds of different versions during
+//! a rolling deploy ([`Body`]): its instants stay milliseconds since the
+//! Unix epoch, whatever the fleet view prints; readers
+//! ([`Process`](crate::store::Process)) take them as milliseconds or RFC 3339.
 
-use chrono::DateTime;
+use serde::Serialize;
 
 use crate::status::StatusData;
+use crate::store::EXPIRY_TICKS;
 use crate::store::driver::{MAX_RECORD_BYTES, Record};
-use crate::store::{EXPIRY_TICKS, Process, Refused};
-use crate::tick::{Millis, Tick, to_datetime};
+use crate::this_process::{host_name, program_name};
+use crate::tick::{Millis, Tick};
 
 /// At most this many refused entries go in a record (the first ones); fewer
 /// if their names are long (the record stays within [`MAX_RECORD_BYTES`]).
@@ -36,10 +42,7 @@ impl Identity {
             id: format!("{:016x}", fastrand::u64(..)),
             host: host_name(),
             pid: std::process::id(),
-            program: std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default(),
+            program: program_name(),
             started: now,
             schema: schema.to_owned(),
         }
@@ -52,18 +55,15 @@ impl Identity {
         status: &StatusData,
         refused: &[(&'static str, Millis)],
     ) -> Record {
-        let mut process = Process {
-            id: self.id.clone(),
-            host: self.host.clone(),
+        let mut record = Body {
+            id: &self.id,
+            host: &self.host,
             pid: self.pid,
-            program: self.program.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started: Some(to_datetime(self.started)),
+            program: &self.program,
+            version: env!("CARGO_PKG_VERSION"),
+            started: self.started,
             tick_ms: tick.as_millis(),
-            schema: Some(self.schema.clone()),
-            last_fetch: DateTime::UNIX_EPOCH,
-            revision: 0,
-            behind: None,
+            schema: &self.schema,
             fetches: status.fetches,
             failed_fetches: status.failed_fetches,
             late_flips: status.late_flips,
@@ -71,19 +71,16 @@ impl Identity {
             refused: refused
                 .iter()
                 .take(MAX_REFUSED)
-                .map(|(field, at)| Refused {
-                    field: (*field).to_owned(),
-                    at: *at,
-                })
+                .map(|&(field, at)| RefusedEntry { field, at })
                 .collect(),
             clock_offset_ms: status.clock_offset.map(|(ns, _)| ns as f64 / 1e6),
             store_lost: status.store_lost,
         };
-        let mut body = body_of(&process);
+        let mut body = record.body();
         // A record stays small whatever the process saw: the refused
         // entries are the only part that can grow.
-        while body.len() > MAX_RECORD_BYTES && process.refused.pop().is_some() {
-            body = body_of(&process);
+        while body.len() > MAX_RECORD_BYTES && record.refused.pop().is_some() {
+            body = record.body();
         }
         Record::new(
             self.id.clone(),
@@ -93,27 +90,44 @@ impl Identity {
     }
 }
 
-/// The JSON a process sends: what it is and how it does, without the
-/// fields the store fills in (`last_fetch`, `revision`) or the view does
-/// (`behind`).
-fn body_of(process: &Process) -> String {
-    let mut value = serde_json::to_value(process).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("last_fetch");
-        object.remove("revision");
-        object.remove("behind");
-    }
-    value.to_string()
+/// The JSON a process sends: what it is and how it does, without what the
+/// store fills in (when it last fetched, the revision served) or the view
+/// does (whether it is behind). Its instants are milliseconds since the
+/// Unix epoch, as every version of lockstep has written them: other builds
+/// of the fleet read it during a rolling deploy.
+#[derive(Serialize)]
+struct Body<'a> {
+    id: &'a str,
+    host: &'a str,
+    pid: u32,
+    program: &'a str,
+    version: &'static str,
+    /// When the registry started (ms).
+    started: Millis,
+    tick_ms: i64,
+    schema: &'a str,
+    fetches: u64,
+    failed_fetches: u64,
+    late_flips: u64,
+    rejected: u64,
+    refused: Vec<RefusedEntry>,
+    clock_offset_ms: Option<f64>,
+    store_lost: bool,
 }
 
-/// The machine's host name, where the system says it.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
+/// An entry the process could not decode, in its record.
+#[derive(Serialize)]
+struct RefusedEntry {
+    field: &'static str,
+    /// The entry's instant (ms).
+    at: Millis,
+}
+
+impl Body<'_> {
+    /// The record as JSON text, its keys sorted.
+    fn body(&self) -> String {
+        serde_json::to_value(self).unwrap_or_default().to_string()
+    }
 }
 
 #[cfg(test)]
@@ -169,5 +183,11 @@ mod tests {
         assert_eq!(body["pid"], std::process::id());
         assert_eq!(body["fetches"], 3);
         assert_eq!(body["schema"], "0123456789abcdef");
+        // The wire's instants stay milliseconds, as older builds read them.
+        assert_eq!(body["started"], 0);
+        assert_eq!(
+            body["refused"][0],
+            serde_json::json!({"field": "field", "at": 0})
+        );
     }
 }

@@ -30,7 +30,7 @@ use crate::percent::Percent;
 /// ```
 /// use lockstep::lockstep;
 ///
-/// #[lockstep(tick = "1m", backend = "memory")]
+/// #[lockstep(tick = "1m", store = "memory")]
 /// struct Site {
 ///     #[lockstep(default = "classic")]
 ///     theme: String,

@@ -10,16 +10,19 @@ use crate::tick::{Millis, to_datetime};
 
 /// A registry's health at one moment; from [`Registry::status`](crate::Registry::status).
 ///
-/// It serializes (with serde) as one object whose times are RFC 3339 text
-/// in UTC and whose durations are milliseconds, named with `_ms`
-/// (`last_fetch_age_ms`, `clock_offset_ms`, `clock_offset_error_ms`);
-/// a pending value is its stored JSON. `Display` is a short summary for
+/// It serializes (with serde) as one object by the rule of every JSON
+/// lockstep prints: instants are RFC 3339 text in UTC (`last_fetch`,
+/// `last_flip`, `store_time`, each pending change's `at`), durations are
+/// milliseconds named `…_ms` (`last_fetch_age_ms`, an integer;
+/// `clock_offset_ms` and `clock_offset_error_ms`, with their microseconds
+/// as a fraction), and a pending change names its `field`; a pending value
+/// is its stored JSON. `Display` is a short summary for
 /// people, a few lines:
 ///
 /// ```
 /// use lockstep::lockstep;
 ///
-/// #[lockstep(tick = "10m", backend = "memory")]
+/// #[lockstep(tick = "10m", store = "memory")]
 /// pub struct Flags {
 ///     pub maintenance: bool,
 /// }
@@ -38,6 +41,7 @@ use crate::tick::{Millis, to_datetime};
 ///
 /// let json = serde_json::to_value(&status).unwrap();
 /// assert_eq!(json["namespace"], "flags");
+/// assert_eq!(json["pending"][0]["field"], "maintenance");
 /// assert_eq!(json["pending"][0]["value"], true);
 /// assert!(json["last_fetch"].as_str().unwrap().ends_with('Z')); // RFC 3339
 /// assert!(json["last_fetch_age_ms"].is_number());
@@ -145,11 +149,12 @@ pub enum FlipperPriority {
 
 /// A change waiting for its instant.
 ///
-/// It serializes as `{"key": …, "at": "<RFC 3339>", "value": <the stored
-/// JSON>}`.
+/// It serializes as `{"field": <the field's key>, "at": "<RFC 3339>",
+/// "value": <the stored JSON>}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Pending {
-    /// The field's key.
+    /// The field's key; `field` in JSON.
+    #[serde(rename = "field")]
     pub key: &'static str,
     /// When it activates.
     #[serde(serialize_with = "rfc3339_at")]
@@ -477,7 +482,7 @@ mod tests {
         assert_eq!(json["clock_offset_error_ms"], 0.25);
         assert_eq!(
             json["pending"][1],
-            serde_json::json!({"key": "theme", "at": "2030-03-17T17:48:40Z", "value": "dark"})
+            serde_json::json!({"field": "theme", "at": "2030-03-17T17:48:40Z", "value": "dark"})
         );
         assert_eq!(json["pending"][0]["value"], 25);
         let idle = serde_json::to_value(Status::not_started("flags")).unwrap();

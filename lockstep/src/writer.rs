@@ -113,7 +113,7 @@ fn outcome<T>(span: &tracing::Span, namespace: &str, result: Result<T, Error>) -
 /// ```
 /// use lockstep::lockstep;
 ///
-/// #[lockstep(tick = "1s", backend = "memory")]
+/// #[lockstep(tick = "1s", store = "memory")]
 /// pub struct Site {
 ///     #[lockstep(default = "classic")]
 ///     pub theme: String,
@@ -223,7 +223,7 @@ impl<S, T> std::fmt::Debug for Field<S, T> {
 /// use std::time::Duration;
 /// use lockstep::lockstep;
 ///
-/// #[lockstep(tick = "1s", backend = "memory")]
+/// #[lockstep(tick = "1s", store = "memory")]
 /// pub struct Site {
 ///     pub banner: bool,
 ///     #[lockstep(default = "classic")]

@@ -93,7 +93,7 @@ fn assert_reads_allocate_nothing<R>(when: &str, what: &str, read: impl Fn() -> R
 
 /// A registry with one field of each accessor kind: a scalar, a `Percent`
 /// (a scalar that carries its hash seed) and a `String` (behind a `Ref`).
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     /// A scalar.
     #[lockstep(default = 0)]
@@ -172,7 +172,7 @@ fn reads_allocate_nothing_before_and_after_start() {
 }
 
 /// A registry driven through its flips by a manual clock.
-#[lockstep(tick = "1m", backend = "memory")]
+#[lockstep(tick = "1m", store = "memory")]
 pub struct Stepped {
     /// A scalar.
     #[lockstep(default = 0)]

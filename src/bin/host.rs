@@ -14,7 +14,7 @@ use std::time::Duration;
 use lockstep::lockstep;
 
 /// The registry the test writes to.
-#[lockstep(tick = "1s", backend = "redis", namespace = "host")]
+#[lockstep(tick = "1s", store = "redis", namespace = "host")]
 pub struct Host {
     /// The value the test sets.
     pub value: u64,

@@ -6,7 +6,7 @@
 use lockstep::lockstep;
 
 /// The registry the fleet view's tests write to.
-#[lockstep(tick = "2s", backend = "redis", namespace = "crew")]
+#[lockstep(tick = "2s", store = "redis", namespace = "crew")]
 pub struct Crew {
     /// The value the tests change.
     pub release: u64,

@@ -32,7 +32,7 @@ use chrono::Utc;
 use lockstep::lockstep;
 
 /// The registry every probe holds.
-#[lockstep(tick = "1s", backend = "redis", namespace = "fleet")]
+#[lockstep(tick = "1s", store = "redis", namespace = "fleet")]
 pub struct Fleet {
     /// The value the test flips.
     pub generation: u64,
@@ -45,14 +45,14 @@ pub struct Fleet {
 }
 
 /// The same registry, flipping by the store's clock.
-#[lockstep(tick = "1s", backend = "redis", namespace = "fleet", clock = "store")]
+#[lockstep(tick = "1s", store = "redis", namespace = "fleet", clock = "store")]
 pub struct FleetOnStoreClock {
     /// The value the test flips.
     pub generation: u64,
 }
 
 /// The registry of the agreement test: one field the test writes at random.
-#[lockstep(tick = "1s", backend = "redis", namespace = "agreement")]
+#[lockstep(tick = "1s", store = "redis", namespace = "agreement")]
 pub struct Agreement {
     /// The value every process samples.
     pub value: u64,

@@ -12,7 +12,7 @@ use std::io::BufRead;
 use lockstep::lockstep;
 
 /// The build before the deploy.
-#[lockstep(tick = "2s", backend = "redis", namespace = "roll")]
+#[lockstep(tick = "2s", store = "redis", namespace = "roll")]
 pub struct RollV1 {
     /// The level.
     pub level: u8,
@@ -21,7 +21,7 @@ pub struct RollV1 {
 }
 
 /// The build after it: wider, and with a field more.
-#[lockstep(tick = "2s", backend = "redis", namespace = "roll")]
+#[lockstep(tick = "2s", store = "redis", namespace = "roll")]
 pub struct RollV2 {
     /// The level.
     pub level: u32,

@@ -30,7 +30,7 @@ pub enum Mode {
 }
 
 /// The registry the CLI tests drive.
-#[lockstep(tick = "1s", backend = "redis", namespace = "shop")]
+#[lockstep(tick = "1s", store = "redis", namespace = "shop")]
 pub struct Shop {
     /// Orders per minute.
     #[lockstep(default = 10)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lockstep::lockstep;
 
 /// A kill switch beside fields that may hold a lot.
-#[lockstep(tick = "2s", backend = "redis", namespace = "wide")]
+#[lockstep(tick = "2s", store = "redis", namespace = "wide")]
 pub struct Wide {
     /// The small field that must flip on time.
     pub kill: bool,

@@ -84,7 +84,7 @@ mod conditional {
         }
     }
 
-    #[crate::lockstep(tick = "1s", backend = "memory")]
+    #[crate::lockstep(tick = "1s", store = "memory")]
     struct Watch {
         #[lockstep(default = 1)]
         level: u32,

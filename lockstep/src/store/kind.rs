@@ -1,6 +1,6 @@
 //! Store kinds: the one table of the stores lockstep can open.
 //!
-//! Each row names a kind as a registry declares it (`#[lockstep(backend =
+//! Each row names a kind as a registry declares it (`#[lockstep(store =
 //! "redis")]`), its URL schemes and their forms, the cargo feature that
 //! builds it, the URL a registry of that kind connects to when none is
 //! given, and how to open one. Everything that knows about kinds reads it:
@@ -39,7 +39,7 @@ pub(crate) struct Scheme {
 /// One kind of store lockstep can open.
 #[derive(Debug)]
 pub(crate) struct Kind {
-    /// The name a registry declares: `#[lockstep(backend = "redis")]`.
+    /// The name a registry declares: `#[lockstep(store = "redis")]`.
     pub(crate) name: &'static str,
     /// Its URL schemes.
     pub(crate) schemes: &'static [Scheme],
@@ -72,7 +72,7 @@ macro_rules! kind {
             schemes: $schemes,
             feature: $feature,
             missing: concat!(
-                "backend \"",
+                "store \"",
                 $name,
                 "\" needs the cargo feature `",
                 $feature,
@@ -204,7 +204,7 @@ pub(crate) fn of_scheme(scheme: &str) -> Option<(&'static Kind, &'static Scheme)
     })
 }
 
-/// What `#[lockstep(backend = "…")]` compiles into a declaration: a const
+/// What `#[lockstep(store = "…")]` compiles into a declaration: a const
 /// evaluation that fails, and so fails the build, when `name` is no kind
 /// (the message lists every kind) or one this build of lockstep lacks the
 /// feature of.
@@ -239,7 +239,7 @@ const fn same(a: &str, b: &str) -> bool {
 }
 
 /// The prefix of [`UNKNOWN`].
-const UNKNOWN_PREFIX: &str = "unknown backend; expected one of:";
+const UNKNOWN_PREFIX: &str = "unknown store; expected one of:";
 
 /// What a declaration naming no kind is told: the kinds' names, in
 /// quotes, written out from [`KINDS`] when lockstep is compiled.
@@ -416,7 +416,7 @@ mod tests {
     fn a_declaration_naming_no_kind_is_told_every_kind() {
         assert_eq!(
             UNKNOWN,
-            "unknown backend; expected one of: \"memory\", \"redis\", \"postgres\", \"sqlite\", \
+            "unknown store; expected one of: \"memory\", \"redis\", \"postgres\", \"sqlite\", \
              \"mysql\""
         );
         assert_eq!(of_scheme("mariadb").map(|(k, _)| k.name), Some("mysql"));

@@ -1,9 +1,16 @@
 //! A member of the fleet view: what each process reports of
 //! itself with its fetches, read back as a [`Process`], and the rule by
 //! which a record still counts as a live process.
+//!
+//! A record is written by every build of a fleet during a rolling deploy,
+//! each with its own version of lockstep: its instants are milliseconds
+//! since the Unix epoch on the wire (see `report.rs`), and are read back as
+//! milliseconds or RFC 3339 text alike. A [`Process`] serializes for people
+//! and tools (the fleet view, `lockstep fleet --json`) with its instants as
+//! RFC 3339 text.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::store::stored::StoredRecord;
 use crate::tick::{Millis, Tick, to_datetime};
@@ -26,8 +33,13 @@ pub struct Process {
     /// The lockstep version it runs.
     #[serde(default)]
     pub version: String,
-    /// When the registry started, by the process's clock.
-    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    /// When the registry started, by the process's clock. Serialized as
+    /// `started_at` (RFC 3339); read from a record's `started`.
+    #[serde(
+        default,
+        rename(serialize = "started_at", deserialize = "started"),
+        deserialize_with = "instant_option"
+    )]
     pub started: Option<DateTime<Utc>>,
     /// The registry's tick, in ms, as this process declares it.
     #[serde(default)]
@@ -83,8 +95,44 @@ fn epoch_start() -> DateTime<Utc> {
 pub struct Refused {
     /// The field's key.
     pub field: String,
-    /// The entry's instant, in ms since the Unix epoch.
+    /// The entry's instant, in ms since the Unix epoch; serialized as RFC
+    /// 3339 text.
+    #[serde(serialize_with = "rfc3339", deserialize_with = "instant_ms")]
     pub at: Millis,
+}
+
+/// An instant in a record, as any lockstep version wrote it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireInstant {
+    /// Milliseconds since the Unix epoch, as records are written.
+    Millis(Millis),
+    /// RFC 3339 text.
+    Text(DateTime<Utc>),
+}
+
+impl WireInstant {
+    fn millis(self) -> Millis {
+        match self {
+            WireInstant::Millis(ms) => ms,
+            WireInstant::Text(t) => t.timestamp_millis(),
+        }
+    }
+}
+
+/// An instant read as milliseconds or RFC 3339 text.
+fn instant_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+    WireInstant::deserialize(d).map(WireInstant::millis)
+}
+
+/// An optional instant read as milliseconds or RFC 3339 text.
+fn instant_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    Ok(Option::<WireInstant>::deserialize(d)?.map(|t| to_datetime(t.millis())))
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 text.
+fn rfc3339<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    to_datetime(*ms).serialize(s)
 }
 
 impl Process {
@@ -135,4 +183,39 @@ pub(crate) fn record_process(record: StoredRecord) -> Process {
     process.last_fetch = to_datetime(record.seen);
     process.revision = record.revision;
     process
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(body: serde_json::Value) -> StoredRecord {
+        StoredRecord {
+            process: "a".into(),
+            seen: 1_893_456_001_000,
+            revision: 4,
+            body: body.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_record_is_read_with_its_instants_in_ms_or_rfc3339_and_printed_in_rfc3339() {
+        let as_written = record(json!({"id": "a", "host": "vm", "pid": 7, "program": "shop",
+            "started": 1_893_456_000_250_i64, "refused": [{"field": "limit", "at": 1_893_456_002_000_i64}]}));
+        let as_text = record(json!({"id": "a", "host": "vm", "pid": 7, "program": "shop",
+            "started": "2030-01-01T00:00:00.250Z",
+            "refused": [{"field": "limit", "at": "2030-01-01T00:00:02Z"}]}));
+        let process = record_process(as_written);
+        assert_eq!(process, record_process(as_text));
+        assert_eq!(process.started, Some(to_datetime(1_893_456_000_250)));
+        assert_eq!(process.refused[0].at, 1_893_456_002_000);
+
+        let printed = serde_json::to_value(&process).unwrap();
+        assert_eq!(printed["started_at"], "2030-01-01T00:00:00.250Z");
+        assert_eq!(printed.get("started"), None);
+        assert_eq!(printed["refused"][0]["at"], "2030-01-01T00:00:02Z");
+        assert_eq!(printed["last_fetch"], "2030-01-01T00:00:01Z");
+    }
 }

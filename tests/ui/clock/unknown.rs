@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "1s", backend = "memory", clock = "ntp")]
+#[lockstep(tick = "1s", store = "memory", clock = "ntp")]
 struct Flags {
     level: u8,
 }

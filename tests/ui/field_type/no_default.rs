@@ -7,7 +7,7 @@ pub enum Theme {
     Dark,
 }
 
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     pub theme: Theme,
 }

@@ -5,7 +5,7 @@ pub struct Limits {
     pub per_second: u32,
 }
 
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     pub limits: Limits,
 }

@@ -10,7 +10,7 @@ mod shares {
 
 use shares::Percent;
 
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     pub share: Percent,
 }

@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "10m", backend = "memory")]
+#[lockstep(tick = "10m", store = "memory")]
 pub struct Flags {
     #[lockstep(key = "site.theme")]
     pub theme: String,

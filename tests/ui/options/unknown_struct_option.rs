@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "10m", backend = "memory", refresh = "1m")]
+#[lockstep(tick = "10m", store = "memory", refresh = "1m")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

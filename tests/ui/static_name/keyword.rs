@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "10m", backend = "memory", static_name = "static")]
+#[lockstep(tick = "10m", store = "memory", static_name = "static")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "10m", backend = "memory", static_name = "my flags")]
+#[lockstep(tick = "10m", store = "memory", static_name = "my flags")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

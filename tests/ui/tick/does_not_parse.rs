@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "ten minutes", backend = "memory")]
+#[lockstep(tick = "ten minutes", store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "", backend = "memory")]
+#[lockstep(tick = "", store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(backend = "memory")]
+#[lockstep(store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

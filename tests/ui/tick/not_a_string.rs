@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = 10, backend = "memory")]
+#[lockstep(tick = 10, store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

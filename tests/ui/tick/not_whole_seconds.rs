@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "1500ms", backend = "memory")]
+#[lockstep(tick = "1500ms", store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "500ms", backend = "memory")]
+#[lockstep(tick = "500ms", store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "0s", backend = "memory")]
+#[lockstep(tick = "0s", store = "memory")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

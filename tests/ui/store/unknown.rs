@@ -1,6 +1,6 @@
 use lockstep::lockstep;
 
-#[lockstep(tick = "10m", backend = "postgresql")]
+#[lockstep(tick = "10m", store = "mariadb")]
 pub struct Flags {
     #[lockstep(default = 0)]
     pub foobar_percent: u8,

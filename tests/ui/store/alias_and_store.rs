@@ -1,0 +1,9 @@
+use lockstep::lockstep;
+
+#[lockstep(tick = "10m", store = "memory", backend = "memory")]
+pub struct Flags {
+    #[lockstep(default = 0)]
+    pub foobar_percent: u8,
+}
+
+fn main() {}
