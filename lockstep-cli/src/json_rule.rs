@@ -385,7 +385,7 @@ async fn print_everything() -> Printed {
         .unwrap();
 
     // An active value, a map, a ramp, a bad entry the registry refuses.
-    let (set, written) = crate::write::set(&ctx, &path("limit"), "7", None, &checked())
+    let (set, written) = crate::set::set(&ctx, &path("limit"), "7", None, &checked())
         .await
         .unwrap();
     printed.outcome("set", "a value", &set);
@@ -396,11 +396,11 @@ async fn print_everything() -> Printed {
         &crate::wait::until_held(&ctx, &written).await.0,
     );
     clock.advance(Duration::from_secs(3)).await;
-    let (set, _) = crate::write::set(&ctx, &path("weights"), r#"{"eu": 3}"#, None, &checked())
+    let (set, _) = crate::set::set(&ctx, &path("weights"), r#"{"eu": 3}"#, None, &checked())
         .await
         .unwrap();
     printed.outcome("set", "a map", &set);
-    let (ramp, _) = crate::write::ramp(&ctx, &path("theme"), "a,b,c", None, None, &checked())
+    let (ramp, _) = crate::set::ramp(&ctx, &path("theme"), "a,b,c", None, None, &checked())
         .await
         .unwrap();
     printed.outcome("ramp", "three entries", &ramp);
@@ -436,23 +436,23 @@ async fn print_everything() -> Printed {
     printed.outcome(
         "ls",
         "every registry",
-        &crate::overview::ls(&ctx, None).await.unwrap(),
+        &crate::ls::ls(&ctx, None).await.unwrap(),
     );
     printed.outcome(
         "ls",
         "one",
-        &crate::overview::ls(&ctx, Some("rule_shop")).await.unwrap(),
+        &crate::ls::ls(&ctx, Some("rule_shop")).await.unwrap(),
     );
     for field in ["limit", "weights", "theme"] {
         printed.outcome(
             "get",
             field,
-            &crate::read::get(&ctx, &path(field)).await.unwrap(),
+            &crate::get::get(&ctx, &path(field)).await.unwrap(),
         );
         printed.outcome(
             "history",
             field,
-            &crate::read::history(&ctx, &path(field)).await.unwrap(),
+            &crate::get::history(&ctx, &path(field)).await.unwrap(),
         );
     }
     let mut frames = Vec::new();
@@ -468,7 +468,7 @@ async fn print_everything() -> Printed {
     // Cancel a pending entry of the ramp; purge the bad entry, and one
     // whose instant is not a number.
     let last = SHOP.fleet().await.unwrap().pending.last().unwrap().at;
-    let cancelled = crate::write::cancel(&ctx, &path("theme"), When::At(last), &checked())
+    let cancelled = crate::cancel::cancel(&ctx, &path("theme"), When::At(last), &checked())
         .await
         .unwrap();
     printed.outcome("cancel", "a pending entry", &cancelled);
@@ -480,21 +480,21 @@ async fn print_everything() -> Printed {
     printed.outcome(
         "purge",
         "a bad entry",
-        &crate::write::purge(&ctx, &path("limit"), &bad_at, &checked())
+        &crate::cancel::purge(&ctx, &path("limit"), &bad_at, &checked())
             .await
             .unwrap(),
     );
     printed.outcome(
         "purge",
         "an unplaced one",
-        &crate::write::purge(&ctx, &path("limit"), "soon", &checked())
+        &crate::cancel::purge(&ctx, &path("limit"), "soon", &checked())
             .await
             .unwrap(),
     );
 
     // `--wait`: cancelled before it is held; a process that missed fetches;
     // a registry no process reports on.
-    let (_, written) = crate::write::set(&ctx, &path("theme"), "\"x\"", None, &checked())
+    let (_, written) = crate::set::set(&ctx, &path("theme"), "\"x\"", None, &checked())
         .await
         .unwrap();
     let at = written.instants[0];
@@ -516,7 +516,7 @@ async fn print_everything() -> Printed {
         .await
         .unwrap();
     clock.advance(Duration::from_millis(1_500)).await;
-    let (_, written) = crate::write::set(&ctx, &path("limit"), "8", None, &checked())
+    let (_, written) = crate::set::set(&ctx, &path("limit"), "8", None, &checked())
         .await
         .unwrap();
     SHOP.refresh().await.unwrap();
@@ -537,7 +537,7 @@ async fn print_everything() -> Printed {
         namespace: "rule_quiet".into(),
         key: "limit".into(),
     };
-    let (_, written) = crate::write::set(&ctx, &quiet_limit, "1", None, &checked())
+    let (_, written) = crate::set::set(&ctx, &quiet_limit, "1", None, &checked())
         .await
         .unwrap();
     printed.outcome(

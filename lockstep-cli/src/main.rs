@@ -23,22 +23,23 @@
 //! JSON. Exit status: 0 done, 1 refused or failed, 2 usage.
 
 mod args;
+mod cancel;
 #[cfg(feature = "console")]
 mod console;
 mod context;
 mod failure;
 mod fleet;
+mod get;
 #[cfg(test)]
 mod json_rule;
+mod ls;
 mod outcome;
-mod overview;
-mod read;
+mod set;
 mod time;
 mod value;
 mod view;
 mod wait;
 mod watch;
-mod write;
 
 use std::process::ExitCode;
 
@@ -103,9 +104,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let json = cli.json;
     let outcome = match cli.command {
-        Command::Ls { namespace } => overview::ls(&ctx, namespace.as_deref()).await?,
-        Command::Get { field } => read::get(&ctx, &field).await?,
-        Command::History { field } => read::history(&ctx, &field).await?,
+        Command::Ls { namespace } => ls::ls(&ctx, namespace.as_deref()).await?,
+        Command::Get { field } => get::get(&ctx, &field).await?,
+        Command::History { field } => get::history(&ctx, &field).await?,
         Command::Set {
             field,
             value,
@@ -113,7 +114,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             unchecked,
             wait,
         } => {
-            let written = write::set(&ctx, &field, &value, at, &unchecked).await?;
+            let written = set::set(&ctx, &field, &value, at, &unchecked).await?;
             return after_write(&ctx, written, wait, json).await;
         }
         Command::Ramp {
@@ -124,19 +125,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             unchecked,
             wait,
         } => {
-            let written = write::ramp(&ctx, &field, &values, every, from, &unchecked).await?;
+            let written = set::ramp(&ctx, &field, &values, every, from, &unchecked).await?;
             return after_write(&ctx, written, wait, json).await;
         }
         Command::Cancel {
             field,
             at,
             unchecked,
-        } => write::cancel(&ctx, &field, at, &unchecked).await?,
+        } => cancel::cancel(&ctx, &field, at, &unchecked).await?,
         Command::Purge {
             field,
             at,
             unchecked,
-        } => write::purge(&ctx, &field, &at, &unchecked).await?,
+        } => cancel::purge(&ctx, &field, &at, &unchecked).await?,
         Command::Watch {
             namespace,
             count,

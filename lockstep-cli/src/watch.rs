@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::context::{Ctx, store_now};
 use crate::failure::Failure;
+use crate::ls::{self, Overview, namespaces};
 use crate::outcome::Outcome;
-use crate::overview::{self, Overview, namespaces};
 use crate::view::{self, instant, relative};
 
 /// How often the list of namespaces is read again, when not given one.
@@ -56,7 +56,7 @@ pub async fn watch(
             match old {
                 Some(c) if c.fetched_at.elapsed() < c.overview.tick() => next_cached.push(c),
                 _ => {
-                    let overview = overview::fetch(ctx, name, only).await?;
+                    let overview = ls::fetch(ctx, name, only).await?;
                     if let Some(f) = &overview.fetched {
                         offset_ms = store_now(f) - Utc::now().timestamp_millis();
                     }

@@ -1,6 +1,6 @@
 //! `console`: the operator's page in the browser. It shows what `ls`,
 //! `fleet` and `history` show, live, and writes through the very functions
-//! `set`, `ramp` and `cancel` call ([`crate::write`]), after a preview of
+//! `set`, `ramp` and `cancel` call ([`crate::set`], [`crate::cancel`]), after a preview of
 //! the exact instants.
 //!
 //! Security: it listens on loopback unless told otherwise; it answers only
@@ -37,7 +37,7 @@ use crate::context::Ctx;
 use crate::failure::Failure;
 use crate::time::{When, parse_time};
 use crate::view::instant;
-use crate::write;
+use crate::{cancel, set};
 
 /// The largest request body the console reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -275,8 +275,8 @@ fn unlocked(console: &Console, headers: &HeaderMap, form: &Fields) -> Result<Ses
 
 /// What a write form asks, planned with the command line's own functions.
 enum Plan {
-    Write(write::Planned),
-    Cancel(write::PlannedCancel),
+    Write(set::Planned),
+    Cancel(cancel::PlannedCancel),
 }
 
 async fn plan(console: &Console, kind: &str, form: &Fields) -> Result<Plan, Failure> {
@@ -290,7 +290,7 @@ async fn plan(console: &Console, kind: &str, form: &Fields) -> Result<Plan, Fail
         "set" => {
             let value = form.get("value").map_or("", String::as_str);
             let at = when_of(form, "at", "at")?;
-            let planned = write::plan_set(ctx, &path, value, at, &unchecked, "console").await?;
+            let planned = set::plan_set(ctx, &path, value, at, &unchecked, "console").await?;
             Ok(Plan::Write(planned))
         }
         "ramp" => {
@@ -303,7 +303,7 @@ async fn plan(console: &Console, kind: &str, form: &Fields) -> Result<Plan, Fail
                 .transpose()?;
             let from = when_of(form, "from", "from")?;
             let planned =
-                write::plan_ramp(ctx, &path, values, every, from, &unchecked, "console").await?;
+                set::plan_ramp(ctx, &path, values, every, from, &unchecked, "console").await?;
             Ok(Plan::Write(planned))
         }
         "cancel" => {
@@ -313,7 +313,7 @@ async fn plan(console: &Console, kind: &str, form: &Fields) -> Result<Plan, Fail
                      (2026-12-01T09:00:00Z); nothing was removed",
                 ));
             };
-            let planned = write::plan_cancel(ctx, &path, at, &unchecked).await?;
+            let planned = cancel::plan_cancel(ctx, &path, at, &unchecked).await?;
             Ok(Plan::Cancel(planned))
         }
         other => Err(Failure::usage(format!(
@@ -323,7 +323,7 @@ async fn plan(console: &Console, kind: &str, form: &Fields) -> Result<Plan, Fail
 }
 
 /// The write's steps as the page lists them.
-fn steps(planned: &write::Planned, instants: &[i64]) -> Vec<Step> {
+fn steps(planned: &set::Planned, instants: &[i64]) -> Vec<Step> {
     planned
         .values
         .iter()
@@ -417,7 +417,7 @@ async fn preview(
                             "`{}` has no entry at {}; {}; nothing was removed",
                             planned.path,
                             instant(planned.at),
-                            write::pending_hint(&fetched, &planned.path.key, now)
+                            cancel::pending_hint(&fetched, &planned.path.key, now)
                         ))
                     })?;
                 Ok::<_, Failure>((now, entry.value.clone()))
