@@ -63,10 +63,10 @@ impl Identity {
             last_fetch: DateTime::UNIX_EPOCH,
             revision: 0,
             behind: None,
-            fetches: status.fetches,
-            failed_fetches: status.failed_fetches,
-            late_flips: status.late_flips,
-            rejected: status.rejected,
+            fetches: status.fetches(),
+            failed_fetches: status.failed_fetches(),
+            late_flips: status.late_flips(),
+            rejected: status.rejected(),
             refused: refused
                 .iter()
                 .take(MAX_REFUSED)
@@ -75,8 +75,8 @@ impl Identity {
                     at: *at,
                 })
                 .collect(),
-            clock_offset_ms: status.clock_offset.map(|(ns, _)| ns as f64 / 1e6),
-            store_lost: status.store_lost,
+            clock_offset_ms: status.clock_offset().map(|(ns, _)| ns as f64 / 1e6),
+            store_lost: status.store_lost(),
         };
         let mut body = body_of(&process);
         // A record stays small whatever the process saw: the refused
@@ -128,10 +128,10 @@ mod tests {
     #[test]
     fn a_report_stays_within_the_bound_and_says_nothing_secret() {
         let identity = Identity::of_this_process(0, "0123456789abcdef");
-        let status = StatusData {
-            fetches: 3,
-            ..StatusData::default()
-        };
+        let mut status = StatusData::default();
+        for _ in 0..3 {
+            status.fetch_succeeded(0, None);
+        }
         let refused: Vec<(&'static str, Millis)> = (0..10_000).map(|i| ("field", i)).collect();
         let report = identity.report(tick(), &status, &refused);
         assert!(

@@ -159,37 +159,177 @@ pub struct Pending {
     pub value: String,
 }
 
+/// What a registry's status counts, kept under the engine's lock: each
+/// field is written by the one method named after what happened (a fetch
+/// succeeded or failed, a flip, a rejected entry, the store lost…), and
+/// read into a [`Status`] by [`StatusData::report`].
 #[derive(Default)]
 pub(crate) struct StatusData {
-    pub(crate) last_fetch: Option<Millis>,
-    pub(crate) last_store_time: Option<Millis>,
-    pub(crate) fetches: u64,
-    pub(crate) failed_fetches: u64,
-    pub(crate) consecutive_failures: u32,
-    pub(crate) last_error: Option<String>,
-    pub(crate) flips: u64,
-    pub(crate) last_flip: Option<Millis>,
-    pub(crate) late_flips: u64,
-    pub(crate) rejected: u64,
-    pub(crate) last_rejection: Option<String>,
-    pub(crate) epoch: Option<String>,
-    pub(crate) store_lost: bool,
-    pub(crate) store_losses: u64,
+    last_fetch: Option<Millis>,
+    last_store_time: Option<Millis>,
+    fetches: u64,
+    failed_fetches: u64,
+    consecutive_failures: u32,
+    last_error: Option<String>,
+    flips: u64,
+    last_flip: Option<Millis>,
+    late_flips: u64,
+    rejected: u64,
+    last_rejection: Option<String>,
+    epoch: Option<String>,
+    store_lost: bool,
+    store_losses: u64,
     /// `(offset, error)` in nanoseconds.
-    pub(crate) clock_offset: Option<(i64, i64)>,
+    clock_offset: Option<(i64, i64)>,
     /// When the current run of failed fetches began (`None`: the last
     /// fetch succeeded).
-    pub(crate) failing_since: Option<Millis>,
-    /// Whether the clock offset is beyond the threshold that is logged.
-    pub(crate) clock_off: bool,
-    /// Clock offset warnings: when the last was logged, and how many were
-    /// suppressed since.
-    pub(crate) clock_warned: Option<(std::time::Instant, u64)>,
+    failing_since: Option<Millis>,
     /// How the flipper thread is scheduled, once it started.
-    pub(crate) flipper: FlipperPriority,
+    flipper: FlipperPriority,
+}
+
+/// The run of failed fetches a successful one ended, for the log that says
+/// the registry is connected or recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Whether it was the first successful fetch.
+    pub(crate) first: bool,
+    /// How many fetches failed in a row before it.
+    pub(crate) failures: u32,
+    /// When that run of failures began, if there was one.
+    pub(crate) failing_since: Option<Millis>,
 }
 
 impl StatusData {
+    /// A fetch succeeded at `now`, the store's clock reading `store_time`
+    /// then (when it says): counted, and the run of failures before it
+    /// ends; returns that run.
+    pub(crate) fn fetch_succeeded(&mut self, now: Millis, store_time: Option<Millis>) -> Recovered {
+        let recovered = Recovered {
+            first: self.last_fetch.is_none(),
+            failures: self.consecutive_failures,
+            failing_since: self.failing_since.take(),
+        };
+        self.fetches += 1;
+        self.consecutive_failures = 0;
+        self.last_fetch = Some(now);
+        self.last_store_time = store_time;
+        recovered
+    }
+
+    /// A fetch failed at `now` with `error`: counted; returns how many
+    /// failed in a row.
+    pub(crate) fn fetch_failed(&mut self, now: Millis, error: String) -> u32 {
+        if self.consecutive_failures == 0 {
+            self.failing_since = Some(now);
+        }
+        self.consecutive_failures += 1;
+        self.failed_fetches += 1;
+        self.last_error = Some(error);
+        self.consecutive_failures
+    }
+
+    /// The values of a new instant were published at `at`.
+    pub(crate) fn flipped(&mut self, at: Millis) {
+        self.flips += 1;
+        self.last_flip = Some(at);
+    }
+
+    /// A fetch learned `n` changes only once they were active.
+    pub(crate) fn learned_late(&mut self, n: u64) {
+        self.late_flips += n;
+    }
+
+    /// A stored entry this process cannot use was seen for the first time
+    /// (`message` says which and why).
+    pub(crate) fn entry_rejected(&mut self, message: String) {
+        self.rejected += 1;
+        self.last_rejection = Some(message);
+    }
+
+    /// A fetch found the store without the registry. Returns whether that
+    /// is news: a loss, counted once however many fetches find it so.
+    pub(crate) fn lost_store(&mut self) -> bool {
+        let news = !self.store_lost;
+        if news {
+            self.store_lost = true;
+            self.store_losses += 1;
+        }
+        news
+    }
+
+    /// A fetch found the registry written again under a new epoch: a loss,
+    /// counted unless it was already counted when a fetch found the store
+    /// without it. Returns whether it was counted now.
+    pub(crate) fn store_replaced(&mut self) -> bool {
+        let news = !self.store_lost;
+        if news {
+            self.store_losses += 1;
+        }
+        news
+    }
+
+    /// A fetch found the store holding the registry, at `epoch`.
+    pub(crate) fn store_holds(&mut self, epoch: Option<String>) {
+        self.store_lost = false;
+        self.epoch = epoch;
+    }
+
+    /// A fetch found the registry unchanged since the last one applied
+    /// whole: the store holds it, at the epoch known.
+    pub(crate) fn store_unchanged(&mut self) {
+        self.store_lost = false;
+    }
+
+    /// A new estimate of the store's clock minus this process's, at most
+    /// `error` off, both in nanoseconds.
+    pub(crate) fn clock_estimated(&mut self, offset: i64, error: i64) {
+        self.clock_offset = Some((offset, error));
+    }
+
+    /// The flipper thread started, scheduled as `priority` says.
+    pub(crate) fn flipper_started(&mut self, priority: FlipperPriority) {
+        self.flipper = priority;
+    }
+
+    /// When the last successful fetch completed.
+    pub(crate) fn last_fetch(&self) -> Option<Millis> {
+        self.last_fetch
+    }
+
+    /// Fetches that succeeded.
+    pub(crate) fn fetches(&self) -> u64 {
+        self.fetches
+    }
+
+    /// Fetches that failed.
+    pub(crate) fn failed_fetches(&self) -> u64 {
+        self.failed_fetches
+    }
+
+    /// Changes learned only once they were active.
+    pub(crate) fn late_flips(&self) -> u64 {
+        self.late_flips
+    }
+
+    /// Stored entries rejected, each counted once.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// The store's clock minus this process's and the bound on its error,
+    /// in nanoseconds, once estimated.
+    pub(crate) fn clock_offset(&self) -> Option<(i64, i64)> {
+        self.clock_offset
+    }
+
+    /// Whether the last fetch found the store without the registry.
+    pub(crate) fn store_lost(&self) -> bool {
+        self.store_lost
+    }
+
+    /// The status of a registry in namespace `namespace`, on `store`, at
+    /// `now`, with `pending` its changes waiting for their instant.
     pub(crate) fn report(
         &self,
         namespace: &'static str,
