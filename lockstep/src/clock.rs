@@ -256,12 +256,12 @@ impl UnixNanos {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ClockSample {
     /// When the answer came, by this process's clock.
-    pub(crate) at: UnixNanos,
+    at: UnixNanos,
     /// The store's clock minus this process's, in nanoseconds.
-    pub(crate) offset: i64,
+    offset: i64,
     /// The fetch's round trip, in nanoseconds: twice the bound on the
     /// offset's error.
-    pub(crate) round_trip: i64,
+    round_trip: i64,
 }
 
 impl ClockSample {
