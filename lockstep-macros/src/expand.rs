@@ -245,7 +245,7 @@ impl Generated {
                     quote! {
                         #p::Access {
                             assign: #assign,
-                            publish: |__lockstep_fields, __lockstep_slots| __lockstep_slots.#ident.set(__lockstep_fields.#ident),
+                            publish: |__lockstep_value, __lockstep_slots| __lockstep_slots.#ident.publish(__lockstep_value, #bits),
                         }
                     },
                 )
@@ -276,7 +276,7 @@ impl Generated {
                     quote! {
                         #p::Access {
                             assign: |__lockstep_fields, __lockstep_value| #p::assign_percent(&mut __lockstep_fields.#ident, __lockstep_value, #seed, #of),
-                            publish: |__lockstep_fields, __lockstep_slots| __lockstep_slots.#ident.set((#of.to)(__lockstep_fields.#ident)),
+                            publish: |__lockstep_value, __lockstep_slots| __lockstep_slots.#ident.publish(__lockstep_value, #bits),
                         }
                     },
                 )
@@ -286,7 +286,7 @@ impl Generated {
                     Some(expr) => typed_default(expr, ty),
                     None => quote_spanned!(ty.span()=> <#ty as #p::DefaultValue>::default_value()),
                 };
-                let publish = quote_spanned!(ty.span()=> |__lockstep_fields, __lockstep_slots| #p::publish::<#ty>(&__lockstep_slots.#ident, &__lockstep_fields.#ident));
+                let publish = quote_spanned!(ty.span()=> |__lockstep_value, __lockstep_slots| #p::publish::<#ty>(&__lockstep_slots.#ident, __lockstep_value));
                 let assign = quote_spanned!(ty.span()=> |__lockstep_fields, __lockstep_value| #p::assign::<#ty>(&mut __lockstep_fields.#ident, __lockstep_value));
                 (
                     quote!(#p::Shared<#ty>),

@@ -9,208 +9,372 @@
 //! key has the wrong type, say) is unreadable rather than spoiled by one
 //! entry: it keeps the timeline this process last knew.
 
-use crate::contract::{FieldDef, Fields};
-use crate::engine::{Decoded, SchemaNeed, State};
+use std::sync::Arc;
+
+use crate::contract::{FieldDef, Fields, Value};
+use crate::published::Values;
+use crate::status::StatusData;
 use crate::store::Fetched;
-use crate::store::driver::Held;
+use crate::store::driver::{Epoch, Held};
 use crate::tick::{Millis, to_datetime};
 use crate::timeline::Timeline;
 
-/// Replaces the timelines by what the store holds, field by field.
-///
-/// When the store's epoch changed (it lost its data), the timelines fetched
-/// before keep deciding until the horizon of the new epoch's creation, the
-/// same instant on every process; when the store is empty, they keep
-/// deciding until it is written again.
-pub(crate) fn apply_fetched<S: Fields>(state: &mut State, fetched: Fetched, now: Millis) {
-    let first = state.status.last_fetch.is_none();
-    let now = answered(state, &fetched, now);
-    let namespace = S::DEF.namespace;
-    // Held again only once this fetch is applied whole.
-    state.held = None;
-    let held = fetched.held();
-    match (&state.epoch, fetched.epoch) {
-        (Some(old), None) => {
-            if !state.status.store_lost {
-                state.status.store_lost = true;
-                state.status.store_losses += 1;
-                crate::observe::store_lost(namespace);
+/// A decoded entry value, and what tells the JSON text it came from: its
+/// length and XXH64. The text itself is not kept, so a process holds each
+/// value once (decoded), not twice. The value sits behind the `Arc` it was
+/// decoded into: timelines, the values made ahead of an instant and the
+/// slots a flip publishes to all share it.
+#[derive(Clone)]
+pub(crate) struct Decoded {
+    text: (usize, u64),
+    value: Value,
+}
+
+impl Decoded {
+    /// `value`, decoded from `raw`.
+    pub(crate) fn of(raw: &str, value: Value) -> Decoded {
+        Decoded {
+            text: Decoded::text_of(raw),
+            value,
+        }
+    }
+
+    /// The value.
+    pub(crate) fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Whether it was decoded from `raw`.
+    pub(crate) fn is_from(&self, raw: &str) -> bool {
+        self.text == Decoded::text_of(raw)
+    }
+
+    /// Whether it was decoded from the same text as `other`.
+    pub(crate) fn same_text(&self, other: &Decoded) -> bool {
+        self.text == other.text
+    }
+
+    fn text_of(raw: &str) -> (usize, u64) {
+        (raw.len(), xxhash_rust::xxh64::xxh64(raw.as_bytes(), 0))
+    }
+}
+
+/// What this process learned of its registry from the store: each field's
+/// timeline, and what the fetches it comes from said (the epoch, the
+/// revision, the bad entries). Only a fetch applied here changes it.
+pub(crate) struct Timelines {
+    fields: Vec<Timeline<Decoded>>,
+    /// Bumped whenever a fetch changes any timeline.
+    generation: u64,
+    /// The bad entries seen by the last fetch, as messages: each is counted
+    /// and logged once, when first seen.
+    bad: Vec<String>,
+    /// The entries of the last fetch this process could not decode, by
+    /// field and instant: the fleet view counts them as not held.
+    refused: Vec<(&'static str, Millis)>,
+    /// The registry's revision of the last fetch applied.
+    revision: u64,
+    /// What the next fetch says this process holds, so that an unchanged
+    /// registry answers with its header alone: the epoch and revision of
+    /// the last fetch applied whole. `None` after a fetch that failed, found
+    /// the store lost, could not read a field at all, or while timelines
+    /// fetched before a store loss still decide: the next fetch is full.
+    held: Option<Held>,
+    /// The store epoch the timelines come from.
+    epoch: Option<Epoch>,
+    /// After the store lost its data: until this instant, the timelines
+    /// fetched before the loss still decide.
+    carry: Option<(Millis, Vec<Timeline<Decoded>>)>,
+}
+
+impl Timelines {
+    /// What a registry of `fields` fields knows before its first fetch:
+    /// every field at its default.
+    pub(crate) fn new(fields: usize) -> Timelines {
+        Timelines {
+            fields: vec![Timeline::new(); fields],
+            generation: 0,
+            bad: Vec::new(),
+            refused: Vec::new(),
+            revision: 0,
+            held: None,
+            epoch: None,
+            carry: None,
+        }
+    }
+
+    /// Each field's timeline, in the registry's order.
+    pub(crate) fn fields(&self) -> &[Timeline<Decoded>] {
+        &self.fields
+    }
+
+    /// Bumped whenever a fetch changes any timeline.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What the next fetch says this process holds (see [`Fetch::holding`](crate::store::Fetch::holding)).
+    pub(crate) fn held(&self) -> Option<&Held> {
+        self.held.as_ref()
+    }
+
+    /// The bad entries the last fetch saw, as messages.
+    pub(crate) fn bad(&self) -> &[String] {
+        &self.bad
+    }
+
+    /// The entries of the last fetch this process could not decode.
+    pub(crate) fn refused(&self) -> &[(&'static str, Millis)] {
+        &self.refused
+    }
+
+    /// Each field's active entry at `at`.
+    pub(crate) fn active_at(&self, at: Millis) -> Vec<Option<Millis>> {
+        self.fields
+            .iter()
+            .map(|t| t.active_at(at).map(|e| e.0))
+            .collect()
+    }
+
+    /// Every field's value at `at`, ready to publish: the decoded values
+    /// themselves (shared, not cloned) for the slots, and the struct.
+    pub(crate) fn values_at<S: Fields>(&self, at: Millis) -> Values<S> {
+        Values::new(
+            self.fields
+                .iter()
+                .map(|t| t.value_at(at).map(|d| Arc::clone(&d.value)))
+                .collect(),
+        )
+    }
+
+    /// The next instant after `at` at which any field changes.
+    pub(crate) fn next_change_after(&self, at: Millis) -> Option<Millis> {
+        self.fields
+            .iter()
+            .filter_map(|t| t.next_change_after(at))
+            .min()
+    }
+
+    /// Applies the store's answer to a fetch that said this process held
+    /// `held` (checked by [`check_unchanged`]), at `now` (never before an
+    /// instant published); `first` if no fetch succeeded before. Counts
+    /// what it finds (late flips, rejected entries, a store lost) in
+    /// `status`.
+    pub(crate) fn apply<S: Fields>(
+        &mut self,
+        fetched: Fetched,
+        held: Option<Held>,
+        now: Millis,
+        first: bool,
+        status: &mut StatusData,
+    ) {
+        if fetched.unchanged {
+            self.unchanged(fetched, held, now, status);
+        } else {
+            self.replace::<S>(fetched, now, first, status);
+        }
+    }
+
+    /// A fetch failed: what this process holds is still what it applied,
+    /// but it claims nothing until a fetch is applied whole again (the next
+    /// one is full).
+    pub(crate) fn failed(&mut self) {
+        self.held = None;
+    }
+
+    /// Replaces the timelines by what the store holds, field by field.
+    ///
+    /// When the store's epoch changed (it lost its data), the timelines
+    /// fetched before keep deciding until the horizon of the new epoch's
+    /// creation, the same instant on every process; when the store is
+    /// empty, they keep deciding until it is written again.
+    fn replace<S: Fields>(
+        &mut self,
+        fetched: Fetched,
+        now: Millis,
+        first: bool,
+        status: &mut StatusData,
+    ) {
+        let namespace = S::DEF.namespace;
+        // Held again only once this fetch is applied whole.
+        self.held = None;
+        let held = fetched.held();
+        match (&self.epoch, fetched.epoch) {
+            (Some(old), None) => {
+                if status.lost_store() {
+                    crate::observe::store_lost(namespace);
+                    tracing::error!(
+                        namespace,
+                        epoch = %old.id,
+                        "lockstep: store lost: the registry is gone from the store; serving the \
+                         last fetched timeline until it is written again"
+                    );
+                }
+                return;
+            }
+            (Some(old), Some(new)) if *old != new => {
+                let switch = S::DEF.tick.horizon(new.created);
                 tracing::error!(
                     namespace,
-                    epoch = %old.id,
-                    "lockstep: store lost: the registry is gone from the store; serving the \
-                     last fetched timeline until it is written again"
+                    old_epoch = %old.id,
+                    new_epoch = %new.id,
+                    switch_at = %to_datetime(switch).to_rfc3339(),
+                    "lockstep: store lost and written again: switching to its new state at the \
+                     horizon of its new epoch, the last fetched timeline until then"
                 );
+                if status.store_replaced() {
+                    crate::observe::store_lost(namespace);
+                }
+                self.carry = Some((switch, self.fields.clone()));
+                self.epoch = Some(new);
             }
-            return;
+            (_, new) => self.epoch = new,
         }
-        (Some(old), Some(new)) if *old != new => {
-            let switch = S::DEF.tick.horizon(new.created);
-            tracing::error!(
-                namespace,
-                old_epoch = %old.id,
-                new_epoch = %new.id,
-                switch_at = %to_datetime(switch).to_rfc3339(),
-                "lockstep: store lost and written again: switching to its new state at the \
-                 horizon of its new epoch, the last fetched timeline until then"
-            );
-            if !state.status.store_lost {
-                state.status.store_losses += 1;
-                crate::observe::store_lost(namespace);
+        status.store_holds(self.epoch.as_ref().map(|e| e.id.clone()));
+        if self
+            .carry
+            .as_ref()
+            .is_some_and(|(switch, _)| now >= *switch)
+        {
+            self.carry = None;
+        }
+        let mut bad = Vec::new();
+        for (key, unplaced) in &fetched.unplaced {
+            for entry in unplaced {
+                bad.push(format!(
+                    "`{namespace}.{key}` at `{}`: {}; skipped",
+                    entry.at, entry.reason
+                ));
             }
-            state.carry = Some((switch, state.timelines.clone()));
-            state.epoch = Some(new);
         }
-        (_, new) => state.epoch = new,
-    }
-    state.status.store_lost = false;
-    state.status.epoch = state.epoch.as_ref().map(|e| e.id.clone());
-    if state
-        .carry
-        .as_ref()
-        .is_some_and(|(switch, _)| now >= *switch)
-    {
-        state.carry = None;
-    }
-    let mut bad = Vec::new();
-    for (key, unplaced) in &fetched.unplaced {
-        for entry in unplaced {
-            bad.push(format!(
-                "`{namespace}.{key}` at `{}`: {}; skipped",
-                entry.at, entry.reason
-            ));
-        }
-    }
-    let mut refused = Vec::new();
-    let mut changed = false;
-    let mut whole = true;
-    let mut late = Vec::new();
-    for (index, field) in S::DEF.fields.iter().enumerate() {
-        let old = &state.timelines[index];
-        let stored = fetched
-            .fields
-            .get(field.key)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mut good = Vec::with_capacity(stored.len());
-        let bad_before = bad.len();
-        for entry in stored {
-            let decoded = entry
-                .value
-                .as_deref()
-                .map_err(Clone::clone)
-                .and_then(|raw| {
-                    // Reuse what an earlier fetch decoded from the same text.
-                    match old
-                        .active_at(entry.at)
-                        .filter(|(at, d)| *at == entry.at && d.is_from(raw))
-                    {
-                        Some((_, known)) => Ok(known.clone()),
-                        None => decode(field, raw),
+        let mut refused = Vec::new();
+        let mut changed = false;
+        let mut whole = true;
+        let mut late = Vec::new();
+        for (index, field) in S::DEF.fields.iter().enumerate() {
+            let old = &self.fields[index];
+            let stored = fetched
+                .fields
+                .get(field.key)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut good = Vec::with_capacity(stored.len());
+            let bad_before = bad.len();
+            for entry in stored {
+                let decoded = entry
+                    .value
+                    .as_deref()
+                    .map_err(Clone::clone)
+                    .and_then(|raw| {
+                        // Reuse what an earlier fetch decoded from the same text.
+                        match old
+                            .active_at(entry.at)
+                            .filter(|(at, d)| *at == entry.at && d.is_from(raw))
+                        {
+                            Some((_, known)) => Ok(known.clone()),
+                            None => decode(field, raw),
+                        }
+                    });
+                match decoded {
+                    Ok(d) => good.push((entry.at, d)),
+                    Err(reason) => {
+                        refused.push((field.key, entry.at));
+                        bad.push(format!(
+                            "`{namespace}.{}` at {}: {reason}; skipped, the entries before and after \
+                         it decide",
+                            field.key,
+                            to_datetime(entry.at).to_rfc3339()
+                        ))
                     }
-                });
-            match decoded {
-                Ok(d) => good.push((entry.at, d)),
-                Err(reason) => {
-                    refused.push((field.key, entry.at));
-                    bad.push(format!(
-                        "`{namespace}.{}` at {}: {reason}; skipped, the entries before and after \
-                     it decide",
-                        field.key,
-                        to_datetime(entry.at).to_rfc3339()
-                    ))
                 }
             }
+            if good.is_empty() && bad.len() > bad_before {
+                // Nothing of the field can be read (a key of the wrong type, say):
+                // that is the field unreadable, not one bad entry; keep what
+                // this process knew of it. A full fetch is needed to read it
+                // again, unless the fetch's budget left it out: the store ships
+                // it again only once the registry changes, as a conditional
+                // fetch then finds.
+                let left_out = stored.iter().all(|e| {
+                    e.value
+                        .as_ref()
+                        .is_err_and(|why| crate::store::is_not_fetched(why))
+                });
+                whole &= left_out;
+                continue;
+            }
+            let mut new: Timeline<Decoded> = good.into_iter().collect();
+            if let Some((switch, before)) = &self.carry {
+                new = carry_over(field, &before[index], new, *switch);
+            }
+            if !first && !same(old.active_at(now), new.active_at(now)) {
+                late.push(field.key);
+            }
+            let unchanged = old.len() == new.len()
+                && old
+                    .entries()
+                    .iter()
+                    .zip(new.entries())
+                    .all(|(a, b)| same(Some(a), Some(b)));
+            if !unchanged {
+                changed = true;
+                self.fields[index] = new;
+            }
+            self.fields[index].prune(now, 0);
         }
-        if good.is_empty() && bad.len() > bad_before {
-            // Nothing of the field can be read (a key of the wrong type, say):
-            // that is the field unreadable, not one bad entry; keep what
-            // this process knew of it. A full fetch is needed to read it
-            // again, unless the fetch's budget left it out: the store ships
-            // it again only once the registry changes, as a conditional
-            // fetch then finds.
-            let left_out = stored.iter().all(|e| {
-                e.value
-                    .as_ref()
-                    .is_err_and(|why| crate::store::is_not_fetched(why))
-            });
-            whole &= left_out;
-            continue;
+        // One warning for every field a fetch found late (after an outage, many
+        // may be), not one a field.
+        if !late.is_empty() {
+            status.learned_late(late.len() as u64);
+            crate::observe::late_flips(namespace, late.len() as u64);
+            tracing::warn!(
+                namespace,
+                fields = ?late,
+                "lockstep: late flip: {} change(s) already active were learned only now (this \
+                 process could not reach the store in time)",
+                late.len()
+            );
         }
-        let mut new: Timeline<Decoded> = good.into_iter().collect();
-        if let Some((switch, before)) = &state.carry {
-            new = carry_over(field, &before[index], new, *switch);
+        // Each bad entry is counted and logged once, not at every fetch.
+        for message in &bad {
+            if !self.bad.contains(message) {
+                status.entry_rejected(message.clone());
+                crate::observe::rejected(namespace, 1);
+                tracing::error!(namespace, "lockstep: skipped a stored entry: {message}");
+            }
         }
-        if !first && !same(old.active_at(now), new.active_at(now)) {
-            state.status.late_flips += 1;
-            late.push(field.key);
+        self.bad = bad;
+        self.refused = refused;
+        self.revision = fetched.revision;
+        // While timelines fetched before a store loss still decide, what this
+        // process holds is not what the store holds: fetch in full until then.
+        if whole && self.carry.is_none() {
+            self.held = held;
         }
-        let unchanged = old.len() == new.len()
-            && old
-                .entries()
-                .iter()
-                .zip(new.entries())
-                .all(|(a, b)| same(Some(a), Some(b)));
-        if !unchanged {
-            changed = true;
-            state.timelines[index] = new;
+        if changed {
+            self.generation += 1;
         }
-        state.timelines[index].prune(now, 0);
     }
-    // One warning for every field a fetch found late (after an outage, many
-    // may be), not one a field.
-    if !late.is_empty() {
-        crate::observe::late_flips(namespace, late.len() as u64);
-        tracing::warn!(
-            namespace,
-            fields = ?late,
-            "lockstep: late flip: {} change(s) already active were learned only now (this \
-             process could not reach the store in time)",
-            late.len()
-        );
-    }
-    // Each bad entry is counted and logged once, not at every fetch.
-    for message in &bad {
-        if !state.bad.contains(message) {
-            state.status.rejected += 1;
-            crate::observe::rejected(namespace, 1);
-            tracing::error!(namespace, "lockstep: skipped a stored entry: {message}");
-            state.status.last_rejection = Some(message.clone());
-        }
-    }
-    state.bad = bad;
-    state.refused = refused;
-    state.revision = fetched.revision;
-    // While timelines fetched before a store loss still decide, what this
-    // process holds is not what the store holds: fetch in full until then.
-    if whole && state.carry.is_none() {
-        state.held = held;
-    }
-    if changed {
-        state.generation += 1;
-    }
-}
 
-/// Applies the store's answer to a fetch that said this process held
-/// `held` (checked by [`check_unchanged`]): in full, or unchanged.
-pub(crate) fn apply_answer<S: Fields>(
-    state: &mut State,
-    fetched: Fetched,
-    held: Option<Held>,
-    now: Millis,
-) {
-    if fetched.unchanged {
-        apply_unchanged(state, fetched, held, now);
-    } else {
-        apply_fetched::<S>(state, fetched, now);
+    /// Applies an answer that the registry is unchanged since `held`, the
+    /// epoch and revision this process applied whole last: the timelines,
+    /// bad entries and revision stay as they are (pruned of the past, as a
+    /// full fetch would leave them), and everything else a fetch updates
+    /// is.
+    fn unchanged(
+        &mut self,
+        fetched: Fetched,
+        held: Option<Held>,
+        now: Millis,
+        status: &mut StatusData,
+    ) {
+        debug_assert!(fetched.unchanged && held.as_ref().is_some_and(|h| fetched.is_at(h)));
+        status.store_unchanged();
+        for timeline in &mut self.fields {
+            timeline.prune(now, 0);
+        }
+        self.held = held;
     }
-}
-
-/// A fetch failed: what this process holds is still what it applied, but
-/// it claims nothing until a fetch is applied whole again (the next one is
-/// full).
-pub(crate) fn failed(state: &mut State) {
-    state.held = None;
 }
 
 /// Refuses an unchanged answer that is not for `held`, what the fetch said
@@ -232,38 +396,6 @@ pub(crate) fn check_unchanged(fetched: &Fetched, held: Option<&Held>) -> Result<
         )),
         None => Err("the store answered \"unchanged\" to a fetch that held nothing".to_owned()),
     }
-}
-
-/// Applies an answer that the registry is unchanged since `held`, the
-/// epoch and revision this process applied whole last: the timelines, bad
-/// entries and revision stay as they are (pruned of the past, as a full
-/// fetch would leave them), and everything else a fetch updates is.
-fn apply_unchanged(state: &mut State, fetched: Fetched, held: Option<Held>, now: Millis) {
-    debug_assert!(fetched.unchanged && held.as_ref().is_some_and(|h| fetched.is_at(h)));
-    let now = answered(state, &fetched, now);
-    state.status.store_lost = false;
-    for timeline in &mut state.timelines {
-        timeline.prune(now, 0);
-    }
-    state.held = held;
-}
-
-/// What every answer of the store updates, changed or not: the fetch's
-/// time and count, the store's clock, whether to publish the schema.
-/// Returns the instant it is applied at (never before one published).
-fn answered(state: &mut State, fetched: &Fetched, now: Millis) -> Millis {
-    let now = state.not_before_published(now);
-    let status = &mut state.status;
-    status.fetches += 1;
-    status.consecutive_failures = 0;
-    status.last_fetch = Some(now);
-    status.last_store_time = fetched.store_micros.map(|us| us.div_euclid(1000));
-    state.schema = match (state.schema, fetched.schema_held) {
-        (SchemaNeed::Done, false) => SchemaNeed::Publish,
-        (SchemaNeed::Refused, true) => SchemaNeed::Done,
-        (need, _) => need,
-    };
-    now
 }
 
 /// Whether two entries are the same instant and text.
@@ -309,233 +441,4 @@ fn carry_over(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::clock::ManualClock;
-    use crate::engine::State;
-    use crate::store::{Fetch, MemoryStore, Store, Write};
-    use crate::tick::Tick;
-
-    #[crate::lockstep(tick = "1s", store = "memory")]
-    struct Model {
-        #[lockstep(default = 1)]
-        level: u8,
-        #[lockstep(default = "a")]
-        name: String,
-        #[lockstep(default = 0)]
-        other: u8,
-    }
-
-    const KEYS: [&str; 3] = ["level", "name", "other"];
-
-    fn tick() -> Tick {
-        Tick::from_secs(1).unwrap()
-    }
-
-    /// A value for field `k`: `bad` ones do not decode as its type.
-    fn json(k: usize, v: u8, bad: bool) -> serde_json::Value {
-        match (k, bad) {
-            (1, false) => serde_json::json!(format!("n{v}")),
-            (1, true) => serde_json::json!(v),
-            (_, false) => serde_json::json!(v),
-            (_, true) => serde_json::json!(format!("not a number {v}")),
-        }
-    }
-
-    #[derive(Clone, Debug)]
-    enum Op {
-        /// A write of field `k`, value `v` (undecodable if the flag says),
-        /// `t` ticks after the horizon.
-        Commit(usize, u8, bool, u64),
-        /// A write of every field at once.
-        All(u8, u64),
-        /// A cancel of the `n`th pending entry, if any.
-        Cancel(usize),
-        /// A purge of the `n`th entry, if any (undecodable or not).
-        Purge(usize, bool),
-        /// Both processes fetch; the conditional one's fetch fails if the
-        /// flag says (the full one's then too, so both saw the same).
-        Fetch(bool),
-        /// The store loses everything.
-        Lose,
-        /// Time passes, in ms.
-        Pass(u64),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            4 => (0..KEYS.len(), any::<u8>(), proptest::bool::weighted(0.2), 0..4u64)
-                .prop_map(|(k, v, bad, t)| Op::Commit(k, v, bad, t)),
-            1 => (any::<u8>(), 0..3u64).prop_map(|(v, t)| Op::All(v, t)),
-            1 => (0..8usize).prop_map(Op::Cancel),
-            1 => (0..8usize, any::<bool>()).prop_map(|(n, u)| Op::Purge(n, u)),
-            6 => proptest::bool::weighted(0.15).prop_map(Op::Fetch),
-            1 => Just(Op::Lose),
-            3 => (0..3_000u64).prop_map(Op::Pass),
-        ]
-    }
-
-    /// What a process holds, to compare: each timeline's entries as
-    /// (instant, text), its bad entries, its revision and epoch.
-    type Holding = (Vec<Vec<(Millis, String)>>, Vec<String>, u64, Option<String>);
-
-    fn holding(state: &State) -> Holding {
-        let timelines = state
-            .timelines
-            .iter()
-            .zip(Model::DEF.fields)
-            .map(|(t, field)| {
-                t.entries()
-                    .iter()
-                    .map(|(at, d)| (*at, (field.encode)(&d.value)))
-                    .collect()
-            })
-            .collect();
-        (
-            timelines,
-            state.bad.clone(),
-            state.revision,
-            state.epoch.as_ref().map(|e| e.id.clone()),
-        )
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
-
-        /// Whatever commits, cancels, purges, losses of the store, failed
-        /// fetches and pauses interleave, a process fetching conditionally
-        /// holds, after every fetch, exactly what a process fetching in full
-        /// at the same moments holds: it never misses a change because of
-        /// the revision, and an unchanged answer reads no entry.
-        #[test]
-        fn a_conditional_fetcher_holds_what_a_full_fetcher_holds(
-            ops in proptest::collection::vec(op(), 1..80)
-        ) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let clock = ManualClock::new(chrono::Utc::now());
-                let store = MemoryStore::with_clock(&clock);
-                let s: &dyn Store = &store;
-                let mut conditional = State::new(KEYS.len());
-                let mut full = State::new(KEYS.len());
-                for op in ops {
-                    let now = clock.now_millis();
-                    match op {
-                        Op::Commit(k, v, bad, t) => {
-                            let w = Write::builder("model", tick())
-                                .set(KEYS[k], json(k, v, bad))
-                                .after_horizon(Duration::from_secs(t))
-                                .build()
-                                .unwrap();
-                            s.commit(&w).await.unwrap();
-                        }
-                        Op::All(v, t) => {
-                            let mut w = Write::builder("model", tick())
-                                .after_horizon(Duration::from_secs(t));
-                            for (k, key) in KEYS.iter().enumerate() {
-                                w = w.set(*key, json(k, v, false));
-                            }
-                            s.commit(&w.build().unwrap()).await.unwrap();
-                        }
-                        Op::Cancel(n) | Op::Purge(n, _) => {
-                            let fetched = s.fetch("model", &KEYS).await.unwrap();
-                            let entries: Vec<(&String, Millis)> = fetched
-                                .fields
-                                .iter()
-                                .flat_map(|(k, es)| es.iter().map(move |e| (k, e.at)))
-                                .collect();
-                            if let Some((key, at)) = entries.get(n) {
-                                // Refused (before the horizon, say) changes
-                                // nothing.
-                                let _ = match op {
-                                    Op::Cancel(_) => {
-                                        s.cancel("model", tick(), key, *at).await.map(|_| ())
-                                    }
-                                    Op::Purge(_, undecodable) => {
-                                        s.purge("model", tick(), key, &at.to_string(), undecodable)
-                                            .await
-                                    }
-                                    _ => unreachable!(),
-                                };
-                            }
-                        }
-                        Op::Fetch(fails) => {
-                            let held = conditional.held.clone();
-                            let answer = s
-                                .fetch_with(Fetch::new("model", &KEYS).holding(held.as_ref()))
-                                .await
-                                .unwrap();
-                            prop_assert_eq!(check_unchanged(&answer, held.as_ref()), Ok(()));
-                            if answer.unchanged {
-                                prop_assert!(answer.fields.is_empty());
-                            }
-                            let whole = s.fetch("model", &KEYS).await.unwrap();
-                            if fails {
-                                // As `refresh::record` does with a failure.
-                                failed(&mut conditional);
-                                failed(&mut full);
-                            } else {
-                                apply_answer::<Model>(&mut conditional, answer, held, now);
-                                apply_answer::<Model>(&mut full, whole, None, now);
-                                prop_assert_eq!(holding(&conditional), holding(&full));
-                                for ((a, b), field) in conditional
-                                    .timelines
-                                    .iter()
-                                    .zip(&full.timelines)
-                                    .zip(Model::DEF.fields)
-                                {
-                                    let text = |(at, d): &(Millis, Decoded)| {
-                                        (*at, (field.encode)(&d.value))
-                                    };
-                                    prop_assert_eq!(
-                                        a.active_at(now).map(text),
-                                        b.active_at(now).map(text)
-                                    );
-                                }
-                                prop_assert_eq!(
-                                    conditional.status.store_lost,
-                                    full.status.store_lost
-                                );
-                            }
-                        }
-                        Op::Lose => store.clear(),
-                        Op::Pass(ms) => clock.advance(Duration::from_millis(ms)).await,
-                    }
-                }
-                Ok(())
-            })?;
-        }
-    }
-
-    #[test]
-    fn an_unchanged_answer_for_another_revision_is_refused() {
-        let fetched = Fetched {
-            epoch: Some(crate::store::driver::Epoch {
-                id: "e".into(),
-                created: 0,
-            }),
-            revision: 3,
-            unchanged: true,
-            ..Fetched::default()
-        };
-        let held = |revision| Held {
-            epoch: "e".into(),
-            revision,
-        };
-        assert_eq!(check_unchanged(&fetched, Some(&held(3))), Ok(()));
-        assert!(check_unchanged(&fetched, Some(&held(2))).is_err());
-        assert!(check_unchanged(&fetched, None).is_err());
-        let full = Fetched {
-            unchanged: false,
-            ..fetched
-        };
-        assert_eq!(check_unchanged(&full, None), Ok(()));
-    }
-}
+mod tests;

@@ -168,8 +168,13 @@ impl ClockSource {
         }
     }
 
+    /// Now, by the clock flips follow.
+    pub(crate) fn now(&self) -> UnixNanos {
+        UnixNanos(self.now_nanos())
+    }
+
     /// Now, in nanoseconds since the Unix epoch.
-    pub(crate) fn now_nanos(&self) -> i64 {
+    fn now_nanos(&self) -> i64 {
         match self {
             ClockSource::System => system_now_nanos(),
             ClockSource::Adjusted(a) => {
@@ -186,11 +191,12 @@ impl ClockSource {
         }
     }
 
-    /// This process's own clock (skewed, but not following the store).
-    pub(crate) fn local_nanos(&self) -> i64 {
+    /// Now, by this process's own clock (skewed, but not following the
+    /// store): what a fetch's sent and received instants are read on.
+    pub(crate) fn local_now(&self) -> UnixNanos {
         match self {
-            ClockSource::Adjusted(a) => system_now_nanos().saturating_add(a.skew),
-            _ => self.now_nanos(),
+            ClockSource::Adjusted(a) => UnixNanos(system_now_nanos().saturating_add(a.skew)),
+            _ => self.now(),
         }
     }
 
@@ -198,6 +204,76 @@ impl ClockSource {
     pub(crate) fn set_store_offset(&self, offset_nanos: i64) {
         if let ClockSource::Adjusted(a) = self {
             a.store_offset.store(offset_nanos, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An instant in nanoseconds since the Unix epoch (UTC): the one time type
+/// of a fetch's timing, on either side of the store boundary. This
+/// process's clock readings (a fetch sent, its answer received) and the
+/// store's (its clock when it answered, which stores give in microseconds:
+/// [`UnixNanos::from_micros`]) are all read into it, so that a clock
+/// offset or a round trip is a difference of two of them, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct UnixNanos(i64);
+
+impl UnixNanos {
+    /// The instant `micros` microseconds after the Unix epoch (how stores
+    /// give their clock: [`Fetched::store_micros`](crate::store::Fetched::store_micros)).
+    pub(crate) fn from_micros(micros: i64) -> UnixNanos {
+        UnixNanos(micros.saturating_mul(1_000))
+    }
+
+    /// The instant `millis` after the Unix epoch (an entry's instant).
+    pub(crate) fn from_millis(millis: Millis) -> UnixNanos {
+        UnixNanos(millis.saturating_mul(1_000_000))
+    }
+
+    /// The instant in milliseconds since the Unix epoch, rounded down.
+    pub(crate) fn as_millis(self) -> Millis {
+        self.0.div_euclid(1_000_000)
+    }
+
+    /// The nanoseconds from `earlier` to this instant: negative when
+    /// `earlier` is later.
+    pub(crate) fn nanos_since(self, earlier: UnixNanos) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// The time from `earlier` to this instant, zero when `earlier` is
+    /// later.
+    pub(crate) fn duration_since(self, earlier: UnixNanos) -> Duration {
+        Duration::from_nanos(self.nanos_since(earlier).max(0) as u64)
+    }
+
+    /// The instant halfway between this one and `other`.
+    pub(crate) fn midpoint(self, other: UnixNanos) -> UnixNanos {
+        UnixNanos(self.0 / 2 + other.0 / 2)
+    }
+}
+
+/// What one fetch tells of the store's clock, NTP-style: the store read its
+/// clock somewhere within the round trip, taken to be its middle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClockSample {
+    /// When the answer came, by this process's clock.
+    at: UnixNanos,
+    /// The store's clock minus this process's, in nanoseconds.
+    offset: i64,
+    /// The fetch's round trip, in nanoseconds: twice the bound on the
+    /// offset's error.
+    round_trip: i64,
+}
+
+impl ClockSample {
+    /// The sample of a fetch sent at `sent` and answered at `received` (by
+    /// this process's clock) by a store whose clock read `store` in
+    /// between.
+    pub(crate) fn of(sent: UnixNanos, store: UnixNanos, received: UnixNanos) -> ClockSample {
+        ClockSample {
+            at: received,
+            offset: store.nanos_since(sent.midpoint(received)),
+            round_trip: received.nanos_since(sent),
         }
     }
 }
@@ -235,9 +311,15 @@ impl ClockFilter {
     /// taken for a clock step, in nanoseconds.
     pub(crate) const STEP: i64 = 100_000_000;
 
+    /// Adds `sample`; returns the best `(offset, round trip)` kept, in
+    /// nanoseconds.
+    pub(crate) fn sample(&mut self, sample: ClockSample) -> Option<(i64, i64)> {
+        self.add(sample.at.0, sample.offset, sample.round_trip)
+    }
+
     /// Adds the sample taken at `at` (this process's clock); returns the
     /// best `(offset, round trip)` kept.
-    pub(crate) fn add(&mut self, at: i64, offset: i64, rtt: i64) -> Option<(i64, i64)> {
+    fn add(&mut self, at: i64, offset: i64, rtt: i64) -> Option<(i64, i64)> {
         while self
             .samples
             .front()
@@ -331,6 +413,32 @@ mod tests {
         assert_eq!(
             filter.add(4_000 * MS, 5_010 * MS, 2 * MS),
             Some((5_003 * MS, MS))
+        );
+    }
+
+    #[test]
+    fn a_sample_reads_both_clocks_in_nanoseconds() {
+        // Sent at 1 000 ms, answered at 1 010 ms; the store's clock read
+        // 1 008 ms (in microseconds, as stores say it) in between.
+        let sample = ClockSample::of(
+            UnixNanos::from_millis(1_000),
+            UnixNanos::from_micros(1_008_000),
+            UnixNanos::from_millis(1_010),
+        );
+        assert_eq!(
+            sample,
+            ClockSample {
+                at: UnixNanos::from_millis(1_010),
+                offset: 3 * MS,
+                round_trip: 10 * MS,
+            }
+        );
+        let mut filter = ClockFilter::default();
+        assert_eq!(filter.sample(sample), Some((3 * MS, 10 * MS)));
+        assert_eq!(UnixNanos::from_micros(-1).as_millis(), -1);
+        assert_eq!(
+            UnixNanos::from_millis(5).duration_since(UnixNanos::from_millis(7)),
+            Duration::ZERO
         );
     }
 

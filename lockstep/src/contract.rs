@@ -62,11 +62,13 @@ pub trait Fields: Sealed + Sized + Send + Sync + 'static {
         }
     }
 
-    /// Publishes every field to its slot.
+    /// Publishes every field to its slot: `values` holds each field's
+    /// decoded value, in order (`None`: the field's default), which the
+    /// slot takes as it is, without a copy.
     #[doc(hidden)]
-    fn publish(&self, slots: &Self::Slots) {
-        for access in Self::DEF.access {
-            (access.publish)(self, slots);
+    fn publish(values: &[Option<Value>], slots: &Self::Slots) {
+        for (access, value) in Self::DEF.access.iter().zip(values) {
+            (access.publish)(value.as_ref(), slots);
         }
     }
 }
@@ -108,14 +110,15 @@ pub struct FieldDef {
     pub value_type: fn() -> ValueType,
 }
 
-/// How to set one field of `S` from a decoded value, and publish it to its
-/// slot.
+/// How to set one field of `S` from a decoded value, and publish a decoded
+/// value to its slot.
 #[doc(hidden)]
 pub struct Access<S: Fields> {
     /// Sets the field to a value of its type.
     pub assign: fn(&mut S, &(dyn Any + Send + Sync)),
-    /// Publishes the field to its slot.
-    pub publish: fn(&S, &S::Slots),
+    /// Publishes a decoded value of the field (`None`: its default) to its
+    /// slot.
+    pub publish: fn(Option<&Value>, &S::Slots),
 }
 
 impl FieldDef {
@@ -243,9 +246,10 @@ pub fn assign_percent<T>(
     }
 }
 
-/// Publishes a clone of `value` to its slot.
-pub fn publish<T: FieldType>(slot: &Shared<T>, value: &T) {
-    slot.set(value.clone());
+/// Publishes `value`, a `T` the field decoded (`None`: its default), to
+/// its slot: the slot shares the decoded value, it does not clone it.
+pub fn publish<T: FieldType>(slot: &Shared<T>, value: Option<&Value>) {
+    slot.publish(value);
 }
 
 /// What a name that no method of [`Registry`](crate::Registry) has resolves

@@ -20,10 +20,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::UnixNanos;
 use crate::contract::Fields;
-use crate::engine::{Engine, Prepared, State};
+use crate::engine::Engine;
 use crate::status::FlipperPriority;
-use crate::tick::{Millis, to_datetime};
 
 /// How long before an instant the flipper stops sleeping and starts spinning.
 const SPIN: Duration = Duration::from_micros(300);
@@ -31,115 +31,10 @@ const SPIN: Duration = Duration::from_micros(300);
 /// The longest the flipper sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
-/// Publishes the values at `now` unless they are already published; returns
-/// the next instant anything changes.
-pub(crate) fn flip<S: Fields>(
-    engine: &Engine<S>,
-    state: &mut State,
-    now: Millis,
-) -> Option<Millis> {
-    let now = state.not_before_published(now);
-    let active = active_at(state, now);
-    let fresh = match &state.published {
-        Some((generation, published)) => *generation != state.generation || *published != active,
-        None => true,
-    };
-    if fresh {
-        engine
-            .published
-            .publish(Arc::new(values_at::<S>(state, now)));
-        published::<S>(state, state.generation, active, now);
-    }
-    state.high_water = now;
-    prepare_next(engine, state, now)
-}
-
-/// Makes the values of the next instant after `now` at which anything
-/// changes, for the flipper to publish then without the lock
-/// ([`Engine::next`]); returns that instant. Called under the lock whenever
-/// the timelines or the published values change.
-pub(crate) fn prepare_next<S: Fields>(
-    engine: &Engine<S>,
-    state: &State,
-    now: Millis,
-) -> Option<Millis> {
-    let next = next_change(state, state.not_before_published(now));
-    engine.next.store(next.map(|at| {
-        Arc::new(Prepared {
-            at,
-            generation: state.generation,
-            active: active_at(state, at),
-            values: Arc::new(values_at(state, at)),
-        })
-    }));
-    next
-}
-
-/// Each field's active entry at `now`.
-fn active_at(state: &State, now: Millis) -> Vec<Option<Millis>> {
-    state
-        .timelines
-        .iter()
-        .map(|t| t.active_at(now).map(|e| e.0))
-        .collect()
-}
-
-/// Every field's value at `now`.
-fn values_at<S: Fields>(state: &State, now: Millis) -> S {
-    let mut values = S::defaults();
-    for (index, timeline) in state.timelines.iter().enumerate() {
-        if let Some(decoded) = timeline.value_at(now) {
-            values.assign(index, &*decoded.value);
-        }
-    }
-    values
-}
-
-/// The next instant after `now` at which anything changes.
-fn next_change(state: &State, now: Millis) -> Option<Millis> {
-    state
-        .timelines
-        .iter()
-        .filter_map(|t| t.next_change_after(now))
-        .min()
-}
-
-/// Records that the values of `active` (from the timelines of `generation`)
-/// were published at `now`: counts, logs and metrics of a flip.
-fn published<S: Fields>(
-    state: &mut State,
-    generation: u64,
-    active: Vec<Option<Millis>>,
-    now: Millis,
-) {
-    if let Some((_, published)) = &state.published
-        && *published != active
-    {
-        state.status.flips += 1;
-        state.status.last_flip = Some(now);
-        crate::observe::flipped(S::DEF.namespace);
-        crate::observe::pending(S::DEF.namespace, &state.timelines, now);
-        let changed: Vec<&str> = S::DEF
-            .fields
-            .iter()
-            .zip(published.iter().zip(&active))
-            .filter(|(_, (old, new))| old != new)
-            .map(|(field, _)| field.key)
-            .collect();
-        tracing::info!(
-            namespace = S::DEF.namespace,
-            fields = ?changed,
-            at = %to_datetime(now).to_rfc3339(),
-            "lockstep: flipped"
-        );
-    }
-    state.published = Some((generation, active));
-}
-
 /// Publishes the values of now.
 pub(crate) fn flip_now<S: Fields>(engine: &Engine<S>) {
     let now = engine.now();
-    flip(engine, &mut engine.lock(), now);
+    engine.flip(&mut engine.lock(), now);
 }
 
 /// Starts the flipper thread of `engine`, at a real-time priority if
@@ -162,7 +57,7 @@ pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
                      on a busy machine a flip can wait for a core"
                 );
             }
-            engine.lock().status.flipper = priority;
+            engine.lock().flipper_started(priority);
             engine.set_flipper(std::thread::current());
             flipper(&engine)
         });
@@ -175,7 +70,7 @@ pub(crate) fn spawn_flipper<S: Fields>(engine: Arc<Engine<S>>, realtime: bool) {
 /// publish, repeat.
 ///
 /// Under the lock it publishes what is due and the next instant's values
-/// are made ([`prepare_next`]); then, without the lock, it sleeps towards
+/// are made ([`Engine::prepare_next`]); then, without the lock, it sleeps towards
 /// that instant (at most [`MAX_SLEEP`] at a time, following the values a
 /// fetch makes anew), spins the last [`SPIN`], publishes them, and takes
 /// the lock again only once they are out, or when a fetch was applied
@@ -186,8 +81,8 @@ fn flipper<S: Fields>(engine: &Engine<S>) {
     loop {
         {
             let mut state = engine.lock();
-            let now = engine.clock.now_nanos();
-            flip(engine, &mut state, now.div_euclid(1_000_000));
+            let now = engine.clock().now();
+            engine.flip(&mut state, now.as_millis());
         }
         approach(engine);
     }
@@ -201,14 +96,14 @@ fn approach<S: Fields>(engine: &Engine<S>) {
         if engine.take_fetched() {
             return;
         }
-        let Some(next) = engine.next.load_full() else {
+        let Some(next) = engine.prepared() else {
             std::thread::park_timeout(MAX_SLEEP);
             continue;
         };
-        let until = next.at.saturating_mul(1_000_000);
-        let wait = until.saturating_sub(engine.clock.now_nanos());
-        if wait > SPIN.as_nanos() as i64 {
-            let sleep = Duration::from_nanos(wait as u64) - SPIN;
+        let until = UnixNanos::from_millis(next.at);
+        let now = engine.clock().now();
+        if until.nanos_since(now) > SPIN.as_nanos() as i64 {
+            let sleep = until.duration_since(now) - SPIN;
             std::thread::park_timeout(sleep.min(MAX_SLEEP));
             continue;
         }
@@ -216,20 +111,15 @@ fn approach<S: Fields>(engine: &Engine<S>) {
         // these few hundred microseconds, where yielding on a busy machine
         // hands it to another thread for a whole time slice (about 3 ms
         // late, measured).
-        while engine.clock.now_nanos() < until {
+        while engine.clock().now() < until {
             std::hint::spin_loop();
         }
         // The values made last for this instant: a fetch applied meanwhile
         // made them anew.
-        if let Some(next) = engine.next.load_full()
-            && next.at <= until.div_euclid(1_000_000)
+        if let Some(next) = engine.prepared()
+            && next.at <= until.as_millis()
         {
-            engine.published.publish(next.values.clone());
-            let mut state = engine.lock();
-            if state.generation == next.generation && next.at >= state.high_water {
-                published::<S>(&mut state, next.generation, next.active.clone(), next.at);
-                state.high_water = next.at;
-            }
+            engine.publish_prepared(&next);
         }
         return;
     }
@@ -261,7 +151,7 @@ fn raise_priority() -> FlipperPriority {
 mod tests {
     use crate::lockstep;
     use crate::status::FlipperPriority;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, Store, StoredEntry};
 
     #[lockstep(tick = "1s", store = "memory", namespace = "zflip_realtime")]
     struct Realtime {
@@ -299,19 +189,38 @@ mod tests {
         APPLYING.refresh().await.unwrap();
         let at_ns = at.timestamp_nanos_opt().unwrap();
         let now_ns = || chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        let engine = APPLYING.engine().clone();
+        // A fetch that changes the timelines: the store's entries, and one
+        // more an hour after the instant.
+        let mut fetched = engine
+            .store()
+            .fetch("flip_applying", engine.keys())
+            .await
+            .unwrap();
+        fetched
+            .fields
+            .entry("value".into())
+            .or_default()
+            .push(StoredEntry {
+                at: at_ns / 1_000_000 + 3_600_000,
+                value: Ok("10".into()),
+                origin: None,
+            });
         tokio::time::sleep(
             (at - chrono::Utc::now() - chrono::TimeDelta::milliseconds(100))
                 .to_std()
                 .unwrap_or_default(),
         )
         .await;
-        let engine = APPLYING.engine().clone();
         let held = std::thread::spawn(move || {
             let mut state = engine.lock();
-            // What applying a fetch does to the state, and then keeps the
-            // lock.
-            state.generation += 1;
-            super::prepare_next(&engine, &state, at_ns / 1_000_000 - 100);
+            // Applying that fetch, as the refresher does, and then keeping
+            // the lock.
+            let now = at_ns / 1_000_000 - 100;
+            let generation = state.timelines().generation();
+            state.answered::<Applying>(fetched, None, now);
+            assert_eq!(state.timelines().generation(), generation + 1);
+            engine.prepare_next(&state, now);
             loop {
                 let value = APPLYING.value();
                 let ended = now_ns();

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::contract::Fields;
+use crate::contract::{Fields, Value};
 use crate::slot::Retired;
 
 /// What the hot path reads of one registry: the per-field slots the
@@ -38,9 +38,38 @@ impl<S: Fields> Published<S> {
         self.current.load()
     }
 
-    /// Makes `values` what every accessor and snapshot returns.
-    pub(crate) fn publish(&self, values: Arc<S>) {
-        values.publish(&self.slots);
-        self.retired.keep(self.current.swap(values));
+    /// Makes `values` what every accessor and snapshot returns: each slot
+    /// takes its field's decoded value and the snapshots the struct, all by
+    /// reference count, so that publishing copies no value.
+    pub(crate) fn publish(&self, values: &Values<S>) {
+        S::publish(&values.fields, &self.slots);
+        self.retired
+            .keep(self.current.swap(Arc::clone(&values.all)));
+    }
+}
+
+/// The values of one instant, made ready to publish: each field's decoded
+/// value (`None`: its default), which its slot takes as it is, and the
+/// struct the snapshots return, made of clones of them once, here, rather
+/// than when they are published.
+pub(crate) struct Values<S> {
+    fields: Vec<Option<Value>>,
+    all: Arc<S>,
+}
+
+impl<S: Fields> Values<S> {
+    /// The values of `fields`, each field's decoded value in order (`None`:
+    /// its default).
+    pub(crate) fn new(fields: Vec<Option<Value>>) -> Values<S> {
+        let mut all = S::defaults();
+        for (index, value) in fields.iter().enumerate() {
+            if let Some(value) = value {
+                all.assign(index, &**value);
+            }
+        }
+        Values {
+            fields,
+            all: Arc::new(all),
+        }
     }
 }

@@ -12,11 +12,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{ClockSource, Driven};
+use crate::clock::{ClockSample, ClockSource, Driven, UnixNanos};
 use crate::contract::Fields;
-use crate::engine::{Engine, InFlight, SchemaNeed, State};
+use crate::engine::{ClockEstimate, ClockNews, Engine, InFlight};
 use crate::error::Error;
-use crate::flip::{flip, flip_now, spawn_flipper};
+use crate::flip::{flip_now, spawn_flipper};
 use crate::observe;
 use crate::store::driver::Held;
 use crate::store::{Fetch, Fetched};
@@ -26,10 +26,6 @@ use tracing::Instrument;
 /// The pause between two tries of the first fetch, within the boot timeout.
 const BOOT_RETRY: Duration = Duration::from_millis(100);
 
-/// At most one outage warning per this interval; the next says how many
-/// were suppressed.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
 /// Start-up, on the registry's own runtime: fetch once within
 /// `boot_timeout`, publish the schema, publish the values of now, and set
 /// the workers going. Fails only on a fault retrying cannot fix.
@@ -38,7 +34,7 @@ pub(crate) async fn boot<S: Fields>(
     boot_timeout: Duration,
 ) -> Result<(), Error> {
     let namespace = S::DEF.namespace;
-    let store = engine.store.describe();
+    let store = engine.store().describe();
     observe::describe();
     // The first fetch may take the whole boot timeout (a first connection,
     // a TLS handshake, a store restarting), not just one fetch deadline:
@@ -68,11 +64,11 @@ pub(crate) async fn boot<S: Fields>(
         }
     }
     flip_now(&*engine);
-    match engine.clock.clone() {
+    match engine.clock().clone() {
         ClockSource::Manual(clock) => clock.drive(engine),
         ClockSource::System | ClockSource::Adjusted(_) => {
-            spawn_flipper(engine.clone(), engine.realtime_flips);
-            let runtime = engine.host.handle().clone();
+            spawn_flipper(engine.clone(), engine.realtime_flips());
+            let runtime = engine.host().handle().clone();
             runtime.spawn(refresher(engine));
         }
     }
@@ -103,7 +99,7 @@ async fn fetch_as<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<()
     let span = tracing::info_span!(
         "lockstep.fetch",
         namespace = S::DEF.namespace,
-        store = %engine.store.describe(),
+        store = %engine.store().describe(),
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
@@ -121,7 +117,7 @@ async fn fetch_as<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<()
 
 /// [`fetch`], outside its span.
 async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<(), Error> {
-    let mut in_flight = engine.fetching.lock().await;
+    let mut in_flight = engine.fetching().lock().await;
     let deadline = S::DEF.tick.fetch_timeout();
     // A fetch that overran its deadline is still on the wire: wait for its
     // answer instead of sending another, so a slow or frozen store never has
@@ -129,17 +125,17 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
     // wakes up.
     let InFlight {
         mut task,
-        sent_nanos: sent,
+        sent,
         held,
     } = in_flight.take().unwrap_or_else(|| {
-        let store = engine.store.clone();
-        let keys = engine.keys.clone();
-        let schema = engine.schema.clone();
-        let report = engine.report();
-        let held = conditional.then(|| engine.lock().held.clone()).flatten();
+        let store = engine.store().clone();
+        let keys = engine.keys().to_vec();
+        let schema = engine.schema().clone();
+        let report = engine.record();
+        let held = conditional.then(|| engine.lock().holding()).flatten();
         let asked = held.clone();
-        let sent = engine.clock.local_nanos();
-        let task = engine.host.handle().spawn(async move {
+        let sent = engine.clock().local_now();
+        let task = engine.host().handle().spawn(async move {
             let fetch = Fetch::new(S::DEF.namespace, &keys)
                 .reporting(report.as_ref())
                 .holding(asked.as_ref())
@@ -147,26 +143,22 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
                 .within(deadline);
             store.fetch_with(fetch).await
         });
-        InFlight {
-            task,
-            sent_nanos: sent,
-            held,
-        }
+        InFlight { task, sent, held }
     });
     let result = match tokio::time::timeout(deadline, &mut task).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(Error::Store {
-            store: engine.store.describe(),
+            store: engine.store().describe(),
             message: format!("the fetch task failed: {join}"),
         }),
         Err(_) => {
             *in_flight = Some(InFlight {
                 task,
-                sent_nanos: sent,
+                sent,
                 held: held.clone(),
             });
             Err(Error::Store {
-                store: engine.store.describe(),
+                store: engine.store().describe(),
                 message: format!(
                     "no answer to a fetch within its deadline of {deadline:?}; still waiting \
                      for that one rather than sending another"
@@ -174,7 +166,7 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
             })
         }
     };
-    let received = engine.clock.local_nanos();
+    let received = engine.clock().local_now();
     let recorded = record(engine, result, sent, received, held);
     drop(in_flight);
     let publish = recorded?;
@@ -186,61 +178,55 @@ async fn fetch_once<S: Fields>(engine: &Engine<S>, conditional: bool) -> Result<
 }
 
 /// Applies the result of a fetch sent at `sent` and answered at `received`
-/// (this process's clock, ns), which said this process held `held`;
-/// returns whether to publish the schema.
+/// (this process's clock), which said this process held `held`; returns
+/// whether to publish the schema.
 fn record<S: Fields>(
     engine: &Engine<S>,
     result: Result<Fetched, Error>,
-    sent: i64,
-    received: i64,
+    sent: UnixNanos,
+    received: UnixNanos,
     held: Option<Held>,
 ) -> Result<bool, Error> {
     let result = result.and_then(|fetched| {
         crate::apply::check_unchanged(&fetched, held.as_ref())
             .map(|()| fetched)
             .map_err(|message| Error::Store {
-                store: engine.store.describe(),
+                store: engine.store().describe(),
                 message,
             })
     });
     let now = engine.now();
     let namespace = S::DEF.namespace;
     let mut state = engine.lock();
-    let age = |state: &State| {
-        let last = state.status.last_fetch?;
-        Some(Duration::from_millis(now.saturating_sub(last).max(0) as u64))
-    };
     match result {
         Ok(fetched) => {
             if let Some(store) = fetched.store_micros
-                && !matches!(engine.clock, ClockSource::Manual(_))
+                && !matches!(engine.clock(), ClockSource::Manual(_))
             {
-                let offset = store.saturating_mul(1000) - (sent / 2 + received / 2);
-                if let Some((offset, rtt)) =
-                    state.clock_filter.add(received, offset, received - sent)
-                {
-                    state.status.clock_offset = Some((offset, rtt / 2));
-                    engine.clock.set_store_offset(offset);
-                    observe::clock_offset(namespace, offset);
-                    watch_clock(engine, &mut state, offset, rtt / 2);
+                let sample = ClockSample::of(sent, UnixNanos::from_micros(store), received);
+                if let Some(estimate) = state.clock_sampled(sample, Instant::now()) {
+                    engine.clock().set_store_offset(estimate.offset);
+                    observe::clock_offset(namespace, estimate.offset);
+                    log_clock(engine, estimate);
                 }
             }
-            let first = state.status.last_fetch.is_none();
-            let failures = state.status.consecutive_failures;
-            let failing_since = state.status.failing_since.take();
-            crate::apply::apply_answer::<S>(&mut state, fetched, held, now);
-            crate::flip::prepare_next(engine, &state, now);
-            let rtt = Duration::from_nanos(received.saturating_sub(sent).max(0) as u64);
-            observe::fetched(namespace, Some(rtt), Some(Duration::ZERO));
-            observe::pending(namespace, &state.timelines, now);
-            let down_for = failing_since.map(|since| {
+            let recovered = state.answered::<S>(fetched, held, now);
+            engine.prepare_next(&state, now);
+            observe::fetched(
+                namespace,
+                Some(received.duration_since(sent)),
+                Some(Duration::ZERO),
+            );
+            observe::pending(namespace, state.timelines().fields(), now);
+            let failures = recovered.failures;
+            let down_for = recovered.failing_since.map(|since| {
                 humantime::format_duration(Duration::from_millis(
                     now.saturating_sub(since).max(0) as u64
                 ))
             });
-            if first {
+            if recovered.first {
                 tracing::info!(
-                    namespace, store = %engine.store.describe(), failures_before = failures,
+                    namespace, store = %engine.store().describe(), failures_before = failures,
                     "lockstep: connected: first fetch done"
                 );
             } else if let Some(down_for) = down_for {
@@ -250,19 +236,16 @@ fn record<S: Fields>(
                      {down_for}"
                 );
             }
-            Ok(state.schema == SchemaNeed::Publish)
+            Ok(state.must_publish_schema())
         }
         Err(e) => {
-            crate::apply::failed(&mut state);
-            observe::fetched(namespace, None, age(&state));
-            if state.status.consecutive_failures == 0 {
-                state.status.failing_since = Some(now);
-            }
-            state.status.consecutive_failures += 1;
-            state.status.failed_fetches += 1;
-            state.status.last_error = Some(e.to_string());
-            let failures = state.status.consecutive_failures;
-            if let Some(suppressed) = outage_warning(&mut state) {
+            let age = state
+                .status()
+                .last_fetch()
+                .map(|last| Duration::from_millis(now.saturating_sub(last).max(0) as u64));
+            observe::fetched(namespace, None, age);
+            let failures = state.failed(&e, now);
+            if let Some(suppressed) = state.outage_warning(Instant::now()) {
                 tracing::warn!(
                     namespace = S::DEF.namespace,
                     failures,
@@ -276,18 +259,21 @@ fn record<S: Fields>(
     }
 }
 
-/// Logs the clock offset estimate `offset` (error at most `error`, both in
-/// nanoseconds) crossing [`observe::CLOCK_OFFSET_WARN`]: a warning when it
-/// goes beyond (rate-limited), an info when it is back within half of it.
-fn watch_clock<S: Fields>(engine: &Engine<S>, state: &mut State, offset: i64, error: i64) {
+/// Logs a clock offset estimate crossing [`observe::CLOCK_OFFSET_WARN`]:
+/// a warning when it goes beyond (rate-limited), an info when it is back
+/// within half of it.
+fn log_clock<S: Fields>(engine: &Engine<S>, estimate: ClockEstimate) {
     let namespace = S::DEF.namespace;
     let threshold = observe::CLOCK_OFFSET_WARN;
+    let ClockEstimate {
+        offset,
+        error,
+        news,
+    } = estimate;
     let offset_ms = offset as f64 / 1e6;
-    let status = &mut state.status;
-    if !status.clock_off && observe::clock_off(offset, error) {
-        status.clock_off = true;
-        let following = matches!(&engine.clock, ClockSource::Adjusted(a) if a.follow_store);
-        if let Some(suppressed) = warn_now(&mut status.clock_warned, Instant::now()) {
+    match news {
+        ClockNews::Off(Some(suppressed)) => {
+            let following = matches!(engine.clock(), ClockSource::Adjusted(a) if a.follow_store);
             let effect = if following {
                 "flips follow the store's clock, as this registry asks"
             } else {
@@ -303,38 +289,15 @@ fn watch_clock<S: Fields>(engine: &Engine<S>, state: &mut State, offset: i64, er
                  {threshold:?}: {effect}"
             );
         }
-    } else if status.clock_off
-        && offset.unsigned_abs().saturating_add(error.unsigned_abs())
-            < threshold.as_nanos() as u64 / 2
-    {
-        status.clock_off = false;
-        tracing::info!(
-            namespace,
-            offset_ms,
-            "lockstep: this process's clock is back within {threshold:?} of the store's \
-             ({offset_ms:+.1} ms)"
-        );
-    }
-}
-
-/// Whether to log an outage warning now (at most one per [`WARN_EVERY`]),
-/// with how many were suppressed since the last.
-fn outage_warning(state: &mut State) -> Option<u64> {
-    warn_now(&mut state.warned, Instant::now())
-}
-
-/// [`outage_warning`] on the record of the last warning, at `now`.
-fn warn_now(warned: &mut Option<(Instant, u64)>, now: Instant) -> Option<u64> {
-    match warned {
-        Some((last, suppressed)) if now.duration_since(*last) < WARN_EVERY => {
-            *suppressed += 1;
-            None
+        ClockNews::Back => {
+            tracing::info!(
+                namespace,
+                offset_ms,
+                "lockstep: this process's clock is back within {threshold:?} of the store's \
+                 ({offset_ms:+.1} ms)"
+            );
         }
-        warned => {
-            let suppressed = warned.map_or(0, |(_, n)| n);
-            *warned = Some((now, 0));
-            Some(suppressed)
-        }
+        ClockNews::Off(None) | ClockNews::Same => {}
     }
 }
 
@@ -342,24 +305,24 @@ fn warn_now(warned: &mut Option<(Instant, u64)>, now: Instant) -> Option<u64> {
 /// cannot fix (read-only credentials) is logged once and not retried until
 /// the store has held a schema again; it never stops the registry.
 async fn publish_schema<S: Fields>(engine: &Engine<S>) {
-    let store = engine.store.clone();
+    let store = engine.store().clone();
     let deadline = S::DEF.tick.fetch_timeout();
     let publish = engine
-        .host
+        .host()
         .run(async move { store.publish_schema(&S::DEF.schema()).await });
     let result = match tokio::time::timeout(deadline, publish).await {
         Ok(result) => result,
         Err(_) => Err(Error::Store {
-            store: engine.store.describe(),
+            store: engine.store().describe(),
             message: format!("no answer to publishing the schema within {deadline:?}"),
         }),
     };
     let namespace = S::DEF.namespace;
     let mut state = engine.lock();
     match result {
-        Ok(()) => state.schema = SchemaNeed::Done,
+        Ok(()) => state.schema_published(),
         Err(e) if !e.is_transient() => {
-            state.schema = SchemaNeed::Refused;
+            state.schema_refused();
             tracing::warn!(
                 namespace, error = %e,
                 "lockstep: the store refused this registry's schema; values are read as usual, \
@@ -368,7 +331,7 @@ async fn publish_schema<S: Fields>(engine: &Engine<S>) {
             );
         }
         Err(e) => {
-            if let Some(suppressed) = outage_warning(&mut state) {
+            if let Some(suppressed) = state.outage_warning(Instant::now()) {
                 tracing::warn!(
                     namespace, suppressed, error = %e,
                     "lockstep: could not publish the schema; trying again after the next fetch"
@@ -386,7 +349,7 @@ async fn refresher<S: Fields>(engine: Arc<Engine<S>>) {
     loop {
         let now = engine.now();
         let delay = if failures == 0 {
-            next_phase(now, tick, engine.phase) - now
+            next_phase(now, tick, engine.phase()) - now
         } else {
             backoff(failures, tick)
         };
@@ -421,17 +384,15 @@ impl<S: Fields> Driven for Engine<S> {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let tick = S::DEF.tick;
-            let due = {
-                let state = self.lock();
-                state
-                    .status
-                    .last_fetch
-                    .is_none_or(|last| tick.floor(now) > tick.floor(last))
-            };
+            let due = self
+                .lock()
+                .status()
+                .last_fetch()
+                .is_none_or(|last| tick.floor(now) > tick.floor(last));
             if due {
                 let _ = fetch(self).await;
             }
-            flip(self, &mut self.lock(), now);
+            self.flip(&mut self.lock(), now);
         })
     }
 }

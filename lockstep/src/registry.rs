@@ -200,8 +200,8 @@ impl<S: Fields> Registry<S> {
     /// ```
     pub async fn fleet(&'static self) -> Result<Fleet, Error> {
         let started = self.started()?;
-        let store = started.engine.store.clone();
-        let keys = started.engine.keys.clone();
+        let store = started.engine.store().clone();
+        let keys = started.engine.keys().to_vec();
         crate::host::run_on(&started.writer.runtime, async move {
             crate::store::fleet(&*store, S::DEF.namespace, &keys, Some(S::DEF.tick)).await
         })

@@ -49,7 +49,7 @@ impl Identity {
     }
 
     /// The record sent with the next fetch.
-    pub(crate) fn report(
+    pub(crate) fn record(
         &self,
         tick: Tick,
         status: &StatusData,
@@ -64,17 +64,17 @@ impl Identity {
             started: self.started,
             tick_ms: tick.as_millis(),
             schema: &self.schema,
-            fetches: status.fetches,
-            failed_fetches: status.failed_fetches,
-            late_flips: status.late_flips,
-            rejected: status.rejected,
+            fetches: status.fetches(),
+            failed_fetches: status.failed_fetches(),
+            late_flips: status.late_flips(),
+            rejected: status.rejected(),
             refused: refused
                 .iter()
                 .take(MAX_REFUSED)
                 .map(|&(field, at)| RefusedEntry { field, at })
                 .collect(),
-            clock_offset_ms: status.clock_offset.map(|(ns, _)| ns as f64 / 1e6),
-            store_lost: status.store_lost,
+            clock_offset_ms: status.clock_offset().map(|(ns, _)| ns as f64 / 1e6),
+            store_lost: status.store_lost(),
         };
         let mut body = record.body();
         // A record stays small whatever the process saw: the refused
@@ -143,12 +143,12 @@ mod tests {
     #[test]
     fn a_report_stays_within_the_bound_and_says_nothing_secret() {
         let identity = Identity::of_this_process(0, "0123456789abcdef");
-        let status = StatusData {
-            fetches: 3,
-            ..StatusData::default()
-        };
+        let mut status = StatusData::default();
+        for _ in 0..3 {
+            status.fetch_succeeded(0, None);
+        }
         let refused: Vec<(&'static str, Millis)> = (0..10_000).map(|i| ("field", i)).collect();
-        let report = identity.report(tick(), &status, &refused);
+        let report = identity.record(tick(), &status, &refused);
         assert!(
             report.body().len() <= MAX_RECORD_BYTES,
             "{}",

@@ -13,10 +13,11 @@
 //! value a flip replaced until the next flip ([`Retired`]), so the last
 //! reference is its own, unless a reader holds a value for longer than that.
 
+use std::any::Any;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -217,11 +218,29 @@ impl<T: ScalarValue> Scalar<T> {
     pub fn set(&self, value: T) {
         self.bits.store(value.to_bits(), Ordering::Relaxed);
     }
+
+    /// Publishes the value a flip hands over: the field's decoded value (a
+    /// `T`), or its default, whose bits the generated code passes (a
+    /// constant there), for `None` (or a value of another type, which a
+    /// field never decodes). The slot keeps only what a read needs.
+    pub fn publish(&self, value: Option<&Arc<dyn Any + Send + Sync>>, default: u64) {
+        let bits = value
+            .and_then(|value| value.downcast_ref::<T>())
+            .map_or(default, |value| value.to_bits());
+        self.bits.store(bits, Ordering::Relaxed);
+    }
 }
 
 /// The slot of a field of any other type.
+///
+/// A flip hands it the value the field decoded, behind the `Arc` it was
+/// decoded into: publishing is a reference count, not a copy of the value.
 pub struct Shared<T> {
     cell: LazyLock<ArcSwap<T>, fn() -> ArcSwap<T>>,
+    /// What makes the default (the value `cell` starts with).
+    init: fn() -> ArcSwap<T>,
+    /// The default, made once, for the flips that publish it.
+    default: OnceLock<Arc<T>>,
     retired: Retired<T>,
 }
 
@@ -230,6 +249,8 @@ impl<T> Shared<T> {
     pub const fn new(init: fn() -> ArcSwap<T>) -> Self {
         Shared {
             cell: LazyLock::new(init),
+            init,
+            default: OnceLock::new(),
             retired: Retired::new(),
         }
     }
@@ -242,7 +263,26 @@ impl<T> Shared<T> {
 
     /// Publishes `value`.
     pub fn set(&self, value: T) {
-        self.retired.keep(self.cell.swap(Arc::new(value)));
+        self.swap(Arc::new(value));
+    }
+
+    /// Makes `value` the current value; keeps the one it replaces until
+    /// the next flip.
+    fn swap(&self, value: Arc<T>) {
+        self.retired.keep(self.cell.swap(value));
+    }
+}
+
+impl<T: Send + Sync + 'static> Shared<T> {
+    /// Publishes the value a flip hands over: the field's decoded value (an
+    /// `Arc` of a `T`, shared with the timeline it came from, not cloned),
+    /// or its default for `None` (or a value of another type, which a field
+    /// never decodes).
+    pub fn publish(&self, value: Option<&Arc<dyn Any + Send + Sync>>) {
+        let decoded = value.and_then(|value| Arc::clone(value).downcast::<T>().ok());
+        let value = decoded
+            .unwrap_or_else(|| Arc::clone(self.default.get_or_init(|| (self.init)().into_inner())));
+        self.swap(value);
     }
 }
 
@@ -297,6 +337,41 @@ mod tests {
         v.set("b".into());
         assert_eq!(*held, "a");
         assert_eq!(*v.get(), "b");
+    }
+
+    #[test]
+    fn a_flip_hands_the_decoded_value_over_without_cloning_it() {
+        let v: Shared<String> = Shared::new(|| ArcSwap::from_pointee("a".to_string()));
+        let decoded: Arc<dyn Any + Send + Sync> = Arc::new("b".to_string());
+        v.publish(Some(&decoded));
+        let held = v.get();
+        assert_eq!(*held, "b");
+        // The very value decoded: the slot and the decoder share it.
+        assert!(std::ptr::eq::<String>(
+            &*held,
+            decoded.downcast_ref().unwrap()
+        ));
+        // The default, made once for every flip that publishes it.
+        v.publish(None);
+        let first = v.get();
+        assert_eq!(*first, "a");
+        v.publish(None);
+        assert!(std::ptr::eq::<String>(&*first, &*v.get()));
+        // A value of another type is no value of the field: its default.
+        let other: Arc<dyn Any + Send + Sync> = Arc::new(7u8);
+        v.publish(Some(&decoded));
+        v.publish(Some(&other));
+        assert_eq!(*v.get(), "a");
+
+        let s: Scalar<i16> = Scalar::new(bits::i16(-3), 0);
+        let seven: Arc<dyn Any + Send + Sync> = Arc::new(7i16);
+        s.publish(Some(&seven), bits::i16(-3));
+        assert_eq!(s.get(), 7);
+        s.publish(None, bits::i16(-3));
+        assert_eq!(s.get(), -3);
+        s.publish(Some(&seven), bits::i16(-3));
+        s.publish(Some(&other), bits::i16(-3));
+        assert_eq!(s.get(), -3);
     }
 
     #[test]

@@ -164,38 +164,178 @@ pub struct Pending {
     pub value: String,
 }
 
+/// What a registry's status counts, kept under the engine's lock: each
+/// field is written by the one method named after what happened (a fetch
+/// succeeded or failed, a flip, a rejected entry, the store lost…), and
+/// read into a [`Status`] by [`StatusData::report`].
 #[derive(Default)]
 pub(crate) struct StatusData {
-    pub(crate) last_fetch: Option<Millis>,
-    pub(crate) last_store_time: Option<Millis>,
-    pub(crate) fetches: u64,
-    pub(crate) failed_fetches: u64,
-    pub(crate) consecutive_failures: u32,
-    pub(crate) last_error: Option<String>,
-    pub(crate) flips: u64,
-    pub(crate) last_flip: Option<Millis>,
-    pub(crate) late_flips: u64,
-    pub(crate) rejected: u64,
-    pub(crate) last_rejection: Option<String>,
-    pub(crate) epoch: Option<String>,
-    pub(crate) store_lost: bool,
-    pub(crate) store_losses: u64,
+    last_fetch: Option<Millis>,
+    last_store_time: Option<Millis>,
+    fetches: u64,
+    failed_fetches: u64,
+    consecutive_failures: u32,
+    last_error: Option<String>,
+    flips: u64,
+    last_flip: Option<Millis>,
+    late_flips: u64,
+    rejected: u64,
+    last_rejection: Option<String>,
+    epoch: Option<String>,
+    store_lost: bool,
+    store_losses: u64,
     /// `(offset, error)` in nanoseconds.
-    pub(crate) clock_offset: Option<(i64, i64)>,
+    clock_offset: Option<(i64, i64)>,
     /// When the current run of failed fetches began (`None`: the last
     /// fetch succeeded).
-    pub(crate) failing_since: Option<Millis>,
-    /// Whether the clock offset is beyond the threshold that is logged.
-    pub(crate) clock_off: bool,
-    /// Clock offset warnings: when the last was logged, and how many were
-    /// suppressed since.
-    pub(crate) clock_warned: Option<(std::time::Instant, u64)>,
+    failing_since: Option<Millis>,
     /// How the flipper thread is scheduled, once it started.
-    pub(crate) flipper: FlipperPriority,
+    flipper: FlipperPriority,
+}
+
+/// The run of failed fetches a successful one ended, for the log that says
+/// the registry is connected or recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Whether it was the first successful fetch.
+    pub(crate) first: bool,
+    /// How many fetches failed in a row before it.
+    pub(crate) failures: u32,
+    /// When that run of failures began, if there was one.
+    pub(crate) failing_since: Option<Millis>,
 }
 
 impl StatusData {
-    pub(crate) fn report(
+    /// A fetch succeeded at `now`, the store's clock reading `store_time`
+    /// then (when it says): counted, and the run of failures before it
+    /// ends; returns that run.
+    pub(crate) fn fetch_succeeded(&mut self, now: Millis, store_time: Option<Millis>) -> Recovered {
+        let recovered = Recovered {
+            first: self.last_fetch.is_none(),
+            failures: self.consecutive_failures,
+            failing_since: self.failing_since.take(),
+        };
+        self.fetches += 1;
+        self.consecutive_failures = 0;
+        self.last_fetch = Some(now);
+        self.last_store_time = store_time;
+        recovered
+    }
+
+    /// A fetch failed at `now` with `error`: counted; returns how many
+    /// failed in a row.
+    pub(crate) fn fetch_failed(&mut self, now: Millis, error: String) -> u32 {
+        if self.consecutive_failures == 0 {
+            self.failing_since = Some(now);
+        }
+        self.consecutive_failures += 1;
+        self.failed_fetches += 1;
+        self.last_error = Some(error);
+        self.consecutive_failures
+    }
+
+    /// The values of a new instant were published at `at`.
+    pub(crate) fn flipped(&mut self, at: Millis) {
+        self.flips += 1;
+        self.last_flip = Some(at);
+    }
+
+    /// A fetch learned `n` changes only once they were active.
+    pub(crate) fn learned_late(&mut self, n: u64) {
+        self.late_flips += n;
+    }
+
+    /// A stored entry this process cannot use was seen for the first time
+    /// (`message` says which and why).
+    pub(crate) fn entry_rejected(&mut self, message: String) {
+        self.rejected += 1;
+        self.last_rejection = Some(message);
+    }
+
+    /// A fetch found the store without the registry. Returns whether that
+    /// is news: a loss, counted once however many fetches find it so.
+    pub(crate) fn lost_store(&mut self) -> bool {
+        let news = !self.store_lost;
+        if news {
+            self.store_lost = true;
+            self.store_losses += 1;
+        }
+        news
+    }
+
+    /// A fetch found the registry written again under a new epoch: a loss,
+    /// counted unless it was already counted when a fetch found the store
+    /// without it. Returns whether it was counted now.
+    pub(crate) fn store_replaced(&mut self) -> bool {
+        let news = !self.store_lost;
+        if news {
+            self.store_losses += 1;
+        }
+        news
+    }
+
+    /// A fetch found the store holding the registry, at `epoch`.
+    pub(crate) fn store_holds(&mut self, epoch: Option<String>) {
+        self.store_lost = false;
+        self.epoch = epoch;
+    }
+
+    /// A fetch found the registry unchanged since the last one applied
+    /// whole: the store holds it, at the epoch known.
+    pub(crate) fn store_unchanged(&mut self) {
+        self.store_lost = false;
+    }
+
+    /// A new estimate of the store's clock minus this process's, at most
+    /// `error` off, both in nanoseconds.
+    pub(crate) fn clock_estimated(&mut self, offset: i64, error: i64) {
+        self.clock_offset = Some((offset, error));
+    }
+
+    /// The flipper thread started, scheduled as `priority` says.
+    pub(crate) fn flipper_started(&mut self, priority: FlipperPriority) {
+        self.flipper = priority;
+    }
+
+    /// When the last successful fetch completed.
+    pub(crate) fn last_fetch(&self) -> Option<Millis> {
+        self.last_fetch
+    }
+
+    /// Fetches that succeeded.
+    pub(crate) fn fetches(&self) -> u64 {
+        self.fetches
+    }
+
+    /// Fetches that failed.
+    pub(crate) fn failed_fetches(&self) -> u64 {
+        self.failed_fetches
+    }
+
+    /// Changes learned only once they were active.
+    pub(crate) fn late_flips(&self) -> u64 {
+        self.late_flips
+    }
+
+    /// Stored entries rejected, each counted once.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// The store's clock minus this process's and the bound on its error,
+    /// in nanoseconds, once estimated.
+    pub(crate) fn clock_offset(&self) -> Option<(i64, i64)> {
+        self.clock_offset
+    }
+
+    /// Whether the last fetch found the store without the registry.
+    pub(crate) fn store_lost(&self) -> bool {
+        self.store_lost
+    }
+
+    /// The status of a registry in namespace `namespace`, on `store`, at
+    /// `now`, with `pending` its changes waiting for their instant.
+    pub(crate) fn status(
         &self,
         namespace: &'static str,
         store: String,
@@ -240,7 +380,7 @@ impl StatusData {
 
 impl Status {
     pub(crate) fn not_started(namespace: &'static str) -> Status {
-        let mut status = StatusData::default().report(namespace, String::new(), 0, Vec::new());
+        let mut status = StatusData::default().status(namespace, String::new(), 0, Vec::new());
         status.started = false;
         status
     }
@@ -391,102 +531,4 @@ impl fmt::Display for Status {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A registry 2.5 s after its last fetch, with two pending changes,
-    /// failing and with a bad entry.
-    fn status() -> Status {
-        let at = |ms| to_datetime(ms);
-        let data = StatusData {
-            last_fetch: Some(1_900_000_000_000),
-            last_store_time: Some(1_900_000_000_001),
-            fetches: 12,
-            failed_fetches: 3,
-            consecutive_failures: 2,
-            last_error: Some("connection refused".into()),
-            flips: 4,
-            last_flip: Some(1_899_999_990_000),
-            late_flips: 1,
-            rejected: 1,
-            clock_offset: Some((1_234_567, 250_000)),
-            ..StatusData::default()
-        };
-        let pending = vec![
-            Pending {
-                key: "share",
-                at: at(1_900_000_060_000),
-                value: "25".into(),
-            },
-            Pending {
-                key: "theme",
-                at: at(1_900_000_120_000),
-                value: "\"dark\"".into(),
-            },
-        ];
-        let mut status = data.report(
-            "flags",
-            "redis://127.0.0.1:6379".into(),
-            1_900_000_002_500,
-            pending,
-        );
-        status.bad_entries = vec!["`flags.share` at …: not a u8; skipped".into()];
-        status
-    }
-
-    #[test]
-    fn display_is_a_short_summary() {
-        assert_eq!(
-            status().to_string(),
-            "flags: redis://127.0.0.1:6379, fetched 2.5s ago (12 fetches, 3 failed)\n  \
-             2 pending: share = 25 at 2030-03-17T17:47:40Z, then 1 more\n  \
-             4 flips (1 late), 1 rejected values, clock offset +1.234 ms (± 0.250 ms)\n  \
-             failing: 2 fetches in a row, the last: connection refused\n  \
-             1 bad entries (remove with `lockstep purge`): `flags.share` at …: not a u8; skipped"
-        );
-        assert_eq!(
-            Status::not_started("flags").to_string(),
-            "flags: not started"
-        );
-    }
-
-    #[test]
-    fn replica_fallbacks_are_shown_when_there_were_some() {
-        let mut status = status();
-        assert!(!status.to_string().contains("replica"));
-        assert_eq!(
-            serde_json::to_value(&status).unwrap()["replica_fallbacks"],
-            0
-        );
-        status.replica_fallbacks = 3;
-        assert!(
-            status
-                .to_string()
-                .contains("\n  3 fetches answered by another server than this process's replica"),
-            "{status}"
-        );
-        assert_eq!(
-            serde_json::to_value(&status).unwrap()["replica_fallbacks"],
-            3
-        );
-    }
-
-    #[test]
-    fn it_serializes_times_as_rfc3339_and_durations_in_ms() {
-        let json = serde_json::to_value(status()).unwrap();
-        assert_eq!(json["namespace"], "flags");
-        assert_eq!(json["last_fetch"], "2030-03-17T17:46:40Z");
-        assert_eq!(json["store_time"], "2030-03-17T17:46:40.001Z");
-        assert_eq!(json["last_fetch_age_ms"], 2_500);
-        assert_eq!(json["clock_offset_ms"], 1.234);
-        assert_eq!(json["clock_offset_error_ms"], 0.25);
-        assert_eq!(
-            json["pending"][1],
-            serde_json::json!({"field": "theme", "at": "2030-03-17T17:48:40Z", "value": "dark"})
-        );
-        assert_eq!(json["pending"][0]["value"], 25);
-        let idle = serde_json::to_value(Status::not_started("flags")).unwrap();
-        assert_eq!(idle["last_fetch"], serde_json::Value::Null);
-        assert_eq!(idle["last_fetch_age_ms"], serde_json::Value::Null);
-    }
-}
+mod tests;

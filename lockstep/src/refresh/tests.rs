@@ -1,5 +1,6 @@
 //! The refresher's tests: conditional fetches, the schedule's phase and
-//! backoff.
+//! backoff. (The rate of outage warnings is the engine's state's:
+//! `engine::tests`.)
 
 use super::*;
 
@@ -181,19 +182,4 @@ fn backoff_grows_and_stays_under_a_tick() {
     }
     assert!(backoff(1, 600_000) <= 250);
     assert!(backoff(30, 600_000) >= 150_000);
-}
-
-#[test]
-fn outage_warnings_are_one_per_interval_with_a_count_of_the_rest() {
-    let start = Instant::now();
-    let mut warned = None;
-    assert_eq!(warn_now(&mut warned, start), Some(0));
-    for ms in 1..=30 {
-        assert_eq!(
-            warn_now(&mut warned, start + Duration::from_millis(ms * 280)),
-            None
-        );
-    }
-    assert_eq!(warn_now(&mut warned, start + WARN_EVERY), Some(30));
-    assert_eq!(warn_now(&mut warned, start + WARN_EVERY), None);
 }
