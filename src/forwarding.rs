@@ -1,18 +1,23 @@
 //! One forwarding store for tests that intercept a call.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use lockstep::schema::Schema;
 use lockstep::store::MemoryStore;
-use lockstep::store::driver::{BoxFuture, Records, Unplaced};
+use lockstep::store::driver::{BoxFuture, Held, Records, Unplaced};
 use lockstep::store::{Committed, Fetch, Fetched, Store, StoredEntry, Write};
 use lockstep::{Error, Tick};
 
+/// What one fetch told the store the process held, and whether the store
+/// answered unchanged.
+pub type Seen = (Option<Held>, bool);
+
 /// A store that forwards every call to a memory store, for tests that
 /// intercept one: it may refuse fetches or schemas with a
-/// misconfiguration, counts schema publishes, and adds an entry whose
-/// instant is not a number to every fetch when asked.
+/// misconfiguration, counts schema publishes, keeps what each fetch said
+/// it held, and adds an entry whose instant is not a number to every fetch
+/// when asked.
 #[derive(Clone)]
 pub struct Forwarding {
     inner: MemoryStore,
@@ -26,6 +31,9 @@ pub struct Forwarding {
     pub down: Arc<AtomicBool>,
     /// How many schema publishes were asked.
     pub schema_publishes: Arc<AtomicUsize>,
+    /// Per fetch answered, what it told the store the process held, and
+    /// whether the store answered unchanged.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Forwarding {
@@ -38,7 +46,18 @@ impl Forwarding {
             unplaced: false,
             down: Arc::default(),
             schema_publishes: Arc::default(),
+            seen: Arc::default(),
         }
+    }
+
+    /// The memory store it forwards to.
+    pub fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+
+    /// What [`seen`](Forwarding::seen) holds, emptied.
+    pub fn take_seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 
     fn outage(&self) -> Error {
@@ -66,7 +85,10 @@ impl Store for Forwarding {
                 return Err(self.outage());
             }
             if !self.unplaced {
-                return self.inner.fetch_with(fetch).await;
+                let held = fetch.held().cloned();
+                let fetched = self.inner.fetch_with(fetch).await?;
+                self.seen.lock().unwrap().push((held, fetched.unchanged));
+                return Ok(fetched);
             }
             // In full: the entry it adds goes with the registry's.
             let mut fetched = self.inner.fetch_with(fetch.holding(None)).await?;

@@ -379,3 +379,74 @@ async fn a_clock_stepping_back_never_flips_a_value_back() {
         .await;
     assert_eq!(BACKWARDS.level(), 2);
 }
+
+#[lockstep(tick = "1s", store = "memory")]
+struct Watch {
+    #[lockstep(default = 1)]
+    level: u32,
+}
+
+/// A started registry says what it holds at each scheduled fetch:
+/// an unchanged registry answers with its header alone, a change is
+/// fetched in full and flips at its instant, `refresh` reads in
+/// full, and a store that lost its data is noticed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_registry_fetches_conditionally_and_misses_no_change() {
+    let clock = lockstep::ManualClock::new(chrono::Utc::now());
+    let store = lockstep_suite::Forwarding::new(MemoryStore::with_clock(&clock));
+    let take = || store.take_seen();
+    // Tick by tick, one scheduled fetch each.
+    let ticks = async |n: usize| {
+        for _ in 0..n {
+            clock.advance(std::time::Duration::from_secs(1)).await;
+        }
+    };
+    WATCH
+        .builder()
+        .store(store.clone())
+        .manual_clock(&clock)
+        .start()
+        .await
+        .unwrap();
+    let at = WATCH.set(Watch::LEVEL, 5).await.unwrap();
+    // The boot fetch held nothing (the registry was never written).
+    assert_eq!(take(), [(None, false)]);
+    clock.advance_to(at).await;
+    assert_eq!(WATCH.level(), 5);
+    ticks(3).await;
+    let fetched = take();
+    // The first fetch after the write is full; then each holds
+    // the revision the last applied and is answered unchanged.
+    assert!(fetched.len() >= 2, "{fetched:?}");
+    assert!(!fetched[0].1, "{fetched:?}");
+    let held = fetched[1].0.clone().expect("held after a whole fetch");
+    assert!(
+        fetched[1..]
+            .iter()
+            .all(|(h, unchanged)| *unchanged && h.as_ref() == Some(&held))
+    );
+    // A change: the next fetch, still holding the old revision, is
+    // answered in full, and the value flips at its instant.
+    let at = WATCH.set(Watch::LEVEL, 7).await.unwrap();
+    clock.advance_to(at).await;
+    assert_eq!(WATCH.level(), 7);
+    ticks(2).await;
+    let fetched = take();
+    assert_eq!(fetched[0], (Some(held.clone()), false), "{fetched:?}");
+    assert!(
+        fetched[1..].iter().all(|(_, unchanged)| *unchanged),
+        "{fetched:?}"
+    );
+    // `refresh` reads in full, whatever the process holds.
+    WATCH.refresh().await.unwrap();
+    assert_eq!(take(), [(None, false)]);
+    // The store loses its data: noticed at the next fetch, which
+    // then holds nothing; the value is kept.
+    store.inner().clear();
+    ticks(1).await;
+    assert!(WATCH.status().store_lost);
+    assert_eq!(WATCH.level(), 7);
+    ticks(1).await;
+    let fetched = take();
+    assert!(fetched.len() >= 2 && fetched[1].0.is_none(), "{fetched:?}");
+}
