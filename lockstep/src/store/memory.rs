@@ -63,6 +63,19 @@ struct Namespace {
     reports: HashMap<String, (StoredRecord, Millis)>,
 }
 
+impl Namespace {
+    /// A write at `now`: the registry has an epoch from its first write on,
+    /// and each write is a revision. Returns the revision.
+    fn written(&mut self, now: Millis) -> u64 {
+        self.epoch.get_or_insert_with(|| Epoch {
+            id: super::write::new_write_id(),
+            created: now,
+        });
+        self.revision += 1;
+        self.revision
+    }
+}
+
 static NAMED: LazyLock<Mutex<HashMap<String, MemoryStore>>> = LazyLock::new(Default::default);
 
 impl MemoryStore {
@@ -141,12 +154,7 @@ impl MemoryStore {
         let now = self.clock.now_millis();
         let mut state = self.lock();
         let ns = namespace(&mut state, registry);
-        ns.epoch.get_or_insert_with(|| Epoch {
-            id: super::write::new_write_id(),
-            created: now,
-        });
-        ns.revision += 1;
-        let revision = ns.revision;
+        let revision = ns.written(now);
         let timeline = ns.fields.entry(key.to_owned()).or_default();
         for (at, value) in entries {
             let origin = Origin {
@@ -272,12 +280,7 @@ impl MemoryStore {
             }
         }
         super::write::check_pending(write.namespace(), before, replaced, added)?;
-        ns.epoch.get_or_insert_with(|| Epoch {
-            id: super::write::new_write_id(),
-            created: now,
-        });
-        ns.revision += 1;
-        let revision = ns.revision;
+        let revision = ns.written(now);
         for (step, &at) in write.steps().iter().zip(&instants) {
             for (key, value) in step.values() {
                 let timeline = ns.fields.entry(key.clone()).or_default();
